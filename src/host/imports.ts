@@ -1,0 +1,24 @@
+import { PREVIEW1_FUNCTIONS } from '../wasi/preview1.js';
+
+/** Every import capsa can satisfy, as "module.name". */
+const PROVIDED = new Set<string>([
+  ...PREVIEW1_FUNCTIONS.map((n) => `wasi_snapshot_preview1.${n}`),
+  'capsicum.cap_enter',
+  'capsicum.cap_getmode',
+]);
+
+/** Modules capsa provides, for messages. */
+export const PROVIDED_MODULES = ['wasi_snapshot_preview1', 'capsicum'] as const;
+
+/** The imports of `module` that capsa cannot satisfy, each as "module.name (kind)". */
+export function unknownImports(module: WebAssembly.Module): string[] {
+  return WebAssembly.Module.imports(module)
+    .filter((i) => i.kind !== 'function' || !PROVIDED.has(`${i.module}.${i.name}`))
+    .map((i) => `${i.module}.${i.name} (${i.kind})`);
+}
+
+/** The message for a module with unknown imports: which, and what capsa offers instead. */
+export function unknownImportsMessage(what: string, unknown: string[]): string {
+  const list = unknown.slice(0, 10).join(', ') + (unknown.length > 10 ? `, and ${unknown.length - 10} more` : '');
+  return `Cannot run ${what}: it imports ${list}, which capsa does not provide (capsa provides functions of ${PROVIDED_MODULES.join(' and ')})`;
+}

@@ -1,0 +1,76 @@
+import { ERRNO, FILETYPE } from './constants.js';
+import { fail } from './errors.js';
+import { FdTable, type Auditor } from './fdtable.js';
+import { GuestMemory } from './memory.js';
+import { TYPE_RIGHTS } from './rights.js';
+
+const encoder = new TextEncoder();
+
+/** NUL-terminated UTF-8 strings laid out as args_get/environ_get write them. */
+export class StringList {
+  readonly count: number;
+  readonly bytes: Uint8Array;
+  readonly offsets: number[];
+  constructor(items: readonly string[]) {
+    const encoded = items.map((s) => {
+      if (s.includes('\0')) throw new Error(`argument or variable ${JSON.stringify(s)} contains a NUL byte`);
+      return encoder.encode(s + '\0');
+    });
+    this.count = items.length;
+    this.offsets = [];
+    const total = encoded.reduce((n, b) => n + b.length, 0);
+    this.bytes = new Uint8Array(total);
+    let off = 0;
+    for (const b of encoded) { this.offsets.push(off); this.bytes.set(b, off); off += b.length; }
+  }
+}
+
+/** Everything one guest's syscalls share: its memory, its descriptors, its arguments, its mode. */
+export class WasiContext {
+  readonly mem = new GuestMemory();
+  readonly fds: FdTable;
+  readonly args: StringList;
+  readonly env: StringList;
+  private capMode = false;
+  private readonly capEnterHooks: (() => void)[] = [];
+
+  constructor(opts: { args: readonly string[]; env: readonly string[]; maxFds: number; auditor?: Auditor | undefined }) {
+    this.args = new StringList(opts.args);
+    this.env = new StringList(opts.env);
+    this.fds = new FdTable(opts.maxFds, opts.auditor);
+  }
+
+  /** Whether the guest has entered capability mode (cap_getmode). */
+  get inCapabilityMode(): boolean {
+    return this.capMode;
+  }
+
+  /** Runs `hook` when the guest enters capability mode; later layers hang "no new authority" here. */
+  onCapEnter(hook: () => void): void {
+    this.capEnterHooks.push(hook);
+  }
+
+  /** cap_enter(2): irreversible; revokes init-only grants; entering twice is a no-op. */
+  enterCapabilityMode(): void {
+    if (this.capMode) return;
+    this.capMode = true;
+    this.fds.revokeInitOnly();
+    for (const h of this.capEnterHooks) h();
+  }
+
+  /** Fails with ECAPMODE when in capability mode: for calls that would acquire new authority. */
+  refuseInCapabilityMode(what: string): void {
+    if (this.capMode) fail(ERRNO.CAPMODE, `${what} is not permitted in capability mode`);
+  }
+}
+
+/** The widest rights for a descriptor of this file type. */
+export function typeRights(filetype: number): { base: bigint; inheriting: bigint } {
+  switch (filetype) {
+    case FILETYPE.DIRECTORY: return TYPE_RIGHTS.directory;
+    case FILETYPE.REGULAR_FILE: return TYPE_RIGHTS.regularFile;
+    case FILETYPE.SOCKET_STREAM:
+    case FILETYPE.SOCKET_DGRAM: return TYPE_RIGHTS.socket;
+    default: return TYPE_RIGHTS.characterDevice;
+  }
+}

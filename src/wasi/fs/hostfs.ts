@@ -1,0 +1,238 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { ERRNO, FILETYPE } from '../constants.js';
+import { fail, WasiError } from '../errors.js';
+import type { DirEntry, FileIO, FsDir, FsFile, FsNode, FsSymlink, OpenMode, Stat, TimesUpdate } from './types.js';
+
+const { O_RDONLY, O_WRONLY, O_RDWR, O_NOFOLLOW, O_NONBLOCK, O_APPEND, O_TRUNC, O_CREAT, O_EXCL } = fs.constants;
+const PROC_FD = process.platform === 'linux' && fs.existsSync('/proc/self/fd') ? '/proc/self/fd/' : undefined;
+
+/** Options for a host directory mount. */
+export interface HostMountOptions {
+  /** The host directory. It must exist and be a directory. */
+  root: string;
+  /** Refuse every change to the host tree, whatever the descriptor rights say. */
+  readonly?: boolean;
+}
+
+/** One mount: the real path of its root, against which every opened file is checked. */
+class HostMount {
+  constructor(readonly realRoot: string, readonly readonly: boolean) {}
+  /** Throws EROFS for a read-only mount; rights normally stop the call first, this is the backstop. */
+  writable(): void {
+    if (this.readonly) fail(ERRNO.ROFS, 'the mount is read-only');
+  }
+  /** Whether a host path lies inside this mount. */
+  contains(real: string): boolean {
+    return real === this.realRoot || real.startsWith(this.realRoot.endsWith('/') ? this.realRoot : this.realRoot + '/');
+  }
+}
+
+function toStat(s: fs.BigIntStats): Stat {
+  return {
+    dev: s.dev, ino: s.ino, filetype: filetypeOf(s), nlink: s.nlink, size: s.size,
+    atim: s.atimeNs, mtim: s.mtimeNs, ctim: s.ctimeNs,
+  };
+}
+
+function filetypeOf(s: fs.BigIntStats | fs.Stats | fs.Dirent): number {
+  if (s.isFile()) return FILETYPE.REGULAR_FILE;
+  if (s.isDirectory()) return FILETYPE.DIRECTORY;
+  if (s.isSymbolicLink()) return FILETYPE.SYMBOLIC_LINK;
+  if (s.isCharacterDevice()) return FILETYPE.CHARACTER_DEVICE;
+  if (s.isBlockDevice()) return FILETYPE.BLOCK_DEVICE;
+  if (s.isSocket()) return FILETYPE.SOCKET_STREAM;
+  return FILETYPE.UNKNOWN;
+}
+
+/** Converts a Node fs error into the WASI errno with the same name. */
+export function fsErrno(e: unknown): WasiError {
+  if (e instanceof WasiError) return e;
+  const code = (e as NodeJS.ErrnoException)?.code;
+  const errno = code ? (ERRNO as Record<string, number>)[code.slice(1)] : undefined;
+  return new WasiError(errno ?? ERRNO.IO, (e as Error)?.message);
+}
+
+function host<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    throw fsErrno(e);
+  }
+}
+
+function timeArg(ns: bigint | undefined, current: bigint): number {
+  return Number(ns ?? current) / 1e9;
+}
+
+abstract class HostNode implements FsNode {
+  abstract readonly filetype: number;
+  constructor(readonly mount: HostMount, readonly hostPath: string) {}
+  stat(): Stat {
+    return toStat(host(() => fs.lstatSync(this.hostPath, { bigint: true })));
+  }
+  setTimes(t: TimesUpdate): void {
+    this.mount.writable();
+    const s = host(() => fs.lstatSync(this.hostPath, { bigint: true }));
+    host(() => fs.lutimesSync(this.hostPath, timeArg(t.atim, s.atimeNs), timeArg(t.mtim, s.mtimeNs)));
+  }
+}
+
+class HostSymlink extends HostNode implements FsSymlink {
+  readonly filetype = FILETYPE.SYMBOLIC_LINK;
+  readlink(): string {
+    return host(() => fs.readlinkSync(this.hostPath));
+  }
+}
+
+class HostOther extends HostNode {
+  constructor(mount: HostMount, hostPath: string, readonly filetype: number) { super(mount, hostPath); }
+}
+
+class HostFile extends HostNode implements FsFile {
+  readonly filetype = FILETYPE.REGULAR_FILE;
+  open(mode: OpenMode): FileIO {
+    return openHostFile(this, mode, 0);
+  }
+}
+
+function accessFlags(mode: OpenMode): number {
+  return mode.write ? (mode.read ? O_RDWR : O_WRONLY) : O_RDONLY;
+}
+
+/**
+ * Opens a file of the mount. The final component is opened with O_NOFOLLOW (a symlink swapped in
+ * after the lookup is refused) and O_NONBLOCK (a FIFO swapped in cannot hang the host); the result
+ * must be a regular file, and on Linux its /proc/self/fd link must still lie inside the mount.
+ */
+function openHostFile(file: HostFile, mode: OpenMode, extra: number): FileIO {
+  if (mode.write || mode.truncate) file.mount.writable();
+  const flags = accessFlags(mode) | (mode.truncate ? O_TRUNC : 0) | (mode.append ? O_APPEND : 0) | O_NOFOLLOW | O_NONBLOCK | extra;
+  const fd = host(() => fs.openSync(file.hostPath, flags, 0o644));
+  try {
+    if (!host(() => fs.fstatSync(fd)).isFile()) fail(ERRNO.ACCES, `${file.hostPath} is not a regular file`);
+    if (PROC_FD !== undefined) {
+      const real = host(() => fs.readlinkSync(PROC_FD + fd));
+      if (!file.mount.contains(real)) fail(ERRNO.NOTCAPABLE, `${file.hostPath} resolved outside the mount`);
+    }
+  } catch (e) {
+    fs.closeSync(fd);
+    throw e;
+  }
+  return new HostFileIO(file, fd);
+}
+
+class HostFileIO implements FileIO {
+  private closed = false;
+  constructor(readonly node: HostFile, private readonly fd: number) {}
+  pread(buf: Uint8Array, pos: number): number {
+    return host(() => fs.readSync(this.fd, buf, 0, buf.length, pos));
+  }
+  pwrite(buf: Uint8Array, pos: number): number {
+    return host(() => fs.writeSync(this.fd, buf, 0, buf.length, pos));
+  }
+  append(buf: Uint8Array): number {
+    // The descriptor was opened O_APPEND, so the kernel places the bytes at the end atomically.
+    host(() => fs.writeSync(this.fd, buf, 0, buf.length, null));
+    return this.size();
+  }
+  size(): number {
+    return host(() => fs.fstatSync(this.fd)).size;
+  }
+  truncate(size: number): void {
+    this.node.mount.writable();
+    host(() => fs.ftruncateSync(this.fd, size));
+  }
+  stat(): Stat {
+    return toStat(host(() => fs.fstatSync(this.fd, { bigint: true })));
+  }
+  setTimes(t: TimesUpdate): void {
+    this.node.mount.writable();
+    const s = host(() => fs.fstatSync(this.fd, { bigint: true }));
+    host(() => fs.futimesSync(this.fd, timeArg(t.atim, s.atimeNs), timeArg(t.mtim, s.mtimeNs)));
+  }
+  sync(): void {
+    host(() => fs.fsyncSync(this.fd));
+  }
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    fs.closeSync(this.fd);
+  }
+}
+
+export class HostDir extends HostNode implements FsDir {
+  readonly filetype = FILETYPE.DIRECTORY;
+  get fsid(): object { return this.mount; }
+
+  private child(name: string): string {
+    return this.hostPath + '/' + name;
+  }
+  lookup(name: string): FsNode | undefined {
+    const p = this.child(name);
+    const s = host(() => fs.lstatSync(p, { throwIfNoEntry: false }));
+    if (s === undefined) return undefined;
+    if (s.isFile()) return new HostFile(this.mount, p);
+    if (s.isDirectory()) return new HostDir(this.mount, p);
+    if (s.isSymbolicLink()) return new HostSymlink(this.mount, p);
+    return new HostOther(this.mount, p, filetypeOf(s));
+  }
+  list(): DirEntry[] {
+    const entries = host(() => fs.readdirSync(this.hostPath, { withFileTypes: true }));
+    return entries.map((d) => {
+      const s = host(() => fs.lstatSync(this.child(d.name), { bigint: true, throwIfNoEntry: false }));
+      return { name: d.name, ino: s?.ino ?? 0n, filetype: filetypeOf(d) };
+    });
+  }
+  createFile(name: string, mode: OpenMode): FileIO {
+    this.mount.writable();
+    return openHostFile(new HostFile(this.mount, this.child(name)), { ...mode, write: true }, O_CREAT | O_EXCL);
+  }
+  mkdir(name: string): void {
+    this.mount.writable();
+    host(() => fs.mkdirSync(this.child(name)));
+  }
+  symlink(name: string, target: string): void {
+    this.mount.writable();
+    // A link that points outside the mount is useless to the guest (lookups refuse it) and a trap
+    // for host tools that later follow it, so it is never created.
+    const linkDir = path.relative(this.mount.realRoot, this.hostPath);
+    if (path.isAbsolute(target) || path.normalize(path.join(linkDir, target)).split(path.sep)[0] === '..') {
+      fail(ERRNO.NOTCAPABLE, `symlink target ${target} would point outside the mount`);
+    }
+    host(() => fs.symlinkSync(target, this.child(name)));
+  }
+  unlink(name: string): void {
+    this.mount.writable();
+    const p = this.child(name);
+    const s = host(() => fs.lstatSync(p));
+    if (s.isDirectory()) fail(ERRNO.ISDIR, `${name} is a directory`);
+    host(() => fs.unlinkSync(p));
+  }
+  rmdir(name: string): void {
+    this.mount.writable();
+    host(() => fs.rmdirSync(this.child(name)));
+  }
+  rename(name: string, to: FsDir, toName: string): void {
+    this.mount.writable();
+    if (!(to instanceof HostDir) || to.mount !== this.mount) fail(ERRNO.XDEV);
+    host(() => fs.renameSync(this.child(name), to.child(toName)));
+  }
+  link(name: string, to: FsDir, toName: string): void {
+    this.mount.writable();
+    if (!(to instanceof HostDir) || to.mount !== this.mount) fail(ERRNO.XDEV);
+    host(() => fs.linkSync(this.child(name), to.child(toName)));
+  }
+}
+
+/** Mounts a host directory; throws a plain Error (for the operator) when it is unusable. */
+export function createHostMount(options: HostMountOptions): HostDir {
+  let real: string;
+  try {
+    real = fs.realpathSync(options.root);
+  } catch {
+    throw new Error(`Cannot mount ${options.root}: it does not exist`);
+  }
+  if (!fs.statSync(real).isDirectory()) throw new Error(`Cannot mount ${options.root}: it is not a directory`);
+  return new HostDir(new HostMount(real, options.readonly ?? false), real);
+}

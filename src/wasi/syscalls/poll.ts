@@ -1,0 +1,114 @@
+import { ERRNO, EVENTTYPE, FILETYPE, LIMITS, SUBCLOCKFLAGS } from '../constants.js';
+import { fail, WasiError } from '../errors.js';
+import type { WasiContext } from '../context.js';
+import { FileHandle } from '../handles.js';
+import { R } from '../rights.js';
+import { clockNow } from './env.js';
+
+const SUB_SIZE = 48;
+const EVENT_SIZE = 32;
+// One private cell to sleep on: Atomics.wait blocks the guest's thread without spinning a core.
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+interface Ev { userdata: bigint; error: number; type: number; nbytes: bigint }
+
+/** poll_oneoff and the sock_* calls (capsa grants no sockets yet, so those fail cleanly). */
+export function pollCalls(ctx: WasiContext) {
+  const { mem, fds } = ctx;
+
+  const sock = (fd: number): number => {
+    const e = fds.peek(fd) ?? fail(ERRNO.BADF, `fd ${fd} is not open`);
+    const t = e.handle.filetype;
+    if (t !== FILETYPE.SOCKET_STREAM && t !== FILETYPE.SOCKET_DGRAM) fail(ERRNO.NOTSOCK, `fd ${fd} is not a socket`);
+    return fail(ERRNO.NOTSUP);
+  };
+
+  return {
+    poll_oneoff(inPtr: number, outPtr: number, nsubs: number, neventsPtr: number): number {
+      mem.sync();
+      nsubs >>>= 0;
+      if (nsubs === 0) fail(ERRNO.INVAL, 'poll_oneoff with no subscriptions');
+      if (nsubs > LIMITS.subscriptions) fail(ERRNO.INVAL, `more than ${LIMITS.subscriptions} subscriptions`);
+      mem.check(inPtr >>> 0, nsubs * SUB_SIZE);
+      mem.check(outPtr >>> 0, nsubs * EVENT_SIZE);
+      mem.check(neventsPtr >>> 0, 4);
+
+      const ready: Ev[] = [];
+      const timers: { userdata: bigint; deadline: bigint; clock: number }[] = [];
+      for (let i = 0; i < nsubs; i++) {
+        const p = (inPtr >>> 0) + i * SUB_SIZE;
+        const userdata = mem.u64(p);
+        const type = mem.u8At(p + 8);
+        if (type === EVENTTYPE.CLOCK) {
+          const clock = mem.u32(p + 16);
+          const timeout = mem.u64(p + 24);
+          const flags = mem.u16(p + 40);
+          let now: bigint;
+          try {
+            now = clockNow(clock);
+          } catch (e) {
+            ready.push({ userdata, error: (e as WasiError).errno, type, nbytes: 0n });
+            continue;
+          }
+          const deadline = flags & SUBCLOCKFLAGS.ABSTIME ? timeout : now + timeout;
+          timers.push({ userdata, deadline, clock });
+        } else if (type === EVENTTYPE.FD_READ || type === EVENTTYPE.FD_WRITE) {
+          const fd = mem.u32(p + 16);
+          const needed = (type === EVENTTYPE.FD_READ ? R.fd_read : R.fd_write) | R.poll_fd_readwrite;
+          try {
+            const e = fds.get(fd, needed, 'poll_oneoff');
+            let nbytes = 0n;
+            if (type === EVENTTYPE.FD_READ && e.handle instanceof FileHandle) {
+              nbytes = BigInt(Math.max(0, e.handle.io.size() - e.handle.offset));
+            }
+            if (type === EVENTTYPE.FD_WRITE || e.handle.readReady()) ready.push({ userdata, error: 0, type, nbytes });
+          } catch (e) {
+            if (!(e instanceof WasiError)) throw e;
+            ready.push({ userdata, error: e.errno, type, nbytes: 0n });
+          }
+        } else {
+          ready.push({ userdata, error: ERRNO.INVAL, type, nbytes: 0n });
+        }
+      }
+
+      if (ready.length === 0 && timers.length > 0) {
+        // Sleep until the earliest deadline. Deadlines on different clocks are compared as
+        // durations from now, measured on each timer's own clock.
+        let wait = timers.reduce((m, t) => {
+          const d = t.deadline - clockNow(t.clock);
+          return d < m ? d : m;
+        }, BigInt(Number.MAX_SAFE_INTEGER));
+        while (wait > 0n) {
+          const ms = Number(wait / 1_000_000n) + (wait % 1_000_000n > 0n ? 1 : 0);
+          Atomics.wait(sleeper, 0, 0, Math.min(ms, 2 ** 31));
+          wait = timers.reduce((m, t) => {
+            const d = t.deadline - clockNow(t.clock);
+            return d < m ? d : m;
+          }, BigInt(Number.MAX_SAFE_INTEGER));
+        }
+      }
+      for (const t of timers) {
+        if (clockNow(t.clock) >= t.deadline) ready.push({ userdata: t.userdata, error: 0, type: EVENTTYPE.CLOCK, nbytes: 0n });
+      }
+
+      ready.forEach((ev, i) => {
+        const q = (outPtr >>> 0) + i * EVENT_SIZE;
+        mem.setU64(q, ev.userdata);
+        mem.setU16(q + 8, ev.error);
+        mem.setU8(q + 10, ev.type);
+        mem.setU8(q + 11, 0);
+        mem.setU32(q + 12, 0);
+        mem.setU64(q + 16, ev.nbytes);
+        mem.setU16(q + 24, 0);
+      });
+      mem.setU32(neventsPtr, ready.length);
+      return ERRNO.SUCCESS;
+    },
+
+    sock_accept: (fd: number, _flags: number, _out: number): number => sock(fd),
+    sock_recv: (fd: number, _ri: number, _rl: number, _f: number, _nr: number, _of: number): number => sock(fd),
+    sock_send: (fd: number, _si: number, _sl: number, _f: number, _nw: number): number => sock(fd),
+    sock_shutdown: (fd: number, _how: number): number => sock(fd),
+  };
+}
+

@@ -1,0 +1,140 @@
+import { FILETYPE } from './constants.js';
+import { ProcExit } from './errors.js';
+import { WasiContext, typeRights } from './context.js';
+import type { Auditor } from './fdtable.js';
+import { createHostMount } from './fs/hostfs.js';
+import { createMemFs, seedMemDir, type MemFsOptions, type MemSeed } from './fs/memfs.js';
+import type { FsDir } from './fs/types.js';
+import { DirHandle, InputHandle, OutputHandle, type InputSource, type OutputSink } from './handles.js';
+import { createCapsicumImports } from './capsicum.js';
+import { createPreview1, type HostErrorHandler } from './preview1.js';
+import { READ_ONLY_MASK, R } from './rights.js';
+
+/** A directory the guest starts with, at a guest path. */
+export interface Preopen {
+  /** Where the guest sees it, e.g. "/data". */
+  guest: string;
+  /** A host directory to mount. */
+  host?: string;
+  /** An in-memory tree, optionally seeded; or a tree shared with the caller. */
+  memory?: MemSeed | FsDir | true;
+  /** Drop every right that writes or changes the namespace. */
+  readonly?: boolean;
+  /** Narrow the rights further: the fd gets the defaults ∩ these. */
+  rights?: { base: bigint; inheriting: bigint };
+  /** Revoke this grant when the guest calls cap_enter(). */
+  initOnly?: boolean;
+}
+
+/** Options of createWasi, shaped like node:wasi's. */
+export interface WasiOptions {
+  args?: readonly string[];
+  env?: Readonly<Record<string, string>>;
+  /** node:wasi's `{ guestPath: hostPath }`, or a list of Preopen for the full vocabulary. */
+  preopens?: Readonly<Record<string, string>> | readonly Preopen[];
+  stdin?: InputSource;
+  stdout?: OutputSink;
+  stderr?: OutputSink;
+  /** Whether stdio should look like a terminal to the guest (isatty). */
+  tty?: boolean;
+  /** Open descriptors the guest may hold at once (default 1024). */
+  maxFds?: number;
+  /** Quotas of in-memory preopens. */
+  memFs?: MemFsOptions;
+  auditor?: Auditor;
+  onHostError?: HostErrorHandler;
+}
+
+/** What createWasi returns: node:wasi's shape plus the capsicum module and the context. */
+export interface Wasi {
+  readonly wasiImport: Record<string, (...args: never[]) => number>;
+  /** Import object with both modules capsa provides: wasi_snapshot_preview1 and capsicum. */
+  getImportObject(): WebAssembly.Imports;
+  /** Runs a command's _start; returns its exit code (0 when _start returns). */
+  start(instance: WebAssembly.Instance): number;
+  /** Calls a reactor's _initialize, if it has one. */
+  initialize(instance: WebAssembly.Instance): void;
+  readonly context: WasiContext;
+}
+
+function normalizePreopens(p: WasiOptions['preopens']): readonly Preopen[] {
+  if (p === undefined) return [];
+  if (Array.isArray(p)) return p as readonly Preopen[];
+  return Object.entries(p as Record<string, string>).map(([guest, host]) => ({ guest, host }));
+}
+
+function openPreopen(p: Preopen, memFs: MemFsOptions | undefined): FsDir {
+  if (p.host !== undefined && p.memory !== undefined) throw new Error(`preopen ${p.guest}: give host or memory, not both`);
+  if (p.host !== undefined) return createHostMount({ root: p.host, readonly: p.readonly ?? false });
+  const m = p.memory;
+  if (m !== undefined && m !== true && typeof (m as FsDir).lookup === 'function') return m as FsDir;
+  const root = createMemFs(memFs);
+  if (m !== undefined && m !== true) seedMemDir(root, m as MemSeed);
+  return root;
+}
+
+/**
+ * Creates a WASI preview1 environment whose every call is checked against a Capsicum rights
+ * table. This is the in-thread layer for trusted embedders; untrusted guests go through the host.
+ */
+export function createWasi(options: WasiOptions = {}): Wasi {
+  const env = Object.entries(options.env ?? {}).map(([k, v]) => {
+    if (k.includes('=')) throw new Error(`environment variable name ${JSON.stringify(k)} contains "="`);
+    return `${k}=${v}`;
+  });
+  const ctx = new WasiContext({ args: options.args ?? [], env, maxFds: options.maxFds ?? 1024, auditor: options.auditor });
+  const fds = ctx.fds;
+
+  const tty = options.tty ?? false;
+  const stdioType = tty ? FILETYPE.CHARACTER_DEVICE : FILETYPE.UNKNOWN;
+  const stdioRights = typeRights(FILETYPE.CHARACTER_DEVICE).base;
+  fds.insert({ handle: new InputHandle(options.stdin, stdioType), base: stdioRights & ~R.fd_write, inheriting: 0n, fdflags: 0 });
+  fds.insert({ handle: new OutputHandle(options.stdout, stdioType), base: stdioRights & ~R.fd_read, inheriting: 0n, fdflags: 0 });
+  fds.insert({ handle: new OutputHandle(options.stderr, stdioType), base: stdioRights & ~R.fd_read, inheriting: 0n, fdflags: 0 });
+
+  const dirRights = typeRights(FILETYPE.DIRECTORY);
+  for (const p of normalizePreopens(options.preopens)) {
+    if (!p.guest.startsWith('/') && p.guest !== '.') throw new Error(`preopen ${p.guest}: the guest path must be absolute`);
+    let base = dirRights.base, inheriting = dirRights.inheriting;
+    if (p.readonly) { base &= READ_ONLY_MASK; inheriting &= READ_ONLY_MASK; }
+    if (p.rights) { base &= p.rights.base; inheriting &= p.rights.inheriting; }
+    fds.insert({
+      handle: new DirHandle(openPreopen(p, options.memFs)), base, inheriting, fdflags: 0,
+      preopen: p.guest, initOnly: p.initOnly ?? false,
+    });
+  }
+
+  const wasiImport = createPreview1(ctx, options.onHostError);
+  const capsicum = createCapsicumImports(ctx);
+
+  const bind = (instance: WebAssembly.Instance): void => {
+    const memory = instance.exports['memory'];
+    if (!(memory instanceof WebAssembly.Memory)) throw new Error('the module does not export a memory named "memory"');
+    ctx.mem.bind(memory);
+  };
+
+  return {
+    wasiImport,
+    context: ctx,
+    getImportObject: () => ({ wasi_snapshot_preview1: wasiImport, capsicum }),
+    start(instance) {
+      bind(instance);
+      const start = instance.exports['_start'];
+      if (typeof start !== 'function') throw new Error('the module does not export _start');
+      try {
+        (start as () => void)();
+        return 0;
+      } catch (e) {
+        if (e instanceof ProcExit) return e.code;
+        throw e;
+      } finally {
+        fds.closeAll();
+      }
+    },
+    initialize(instance) {
+      bind(instance);
+      const init = instance.exports['_initialize'];
+      if (typeof init === 'function') (init as () => void)();
+    },
+  };
+}
