@@ -4,7 +4,7 @@ import { ERRNO, FILETYPE } from '../constants.js';
 import { fail, WasiError } from '../errors.js';
 import type { DirEntry, FileIO, FsDir, FsFile, FsNode, FsSymlink, OpenMode, Stat, TimesUpdate } from './types.js';
 
-const { O_RDONLY, O_WRONLY, O_RDWR, O_NOFOLLOW, O_NONBLOCK, O_APPEND, O_TRUNC, O_CREAT, O_EXCL } = fs.constants;
+const { O_RDONLY, O_WRONLY, O_RDWR, O_NOFOLLOW, O_NONBLOCK, O_TRUNC, O_CREAT, O_EXCL } = fs.constants;
 const PROC_FD = process.platform === 'linux' && fs.existsSync('/proc/self/fd') ? '/proc/self/fd/' : undefined;
 
 /** Options for a host directory mount. */
@@ -15,9 +15,35 @@ export interface HostMountOptions {
   readonly?: boolean;
 }
 
+/**
+ * Node sets file times through doubles (libuv's uv_fs_utime), which lose the last few hundred
+ * nanoseconds. The mount remembers the exact times a guest set and reports them for as long as the
+ * host still holds the rounded value it stored, so a guest reads back what it wrote.
+ */
+class TimeOverlay {
+  private readonly exact = new Map<string, { atim?: [bigint, bigint]; mtim?: [bigint, bigint] }>();
+  /** `before` is what the guest saw; a time it did not set must also read back unchanged. */
+  record(before: Stat, t: TimesUpdate, after: fs.BigIntStats): void {
+    const key = `${before.dev}:${before.ino}`;
+    this.exact.delete(key);
+    this.exact.set(key, { atim: [t.atim ?? before.atim, after.atimeNs], mtim: [t.mtim ?? before.mtim, after.mtimeNs] });
+    if (this.exact.size > 4096) this.exact.delete(this.exact.keys().next().value!);
+  }
+  apply(st: Stat): Stat {
+    const e = this.exact.get(`${st.dev}:${st.ino}`);
+    if (e?.atim && e.atim[1] === st.atim) st.atim = e.atim[0];
+    if (e?.mtim && e.mtim[1] === st.mtim) st.mtim = e.mtim[0];
+    return st;
+  }
+}
+
 /** One mount: the real path of its root, against which every opened file is checked. */
 class HostMount {
+  readonly times = new TimeOverlay();
   constructor(readonly realRoot: string, readonly readonly: boolean) {}
+  stat(s: fs.BigIntStats): Stat {
+    return this.times.apply(toStat(s));
+  }
   /** Throws EROFS for a read-only mount; rights normally stop the call first, this is the backstop. */
   writable(): void {
     if (this.readonly) fail(ERRNO.ROFS, 'the mount is read-only');
@@ -61,20 +87,21 @@ function host<T>(fn: () => T): T {
   }
 }
 
-function timeArg(ns: bigint | undefined, current: bigint): number {
-  return Number(ns ?? current) / 1e9;
+function timeArg(ns: bigint): number {
+  return Number(ns) / 1e9;
 }
 
 abstract class HostNode implements FsNode {
   abstract readonly filetype: number;
   constructor(readonly mount: HostMount, readonly hostPath: string) {}
   stat(): Stat {
-    return toStat(host(() => fs.lstatSync(this.hostPath, { bigint: true })));
+    return this.mount.stat(host(() => fs.lstatSync(this.hostPath, { bigint: true })));
   }
   setTimes(t: TimesUpdate): void {
     this.mount.writable();
-    const s = host(() => fs.lstatSync(this.hostPath, { bigint: true }));
-    host(() => fs.lutimesSync(this.hostPath, timeArg(t.atim, s.atimeNs), timeArg(t.mtim, s.mtimeNs)));
+    const s = this.stat();
+    host(() => fs.lutimesSync(this.hostPath, timeArg(t.atim ?? s.atim), timeArg(t.mtim ?? s.mtim)));
+    this.mount.times.record(s, t, host(() => fs.lstatSync(this.hostPath, { bigint: true })));
   }
 }
 
@@ -107,7 +134,9 @@ function accessFlags(mode: OpenMode): number {
  */
 function openHostFile(file: HostFile, mode: OpenMode, extra: number): FileIO {
   if (mode.write || mode.truncate) file.mount.writable();
-  const flags = accessFlags(mode) | (mode.truncate ? O_TRUNC : 0) | (mode.append ? O_APPEND : 0) | O_NOFOLLOW | O_NONBLOCK | extra;
+  // Never O_APPEND on the host: Linux then ignores pwrite offsets, and WASI lets a guest turn
+  // append mode off again with fd_fdstat_set_flags. Appends are positioned writes at the end.
+  const flags = accessFlags(mode) | (mode.truncate ? O_TRUNC : 0) | O_NOFOLLOW | O_NONBLOCK | extra;
   const fd = host(() => fs.openSync(file.hostPath, flags, 0o644));
   try {
     if (!host(() => fs.fstatSync(fd)).isFile()) fail(ERRNO.ACCES, `${file.hostPath} is not a regular file`);
@@ -132,9 +161,8 @@ class HostFileIO implements FileIO {
     return host(() => fs.writeSync(this.fd, buf, 0, buf.length, pos));
   }
   append(buf: Uint8Array): number {
-    // The descriptor was opened O_APPEND, so the kernel places the bytes at the end atomically.
-    host(() => fs.writeSync(this.fd, buf, 0, buf.length, null));
-    return this.size();
+    const end = this.size();
+    return end + this.pwrite(buf, end);
   }
   size(): number {
     return host(() => fs.fstatSync(this.fd)).size;
@@ -144,12 +172,13 @@ class HostFileIO implements FileIO {
     host(() => fs.ftruncateSync(this.fd, size));
   }
   stat(): Stat {
-    return toStat(host(() => fs.fstatSync(this.fd, { bigint: true })));
+    return this.node.mount.stat(host(() => fs.fstatSync(this.fd, { bigint: true })));
   }
   setTimes(t: TimesUpdate): void {
     this.node.mount.writable();
-    const s = host(() => fs.fstatSync(this.fd, { bigint: true }));
-    host(() => fs.futimesSync(this.fd, timeArg(t.atim, s.atimeNs), timeArg(t.mtim, s.mtimeNs)));
+    const s = this.stat();
+    host(() => fs.futimesSync(this.fd, timeArg(t.atim ?? s.atim), timeArg(t.mtim ?? s.mtim)));
+    this.node.mount.times.record(s, t, host(() => fs.fstatSync(this.fd, { bigint: true })));
   }
   sync(): void {
     host(() => fs.fsyncSync(this.fd));

@@ -182,7 +182,7 @@ export function fdCalls(ctx: WasiContext) {
       const e = fds.peek(fd) ?? fail(ERRNO.BADF, `fd ${fd} is not open`);
       if (e.preopen === undefined) fail(ERRNO.BADF, `fd ${fd} is not a preopened directory`);
       const name = Buffer.from(e.preopen);
-      if ((len >>> 0) < name.length) fail(ERRNO.NOBUFS);
+      if ((len >>> 0) < name.length) fail(ERRNO.NAMETOOLONG, `buffer of ${len >>> 0} bytes is too small for ${name.length}`);
       mem.bytes(ptr, name.length).set(name);
       return ERRNO.SUCCESS;
     },
