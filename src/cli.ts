@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
-import { unknownImports, unknownImportsMessage } from './host/imports.js';
-import { classifyTrap } from './host/trap.js';
-import { createWasi, type Preopen } from './wasi/wasi.js';
+import { createHost } from './host/host.js';
+import { DEFAULT_MAX_LIMITS, type Limits } from './host/limits.js';
+import type { RunResult } from './host/result.js';
+import { parseBytes, parseDuration } from './host/units.js';
+import type { DirGrant } from './host/worker/protocol.js';
 
 const RUN_HELP = `Usage: capsa run MODULE.wasm [options] [--] [ARGS...]
 
@@ -16,11 +18,19 @@ Options:
                            read-only rights. "--dir HOST" mounts HOST at the same path.
   --env KEY=VALUE          Set an environment variable (repeatable). No host variable
                            is passed unless named here.
+  --timeout DURATION       Wall-clock limit, e.g. 2s, 500ms, 1m (default 10s).
+  --cpu DURATION           CPU-time limit of the guest's thread (default 10s).
+  --memory SIZE            Most linear memory the guest may grow to, e.g. 64MiB
+                           (default 256MiB); memory.grow past it returns -1.
+  --output-limit SIZE      Most bytes on stdout and on stderr each (default 1MiB).
+  --audit denied|all       Record capability decisions as JSON lines on stderr.
+  --audit-file FILE        Write the audit lines to FILE instead.
   -h, --help               Show this help.
 
 Exit status: the guest's exit code; 134 when the guest traps (the trap is printed
-to stderr); 1 when the module cannot be loaded (the message names the reason, such
-as an import capsa does not provide).
+to stderr); 124 when it runs out of time; 125 when it hits its memory or output
+limit; 1 when the module cannot be loaded (the message names the reason, such as
+an import capsa does not provide); 2 for a usage error.
 
 Example:
   capsa run guests/build/cat.wasm --dir ./data::/data:ro -- /data/notes.txt`;
@@ -35,7 +45,7 @@ Run "capsa run --help" for the options of run.`;
 class UsageError extends Error {}
 
 /** Parses "HOST::GUEST[:ro]" (or "HOST") into a preopen. */
-export function parseDir(spec: string): Preopen {
+export function parseDir(spec: string): DirGrant {
   let host = spec, guest = spec, readonly = false;
   const sep = spec.indexOf('::');
   if (sep >= 0) {
@@ -60,12 +70,36 @@ function parseEnv(items: string[]): Record<string, string> {
   return env;
 }
 
-function run(argv: string[]): number {
+/** The process exit status for a run's end, documented in --help. */
+export function exitStatus(r: RunResult): number {
+  switch (r.status) {
+    case 'exited': return r.exitCode ?? 0;
+    case 'trapped': return 134;
+    case 'timeout': return 124;
+    case 'memory_limit':
+    case 'output_limit': return 125;
+    case 'cancelled': return 130;
+    case 'invalid_module': return 1;
+    case 'host_error': return 70;
+  }
+}
+
+function optional<T>(v: string | undefined, parse: (s: string) => T): T | undefined {
+  return v === undefined ? undefined : parse(v);
+}
+
+async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     options: {
       dir: { type: 'string', multiple: true, default: [] },
       env: { type: 'string', multiple: true, default: [] },
+      timeout: { type: 'string' },
+      cpu: { type: 'string' },
+      memory: { type: 'string' },
+      'output-limit': { type: 'string' },
+      audit: { type: 'string' },
+      'audit-file': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     allowPositionals: true,
@@ -74,6 +108,22 @@ function run(argv: string[]): number {
   if (values.help) { process.stdout.write(RUN_HELP + '\n'); return 0; }
   const [modulePath, ...args] = positionals;
   if (!modulePath) throw new UsageError('capsa run: missing MODULE.wasm\n\n' + RUN_HELP);
+  const audit = values.audit ?? 'off';
+  if (audit !== 'off' && audit !== 'denied' && audit !== 'all') throw new UsageError(`--audit ${audit}: expected denied or all`);
+
+  let limits: Partial<Limits>;
+  try {
+    limits = Object.fromEntries(Object.entries({
+      wallMs: optional(values.timeout, (v) => parseDuration(v, '--timeout')),
+      cpuMs: optional(values.cpu, (v) => parseDuration(v, '--cpu')),
+      memoryBytes: optional(values.memory, (v) => parseBytes(v, '--memory')),
+      outputBytes: optional(values['output-limit'], (v) => parseBytes(v, '--output-limit')),
+    }).filter(([, v]) => v !== undefined));
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const dirs = values.dir.map(parseDir);
+  const env = parseEnv(values.env);
 
   let bytes: Buffer;
   try {
@@ -82,53 +132,50 @@ function run(argv: string[]): number {
     process.stderr.write(`capsa: Cannot read ${modulePath}: ${(e as Error).message}\n`);
     return 1;
   }
-  let module: WebAssembly.Module;
-  try {
-    module = new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>);
-  } catch (e) {
-    process.stderr.write(`capsa: Cannot compile ${modulePath}: ${(e as Error).message}\n`);
-    return 1;
-  }
-  const unknown = unknownImports(module);
-  if (unknown.length) {
-    process.stderr.write(`capsa: ${unknownImportsMessage(modulePath, unknown)}\n`);
-    return 1;
+  for (const d of dirs) {
+    if (!fs.existsSync(d.host) || !fs.statSync(d.host).isDirectory()) {
+      process.stderr.write(`capsa: Cannot mount ${d.host} at ${d.guest}: it is not a directory\n`);
+      return 1;
+    }
   }
 
-  let wasi;
+  let auditOut: number | undefined;
+  if (audit !== 'off') auditOut = values['audit-file'] ? fs.openSync(values['audit-file'], 'w') : 2;
+  // The CLI allows one run at the size the operator asked for: its maxima are the flags themselves.
+  const host = await createHost({ workers: 1, limits: { max: { ...DEFAULT_MAX_LIMITS, ...maxOf(limits) } } });
   try {
-    wasi = createWasi({
-      args: [modulePath, ...args],
-      env: parseEnv(values.env),
-      preopens: values.dir.map(parseDir),
-      stdin: 0, stdout: 1, stderr: 2,
-      tty: Boolean(process.stdout.isTTY),
-      onHostError: (call, err) => process.stderr.write(`capsa: host error in ${call}: ${(err as Error)?.stack ?? err}\n`),
+    const handle = host.start({
+      module: bytes, argv0: modulePath, args, env, dirs, limits, audit,
+      stdinFd: 0, stdoutFd: 1, stderrFd: 2, tty: Boolean(process.stdout.isTTY),
     });
-  } catch (e) {
-    if (e instanceof UsageError) throw e;
-    process.stderr.write(`capsa: ${(e as Error).message}\n`);
-    return 1;
-  }
-  try {
-    const instance = new WebAssembly.Instance(module, wasi.getImportObject());
-    return wasi.start(instance);
-  } catch (e) {
-    const trap = classifyTrap(e);
-    if (trap) {
-      process.stderr.write(`capsa: guest trapped: ${trap.message} (${trap.kind})\n`);
-      return 134;
+    for await (const ev of handle) {
+      if (ev.type === 'audit' && auditOut !== undefined) fs.writeSync(auditOut, JSON.stringify(ev.event) + '\n');
+      if (ev.type === 'result') {
+        const r = ev.result;
+        if (r.status !== 'exited') process.stderr.write(`capsa: ${describe(r)}\n`);
+        return exitStatus(r);
+      }
     }
-    process.stderr.write(`capsa: ${(e as Error).message}\n`);
-    return 1;
+    return 70;
+  } finally {
+    await host.close();
   }
 }
 
+function maxOf(l: Partial<Limits>): Partial<Limits> {
+  return Object.fromEntries(Object.entries(l).map(([k, v]) => [k, Math.max(v, DEFAULT_MAX_LIMITS[k as keyof Limits])]));
+}
+
+function describe(r: RunResult): string {
+  if (r.status === 'trapped' && r.trap) return `guest trapped: ${r.trap.message} (${r.trap.kind})`;
+  return `${r.status}: ${r.message ?? ''}`;
+}
+
 /** Entry point: dispatches the subcommand and maps usage errors to exit 2. */
-export function main(argv: string[]): number {
+export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
-    if (cmd === 'run') return run(rest);
+    if (cmd === 'run') return await run(rest);
     if (cmd === undefined || cmd === '--help' || cmd === '-h' || cmd === 'help') {
       process.stdout.write(TOP_HELP + '\n');
       return cmd === undefined ? 2 : 0;
@@ -143,4 +190,4 @@ export function main(argv: string[]): number {
   }
 }
 
-process.exitCode = main(process.argv.slice(2));
+process.exitCode = await main(process.argv.slice(2));

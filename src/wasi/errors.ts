@@ -11,8 +11,14 @@ export class WasiError extends Error {
   }
 }
 
+/**
+ * Ends the guest's run from inside a call: unwinds through the guest's frames instead of becoming
+ * an errno. proc_exit uses it; the host subclasses it for limits enforced inside calls.
+ */
+export class RunTermination extends Error {}
+
 /** Thrown by proc_exit to unwind the guest; caught by start(). */
-export class ProcExit extends Error {
+export class ProcExit extends RunTermination {
   constructor(readonly code: number) {
     super(`exit ${code}`);
     this.name = 'ProcExit';

@@ -162,13 +162,13 @@ export class OutputHandle extends Handle {
   }
 }
 
-function writeAll(fd: number, b: Uint8Array): void {
+/** Writes all of `b` to a host fd, waiting out a full non-blocking pipe rather than dropping bytes. */
+export function writeAll(fd: number, b: Uint8Array): void {
   let off = 0;
   while (off < b.length) {
     try {
       off += fs.writeSync(fd, b, off, b.length - off);
     } catch (e) {
-      // A non-blocking pipe that is full: wait briefly rather than drop the guest's output.
       if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
     }

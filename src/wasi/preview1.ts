@@ -1,5 +1,5 @@
 import { ERRNO } from './constants.js';
-import { ProcExit, WasiError } from './errors.js';
+import { RunTermination, WasiError } from './errors.js';
 import type { WasiContext } from './context.js';
 import { fsErrno } from './fs/hostfs.js';
 import { envCalls } from './syscalls/env.js';
@@ -26,12 +26,13 @@ type Syscall = (...args: never[]) => number;
 export type HostErrorHandler = (call: string, error: unknown) => void;
 
 /**
- * Turns anything thrown below the import boundary into an errno. Only ProcExit unwinds the guest;
+ * Turns anything thrown below the import boundary into an errno. Only a RunTermination (proc_exit,
+ * a limit) unwinds the guest;
  * everything else becomes a number the guest can handle, so no guest input can throw into the host.
  */
 export function toErrno(call: string, e: unknown, onHostError?: HostErrorHandler): number {
   if (e instanceof WasiError) return e.errno;
-  if (e instanceof ProcExit) throw e;
+  if (e instanceof RunTermination) throw e;
   if ((e as NodeJS.ErrnoException)?.code?.startsWith?.('E')) return fsErrno(e).errno;
   onHostError?.(call, e);
   return ERRNO.IO;

@@ -1,0 +1,217 @@
+import { unknownImports, unknownImportsMessage } from './imports.js';
+import { DEFAULT_LIMITS, DEFAULT_MAX_LIMITS, resolveLimits, type Limits } from './limits.js';
+import { ModuleCache, moduleId, type CachedModule } from './module-cache.js';
+import { Pool, type JobEnd } from './pool.js';
+import type { AuditEvent, RunResult } from './result.js';
+import { ModuleLimitError } from './wasm-limits.js';
+import type { DirGrant, GuestSpec } from './worker/protocol.js';
+
+/** Options of createHost. */
+export interface HostOptions {
+  /** Worker threads (default: one per core). */
+  workers?: number;
+  /** Runs that may wait for a worker before run() rejects with QueueFullError (default 1000). */
+  maxQueue?: number;
+  /** Limits a run gets by default, and the most it may ask for. */
+  limits?: { defaults?: Partial<Limits>; max?: Partial<Limits> };
+  /** Bytes of modules (originals plus compiled copies) to keep compiled (default 256 MiB). */
+  cacheBytes?: number;
+  /** Most audit events kept per run; the rest are counted as dropped (default 1000). */
+  auditMax?: number;
+}
+
+/** One run. */
+export interface RunRequest {
+  /** The module's bytes, or the id ("sha256:…") of a module given to add(). */
+  module: Uint8Array | string;
+  args?: string[];
+  env?: Record<string, string>;
+  stdin?: string | Uint8Array;
+  /** In-memory files by guest path, e.g. { '/data/in.txt': 'hello' }; returned after the run. */
+  files?: Record<string, string | Uint8Array>;
+  /** Host directories to mount (trusted callers only: they expose the host's filesystem). */
+  dirs?: DirGrant[];
+  limits?: Partial<Limits>;
+  /** Record capability decisions: none, the denied ones, or all. */
+  audit?: 'off' | 'denied' | 'all';
+  signal?: AbortSignal;
+  /** argv[0] the guest sees (default "main.wasm"). */
+  argv0?: string;
+  /** Give stdio the terminal filetype (isatty). */
+  tty?: boolean;
+  /** Read stdin from this host fd, blocking the guest's thread (the CLI); instead of `stdin`. */
+  stdinFd?: number;
+  /** Write output straight to host fds instead of collecting it (the CLI). */
+  stdoutFd?: number;
+  stderrFd?: number;
+}
+
+/** Events of a streamed run, in order; `result` is always last. */
+export type RunEvent =
+  | { type: 'stdout'; data: Uint8Array }
+  | { type: 'stderr'; data: Uint8Array }
+  | { type: 'audit'; event: AuditEvent }
+  | { type: 'result'; result: RunResult };
+
+/** A run in progress: iterate it for events, or await `result`. */
+export interface RunHandle extends AsyncIterable<RunEvent> {
+  result: Promise<RunResult>;
+}
+
+/** The engine: runs untrusted guests in a worker pool, under limits that always end a run. */
+export interface Host {
+  /** Runs a guest to the end. Rejects only for a bad request (LimitError, TypeError) or a full queue. */
+  run(request: RunRequest): Promise<RunResult>;
+  /** Runs a guest and streams its output and audit events. */
+  start(request: RunRequest): RunHandle;
+  /** Compiles and keeps a module; returns its id. Throws ModuleLimitError for an invalid module. */
+  add(module: Uint8Array): string;
+  /** Pool and cache counts. */
+  stats(): { workers: number; busy: number; queued: number; spawned: number; cachedModules: number; cacheBytes: number };
+  /** Stops every run and worker. */
+  close(): Promise<void>;
+  /** The pool, for tests and metrics. */
+  readonly pool: Pool;
+}
+
+const EMPTY = new Uint8Array(0);
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  if (chunks.length === 1) return chunks[0]!;
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let off = 0;
+  for (const c of chunks) { out.set(c, off); off += c.length; }
+  return out;
+}
+
+/** Creates a host with a pre-warmed worker pool. */
+export async function createHost(options: HostOptions = {}): Promise<Host> {
+  const defaults = { ...DEFAULT_LIMITS, ...options.limits?.defaults };
+  const max = { ...DEFAULT_MAX_LIMITS, ...options.limits?.max };
+  const cache = new ModuleCache({ maxBytes: options.cacheBytes ?? 256 << 20 });
+  const pool = new Pool({ ...(options.workers ? { size: options.workers } : {}), ...(options.maxQueue ? { maxQueue: options.maxQueue } : {}) });
+  await pool.start();
+  const auditMax = options.auditMax ?? 1000;
+
+  const caps = (l: Limits) => ({ memoryBytes: l.memoryBytes, tableElements: l.tableElements });
+
+  /** Finds or compiles the module, or says why it cannot run. */
+  const load = (req: RunRequest, limits: Limits): CachedModule | { status: 'invalid_module' | 'memory_limit'; message: string } => {
+    try {
+      if (typeof req.module === 'string') {
+        const m = cache.get(req.module, caps(limits));
+        return m ?? { status: 'invalid_module', message: `Cannot run ${req.module}: no module with that id was added (add it first, or send its bytes)` };
+      }
+      return cache.add(req.module, caps(limits));
+    } catch (e) {
+      if (e instanceof ModuleLimitError && e.code !== 'invalid_module') return { status: 'memory_limit', message: e.message };
+      return { status: 'invalid_module', message: (e as Error).message };
+    }
+  };
+
+  const empty = (status: RunResult['status'], blame: RunResult['blame'], message: string): RunResult => ({
+    status, blame, message, stdout: EMPTY, stderr: EMPTY, files: {}, usage: { wallMs: 0, cpuMs: 0, peakMemoryBytes: 0 }, audit: { events: [], dropped: 0 },
+  });
+
+  const launch = (req: RunRequest, streaming: boolean): RunHandle => {
+    const limits = resolveLimits(req.limits, defaults, max);
+    const events: RunEvent[] = [];
+    let wake: (() => void) | undefined;
+    const emit = (e: RunEvent) => {
+      if (!streaming) return;
+      events.push(e);
+      const w = wake;
+      wake = undefined;
+      w?.();
+    };
+
+    const result = (async (): Promise<RunResult> => {
+      const loaded = load(req, limits);
+      if (!('module' in loaded)) return empty(loaded.status, 'guest', loaded.message);
+      const unknown = unknownImports(loaded.module);
+      if (unknown.length) return empty('invalid_module', 'guest', unknownImportsMessage(loaded.id, unknown));
+
+      const spec: GuestSpec = {
+        args: [req.argv0 ?? 'main.wasm', ...(req.args ?? [])],
+        env: req.env ?? {},
+        stdin: req.stdinFd ?? (typeof req.stdin === 'string' ? new TextEncoder().encode(req.stdin) : req.stdin),
+        files: req.files ?? {},
+        dirs: req.dirs ?? [],
+        limits,
+        audit: req.audit ?? 'off',
+        auditMax,
+        functions: [],
+        tty: req.tty ?? false,
+        stream: streaming,
+        ...(req.stdoutFd !== undefined ? { stdoutFd: req.stdoutFd } : {}),
+        ...(req.stderrFd !== undefined ? { stderrFd: req.stderrFd } : {}),
+      };
+      const out: Record<1 | 2, Uint8Array[]> = { 1: [], 2: [] };
+      const audit: AuditEvent[] = [];
+      const end: JobEnd = await pool.submit({
+        module: loaded.module, spec, signal: req.signal,
+        onOutput(fd, data) {
+          out[fd].push(data);
+          emit(fd === 1 ? { type: 'stdout', data } : { type: 'stderr', data });
+        },
+        onAudit(evs) {
+          for (const event of evs) { audit.push(event); emit({ type: 'audit', event }); }
+        },
+      });
+      const base = { stdout: concat(out[1]), stderr: concat(out[2]), audit: { events: audit, dropped: 0 } };
+      if (end.kind === 'stopped') {
+        const usage = { wallMs: end.wallMs, cpuMs: end.cpuMs, peakMemoryBytes: 0 };
+        const status = end.reason === 'crashed' ? 'host_error' : end.reason === 'cancelled' ? 'cancelled' : 'timeout';
+        const r: RunResult = { ...base, status, blame: end.reason === 'crashed' || (end.reason === 'cancelled' && !req.signal?.aborted) ? 'host' : 'guest', message: end.message, files: {}, usage };
+        if (status === 'timeout') r.timeout = end.reason as 'wall' | 'cpu';
+        return r;
+      }
+      const o = end.outcome;
+      const r: RunResult = {
+        ...base, status: o.status, blame: o.status === 'host_error' ? 'host' : 'guest', files: o.files,
+        usage: { wallMs: end.wallMs, cpuMs: o.cpuNs / 1e6, peakMemoryBytes: o.peakMemoryBytes },
+      };
+      r.audit.dropped = o.auditDropped;
+      if (o.exitCode !== undefined) r.exitCode = o.exitCode;
+      if (o.trap) r.trap = o.trap;
+      if (o.message !== undefined) r.message = o.message;
+      return r;
+    })();
+
+    let finished: RunResult | undefined;
+    let failed: unknown;
+    void result.then((r) => { finished = r; }, (e: unknown) => { failed = e ?? new Error('run failed'); })
+      .then(() => { const w = wake; wake = undefined; w?.(); });
+    const handle: RunHandle = {
+      result,
+      async *[Symbol.asyncIterator]() {
+        for (;;) {
+          if (events.length) { yield events.shift()!; continue; }
+          if (failed !== undefined) throw failed;
+          if (finished) { yield { type: 'result', result: finished }; return; }
+          await new Promise<void>((r) => { wake = r; });
+        }
+      },
+    };
+    return handle;
+  };
+
+  return {
+    pool,
+    start: (req) => launch(req, true),
+    run: async (req) => launch(req, false).result,
+    add(bytes) {
+      const m = cache.add(bytes, caps(defaults));
+      const unknown = unknownImports(m.module);
+      if (unknown.length) {
+        cache.delete(m.id);
+        throw new ModuleLimitError('invalid_module', unknownImportsMessage(m.id, unknown));
+      }
+      return m.id;
+    },
+    stats: () => ({ ...pool.stats(), cachedModules: cache.size, cacheBytes: cache.bytes }),
+    close: () => pool.close(),
+  };
+}
+
+export { moduleId };

@@ -1,0 +1,260 @@
+import os from 'node:os';
+import { Worker } from 'node:worker_threads';
+import type { AuditEvent } from './result.js';
+import type { FromWorker, GuestSpec, ToWorker, WorkerOutcome } from './worker/protocol.js';
+import { cpuNsOfThread } from './worker/thread-cpu.js';
+
+// Built code runs the compiled worker; from the sources (tests, tsx) the worker registers tsx first.
+const FROM_SOURCE = import.meta.url.endsWith('.ts');
+const WORKER_URL = new URL(FROM_SOURCE ? './worker/guest-worker.ts' : './worker/guest-worker.js', import.meta.url);
+
+function newWorker(options: import('node:worker_threads').WorkerOptions): Worker {
+  if (!FROM_SOURCE) return new Worker(WORKER_URL, options);
+  const boot = `import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(WORKER_URL.href)}); })`;
+  return new Worker(boot, { ...options, eval: true });
+}
+
+/** One run handed to the pool. */
+export interface Job {
+  module: WebAssembly.Module;
+  spec: GuestSpec;
+  signal?: AbortSignal | undefined;
+  onOutput(fd: 1 | 2, data: Uint8Array): void;
+  onAudit(events: AuditEvent[]): void;
+  onStart?(): void;
+}
+
+/** How the pool finished a job: the worker's own verdict, or the reason the pool stopped it. */
+export type JobEnd =
+  | { kind: 'done'; outcome: WorkerOutcome; wallMs: number; cpuMs: number }
+  | { kind: 'stopped'; reason: 'wall' | 'cpu' | 'cancelled' | 'crashed'; message: string; wallMs: number; cpuMs: number };
+
+/** Thrown by submit when the queue is full. */
+export class QueueFullError extends Error {
+  readonly code = 'queue_full';
+  constructor(max: number) {
+    super(`Cannot queue the run: ${max} runs are already waiting; retry later or raise the queue bound (maxQueue)`);
+  }
+}
+
+interface Pending { job: Job; resolve(end: JobEnd): void; onAbort?: () => void }
+
+class Slot {
+  worker: Worker;
+  tid: number | undefined;
+  isReady = false;
+  ready: Promise<void>;
+  current: (Pending & { id: number; t0: number; cpu0: bigint | undefined; timer: NodeJS.Timeout }) | undefined;
+  constructor(readonly pool: Pool) {
+    this.worker = newWorker({
+      // Guests' linear memory lies outside the V8 heap; these bound what the worker's own JS may use.
+      resourceLimits: { maxOldGenerationSizeMb: pool.options.workerHeapMb, maxYoungGenerationSizeMb: 16, stackSizeMb: 4 },
+      stdout: false, stderr: false,
+    });
+    this.worker.unref();
+    this.ready = new Promise<void>((resolve, reject) => {
+      const onMsg = (m: FromWorker) => {
+        if (m.type === 'ready') {
+          this.tid = m.tid;
+          this.isReady = true;
+          this.worker.off('error', reject);
+          resolve();
+          pool.dispatch();
+        }
+      };
+      this.worker.once('message', onMsg);
+      this.worker.once('error', reject);
+    });
+    this.ready.catch(() => {});
+    this.worker.on('message', (m: FromWorker) => this.onMessage(m));
+    this.worker.on('error', (e) => this.pool.lost(this, `the worker failed: ${e.message}`));
+    this.worker.on('exit', (code) => this.pool.lost(this, `the worker exited with code ${code}`));
+  }
+  cpuNs(): bigint | undefined {
+    return this.tid === undefined ? undefined : cpuNsOfThread(this.tid);
+  }
+  private onMessage(m: FromWorker): void {
+    const cur = this.current;
+    if (m.type === 'ready' || !cur || m.id !== cur.id) return;
+    if (m.type === 'output') cur.job.onOutput(m.fd, m.data);
+    else if (m.type === 'audit') cur.job.onAudit(m.events);
+    else if (m.type === 'done') this.pool.finish(this, { kind: 'done', outcome: m.outcome, ...this.pool.usage(this) });
+  }
+}
+
+/** Options of the worker pool. */
+export interface PoolOptions {
+  /** Worker threads, each running one guest at a time (default: one per core). */
+  size: number;
+  /** Runs that may wait for a worker; past it submit throws QueueFullError. */
+  maxQueue: number;
+  /** Per-worker V8 heap cap in MiB. */
+  workerHeapMb: number;
+}
+
+/**
+ * A pool of pre-warmed guest workers. The main thread only dispatches, watches the clocks and
+ * collects; a worker that must be stopped is terminated and replaced, never reused.
+ */
+export class Pool {
+  readonly options: PoolOptions;
+  private slots: Slot[] = [];
+  private queue: Pending[] = [];
+  private nextId = 1;
+  private cpuTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+  /** Workers started over the pool's life, replacements included. */
+  spawned = 0;
+
+  constructor(options: Partial<PoolOptions> = {}) {
+    this.options = {
+      size: options.size ?? Math.max(1, os.availableParallelism?.() ?? os.cpus().length),
+      maxQueue: options.maxQueue ?? 1000,
+      workerHeapMb: options.workerHeapMb ?? 64,
+    };
+  }
+
+  /** Starts the workers and waits until each can take a run. */
+  async start(): Promise<void> {
+    for (let i = 0; i < this.options.size; i++) this.slots.push(this.spawn());
+    await Promise.all(this.slots.map((s) => s.ready));
+  }
+
+  private spawn(): Slot {
+    this.spawned++;
+    return new Slot(this);
+  }
+
+  /** Queues a job; resolves when it ends, however it ends. */
+  submit(job: Job): Promise<JobEnd> {
+    if (this.closed) return Promise.reject(new Error('Cannot run: the host is closed'));
+    if (this.queue.length >= this.options.maxQueue && !this.slots.some((s) => !s.current)) {
+      return Promise.reject(new QueueFullError(this.options.maxQueue));
+    }
+    return new Promise<JobEnd>((resolve) => {
+      const p: Pending = { job, resolve };
+      if (job.signal) {
+        if (job.signal.aborted) return resolve({ kind: 'stopped', reason: 'cancelled', message: 'the run was cancelled before it started', wallMs: 0, cpuMs: 0 });
+        p.onAbort = () => this.cancel(p);
+        job.signal.addEventListener('abort', p.onAbort, { once: true });
+      }
+      this.queue.push(p);
+      this.dispatch();
+    });
+  }
+
+  /** Hands queued runs to idle, ready workers. */
+  dispatch(): void {
+    for (const slot of this.slots) {
+      if (this.queue.length === 0) return;
+      if (slot.current || !slot.isReady) continue;
+      const p = this.queue.shift()!;
+      const id = this.nextId++;
+      const limits = p.job.spec.limits;
+      const timer = setTimeout(() => this.stop(slot, 'wall', `the run exceeded its wall-clock limit of ${limits.wallMs} ms`), limits.wallMs);
+      slot.current = { ...p, id, t0: performance.now(), cpu0: slot.cpuNs(), timer };
+      p.job.onStart?.();
+      const msg: ToWorker = { type: 'run', id, module: p.job.module, spec: p.job.spec };
+      slot.worker.postMessage(msg);
+      this.watchCpu();
+    }
+  }
+
+  // One timer samples every busy worker's thread CPU time while anything runs.
+  private watchCpu(): void {
+    if (this.cpuTimer) return;
+    this.cpuTimer = setInterval(() => {
+      let busy = false;
+      for (const s of this.slots) {
+        const cur = s.current;
+        if (!cur) continue;
+        busy = true;
+        const now = s.cpuNs();
+        if (now !== undefined && cur.cpu0 !== undefined && now - cur.cpu0 > BigInt(cur.job.spec.limits.cpuMs) * 1_000_000n) {
+          this.stop(s, 'cpu', `the run exceeded its CPU limit of ${cur.job.spec.limits.cpuMs} ms`);
+        }
+      }
+      if (!busy) { clearInterval(this.cpuTimer); this.cpuTimer = undefined; }
+    }, 10);
+    this.cpuTimer.unref();
+  }
+
+  /** Wall and CPU time of the slot's current run so far. */
+  usage(slot: Slot): { wallMs: number; cpuMs: number } {
+    const cur = slot.current;
+    if (!cur) return { wallMs: 0, cpuMs: 0 };
+    const now = slot.cpuNs();
+    const cpuMs = now !== undefined && cur.cpu0 !== undefined ? Number(now - cur.cpu0) / 1e6 : 0;
+    return { wallMs: performance.now() - cur.t0, cpuMs };
+  }
+
+  /** Ends the slot's current run with `end` and frees the slot. */
+  finish(slot: Slot, end: JobEnd): void {
+    const cur = slot.current;
+    if (!cur) return;
+    slot.current = undefined;
+    clearTimeout(cur.timer);
+    if (cur.onAbort) cur.job.signal?.removeEventListener('abort', cur.onAbort);
+    cur.resolve(end);
+    this.dispatch();
+  }
+
+  /** Terminates the slot's worker to stop its run, and replaces the worker. */
+  private stop(slot: Slot, reason: 'wall' | 'cpu' | 'cancelled' | 'crashed', message: string): void {
+    if (!slot.current) return;
+    const usage = this.usage(slot);
+    this.replace(slot);
+    this.finish(slot, { kind: 'stopped', reason, message, ...usage });
+  }
+
+  private replace(slot: Slot): void {
+    const i = this.slots.indexOf(slot);
+    if (i < 0) return;
+    slot.worker.removeAllListeners('exit');
+    slot.worker.removeAllListeners('error');
+    slot.worker.on('error', () => {});
+    void slot.worker.terminate();
+    if (!this.closed) this.slots[i] = this.spawn();
+    else this.slots.splice(i, 1);
+  }
+
+  /** A worker died by itself: its run ends blaming the host. */
+  lost(slot: Slot, message: string): void {
+    if (!this.slots.includes(slot)) return;
+    if (slot.current) this.stop(slot, 'crashed', message);
+    else this.replace(slot);
+  }
+
+  private cancel(p: Pending): void {
+    const qi = this.queue.indexOf(p);
+    if (qi >= 0) {
+      this.queue.splice(qi, 1);
+      p.resolve({ kind: 'stopped', reason: 'cancelled', message: 'the run was cancelled before it started', wallMs: 0, cpuMs: 0 });
+      return;
+    }
+    const slot = this.slots.find((s) => s.current?.resolve === p.resolve);
+    if (slot) this.stop(slot, 'cancelled', 'the run was cancelled');
+  }
+
+  /** Counts for health checks and metrics. */
+  stats(): { workers: number; busy: number; queued: number; spawned: number } {
+    return { workers: this.slots.length, busy: this.slots.filter((s) => s.current).length, queued: this.queue.length, spawned: this.spawned };
+  }
+
+  /** The worker threads (for tests that must kill one). */
+  workers(): Worker[] {
+    return this.slots.map((s) => s.worker);
+  }
+
+  /** Cancels queued runs, stops running ones, and ends the workers. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const p of this.queue.splice(0)) p.resolve({ kind: 'stopped', reason: 'cancelled', message: 'the host closed', wallMs: 0, cpuMs: 0 });
+    for (const s of [...this.slots]) {
+      if (s.current) this.stop(s, 'cancelled', 'the host closed');
+    }
+    const slots = this.slots.splice(0);
+    await Promise.all(slots.map((s) => { s.worker.removeAllListeners('exit'); return s.worker.terminate(); }));
+    if (this.cpuTimer) clearInterval(this.cpuTimer);
+  }
+}

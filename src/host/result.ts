@@ -1,0 +1,48 @@
+import type { TrapKind } from './trap.js';
+
+/** How a run ended. Every run ends with exactly one. */
+export type RunStatus = 'exited' | 'trapped' | 'timeout' | 'memory_limit' | 'output_limit' | 'cancelled' | 'invalid_module' | 'host_error';
+
+/** One capability decision, as recorded in a run's audit trail. */
+export interface AuditEvent {
+  seq: number;
+  /** Milliseconds since the run started. */
+  t: number;
+  call: string;
+  fd: number;
+  path?: string;
+  /** Capsicum names. */
+  rightsNeeded: string[];
+  rightsHeld: string[];
+  decision: 'allowed' | 'denied';
+  errno: number;
+  message?: string;
+}
+
+/** Resources a run used. */
+export interface Usage {
+  wallMs: number;
+  cpuMs: number;
+  peakMemoryBytes: number;
+}
+
+/** The outcome of a run. */
+export interface RunResult {
+  status: RunStatus;
+  /** Whether the guest or the host is responsible for the way it ended. */
+  blame: 'guest' | 'host';
+  /** For `exited`. */
+  exitCode?: number;
+  /** For `trapped`. */
+  trap?: { kind: TrapKind; message: string };
+  /** For `timeout`: which clock ran out. */
+  timeout?: 'wall' | 'cpu';
+  /** What happened, in words, for every status but a clean exit. */
+  message?: string;
+  stdout: Uint8Array;
+  stderr: Uint8Array;
+  /** The in-memory files after the run, by guest path. */
+  files: Record<string, Uint8Array>;
+  usage: Usage;
+  audit: { events: AuditEvent[]; dropped: number };
+}

@@ -1,0 +1,141 @@
+import { RunTermination, ProcExit } from '../../wasi/errors.js';
+import type { Auditor, Decision } from '../../wasi/fdtable.js';
+import { createMemFs, MemDir, MemFile, MemSymlink, seedMemDir, type MemSeed } from '../../wasi/fs/memfs.js';
+import { capNames } from '../../wasi/rights.js';
+import { createWasi, type Preopen } from '../../wasi/wasi.js';
+import { writeAll } from '../../wasi/handles.js';
+import type { AuditEvent } from '../result.js';
+import { classifyTrap } from '../trap.js';
+import type { GuestSpec, WorkerOutcome } from './protocol.js';
+import { threadCpuNs } from './thread-cpu.js';
+
+/** Unwinds a guest that wrote past its output limit. */
+export class OutputLimitExceeded extends RunTermination {
+  constructor(readonly stream: 'stdout' | 'stderr', readonly limit: number) {
+    super(`${stream} exceeded its limit of ${limit} bytes`);
+  }
+}
+
+/** Where a run's output and audit events go while it runs. */
+export interface GuestIO {
+  output(fd: 1 | 2, chunk: Uint8Array): void;
+  audit(event: AuditEvent): void;
+  /** Import objects for host functions (stubs that call through the bridge). */
+  functions?: WebAssembly.Imports;
+}
+
+/** Splits "/data/in.txt" style paths into one seed per top-level directory. */
+export function filesToSeed(files: Record<string, string | Uint8Array>): MemSeed {
+  const seed: MemSeed = {};
+  for (const [path, content] of Object.entries(files)) {
+    const parts = path.split('/').filter((p) => p !== '' && p !== '.');
+    if (parts.length < 2 || parts.includes('..')) {
+      throw new TypeError(`files: ${JSON.stringify(path)} must name a file inside a directory, like "/data/in.txt"`);
+    }
+    seed[parts.join('/')] = content;
+  }
+  return seed;
+}
+
+function collectFiles(dir: MemDir, prefix: string, out: Record<string, Uint8Array>): void {
+  for (const [name, node] of dir.entries) {
+    const p = `${prefix}/${name}`;
+    if (node instanceof MemFile) out[p] = node.data.slice(0, node.length);
+    else if (node instanceof MemDir) collectFiles(node, p, out);
+    else if (node instanceof MemSymlink) continue;
+  }
+}
+
+class AuditCollector implements Auditor {
+  seq = 0;
+  dropped = 0;
+  constructor(readonly level: 'denied' | 'all', private readonly max: number, private readonly t0: number, private readonly sink: (e: AuditEvent) => void) {}
+  record(d: Decision): void {
+    if (this.seq >= this.max) { this.dropped++; return; }
+    const e: AuditEvent = {
+      seq: this.seq++, t: Math.round((performance.now() - this.t0) * 1000) / 1000, call: d.call, fd: d.fd,
+      rightsNeeded: capNames(d.rightsNeeded), rightsHeld: capNames(d.rightsHeld), decision: d.decision, errno: d.errno,
+    };
+    if (d.path !== undefined) e.path = d.path;
+    if (d.message !== undefined) e.message = d.message;
+    this.sink(e);
+  }
+}
+
+/** Runs one guest to completion on the calling thread and says how it ended. */
+export function runGuest(module: WebAssembly.Module, spec: GuestSpec, io: GuestIO): WorkerOutcome {
+  const cpu0 = threadCpuNs();
+  const t0 = performance.now();
+  const outcome = (o: Omit<WorkerOutcome, 'cpuNs' | 'files' | 'peakMemoryBytes' | 'auditDropped'>): WorkerOutcome =>
+    ({ files: {}, peakMemoryBytes: 0, auditDropped: 0, cpuNs: 0, ...o });
+
+  const auditor = spec.audit === 'off' ? undefined : new AuditCollector(spec.audit, spec.auditMax, t0, io.audit);
+  // Output goes to the host (collected or streamed) or straight to a host fd (the CLI); the cap holds either way.
+  const limited = (fd: 1 | 2, stream: 'stdout' | 'stderr', hostFd: number | undefined) => {
+    let total = 0;
+    const limit = spec.limits.outputBytes;
+    const send = hostFd === undefined ? (c: Uint8Array) => io.output(fd, c) : (c: Uint8Array) => writeAll(hostFd, c);
+    return (chunk: Uint8Array) => {
+      if (total + chunk.length > limit) {
+        const keep = limit - total;
+        if (keep > 0) send(chunk.subarray(0, keep));
+        total = limit;
+        throw new OutputLimitExceeded(stream, limit);
+      }
+      total += chunk.length;
+      send(chunk);
+    };
+  };
+
+  let root: MemDir | undefined;
+  const preopens: Preopen[] = [];
+  try {
+    if (Object.keys(spec.files).length > 0) {
+      root = createMemFs({ maxBytes: spec.limits.filesBytes });
+      seedMemDir(root, filesToSeed(spec.files));
+      for (const [name, node] of root.entries) if (node instanceof MemDir) preopens.push({ guest: `/${name}`, memory: node });
+    }
+    for (const d of spec.dirs) preopens.push({ guest: d.guest, host: d.host, readonly: d.readonly ?? false });
+  } catch (e) {
+    return outcome({ status: 'host_error', message: (e as Error).message });
+  }
+
+  const wasi = createWasi({
+    args: spec.args, env: spec.env, preopens, tty: spec.tty,
+    stdin: spec.stdin,
+    stdout: limited(1, 'stdout', spec.stdoutFd),
+    stderr: limited(2, 'stderr', spec.stderrFd),
+    maxFds: spec.limits.fds,
+    memFs: { maxBytes: spec.limits.filesBytes },
+    ...(auditor ? { auditor } : {}),
+  });
+
+  let memory: WebAssembly.Memory | undefined;
+  let result: Omit<WorkerOutcome, 'cpuNs' | 'files' | 'peakMemoryBytes' | 'auditDropped'>;
+  try {
+    const instance = new WebAssembly.Instance(module, { ...wasi.getImportObject(), ...io.functions });
+    const m = instance.exports['memory'];
+    if (m instanceof WebAssembly.Memory) memory = m;
+    result = { status: 'exited', exitCode: wasi.start(instance) };
+  } catch (e) {
+    if (e instanceof OutputLimitExceeded) {
+      result = { status: 'output_limit', message: e.message };
+    } else if (e instanceof ProcExit) {
+      result = { status: 'exited', exitCode: e.code };
+    } else {
+      const trap = classifyTrap(e);
+      result = trap
+        ? { status: 'trapped', trap, message: `the guest trapped: ${trap.message}` }
+        : { status: 'host_error', message: `the guest could not be started: ${(e as Error)?.message ?? String(e)}` };
+    }
+  }
+  const peak = memory?.buffer.byteLength ?? 0;
+  // A guest that failed with its memory grown to the cap most likely ran out of it: say so.
+  if ((result.status === 'trapped' || (result.status === 'exited' && result.exitCode !== 0))
+    && peak + 65536 > spec.limits.memoryBytes) {
+    result = { ...result, status: 'memory_limit', message: `the guest used all ${spec.limits.memoryBytes} bytes of memory it may have` };
+  }
+  const files: Record<string, Uint8Array> = {};
+  if (root) collectFiles(root, '', files);
+  return { ...result, files, peakMemoryBytes: peak, cpuNs: Number(threadCpuNs() - cpu0), auditDropped: auditor?.dropped ?? 0 };
+}
