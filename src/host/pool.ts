@@ -241,9 +241,9 @@ export class Pool {
     return { workers: this.slots.length, busy: this.slots.filter((s) => s.current).length, queued: this.queue.length, spawned: this.spawned };
   }
 
-  /** The worker threads (for tests that must kill one). */
-  workers(): Worker[] {
-    return this.slots.map((s) => s.worker);
+  /** The worker threads running a guest right now (for tests that must kill one). */
+  busyWorkers(): Worker[] {
+    return this.slots.filter((s) => s.current).map((s) => s.worker);
   }
 
   /** Cancels queued runs, stops running ones, and ends the workers. */
