@@ -1,0 +1,160 @@
+/**
+ * Compiled modules, identified by the sha256 of the bytes the tenant uploaded.
+ *
+ * The compiled module depends on the caps (capModule rewrites the binary), so one id can have
+ * several compiled variants. The original bytes are kept so that a variant for new caps can be
+ * compiled later without the tenant uploading again. Accounting is deliberately simple and
+ * predictable: an id costs its original size once for the bytes plus once per compiled variant
+ * (engines do not report compiled code size). Eviction is least-recently-used over ids.
+ */
+import { createHash } from 'node:crypto';
+import { formatBytes } from './units.js';
+import { capModule, ModuleLimitError, type ModuleCaps } from './wasm-limits.js';
+
+/** A module compiled under one set of caps. */
+export interface CachedModule {
+  /** "sha256:<hex>" of the original (uncapped) bytes. */
+  id: string;
+  /** Length of the original bytes. */
+  size: number;
+  module: WebAssembly.Module;
+  imports: WebAssembly.ModuleImportDescriptor[];
+  exports: WebAssembly.ModuleExportDescriptor[];
+}
+
+/** Thrown when one module cannot fit in the cache even with everything else evicted. */
+export class ModuleTooLargeError extends Error {
+  override readonly name = 'ModuleTooLargeError';
+  readonly code = 'module_too_large';
+  constructor(readonly size: number, readonly limit: number) {
+    super(`Cannot run the module: it is ${formatBytes(size)}, and caching it takes ${formatBytes(2 * size)} `
+      + `(its bytes plus one compiled copy), above the ${formatBytes(limit)} module cache limit`);
+  }
+}
+
+interface Entry {
+  id: string;
+  original: Uint8Array<ArrayBuffer>;
+  /** Compiled variants by caps key, least recently used first. */
+  variants: Map<string, CachedModule>;
+}
+
+/** The id capsa gives a module: stable across uploads, so clients can refer to modules by content. */
+export function moduleId(bytes: Uint8Array): string {
+  return 'sha256:' + createHash('sha256').update(bytes).digest('hex');
+}
+
+/** Caps that lead to the same rewritten binary share one key, so they share one compiled module. */
+function capsKey(caps: ModuleCaps): string {
+  return `${Math.min(Math.floor(caps.memoryBytes / 65536), 65536)}p/${caps.tableElements}e`;
+}
+
+/** An LRU cache of compiled modules bounded by bytes, so repeated runs skip hashing-then-compiling. */
+export class ModuleCache {
+  readonly maxBytes: number;
+  /** Least recently used first; a get or add moves an entry to the end. */
+  private readonly entries = new Map<string, Entry>();
+  private total = 0;
+
+  constructor(opts: { maxBytes: number }) {
+    if (!(opts.maxBytes >= 0) || !Number.isFinite(opts.maxBytes)) {
+      throw new RangeError(`maxBytes must be a non-negative finite number, not ${opts.maxBytes}`);
+    }
+    this.maxBytes = opts.maxBytes;
+  }
+
+  /** Number of distinct modules (ids) held. */
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** Bytes charged against maxBytes: each original once plus once per compiled variant. */
+  get bytes(): number {
+    return this.total;
+  }
+
+  /** Whether the original bytes of `id` are held, i.e. whether get(id, caps) can succeed for any caps. */
+  has(id: string): boolean {
+    return this.entries.has(id);
+  }
+
+  /** Forgets a module and all its compiled variants; returns whether it was held. */
+  delete(id: string): boolean {
+    const e = this.entries.get(id);
+    if (e === undefined) return false;
+    this.entries.delete(id);
+    this.total -= e.original.length * (1 + e.variants.size);
+    return true;
+  }
+
+  /** Caps and compiles `bytes` (or returns the cached compilation); throws ModuleLimitError or ModuleTooLargeError. */
+  add(bytes: Uint8Array, caps: ModuleCaps): CachedModule {
+    if (2 * bytes.length > this.maxBytes) throw new ModuleTooLargeError(bytes.length, this.maxBytes);
+    const id = moduleId(bytes);
+    const existing = this.entries.get(id);
+    if (existing !== undefined) return this.variant(existing, caps);
+    // Copy: the caller may reuse its buffer, and later recompilations must see these bytes.
+    const original = bytes.slice();
+    const compiled = compile(id, original, caps);
+    const entry: Entry = { id, original, variants: new Map([[capsKey(caps), compiled]]) };
+    this.entries.set(id, entry);
+    this.total += 2 * original.length;
+    this.evict(entry);
+    return compiled;
+  }
+
+  /** The module `id` compiled under `caps`, compiling it from the held bytes if needed; undefined if unknown. */
+  get(id: string, caps: ModuleCaps): CachedModule | undefined {
+    const entry = this.entries.get(id);
+    return entry === undefined ? undefined : this.variant(entry, caps);
+  }
+
+  private variant(entry: Entry, caps: ModuleCaps): CachedModule {
+    this.entries.delete(entry.id);
+    this.entries.set(entry.id, entry);
+    const key = capsKey(caps);
+    const hit = entry.variants.get(key);
+    if (hit !== undefined) {
+      entry.variants.delete(key);
+      entry.variants.set(key, hit);
+      return hit;
+    }
+    const compiled = compile(entry.id, entry.original, caps);
+    entry.variants.set(key, compiled);
+    this.total += entry.original.length;
+    this.evict(entry);
+    return compiled;
+  }
+
+  /** Evicts least recently used ids, then `keep`'s own oldest variants, until within budget. */
+  private evict(keep: Entry): void {
+    for (const e of this.entries.values()) {
+      if (this.total <= this.maxBytes) return;
+      if (e !== keep) this.delete(e.id);
+    }
+    // Only `keep` is left; its newest variant plus its bytes always fit (checked in add).
+    for (const key of keep.variants.keys()) {
+      if (this.total <= this.maxBytes || keep.variants.size <= 1) return;
+      keep.variants.delete(key);
+      this.total -= keep.original.length;
+    }
+  }
+}
+
+function compile(id: string, bytes: Uint8Array<ArrayBuffer>, caps: ModuleCaps): CachedModule {
+  const capped = capModule(bytes, caps);
+  let module: WebAssembly.Module;
+  try {
+    module = new WebAssembly.Module(capped);
+  } catch (e) {
+    const reason = e instanceof Error ? e.message.replace(/^WebAssembly\.Module\(\): /, '') : String(e);
+    throw new ModuleLimitError('invalid_module', `Cannot run the module: it is not valid WebAssembly (${reason})`);
+  }
+  return {
+    id,
+    size: bytes.length,
+    module,
+    imports: WebAssembly.Module.imports(module),
+    exports: WebAssembly.Module.exports(module),
+  };
+}

@@ -1,0 +1,352 @@
+/**
+ * Memory and table caps, enforced by rewriting the module's declared maxima before compilation.
+ *
+ * Engines honour a declared maximum exactly (memory.grow and table.grow return -1 past it), so
+ * lowering the maxima in the binary caps a guest without a custom allocator or engine flags. Only
+ * the limits inside the import, table and memory sections are touched; everything else, custom
+ * sections included, is copied byte for byte. The input is untrusted: every read is bounds-checked
+ * and anything this parser does not understand is refused rather than guessed at, because a memory
+ * or table the parser skipped over would be a memory or table left uncapped.
+ */
+
+import { formatBytes } from './units.js';
+
+const PAGE = 65536;
+/** The largest page count a 32-bit memory may declare. */
+const MAX_PAGES_32 = 65536;
+const U32_MAX = 0xffff_ffff;
+
+/**
+ * V8's limits on memories and tables per module. Refusing beyond them bounds the work and memory
+ * this parser spends on a hostile module that declares millions of two-byte memories.
+ */
+const MAX_MEMORIES = 100;
+const MAX_TABLES = 100_000;
+
+const SECTION_IMPORT = 2;
+const SECTION_TABLE = 4;
+const SECTION_MEMORY = 5;
+
+/** Caps applied to every memory and table a module declares or imports. */
+export interface ModuleCaps {
+  /** Bytes each memory may grow to; rounded down to whole 64 KiB pages. */
+  memoryBytes: number;
+  /** Elements each table may grow to. */
+  tableElements: number;
+}
+
+/** Why a module cannot run under the given caps; thrown instead of any parser or engine error. */
+export class ModuleLimitError extends Error {
+  override readonly name = 'ModuleLimitError';
+  constructor(
+    readonly code: 'memory_limit' | 'table_limit' | 'invalid_module',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** One memory or table of a module, in index order (imports first, as the engine numbers them). */
+export interface MemorySummary { min: number; max?: number; shared: boolean; imported: boolean }
+/** One table of a module, in index order (imports first). */
+export interface TableSummary { min: number; max?: number; imported: boolean }
+
+/** The memories and tables a module declares, for messages and tests; throws ModuleLimitError if malformed. */
+export function moduleSummary(bytes: Uint8Array): { memories: MemorySummary[]; tables: TableSummary[] } {
+  const { sites } = parse(bytes);
+  const memories: MemorySummary[] = [];
+  const tables: TableSummary[] = [];
+  for (const s of sites) {
+    const base = s.max === undefined ? { min: s.min } : { min: s.min, max: s.max };
+    if (s.kind === 'memory') memories.push({ ...base, shared: (s.flags & 0x02) !== 0, imported: s.imported });
+    else tables.push({ ...base, imported: s.imported });
+  }
+  return { memories, tables };
+}
+
+/** Returns a copy of `bytes` whose memories and tables cannot grow past `caps`; throws ModuleLimitError. */
+export function capModule(bytes: Uint8Array, caps: ModuleCaps): Uint8Array<ArrayBuffer> {
+  const memCap = capPages(caps.memoryBytes);
+  const tableCap = capElements(caps.tableElements);
+  const { sections, sites } = parse(bytes);
+
+  // Decide every rewrite first so that an over-limit memory is reported before any copying.
+  const rewrites = new Map<number, { site: LimitsSite; limits: Uint8Array }[]>(); // section index -> rewrites
+  for (const s of sites) {
+    const cap = s.kind === 'memory' ? memCap : tableCap;
+    if (s.min > cap) throw overLimit(s, caps);
+    const max = Math.min(s.max ?? cap, cap);
+    if (max === s.max) continue;
+    let list = rewrites.get(s.section);
+    if (list === undefined) rewrites.set(s.section, (list = []));
+    list.push({ site: s, limits: encodeLimits(s.flags | 0x01, s.min, max) });
+  }
+  if (rewrites.size === 0) return bytes.slice();
+
+  const out = new ByteSink();
+  out.push(bytes.subarray(0, 8));
+  sections.forEach((sec, i) => {
+    const own = rewrites.get(i);
+    if (own === undefined) {
+      out.push(bytes.subarray(sec.start, sec.end));
+      return;
+    }
+    const payload = new ByteSink();
+    let at = sec.payloadStart;
+    for (const { site, limits } of own) {
+      payload.push(bytes.subarray(at, site.start));
+      payload.push(limits);
+      at = site.end;
+    }
+    payload.push(bytes.subarray(at, sec.end));
+    const body = payload.finish();
+    out.push(Uint8Array.of(sec.id));
+    out.push(encodeU32(body.length));
+    out.push(body);
+  });
+  return out.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing
+
+interface Section { id: number; start: number; payloadStart: number; end: number }
+
+/** A limits encoding inside the binary: [start, end) covers the flags byte through the last LEB. */
+interface LimitsSite {
+  /** Index into the section list; sites are in file order. */
+  section: number;
+  kind: 'memory' | 'table';
+  index: number;
+  imported: boolean;
+  flags: number;
+  min: number;
+  max: number | undefined;
+  start: number;
+  end: number;
+}
+
+function invalid(message: string): ModuleLimitError {
+  return new ModuleLimitError('invalid_module', `Cannot run the module: ${message}`);
+}
+
+/** A bounds-checked cursor; every failure is an invalid_module error naming the offset. */
+class Reader {
+  constructor(readonly bytes: Uint8Array, public pos: number, readonly end: number) {}
+
+  byte(what: string): number {
+    if (this.pos >= this.end) throw invalid(`it is truncated (${what} at byte ${this.pos} is missing)`);
+    return this.bytes[this.pos++]!;
+  }
+
+  u32(what: string): number {
+    const at = this.pos;
+    let result = 0;
+    let scale = 1;
+    for (let i = 0; i < 5; i++) {
+      const b = this.byte(what);
+      if (i === 4 && b > 0x0f) {
+        if (b & 0x80) break;
+        throw invalid(`${what} at byte ${at} is above 2^32-1, not a valid 32-bit LEB128 number`);
+      }
+      result += (b & 0x7f) * scale;
+      if ((b & 0x80) === 0) return result;
+      scale *= 128;
+    }
+    throw invalid(`${what} at byte ${at} is longer than the 5 bytes a 32-bit LEB128 number may take`);
+  }
+
+  /** Skips a signed LEB128 of at most 33 bits (a heap type); only its length matters here. */
+  s33(what: string): void {
+    const at = this.pos;
+    for (let i = 0; i < 5; i++) {
+      if ((this.byte(what) & 0x80) === 0) return;
+    }
+    throw invalid(`${what} at byte ${at} is longer than the 5 bytes a 33-bit LEB128 number may take`);
+  }
+
+  skip(n: number, what: string): void {
+    if (n > this.end - this.pos) throw invalid(`it is truncated (${what} at byte ${this.pos} runs past its end)`);
+    this.pos += n;
+  }
+}
+
+function hex(b: number): string {
+  return `0x${b.toString(16).padStart(2, '0')}`;
+}
+
+function parse(bytes: Uint8Array): { sections: Section[]; sites: LimitsSite[] } {
+  if (!(bytes instanceof Uint8Array)) throw invalid('it is not a byte array');
+  if (bytes.length < 8) throw invalid(`it is ${bytes.length} bytes long, too short to be a WebAssembly module`);
+  if (bytes[0] !== 0x00 || bytes[1] !== 0x61 || bytes[2] !== 0x73 || bytes[3] !== 0x6d) {
+    throw invalid('it does not start with the WebAssembly magic number (\\0asm)');
+  }
+  const version = [bytes[4]!, bytes[5]!, bytes[6]!, bytes[7]!];
+  if (version[0] !== 1 || version[1] !== 0 || version[2] !== 0 || version[3] !== 0) {
+    const what = version[2] === 1 && version[3] === 0 ? 'a component, not a core module' : 'an unsupported binary version';
+    throw invalid(`it is ${what} (version bytes ${version.map(hex).join(' ')})`);
+  }
+
+  const sections: Section[] = [];
+  const sites: LimitsSite[] = [];
+  const counts = { memory: 0, table: 0 };
+  const r = new Reader(bytes, 8, bytes.length);
+  while (r.pos < r.end) {
+    const start = r.pos;
+    const id = r.byte('section id');
+    const size = r.u32(`the size of section ${id}`);
+    const payloadStart = r.pos;
+    if (size > r.end - payloadStart) {
+      throw invalid(`section ${id} at byte ${start} claims ${size} bytes but only ${r.end - payloadStart} remain`);
+    }
+    const end = payloadStart + size;
+    sections.push({ id, start, payloadStart, end });
+    r.pos = end;
+    if (id !== SECTION_IMPORT && id !== SECTION_TABLE && id !== SECTION_MEMORY) continue;
+
+    const p = new Reader(bytes, payloadStart, end);
+    const before = sites.length;
+    if (id === SECTION_IMPORT) parseImports(p, sites, counts);
+    else if (id === SECTION_TABLE) parseTables(p, sites, counts);
+    else parseMemories(p, sites, counts);
+    for (let i = before; i < sites.length; i++) sites[i]!.section = sections.length - 1;
+    if (p.pos !== end) throw invalid(`section ${id} at byte ${start} has ${end - p.pos} unexpected bytes at its end`);
+  }
+  return { sections, sites };
+}
+
+type Counts = { memory: number; table: number };
+
+function parseImports(r: Reader, sites: LimitsSite[], counts: Counts): void {
+  const n = r.u32('the import count');
+  for (let i = 0; i < n; i++) {
+    r.skip(r.u32('an import module name length'), 'an import module name');
+    r.skip(r.u32('an import field name length'), 'an import field name');
+    const kind = r.byte('an import kind');
+    switch (kind) {
+      case 0x00: r.u32('a function import type index'); break;
+      case 0x01: skipRefType(r); sites.push(readLimits(r, 'table', counts.table++, true)); break;
+      case 0x02: sites.push(readLimits(r, 'memory', counts.memory++, true)); break;
+      case 0x03: skipValType(r); r.byte('a global import mutability'); break;
+      case 0x04: r.byte('a tag import attribute'); r.u32('a tag import type index'); break;
+      default: throw invalid(`import ${i} has unknown kind ${hex(kind)}`);
+    }
+  }
+}
+
+function parseTables(r: Reader, sites: LimitsSite[], counts: Counts): void {
+  const n = r.u32('the table count');
+  for (let i = 0; i < n; i++) {
+    if (r.bytes[r.pos] === 0x40 && r.pos < r.end) {
+      throw invalid(`table ${counts.table} uses the table-with-initializer encoding (0x40), which capsa does not support`);
+    }
+    skipRefType(r);
+    sites.push(readLimits(r, 'table', counts.table++, false));
+  }
+}
+
+function parseMemories(r: Reader, sites: LimitsSite[], counts: Counts): void {
+  const n = r.u32('the memory count');
+  for (let i = 0; i < n; i++) sites.push(readLimits(r, 'memory', counts.memory++, false));
+}
+
+function readLimits(r: Reader, kind: 'memory' | 'table', index: number, imported: boolean): LimitsSite {
+  const most = kind === 'memory' ? MAX_MEMORIES : MAX_TABLES;
+  if (index >= most) throw invalid(`it declares more than ${most} ${kind === 'memory' ? 'memories' : 'tables'}`);
+  const start = r.pos;
+  const flags = r.byte(`the limits of ${kind} ${index}`);
+  if (flags & 0x04) throw invalid(`${kind} ${index} is 64-bit (limits flags ${hex(flags)}), which capsa does not support`);
+  if (kind === 'table' && flags & 0x02) throw invalid(`table ${index} is shared (limits flags ${hex(flags)}), which capsa does not support`);
+  if (flags > 0x03) throw invalid(`${kind} ${index} has unknown limits flags ${hex(flags)}`);
+  if (flags === 0x02) throw invalid(`memory ${index} is shared but declares no maximum`);
+  const min = r.u32(`the minimum of ${kind} ${index}`);
+  const max = flags & 0x01 ? r.u32(`the maximum of ${kind} ${index}`) : undefined;
+  return { section: -1, kind, index, imported, flags, min, max, start, end: r.pos };
+}
+
+/** Reference types: the abstract one-byte forms, or (ref null? heaptype) with a signed LEB heap type. */
+function skipRefType(r: Reader): void {
+  const b = r.byte('a reference type');
+  if (b === 0x63 || b === 0x64) return r.s33('a heap type');
+  if (b >= 0x69 && b <= 0x74) return;
+  throw invalid(`byte ${r.pos - 1} is ${hex(b)}, not a reference type`);
+}
+
+function skipValType(r: Reader): void {
+  const b = r.bytes[r.pos];
+  if (b !== undefined && r.pos < r.end && b >= 0x7b && b <= 0x7f) {
+    r.pos++;
+    return;
+  }
+  skipRefType(r);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Caps and encoding
+
+function capPages(memoryBytes: number): number {
+  if (!(memoryBytes >= 0) || !Number.isFinite(memoryBytes)) {
+    throw new RangeError(`memoryBytes must be a non-negative finite number, not ${memoryBytes}`);
+  }
+  // A 32-bit memory cannot declare more than 4 GiB; a larger cap is no cap.
+  return Math.min(Math.floor(memoryBytes / PAGE), MAX_PAGES_32);
+}
+
+function capElements(tableElements: number): number {
+  if (!Number.isInteger(tableElements) || tableElements < 0) {
+    throw new RangeError(`tableElements must be a non-negative integer, not ${tableElements}`);
+  }
+  return Math.min(tableElements, U32_MAX);
+}
+
+function overLimit(s: LimitsSite, caps: ModuleCaps): ModuleLimitError {
+  const whose = `its ${s.imported ? 'imported ' : ''}${s.kind} ${s.index}`;
+  if (s.kind === 'memory') {
+    const pages = `${s.min} page${s.min === 1 ? '' : 's'}`;
+    return new ModuleLimitError('memory_limit',
+      `Cannot run the module: ${whose} starts at ${pages} (${formatBytes(s.min * PAGE)}), above the ${formatBytes(caps.memoryBytes)} limit`);
+  }
+  return new ModuleLimitError('table_limit',
+    `Cannot run the module: ${whose} starts at ${s.min} elements, above the ${caps.tableElements}-element limit`);
+}
+
+function encodeU32(n: number): Uint8Array {
+  const out: number[] = [];
+  do {
+    let b = n % 128;
+    n = Math.floor(n / 128);
+    if (n !== 0) b |= 0x80;
+    out.push(b);
+  } while (n !== 0);
+  return Uint8Array.from(out);
+}
+
+function encodeLimits(flags: number, min: number, max: number): Uint8Array {
+  const a = encodeU32(min);
+  const b = encodeU32(max);
+  const out = new Uint8Array(1 + a.length + b.length);
+  out[0] = flags;
+  out.set(a, 1);
+  out.set(b, 1 + a.length);
+  return out;
+}
+
+class ByteSink {
+  private parts: Uint8Array[] = [];
+  private length = 0;
+
+  push(part: Uint8Array): void {
+    this.parts.push(part);
+    this.length += part.length;
+  }
+
+  finish(): Uint8Array<ArrayBuffer> {
+    const out = new Uint8Array(this.length);
+    let at = 0;
+    for (const p of this.parts) {
+      out.set(p, at);
+      at += p.length;
+    }
+    return out;
+  }
+}
