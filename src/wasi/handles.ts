@@ -100,6 +100,8 @@ export class DirHandle extends Handle {
 /** Where a guest's stdin comes from: bytes given up front, a host fd read on demand, or nothing. */
 export type InputSource = string | Uint8Array | number | undefined;
 
+const napping = new Int32Array(new SharedArrayBuffer(4));
+
 /** stdin. Reads from a host fd block the guest's thread, as a blocking read(2) would. */
 export class InputHandle extends Handle {
   private data: Uint8Array | undefined;
@@ -116,13 +118,17 @@ export class InputHandle extends Handle {
       if (this.eof) return 0;
       for (const b of bufs) {
         if (b.length === 0) continue;
-        let n: number;
-        try {
-          n = fs.readSync(src, b, 0, b.length, null);
-        } catch (e) {
-          if ((e as NodeJS.ErrnoException).code === 'EAGAIN') return fail(ERRNO.AGAIN);
-          if ((e as NodeJS.ErrnoException).code === 'EOF') n = 0;
-          else throw e;
+        let n: number | undefined;
+        while (n === undefined) {
+          try {
+            n = fs.readSync(src, b, 0, b.length, null);
+          } catch (e) {
+            const code = (e as NodeJS.ErrnoException).code;
+            if (code === 'EOF') n = 0;
+            // Node leaves pipes non-blocking; a guest's read(2) blocks, so wait for data here.
+            else if (code === 'EAGAIN') Atomics.wait(napping, 0, 0, 2);
+            else throw e;
+          }
         }
         if (n === 0) this.eof = true;
         return n;
@@ -170,7 +176,7 @@ export function writeAll(fd: number, b: Uint8Array): void {
       off += fs.writeSync(fd, b, off, b.length - off);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+      Atomics.wait(napping, 0, 0, 1);
     }
   }
 }

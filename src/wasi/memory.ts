@@ -9,6 +9,7 @@ const decoder = new TextDecoder('utf-8', { fatal: true });
  */
 export class GuestMemory {
   private memory: WebAssembly.Memory | undefined;
+  private shared = false;
   private buffer: ArrayBufferLike = new ArrayBuffer(0);
   /** Byte view of the current buffer; refreshed by `sync()` after memory.grow. */
   u8 = new Uint8Array(0);
@@ -17,18 +18,25 @@ export class GuestMemory {
   /** Binds the guest's exported (or imported) memory. */
   bind(memory: WebAssembly.Memory): void {
     this.memory = memory;
+    this.shared = !(memory.buffer instanceof ArrayBuffer);
+    this.u8 = new Uint8Array(0);
     this.sync();
   }
 
-  /** Re-reads memory.buffer, which changes identity whenever the guest grows its memory. */
+  /**
+   * Re-reads memory.buffer after the guest grew its memory. Growing detaches a non-shared buffer
+   * (its views drop to length 0), so only shared memories need the getter on every call.
+   */
   sync(): this {
-    const m = this.memory;
-    if (m === undefined) throw new WasiError(ERRNO.FAULT, 'guest memory is not bound yet');
-    const b = m.buffer;
-    if (b !== this.buffer) {
-      this.buffer = b;
-      this.u8 = new Uint8Array(b);
-      this.dv = new DataView(b);
+    if (this.u8.length === 0 || this.shared) {
+      const m = this.memory;
+      if (m === undefined) throw new WasiError(ERRNO.FAULT, 'guest memory is not bound yet');
+      const b = m.buffer;
+      if (b !== this.buffer) {
+        this.buffer = b;
+        this.u8 = new Uint8Array(b);
+        this.dv = new DataView(b);
+      }
     }
     return this;
   }
@@ -50,6 +58,12 @@ export class GuestMemory {
   /** Decodes a UTF-8 string; invalid UTF-8 is EILSEQ. */
   string(ptr: number, len: number): string {
     const view = this.bytes(ptr, len);
+    // Most paths are short ASCII: build those directly rather than through TextDecoder.
+    if (view.length <= 64) {
+      let ascii = true;
+      for (let i = 0; i < view.length; i++) if (view[i]! > 0x7f) { ascii = false; break; }
+      if (ascii) return String.fromCharCode.apply(null, view as unknown as number[]);
+    }
     try {
       // TextDecoder refuses views of shared memory, so shared memories are copied first.
       return decoder.decode(this.buffer instanceof ArrayBuffer ? view : view.slice());

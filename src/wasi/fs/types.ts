@@ -68,6 +68,12 @@ export interface FsDir extends FsNode {
   rename(name: string, to: FsDir, toName: string): void;
   /** Makes `to`/`toName` a hard link to `name`. */
   link(name: string, to: FsDir, toName: string): void;
+  /**
+   * Opens `name` if it is an existing regular file, in one step instead of a lookup and an open;
+   * undefined when it is anything else (absent, a symlink, a directory), so the caller takes the
+   * general path. Optional: only filesystems where a lookup costs a system call need it.
+   */
+  openFile?(name: string, mode: OpenMode): FileIO | undefined;
 }
 
 /** An open file description: the file plus how it was opened. Offsets belong to the fd. */

@@ -2,7 +2,7 @@ import { ERRNO, FDFLAGS, FILETYPE, LIMITS, LOOKUPFLAGS, OFLAGS } from '../consta
 import { fail } from '../errors.js';
 import { typeRights, type WasiContext } from '../context.js';
 import type { FdEntry } from '../fdtable.js';
-import { resolve } from '../fs/resolve.js';
+import { resolve, type Resolved } from '../fs/resolve.js';
 import type { FsDir, FsFile, OpenMode } from '../fs/types.js';
 import { DirHandle, FileHandle, type Handle } from '../handles.js';
 import { formatRights, R } from '../rights.js';
@@ -10,6 +10,31 @@ import { timesUpdate, writeFilestat } from './fd.js';
 
 const READ_RIGHTS = R.fd_read | R.fd_readdir;
 const WRITE_RIGHTS = R.fd_datasync | R.fd_write | R.fd_allocate | R.fd_filestat_set_size;
+
+/** A single path component that needs no resolution: no "/", not "." or "..". */
+function isPlainName(path: string): boolean {
+  return path.length <= 255 && path !== '.' && path !== '..' && !path.includes('/') && !path.includes('\0');
+}
+
+/** path_open's general case: what a finished lookup names, opened as oflags and rights say. */
+function openByLookup(r: Resolved, path: string, oflags: number, base: bigint, mode: OpenMode): Handle {
+  if (r.node === undefined) {
+    if (!(oflags & OFLAGS.CREAT)) fail(ERRNO.NOENT, `${path} does not exist`);
+    if (oflags & OFLAGS.DIRECTORY) fail(ERRNO.INVAL, 'O_CREAT with O_DIRECTORY');
+    if (r.mustBeDir) fail(ERRNO.ISDIR, `${path} names a directory`);
+    return new FileHandle(r.dir.createFile(r.name, mode), mode.append);
+  }
+  const node = r.node;
+  if ((oflags & OFLAGS.CREAT) && (oflags & OFLAGS.EXCL)) fail(ERRNO.EXIST, `${path} exists`);
+  if (node.filetype === FILETYPE.SYMBOLIC_LINK) fail(ERRNO.LOOP, `${path} is a symlink and the lookup does not follow it`);
+  if (node.filetype === FILETYPE.DIRECTORY) {
+    if (mode.write || mode.truncate || (base & R.fd_write)) fail(ERRNO.ISDIR, `${path} is a directory`);
+    return new DirHandle(node as FsDir);
+  }
+  if (oflags & OFLAGS.DIRECTORY) fail(ERRNO.NOTDIR, `${path} is not a directory`);
+  if (node.filetype !== FILETYPE.REGULAR_FILE) fail(ERRNO.NOTSUP, `${path} is neither a file nor a directory`);
+  return new FileHandle((node as FsFile).open(mode), mode.append);
+}
 
 /** The path_* calls: every lookup starts at a directory fd and stays beneath it. */
 export function pathCalls(ctx: WasiContext) {
@@ -70,26 +95,11 @@ export function pathCalls(ctx: WasiContext) {
         truncate: (oflags & OFLAGS.TRUNC) !== 0,
         append: (fdflags & FDFLAGS.APPEND) !== 0,
       };
-      const r = lookup('path_open', dirfd, dir, path, (dirflags & LOOKUPFLAGS.SYMLINK_FOLLOW) !== 0);
-      let handle: Handle;
-      if (r.node === undefined) {
-        if (!(oflags & OFLAGS.CREAT)) fail(ERRNO.NOENT, `${path} does not exist`);
-        if (oflags & OFLAGS.DIRECTORY) fail(ERRNO.INVAL, 'O_CREAT with O_DIRECTORY');
-        if (r.mustBeDir) fail(ERRNO.ISDIR, `${path} names a directory`);
-        handle = new FileHandle(r.dir.createFile(r.name, mode), mode.append);
-      } else {
-        const node = r.node;
-        if ((oflags & OFLAGS.CREAT) && (oflags & OFLAGS.EXCL)) fail(ERRNO.EXIST, `${path} exists`);
-        if (node.filetype === FILETYPE.SYMBOLIC_LINK) fail(ERRNO.LOOP, `${path} is a symlink and the lookup does not follow it`);
-        if (node.filetype === FILETYPE.DIRECTORY) {
-          if (mode.write || mode.truncate || (base & R.fd_write)) fail(ERRNO.ISDIR, `${path} is a directory`);
-          handle = new DirHandle(node as FsDir);
-        } else {
-          if (oflags & OFLAGS.DIRECTORY) fail(ERRNO.NOTDIR, `${path} is not a directory`);
-          if (node.filetype !== FILETYPE.REGULAR_FILE) fail(ERRNO.NOTSUP, `${path} is neither a file nor a directory`);
-          handle = new FileHandle((node as FsFile).open(mode), mode.append);
-        }
-      }
+      // A plain name of an existing regular file opens in one step where lookups are costly.
+      const io = dir.openFile !== undefined && isPlainName(path) && !(oflags & (OFLAGS.EXCL | OFLAGS.DIRECTORY))
+        ? dir.openFile(path, mode) : undefined;
+      const handle = io !== undefined ? new FileHandle(io, mode.append)
+        : openByLookup(lookup('path_open', dirfd, dir, path, (dirflags & LOOKUPFLAGS.SYMLINK_FOLLOW) !== 0), path, oflags, base, mode);
       const max = typeRights(handle.filetype);
       let fd: number;
       try {
