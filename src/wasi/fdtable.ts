@@ -80,9 +80,14 @@ export class FdTable {
     throw new WasiError(d.errno, d.message);
   }
 
+  /** Fails with EMFILE when no slot is free, so a call can check before it changes anything. */
+  ensureRoom(): void {
+    if (this.open >= this.maxFds) fail(ERRNO.MFILE, `the run is limited to ${this.maxFds} open descriptors`);
+  }
+
   /** Installs an entry in the lowest free slot, as POSIX does; EMFILE past the cap. */
   insert(entry: FdEntry): number {
-    if (this.open >= this.maxFds) fail(ERRNO.MFILE, `the run is limited to ${this.maxFds} open descriptors`);
+    this.ensureRoom();
     let fd = this.slots.indexOf(undefined);
     if (fd < 0) fd = this.slots.length;
     this.slots[fd] = entry;

@@ -63,22 +63,15 @@ abstract class MemNode implements FsNode {
     this.mtim = this.ctim = realtimeNs();
   }
   /** Called when the last link goes away. */
-  release(): void {
+  unlinked(): void {
     this.fs.inodes--;
   }
 }
 
 export class MemFile extends MemNode implements FsFile {
   readonly filetype = FILETYPE.REGULAR_FILE;
-  data: Uint8Array;
-  length: number;
-  constructor(fs: MemFs, content?: Uint8Array) {
-    super(fs);
-    const n = content?.length ?? 0;
-    fs.reserve(n);
-    this.data = content ? content.slice() : new Uint8Array(0);
-    this.length = n;
-  }
+  data = new Uint8Array(0);
+  length = 0;
   size(): number { return this.length; }
 
   /** Grows or shrinks the file, zero-filling, and charges the filesystem's byte quota. */
@@ -97,14 +90,27 @@ export class MemFile extends MemNode implements FsFile {
     this.length = size;
   }
 
+  /** Open descriptions; the bytes stay charged while the file has a name or an open fd, as in POSIX. */
+  opens = 0;
+
   open(mode: OpenMode): FileIO {
     if (mode.truncate) { this.resize(0); this.touch(); }
+    this.opens++;
     return new MemFileIO(this);
   }
 
-  override release(): void {
-    super.release();
-    this.fs.reserve(-this.length);
+  override unlinked(): void {
+    super.unlinked();
+    this.freeIfUnused();
+  }
+
+  /** Returns the bytes to the quota once nothing can reach the data any more. */
+  freeIfUnused(): void {
+    if (this.nlink === 0n && this.opens === 0 && this.length > 0) {
+      this.fs.reserve(-this.length);
+      this.length = 0;
+      this.data = new Uint8Array(0);
+    }
   }
 }
 
@@ -134,7 +140,13 @@ class MemFileIO implements FileIO {
   stat(): Stat { return this.node.stat(); }
   setTimes(t: TimesUpdate): void { this.node.setTimes(t); }
   sync(): void {}
-  close(): void {}
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.node.opens--;
+    this.node.freeIfUnused();
+  }
+  private closed = false;
 }
 
 export class MemSymlink extends MemNode implements FsSymlink {
@@ -183,7 +195,7 @@ export class MemDir extends MemNode implements FsDir {
     this.entries.delete(name);
     this.touch();
     node.ctim = realtimeNs();
-    if (--node.nlink === 0n) node.release();
+    if (--node.nlink === 0n) node.unlinked();
   }
   unlink(name: string): void {
     const n = this.entries.get(name) ?? fail(ERRNO.NOENT);
@@ -267,6 +279,7 @@ export function seedMemDir(dir: MemDir, seed: MemSeed): void {
       if (existing) throw new Error(`seed path ${rawName} given twice`);
       const io = d.createFile(name, { read: false, write: true, truncate: false, append: false });
       io.pwrite(bytes, 0);
+      io.close();
     } else {
       if (!d.lookup(name)) d.mkdir(name);
       const sub = d.lookup(name);

@@ -44,6 +44,8 @@ export function u64ToNumber(v: bigint, errno: number = ERRNO.INVAL): number {
 /** The fd_* calls. */
 export function fdCalls(ctx: WasiContext) {
   const { mem, fds } = ctx;
+  // witx: "fd_seek … implies fd_tell", as Capsicum's CAP_SEEK contains CAP_SEEK_TELL.
+  const tellRight = (fd: number): bigint => ((fds.peek(fd)?.base ?? 0n) & R.fd_seek ? R.fd_seek : R.fd_tell);
   const listings = new WeakMap<DirHandle, { name: string; ino: bigint; filetype: number }[]>();
 
   return {
@@ -79,13 +81,13 @@ export function fdCalls(ctx: WasiContext) {
       mem.sync().check(out >>> 0, 8);
       // Capsicum's CAP_SEEK_TELL alone allows lseek(fd, 0, SEEK_CUR).
       const tellOnly = offset === 0n && whence === WHENCE.CUR;
-      const e = fds.get(fd, tellOnly ? R.fd_tell : R.fd_seek, 'fd_seek');
+      const e = fds.get(fd, tellOnly ? tellRight(fd) : R.fd_seek, 'fd_seek');
       mem.setU64(out, e.handle.seek(BigInt.asIntN(64, offset), whence));
       return ERRNO.SUCCESS;
     },
     fd_tell(fd: number, out: number): number {
       mem.sync().check(out >>> 0, 8);
-      mem.setU64(out, fds.get(fd, R.fd_tell, 'fd_tell').handle.tell());
+      mem.setU64(out, fds.get(fd, tellRight(fd), 'fd_tell').handle.tell());
       return ERRNO.SUCCESS;
     },
     fd_close(fd: number): number {

@@ -95,6 +95,8 @@ export function pathCalls(ctx: WasiContext) {
         truncate: (oflags & OFLAGS.TRUNC) !== 0,
         append: (fdflags & FDFLAGS.APPEND) !== 0,
       };
+      // EMFILE before the open, so that a refused open has created or truncated nothing.
+      fds.ensureRoom();
       // A plain name of an existing regular file opens in one step where lookups are costly.
       const io = dir.openFile !== undefined && isPlainName(path) && !(oflags & (OFLAGS.EXCL | OFLAGS.DIRECTORY))
         ? dir.openFile(path, mode) : undefined;
