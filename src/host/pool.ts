@@ -1,4 +1,7 @@
+import { createRequire } from 'node:module';
 import os from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { AuditEvent } from './result.js';
 import type { FromWorker, GuestSpec, ToWorker, WorkerOutcome } from './worker/protocol.js';
@@ -10,7 +13,11 @@ const WORKER_URL = new URL(FROM_SOURCE ? './worker/guest-worker.ts' : './worker/
 
 function newWorker(options: import('node:worker_threads').WorkerOptions): Worker {
   if (!FROM_SOURCE) return new Worker(WORKER_URL, options);
-  const boot = `import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(WORKER_URL.href)}); })`;
+  // Resolved here, not in the worker: a bare specifier there would resolve from the process's cwd.
+  // (require.resolve would pick tsx's CommonJS build, which cannot be imported from a worker.)
+  const pkg = createRequire(import.meta.url).resolve('tsx/package.json');
+  const tsx = pathToFileURL(path.join(path.dirname(pkg), 'dist/esm/api/index.mjs')).href;
+  const boot = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(WORKER_URL.href)}); })`;
   return new Worker(boot, { ...options, eval: true });
 }
 

@@ -89,7 +89,11 @@ export class FileHandle extends Handle {
 /** An open directory: the thing path_* calls resolve beneath. */
 export class DirHandle extends Handle {
   readonly filetype = FILETYPE.DIRECTORY;
-  constructor(readonly dir: FsDir) { super(); }
+  constructor(readonly dir: FsDir) {
+    super();
+    dir.hold?.();
+  }
+  override close(): void { this.dir.release?.(); }
   override read(): number { return fail(ERRNO.ISDIR); }
   override write(): number { return fail(ERRNO.ISDIR); }
   override seek(): bigint { return fail(ERRNO.ISDIR); }

@@ -309,14 +309,8 @@ describe('capsa run from the sources (bin/capsa.js without dist/)', () => {
     expect(r.status).toBe(0);
   });
 
-  // BUG: src/host/pool.ts, when running from the sources (FROM_SOURCE), starts each worker with
-  // eval'd code `import('tsx/esm/api')`. A bare specifier in an eval'd worker resolves against
-  // process.cwd() ("[worker eval]"), not against pool.ts, so from any directory without tsx in its
-  // node_modules chain the worker dies with ERR_MODULE_NOT_FOUND "Cannot find package 'tsx'
-  // imported from <cwd>/[worker eval]" and `capsa run` exits 1 with no guest output. Fix: resolve it
-  // in pool.ts (import.meta.resolve('tsx/esm/api')) and embed the absolute URL in the boot code.
-  // Failing assertion: expect(r.stdout).toBe('hello from source\n') receives ''.
-  it.fails('works from any working directory', () => {
+  // From the sources, the worker's tsx loader is resolved from pool.ts, not from the cwd.
+  it('works from any working directory', () => {
     const r = fromSource(['run', GUEST('hello'), '--', 'from', 'source'], tmp);
     expect(r.stdout).toBe('hello from source\n');
     expect(r.status).toBe(0);

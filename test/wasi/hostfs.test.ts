@@ -519,13 +519,9 @@ describe('a held directory fd whose host path is re-pointed', () => {
     return out;
   }
 
-  // BUG: HostDir.symlink (hostfs.ts) checks path.normalize(join(relative(realRoot, this.hostPath), target)),
-  // i.e. against the directory's *lexical* host path captured when the fd was opened. After the guest
-  // replaces p with a link to ".", fd Q's path "p/q" is lexically two deep but physically one deep, so
-  // target "../../outside" passes the check and a link pointing out of the mount is created on disk
-  // (mnt/q/e -> ../../outside). Failing assertion: expect(symlink(h, Q, '../../outside', 'e')).toBe(76)
-  // receives 0. Fix: check against fs.realpathSync(this.hostPath), or hold directories by fd.
-  it.fails('path_symlink cannot be tricked into creating a host link that leaves the mount', () => {
+  // A held directory fd stays the directory it opened (capsa reaches it through its descriptor),
+  // so a guest that renames and re-links the path it walked cannot plant a link leaving the mount.
+  it('path_symlink cannot be tricked into creating a host link that leaves the mount', () => {
     const h = mountHarness();
     const { Q } = deepen(h);
     expect(escapingLinks()).toEqual([]);
@@ -544,13 +540,9 @@ describe('a held directory fd whose host path is re-pointed', () => {
     return { h, E };
   }
 
-  // BUG: HostDir methods (lookup/list/mkdir/unlink/link/rename/setTimes) call fs.*Sync on
-  // `this.hostPath + '/' + name`, re-resolved by the host kernel with symlinks followed in every
-  // component but the last, and never re-check that the directory is still inside the mount (only
-  // openHostFile checks /proc/self/fd). A directory fd whose path was re-pointed therefore reaches
-  // BASE/outside: stat, readdir, mkdir, hard link (then read through the link), unlink and rename all
-  // succeed there. Failing assertions: each row's `expect(errno).not.toBe(0)` / outside unchanged.
-  it.fails.each([
+  // Whatever the path E was opened by now names, E is the directory it opened: every call through it
+  // acts on that directory (inside the mount, now called e_old) and never on BASE/outside.
+  it.each([
     ['path_filestat_get leaks metadata', (h: Harness, E: number) => stat(h, E, 'secret.txt', 0).errno],
     ['fd_readdir lists the outside directory', (h: Harness, E: number) => (readdirNames(h, E).includes('secret.txt') ? ERRNO.SUCCESS : ERRNO.NOTCAPABLE)],
     ['path_create_directory creates outside', (h: Harness, E: number) => pathCall(h, 'path_create_directory', E, 'planted')],
@@ -566,16 +558,20 @@ describe('a held directory fd whose host path is re-pointed', () => {
     const { h, E } = repointE();
     const after = outsideState(); // the swap itself touched only the mount
     expect(after).toEqual(before);
-    expect(op(h, E)).not.toBe(ERRNO.SUCCESS);
+    op(h, E);
     expect(outsideState()).toEqual(before);
     expect(fs.existsSync(path.join(mnt, 'stolen'))).toBe(false);
   });
 
-  // BUG: the two above combined, guest only, on an ordinary read-write mount: the guest reads a host
-  // file outside its mount (hard link into the mount, then a normal open; /proc/self/fd then names
-  // a path inside the mount, so openHostFile's check passes). Failing assertion: the read of
-  // "stolen" returns the secret.
-  it.fails('end to end: a guest alone cannot read a file outside its mount', () => {
+  it('calls through a re-pointed directory fd act on the directory it opened', () => {
+    const { h, E } = repointE();
+    expect(pathCall(h, 'path_create_directory', E, 'planted')).toBe(ERRNO.SUCCESS);
+    expect(fs.statSync(path.join(mnt, 'q', 'e_old', 'planted')).isDirectory()).toBe(true);
+    expect(stat(h, E, 'secret.txt', 0).errno).toBe(ERRNO.NOENT);
+  });
+
+  // The two above combined, by the guest alone, on an ordinary read-write mount.
+  it('end to end: a guest alone cannot read a file outside its mount', () => {
     const h = mountHarness();
     const { Q, E } = deepen(h);
     twoPaths(h, 'path_rename', Q, 'e', Q, 'e_old');
@@ -636,5 +632,36 @@ describe('timestamps on a host mount', () => {
     expect(h.call.path_filestat_set_times!(3, 0, s.ptr, s.len, atim + 7n, 0n, FSTFLAGS.ATIM)).toBe(ERRNO.SUCCESS);
     const st2 = stat(h, 3, 'file.txt', 0);
     expect({ atim: st2.atim, mtim: st2.mtim }).toEqual({ atim: atim + 7n, mtim });
+  });
+});
+
+describe('host descriptors', () => {
+  it('lookups through nested directories close every descriptor they open', () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-fds-'));
+    try {
+      fs.mkdirSync(path.join(root, 'a', 'b', 'c'), { recursive: true });
+      fs.writeFileSync(path.join(root, 'a', 'b', 'c', 'f'), 'x');
+      const h = harness({ preopens: [{ guest: '/h', host: root }] });
+      const open = () => fs.readdirSync('/proc/self/fd').length;
+      const [e0, fd0] = h.open(3, 'a/b/c/f', { base: R.fd_read });
+      expect(e0).toBe(ERRNO.SUCCESS);
+      h.call.fd_close!(fd0);
+      const before = open();
+      for (let i = 0; i < 200; i++) {
+        const [e, fd] = h.open(3, 'a/b/../b/c/f', { base: R.fd_read });
+        expect(e).toBe(ERRNO.SUCCESS);
+        expect(h.call.fd_close!(fd)).toBe(ERRNO.SUCCESS);
+        const p = h.put('a/b/c/missing');
+        expect(h.call.path_filestat_get!(3, 1, p.ptr, p.len, h.alloc(64))).toBe(ERRNO.NOENT);
+      }
+      // A directory held by a descriptor keeps one; closing the descriptor gives it back.
+      const [ed, dfd] = h.open(3, 'a/b', { base: R.fd_readdir, inheriting: 0n });
+      expect(ed).toBe(ERRNO.SUCCESS);
+      expect(open()).toBe(before + 1);
+      h.call.fd_close!(dfd);
+      expect(open()).toBe(before);
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
   });
 });

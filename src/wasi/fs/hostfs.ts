@@ -4,7 +4,9 @@ import { ERRNO, FILETYPE } from '../constants.js';
 import { fail, WasiError } from '../errors.js';
 import type { DirEntry, FileIO, FsDir, FsFile, FsNode, FsSymlink, OpenMode, Stat, TimesUpdate } from './types.js';
 
-const { O_RDONLY, O_WRONLY, O_RDWR, O_NOFOLLOW, O_NONBLOCK, O_TRUNC, O_CREAT, O_EXCL } = fs.constants;
+const { O_RDONLY, O_WRONLY, O_RDWR, O_NOFOLLOW, O_NONBLOCK, O_TRUNC, O_CREAT, O_EXCL, O_DIRECTORY } = fs.constants;
+// Linux's /proc/self/fd/N names the directory behind fd N whatever its path is now: Node's
+// stand-in for openat(2). Elsewhere directories are reached by path (see docs/security.md).
 const PROC_FD = process.platform === 'linux' && fs.existsSync('/proc/self/fd') ? '/proc/self/fd/' : undefined;
 
 /** Options for a host directory mount. */
@@ -37,7 +39,7 @@ class TimeOverlay {
   }
 }
 
-/** One mount: the real path of its root, against which every opened file is checked. */
+/** One mount: the real path of its root, fixed when it was mounted. */
 class HostMount {
   readonly times = new TimeOverlay();
   constructor(readonly realRoot: string, readonly readonly: boolean) {}
@@ -47,14 +49,6 @@ class HostMount {
   /** Throws EROFS for a read-only mount; rights normally stop the call first, this is the backstop. */
   writable(): void {
     if (this.readonly) fail(ERRNO.ROFS, 'the mount is read-only');
-  }
-  /** Whether a host path names an entry directly in the mount's root. */
-  isRootChild(p: string): boolean {
-    return p.lastIndexOf('/') === this.realRoot.length && p.startsWith(this.realRoot);
-  }
-  /** Whether a host path lies inside this mount. */
-  contains(real: string): boolean {
-    return real === this.realRoot || real.startsWith(this.realRoot.endsWith('/') ? this.realRoot : this.realRoot + '/');
   }
 }
 
@@ -132,10 +126,9 @@ function accessFlags(mode: OpenMode): number {
 }
 
 /**
- * Opens a file of the mount. The final component is opened with O_NOFOLLOW (a symlink swapped in
- * after the lookup is refused) and O_NONBLOCK (a FIFO swapped in cannot hang the host); the result
- * must be a regular file, and on Linux its /proc/self/fd link must still lie inside the mount,
- * unless it sits in the mount's root, whose real path was fixed at mount time.
+ * Opens a file of the mount by its anchored path (see HostDir.base): the last component is opened
+ * with O_NOFOLLOW (a symlink swapped in after the lookup is refused) and O_NONBLOCK (a FIFO cannot
+ * hang the host), and the result must be a regular file.
  * `optional`: return undefined instead of failing when the name is not a regular file.
  */
 function openHostFile(file: HostFile, mode: OpenMode, extra: number, optional = false): FileIO | undefined {
@@ -150,18 +143,17 @@ function openHostFile(file: HostFile, mode: OpenMode, extra: number, optional = 
     if (optional) return undefined;
     throw fsErrno(e);
   }
+  let isFile: boolean;
   try {
-    if (!fs.fstatSync(fd).isFile()) {
-      if (optional) { fs.closeSync(fd); return undefined; }
-      fail(ERRNO.ACCES, `${file.hostPath} is not a regular file`);
-    }
-    if (PROC_FD !== undefined && !file.mount.isRootChild(file.hostPath)) {
-      const real = host(() => fs.readlinkSync(PROC_FD + fd));
-      if (!file.mount.contains(real)) fail(ERRNO.NOTCAPABLE, `${file.hostPath} resolved outside the mount`);
-    }
+    isFile = fs.fstatSync(fd).isFile();
   } catch (e) {
     fs.closeSync(fd);
-    throw e;
+    throw fsErrno(e);
+  }
+  if (!isFile) {
+    fs.closeSync(fd);
+    if (optional) return undefined;
+    fail(ERRNO.ACCES, 'not a regular file');
   }
   return new HostFileIO(file, fd);
 }
@@ -213,26 +205,78 @@ class HostFileIO implements FileIO {
   }
 }
 
+/**
+ * A directory of the mount. The root is reached by its real path, fixed at mount time and outside
+ * the guest's reach. Every other directory holds an open descriptor once used, and its entries are
+ * reached through /proc/self/fd/N/NAME: the kernel follows no symlink and no renamed path on the
+ * way, so a directory the guest holds stays the directory it opened, as with openat(2).
+ */
 export class HostDir extends HostNode implements FsDir {
   readonly filetype = FILETYPE.DIRECTORY;
+  private fd: number | undefined;
+  private holders = 0;
+
+  constructor(mount: HostMount, hostPath: string, private readonly parent?: HostDir, private readonly name?: string) {
+    super(mount, hostPath);
+  }
   get fsid(): object { return this.mount; }
 
+  /** The path prefix under which the kernel finds this directory's entries. */
+  base(): string {
+    const parent = this.parent;
+    if (parent === undefined || PROC_FD === undefined) return this.hostPath;
+    if (this.fd === undefined) {
+      const at = parent.base() + '/' + this.name!;
+      this.fd = host(() => fs.openSync(at, O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
+    }
+    return PROC_FD + this.fd;
+  }
+  /** A descriptor refers to this directory: keep it open until release(). */
+  hold(): void {
+    this.holders++;
+    this.base();
+  }
+  release(): void {
+    if (this.holders > 0) this.holders--;
+    this.dispose();
+  }
+  /** The lookup that reached this directory is over: close it unless a descriptor holds it. */
+  dispose(): void {
+    if (this.holders === 0 && this.fd !== undefined) {
+      fs.closeSync(this.fd);
+      this.fd = undefined;
+    }
+  }
+
+  override stat(): Stat {
+    const b = this.base();
+    return this.mount.stat(host(() => (this.fd !== undefined ? fs.fstatSync(this.fd, { bigint: true }) : fs.lstatSync(b, { bigint: true }))));
+  }
+  override setTimes(t: TimesUpdate): void {
+    this.mount.writable();
+    const s = this.stat();
+    const b = this.base();
+    host(() => fs.utimesSync(b, timeArg(t.atim ?? s.atim), timeArg(t.mtim ?? s.mtim)));
+    this.mount.times.record(s, t, host(() => fs.statSync(b, { bigint: true })));
+  }
+
   private child(name: string): string {
-    return this.hostPath + '/' + name;
+    return this.base() + '/' + name;
   }
   lookup(name: string): FsNode | undefined {
     const p = this.child(name);
     const s = host(() => fs.lstatSync(p, { throwIfNoEntry: false }));
     if (s === undefined) return undefined;
     if (s.isFile()) return new HostFile(this.mount, p);
-    if (s.isDirectory()) return new HostDir(this.mount, p);
+    if (s.isDirectory()) return new HostDir(this.mount, this.hostPath + '/' + name, this, name);
     if (s.isSymbolicLink()) return new HostSymlink(this.mount, p);
     return new HostOther(this.mount, p, filetypeOf(s));
   }
   list(): DirEntry[] {
-    const entries = host(() => fs.readdirSync(this.hostPath, { withFileTypes: true }));
+    const b = this.base();
+    const entries = host(() => fs.readdirSync(b, { withFileTypes: true }));
     return entries.map((d) => {
-      const s = host(() => fs.lstatSync(this.child(d.name), { bigint: true, throwIfNoEntry: false }));
+      const s = host(() => fs.lstatSync(b + '/' + d.name, { bigint: true, throwIfNoEntry: false }));
       return { name: d.name, ino: s?.ino ?? 0n, filetype: filetypeOf(d) };
     });
   }
@@ -251,9 +295,12 @@ export class HostDir extends HostNode implements FsDir {
   symlink(name: string, target: string): void {
     this.mount.writable();
     // A link that points outside the mount is useless to the guest (lookups refuse it) and a trap
-    // for host tools that later follow it, so it is never created.
-    const linkDir = path.relative(this.mount.realRoot, this.hostPath);
-    if (path.isAbsolute(target) || path.normalize(path.join(linkDir, target)).split(path.sep)[0] === '..') {
+    // for host tools that later follow it, so it is never created. Where the directory really is
+    // comes from its descriptor, not from the path the guest walked to reach it.
+    const real = this.parent === undefined || PROC_FD === undefined ? this.hostPath : host(() => fs.readlinkSync(this.base()));
+    const linkDir = path.relative(this.mount.realRoot, real);
+    if (path.isAbsolute(target) || linkDir.split(path.sep)[0] === '..'
+      || path.normalize(path.join(linkDir, target)).split(path.sep)[0] === '..') {
       fail(ERRNO.NOTCAPABLE, `symlink target ${target} would point outside the mount`);
     }
     host(() => fs.symlinkSync(target, this.child(name)));

@@ -26,6 +26,24 @@ export function resolve(start: FsDir, path: string, follow: boolean, literalLast
   if (path.includes('\0')) fail(ERRNO.INVAL, 'path contains a NUL byte');
   if (path.charCodeAt(0) === 47 /* / */) fail(ERRNO.NOTCAPABLE, `absolute path ${path} refused: paths are relative to a directory descriptor`);
 
+  // Every directory entered, so that those the result does not name can be disposed at the end.
+  const entered: FsDir[] = [];
+  let result: Resolved | undefined;
+  try {
+    result = walk(start, path, follow, literalLast, entered);
+    return result;
+  } finally {
+    for (const d of entered) if (d !== result?.dir && d !== result?.node) d.dispose?.();
+  }
+}
+
+/** Disposes what a lookup's result names, once the call that used it is done. */
+export function disposeResolved(r: Resolved): void {
+  r.dir.dispose?.();
+  if (r.node !== r.dir) (r.node as FsDir | undefined)?.dispose?.();
+}
+
+function walk(start: FsDir, path: string, follow: boolean, literalLast: boolean, entered: FsDir[]): Resolved {
   let parts = path.split('/');
   let i = 0;
   // The directories walked so far; ".." pops, and popping the start is an escape.
@@ -68,6 +86,7 @@ export function resolve(start: FsDir, path: string, follow: boolean, literalLast
     }
     if (node.filetype !== FILETYPE.DIRECTORY) fail(ERRNO.NOTDIR, `${name} is not a directory`);
     walked.push(node as FsDir);
+    entered.push(node as FsDir);
   }
 }
 

@@ -74,6 +74,13 @@ export interface FsDir extends FsNode {
    * general path. Optional: only filesystems where a lookup costs a system call need it.
    */
   openFile?(name: string, mode: OpenMode): FileIO | undefined;
+  /**
+   * Host resources: a directory reached by a lookup may hold an OS descriptor. A descriptor that
+   * refers to it holds it (hold/release); otherwise it is disposed when the lookup is over.
+   */
+  hold?(): void;
+  release?(): void;
+  dispose?(): void;
 }
 
 /** An open file description: the file plus how it was opened. Offsets belong to the fd. */

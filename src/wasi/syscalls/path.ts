@@ -2,7 +2,7 @@ import { ERRNO, FDFLAGS, FILETYPE, LIMITS, LOOKUPFLAGS, OFLAGS } from '../consta
 import { fail } from '../errors.js';
 import { typeRights, type WasiContext } from '../context.js';
 import type { FdEntry } from '../fdtable.js';
-import { resolve, type Resolved } from '../fs/resolve.js';
+import { disposeResolved, resolve, type Resolved } from '../fs/resolve.js';
 import type { FsDir, FsFile, OpenMode } from '../fs/types.js';
 import { DirHandle, FileHandle, type Handle } from '../handles.js';
 import { formatRights, R } from '../rights.js';
@@ -52,10 +52,18 @@ export function pathCalls(ctx: WasiContext) {
     return { entry, dir: entry.handle.dir };
   };
 
+  // Lookups of the current call; what they reached is disposed when the call ends (endLookups).
+  const reached: Resolved[] = [];
+  const endLookups = (): void => {
+    while (reached.length) disposeResolved(reached.pop()!);
+  };
+
   /** Runs a lookup, recording an escape attempt as a denied decision. */
   const lookup = (call: string, fd: number, dir: FsDir, path: string, follow: boolean, literalLast = false) => {
     try {
-      return resolve(dir, path, follow, literalLast);
+      const r = resolve(dir, path, follow, literalLast);
+      reached.push(r);
+      return r;
     } catch (e) {
       if ((e as { errno?: number }).errno === ERRNO.NOTCAPABLE) {
         fds.deny({ call, fd, path, rightsNeeded: 0n, rightsHeld: 0n, errno: ERRNO.NOTCAPABLE, message: `Cannot ${call} ${path}: ${(e as Error).message}` });
@@ -97,72 +105,96 @@ export function pathCalls(ctx: WasiContext) {
       };
       // EMFILE before the open, so that a refused open has created or truncated nothing.
       fds.ensureRoom();
-      // A plain name of an existing regular file opens in one step where lookups are costly.
-      const io = dir.openFile !== undefined && isPlainName(path) && !(oflags & (OFLAGS.EXCL | OFLAGS.DIRECTORY))
-        ? dir.openFile(path, mode) : undefined;
-      const handle = io !== undefined ? new FileHandle(io, mode.append)
-        : openByLookup(lookup('path_open', dirfd, dir, path, (dirflags & LOOKUPFLAGS.SYMLINK_FOLLOW) !== 0), path, oflags, base, mode);
-      const max = typeRights(handle.filetype);
-      let fd: number;
       try {
-        fd = fds.insert({ handle, base: base & max.base, inheriting: inheriting & max.inheriting, fdflags: fdflags & ~FDFLAGS.APPEND });
-      } catch (e) {
-        handle.close();
-        throw e;
+        // A plain name of an existing regular file opens in one step where lookups are costly.
+        const io = dir.openFile !== undefined && isPlainName(path) && !(oflags & (OFLAGS.EXCL | OFLAGS.DIRECTORY))
+          ? dir.openFile(path, mode) : undefined;
+        const handle = io !== undefined ? new FileHandle(io, mode.append)
+          : openByLookup(lookup('path_open', dirfd, dir, path, (dirflags & LOOKUPFLAGS.SYMLINK_FOLLOW) !== 0), path, oflags, base, mode);
+        const max = typeRights(handle.filetype);
+        let fd: number;
+        try {
+          fd = fds.insert({ handle, base: base & max.base, inheriting: inheriting & max.inheriting, fdflags: fdflags & ~FDFLAGS.APPEND });
+        } catch (e) {
+          handle.close();
+          throw e;
+        }
+        mem.setU32(fdOut, fd);
+        return ERRNO.SUCCESS;
+      } finally {
+        endLookups();
       }
-      mem.setU32(fdOut, fd);
-      return ERRNO.SUCCESS;
     },
 
     path_filestat_get(fd: number, flags: number, pathPtr: number, pathLen: number, buf: number): number {
       const path = readPath(pathPtr, pathLen);
       mem.check(buf >>> 0, 64);
       const { dir } = dirOf(fd, R.path_filestat_get, 'path_filestat_get', path);
-      const r = lookup('path_filestat_get', fd, dir, path, (flags & LOOKUPFLAGS.SYMLINK_FOLLOW) !== 0);
-      if (r.node === undefined) fail(ERRNO.NOENT, `${path} does not exist`);
-      writeFilestat(mem, buf, r.node.stat());
-      return ERRNO.SUCCESS;
+      try {
+        const r = lookup('path_filestat_get', fd, dir, path, (flags & LOOKUPFLAGS.SYMLINK_FOLLOW) !== 0);
+        if (r.node === undefined) fail(ERRNO.NOENT, `${path} does not exist`);
+        writeFilestat(mem, buf, r.node.stat());
+        return ERRNO.SUCCESS;
+      } finally {
+        endLookups();
+      }
     },
 
     path_filestat_set_times(fd: number, flags: number, pathPtr: number, pathLen: number, atim: bigint, mtim: bigint, fst: number): number {
       const path = readPath(pathPtr, pathLen);
       const { dir } = dirOf(fd, R.path_filestat_set_times, 'path_filestat_set_times', path);
       const t = timesUpdate(atim, mtim, fst);
-      const r = lookup('path_filestat_set_times', fd, dir, path, (flags & LOOKUPFLAGS.SYMLINK_FOLLOW) !== 0);
-      if (r.node === undefined) fail(ERRNO.NOENT, `${path} does not exist`);
-      r.node.setTimes(t);
-      return ERRNO.SUCCESS;
+      try {
+        const r = lookup('path_filestat_set_times', fd, dir, path, (flags & LOOKUPFLAGS.SYMLINK_FOLLOW) !== 0);
+        if (r.node === undefined) fail(ERRNO.NOENT, `${path} does not exist`);
+        r.node.setTimes(t);
+        return ERRNO.SUCCESS;
+      } finally {
+        endLookups();
+      }
     },
 
     path_create_directory(fd: number, pathPtr: number, pathLen: number): number {
       const path = readPath(pathPtr, pathLen);
       const { dir } = dirOf(fd, R.path_create_directory, 'path_create_directory', path);
-      const r = lookup('path_create_directory', fd, dir, path, false, true);
-      if (r.node !== undefined) fail(ERRNO.EXIST, `${path} exists`);
-      r.dir.mkdir(r.name);
-      return ERRNO.SUCCESS;
+      try {
+        const r = lookup('path_create_directory', fd, dir, path, false, true);
+        if (r.node !== undefined) fail(ERRNO.EXIST, `${path} exists`);
+        r.dir.mkdir(r.name);
+        return ERRNO.SUCCESS;
+      } finally {
+        endLookups();
+      }
     },
 
     path_remove_directory(fd: number, pathPtr: number, pathLen: number): number {
       const path = readPath(pathPtr, pathLen);
       const { dir } = dirOf(fd, R.path_remove_directory, 'path_remove_directory', path);
-      const r = lookup('path_remove_directory', fd, dir, path, false, true);
-      if (r.node === undefined) fail(ERRNO.NOENT, `${path} does not exist`);
-      if (r.name === '.') fail(ERRNO.INVAL, 'cannot remove "."');
-      if (r.node.filetype !== FILETYPE.DIRECTORY) fail(ERRNO.NOTDIR, `${path} is not a directory`);
-      r.dir.rmdir(r.name);
-      return ERRNO.SUCCESS;
+      try {
+        const r = lookup('path_remove_directory', fd, dir, path, false, true);
+        if (r.node === undefined) fail(ERRNO.NOENT, `${path} does not exist`);
+        if (r.name === '.') fail(ERRNO.INVAL, 'cannot remove "."');
+        if (r.node.filetype !== FILETYPE.DIRECTORY) fail(ERRNO.NOTDIR, `${path} is not a directory`);
+        r.dir.rmdir(r.name);
+        return ERRNO.SUCCESS;
+      } finally {
+        endLookups();
+      }
     },
 
     path_unlink_file(fd: number, pathPtr: number, pathLen: number): number {
       const path = readPath(pathPtr, pathLen);
       const { dir } = dirOf(fd, R.path_unlink_file, 'path_unlink_file', path);
-      const r = lookup('path_unlink_file', fd, dir, path, false, true);
-      if (r.node === undefined) fail(ERRNO.NOENT, `${path} does not exist`);
-      if (r.node.filetype === FILETYPE.DIRECTORY) fail(ERRNO.ISDIR, `${path} is a directory`);
-      if (r.mustBeDir) fail(ERRNO.NOTDIR, `${path} is not a directory`);
-      r.dir.unlink(r.name);
-      return ERRNO.SUCCESS;
+      try {
+        const r = lookup('path_unlink_file', fd, dir, path, false, true);
+        if (r.node === undefined) fail(ERRNO.NOENT, `${path} does not exist`);
+        if (r.node.filetype === FILETYPE.DIRECTORY) fail(ERRNO.ISDIR, `${path} is a directory`);
+        if (r.mustBeDir) fail(ERRNO.NOTDIR, `${path} is not a directory`);
+        r.dir.unlink(r.name);
+        return ERRNO.SUCCESS;
+      } finally {
+        endLookups();
+      }
     },
 
     path_readlink(fd: number, pathPtr: number, pathLen: number, buf: number, bufLen: number, bufused: number): number {
@@ -170,26 +202,34 @@ export function pathCalls(ctx: WasiContext) {
       mem.check(bufused >>> 0, 4);
       const out = mem.bytes(buf, bufLen);
       const { dir } = dirOf(fd, R.path_readlink, 'path_readlink', path);
-      const r = lookup('path_readlink', fd, dir, path, false, true);
-      if (r.node === undefined) fail(ERRNO.NOENT, `${path} does not exist`);
-      if (r.node.filetype !== FILETYPE.SYMBOLIC_LINK) fail(ERRNO.INVAL, `${path} is not a symlink`);
-      const target = Buffer.from((r.node as unknown as { readlink(): string }).readlink());
-      const n = Math.min(target.length, out.length);
-      out.set(target.subarray(0, n));
-      mem.setU32(bufused, n);
-      return ERRNO.SUCCESS;
+      try {
+        const r = lookup('path_readlink', fd, dir, path, false, true);
+        if (r.node === undefined) fail(ERRNO.NOENT, `${path} does not exist`);
+        if (r.node.filetype !== FILETYPE.SYMBOLIC_LINK) fail(ERRNO.INVAL, `${path} is not a symlink`);
+        const target = Buffer.from((r.node as unknown as { readlink(): string }).readlink());
+        const n = Math.min(target.length, out.length);
+        out.set(target.subarray(0, n));
+        mem.setU32(bufused, n);
+        return ERRNO.SUCCESS;
+      } finally {
+        endLookups();
+      }
     },
 
     path_symlink(oldPtr: number, oldLen: number, fd: number, newPtr: number, newLen: number): number {
       const target = readPath(oldPtr, oldLen);
       const path = readPath(newPtr, newLen);
       const { dir } = dirOf(fd, R.path_symlink, 'path_symlink', path);
-      const r = lookup('path_symlink', fd, dir, path, false, true);
-      if (r.node !== undefined) fail(ERRNO.EXIST, `${path} exists`);
-      if (r.mustBeDir) fail(ERRNO.NOENT, `${path} ends in "/"`);
-      if (target.length === 0) fail(ERRNO.NOENT, 'empty symlink target');
-      r.dir.symlink(r.name, target);
-      return ERRNO.SUCCESS;
+      try {
+        const r = lookup('path_symlink', fd, dir, path, false, true);
+        if (r.node !== undefined) fail(ERRNO.EXIST, `${path} exists`);
+        if (r.mustBeDir) fail(ERRNO.NOENT, `${path} ends in "/"`);
+        if (target.length === 0) fail(ERRNO.NOENT, 'empty symlink target');
+        r.dir.symlink(r.name, target);
+        return ERRNO.SUCCESS;
+      } finally {
+        endLookups();
+      }
     },
 
     path_link(oldFd: number, oldFlags: number, oldPtr: number, oldLen: number, newFd: number, newPtr: number, newLen: number): number {
@@ -197,15 +237,19 @@ export function pathCalls(ctx: WasiContext) {
       const newPath = readPath(newPtr, newLen);
       const src = dirOf(oldFd, R.path_link_source, 'path_link', oldPath);
       const dst = dirOf(newFd, R.path_link_target, 'path_link', newPath);
-      const from = lookup('path_link', oldFd, src.dir, oldPath, (oldFlags & LOOKUPFLAGS.SYMLINK_FOLLOW) !== 0, (oldFlags & LOOKUPFLAGS.SYMLINK_FOLLOW) === 0);
-      if (from.node === undefined) fail(ERRNO.NOENT, `${oldPath} does not exist`);
-      if (from.node.filetype === FILETYPE.DIRECTORY) fail(ERRNO.PERM, `${oldPath} is a directory`);
-      if (from.mustBeDir) fail(ERRNO.NOTDIR, `${oldPath} is not a directory`);
-      const to = lookup('path_link', newFd, dst.dir, newPath, false, true);
-      if (to.node !== undefined) fail(ERRNO.EXIST, `${newPath} exists`);
-      if (to.mustBeDir) fail(ERRNO.NOENT, `${newPath} ends in "/"`);
-      from.dir.link(from.name, to.dir, to.name);
-      return ERRNO.SUCCESS;
+      try {
+        const from = lookup('path_link', oldFd, src.dir, oldPath, (oldFlags & LOOKUPFLAGS.SYMLINK_FOLLOW) !== 0, (oldFlags & LOOKUPFLAGS.SYMLINK_FOLLOW) === 0);
+        if (from.node === undefined) fail(ERRNO.NOENT, `${oldPath} does not exist`);
+        if (from.node.filetype === FILETYPE.DIRECTORY) fail(ERRNO.PERM, `${oldPath} is a directory`);
+        if (from.mustBeDir) fail(ERRNO.NOTDIR, `${oldPath} is not a directory`);
+        const to = lookup('path_link', newFd, dst.dir, newPath, false, true);
+        if (to.node !== undefined) fail(ERRNO.EXIST, `${newPath} exists`);
+        if (to.mustBeDir) fail(ERRNO.NOENT, `${newPath} ends in "/"`);
+        from.dir.link(from.name, to.dir, to.name);
+        return ERRNO.SUCCESS;
+      } finally {
+        endLookups();
+      }
     },
 
     path_rename(oldFd: number, oldPtr: number, oldLen: number, newFd: number, newPtr: number, newLen: number): number {
@@ -213,15 +257,19 @@ export function pathCalls(ctx: WasiContext) {
       const newPath = readPath(newPtr, newLen);
       const src = dirOf(oldFd, R.path_rename_source, 'path_rename', oldPath);
       const dst = dirOf(newFd, R.path_rename_target, 'path_rename', newPath);
-      const from = lookup('path_rename', oldFd, src.dir, oldPath, false, true);
-      if (from.node === undefined) fail(ERRNO.NOENT, `${oldPath} does not exist`);
-      const to = lookup('path_rename', newFd, dst.dir, newPath, false, true);
-      if (from.name === '.' || to.name === '.') fail(ERRNO.BUSY, 'cannot rename "."');
-      const isDir = from.node.filetype === FILETYPE.DIRECTORY;
-      if ((from.mustBeDir || to.mustBeDir) && !isDir) fail(ERRNO.NOTDIR, `${oldPath} is not a directory`);
-      if (to.node !== undefined && to.mustBeDir && to.node.filetype !== FILETYPE.DIRECTORY) fail(ERRNO.NOTDIR);
-      from.dir.rename(from.name, to.dir, to.name);
-      return ERRNO.SUCCESS;
+      try {
+        const from = lookup('path_rename', oldFd, src.dir, oldPath, false, true);
+        if (from.node === undefined) fail(ERRNO.NOENT, `${oldPath} does not exist`);
+        const to = lookup('path_rename', newFd, dst.dir, newPath, false, true);
+        if (from.name === '.' || to.name === '.') fail(ERRNO.BUSY, 'cannot rename "."');
+        const isDir = from.node.filetype === FILETYPE.DIRECTORY;
+        if ((from.mustBeDir || to.mustBeDir) && !isDir) fail(ERRNO.NOTDIR, `${oldPath} is not a directory`);
+        if (to.node !== undefined && to.mustBeDir && to.node.filetype !== FILETYPE.DIRECTORY) fail(ERRNO.NOTDIR);
+        from.dir.rename(from.name, to.dir, to.name);
+        return ERRNO.SUCCESS;
+      } finally {
+        endLookups();
+      }
     },
   };
 }
