@@ -1,5 +1,5 @@
 // npm run bench [-- SCENARIO...]: capsa against node:wasi and browser_wasi_shim, in one run.
-// Scenarios: write files hash startup (default: all). Prints a Markdown report and writes it
+// Scenarios: write files hash startup engine (default: all). Prints a Markdown report and writes it
 // to bench/results.md. Exits 1 if any contestant produced wrong output.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -7,7 +7,7 @@ import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { fmt, ROOT } from './lib.js';
 
-const SCENARIOS = ['write', 'files', 'hash', 'startup'];
+const SCENARIOS = ['write', 'files', 'hash', 'startup', 'engine'];
 
 // node:wasi warns once that it is experimental; that is known, so keep the report clean.
 process.removeAllListeners('warning');
@@ -26,7 +26,7 @@ for (const name of wanted.length ? wanted : SCENARIOS) {
   process.stderr.write(`bench: ${name} … `);
   const scenario = await import(`./${name}.js`);
   try {
-    reports.push(scenario.run());
+    reports.push(await scenario.run());
   } catch (e) {
     process.stderr.write('FAILED\n');
     fail(e.stack ?? String(e));
@@ -71,6 +71,7 @@ function render(reports, { seconds, loadStart, loadEnd }) {
       lines.push(`| ${r.title} | ${c.capsa} | ${c.peer} | ${value(r, c.capsa)} | ${value(r, c.peer)} | ${c.ratio.toFixed(2)}× | ${goal}${mark} |`);
     }
   }
+  for (const r of reports) if (r.notes) lines.push('', `### ${r.title}`, '', ...r.notes);
   lines.push('', '<details><summary>Every contestant (ms per run)</summary>', '',
     '| Scenario | contestant | median | min | max | runs | figure |', '|---|---|--:|--:|--:|--:|--:|');
   for (const r of reports) {
