@@ -1,3 +1,5 @@
+import { createBridgeChannel } from './bridge.js';
+import { functionList, serveFunctions, type HostFunctions } from './functions.js';
 import { unknownImports, unknownImportsMessage } from './imports.js';
 import { DEFAULT_LIMITS, DEFAULT_MAX_LIMITS, resolveLimits, type Limits } from './limits.js';
 import { ModuleCache, moduleId, type CachedModule } from './module-cache.js';
@@ -18,6 +20,8 @@ export interface HostOptions {
   cacheBytes?: number;
   /** Most audit events kept per run; the rest are counted as dropped (default 1000). */
   auditMax?: number;
+  /** Host functions every run's guest may import (a run's own `functions` add to these). */
+  functions?: HostFunctions;
 }
 
 /** One run. */
@@ -35,6 +39,8 @@ export interface RunRequest {
   /** Record capability decisions: none, the denied ones, or all. */
   audit?: 'off' | 'denied' | 'all';
   signal?: AbortSignal;
+  /** Host functions this run's guest may import, on top of the host's. */
+  functions?: HostFunctions;
   /** argv[0] the guest sees (default "main.wasm"). */
   argv0?: string;
   /** Give stdio the terminal filetype (isatty). */
@@ -64,7 +70,7 @@ export interface Host {
   run(request: RunRequest): Promise<RunResult>;
   /** Runs a guest and streams its output and audit events. */
   start(request: RunRequest): RunHandle;
-  /** Compiles and keeps a module; returns its id. Throws ModuleLimitError for an invalid module. */
+  /** Compiles and keeps a module; returns its id. Throws ModuleLimitError for an invalid module (imports are checked per run). */
   add(module: Uint8Array): string;
   /** Pool and cache counts. */
   stats(): { workers: number; busy: number; queued: number; spawned: number; cachedModules: number; cacheBytes: number };
@@ -75,6 +81,12 @@ export interface Host {
 }
 
 const EMPTY = new Uint8Array(0);
+
+function mergeFunctions(a: HostFunctions | undefined, b: HostFunctions | undefined): HostFunctions {
+  const out: HostFunctions = {};
+  for (const src of [a, b]) for (const [m, t] of Object.entries(src ?? {})) out[m] = { ...out[m], ...t };
+  return out;
+}
 
 function concat(chunks: Uint8Array[]): Uint8Array {
   if (chunks.length === 1) return chunks[0]!;
@@ -128,8 +140,18 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
     const result = (async (): Promise<RunResult> => {
       const loaded = load(req, limits);
       if (!('module' in loaded)) return empty(loaded.status, 'guest', loaded.message);
-      const unknown = unknownImports(loaded.module);
+      const fns = mergeFunctions(options.functions, req.functions);
+      const fnList = functionList(fns);
+      const unknown = unknownImports(loaded.module, fnList);
       if (unknown.length) return empty('invalid_module', 'guest', unknownImportsMessage(loaded.id, unknown));
+      // Only the functions the module imports cross to the worker.
+      const imported = new Set(WebAssembly.Module.imports(loaded.module).map((i) => `${i.module}.${i.name}`));
+      const used = fnList.filter((f) => imported.has(`${f.module}.${f.name}`));
+      const warnings: string[] = [];
+      const channel = used.length ? createBridgeChannel() : undefined;
+      const server = channel ? serveFunctions(fns, used, channel, (what, e) => {
+        if (warnings.length < 100) warnings.push(`host function ${what} failed: ${(e as Error)?.message ?? String(e)}`);
+      }) : undefined;
 
       const spec: GuestSpec = {
         args: [req.argv0 ?? 'main.wasm', ...(req.args ?? [])],
@@ -140,7 +162,7 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
         limits,
         audit: req.audit ?? 'off',
         auditMax,
-        functions: [],
+        functions: used,
         tty: req.tty ?? false,
         stream: streaming,
         ...(req.stdoutFd !== undefined ? { stdoutFd: req.stdoutFd } : {}),
@@ -148,8 +170,10 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
       };
       const out: Record<1 | 2, Uint8Array[]> = { 1: [], 2: [] };
       const audit: AuditEvent[] = [];
-      const end: JobEnd = await pool.submit({
-        module: loaded.module, spec, signal: req.signal,
+      let end: JobEnd;
+      try {
+        end = await pool.submit({
+        module: loaded.module, spec, signal: req.signal, bridge: channel?.sab,
         onOutput(fd, data) {
           out[fd].push(data);
           emit(fd === 1 ? { type: 'stdout', data } : { type: 'stderr', data });
@@ -157,8 +181,11 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
         onAudit(evs) {
           for (const event of evs) { audit.push(event); emit({ type: 'audit', event }); }
         },
-      });
-      const base = { stdout: concat(out[1]), stderr: concat(out[2]), audit: { events: audit, dropped: 0 } };
+        });
+      } finally {
+        server?.close();
+      }
+      const base = { stdout: concat(out[1]), stderr: concat(out[2]), audit: { events: audit, dropped: 0 }, ...(warnings.length ? { warnings } : {}) };
       if (end.kind === 'stopped') {
         const usage = { wallMs: end.wallMs, cpuMs: end.cpuMs, peakMemoryBytes: 0 };
         const status = end.reason === 'crashed' ? 'host_error' : end.reason === 'cancelled' ? 'cancelled' : 'timeout';
@@ -200,15 +227,7 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
     pool,
     start: (req) => launch(req, true),
     run: async (req) => launch(req, false).result,
-    add(bytes) {
-      const m = cache.add(bytes, caps(defaults));
-      const unknown = unknownImports(m.module);
-      if (unknown.length) {
-        cache.delete(m.id);
-        throw new ModuleLimitError('invalid_module', unknownImportsMessage(m.id, unknown));
-      }
-      return m.id;
-    },
+    add: (bytes) => cache.add(bytes, caps(defaults)).id,
     stats: () => ({ ...pool.stats(), cachedModules: cache.size, cacheBytes: cache.bytes }),
     close: () => pool.close(),
   };

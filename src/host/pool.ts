@@ -25,6 +25,8 @@ function newWorker(options: import('node:worker_threads').WorkerOptions): Worker
 export interface Job {
   module: WebAssembly.Module;
   spec: GuestSpec;
+  /** The bridge channel for host functions, if the guest imports any. */
+  bridge?: SharedArrayBuffer | undefined;
   signal?: AbortSignal | undefined;
   onOutput(fd: 1 | 2, data: Uint8Array): void;
   onAudit(events: AuditEvent[]): void;
@@ -161,7 +163,7 @@ export class Pool {
       const timer = setTimeout(() => this.stop(slot, 'wall', `the run exceeded its wall-clock limit of ${limits.wallMs} ms`), limits.wallMs);
       slot.current = { ...p, id, t0: performance.now(), cpu0: slot.cpuNs(), timer };
       p.job.onStart?.();
-      const msg: ToWorker = { type: 'run', id, module: p.job.module, spec: p.job.spec };
+      const msg: ToWorker = { type: 'run', id, module: p.job.module, spec: p.job.spec, ...(p.job.bridge ? { bridge: p.job.bridge } : {}) };
       slot.worker.postMessage(msg);
       this.watchCpu();
     }

@@ -45,4 +45,6 @@ export interface RunResult {
   files: Record<string, Uint8Array>;
   usage: Usage;
   audit: { events: AuditEvent[]; dropped: number };
+  /** Problems on the host's side that did not end the run, e.g. a host function that threw. */
+  warnings?: string[];
 }

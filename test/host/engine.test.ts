@@ -229,3 +229,57 @@ describe('steady state', () => {
     expect(host.stats()).toMatchObject({ workers: 2, busy: 0, queued: 0, spawned });
   });
 });
+
+describe('host functions', () => {
+  // The guest calls env.add(2, 40) and env.greet(ptr, len) → the host writes a reply into its memory.
+  const IMPORTS = `
+    (import "env" "add" (func $add (param i32 i32) (result i32)))
+    (import "env" "greet" (func $greet (param i32 i32) (result i32)))
+    (import "env" "boom" (func $boom (result i32)))
+    ${EXIT}`;
+  const guestModule = command(`
+    (i32.store (i32.const 0) (call $add (i32.const 2) (i32.const 40)))
+    (i32.store (i32.const 4) (call $greet (i32.const 100) (i32.const 5)))
+    (i32.store (i32.const 8) (call $boom))
+    (call $exit (i32.add (i32.load (i32.const 0))
+      (i32.add (i32.mul (i32.eq (i32.load8_u (i32.const 200)) (i32.const 104)) (i32.const 100)) (i32.load (i32.const 8)))))`,
+  IMPORTS, '(memory (export "memory") 1) (data (i32.const 100) "world")');
+
+  it('an async host function answers a guest, reading and writing its memory', async () => {
+    const seen: string[] = [];
+    const r = await host.run({
+      module: guestModule,
+      functions: {
+        env: {
+          add: async (_ctx, a, b) => { await new Promise((res) => setTimeout(res, 5)); return Number(a) + Number(b); },
+          greet: async (ctx, ptr, len) => {
+            const who = await ctx.readString(Number(ptr), Number(len));
+            seen.push(who);
+            await ctx.write(200, new TextEncoder().encode(`hi ${who}`));
+            return 0;
+          },
+          boom: () => { throw new Error('kaboom'); },
+        },
+      },
+    });
+    expect(seen).toEqual(['world']);
+    // exit code = add's result (42) + 100 if the host's "hi world" landed at 200 + boom's errno (EIO, 29):
+    // the throwing function returned an errno instead of hanging the guest.
+    expect(r).toMatchObject({ status: 'exited', exitCode: 42 + 100 + 29 });
+    expect(r.warnings?.[0]).toMatch(/env\.boom failed: kaboom/);
+  });
+
+  it('a guest importing a function the embedder did not give is refused', async () => {
+    const r = await host.run({ module: guestModule, functions: { env: { add: () => 0 } } });
+    expect(r.status).toBe('invalid_module');
+    expect(r.message).toContain('env.greet');
+  });
+
+  it('a host function that never answers is ended by the wall-clock limit', async () => {
+    const r = await host.run({
+      module: guestModule, limits: { wallMs: 500 },
+      functions: { env: { add: () => new Promise<number>(() => {}), greet: () => 0, boom: () => 0 } },
+    });
+    expect(r).toMatchObject({ status: 'timeout', timeout: 'wall' });
+  });
+});

@@ -38,6 +38,7 @@ port.on('message', (msg: ToWorker) => {
     lastFlush = performance.now();
   };
   const outcome = runGuest(msg.module, spec, {
+    bridge: msg.bridge,
     output(fd, chunk) {
       pending[fd].push(chunk.slice());
       size[fd] += chunk.length;

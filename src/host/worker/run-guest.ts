@@ -6,6 +6,7 @@ import { createWasi, type Preopen } from '../../wasi/wasi.js';
 import { writeAll } from '../../wasi/handles.js';
 import type { AuditEvent } from '../result.js';
 import { classifyTrap } from '../trap.js';
+import { functionStubs } from '../functions.js';
 import type { GuestSpec, WorkerOutcome } from './protocol.js';
 import { threadCpuNs } from './thread-cpu.js';
 
@@ -20,8 +21,8 @@ export class OutputLimitExceeded extends RunTermination {
 export interface GuestIO {
   output(fd: 1 | 2, chunk: Uint8Array): void;
   audit(event: AuditEvent): void;
-  /** Import objects for host functions (stubs that call through the bridge). */
-  functions?: WebAssembly.Imports;
+  /** The channel to the host thread, when the guest imports host functions. */
+  bridge?: SharedArrayBuffer | undefined;
 }
 
 /** Splits "/data/in.txt" style paths into one seed per top-level directory. */
@@ -112,8 +113,11 @@ export function runGuest(module: WebAssembly.Module, spec: GuestSpec, io: GuestI
 
   let memory: WebAssembly.Memory | undefined;
   let result: Omit<WorkerOutcome, 'cpuNs' | 'files' | 'peakMemoryBytes' | 'auditDropped'>;
+  // A hung async host function is ended by the run's wall-clock limit, which terminates this worker.
+  const functions = spec.functions.length && io.bridge
+    ? functionStubs(spec.functions, { sab: io.bridge }, () => memory, spec.limits.wallMs + 1000) : {};
   try {
-    const instance = new WebAssembly.Instance(module, { ...wasi.getImportObject(), ...io.functions });
+    const instance = new WebAssembly.Instance(module, { ...functions, ...wasi.getImportObject() });
     const m = instance.exports['memory'];
     if (m instanceof WebAssembly.Memory) memory = m;
     result = { status: 'exited', exitCode: wasi.start(instance) };
