@@ -87,7 +87,12 @@ class Slot {
     if (m.type === 'ready' || !cur || m.id !== cur.id) return;
     if (m.type === 'output') cur.job.onOutput(m.fd, m.data);
     else if (m.type === 'audit') cur.job.onAudit(m.events);
-    else if (m.type === 'done') this.pool.finish(this, { kind: 'done', outcome: m.outcome, ...this.pool.usage(this) });
+    else if (m.type === 'done') {
+      if (m.stdout) cur.job.onOutput(1, m.stdout);
+      if (m.stderr) cur.job.onOutput(2, m.stderr);
+      if (m.audit) cur.job.onAudit(m.audit);
+      this.pool.finish(this, { kind: 'done', outcome: m.outcome, ...this.pool.usage(this) });
+    }
   }
 }
 

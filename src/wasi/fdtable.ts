@@ -41,10 +41,19 @@ export interface Auditor {
  * needs, and a missing one is ENOTCAPABLE before any other error, as in Capsicum.
  */
 export class FdTable {
-  private readonly slots: (FdEntry | undefined)[] = [];
+  private slots: (FdEntry | undefined)[] = [];
   private open = 0;
 
-  constructor(readonly maxFds: number, private readonly auditor?: Auditor) {}
+  constructor(public maxFds: number, private auditor?: Auditor) {}
+
+  /** Closes everything and starts over for the next guest (a worker reuses one table). */
+  reset(maxFds: number, auditor: Auditor | undefined): void {
+    this.closeAll();
+    this.slots = [];
+    this.open = 0;
+    this.maxFds = maxFds;
+    this.auditor = auditor;
+  }
 
   /** Number of open descriptors. */
   get size(): number {

@@ -15,6 +15,14 @@ export class GuestMemory {
   u8 = new Uint8Array(0);
   private dv = new DataView(this.buffer);
 
+  /** Forgets the memory of the previous guest. */
+  unbind(): void {
+    this.memory = undefined;
+    this.buffer = new ArrayBuffer(0);
+    this.u8 = new Uint8Array(0);
+    this.dv = new DataView(this.buffer);
+  }
+
   /** Binds the guest's exported (or imported) memory. */
   bind(memory: WebAssembly.Memory): void {
     this.memory = memory;

@@ -283,3 +283,25 @@ describe('host functions', () => {
     expect(r).toMatchObject({ status: 'timeout', timeout: 'wall' });
   });
 });
+
+describe('one worker, many guests', () => {
+  it('nothing of a guest survives into the next one on the same worker', async () => {
+    const solo = await createHost({ workers: 1 });
+    try {
+      const CAP = `(import "capsicum" "cap_enter" (func $enter (result i32)))
+        (import "capsicum" "cap_getmode" (func $getmode (param i32) (result i32)))
+        (import "wasi_snapshot_preview1" "fd_fdstat_get" (func $fdstat (param i32 i32) (result i32)))
+        ${EXIT}`;
+      // A: has /data, enters capability mode. B: exits with mode*100 + errno of fd_fdstat_get(3).
+      const a = command('(drop (call $enter)) (call $exit (i32.const 0))', CAP);
+      const b = command(`(drop (call $getmode (i32.const 0)))
+        (call $exit (i32.add (i32.mul (i32.load (i32.const 0)) (i32.const 100)) (call $fdstat (i32.const 3) (i32.const 64))))`, CAP);
+      expect((await solo.run({ module: a, files: { '/data/x': 'secret' } })).exitCode).toBe(0);
+      const r = await solo.run({ module: b });
+      expect(r.exitCode).toBe(8); // mode 0, and fd 3 (A's /data) is EBADF
+      expect(solo.stats().spawned).toBe(1);
+    } finally {
+      await solo.close();
+    }
+  });
+});

@@ -23,14 +23,18 @@ port.on('message', (msg: ToWorker) => {
   const size: Record<1 | 2, number> = { 1: 0, 2: 0 };
   let lastFlush = performance.now();
   let audits: AuditEvent[] = [];
-  const flush = (fd: 1 | 2) => {
-    if (size[fd] === 0) return;
+  const take = (fd: 1 | 2): Uint8Array<ArrayBuffer> | undefined => {
+    if (size[fd] === 0) return undefined;
     const data = new Uint8Array(size[fd]);
     let off = 0;
     for (const c of pending[fd]) { data.set(c, off); off += c.length; }
     pending[fd] = [];
     size[fd] = 0;
-    post({ type: 'output', id, fd, data }, [data.buffer]);
+    return data;
+  };
+  const flush = (fd: 1 | 2) => {
+    const data = take(fd);
+    if (data) post({ type: 'output', id, fd, data }, [data.buffer]);
   };
   const flushAll = () => {
     flush(1); flush(2);
@@ -49,8 +53,9 @@ port.on('message', (msg: ToWorker) => {
       if (audits.length >= 256 || (spec.stream && performance.now() - lastFlush > 5)) flushAll();
     },
   });
-  flushAll();
-  post({ type: 'done', id, outcome });
+  const stdout = take(1), stderr = take(2);
+  post({ type: 'done', id, outcome, ...(stdout ? { stdout } : {}), ...(stderr ? { stderr } : {}), ...(audits.length ? { audit: audits } : {}) },
+    [stdout?.buffer, stderr?.buffer].filter((b): b is ArrayBuffer => b !== undefined));
 });
 
 post({ type: 'ready', tid: threadId() });

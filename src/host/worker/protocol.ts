@@ -51,4 +51,5 @@ export type FromWorker =
   | { type: 'ready'; tid: number | undefined }
   | { type: 'output'; id: number; fd: 1 | 2; data: Uint8Array }
   | { type: 'audit'; id: number; events: AuditEvent[] }
-  | { type: 'done'; id: number; outcome: WorkerOutcome };
+  /** The end of a run, carrying the output and audit events not sent yet (one message, not three). */
+  | { type: 'done'; id: number; outcome: WorkerOutcome; stdout?: Uint8Array; stderr?: Uint8Array; audit?: AuditEvent[] };

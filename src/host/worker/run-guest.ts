@@ -2,7 +2,7 @@ import { RunTermination, ProcExit } from '../../wasi/errors.js';
 import type { Auditor, Decision } from '../../wasi/fdtable.js';
 import { createMemFs, MemDir, MemFile, MemSymlink, seedMemDir, type MemSeed } from '../../wasi/fs/memfs.js';
 import { capNames } from '../../wasi/rights.js';
-import { createWasi, type Preopen } from '../../wasi/wasi.js';
+import { createWasi, type Preopen, type Wasi } from '../../wasi/wasi.js';
 import { writeAll } from '../../wasi/handles.js';
 import type { AuditEvent } from '../result.js';
 import { classifyTrap } from '../trap.js';
@@ -63,6 +63,9 @@ class AuditCollector implements Auditor {
   }
 }
 
+// One WASI environment per worker, reset for each guest (createWasi's `reuse`).
+let previous: Wasi | undefined;
+
 /** Runs one guest to completion on the calling thread and says how it ended. */
 export function runGuest(module: WebAssembly.Module, spec: GuestSpec, io: GuestIO): WorkerOutcome {
   const cpu0 = threadCpuNs();
@@ -109,7 +112,8 @@ export function runGuest(module: WebAssembly.Module, spec: GuestSpec, io: GuestI
     maxFds: spec.limits.fds,
     memFs: { maxBytes: spec.limits.filesBytes },
     ...(auditor ? { auditor } : {}),
-  });
+  }, previous);
+  previous = wasi;
 
   let memory: WebAssembly.Memory | undefined;
   let result: Omit<WorkerOutcome, 'cpuNs' | 'files' | 'peakMemoryBytes' | 'auditDropped'>;

@@ -1,14 +1,18 @@
 import fs from 'node:fs';
 
-// schedstat's first field is the thread's time on a CPU in nanoseconds (Linux); finer than stat's ticks.
-const SELF = '/proc/thread-self/schedstat';
-const HAVE_SCHEDSTAT = (() => {
-  try { fs.readFileSync(SELF); return true; } catch { return false; }
+// schedstat's first field is the thread's time on a CPU in nanoseconds (Linux); finer than stat's
+// ticks. The file stays open: one pread per sample instead of open, read and close.
+const selfFd = (() => {
+  try { return fs.openSync('/proc/thread-self/schedstat', 'r'); } catch { return undefined; }
 })();
+const sample = Buffer.alloc(64);
 
 /** CPU time of the calling thread in ns, or of the process where the OS cannot tell threads apart. */
 export function threadCpuNs(): bigint {
-  if (HAVE_SCHEDSTAT) return BigInt(fs.readFileSync(SELF, 'latin1').split(' ', 1)[0]!);
+  if (selfFd !== undefined) {
+    const n = fs.readSync(selfFd, sample, 0, sample.length, 0);
+    return BigInt(sample.toString('latin1', 0, n).split(' ', 1)[0]!);
+  }
   const u = process.cpuUsage();
   return BigInt(u.user + u.system) * 1000n;
 }
