@@ -1,12 +1,13 @@
 #!/usr/bin/env node
-// Runs the compiled CLI (fast start-up); falls back to the TypeScript sources through tsx in a
-// checkout that has not been built.
+// Runs the bundled CLI (fastest start-up), else the compiled one; falls back to the TypeScript
+// sources through tsx in a checkout that has not been built.
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-const dist = new URL('../dist/cli.js', import.meta.url);
-if (existsSync(fileURLToPath(dist))) {
-  await import(dist.href);
+const candidates = ['../dist/bundle/cli.js', '../dist/cli.js'].map((p) => new URL(p, import.meta.url));
+const built = candidates.find((u) => existsSync(fileURLToPath(u)));
+if (built) {
+  await import(built.href);
 } else {
   const { register } = await import('tsx/esm/api');
   register();

@@ -124,25 +124,20 @@ async function run(argv: string[]): Promise<number> {
   }
   const dirs = values.dir.map(parseDir);
   const env = parseEnv(values.env);
-
-  let bytes: Buffer;
-  try {
-    bytes = fs.readFileSync(modulePath);
-  } catch (e) {
-    process.stderr.write(`capsa: Cannot read ${modulePath}: ${(e as Error).message}\n`);
-    return 1;
-  }
-  for (const d of dirs) {
-    if (!fs.existsSync(d.host) || !fs.statSync(d.host).isDirectory()) {
-      process.stderr.write(`capsa: Cannot mount ${d.host} at ${d.guest}: it is not a directory\n`);
-      return 1;
-    }
-  }
+  // The worker starts while the module is read and compiled. The CLI's maxima are its own flags.
+  const hostReady = createHost({ workers: 1, limits: { max: { ...DEFAULT_MAX_LIMITS, ...maxOf(limits) } } });
+  const host = await (async () => {
+    const problem = checkInputs(modulePath, dirs);
+    if (problem === undefined) return hostReady;
+    void hostReady.then((h) => h.close());
+    process.stderr.write(`capsa: ${problem}\n`);
+    return undefined;
+  })();
+  if (host === undefined) return 1;
+  const bytes = fs.readFileSync(modulePath);
 
   let auditOut: number | undefined;
   if (audit !== 'off') auditOut = values['audit-file'] ? fs.openSync(values['audit-file'], 'w') : 2;
-  // The CLI allows one run at the size the operator asked for: its maxima are the flags themselves.
-  const host = await createHost({ workers: 1, limits: { max: { ...DEFAULT_MAX_LIMITS, ...maxOf(limits) } } });
   try {
     const handle = host.start({
       module: bytes, argv0: modulePath, args, env, dirs, limits, audit,
@@ -158,8 +153,22 @@ async function run(argv: string[]): Promise<number> {
     }
     return 70;
   } finally {
-    await host.close();
+    // Not awaited: the process may exit while the worker thread winds down.
+    void host.close();
   }
+}
+
+/** Why the module or a mount cannot be used, or undefined when all is well. */
+function checkInputs(modulePath: string, dirs: DirGrant[]): string | undefined {
+  try {
+    if (!fs.statSync(modulePath).isFile()) return `Cannot read ${modulePath}: it is not a file`;
+  } catch (e) {
+    return `Cannot read ${modulePath}: ${(e as Error).message}`;
+  }
+  for (const d of dirs) {
+    if (!fs.existsSync(d.host) || !fs.statSync(d.host).isDirectory()) return `Cannot mount ${d.host} at ${d.guest}: it is not a directory`;
+  }
+  return undefined;
 }
 
 function maxOf(l: Partial<Limits>): Partial<Limits> {
