@@ -205,6 +205,7 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
       return r;
     })();
 
+    if (!streaming) return { result, [Symbol.asyncIterator]: () => { throw new Error('use host.start() to stream a run'); } };
     let finished: RunResult | undefined;
     let failed: unknown;
     void result.then((r) => { finished = r; }, (e: unknown) => { failed = e ?? new Error('run failed'); })
