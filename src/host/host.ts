@@ -6,6 +6,7 @@ import { ModuleCache, moduleId, type CachedModule } from './module-cache.js';
 import { Pool, type JobEnd } from './pool.js';
 import type { AuditEvent, RunResult } from './result.js';
 import { ModuleLimitError } from './wasm-limits.js';
+import { formatBytes } from './units.js';
 import type { DirGrant, GuestSpec } from './worker/protocol.js';
 
 /** Options of createHost. */
@@ -18,6 +19,8 @@ export interface HostOptions {
   limits?: { defaults?: Partial<Limits>; max?: Partial<Limits> };
   /** Bytes of modules (originals plus compiled copies) to keep compiled (default 256 MiB). */
   cacheBytes?: number;
+  /** The largest module accepted, in bytes (default 64 MiB). */
+  maxModuleBytes?: number;
   /** Most audit events kept per run; the rest are counted as dropped (default 1000). */
   auditMax?: number;
   /** Host functions every run's guest may import (a run's own `functions` add to these). */
@@ -104,6 +107,7 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
   const pool = new Pool({ ...(options.workers ? { size: options.workers } : {}), ...(options.maxQueue ? { maxQueue: options.maxQueue } : {}) });
   await pool.start();
   const auditMax = options.auditMax ?? 1000;
+  const maxModuleBytes = options.maxModuleBytes ?? 64 << 20;
 
   const caps = (l: Limits) => ({ memoryBytes: l.memoryBytes, tableElements: l.tableElements });
 
@@ -113,6 +117,9 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
       if (typeof req.module === 'string') {
         const m = cache.get(req.module, caps(limits));
         return m ?? { status: 'invalid_module', message: `Cannot run ${req.module}: no module with that id was added (add it first, or send its bytes)` };
+      }
+      if (req.module.length > maxModuleBytes) {
+        return { status: 'invalid_module', message: `Cannot run the module: it is ${formatBytes(req.module.length)}, above the ${formatBytes(maxModuleBytes)} limit` };
       }
       return cache.add(req.module, caps(limits));
     } catch (e) {
@@ -228,7 +235,12 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
     pool,
     start: (req) => launch(req, true),
     run: async (req) => launch(req, false).result,
-    add: (bytes) => cache.add(bytes, caps(defaults)).id,
+    add(bytes) {
+      if (bytes.length > maxModuleBytes) {
+        throw new ModuleLimitError('invalid_module', `Cannot add the module: it is ${formatBytes(bytes.length)}, above the ${formatBytes(maxModuleBytes)} limit`);
+      }
+      return cache.add(bytes, caps(defaults)).id;
+    },
     stats: () => ({ ...pool.stats(), cachedModules: cache.size, cacheBytes: cache.bytes }),
     close: () => pool.close(),
   };

@@ -79,6 +79,18 @@ describe('runs and results', () => {
     await expect(host.run({ module: guest('hello'), limits: { memoryBytes: 8 << 30 } })).rejects.toThrow(/limits\.memoryBytes/);
   });
 
+  it('refuses a module above the size limit', async () => {
+    const small = await createHost({ workers: 1, maxModuleBytes: 1000 });
+    try {
+      const r = await small.run({ module: guest('hello') });
+      expect(r.status).toBe('invalid_module');
+      expect(r.message).toMatch(/above the 1000 B limit/);
+      expect(() => small.add(guest('hello'))).toThrow(/limit/);
+    } finally {
+      await small.close();
+    }
+  });
+
   it('runs a module added once by its sha256 id', async () => {
     const id = host.add(guest('hello'));
     expect(id).toMatch(/^sha256:[0-9a-f]{64}$/);
