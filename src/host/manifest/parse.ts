@@ -1,0 +1,371 @@
+/**
+ * Reads a manifest: YAML with CloudABI's tags, checked strictly, every problem reported at once
+ * with its line and column. YAML bombs (aliases, depth, size) are refused before they expand.
+ */
+import YAML, { isAlias, isMap, isScalar, isSeq, LineCounter, type Document, type Node as YamlNode } from 'yaml';
+import { LIMIT_FIELDS, type Limits } from '../limits.js';
+import { parseBytes, parseDuration } from '../units.js';
+import { didYouMean } from './suggest.js';
+import type { ArgNode, CasperGrants, DirEntryGrant, Manifest, Problem, RightsGrant } from './types.js';
+import { ManifestError } from './types.js';
+import { expandRights, PROMISES } from './vocabulary.js';
+import { TYPE_RIGHTS } from '../../wasi/rights.js';
+
+/** Caps on what a manifest may make the parser do. */
+export interface ParseLimits {
+  maxBytes: number;
+  maxAliases: number;
+  maxDepth: number;
+  maxNodes: number;
+}
+
+export const DEFAULT_PARSE_LIMITS: ParseLimits = { maxBytes: 1 << 20, maxAliases: 100, maxDepth: 64, maxNodes: 100_000 };
+
+/** The Casper services a manifest may name (their limits are checked by each service). */
+export const CASPER_SERVICES = ['system.dns', 'system.pwd', 'system.grp', 'system.random', 'system.sysctl', 'system.fileargs'] as const;
+
+const CLOUDABI = 'tag:nuxi.nl,2015:cloudabi/';
+const TOP_KEYS = ['module', 'args', 'env', 'argdata', 'dirs', 'limits', 'casper', 'pledge'];
+const DIR_KEYS = ['guest', 'source', 'rights', 'init_only'];
+const LIMIT_KEYS: Record<string, { field: keyof Limits; kind: 'duration' | 'bytes' | 'count' }> = {
+  wall: { field: 'wallMs', kind: 'duration' },
+  cpu: { field: 'cpuMs', kind: 'duration' },
+  memory: { field: 'memoryBytes', kind: 'bytes' },
+  output: { field: 'outputBytes', kind: 'bytes' },
+  fds: { field: 'fds', kind: 'count' },
+  files: { field: 'filesBytes', kind: 'bytes' },
+};
+
+class Reader {
+  readonly problems: Problem[] = [];
+  private aliases = 0;
+  private nodes = 0;
+  constructor(readonly doc: Document, readonly lc: LineCounter, readonly limits: ParseLimits) {}
+
+  problem(node: YamlNode | undefined | null, path: string, message: string): void {
+    const offset = node?.range?.[0];
+    const pos = offset === undefined ? { line: 0, col: 0 } : this.lc.linePos(offset);
+    this.problems.push({ line: pos.line, col: pos.col, path, message });
+  }
+
+  /** Follows an alias, counting them so that a billion laughs stops at the hundredth. */
+  deref(node: unknown, path: string): YamlNode | null {
+    if (++this.nodes > this.limits.maxNodes) throw new Bomb(`the manifest expands to more than ${this.limits.maxNodes} nodes`);
+    if (isAlias(node)) {
+      if (++this.aliases > this.limits.maxAliases) throw new Bomb(`more than ${this.limits.maxAliases} aliases; write the values out`);
+      const target = node.resolve(this.doc);
+      if (!target) { this.problem(node, path, `alias *${node.source} refers to nothing`); return null; }
+      return target as YamlNode;
+    }
+    return (node ?? null) as YamlNode | null;
+  }
+
+  /** A plain string scalar, or undefined after a problem. */
+  string(node: unknown, path: string, what: string): string | undefined {
+    const n = this.deref(node, path);
+    if (isScalar(n) && n.value !== null && typeof n.value !== 'object') return String(n.value);
+    this.problem(n, path, `${what} must be a string`);
+    return undefined;
+  }
+}
+
+class Bomb extends Error {}
+
+/** Parses and validates a manifest; throws ManifestError listing every problem. */
+export function parseManifest(source: string, file = 'manifest.yaml', limits: ParseLimits = DEFAULT_PARSE_LIMITS): Manifest {
+  if (source.length > limits.maxBytes) {
+    throw new ManifestError(file, [{ line: 0, col: 0, path: '', message: `the manifest is ${source.length} bytes; the limit is ${limits.maxBytes}` }]);
+  }
+  const lc = new LineCounter();
+  const doc = YAML.parseDocument(source, { lineCounter: lc, uniqueKeys: true, intAsBigInt: true, prettyErrors: false, keepSourceTokens: false });
+  const r = new Reader(doc, lc, limits);
+  for (const e of doc.errors) {
+    const pos = e.linePos?.[0] ?? { line: 0, col: 0 };
+    r.problems.push({ line: pos.line, col: pos.col, path: '', message: e.message.split('\n')[0]! });
+  }
+  if (r.problems.length) throw new ManifestError(file, r.problems);
+  let m: Manifest;
+  try {
+    m = readTop(r, doc.contents as YamlNode | null);
+  } catch (e) {
+    if (!(e instanceof Bomb)) throw e;
+    throw new ManifestError(file, [{ line: 0, col: 0, path: '', message: e.message }]);
+  }
+  if (r.problems.length) throw new ManifestError(file, r.problems);
+  return m;
+}
+
+function readTop(r: Reader, root: YamlNode | null): Manifest {
+  const m: Manifest = { args: [], env: {}, dirs: [], limits: {}, casper: {} };
+  if (root === null || (isScalar(root) && root.value === null)) return m;
+  if (!isMap(root)) { r.problem(root, '', 'a manifest is a mapping of keys such as module, args, dirs, limits'); return m; }
+  for (const pair of root.items) {
+    const key = r.string(pair.key, '', 'a key');
+    if (key === undefined) continue;
+    const value = pair.value as YamlNode | null;
+    switch (key) {
+      case 'module': { const v = r.string(value, 'module', 'module'); if (v !== undefined) m.module = v; break; }
+      case 'args': m.args = readArgs(r, value); break;
+      case 'env': m.env = readEnv(r, value); break;
+      case 'argdata': m.argdata = readArg(r, value, 'argdata', 0); break;
+      case 'dirs': m.dirs = readDirs(r, value); break;
+      case 'limits': m.limits = readLimits(r, value); break;
+      case 'casper': mergeCasper(m.casper, readCasper(r, value)); break;
+      case 'pledge': {
+        const words = readWords(r, value, 'pledge');
+        const ex = expandRights(words);
+        for (const u of ex.unknown) r.problem(value, 'pledge', u);
+        m.stdio = { base: ex.rights & TYPE_RIGHTS.characterDevice.base, inheriting: 0n, names: words };
+        for (const s of ex.casper) m.casper[s] ??= {};
+        break;
+      }
+      default: r.problem(pair.key as YamlNode, key, `unknown key "${key}"${didYouMean(key, TOP_KEYS)}; a manifest may have ${TOP_KEYS.join(', ')}`);
+    }
+  }
+  return m;
+}
+
+function mergeCasper(into: CasperGrants, from: CasperGrants): void {
+  for (const [k, v] of Object.entries(from)) into[k] = { ...into[k], ...v };
+}
+
+function readArgs(r: Reader, node: YamlNode | null): string[] {
+  const n = r.deref(node, 'args');
+  if (!isSeq(n)) { r.problem(n, 'args', 'args must be a list of strings, e.g. [--verbose, /in/file]'); return []; }
+  const out: string[] = [];
+  n.items.forEach((item, i) => {
+    const s = r.string(item, `args[${i}]`, 'an argument');
+    if (s !== undefined) out.push(s);
+  });
+  return out;
+}
+
+function readEnv(r: Reader, node: YamlNode | null): Record<string, string> {
+  const n = r.deref(node, 'env');
+  const out: Record<string, string> = {};
+  if (!isMap(n)) { r.problem(n, 'env', 'env must be a mapping of names to values, e.g. { LANG: C }'); return out; }
+  for (const pair of n.items) {
+    const k = r.string(pair.key, 'env', 'a variable name');
+    if (k === undefined) continue;
+    if (k === '' || k.includes('=') || k.includes('\0')) { r.problem(pair.key as YamlNode, `env.${k}`, 'a variable name must be non-empty, without "=" or NUL'); continue; }
+    const v = r.string(pair.value, `env.${k}`, 'a variable value');
+    if (v !== undefined) {
+      if (v.includes('\0')) r.problem(pair.value as YamlNode, `env.${k}`, 'a value must not contain NUL');
+      else out[k] = v;
+    }
+  }
+  return out;
+}
+
+/** A list of rights words, or one word. */
+function readWords(r: Reader, node: YamlNode | null, path: string): string[] {
+  const n = r.deref(node, path);
+  if (isScalar(n) && typeof n.value === 'string') return [n.value];
+  if (isSeq(n)) {
+    const out: string[] = [];
+    n.items.forEach((item, i) => { const s = r.string(item, `${path}[${i}]`, 'a right'); if (s !== undefined) out.push(s); });
+    return out;
+  }
+  r.problem(n, path, 'rights are a name or a list of names, e.g. rpath or [CAP_READ, CAP_SEEK]');
+  return [];
+}
+
+/** Rights for a descriptor of the given kind: the named set, limited to what the kind can hold. */
+function readRights(r: Reader, node: YamlNode | null, path: string, kind: 'directory' | 'regularFile'): RightsGrant {
+  const words = readWords(r, node, path);
+  const ex = expandRights(words);
+  for (const u of ex.unknown) r.problem(node, path, u);
+  if (ex.casper.length) r.problem(node, path, `${words.filter((w) => PROMISES[w]?.casper).join(', ')} grant Casper services; put them under pledge or casper, not on a descriptor`);
+  const t = TYPE_RIGHTS[kind];
+  return { base: ex.rights & t.base, inheriting: ex.rights & t.inheriting, names: words };
+}
+
+function guestPath(r: Reader, node: unknown, path: string): string | undefined {
+  const s = r.string(node, path, 'a guest path');
+  if (s === undefined) return undefined;
+  const parts = s.split('/').filter((p) => p !== '' && p !== '.');
+  if (!s.startsWith('/') || parts.includes('..')) {
+    r.problem(r.deref(node, path), path, `guest path ${JSON.stringify(s)} must be absolute and must not contain "..", e.g. /data`);
+    return undefined;
+  }
+  return '/' + parts.join('/');
+}
+
+function readDirs(r: Reader, node: YamlNode | null): DirEntryGrant[] {
+  const n = r.deref(node, 'dirs');
+  if (!isSeq(n)) { r.problem(n, 'dirs', 'dirs must be a list of { guest, source, rights }'); return []; }
+  const out: DirEntryGrant[] = [];
+  const seen = new Set<string>();
+  n.items.forEach((item, i) => {
+    const path = `dirs[${i}]`;
+    const d = r.deref(item, path);
+    if (!isMap(d)) { r.problem(d, path, 'a directory grant is { guest: /data, source: ./data, rights: rpath }'); return; }
+    let guest: string | undefined, source: DirEntryGrant['source'] | undefined, rights: RightsGrant | undefined, initOnly = false;
+    for (const pair of d.items) {
+      const key = r.string(pair.key, path, 'a key');
+      const value = pair.value as YamlNode | null;
+      if (key === 'guest') guest = guestPath(r, value, `${path}.guest`);
+      else if (key === 'source') {
+        const s = r.string(value, `${path}.source`, 'source');
+        if (s !== undefined) source = s === 'memory' ? { kind: 'memory' } : { kind: 'host', path: s };
+      } else if (key === 'rights') rights = readRights(r, value, `${path}.rights`, 'directory');
+      else if (key === 'init_only') {
+        const v = r.deref(value, `${path}.init_only`);
+        if (isScalar(v) && typeof v.value === 'boolean') initOnly = v.value;
+        else r.problem(v, `${path}.init_only`, 'init_only must be true or false');
+      } else if (key !== undefined) r.problem(pair.key as YamlNode, `${path}.${key}`, `unknown key "${key}"${didYouMean(key, DIR_KEYS)}; a directory grant has ${DIR_KEYS.join(', ')}`);
+    }
+    if (guest === undefined && !d.has('guest')) r.problem(d, path, 'missing guest: where the guest sees the directory, e.g. guest: /data');
+    if (source === undefined && !d.has('source')) r.problem(d, path, 'missing source: a host directory (./data) or memory');
+    if (rights === undefined && !d.has('rights')) r.problem(d, path, 'missing rights, e.g. rights: rpath or rights: [rpath, wpath, cpath]');
+    if (guest && seen.has(guest)) r.problem(d, `${path}.guest`, `${guest} is granted twice`);
+    if (guest && source && rights) { seen.add(guest); out.push({ guest, source, rights, initOnly }); }
+  });
+  return out;
+}
+
+function readLimits(r: Reader, node: YamlNode | null): Partial<Limits> {
+  const n = r.deref(node, 'limits');
+  const out: Partial<Limits> = {};
+  if (!isMap(n)) { r.problem(n, 'limits', 'limits is a mapping, e.g. { wall: 2s, memory: 64MiB }'); return out; }
+  for (const pair of n.items) {
+    const key = r.string(pair.key, 'limits', 'a key');
+    if (key === undefined) continue;
+    const spec = LIMIT_KEYS[key];
+    const path = `limits.${key}`;
+    if (!spec) { r.problem(pair.key as YamlNode, path, `unknown limit "${key}"${didYouMean(key, Object.keys(LIMIT_KEYS))}; limits are ${Object.keys(LIMIT_KEYS).join(', ')}`); continue; }
+    const v = r.deref(pair.value, path);
+    const raw = isScalar(v) ? v.value : undefined;
+    const value = typeof raw === 'bigint' ? Number(raw) : raw;
+    try {
+      if (typeof value !== 'number' && typeof value !== 'string') throw new RangeError('must be a number or a size');
+      const parsed = spec.kind === 'duration' ? parseDuration(value, key) : spec.kind === 'bytes' ? parseBytes(value, key) : Number(value);
+      if (!Number.isInteger(parsed) || parsed <= 0) throw new RangeError(`${key} must be a positive whole number`);
+      out[spec.field] = parsed;
+    } catch (e) {
+      r.problem(v, path, (e as Error).message);
+    }
+  }
+  return out;
+}
+
+function readCasper(r: Reader, node: YamlNode | null): CasperGrants {
+  const n = r.deref(node, 'casper');
+  const out: CasperGrants = {};
+  if (isScalar(n) && n.value === null) return out;
+  if (!isMap(n)) { r.problem(n, 'casper', 'casper is a mapping of services to their widest limits, e.g. { system.random: {} }'); return out; }
+  for (const pair of n.items) {
+    const name = r.string(pair.key, 'casper', 'a service name');
+    if (name === undefined) continue;
+    if (!(CASPER_SERVICES as readonly string[]).includes(name)) {
+      r.problem(pair.key as YamlNode, `casper.${name}`, `unknown service "${name}"${didYouMean(name, CASPER_SERVICES)}; services are ${CASPER_SERVICES.join(', ')}`);
+      continue;
+    }
+    const v = r.deref(pair.value, `casper.${name}`);
+    if (v === null || (isScalar(v) && v.value === null)) { out[name] = {}; continue; }
+    if (!isMap(v)) { r.problem(v, `casper.${name}`, 'a service grant is a mapping of limits, or {} for the service\'s defaults'); continue; }
+    out[name] = (v as YamlNode).toJSON() as Record<string, unknown>;
+  }
+  return out;
+}
+
+const STDIO: Record<string, number> = { stdin: 0, stdout: 1, stderr: 2 };
+
+function tagOf(n: YamlNode): string | undefined {
+  const t = n.tag;
+  if (t === undefined) return undefined;
+  if (t.startsWith(CLOUDABI)) return '!' + t.slice(CLOUDABI.length);
+  if (t.startsWith('tag:yaml.org,2002:')) return '!!' + t.slice('tag:yaml.org,2002:'.length);
+  return t;
+}
+
+/** One argdata node; CloudABI's tags become descriptors, plain YAML becomes argdata values. */
+function readArg(r: Reader, node: unknown, path: string, depth: number): ArgNode {
+  if (depth > r.limits.maxDepth) throw new Bomb(`argdata is nested deeper than ${r.limits.maxDepth}`);
+  const n = r.deref(node, path);
+  if (n === null) return { type: 'null' };
+  const tag = tagOf(n);
+  if (tag === '!fd') {
+    const v = isScalar(n) ? n.value : undefined;
+    const fd = typeof v === 'string' && v in STDIO ? STDIO[v]! : typeof v === 'bigint' && v >= 0n && v < 1024n ? Number(v) : undefined;
+    if (fd === undefined) { r.problem(n, path, '!fd takes stdin, stdout, stderr or a descriptor number the host grants'); return { type: 'null' }; }
+    return { type: 'fd', fd };
+  }
+  if (tag === '!file') {
+    if (!isMap(n)) { r.problem(n, path, '!file takes { path: /in/file, rights: [CAP_READ] }'); return { type: 'null' }; }
+    let p: string | undefined;
+    let rights: RightsGrant = { base: TYPE_RIGHTS.regularFile.base & expandRights(['rpath']).rights, inheriting: 0n, names: ['rpath'] };
+    for (const pair of n.items) {
+      const key = r.string(pair.key, path, 'a key');
+      if (key === 'path') p = guestPath(r, pair.value, `${path}.path`);
+      else if (key === 'rights') rights = readRights(r, pair.value as YamlNode | null, `${path}.rights`, 'regularFile');
+      else if (key !== undefined) r.problem(pair.key as YamlNode, `${path}.${key}`, `unknown key "${key}"${didYouMean(key, ['path', 'rights'])}; !file has path and rights`);
+    }
+    if (p === undefined) { if (!n.has('path')) r.problem(n, path, '!file needs a path: the guest path of the file, inside a granted directory'); return { type: 'null' }; }
+    return { type: 'file', path: p, rights };
+  }
+  if (tag === '!socket') {
+    if (isMap(n)) {
+      const bind = n.get('bind'), connect = n.get('connect'), type = n.get('type') ?? 'stream';
+      if ((bind === undefined) === (connect === undefined)) r.problem(n, path, '!socket takes bind: host:port or connect: host:port');
+      else if (!['stream', 'dgram'].includes(String(type))) r.problem(n, `${path}.type`, '!socket type is stream or dgram');
+      else if (!/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(String(bind ?? connect))) r.problem(n, path, `${bind !== undefined ? 'bind' : 'connect'} must be host:port, e.g. 127.0.0.1:8080`);
+      else r.problem(n, path, '!socket is not supported yet: capsa grants no sockets to guests');
+    } else r.problem(n, path, '!socket takes { bind: host:port, type: stream }');
+    return { type: 'null' };
+  }
+  if (isMap(n)) {
+    if (tag !== undefined && tag !== '!!map') r.problem(n, path, `unknown tag ${tag} on a mapping`);
+    const entries: [ArgNode, ArgNode][] = [];
+    for (const pair of n.items) {
+      const k = readArg(r, pair.key, `${path}.<key>`, depth + 1);
+      const kname = k.type === 'str' ? k.value : '?';
+      entries.push([k, readArg(r, pair.value, `${path}.${kname}`, depth + 1)]);
+    }
+    return { type: 'map', entries };
+  }
+  if (isSeq(n)) {
+    if (tag !== undefined && tag !== '!!seq') r.problem(n, path, `unknown tag ${tag} on a list`);
+    return { type: 'seq', items: n.items.map((it, i) => readArg(r, it, `${path}[${i}]`, depth + 1)) };
+  }
+  if (!isScalar(n)) { r.problem(n, path, 'unexpected node'); return { type: 'null' }; }
+  const v = n.value;
+  switch (tag) {
+    case undefined: break;
+    case '!!str': return { type: 'str', value: String(n.source ?? v) };
+    case '!!int': {
+      if (typeof v === 'bigint') return { type: 'int', value: v };
+      r.problem(n, path, `!!int needs a whole number, not ${JSON.stringify(String(v))}`);
+      return { type: 'null' };
+    }
+    case '!!float': {
+      const f = typeof v === 'bigint' ? Number(v) : typeof v === 'number' ? v : Number(v);
+      if (Number.isNaN(f) && String(v).toLowerCase() !== '.nan') { r.problem(n, path, `!!float needs a number, not ${JSON.stringify(String(v))}`); return { type: 'null' }; }
+      return { type: 'float', value: f };
+    }
+    case '!!bool': {
+      if (typeof v === 'boolean') return { type: 'bool', value: v };
+      r.problem(n, path, '!!bool needs true or false');
+      return { type: 'null' };
+    }
+    case '!!null': return { type: 'null' };
+    case '!!binary': {
+      const text = String(n.source ?? v).replace(/\s+/g, '');
+      if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text)) { r.problem(n, path, '!!binary needs base64 text'); return { type: 'null' }; }
+      return { type: 'binary', value: new Uint8Array(Buffer.from(text, 'base64')) };
+    }
+    case '!!timestamp': {
+      const ms = Date.parse(String(n.source ?? v));
+      if (Number.isNaN(ms)) { r.problem(n, path, '!!timestamp needs an ISO 8601 date, e.g. 2016-06-10T12:00:00Z'); return { type: 'null' }; }
+      return { type: 'timestamp', value: BigInt(ms) * 1_000_000n };
+    }
+    default:
+      r.problem(n, path, `unknown tag ${tag}; argdata knows !fd, !file, !socket, !!int, !!str, !!bool, !!float, !!binary, !!timestamp`);
+      return { type: 'null' };
+  }
+  if (v === null) return { type: 'null' };
+  if (typeof v === 'boolean') return { type: 'bool', value: v };
+  if (typeof v === 'bigint') return { type: 'int', value: v };
+  if (typeof v === 'number') return { type: 'float', value: v };
+  return { type: 'str', value: String(v) };
+}

@@ -1,0 +1,198 @@
+/**
+ * The operator's policy: the most any manifest may be granted. A manifest is checked against it
+ * as a whole; one that asks for more is refused with every excess named, never silently narrowed.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import YAML, { isMap, isScalar, isSeq, LineCounter, type Node as YamlNode } from 'yaml';
+import { DEFAULT_MAX_LIMITS, type Limits } from '../limits.js';
+import { formatBytes, formatDuration, parseBytes, parseDuration } from '../units.js';
+import { formatRights, RIGHTS_ALL, TYPE_RIGHTS } from '../../wasi/rights.js';
+import { CASPER_SERVICES } from './parse.js';
+import { didYouMean } from './suggest.js';
+import { ManifestError, type CasperGrants, type Manifest, type Problem, type RightsGrant } from './types.js';
+import { expandRights } from './vocabulary.js';
+
+/** One kind of directory the operator allows: a source (memory, or host paths under a prefix) and the most rights. */
+export interface DirRule {
+  source: { kind: 'memory' } | { kind: 'host'; under: string };
+  /** When set, the guest path must be this or below it. */
+  guest?: string;
+  rights: RightsGrant;
+}
+
+/** The operator's maxima. */
+export interface Policy {
+  limits: Limits;
+  dirs: DirRule[];
+  /** Services a guest may open, each with the widest limits it may hold. */
+  casper: CasperGrants;
+  /** Whether argdata may open files (they must still lie inside granted directories). */
+  argdataFiles: boolean;
+}
+
+/** Everything is allowed: the policy of a user running their own guest with the CLI. */
+export const OPEN_POLICY: Policy = {
+  limits: { ...DEFAULT_MAX_LIMITS },
+  dirs: [
+    { source: { kind: 'memory' }, rights: { base: RIGHTS_ALL, inheriting: RIGHTS_ALL, names: ['CAP_ALL'] } },
+    { source: { kind: 'host', under: '/' }, rights: { base: RIGHTS_ALL, inheriting: RIGHTS_ALL, names: ['CAP_ALL'] } },
+  ],
+  casper: Object.fromEntries(CASPER_SERVICES.map((s) => [s, {}])),
+  argdataFiles: true,
+};
+
+/** A multi-tenant default: in-memory directories only, no host paths, no Casper services. */
+export const SERVICE_POLICY: Policy = {
+  limits: { ...DEFAULT_MAX_LIMITS },
+  dirs: [{ source: { kind: 'memory' }, rights: { base: RIGHTS_ALL, inheriting: RIGHTS_ALL, names: ['CAP_ALL'] } }],
+  casper: {},
+  argdataFiles: true,
+};
+
+const POLICY_KEYS = ['limits', 'dirs', 'casper', 'argdata'];
+const LIMIT_KEYS: Record<string, { field: keyof Limits; kind: 'duration' | 'bytes' | 'count' }> = {
+  wall: { field: 'wallMs', kind: 'duration' }, cpu: { field: 'cpuMs', kind: 'duration' },
+  memory: { field: 'memoryBytes', kind: 'bytes' }, output: { field: 'outputBytes', kind: 'bytes' },
+  fds: { field: 'fds', kind: 'count' }, files: { field: 'filesBytes', kind: 'bytes' },
+};
+
+const fmtLimit = (f: keyof Limits, v: number) => (f.endsWith('Ms') ? formatDuration(v) : f.endsWith('Bytes') ? formatBytes(v) : String(v));
+
+/** Reads a policy file (same vocabulary as manifests); host sources resolve against `baseDir`. */
+export function parsePolicy(source: string, file = 'policy.yaml', baseDir = process.cwd()): Policy {
+  const lc = new LineCounter();
+  const doc = YAML.parseDocument(source, { lineCounter: lc, uniqueKeys: true });
+  const problems: Problem[] = doc.errors.map((e) => ({ line: e.linePos?.[0].line ?? 0, col: e.linePos?.[0].col ?? 0, path: '', message: e.message.split('\n')[0]! }));
+  const at = (n: unknown, p: string, message: string) => {
+    const off = (n as YamlNode | undefined)?.range?.[0];
+    const pos = off === undefined ? { line: 0, col: 0 } : lc.linePos(off);
+    problems.push({ line: pos.line, col: pos.col, path: p, message });
+  };
+  const policy: Policy = { limits: { ...DEFAULT_MAX_LIMITS }, dirs: [], casper: {}, argdataFiles: true };
+  const root = doc.contents;
+  if (!problems.length && root && !isMap(root)) at(root, '', 'a policy is a mapping of limits, dirs, casper, argdata');
+  if (!problems.length && isMap(root)) {
+    for (const pair of root.items) {
+      const key = String((pair.key as { value?: unknown })?.value);
+      const v = pair.value as YamlNode | null;
+      if (key === 'limits') {
+        if (!isMap(v)) { at(v, 'limits', 'limits is a mapping of maxima, e.g. { wall: 10s, memory: 256MiB }'); continue; }
+        for (const lp of v.items) {
+          const k = String((lp.key as { value?: unknown })?.value);
+          const spec = LIMIT_KEYS[k];
+          if (!spec) { at(lp.key, `limits.${k}`, `unknown limit "${k}"${didYouMean(k, Object.keys(LIMIT_KEYS))}`); continue; }
+          const raw = isScalar(lp.value) ? lp.value.value : undefined;
+          try {
+            if (typeof raw !== 'number' && typeof raw !== 'string') throw new RangeError('must be a number or a size');
+            policy.limits[spec.field] = spec.kind === 'duration' ? parseDuration(raw, k) : spec.kind === 'bytes' ? parseBytes(raw, k) : Number(raw);
+          } catch (e) { at(lp.value, `limits.${k}`, (e as Error).message); }
+        }
+      } else if (key === 'dirs') {
+        if (!isSeq(v)) { at(v, 'dirs', 'dirs is a list of { source: memory | HOST_PREFIX, guest?, rights }'); continue; }
+        v.items.forEach((item, i) => {
+          if (!isMap(item)) { at(item, `dirs[${i}]`, 'a rule is { source, rights }'); return; }
+          const src = item.get('source');
+          const rightsNode = item.get('rights', true);
+          const words = isSeq(rightsNode) ? rightsNode.items.map((x) => String((x as { value?: unknown }).value)) : isScalar(rightsNode) ? [String(rightsNode.value)] : [];
+          const ex = expandRights(words);
+          for (const u of ex.unknown) at(rightsNode, `dirs[${i}].rights`, u);
+          if (typeof src !== 'string') { at(item, `dirs[${i}].source`, 'source is memory or a host directory'); return; }
+          for (const k of item.items.map((p) => String((p.key as { value?: unknown }).value))) {
+            if (!['source', 'guest', 'rights'].includes(k)) at(item, `dirs[${i}].${k}`, `unknown key "${k}"${didYouMean(k, ['source', 'guest', 'rights'])}`);
+          }
+          const rule: DirRule = {
+            source: src === 'memory' ? { kind: 'memory' } : { kind: 'host', under: path.resolve(baseDir, src) },
+            rights: { base: ex.rights & TYPE_RIGHTS.directory.base, inheriting: ex.rights & TYPE_RIGHTS.directory.inheriting, names: words },
+          };
+          const guest = item.get('guest');
+          if (typeof guest === 'string') rule.guest = guest;
+          policy.dirs.push(rule);
+        });
+      } else if (key === 'casper') {
+        if (!isMap(v)) { at(v, 'casper', 'casper is a mapping of services to their widest limits'); continue; }
+        for (const cp of v.items) {
+          const name = String((cp.key as { value?: unknown })?.value);
+          if (!(CASPER_SERVICES as readonly string[]).includes(name)) { at(cp.key, `casper.${name}`, `unknown service "${name}"${didYouMean(name, CASPER_SERVICES)}`); continue; }
+          const val = (cp.value as YamlNode | null)?.toJSON?.() ?? {};
+          policy.casper[name] = (val ?? {}) as Record<string, unknown>;
+        }
+      } else if (key === 'argdata') {
+        const files = isMap(v) ? v.get('files') : undefined;
+        if (typeof files !== 'boolean') at(v, 'argdata', 'argdata is { files: true | false }');
+        else policy.argdataFiles = files;
+      } else {
+        at(pair.key, key, `unknown key "${key}"${didYouMean(key, POLICY_KEYS)}; a policy has ${POLICY_KEYS.join(', ')}`);
+      }
+    }
+  }
+  if (problems.length) throw new ManifestError(file, problems);
+  return policy;
+}
+
+/** Reads a policy file from disk. */
+export function loadPolicy(file: string): Policy {
+  return parsePolicy(fs.readFileSync(file, 'utf8'), file, path.dirname(path.resolve(file)));
+}
+
+function within(child: string, parent: string): boolean {
+  return child === parent || child.startsWith(parent.endsWith('/') ? parent : parent + '/');
+}
+
+function excess(asked: RightsGrant, allowed: RightsGrant): string | undefined {
+  const extra = (asked.base & ~allowed.base) | (asked.inheriting & ~allowed.inheriting);
+  return extra ? formatRights(extra) : undefined;
+}
+
+/** Whether every list and value of `asked` lies within `allowed` (Casper limits: narrower is fine). */
+function subsetProblems(asked: unknown, allowed: unknown, p: string, out: string[]): void {
+  if (allowed === undefined) return;
+  if (Array.isArray(asked) && Array.isArray(allowed)) {
+    const extra = asked.filter((x) => !allowed.some((y) => JSON.stringify(y) === JSON.stringify(x)));
+    if (extra.length) out.push(`${p}: ${extra.map((x) => JSON.stringify(x)).join(', ')} not allowed by the policy (allowed: ${allowed.map((x) => JSON.stringify(x)).join(', ')})`);
+  } else if (asked && allowed && typeof asked === 'object' && typeof allowed === 'object') {
+    for (const [k, v] of Object.entries(asked)) subsetProblems(v, (allowed as Record<string, unknown>)[k], `${p}.${k}`, out);
+  } else if (JSON.stringify(asked) !== JSON.stringify(allowed)) {
+    out.push(`${p}: ${JSON.stringify(asked)} not allowed by the policy (allowed: ${JSON.stringify(allowed)})`);
+  }
+}
+
+/**
+ * The effective grant: the manifest, checked against the policy, with limits it leaves out taken
+ * from the defaults (lowered to the policy's maxima). Throws a ManifestError naming every excess.
+ * Host sources resolve against `baseDir` (the manifest's folder).
+ */
+export function applyPolicy(m: Manifest, policy: Policy, defaults: Limits, file = 'manifest.yaml', baseDir = process.cwd()): Manifest & { limits: Limits } {
+  const problems: string[] = [];
+  const limits = {} as Limits;
+  for (const f of Object.keys(defaults) as (keyof Limits)[]) {
+    const asked = m.limits[f];
+    const max = policy.limits[f];
+    if (asked !== undefined && asked > max) problems.push(`limits.${f}: ${fmtLimit(f, asked)} exceeds the policy's maximum ${fmtLimit(f, max)}`);
+    limits[f] = asked ?? Math.min(defaults[f], max);
+  }
+  const dirs = m.dirs.map((d, i) => {
+    const where = `dirs[${i}] (${d.guest})`;
+    const resolved = d.source.kind === 'host' ? { kind: 'host' as const, path: path.resolve(baseDir, d.source.path) } : d.source;
+    const rules = policy.dirs.filter((r) => (r.source.kind === 'memory' ? resolved.kind === 'memory'
+      : resolved.kind === 'host' && within(resolved.path, r.source.under)) && (r.guest === undefined || within(d.guest, r.guest)));
+    if (rules.length === 0) {
+      const allowed = policy.dirs.map((r) => (r.source.kind === 'memory' ? 'memory' : r.source.under)).join(', ') || 'none';
+      problems.push(`${where}: source ${resolved.kind === 'memory' ? 'memory' : resolved.path} is not allowed by the policy (allowed sources: ${allowed})`);
+    } else if (rules.every((r) => excess(d.rights, r.rights) !== undefined)) {
+      const best = rules[0]!;
+      problems.push(`${where}: ${excess(d.rights, best.rights)} exceed the policy (allowed: ${best.rights.names.join(', ')})`);
+    }
+    return { ...d, source: resolved };
+  });
+  if (m.argdata && !policy.argdataFiles && JSON.stringify(m.argdata, (_k, v) => (typeof v === 'bigint' ? String(v) : v)).includes('"type":"file"')) {
+    problems.push('argdata: !file is not allowed by the policy');
+  }
+  for (const [service, lim] of Object.entries(m.casper)) {
+    const allowed = policy.casper[service];
+    if (allowed === undefined) { problems.push(`casper.${service}: the policy does not allow this service`); continue; }
+    subsetProblems(lim, allowed, `casper.${service}`, problems);
+  }
+  if (problems.length) throw new ManifestError(file, problems.map((message) => ({ line: 0, col: 0, path: '', message })));
+  return { ...m, dirs, limits };
+}

@@ -1,0 +1,72 @@
+import type { Limits } from '../limits.js';
+
+/** A rights grant: what the descriptor may do, and what descriptors opened through it may. */
+export interface RightsGrant {
+  base: bigint;
+  inheriting: bigint;
+  /** The names the manifest used (Capsicum names and pledge promises), for messages. */
+  names: string[];
+}
+
+/** Where a granted directory comes from: the host (a path) or a fresh in-memory tree. */
+export type DirSource = { kind: 'host'; path: string } | { kind: 'memory' };
+
+/** A directory the guest starts with. */
+export interface DirEntryGrant {
+  guest: string;
+  source: DirSource;
+  rights: RightsGrant;
+  /** Revoked when the guest calls cap_enter(). */
+  initOnly: boolean;
+}
+
+/** One node of the argdata tree (CloudABI's argdata types, plus capsa's descriptor nodes). */
+export type ArgNode =
+  | { type: 'null' }
+  | { type: 'bool'; value: boolean }
+  | { type: 'int'; value: bigint }
+  | { type: 'float'; value: number }
+  | { type: 'str'; value: string }
+  | { type: 'binary'; value: Uint8Array }
+  | { type: 'timestamp'; value: bigint }
+  | { type: 'seq'; items: ArgNode[] }
+  | { type: 'map'; entries: [ArgNode, ArgNode][] }
+  /** An existing descriptor: stdin/stdout/stderr or a number the host grants (e.g. a preopen). */
+  | { type: 'fd'; fd: number }
+  /** A file opened for the guest, by guest path, with exactly these rights. */
+  | { type: 'file'; path: string; rights: RightsGrant };
+
+/** Casper services and the widest limits a guest may set on them (issue 5 gives them meaning). */
+export type CasperGrants = Record<string, Record<string, unknown>>;
+
+/** A validated manifest: everything a guest gets. */
+export interface Manifest {
+  /** A path (CLI) or a "sha256:…" id (service); may be omitted when the caller names the module. */
+  module?: string;
+  args: string[];
+  env: Record<string, string>;
+  argdata?: ArgNode;
+  dirs: DirEntryGrant[];
+  limits: Partial<Limits>;
+  casper: CasperGrants;
+  /** Rights of the stdio descriptors, when the manifest narrows them (pledge's stdio). */
+  stdio?: RightsGrant;
+}
+
+/** Where a problem is in the manifest's text. */
+export interface Problem {
+  /** 1-based; 0 when the problem has no place (e.g. the file is too large). */
+  line: number;
+  col: number;
+  /** The key path, e.g. "dirs[1].rights". */
+  path: string;
+  message: string;
+}
+
+/** Every problem of a manifest at once, each with file:line:col. */
+export class ManifestError extends Error {
+  constructor(readonly file: string, readonly problems: Problem[]) {
+    super(problems.map((p) => `${file}:${p.line}:${p.col}: ${p.path ? `${p.path}: ` : ''}${p.message}`).join('\n'));
+    this.name = 'ManifestError';
+  }
+}
