@@ -8,6 +8,7 @@ import type { AuditEvent, RunResult } from './result.js';
 import { ModuleLimitError } from './wasm-limits.js';
 import { formatBytes } from './units.js';
 import type { DirGrant, GuestSpec } from './worker/protocol.js';
+import type { ArgNode } from './manifest/types.js';
 
 /** Options of createHost. */
 export interface HostOptions {
@@ -36,8 +37,12 @@ export interface RunRequest {
   stdin?: string | Uint8Array;
   /** In-memory files by guest path, e.g. { '/data/in.txt': 'hello' }; returned after the run. */
   files?: Record<string, string | Uint8Array>;
-  /** Host directories to mount (trusted callers only: they expose the host's filesystem). */
+  /** Directories: host mounts (trusted callers only: they expose the host's filesystem) or in-memory ones. */
   dirs?: DirGrant[];
+  /** A CloudABI argdata tree for the guest (see docs/manifest.md); usually from a manifest. */
+  argdata?: ArgNode;
+  /** Narrowed rights of fds 0-2 (pledge's stdio). */
+  stdioRights?: bigint;
   limits?: Partial<Limits>;
   /** Record capability decisions: none, the denied ones, or all. */
   audit?: 'off' | 'denied' | 'all';
@@ -166,6 +171,8 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
         stdin: req.stdinFd ?? (typeof req.stdin === 'string' ? new TextEncoder().encode(req.stdin) : req.stdin),
         files: req.files ?? {},
         dirs: req.dirs ?? [],
+        ...(req.argdata ? { argdata: req.argdata } : {}),
+        ...(req.stdioRights !== undefined ? { stdioRights: req.stdioRights } : {}),
         limits,
         audit: req.audit ?? 'off',
         auditMax,

@@ -8,7 +8,7 @@ import type { FsDir } from './fs/types.js';
 import { DirHandle, InputHandle, OutputHandle, type InputSource, type OutputSink } from './handles.js';
 import { createCapsicumImports } from './capsicum.js';
 import { createPreview1, type HostErrorHandler } from './preview1.js';
-import { READ_ONLY_MASK, R } from './rights.js';
+import { READ_ONLY_MASK, R, RIGHTS_ALL } from './rights.js';
 
 /** A directory the guest starts with, at a guest path. */
 export interface Preopen {
@@ -37,6 +37,8 @@ export interface WasiOptions {
   stderr?: OutputSink;
   /** Whether stdio should look like a terminal to the guest (isatty). */
   tty?: boolean;
+  /** Narrow the rights of fds 0-2 to these (a manifest's pledge: [stdio, …]). */
+  stdioRights?: bigint;
   /** Open descriptors the guest may hold at once (default 1024). */
   maxFds?: number;
   /** Quotas of in-memory preopens. */
@@ -93,7 +95,7 @@ export function createWasi(options: WasiOptions = {}, reuse?: Wasi): Wasi {
 
   const tty = options.tty ?? false;
   const stdioType = tty ? FILETYPE.CHARACTER_DEVICE : FILETYPE.UNKNOWN;
-  const stdioRights = typeRights(FILETYPE.CHARACTER_DEVICE).base;
+  const stdioRights = typeRights(FILETYPE.CHARACTER_DEVICE).base & (options.stdioRights ?? RIGHTS_ALL);
   fds.insert({ handle: new InputHandle(options.stdin, stdioType), base: stdioRights & ~R.fd_write, inheriting: 0n, fdflags: 0 });
   fds.insert({ handle: new OutputHandle(options.stdout, stdioType), base: stdioRights & ~R.fd_read, inheriting: 0n, fdflags: 0 });
   fds.insert({ handle: new OutputHandle(options.stderr, stdioType), base: stdioRights & ~R.fd_read, inheriting: 0n, fdflags: 0 });

@@ -1,12 +1,19 @@
 import type { Limits } from '../limits.js';
 import type { AuditEvent } from '../result.js';
 import type { TrapKind } from '../trap.js';
+import type { ArgNode } from '../manifest/types.js';
 
-/** A host directory mounted into a run (the CLI's --dir). */
+/** A directory the guest starts with: a host directory, or an in-memory one (seeded from `files`). */
 export interface DirGrant {
   guest: string;
-  host: string;
+  /** The host directory to mount; omit for an in-memory directory. */
+  host?: string;
+  /** Drop every right that writes or changes the namespace. */
   readonly?: boolean;
+  /** The rights of the directory fd (narrowed further by its type); default: all a directory can hold. */
+  rights?: { base: bigint; inheriting: bigint };
+  /** Revoked when the guest calls cap_enter(). */
+  initOnly?: boolean;
 }
 
 /** Everything a worker needs to run one guest, as plain data that crosses postMessage. */
@@ -17,6 +24,10 @@ export interface GuestSpec {
   /** In-memory files by guest path; each top-level directory becomes a preopen. */
   files: Record<string, string | Uint8Array>;
   dirs: DirGrant[];
+  /** The CloudABI argdata tree the guest reads through the argdata imports. */
+  argdata?: ArgNode | undefined;
+  /** Rights of fds 0-2, when narrowed (pledge's stdio). */
+  stdioRights?: bigint | undefined;
   limits: Limits;
   audit: 'off' | 'denied' | 'all';
   auditMax: number;

@@ -38,6 +38,19 @@ export function filesToSeed(files: Record<string, string | Uint8Array>): MemSeed
   return seed;
 }
 
+/** The in-memory directory at a guest path, made on the way if missing. */
+function memoryDir(root: MemDir, guest: string): MemDir {
+  let d = root;
+  for (const part of guest.split('/').filter((p) => p !== '' && p !== '.')) {
+    if (part === '..') throw new TypeError(`dirs: guest path ${guest} must not contain ".."`);
+    if (!d.lookup(part)) d.mkdir(part);
+    const next = d.lookup(part);
+    if (!(next instanceof MemDir)) throw new TypeError(`dirs: ${guest} is a file in the seeded files, not a directory`);
+    d = next;
+  }
+  return d;
+}
+
 function collectFiles(dir: MemDir, prefix: string, out: Record<string, Uint8Array>): void {
   for (const [name, node] of dir.entries) {
     const p = `${prefix}/${name}`;
@@ -94,18 +107,30 @@ export function runGuest(module: WebAssembly.Module, spec: GuestSpec, io: GuestI
   let root: MemDir | undefined;
   const preopens: Preopen[] = [];
   try {
-    if (Object.keys(spec.files).length > 0) {
+    const memoryGrants = spec.dirs.filter((d) => d.host === undefined);
+    if (Object.keys(spec.files).length > 0 || memoryGrants.length > 0) {
       root = createMemFs({ maxBytes: spec.limits.filesBytes });
       seedMemDir(root, filesToSeed(spec.files));
+    }
+    for (const d of spec.dirs) {
+      const p: Preopen = { guest: d.guest, readonly: d.readonly ?? false, initOnly: d.initOnly ?? false };
+      if (d.rights) p.rights = d.rights;
+      if (d.host !== undefined) p.host = d.host;
+      else p.memory = memoryDir(root!, d.guest);
+      preopens.push(p);
+    }
+    // Without in-memory grants, each top-level directory of `files` is granted whole; with them,
+    // `files` only seeds the granted directories, so nothing beyond the grants is reachable.
+    if (root && memoryGrants.length === 0) {
       for (const [name, node] of root.entries) if (node instanceof MemDir) preopens.push({ guest: `/${name}`, memory: node });
     }
-    for (const d of spec.dirs) preopens.push({ guest: d.guest, host: d.host, readonly: d.readonly ?? false });
   } catch (e) {
     return outcome({ status: 'host_error', message: (e as Error).message });
   }
 
   const wasi = createWasi({
     args: spec.args, env: spec.env, preopens, tty: spec.tty,
+    ...(spec.stdioRights !== undefined ? { stdioRights: spec.stdioRights } : {}),
     stdin: spec.stdin,
     stdout: limited(1, 'stdout', spec.stdoutFd),
     stderr: limited(2, 'stderr', spec.stderrFd),

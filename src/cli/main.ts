@@ -1,0 +1,33 @@
+/** The capsa command: dispatches subcommands and turns usage errors into exit status 2. */
+import { UsageError } from './flags.js';
+import { manifest } from './manifest.js';
+import { run } from './run.js';
+
+const TOP_HELP = `Usage: capsa <command> [options]
+
+Commands:
+  run MODULE.wasm         Run a WASI command under a Capsicum rights table
+  manifest check FILE     Validate a manifest and print what it grants
+  manifest from-flags     Print the manifest that run flags stand for
+
+Run "capsa run --help" or "capsa manifest --help" for their options.`;
+
+/** Runs the command line; returns the exit status. */
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    if (cmd === 'run') return await run(rest);
+    if (cmd === 'manifest') return manifest(rest);
+    if (cmd === undefined || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+      process.stdout.write(TOP_HELP + '\n');
+      return cmd === undefined ? 2 : 0;
+    }
+    throw new UsageError(`capsa: unknown command ${JSON.stringify(cmd)}\n\n${TOP_HELP}`);
+  } catch (e) {
+    if (e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`${(e as Error).message}\n`);
+      return 2;
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,57 @@
+/** `capsa manifest check|from-flags`: what a manifest grants, and the manifest flags stand for. */
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { DEFAULT_LIMITS } from '../host/limits.js';
+import { grantTable, manifestToYaml } from '../host/manifest/describe.js';
+import { parseManifest } from '../host/manifest/parse.js';
+import { applyPolicy, loadPolicy, OPEN_POLICY } from '../host/manifest/policy.js';
+import { ManifestError } from '../host/manifest/types.js';
+import { UsageError } from './flags.js';
+import { manifestOfCommandLine } from './run.js';
+
+export const MANIFEST_HELP = `Usage: capsa manifest check FILE [--policy FILE]
+       capsa manifest from-flags [MODULE.wasm] [run flags] [-- ARGS...]
+
+check        Validates FILE and prints the effective grants: each descriptor the guest
+             starts with, its path and its rights by Capsicum name, the limits, the Casper
+             services, and what each pledge promise expanded to. With --policy, a manifest
+             that asks for more than the policy allows is refused with every excess named.
+             Every error is printed at once as FILE:LINE:COL: what is wrong.
+from-flags   Prints the manifest that "capsa run" flags (--dir, --env, --timeout, ...)
+             stand for.`;
+
+/** Runs `capsa manifest ...`; returns the exit status. */
+export function manifest(argv: string[]): number {
+  const [sub, ...rest] = argv;
+  if (sub === 'from-flags') {
+    const { manifest: m } = manifestOfCommandLine(rest);
+    process.stdout.write(manifestToYaml(m));
+    return 0;
+  }
+  if (sub !== 'check') {
+    if (sub === undefined || sub === '--help' || sub === '-h') { process.stdout.write(MANIFEST_HELP + '\n'); return sub === undefined ? 2 : 0; }
+    throw new UsageError(`capsa manifest: unknown subcommand ${JSON.stringify(sub)}\n\n${MANIFEST_HELP}`);
+  }
+  const { values, positionals } = parseArgs({ args: rest, options: { policy: { type: 'string' } }, allowPositionals: true, strict: true });
+  const file = positionals[0];
+  if (file === undefined || positionals.length > 1) throw new UsageError(`capsa manifest check: give one manifest file\n\n${MANIFEST_HELP}`);
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    process.stderr.write(`capsa: Cannot read ${file}: ${(e as Error).message}\n`);
+    return 1;
+  }
+  try {
+    const policy = values.policy !== undefined ? loadPolicy(values.policy) : OPEN_POLICY;
+    const m = parseManifest(text, file);
+    const effective = applyPolicy(m, policy, DEFAULT_LIMITS, file, path.dirname(path.resolve(file)));
+    process.stdout.write(`${file}: ok${values.policy ? ` under ${values.policy}` : ''}\n\n${grantTable(effective)}\n`);
+    return 0;
+  } catch (e) {
+    if (!(e instanceof ManifestError)) throw e;
+    process.stderr.write(`${e.message}\n`);
+    return 1;
+  }
+}

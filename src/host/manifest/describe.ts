@@ -1,0 +1,117 @@
+/** Manifests for people: the effective grants as a table, and a manifest as YAML. */
+import YAML from 'yaml';
+import { capNames, TYPE_RIGHTS, R } from '../../wasi/rights.js';
+import { formatBytes, formatDuration } from '../units.js';
+import type { Limits } from '../limits.js';
+import type { ArgNode, Manifest } from './types.js';
+import { PROMISES } from './vocabulary.js';
+
+/** One descriptor the guest starts with. */
+export interface GrantRow {
+  fd: number;
+  what: string;
+  path: string;
+  base: string[];
+  inheriting: string[];
+  note?: string;
+}
+
+function files(node: ArgNode | undefined, out: Extract<ArgNode, { type: 'file' }>[] = []): Extract<ArgNode, { type: 'file' }>[] {
+  if (!node) return out;
+  if (node.type === 'file') out.push(node);
+  else if (node.type === 'seq') node.items.forEach((n) => files(n, out));
+  else if (node.type === 'map') node.entries.forEach(([k, v]) => { files(k, out); files(v, out); });
+  return out;
+}
+
+/** The descriptors of an effective manifest in fd order: stdio, directories, then argdata files. */
+export function grantRows(m: Manifest): GrantRow[] {
+  const stdio = TYPE_RIGHTS.characterDevice.base & (m.stdio?.base ?? TYPE_RIGHTS.characterDevice.base);
+  const rows: GrantRow[] = [
+    { fd: 0, what: 'stdin', path: '', base: capNames(stdio & ~R.fd_write), inheriting: [] },
+    { fd: 1, what: 'stdout', path: '', base: capNames(stdio & ~R.fd_read), inheriting: [] },
+    { fd: 2, what: 'stderr', path: '', base: capNames(stdio & ~R.fd_read), inheriting: [] },
+  ];
+  let fd = 3;
+  for (const d of m.dirs) {
+    rows.push({
+      fd: fd++, what: d.source.kind === 'memory' ? 'dir (memory)' : `dir (${d.source.path})`, path: d.guest,
+      base: capNames(d.rights.base), inheriting: capNames(d.rights.inheriting), ...(d.initOnly ? { note: 'init-only' } : {}),
+    });
+  }
+  for (const f of files(m.argdata)) rows.push({ fd: fd++, what: 'file (argdata)', path: f.path, base: capNames(f.rights.base), inheriting: [] });
+  return rows;
+}
+
+/** The grants as a plain-text table. */
+export function grantTable(m: Manifest & { limits: Limits }): string {
+  const rows = grantRows(m);
+  const lines = ['fd  what                 path            rights (base / inheriting)'];
+  for (const r of rows) {
+    const rights = `${r.base.join(', ') || 'none'}${r.inheriting.length ? ` / ${r.inheriting.join(', ')}` : ''}`;
+    lines.push(`${String(r.fd).padEnd(3)} ${r.what.padEnd(20)} ${(r.path || '-').padEnd(15)} ${rights}${r.note ? `  [${r.note}]` : ''}`);
+  }
+  const l = m.limits;
+  lines.push('', `limits: wall ${formatDuration(l.wallMs)}, cpu ${formatDuration(l.cpuMs)}, memory ${formatBytes(l.memoryBytes)}, `
+    + `output ${formatBytes(l.outputBytes)}, fds ${l.fds}, files ${formatBytes(l.filesBytes)}`);
+  const services = Object.keys(m.casper);
+  lines.push(`casper: ${services.length ? services.join(', ') : 'none'}`);
+  const used = new Set<string>([...m.dirs.flatMap((d) => d.rights.names), ...(m.stdio?.names ?? [])]);
+  const promises = [...used].filter((w) => PROMISES[w]);
+  if (promises.length) {
+    lines.push('', 'promises:');
+    for (const p of promises) {
+      const g = PROMISES[p]!;
+      lines.push(`  ${p}: ${g.casper ? g.casper.join(', ') : capNames(g.rights).join(', ') || 'nothing'} (${g.note})`);
+    }
+  }
+  return lines.join('\n');
+}
+
+function argToYaml(n: ArgNode, doc: YAML.Document): unknown {
+  switch (n.type) {
+    case 'null': return null;
+    case 'bool': case 'float': case 'str': return n.value;
+    case 'int': { const s = doc.createNode(Number(n.value)); s.tag = 'tag:yaml.org,2002:int'; return s; }
+    case 'binary': return doc.createNode(Buffer.from(n.value).toString('base64'), { tag: '!!binary' });
+    case 'timestamp': return new Date(Number(n.value / 1_000_000n)).toISOString();
+    case 'seq': return n.items.map((i) => argToYaml(i, doc));
+    case 'map': { const m = doc.createNode({}) as YAML.YAMLMap; for (const [k, v] of n.entries) m.set(argToYaml(k, doc), argToYaml(v, doc)); return m; }
+    case 'fd': { const s = doc.createNode(['stdin', 'stdout', 'stderr'][n.fd] ?? n.fd); s.tag = '!fd'; return s; }
+    case 'file': { const s = doc.createNode({ path: n.path, rights: n.rights.names }); s.tag = '!file'; return s; }
+  }
+}
+
+/** A manifest as YAML that parseManifest reads back to the same manifest. */
+export function manifestToYaml(m: Manifest): string {
+  const doc = new YAML.Document({});
+  const root = doc.contents as YAML.YAMLMap;
+  if (m.module !== undefined) root.set('module', m.module);
+  root.set('args', m.args);
+  if (Object.keys(m.env).length) root.set('env', m.env);
+  if (m.argdata) root.set('argdata', argToYaml(m.argdata, doc));
+  if (m.dirs.length) {
+    root.set('dirs', m.dirs.map((d) => {
+      const node = doc.createNode({
+        guest: d.guest, source: d.source.kind === 'memory' ? 'memory' : d.source.path,
+        rights: d.rights.names.length === 1 ? d.rights.names[0] : d.rights.names, ...(d.initOnly ? { init_only: true } : {}),
+      }) as YAML.YAMLMap;
+      node.flow = true;
+      return node;
+    }));
+  }
+  const l = m.limits;
+  const limits: Record<string, string | number> = {};
+  if (l.wallMs !== undefined) limits['wall'] = `${l.wallMs}ms`;
+  if (l.cpuMs !== undefined) limits['cpu'] = `${l.cpuMs}ms`;
+  if (l.memoryBytes !== undefined) limits['memory'] = l.memoryBytes;
+  if (l.outputBytes !== undefined) limits['output'] = l.outputBytes;
+  if (l.fds !== undefined) limits['fds'] = l.fds;
+  if (l.filesBytes !== undefined) limits['files'] = l.filesBytes;
+  if (Object.keys(limits).length) root.set('limits', limits);
+  if (m.stdio) root.set('pledge', m.stdio.names);
+  if (Object.keys(m.casper).length) root.set('casper', m.casper);
+  const text = doc.toString();
+  const tagged = /!fd|!file/.test(text);
+  return tagged ? `%TAG ! tag:nuxi.nl,2015:cloudabi/\n---\n${text}` : text;
+}

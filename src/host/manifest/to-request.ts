@@ -1,0 +1,23 @@
+import type { RunRequest } from '../host.js';
+import type { Limits } from '../limits.js';
+import type { Manifest } from './types.js';
+
+/** The parts of a run request an effective manifest decides. */
+export type ManifestRequest = Pick<RunRequest, 'args' | 'env' | 'dirs' | 'limits' | 'argdata' | 'stdioRights'>;
+
+/** Turns an effective manifest (after applyPolicy) into run request fields. */
+export function requestFromManifest(m: Manifest & { limits: Limits }): ManifestRequest {
+  return {
+    args: m.args,
+    env: m.env,
+    limits: m.limits,
+    dirs: m.dirs.map((d) => ({
+      guest: d.guest,
+      ...(d.source.kind === 'host' ? { host: d.source.path } : {}),
+      rights: { base: d.rights.base, inheriting: d.rights.inheriting },
+      initOnly: d.initOnly,
+    })),
+    ...(m.argdata ? { argdata: m.argdata } : {}),
+    ...(m.stdio ? { stdioRights: m.stdio.base } : {}),
+  };
+}
