@@ -59,8 +59,8 @@ export const ARGDATA_DEFAULT_MAX_BYTES = 64 * 1024 * 1024;
 export interface EncodeOptions {
   /**
    * The largest encoding allowed (default ARGDATA_DEFAULT_MAX_BYTES, at most 2^32-1 since the
-   * guest reads the size as a u32). Every node but the root costs at least one byte, so this also
-   * bounds the work on a tree that shares subtrees (a YAML alias bomb).
+   * guest reads the size as a u32). A tree that shares subtrees (YAML aliases) is measured once
+   * per distinct node, but encodes in full at every place, so this is what stops an alias bomb.
    */
   maxBytes?: number;
 }
@@ -91,7 +91,7 @@ function writeVarint(out: Uint8Array, off: number, n: number): number {
 }
 
 /** Minimal signed big-endian two's complement; 0 is empty (argdata_create_int_s/_u). */
-export function encodeSignedBigEndian(v: bigint): Uint8Array {
+function encodeSignedBigEndian(v: bigint): Uint8Array {
   if (v === 0n) return EMPTY;
   // n bytes hold -2^(8n-1) … 2^(8n-1)-1: one more bit than the magnitude (of v, or of ~v if negative).
   const magnitude = v < 0n ? ~v : v;
@@ -116,10 +116,21 @@ function isWellFormed(s: string): boolean {
   return true;
 }
 
+interface Measured {
+  /** Encoded bytes: type byte and payload (0 for null). */
+  size: number;
+  /** Levels of maps and seqs in the subtree (0 for a scalar). */
+  height: number;
+  /** The payload of a str, int or timestamp. */
+  payload?: Uint8Array;
+}
+
 class Encoder {
-  /** Encoded payloads of strings, ints and timestamps, and the payload sizes of containers. */
-  private readonly payloads = new Map<ArgdataValue, Uint8Array>();
-  private readonly sizes = new Map<ArgdataValue, number>();
+  /**
+   * What measure() learned of each node, by identity: a subtree shared by several parents (a YAML
+   * alias) is validated and measured once, so the work is linear in distinct nodes.
+   */
+  private readonly known = new Map<ArgdataValue, Measured>();
   private readonly path: (string | number)[] = [];
 
   constructor(private readonly maxBytes: number) {}
@@ -135,57 +146,74 @@ class Encoder {
     return total;
   }
 
-  /** The encoded size of `node` (type byte and payload; 0 for null). Validates as it goes. */
+  private tooDeep(): never {
+    return this.fail(RangeError, `nested deeper than ${ARGDATA_MAX_DEPTH} levels`);
+  }
+
+  /**
+   * Validates `node`, placed `depth` levels down (the root is 1), and returns its encoded size.
+   * A cycle never finishes measuring, so it is never in `known`, and runs into the depth cap.
+   */
   measure(node: ArgdataValue, depth: number): number {
     if (node === null || typeof node !== 'object') this.fail(TypeError, `not an argdata node: ${String(node)}`);
+    const known = this.known.get(node);
+    if (known !== undefined) {
+      if (depth + known.height - 1 > ARGDATA_MAX_DEPTH) this.tooDeep();
+      return known.size;
+    }
+    const m = this.measureNew(node, depth);
+    this.known.set(node, m);
+    return m.size;
+  }
+
+  private measureNew(node: ArgdataValue, depth: number): Measured {
     switch (node.type) {
-      case 'null': return 0;
+      case 'null': return { size: 0, height: 0 };
       case 'bool':
         if (typeof node.value !== 'boolean') this.fail(TypeError, 'bool value is not a boolean');
-        return node.value ? 2 : 1;
+        return { size: node.value ? 2 : 1, height: 0 };
       case 'fd':
         if (!Number.isInteger(node.fd) || node.fd < 0 || node.fd > 0x7fffffff) {
           this.fail(RangeError, `fd ${String(node.fd)} is not a descriptor number (0 … 2^31-1)`);
         }
-        return 5;
+        return { size: 5, height: 0 };
       case 'float':
         if (typeof node.value !== 'number') this.fail(TypeError, 'float value is not a number');
-        return 9;
+        return { size: 9, height: 0 };
       case 'int':
       case 'timestamp': {
         const what = node.type;
         if (typeof node.value !== 'bigint') this.fail(TypeError, `${what} value is not a bigint`);
-        const p = encodeSignedBigEndian(node.value);
-        this.payloads.set(node, p);
-        return this.cap(1 + p.length);
+        const payload = encodeSignedBigEndian(node.value);
+        return { size: this.cap(1 + payload.length), height: 0, payload };
       }
       case 'str': {
         if (typeof node.value !== 'string') this.fail(TypeError, 'str value is not a string');
         if (!isWellFormed(node.value)) this.fail(RangeError, 'str value holds a lone surrogate (not encodable as UTF-8)');
-        const p = encoder.encode(node.value);
-        this.payloads.set(node, p);
-        return this.cap(1 + p.length + 1);
+        const payload = encoder.encode(node.value);
+        return { size: this.cap(1 + payload.length + 1), height: 0, payload };
       }
       case 'binary':
         if (!(node.value instanceof Uint8Array)) this.fail(TypeError, 'binary value is not a Uint8Array');
-        return this.cap(1 + node.value.length);
+        return { size: this.cap(1 + node.value.length), height: 0 };
       case 'seq': {
-        if (depth > ARGDATA_MAX_DEPTH) this.fail(RangeError, `nested deeper than ${ARGDATA_MAX_DEPTH} levels`);
+        if (depth > ARGDATA_MAX_DEPTH) this.tooDeep();
         if (!Array.isArray(node.items)) this.fail(TypeError, 'seq items is not an array');
-        let total = 0;
+        let total = 1, height = 0;
         for (let i = 0; i < node.items.length; i++) {
           this.path.push(i);
-          const n = this.measure(node.items[i]!, depth + 1);
+          const item = node.items[i]!;
+          const n = this.measure(item, depth + 1);
+          height = Math.max(height, this.known.get(item)!.height);
           total = this.cap(total + varintSize(n) + n);
           this.path.pop();
         }
-        this.sizes.set(node, total);
-        return this.cap(1 + total);
+        return { size: total, height: height + 1 };
       }
       case 'map': {
-        if (depth > ARGDATA_MAX_DEPTH) this.fail(RangeError, `nested deeper than ${ARGDATA_MAX_DEPTH} levels`);
+        if (depth > ARGDATA_MAX_DEPTH) this.tooDeep();
         if (!Array.isArray(node.entries)) this.fail(TypeError, 'map entries is not an array');
-        let total = 0;
+        let total = 1, height = 0;
         for (let i = 0; i < node.entries.length; i++) {
           const entry = node.entries[i]!;
           if (!Array.isArray(entry) || entry.length !== 2) {
@@ -197,20 +225,17 @@ class Encoder {
           this.path[this.path.length - 1] = 'value';
           const v = this.measure(entry[1], depth + 1);
           this.path.length -= 2;
+          height = Math.max(height, this.known.get(entry[0])!.height, this.known.get(entry[1])!.height);
           total = this.cap(total + varintSize(k) + k + varintSize(v) + v);
         }
-        this.sizes.set(node, total);
-        return this.cap(1 + total);
+        return { size: total, height: height + 1 };
       }
       default:
-        return this.fail(TypeError, `unknown node type ${JSON.stringify((node as { type: unknown }).type)}`);
+        return this.fail(TypeError, `unknown node type ${JSON.stringify((node as unknown as { type: unknown }).type)}`);
     }
   }
 
-  /**
-   * Writes `node` (already measured, so every cache entry exists) at `off`; returns the end.
-   * A node shared by several parents encodes the same everywhere, so caching by identity is safe.
-   */
+  /** Writes a measured `node` at `off`; returns the end. */
   write(node: ArgdataValue, out: Uint8Array, dv: DataView, off: number): number {
     switch (node.type) {
       case 'null': return off;
@@ -227,18 +252,13 @@ class Encoder {
         dv.setFloat64(off + 1, node.value, false);
         return off + 9;
       case 'int':
-      case 'timestamp': {
-        out[off++] = ARGDATA_TYPE[node.type];
-        const p = this.payloads.get(node)!;
-        out.set(p, off);
-        return off + p.length;
-      }
+      case 'timestamp':
       case 'str': {
-        out[off++] = ARGDATA_TYPE.str;
-        const p = this.payloads.get(node)!;
+        out[off++] = ARGDATA_TYPE[node.type];
+        const p = this.known.get(node)!.payload!;
         out.set(p, off);
         off += p.length;
-        out[off++] = 0;
+        if (node.type === 'str') out[off++] = 0;
         return off;
       }
       case 'binary':
@@ -261,21 +281,7 @@ class Encoder {
 
   /** A subfield: its varint length, then the node. */
   private writeField(node: ArgdataValue, out: Uint8Array, dv: DataView, off: number): number {
-    const start = writeVarint(out, off, this.sizeOf(node));
-    return this.write(node, out, dv, start);
-  }
-
-  private sizeOf(node: ArgdataValue): number {
-    switch (node.type) {
-      case 'null': return 0;
-      case 'bool': return node.value ? 2 : 1;
-      case 'fd': return 5;
-      case 'float': return 9;
-      case 'int': case 'timestamp': return 1 + this.payloads.get(node)!.length;
-      case 'str': return 2 + this.payloads.get(node)!.length;
-      case 'binary': return 1 + node.value.length;
-      case 'seq': case 'map': return 1 + this.sizes.get(node)!;
-    }
+    return this.write(node, out, dv, writeVarint(out, off, this.known.get(node)!.size));
   }
 }
 
