@@ -5,10 +5,12 @@ const PROVIDED = new Set<string>([
   ...PREVIEW1_FUNCTIONS.map((n) => `wasi_snapshot_preview1.${n}`),
   'capsicum.cap_enter',
   'capsicum.cap_getmode',
+  'argdata.argdata_size',
+  'argdata.argdata_get',
 ]);
 
 /** Modules capsa provides, for messages. */
-export const PROVIDED_MODULES = ['wasi_snapshot_preview1', 'capsicum'] as const;
+export const PROVIDED_MODULES = ['wasi_snapshot_preview1', 'capsicum', 'argdata'] as const;
 
 /** The imports of `module` that neither capsa nor the embedder's host functions satisfy, as "module.name (kind)". */
 export function unknownImports(module: WebAssembly.Module, extra: { module: string; name: string }[] = []): string[] {

@@ -41,6 +41,8 @@ export class WasiContext {
   env: StringList;
   private capMode = false;
   private capEnterHooks: (() => void)[] = [];
+  /** The encoded argdata tree the guest reads through the argdata imports (empty: null). */
+  argdata: Uint8Array = new Uint8Array(0);
 
   constructor(opts: ContextOptions) {
     this.args = new StringList(opts.args);
@@ -59,6 +61,7 @@ export class WasiContext {
     this.mem.unbind();
     this.capMode = false;
     this.capEnterHooks = [];
+    this.argdata = new Uint8Array(0);
   }
 
   /** Whether the guest has entered capability mode (cap_getmode). */

@@ -6,6 +6,7 @@ import { createHostMount } from './fs/hostfs.js';
 import { createMemFs, seedMemDir, type MemFsOptions, type MemSeed } from './fs/memfs.js';
 import type { FsDir } from './fs/types.js';
 import { DirHandle, InputHandle, OutputHandle, type InputSource, type OutputSink } from './handles.js';
+import { createArgdataImports } from './argdata.js';
 import { createCapsicumImports } from './capsicum.js';
 import { createPreview1, type HostErrorHandler } from './preview1.js';
 import { READ_ONLY_MASK, R, RIGHTS_ALL } from './rights.js';
@@ -50,7 +51,7 @@ export interface WasiOptions {
 /** What createWasi returns: node:wasi's shape plus the capsicum module and the context. */
 export interface Wasi {
   readonly wasiImport: Record<string, (...args: never[]) => number>;
-  /** Import object with both modules capsa provides: wasi_snapshot_preview1 and capsicum. */
+  /** Import object with the modules capsa provides: wasi_snapshot_preview1, capsicum and argdata. */
   getImportObject(): WebAssembly.Imports;
   /** Runs a command's _start; returns its exit code (0 when _start returns). */
   start(instance: WebAssembly.Instance): number;
@@ -120,7 +121,8 @@ const hostErrorHandlers = new WeakMap<WasiContext, HostErrorHandler | undefined>
 function build(ctx: WasiContext): Wasi {
   const wasiImport = createPreview1(ctx, (call, e) => hostErrorHandlers.get(ctx)?.(call, e));
   const capsicum = createCapsicumImports(ctx);
-  const imports = { wasi_snapshot_preview1: wasiImport, capsicum };
+  const argdata = createArgdataImports(ctx, () => ctx.argdata, (call, e) => hostErrorHandlers.get(ctx)?.(call, e));
+  const imports: WebAssembly.Imports = { wasi_snapshot_preview1: wasiImport, capsicum, argdata: { ...argdata } };
 
   const bind = (instance: WebAssembly.Instance): void => {
     const memory = instance.exports['memory'];

@@ -281,13 +281,16 @@ function tagOf(n: YamlNode): string | undefined {
 
 /** One argdata node; CloudABI's tags become descriptors, plain YAML becomes argdata values. */
 function readArg(r: Reader, node: unknown, path: string, depth: number): ArgNode {
-  if (depth > r.limits.maxDepth) throw new Bomb(`argdata is nested deeper than ${r.limits.maxDepth}`);
+  // The root is level 1, as argdata's own depth cap counts it.
+  if (depth >= r.limits.maxDepth) throw new Bomb(`argdata is nested deeper than ${r.limits.maxDepth} levels`);
   const n = r.deref(node, path);
   if (n === null) return { type: 'null' };
   const tag = tagOf(n);
   if (tag === '!fd') {
     const v = isScalar(n) ? n.value : undefined;
-    const fd = typeof v === 'string' && v in STDIO ? STDIO[v]! : typeof v === 'bigint' && v >= 0n && v < 1024n ? Number(v) : undefined;
+    // A custom tag leaves its scalar unresolved, so a number arrives as text.
+    const text = String(v);
+    const fd = text in STDIO ? STDIO[text]! : /^\d{1,4}$/.test(text) && Number(text) < 1024 ? Number(text) : undefined;
     if (fd === undefined) { r.problem(n, path, '!fd takes stdin, stdout, stderr or a descriptor number the host grants'); return { type: 'null' }; }
     return { type: 'fd', fd };
   }

@@ -10,7 +10,7 @@ import { formatBytes, formatDuration, parseBytes, parseDuration } from '../units
 import { formatRights, RIGHTS_ALL, TYPE_RIGHTS } from '../../wasi/rights.js';
 import { CASPER_SERVICES } from './parse.js';
 import { didYouMean } from './suggest.js';
-import { ManifestError, type CasperGrants, type Manifest, type Problem, type RightsGrant } from './types.js';
+import { ManifestError, type ArgNode, type CasperGrants, type Manifest, type Problem, type RightsGrant } from './types.js';
 import { expandRights } from './vocabulary.js';
 
 /** One kind of directory the operator allows: a source (memory, or host paths under a prefix) and the most rights. */
@@ -135,6 +135,20 @@ export function loadPolicy(file: string): Policy {
   return parsePolicy(fs.readFileSync(file, 'utf8'), file, path.dirname(path.resolve(file)));
 }
 
+function fileNodes(n: ArgNode | undefined, out: Extract<ArgNode, { type: 'file' }>[] = []): Extract<ArgNode, { type: 'file' }>[] {
+  if (n?.type === 'file') out.push(n);
+  else if (n?.type === 'seq') n.items.forEach((i) => fileNodes(i, out));
+  else if (n?.type === 'map') n.entries.forEach(([k, v]) => { fileNodes(k, out); fileNodes(v, out); });
+  return out;
+}
+
+function fdNodes(n: ArgNode | undefined, out: number[] = []): number[] {
+  if (n?.type === 'fd') out.push(n.fd);
+  else if (n?.type === 'seq') n.items.forEach((i) => fdNodes(i, out));
+  else if (n?.type === 'map') n.entries.forEach(([k, v]) => { fdNodes(k, out); fdNodes(v, out); });
+  return out;
+}
+
 function within(child: string, parent: string): boolean {
   return child === parent || child.startsWith(parent.endsWith('/') ? parent : parent + '/');
 }
@@ -185,8 +199,18 @@ export function applyPolicy(m: Manifest, policy: Policy, defaults: Limits, file 
     }
     return { ...d, source: resolved };
   });
-  if (m.argdata && !policy.argdataFiles && JSON.stringify(m.argdata, (_k, v) => (typeof v === 'bigint' ? String(v) : v)).includes('"type":"file"')) {
-    problems.push('argdata: !file is not allowed by the policy');
+  const argFiles = fileNodes(m.argdata);
+  if (argFiles.length && !policy.argdataFiles) problems.push('argdata: !file is not allowed by the policy');
+  // The manifest must be consistent with itself: a file lies in a granted directory and asks for
+  // no more than that directory passes on; a numbered fd is one the guest is granted.
+  for (const f of argFiles) {
+    const dir = m.dirs.filter((d) => f.path.startsWith(d.guest === '/' ? '/' : d.guest + '/')).sort((a, b) => b.guest.length - a.guest.length)[0];
+    if (!dir) { problems.push(`argdata: !file ${f.path} is not inside a granted directory (granted: ${m.dirs.map((d) => d.guest).join(', ') || 'none'})`); continue; }
+    const extra = f.rights.base & ~dir.rights.inheriting;
+    if (extra) problems.push(`argdata: !file ${f.path} asks for ${formatRights(extra)}, which ${dir.guest} does not pass on (add them to its rights)`);
+  }
+  for (const fd of fdNodes(m.argdata)) {
+    if (fd >= 3 + m.dirs.length) problems.push(`argdata: !fd ${fd} is not granted; fds 0-2 are stdio and 3-${2 + m.dirs.length} the directories`);
   }
   for (const [service, lim] of Object.entries(m.casper)) {
     const allowed = policy.casper[service];

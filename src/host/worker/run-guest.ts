@@ -7,6 +7,7 @@ import { writeAll } from '../../wasi/handles.js';
 import type { AuditEvent } from '../result.js';
 import { classifyTrap } from '../trap.js';
 import { functionStubs } from '../functions.js';
+import { installArgdata } from './argdata-fds.js';
 import type { GuestSpec, WorkerOutcome } from './protocol.js';
 import { threadCpuNs } from './thread-cpu.js';
 
@@ -139,6 +140,15 @@ export function runGuest(module: WebAssembly.Module, spec: GuestSpec, io: GuestI
     ...(auditor ? { auditor } : {}),
   }, previous);
   previous = wasi;
+
+  if (spec.argdata) {
+    try {
+      installArgdata(wasi.context, spec.argdata);
+    } catch (e) {
+      wasi.context.fds.closeAll();
+      return outcome({ status: 'host_error', message: (e as Error).message });
+    }
+  }
 
   let memory: WebAssembly.Memory | undefined;
   let result: Omit<WorkerOutcome, 'cpuNs' | 'files' | 'peakMemoryBytes' | 'auditDropped'>;
