@@ -1,4 +1,5 @@
 /** The capsa command: dispatches subcommands and turns usage errors into exit status 2. */
+import { ManifestError } from '../host/manifest/types.js';
 import { UsageError } from './flags.js';
 import { manifest } from './manifest.js';
 import { run } from './run.js';
@@ -24,6 +25,10 @@ export async function main(argv: string[]): Promise<number> {
     }
     throw new UsageError(`capsa: unknown command ${JSON.stringify(cmd)}\n\n${TOP_HELP}`);
   } catch (e) {
+    if (e instanceof ManifestError) {
+      process.stderr.write(`${e.message}\n`);
+      return 1;
+    }
     if (e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       process.stderr.write(`${(e as Error).message}\n`);
       return 2;

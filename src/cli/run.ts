@@ -4,10 +4,10 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createHost } from '../host/host.js';
 import { DEFAULT_LIMITS } from '../host/limits.js';
-import { parseManifest } from '../host/manifest/parse.js';
+import { parseArgdataDocument, parseManifest } from '../host/manifest/parse.js';
 import { applyPolicy, loadPolicy, OPEN_POLICY } from '../host/manifest/policy.js';
 import { requestFromManifest } from '../host/manifest/to-request.js';
-import { ManifestError, type Manifest } from '../host/manifest/types.js';
+import { ManifestError, type ArgNode, type Manifest } from '../host/manifest/types.js';
 import type { RunResult } from '../host/result.js';
 import { applyFlags, parseLimitFlags, UsageError } from './flags.js';
 
@@ -22,6 +22,9 @@ Options:
   --manifest FILE          Take the grants from a YAML manifest (docs/manifest.md);
                            the flags below add to it, and MODULE/ARGS replace its own.
   --policy FILE            Refuse a manifest that asks for more than this policy allows.
+  --argdata FILE           A cloudabi-run document: the whole YAML document is the
+                           guest's argdata tree, and !file names a host file or
+                           directory (relative to FILE), as "cloudabi-run prog < FILE".
   --dir HOST::GUEST[:ro]   Mount host directory HOST at guest path GUEST; ":ro" grants
                            read-only rights (rpath). "--dir HOST" mounts HOST at the same path.
   --env KEY=VALUE          Set an environment variable (repeatable). No host variable
@@ -76,6 +79,16 @@ export function manifestOfCommandLine(argv: string[]): { manifest: Manifest; fil
     // The manifest's module path is relative to the manifest, like its host directories.
     if (manifest.module !== undefined && !manifest.module.startsWith('sha256:')) manifest.module = path.resolve(baseDir, manifest.module);
   }
+  if (values.argdata !== undefined) {
+    if (manifest.argdata) throw new UsageError('--argdata: the manifest has argdata already; give one or the other');
+    let text: string;
+    try {
+      text = fs.readFileSync(values.argdata, 'utf8');
+    } catch (e) {
+      throw new UsageError(`Cannot read ${values.argdata}: ${(e as Error).message}`);
+    }
+    manifest.argdata = parseArgdataDocument(text, values.argdata, path.dirname(path.resolve(values.argdata)));
+  }
   const [module, ...args] = positionals;
   manifest = applyFlags(manifest, { module, args, dirs: values.dir, env: values.env, limits: parseLimitFlags(values) });
   return { manifest, file, baseDir, values };
@@ -87,6 +100,7 @@ function parse(argv: string[]) {
     options: {
       manifest: { type: 'string' },
       policy: { type: 'string' },
+      argdata: { type: 'string' },
       dir: { type: 'string', multiple: true, default: [] },
       env: { type: 'string', multiple: true, default: [] },
       timeout: { type: 'string' },
@@ -156,6 +170,13 @@ function describe(r: RunResult): string {
   return `${r.status}: ${r.message ?? ''}`;
 }
 
+function hostFiles(n: ArgNode | undefined): string[] {
+  if (n?.type === 'file') return n.host ? [n.path] : [];
+  if (n?.type === 'seq') return n.items.flatMap(hostFiles);
+  if (n?.type === 'map') return n.entries.flatMap(([k, v]) => [...hostFiles(k), ...hostFiles(v)]);
+  return [];
+}
+
 /** Why the module or a mount cannot be used, or undefined when all is well. */
 function checkInputs(modulePath: string, m: Manifest): string | undefined {
   if (modulePath.startsWith('sha256:')) return `${modulePath}: the CLI runs module files; ids are for the service`;
@@ -163,6 +184,9 @@ function checkInputs(modulePath: string, m: Manifest): string | undefined {
     if (!fs.statSync(modulePath).isFile()) return `Cannot read ${modulePath}: it is not a file`;
   } catch (e) {
     return `Cannot read ${modulePath}: ${(e as Error).message}`;
+  }
+  for (const f of hostFiles(m.argdata)) {
+    if (!fs.existsSync(f)) return `Cannot give ${f} to the guest (argdata !file): it does not exist`;
   }
   for (const d of m.dirs) {
     if (d.source.kind !== 'host') continue;

@@ -2,10 +2,11 @@
  * Reads a manifest: YAML with CloudABI's tags, checked strictly, every problem reported at once
  * with its line and column. YAML bombs (aliases, depth, size) are refused before they expand.
  */
+import nodePath from 'node:path';
 import YAML, { isAlias, isMap, isScalar, isSeq, LineCounter, type Document, type Node as YamlNode } from 'yaml';
 import { LIMIT_FIELDS, type Limits } from '../limits.js';
 import { parseBytes, parseDuration } from '../units.js';
-import { didYouMean } from './suggest.js';
+import { didYouMean, yamlMessage } from './suggest.js';
 import type { ArgNode, CasperGrants, DirEntryGrant, Manifest, Problem, RightsGrant } from './types.js';
 import { ManifestError } from './types.js';
 import { expandRights, PROMISES } from './vocabulary.js';
@@ -40,7 +41,8 @@ class Reader {
   readonly problems: Problem[] = [];
   private aliases = 0;
   private nodes = 0;
-  constructor(readonly doc: Document, readonly lc: LineCounter, readonly limits: ParseLimits) {}
+  /** Set for cloudabi-run documents: !file paths are host paths relative to it. */
+  constructor(readonly doc: Document, readonly lc: LineCounter, readonly limits: ParseLimits, readonly hostBase?: string) {}
 
   problem(node: YamlNode | undefined | null, path: string, message: string): void {
     const offset = node?.range?.[0];
@@ -77,11 +79,11 @@ export function parseManifest(source: string, file = 'manifest.yaml', limits: Pa
     throw new ManifestError(file, [{ line: 0, col: 0, path: '', message: `the manifest is ${source.length} bytes; the limit is ${limits.maxBytes}` }]);
   }
   const lc = new LineCounter();
-  const doc = YAML.parseDocument(source, { lineCounter: lc, uniqueKeys: true, intAsBigInt: true, prettyErrors: false, keepSourceTokens: false });
+  const doc = YAML.parseDocument(source, { lineCounter: lc, uniqueKeys: true, intAsBigInt: true, prettyErrors: true, keepSourceTokens: false });
   const r = new Reader(doc, lc, limits);
   for (const e of doc.errors) {
     const pos = e.linePos?.[0] ?? { line: 0, col: 0 };
-    r.problems.push({ line: pos.line, col: pos.col, path: '', message: e.message.split('\n')[0]! });
+    r.problems.push({ line: pos.line, col: pos.col, path: '', message: yamlMessage(e.message) });
   }
   if (r.problems.length) throw new ManifestError(file, r.problems);
   let m: Manifest;
@@ -93,6 +95,33 @@ export function parseManifest(source: string, file = 'manifest.yaml', limits: Pa
   }
   if (r.problems.length) throw new ManifestError(file, r.problems);
   return m;
+}
+
+/**
+ * Reads a cloudabi-run document: the whole YAML document is the argdata tree, and `!file` names a
+ * host file or directory (relative to `baseDir`), as `cloudabi-run prog < config.yaml` reads it.
+ */
+export function parseArgdataDocument(source: string, file = 'argdata.yaml', baseDir = process.cwd(), limits: ParseLimits = DEFAULT_PARSE_LIMITS): ArgNode {
+  if (source.length > limits.maxBytes) {
+    throw new ManifestError(file, [{ line: 0, col: 0, path: '', message: `the document is ${source.length} bytes; the limit is ${limits.maxBytes}` }]);
+  }
+  const lc = new LineCounter();
+  const doc = YAML.parseDocument(source, { lineCounter: lc, uniqueKeys: true, intAsBigInt: true, prettyErrors: true });
+  const r = new Reader(doc, lc, limits, baseDir);
+  for (const e of doc.errors) {
+    const pos = e.linePos?.[0] ?? { line: 0, col: 0 };
+    r.problems.push({ line: pos.line, col: pos.col, path: '', message: yamlMessage(e.message) });
+  }
+  if (r.problems.length) throw new ManifestError(file, r.problems);
+  let tree: ArgNode;
+  try {
+    tree = readArg(r, doc.contents, '', 0);
+  } catch (e) {
+    if (!(e instanceof Bomb)) throw e;
+    throw new ManifestError(file, [{ line: 0, col: 0, path: '', message: e.message }]);
+  }
+  if (r.problems.length) throw new ManifestError(file, r.problems);
+  return tree;
 }
 
 function readTop(r: Reader, root: YamlNode | null): Manifest {
@@ -170,12 +199,16 @@ function readWords(r: Reader, node: YamlNode | null, path: string): string[] {
   return [];
 }
 
-/** Rights for a descriptor of the given kind: the named set, limited to what the kind can hold. */
-function readRights(r: Reader, node: YamlNode | null, path: string, kind: 'directory' | 'regularFile'): RightsGrant {
+/**
+ * Rights for a descriptor of the given kind: the named set, limited to what the kind can hold
+ * (`any`: a host path whose kind is only known when it is opened, which masks them then).
+ */
+function readRights(r: Reader, node: YamlNode | null, path: string, kind: 'directory' | 'regularFile' | 'any'): RightsGrant {
   const words = readWords(r, node, path);
   const ex = expandRights(words);
   for (const u of ex.unknown) r.problem(node, path, u);
   if (ex.casper.length) r.problem(node, path, `${words.filter((w) => PROMISES[w]?.casper).join(', ')} grant Casper services; put them under pledge or casper, not on a descriptor`);
+  if (kind === 'any') return { base: ex.rights, inheriting: ex.rights, names: words };
   const t = TYPE_RIGHTS[kind];
   return { base: ex.rights & t.base, inheriting: ex.rights & t.inheriting, names: words };
 }
@@ -297,15 +330,21 @@ function readArg(r: Reader, node: unknown, path: string, depth: number): ArgNode
   if (tag === '!file') {
     if (!isMap(n)) { r.problem(n, path, '!file takes { path: /in/file, rights: [CAP_READ] }'); return { type: 'null' }; }
     let p: string | undefined;
-    let rights: RightsGrant = { base: TYPE_RIGHTS.regularFile.base & expandRights(['rpath']).rights, inheriting: 0n, names: ['rpath'] };
+    // Default: read-only, as cloudabi-run opens !file with O_RDONLY.
+    const rpath = expandRights(['rpath']).rights;
+    let rights: RightsGrant = r.hostBase === undefined
+      ? { base: TYPE_RIGHTS.regularFile.base & rpath, inheriting: 0n, names: ['rpath'] }
+      : { base: rpath, inheriting: rpath, names: ['rpath'] };
     for (const pair of n.items) {
       const key = r.string(pair.key, path, 'a key');
-      if (key === 'path') p = guestPath(r, pair.value, `${path}.path`);
-      else if (key === 'rights') rights = readRights(r, pair.value as YamlNode | null, `${path}.rights`, 'regularFile');
+      if (key === 'path') {
+        if (r.hostBase === undefined) p = guestPath(r, pair.value, `${path}.path`);
+        else { const s = r.string(pair.value, `${path}.path`, 'a path'); if (s !== undefined) p = nodePath.resolve(r.hostBase, s); }
+      } else if (key === 'rights') rights = readRights(r, pair.value as YamlNode | null, `${path}.rights`, r.hostBase === undefined ? 'regularFile' : 'any');
       else if (key !== undefined) r.problem(pair.key as YamlNode, `${path}.${key}`, `unknown key "${key}"${didYouMean(key, ['path', 'rights'])}; !file has path and rights`);
     }
     if (p === undefined) { if (!n.has('path')) r.problem(n, path, '!file needs a path: the guest path of the file, inside a granted directory'); return { type: 'null' }; }
-    return { type: 'file', path: p, rights };
+    return r.hostBase === undefined ? { type: 'file', path: p, rights } : { type: 'file', path: p, rights, host: true };
   }
   if (tag === '!socket') {
     if (isMap(n)) {

@@ -9,7 +9,7 @@ import { DEFAULT_MAX_LIMITS, type Limits } from '../limits.js';
 import { formatBytes, formatDuration, parseBytes, parseDuration } from '../units.js';
 import { formatRights, RIGHTS_ALL, TYPE_RIGHTS } from '../../wasi/rights.js';
 import { CASPER_SERVICES } from './parse.js';
-import { didYouMean } from './suggest.js';
+import { didYouMean, yamlMessage } from './suggest.js';
 import { ManifestError, type ArgNode, type CasperGrants, type Manifest, type Problem, type RightsGrant } from './types.js';
 import { expandRights } from './vocabulary.js';
 
@@ -62,8 +62,8 @@ const fmtLimit = (f: keyof Limits, v: number) => (f.endsWith('Ms') ? formatDurat
 /** Reads a policy file (same vocabulary as manifests); host sources resolve against `baseDir`. */
 export function parsePolicy(source: string, file = 'policy.yaml', baseDir = process.cwd()): Policy {
   const lc = new LineCounter();
-  const doc = YAML.parseDocument(source, { lineCounter: lc, uniqueKeys: true });
-  const problems: Problem[] = doc.errors.map((e) => ({ line: e.linePos?.[0].line ?? 0, col: e.linePos?.[0].col ?? 0, path: '', message: e.message.split('\n')[0]! }));
+  const doc = YAML.parseDocument(source, { lineCounter: lc, uniqueKeys: true, prettyErrors: true });
+  const problems: Problem[] = doc.errors.map((e) => ({ line: e.linePos?.[0].line ?? 0, col: e.linePos?.[0].col ?? 0, path: '', message: yamlMessage(e.message) }));
   const at = (n: unknown, p: string, message: string) => {
     const off = (n as YamlNode | undefined)?.range?.[0];
     const pos = off === undefined ? { line: 0, col: 0 } : lc.linePos(off);
@@ -203,7 +203,14 @@ export function applyPolicy(m: Manifest, policy: Policy, defaults: Limits, file 
   if (argFiles.length && !policy.argdataFiles) problems.push('argdata: !file is not allowed by the policy');
   // The manifest must be consistent with itself: a file lies in a granted directory and asks for
   // no more than that directory passes on; a numbered fd is one the guest is granted.
-  for (const f of argFiles) {
+  for (const f of argFiles.filter((x) => x.host)) {
+    const rule = policy.dirs.find((r) => r.source.kind === 'host' && within(f.path, r.source.under));
+    if (!rule) problems.push(`argdata: host path ${f.path} is not allowed by the policy`);
+    else if ((f.rights.base & ~rule.rights.inheriting & ~rule.rights.base) !== 0n) {
+      problems.push(`argdata: ${f.path} asks for ${formatRights(f.rights.base & ~rule.rights.inheriting & ~rule.rights.base)}, beyond the policy`);
+    }
+  }
+  for (const f of argFiles.filter((x) => !x.host)) {
     const dir = m.dirs.filter((d) => f.path.startsWith(d.guest === '/' ? '/' : d.guest + '/')).sort((a, b) => b.guest.length - a.guest.length)[0];
     if (!dir) { problems.push(`argdata: !file ${f.path} is not inside a granted directory (granted: ${m.dirs.map((d) => d.guest).join(', ') || 'none'})`); continue; }
     const extra = f.rights.base & ~dir.rights.inheriting;

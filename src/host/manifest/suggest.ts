@@ -24,3 +24,8 @@ export function didYouMean(word: string, known: Iterable<string>): string {
   }
   return best !== undefined && bestD <= Math.max(2, Math.floor(word.length / 3)) ? ` (did you mean "${best}"?)` : '';
 }
+
+/** The first line of a YAML library error, without its own "at line N, column M" (we print file:line:col). */
+export function yamlMessage(message: string): string {
+  return message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+}

@@ -33,8 +33,11 @@ export type ArgNode =
   | { type: 'map'; entries: [ArgNode, ArgNode][] }
   /** An existing descriptor: stdin/stdout/stderr or a number the host grants (e.g. a preopen). */
   | { type: 'fd'; fd: number }
-  /** A file opened for the guest, by guest path, with exactly these rights. */
-  | { type: 'file'; path: string; rights: RightsGrant };
+  /**
+   * A file opened for the guest with exactly these rights: by guest path inside a granted
+   * directory, or (cloudabi-run documents, `host: true`) a host file or directory by host path.
+   */
+  | { type: 'file'; path: string; rights: RightsGrant; host?: boolean };
 
 /** Casper services and the widest limits a guest may set on them (issue 5 gives them meaning). */
 export type CasperGrants = Record<string, Record<string, unknown>>;

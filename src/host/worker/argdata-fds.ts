@@ -1,5 +1,8 @@
 /** Turns a run's argdata tree into bytes: !file nodes are opened into the guest's fd table. */
+import fs from 'node:fs';
+import path from 'node:path';
 import { encodeArgdata, type ArgdataValue } from '../../wasi/argdata.js';
+import { createHostMount } from '../../wasi/fs/hostfs.js';
 import type { WasiContext } from '../../wasi/context.js';
 import { FILETYPE } from '../../wasi/constants.js';
 import { resolve } from '../../wasi/fs/resolve.js';
@@ -23,7 +26,31 @@ function preopenOf(ctx: WasiContext, path: string): { fd: number; rest: string }
   return best;
 }
 
+/**
+ * A cloudabi-run `!file`: a host file or directory, opened like a mount (O_NOFOLLOW, confined
+ * lookups below a directory) and masked to what its kind can hold.
+ */
+function openHostPath(ctx: WasiContext, node: Extract<ArgNode, { type: 'file' }>): number {
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(node.path);
+  } catch (e) {
+    throw new Error(`argdata: cannot open ${node.path}: ${(e as Error).message}`);
+  }
+  if (st.isDirectory()) {
+    const t = TYPE_RIGHTS.directory;
+    return ctx.fds.insert({ handle: new DirHandle(createHostMount({ root: node.path })), base: node.rights.base & t.base, inheriting: node.rights.inheriting & t.inheriting, fdflags: 0 });
+  }
+  if (!st.isFile()) throw new Error(`argdata: ${node.path} is neither a regular file nor a directory`);
+  const base = node.rights.base & TYPE_RIGHTS.regularFile.base;
+  const dir = createHostMount({ root: path.dirname(node.path) });
+  const io = dir.openFile(path.basename(node.path), { read: (base & READ) !== 0n, write: (base & WRITE) !== 0n, truncate: false, append: false });
+  if (!io) throw new Error(`argdata: ${node.path} is not a regular file`);
+  return ctx.fds.insert({ handle: new FileHandle(io, false), base, inheriting: 0n, fdflags: 0 });
+}
+
 function openFile(ctx: WasiContext, node: Extract<ArgNode, { type: 'file' }>): number {
+  if (node.host) return openHostPath(ctx, node);
   const where = preopenOf(ctx, node.path);
   if (!where || where.rest === '') throw new Error(`argdata: ${node.path} is not inside a granted directory`);
   const entry = ctx.fds.peek(where.fd)!;
