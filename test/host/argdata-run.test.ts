@@ -68,3 +68,22 @@ describe('argdata end to end', () => {
     expect(text(r.stdout)).toBe('null\n');
   });
 });
+
+describe('init-only grants', () => {
+  // cap_enter(), then fd_fdstat_get(3): the init-only /tmp grant is gone (EBADF), /in stays (fd 4).
+  it('a grant marked init_only is revoked when the guest enters capability mode', async () => {
+    const { command } = await import('../helpers/wat.js');
+    const guest = command(`
+      (drop (call $enter))
+      (call $exit (i32.add (i32.mul (call $fdstat (i32.const 3) (i32.const 64)) (i32.const 100)) (call $fdstat (i32.const 4) (i32.const 64))))`,
+    `(import "capsicum" "cap_enter" (func $enter (result i32)))
+     (import "wasi_snapshot_preview1" "fd_fdstat_get" (func $fdstat (param i32 i32) (result i32)))
+     (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))`);
+    const yaml = 'dirs:\n  - { guest: /tmp, source: memory, rights: [rpath, wpath, cpath], init_only: true }\n  - { guest: /in, source: memory, rights: rpath }\n';
+    const m = applyPolicy(parseManifest(yaml, 'init.yaml'), OPEN_POLICY, DEFAULT_LIMITS);
+    const r = await host.run({ ...requestFromManifest(m), module: guest });
+    expect(r.exitCode).toBe(8 * 100 + 0);
+    const keep = applyPolicy(parseManifest(yaml.replace('init_only: true', 'init_only: false'), 'init.yaml'), OPEN_POLICY, DEFAULT_LIMITS);
+    expect((await host.run({ ...requestFromManifest(keep), module: guest })).exitCode).toBe(0);
+  });
+});
