@@ -360,9 +360,9 @@ function readArg(r: Reader, node: unknown, path: string, depth: number): ArgNode
     if (tag !== undefined && tag !== '!!map') r.problem(n, path, `unknown tag ${tag} on a mapping`);
     const entries: [ArgNode, ArgNode][] = [];
     for (const pair of n.items) {
-      const k = readArg(r, pair.key, `${path}.<key>`, depth + 1);
-      const kname = k.type === 'str' ? k.value : '?';
-      entries.push([k, readArg(r, pair.value, `${path}.${kname}`, depth + 1)]);
+      const at = (name: string) => (path ? `${path}.${name}` : name);
+      const k = readArg(r, pair.key, at('<key>'), depth + 1);
+      entries.push([k, readArg(r, pair.value, at(k.type === 'str' ? k.value : '?'), depth + 1)]);
     }
     return { type: 'map', entries };
   }
