@@ -73,28 +73,38 @@ class Reader {
 
 class Bomb extends Error {}
 
-/** Parses and validates a manifest; throws ManifestError listing every problem. */
-export function parseManifest(source: string, file = 'manifest.yaml', limits: ParseLimits = DEFAULT_PARSE_LIMITS): Manifest {
+/**
+ * Parses YAML text and runs `read` over its root, collecting every problem; throws ManifestError
+ * when there is any. The size cap applies before parsing, the alias and node caps during reading.
+ */
+function readDocument<T>(source: string, file: string, limits: ParseLimits, hostBase: string | undefined,
+  read: (r: Reader, root: YamlNode | null) => T): T {
   if (source.length > limits.maxBytes) {
-    throw new ManifestError(file, [{ line: 0, col: 0, path: '', message: `the manifest is ${source.length} bytes; the limit is ${limits.maxBytes}` }]);
+    const what = hostBase === undefined ? 'manifest' : 'document';
+    throw new ManifestError(file, [{ line: 0, col: 0, path: '', message: `the ${what} is ${source.length} bytes; the limit is ${limits.maxBytes}` }]);
   }
   const lc = new LineCounter();
-  const doc = YAML.parseDocument(source, { lineCounter: lc, uniqueKeys: true, intAsBigInt: true, prettyErrors: true, keepSourceTokens: false });
-  const r = new Reader(doc, lc, limits);
+  const doc = YAML.parseDocument(source, { lineCounter: lc, uniqueKeys: true, intAsBigInt: true, prettyErrors: true });
+  const r = new Reader(doc, lc, limits, hostBase);
   for (const e of doc.errors) {
     const pos = e.linePos?.[0] ?? { line: 0, col: 0 };
     r.problems.push({ line: pos.line, col: pos.col, path: '', message: yamlMessage(e.message) });
   }
   if (r.problems.length) throw new ManifestError(file, r.problems);
-  let m: Manifest;
+  let out: T;
   try {
-    m = readTop(r, doc.contents as YamlNode | null);
+    out = read(r, doc.contents as YamlNode | null);
   } catch (e) {
     if (!(e instanceof Bomb)) throw e;
     throw new ManifestError(file, [{ line: 0, col: 0, path: '', message: e.message }]);
   }
   if (r.problems.length) throw new ManifestError(file, r.problems);
-  return m;
+  return out;
+}
+
+/** Parses and validates a manifest; throws ManifestError listing every problem. */
+export function parseManifest(source: string, file = 'manifest.yaml', limits: ParseLimits = DEFAULT_PARSE_LIMITS): Manifest {
+  return readDocument(source, file, limits, undefined, readTop);
 }
 
 /**
@@ -102,26 +112,7 @@ export function parseManifest(source: string, file = 'manifest.yaml', limits: Pa
  * host file or directory (relative to `baseDir`), as `cloudabi-run prog < config.yaml` reads it.
  */
 export function parseArgdataDocument(source: string, file = 'argdata.yaml', baseDir = process.cwd(), limits: ParseLimits = DEFAULT_PARSE_LIMITS): ArgNode {
-  if (source.length > limits.maxBytes) {
-    throw new ManifestError(file, [{ line: 0, col: 0, path: '', message: `the document is ${source.length} bytes; the limit is ${limits.maxBytes}` }]);
-  }
-  const lc = new LineCounter();
-  const doc = YAML.parseDocument(source, { lineCounter: lc, uniqueKeys: true, intAsBigInt: true, prettyErrors: true });
-  const r = new Reader(doc, lc, limits, baseDir);
-  for (const e of doc.errors) {
-    const pos = e.linePos?.[0] ?? { line: 0, col: 0 };
-    r.problems.push({ line: pos.line, col: pos.col, path: '', message: yamlMessage(e.message) });
-  }
-  if (r.problems.length) throw new ManifestError(file, r.problems);
-  let tree: ArgNode;
-  try {
-    tree = readArg(r, doc.contents, '', 0);
-  } catch (e) {
-    if (!(e instanceof Bomb)) throw e;
-    throw new ManifestError(file, [{ line: 0, col: 0, path: '', message: e.message }]);
-  }
-  if (r.problems.length) throw new ManifestError(file, r.problems);
-  return tree;
+  return readDocument(source, file, limits, baseDir, (r, root) => readArg(r, root, '', 0));
 }
 
 function readTop(r: Reader, root: YamlNode | null): Manifest {
