@@ -349,8 +349,8 @@ const randomPolicyArb = fc.record({
 /** Policies most manifests fit, so that acceptance is exercised as much as refusal. */
 const generousPolicyArb = fc.record({
   dirs: fc.array(fc.record({ source: fc.constantFrom(...P_SOURCES), guest: fc.option(fc.constantFrom('/data', '/out'), { nil: undefined }), words: fc.subarray(WORDS) }), { maxLength: 2 }),
-  limits: fc.constant({ wall: '60s', cpu: '60s', memory: '1GiB', output: '32MiB', fds: '200', files: '512MiB' }),
-  casper: fc.constant([]),
+  limits: fc.constant<Record<string, string>>({ wall: '60s', cpu: '60s', memory: '1GiB', output: '32MiB', fds: '200', files: '512MiB' }),
+  casper: fc.constant<{ name: string; families: string[] | undefined }[]>([]),
   argdataFiles: fc.constantFrom(undefined, true),
   wide: fc.subarray(['rpath', 'wpath', 'cpath', 'fattr', 'CAP_FCNTL'], { minLength: 4 }),
   allServices: fc.constant(true),
@@ -358,12 +358,15 @@ const generousPolicyArb = fc.record({
 
 const policyArb = fc.oneof(randomPolicyArb, generousPolicyArb);
 
+/** The values an arbitrary generates. */
+type Gen<A> = A extends fc.Arbitrary<infer T> ? T : never;
+
 const flow = (o: Record<string, string | undefined>) => `{ ${Object.entries(o).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}: ${v}`).join(', ')} }`;
 const list = (xs: readonly string[]) => `[${xs.join(', ')}]`;
 const casperYaml = (s: { name: string; families: string[] | undefined }[]) =>
   `{ ${s.map((x) => `${x.name}: ${x.families ? `{ families: ${list(x.families)} }` : '{}'}`).join(', ')} }`;
 
-function manifestYaml(m: fc.TypeOf<typeof manifestArb>): string {
+function manifestYaml(m: Gen<typeof manifestArb>): string {
   const lines = [T.trimEnd()];
   if (m.dirs.length) lines.push('dirs:', ...m.dirs.map((d) => `  - ${flow({ guest: d.guest, source: d.source, rights: list(d.words) })}`));
   lines.push(`limits: ${flow(m.limits)}`, `casper: ${casperYaml(m.casper)}`);
@@ -372,7 +375,7 @@ function manifestYaml(m: fc.TypeOf<typeof manifestArb>): string {
   return lines.join('\n') + '\n';
 }
 
-function policyYaml(p: fc.TypeOf<typeof randomPolicyArb>): string {
+function policyYaml(p: Gen<typeof randomPolicyArb>): string {
   const services = p.allServices ? [...p.casper, ...SERVICES.filter((s) => !p.casper.some((c) => c.name === s)).map((name) => ({ name, families: undefined }))] : p.casper;
   const rules = p.wide ? [...p.dirs, { source: '/', guest: undefined, words: p.wide }, { source: 'memory', guest: undefined, words: p.wide }] : p.dirs;
   const lines = [`limits: ${flow(p.limits)}`, `casper: ${casperYaml(services)}`];
