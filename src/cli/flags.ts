@@ -1,4 +1,5 @@
 /** The run flags (--dir, --env, limits) and the manifest they stand for. */
+import path from 'node:path';
 import type { Limits } from '../host/limits.js';
 import { expandRights } from '../host/manifest/vocabulary.js';
 import type { DirEntryGrant, Manifest } from '../host/manifest/types.js';
@@ -38,8 +39,9 @@ export function parseEnv(items: string[]): Record<string, string> {
 export function dirGrant(d: { host: string; guest: string; readonly: boolean }): DirEntryGrant {
   const names = d.readonly ? ['rpath'] : ['CAP_ALL'];
   const mask = expandRights(names).rights;
+  // Relative to where the command runs, even when a manifest elsewhere is given too.
   return {
-    guest: d.guest, source: { kind: 'host', path: d.host }, initOnly: false,
+    guest: d.guest, source: { kind: 'host', path: path.resolve(d.host) }, initOnly: false,
     rights: { base: mask & TYPE_RIGHTS.directory.base, inheriting: mask & TYPE_RIGHTS.directory.inheriting, names },
   };
 }

@@ -1,4 +1,5 @@
 /** The capsa command: dispatches subcommands and turns usage errors into exit status 2. */
+import { PolicyFileError } from '../host/manifest/policy.js';
 import { ManifestError } from '../host/manifest/types.js';
 import { UsageError } from './flags.js';
 import { manifest } from './manifest.js';
@@ -25,6 +26,10 @@ export async function main(argv: string[]): Promise<number> {
     }
     throw new UsageError(`capsa: unknown command ${JSON.stringify(cmd)}\n\n${TOP_HELP}`);
   } catch (e) {
+    if (e instanceof PolicyFileError) {
+      process.stderr.write(`capsa: ${e.message}\n`);
+      return 1;
+    }
     if (e instanceof ManifestError) {
       process.stderr.write(`${e.message}\n`);
       return 1;

@@ -68,13 +68,33 @@ export function grantTable(m: Manifest & { limits: Limits }): string {
   return lines.join('\n');
 }
 
+/** A scalar written as `text` with an explicit tag, so that it reads back as exactly this type. */
+function tagged(doc: YAML.Document, text: string, tag: string): YAML.Scalar {
+  const s = doc.createNode(text) as YAML.Scalar;
+  s.tag = tag;
+  s.type = 'PLAIN';
+  return s;
+}
+
+function timestampText(ns: bigint): string {
+  const ms = ns / 1_000_000n - (ns % 1_000_000n < 0n ? 1n : 0n);
+  const frac = ((ns % 1_000_000_000n) + 1_000_000_000n) % 1_000_000_000n;
+  return new Date(Number(ms)).toISOString().replace(/\.\d{3}Z$/, `.${String(frac).padStart(9, '0')}Z`);
+}
+
 function argToYaml(n: ArgNode, doc: YAML.Document): unknown {
   switch (n.type) {
     case 'null': return null;
-    case 'bool': case 'float': case 'str': return n.value;
-    case 'int': { const s = doc.createNode(Number(n.value)); s.tag = 'tag:yaml.org,2002:int'; return s; }
-    case 'binary': return doc.createNode(Buffer.from(n.value).toString('base64'), { tag: '!!binary' });
-    case 'timestamp': return new Date(Number(n.value / 1_000_000n)).toISOString();
+    case 'bool': case 'str': return n.value;
+    case 'float': {
+      if (Number.isNaN(n.value)) return tagged(doc, '.nan', 'tag:yaml.org,2002:float');
+      if (!Number.isFinite(n.value)) return tagged(doc, n.value > 0 ? '.inf' : '-.inf', 'tag:yaml.org,2002:float');
+      // An integral float is tagged, or it would read back as an int.
+      return Number.isInteger(n.value) || Object.is(n.value, -0) ? tagged(doc, Object.is(n.value, -0) ? '-0.0' : String(n.value), 'tag:yaml.org,2002:float') : n.value;
+    }
+    case 'int': return tagged(doc, n.value.toString(), 'tag:yaml.org,2002:int');
+    case 'binary': return tagged(doc, Buffer.from(n.value).toString('base64'), 'tag:yaml.org,2002:binary');
+    case 'timestamp': return tagged(doc, timestampText(n.value), 'tag:yaml.org,2002:timestamp');
     case 'seq': return n.items.map((i) => argToYaml(i, doc));
     case 'map': { const m = doc.createNode({}) as YAML.YAMLMap; for (const [k, v] of n.entries) m.set(argToYaml(k, doc), argToYaml(v, doc)); return m; }
     case 'fd': { const s = doc.createNode(['stdin', 'stdout', 'stderr'][n.fd] ?? n.fd); s.tag = '!fd'; return s; }

@@ -74,14 +74,42 @@ class Reader {
 class Bomb extends Error {}
 
 /**
+ * The deepest nesting of flow brackets outside quotes and comments. (Block nesting costs a column
+ * a level, so the size cap already bounds it to what the parser's stack takes.)
+ */
+export function flowDepth(text: string): number {
+  let depth = 0, max = 0, quote = '';
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (quote) {
+      if (c === '\\' && quote === '"') i++;
+      else if (c === quote) quote = '';
+      continue;
+    }
+    // A quote opens a quoted scalar only where a token starts (don't counts as plain text).
+    if ((c === '"' || c === "'") && (i === 0 || /[\s[{,:]/.test(text[i - 1]!))) quote = c;
+    else if (c === '#' && (i === 0 || /\s/.test(text[i - 1]!))) { while (i + 1 < text.length && text[i + 1] !== '\n') i++; }
+    else if (c === '[' || c === '{') max = Math.max(max, ++depth);
+    else if ((c === ']' || c === '}') && depth > 0) depth--;
+  }
+  return max;
+}
+
+/**
  * Parses YAML text and runs `read` over its root, collecting every problem; throws ManifestError
  * when there is any. The size cap applies before parsing, the alias and node caps during reading.
  */
 function readDocument<T>(source: string, file: string, limits: ParseLimits, hostBase: string | undefined,
   read: (r: Reader, root: YamlNode | null) => T): T {
-  if (source.length > limits.maxBytes) {
-    const what = hostBase === undefined ? 'manifest' : 'document';
-    throw new ManifestError(file, [{ line: 0, col: 0, path: '', message: `the ${what} is ${source.length} bytes; the limit is ${limits.maxBytes}` }]);
+  const what = hostBase === undefined ? 'manifest' : 'document';
+  const bytes = Buffer.byteLength(source, 'utf8');
+  if (bytes > limits.maxBytes) {
+    throw new ManifestError(file, [{ line: 0, col: 0, path: '', message: `the ${what} is ${bytes} bytes; the limit is ${limits.maxBytes}` }]);
+  }
+  // The YAML parser descends recursively: thousands of nested brackets would overflow its stack
+  // (and can abort the process), so nesting is measured on the text before it parses anything.
+  if (flowDepth(source) > limits.maxDepth) {
+    throw new ManifestError(file, [{ line: 0, col: 0, path: '', message: `the ${what} is nested deeper than ${limits.maxDepth} levels` }]);
   }
   const lc = new LineCounter();
   const doc = YAML.parseDocument(source, { lineCounter: lc, uniqueKeys: true, intAsBigInt: true, prettyErrors: true });
@@ -288,9 +316,23 @@ function readCasper(r: Reader, node: YamlNode | null): CasperGrants {
     const v = r.deref(pair.value, `casper.${name}`);
     if (v === null || (isScalar(v) && v.value === null)) { out[name] = {}; continue; }
     if (!isMap(v)) { r.problem(v, `casper.${name}`, 'a service grant is a mapping of limits, or {} for the service\'s defaults'); continue; }
-    out[name] = (v as YamlNode).toJSON() as Record<string, unknown>;
+    out[name] = plain(r, v, `casper.${name}`) as Record<string, unknown>;
   }
   return out;
+}
+
+/** A YAML value as plain data, following (and counting) aliases like the rest of the reader. */
+function plain(r: Reader, node: unknown, path: string, depth = 0): unknown {
+  if (depth >= r.limits.maxDepth) throw new Bomb(`${path} is nested deeper than ${r.limits.maxDepth} levels`);
+  const n = r.deref(node, path);
+  if (isMap(n)) {
+    const out: Record<string, unknown> = {};
+    for (const pair of n.items) out[String(plain(r, pair.key, path, depth + 1))] = plain(r, pair.value, path, depth + 1);
+    return out;
+  }
+  if (isSeq(n)) return n.items.map((i) => plain(r, i, path, depth + 1));
+  const v = isScalar(n) ? n.value : null;
+  return typeof v === 'bigint' ? Number(v) : v;
 }
 
 const STDIO: Record<string, number> = { stdin: 0, stdout: 1, stderr: 2 };
@@ -305,9 +347,9 @@ function tagOf(n: YamlNode): string | undefined {
 
 /** One argdata node; CloudABI's tags become descriptors, plain YAML becomes argdata values. */
 function readArg(r: Reader, node: unknown, path: string, depth: number): ArgNode {
-  // The root is level 1, as argdata's own depth cap counts it.
-  if (depth >= r.limits.maxDepth) throw new Bomb(`argdata is nested deeper than ${r.limits.maxDepth} levels`);
   const n = r.deref(node, path);
+  // Containers count, the root being level 1, as argdata's own encoder counts them.
+  if ((isMap(n) || isSeq(n)) && depth >= r.limits.maxDepth) throw new Bomb(`argdata is nested deeper than ${r.limits.maxDepth} levels`);
   if (n === null) return { type: 'null' };
   const tag = tagOf(n);
   if (tag === '!fd') {
@@ -339,6 +381,12 @@ function readArg(r: Reader, node: unknown, path: string, depth: number): ArgNode
   }
   if (tag === '!socket') {
     if (isMap(n)) {
+      for (const pair of n.items) {
+        const key = r.string(pair.key, path, 'a key');
+        if (key !== undefined && !['bind', 'connect', 'type'].includes(key)) {
+          r.problem(pair.key as YamlNode, path ? `${path}.${key}` : key, `unknown key "${key}"${didYouMean(key, ['bind', 'connect', 'type'])}; !socket has bind or connect, and type`);
+        }
+      }
       const bind = n.get('bind'), connect = n.get('connect'), type = n.get('type') ?? 'stream';
       if ((bind === undefined) === (connect === undefined)) r.problem(n, path, '!socket takes bind: host:port or connect: host:port');
       else if (!['stream', 'dgram'].includes(String(type))) r.problem(n, `${path}.type`, '!socket type is stream or dgram');
@@ -373,7 +421,7 @@ function readArg(r: Reader, node: unknown, path: string, depth: number): ArgNode
     }
     case '!!float': {
       const f = typeof v === 'bigint' ? Number(v) : typeof v === 'number' ? v : Number(v);
-      if (Number.isNaN(f) && String(v).toLowerCase() !== '.nan') { r.problem(n, path, `!!float needs a number, not ${JSON.stringify(String(v))}`); return { type: 'null' }; }
+      if (Number.isNaN(f) && typeof v !== 'number') { r.problem(n, path, `!!float needs a number, not ${JSON.stringify(String(v))}`); return { type: 'null' }; }
       return { type: 'float', value: f };
     }
     case '!!bool': {
@@ -388,9 +436,13 @@ function readArg(r: Reader, node: unknown, path: string, depth: number): ArgNode
       return { type: 'binary', value: new Uint8Array(Buffer.from(text, 'base64')) };
     }
     case '!!timestamp': {
-      const ms = Date.parse(String(n.source ?? v));
+      const text = String(n.source ?? v);
+      // Date.parse keeps milliseconds; the fraction's digits past them are kept by hand (ns).
+      const frac = /\.(\d+)/.exec(text)?.[1] ?? '';
+      const ms = Date.parse(text.replace(/\.(\d{3})\d*/, '.$1'));
       if (Number.isNaN(ms)) { r.problem(n, path, '!!timestamp needs an ISO 8601 date, e.g. 2016-06-10T12:00:00Z'); return { type: 'null' }; }
-      return { type: 'timestamp', value: BigInt(ms) * 1_000_000n };
+      const subMs = BigInt((frac.slice(3) + '000000').slice(0, 6));
+      return { type: 'timestamp', value: BigInt(ms) * 1_000_000n + subMs };
     }
     default:
       r.problem(n, path, `unknown tag ${tag}; argdata knows !fd, !file, !socket, !!int, !!str, !!bool, !!float, !!binary, !!timestamp`);

@@ -57,6 +57,9 @@ const LIMIT_KEYS: Record<string, { field: keyof Limits; kind: 'duration' | 'byte
   fds: { field: 'fds', kind: 'count' }, files: { field: 'filesBytes', kind: 'bytes' },
 };
 
+/** How a manifest spells each limit. */
+const MANIFEST_KEY = Object.fromEntries(Object.entries(LIMIT_KEYS).map(([k, v]) => [v.field, k])) as Record<keyof Limits, string>;
+
 const fmtLimit = (f: keyof Limits, v: number) => (f.endsWith('Ms') ? formatDuration(v) : f.endsWith('Bytes') ? formatBytes(v) : String(v));
 
 /** Reads a policy file (same vocabulary as manifests); host sources resolve against `baseDir`. */
@@ -85,7 +88,9 @@ export function parsePolicy(source: string, file = 'policy.yaml', baseDir = proc
           const raw = isScalar(lp.value) ? lp.value.value : undefined;
           try {
             if (typeof raw !== 'number' && typeof raw !== 'string') throw new RangeError('must be a number or a size');
-            policy.limits[spec.field] = spec.kind === 'duration' ? parseDuration(raw, k) : spec.kind === 'bytes' ? parseBytes(raw, k) : Number(raw);
+            const v = spec.kind === 'duration' ? parseDuration(raw, k) : spec.kind === 'bytes' ? parseBytes(raw, k) : Number(raw);
+            if (!Number.isInteger(v) || v <= 0) throw new RangeError(`${k} must be a positive whole number`);
+            policy.limits[spec.field] = v;
           } catch (e) { at(lp.value, `limits.${k}`, (e as Error).message); }
         }
       } else if (key === 'dirs') {
@@ -132,8 +137,17 @@ export function parsePolicy(source: string, file = 'policy.yaml', baseDir = proc
 
 /** Reads a policy file from disk. */
 export function loadPolicy(file: string): Policy {
-  return parsePolicy(fs.readFileSync(file, 'utf8'), file, path.dirname(path.resolve(file)));
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new PolicyFileError(`Cannot read ${file}: ${(e as Error).message}`);
+  }
+  return parsePolicy(text, file, path.dirname(path.resolve(file)));
 }
+
+/** A policy file that cannot be read. */
+export class PolicyFileError extends Error {}
 
 function fileNodes(n: ArgNode | undefined, out: Extract<ArgNode, { type: 'file' }>[] = []): Extract<ArgNode, { type: 'file' }>[] {
   if (n?.type === 'file') out.push(n);
@@ -182,7 +196,7 @@ export function applyPolicy(m: Manifest, policy: Policy, defaults: Limits, file 
   for (const f of Object.keys(defaults) as (keyof Limits)[]) {
     const asked = m.limits[f];
     const max = policy.limits[f];
-    if (asked !== undefined && asked > max) problems.push(`limits.${f}: ${fmtLimit(f, asked)} exceeds the policy's maximum ${fmtLimit(f, max)}`);
+    if (asked !== undefined && asked > max) problems.push(`limits.${MANIFEST_KEY[f]}: ${fmtLimit(f, asked)} exceeds the policy's maximum ${fmtLimit(f, max)}`);
     limits[f] = asked ?? Math.min(defaults[f], max);
   }
   const dirs = m.dirs.map((d, i) => {
@@ -217,13 +231,19 @@ export function applyPolicy(m: Manifest, policy: Policy, defaults: Limits, file 
     if (extra) problems.push(`argdata: !file ${f.path} asks for ${formatRights(extra)}, which ${dir.guest} does not pass on (add them to its rights)`);
   }
   for (const fd of fdNodes(m.argdata)) {
-    if (fd >= 3 + m.dirs.length) problems.push(`argdata: !fd ${fd} is not granted; fds 0-2 are stdio and 3-${2 + m.dirs.length} the directories`);
+    if (fd >= 3 + m.dirs.length) {
+      const dirs = m.dirs.length === 0 ? 'no directory is granted' : m.dirs.length === 1 ? 'fd 3 is the directory' : `3-${2 + m.dirs.length} are the directories`;
+      problems.push(`argdata: !fd ${fd} is not granted; fds 0-2 are stdio and ${dirs}`);
+    }
   }
+  // A service's effective limits: the manifest's, and the policy's for every key it leaves out.
+  const casper: CasperGrants = {};
   for (const [service, lim] of Object.entries(m.casper)) {
     const allowed = policy.casper[service];
     if (allowed === undefined) { problems.push(`casper.${service}: the policy does not allow this service`); continue; }
     subsetProblems(lim, allowed, `casper.${service}`, problems);
+    casper[service] = { ...allowed, ...lim };
   }
   if (problems.length) throw new ManifestError(file, problems.map((message) => ({ line: 0, col: 0, path: '', message })));
-  return { ...m, dirs, limits };
+  return { ...m, dirs, limits, casper };
 }
