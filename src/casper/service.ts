@@ -1,0 +1,43 @@
+/**
+ * A Casper service, shaped as libcasper's CREATE_SERVICE(name, limit, command): one file per
+ * service, two functions. Services run on the host thread, outside the guest's worker.
+ */
+import type { NvList } from './nvlist.js';
+
+/** Thrown by a service's command to answer with an errno (the reply's "error"). */
+export class CasperError extends Error {
+  constructor(readonly errno: number, message?: string) {
+    super(message ?? `errno ${errno}`);
+    this.name = 'CasperError';
+  }
+}
+
+/** What a command may do besides computing its reply. */
+export interface ServiceContext {
+  /** State kept for this channel between calls (getpwent's cursor…); cloned channels start fresh. */
+  channelState: Map<string, unknown>;
+  /** State kept for the whole sandbox (sysctl's writable overlay…). */
+  sandboxState: Map<string, unknown>;
+  /** The operator's configuration of this service (e.g. the virtual passwd database, DNS servers). */
+  config: unknown;
+  /**
+   * Asks the guest's worker to open a file of the guest's own filesystem (fileargs): the reply's
+   * descriptor pair gets the fd the worker installs. Returns the index to put in the pair.
+   */
+  openInGuest?(request: { path: string; flags: number; mode: number; rights: bigint }): number;
+}
+
+/** A service: libcasper's limit and command functions, plus how a manifest grant maps to limits. */
+export interface CasperService {
+  readonly name: string;
+  /**
+   * Checks `newLimits` against `oldLimits` (null: none set yet, i.e. unlimited for most
+   * services) and returns 0 to accept or an errno (ENOTCAPABLE when widening, EINVAL when
+   * malformed). Absent means limits are not supported: limit_set answers EOPNOTSUPP.
+   */
+  limit?(oldLimits: NvList | null, newLimits: NvList): number;
+  /** Runs one command under the channel's limits; the reply's pairs (without "error"). */
+  command(cmd: string, limits: NvList | null, request: NvList, ctx: ServiceContext): Promise<NvList> | NvList;
+  /** The limits that a manifest's grant (YAML-friendly, e.g. { types: [ADDR2NAME] }) stands for. */
+  fromManifest?(grant: Record<string, unknown>): NvList | null;
+}
