@@ -1,0 +1,61 @@
+/**
+ * The casper messages between a guest's worker and the broker on the host thread, carried by
+ * the run's bridge: [BRIDGE_KIND.casper][op][channel u32][payload].
+ */
+import type { DescriptorGrant } from '../casper/broker.js';
+
+export const CASPER_OP = { init: 1, xfer: 2, close: 3 } as const;
+
+/** A request for the broker. */
+export function encodeCasperRequest(kind: number, op: number, channel: number, payload: Uint8Array = new Uint8Array(0)): Uint8Array {
+  const buf = new Uint8Array(6 + payload.length);
+  buf[0] = kind;
+  buf[1] = op;
+  new DataView(buf.buffer).setUint32(2, channel, true);
+  buf.set(payload, 6);
+  return buf;
+}
+
+/** The parts of a request, or undefined when it is too short to be one. */
+export function decodeCasperRequest(buf: Uint8Array): { op: number; channel: number; payload: Uint8Array } | undefined {
+  if (buf.length < 6) return undefined;
+  return { op: buf[1]!, channel: new DataView(buf.buffer, buf.byteOffset, buf.byteLength).getUint32(2, true), payload: buf.subarray(6) };
+}
+
+/** What comes back for an xfer: the packed reply (descriptor values are indexes) and what to install. */
+export interface XferAnswer {
+  /** 0, or the errno for a request the broker could not read (EINVAL). */
+  status: number;
+  reply: Uint8Array;
+  descriptors: DescriptorGrant[];
+  service: string;
+  cmd: string;
+  errno: number;
+}
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/** Serialises an xfer answer: u32 status, u32 reply length, reply, then JSON (bigints as strings). */
+export function encodeXferAnswer(a: XferAnswer): Uint8Array {
+  const meta = enc.encode(JSON.stringify({ descriptors: a.descriptors, service: a.service, cmd: a.cmd, errno: a.errno },
+    (_k, v) => (typeof v === 'bigint' ? v.toString() : v)));
+  const buf = new Uint8Array(8 + a.reply.length + meta.length);
+  const dv = new DataView(buf.buffer);
+  dv.setUint32(0, a.status, true);
+  dv.setUint32(4, a.reply.length, true);
+  buf.set(a.reply, 8);
+  buf.set(meta, 8 + a.reply.length);
+  return buf;
+}
+
+/** The inverse of encodeXferAnswer. */
+export function decodeXferAnswer(buf: Uint8Array): XferAnswer {
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const status = dv.getUint32(0, true);
+  const len = dv.getUint32(4, true);
+  const reply = buf.slice(8, 8 + len);
+  const meta = JSON.parse(dec.decode(buf.subarray(8 + len))) as Omit<XferAnswer, 'status' | 'reply'>;
+  meta.descriptors = meta.descriptors.map((d) => (d.kind === 'open' ? { ...d, rights: BigInt(d.rights) } : d));
+  return { status, reply, ...meta };
+}

@@ -1,0 +1,103 @@
+/**
+ * The `casper` import module (docs/abi.md): channels are descriptors in the guest's fd table;
+ * requests cross the run's bridge to the broker on the host thread.
+ */
+import { unpackNvlist, packNvlist } from '../../casper/nvlist-codec.js';
+import type { NvList, NvValue } from '../../casper/nvlist.js';
+import { ERRNO, FILETYPE } from '../../wasi/constants.js';
+import type { WasiContext } from '../../wasi/context.js';
+import { fail } from '../../wasi/errors.js';
+import { Handle } from '../../wasi/handles.js';
+import { guard } from '../../wasi/preview1.js';
+import { R } from '../../wasi/rights.js';
+import { BridgeError, type BridgeClient } from '../bridge.js';
+import { CASPER_OP, decodeXferAnswer, encodeCasperRequest } from '../casper-wire.js';
+import { BRIDGE_KIND } from '../functions.js';
+import { openGuestFile } from './argdata-fds.js';
+
+const CHANNEL_RIGHTS = R.fd_read | R.fd_write | R.fd_filestat_get | R.poll_fd_readwrite;
+
+/** A channel to a Casper service, as the guest holds it. */
+export class ChannelHandle extends Handle {
+  readonly filetype = FILETYPE.SOCKET_STREAM;
+  pending: Uint8Array | undefined;
+  constructor(readonly channel: number, private readonly onClose: (channel: number) => void) { super(); }
+  override close(): void { this.onClose(this.channel); }
+}
+
+/** Records one Casper decision in the run's audit trail. */
+export type CasperAudit = (d: { service: string; cmd: string; errno: number; fd: number }) => void;
+
+/** Builds the casper imports of one run. */
+export function createCasperImports(ctx: WasiContext, client: BridgeClient, audit: CasperAudit) {
+  const { mem, fds } = ctx;
+  const call = (op: number, channel: number, payload?: Uint8Array): Uint8Array => {
+    try {
+      return client.call(encodeCasperRequest(BRIDGE_KIND.casper, op, channel, payload));
+    } catch (e) {
+      if (e instanceof BridgeError) fail(e.code === 'timeout' ? ERRNO.TIMEDOUT : ERRNO.IO, e.message);
+      throw e;
+    }
+  };
+  const closeChannel = (channel: number) => {
+    try { call(CASPER_OP.close, channel); } catch { /* the run is ending anyway */ }
+  };
+  const install = (channel: number): number =>
+    fds.insert({ handle: new ChannelHandle(channel, closeChannel), base: CHANNEL_RIGHTS, inheriting: 0n, fdflags: 0 });
+  const channelOf = (fd: number, needed: bigint, what: string): ChannelHandle => {
+    const e = fds.get(fd, needed, what);
+    if (!(e.handle instanceof ChannelHandle)) fail(ERRNO.NOTSOCK, `fd ${fd} is not a Casper channel`);
+    return e.handle;
+  };
+
+  return {
+    init: guard('casper.init', (fdOut: number): number => {
+      mem.sync().check(fdOut >>> 0, 4);
+      ctx.refuseInCapabilityMode('cap_init');
+      fds.ensureRoom();
+      const channel = new DataView(call(CASPER_OP.init, 0).buffer).getUint32(0, true);
+      mem.setU32(fdOut, install(channel));
+      return ERRNO.SUCCESS;
+    }),
+    xfer: guard('casper.xfer', (fd: number, req: number, reqLen: number, respLenOut: number): number => {
+      mem.sync().check(respLenOut >>> 0, 4);
+      const h = channelOf(fd, R.fd_write | R.fd_read, 'casper.xfer');
+      const request = mem.bytes(req, reqLen).slice();
+      const a = decodeXferAnswer(call(CASPER_OP.xfer, h.channel, request));
+      if (a.status !== 0) return a.status;
+      audit({ service: a.service, cmd: a.cmd, errno: a.errno, fd });
+      let reply: NvList = unpackNvlist(a.reply);
+      if (a.descriptors.length) {
+        // The broker's descriptor values are indexes; each becomes a descriptor of this guest.
+        const fdsOf = a.descriptors.map((d) => (d.kind === 'channel' ? install(d.id) : openGuestFile(ctx, d.path, d.rights, 'fileargs')));
+        reply = patchDescriptors(reply, fdsOf);
+      }
+      const packed = packNvlist(reply);
+      h.pending = packed;
+      mem.setU32(respLenOut, packed.length);
+      return ERRNO.SUCCESS;
+    }),
+    recv: guard('casper.recv', (fd: number, buf: number, len: number): number => {
+      const h = channelOf(fd, R.fd_read, 'casper.recv');
+      const pending = h.pending ?? fail(ERRNO.INVAL, 'no reply is waiting on this channel');
+      if ((len >>> 0) < pending.length) fail(ERRNO.NOBUFS, `the reply is ${pending.length} bytes`);
+      mem.sync().bytes(buf, pending.length).set(pending);
+      h.pending = undefined;
+      return ERRNO.SUCCESS;
+    }),
+  };
+}
+
+function patchDescriptors(list: NvList, fds: number[]): NvList {
+  const map = (v: NvValue): NvValue => {
+    switch (v.type) {
+      case 'descriptor': return { type: 'descriptor', value: fds[v.value] ?? -1 };
+      case 'descriptor_array': return { type: 'descriptor_array', value: v.value.map((i) => fds[i] ?? -1) };
+      case 'nvlist': return { type: 'nvlist', value: patchDescriptors(v.value, fds) };
+      case 'nvlist_array': return { type: 'nvlist_array', value: v.value.map((l) => patchDescriptors(l, fds)) };
+      default: return v;
+    }
+  };
+  for (const p of list.pairs) p[1] = map(p[1]);
+  return list;
+}
