@@ -156,34 +156,28 @@ argdata:
     expect(manifestToYaml(parseManifest('args: [a]'))).toBe('args:\n  - a\n');
   });
 
-  // BUG: argToYaml writes an int as doc.createNode(Number(n.value)), so every int beyond 2^53 loses
-  // digits: 2^63-1 comes back as 9223372036854775808 (written "9223372036854776000"). Fix: write
-  // the bigint's decimal text (a Scalar of n.value, or String(n.value) with the !!int tag).
-  it.fails('ints beyond 2^53 (2^63-1, -2^63) keep every digit', () => {
+  it('ints beyond 2^53 (2^63-1, -2^63) keep every digit', () => {
     const m = withArg({ type: 'seq', items: [{ type: 'int', value: 2n ** 63n - 1n }, { type: 'int', value: -(2n ** 63n) }] });
     expect(roundTrip(m)).toEqual(m);
   });
 
-  // BUG: manifestToYaml throws "Tag tag:yaml.org,2002:binary not found": argToYaml asks
-  // doc.createNode for the !!binary tag, which the default (core) schema does not have. Fix: create
-  // the base64 Scalar and set its tag by hand, as the int case does.
-  it.fails('binary values', () => {
+  it('binary values', () => {
     const m = withArg({ type: 'seq', items: [{ type: 'binary', value: new Uint8Array([104, 101, 108, 108, 111]) }, { type: 'binary', value: new Uint8Array(0) }] });
     expect(roundTrip(m)).toEqual(m);
   });
 
-  // BUG: a float with an integral value (1.0, -0.0) is written plain ("1"), which reads back as an
-  // int. Fix: tag such floats !!float (or write "1.0").
-  it.fails('floats with integral values stay floats', () => {
-    const m = withArg({ type: 'seq', items: [{ type: 'float', value: 1 }, { type: 'float', value: 1e21 }] });
+  it('floats with integral values stay floats', () => {
+    const m = withArg({ type: 'seq', items: [{ type: 'float', value: 1 }, { type: 'float', value: 1e21 }, { type: 'float', value: -0 }, { type: 'float', value: NaN }] });
     expect(roundTrip(m)).toEqual(m);
   });
 
-  // BUG: a timestamp is written as a plain ISO string, which reads back as a str, and only to the
-  // millisecond (the node holds nanoseconds). Fix: tag it !!timestamp and keep the fraction.
-  it.fails('timestamps', () => {
+  it('timestamps', () => {
     const m = withArg({ type: 'timestamp', value: 1_465_560_000_000_000_000n });
     expect(roundTrip(m)).toEqual(m);
+    // To the nanosecond, before 1970 too.
+    const ns = withArg({ type: 'seq', items: [1_465_560_000_123_456_789n, -1n, -315_619_199_500_000_000n].map((value) => ({ type: 'timestamp' as const, value })) });
+    expect(manifestToYaml(ns)).toContain('!!timestamp 2016-06-10T12:00:00.123456789Z');
+    expect(roundTrip(ns)).toEqual(ns);
   });
 });
 

@@ -88,7 +88,7 @@ function argToYaml(n: ArgNode, doc: YAML.Document): unknown {
     case 'bool': case 'str': return n.value;
     case 'float': {
       if (Number.isNaN(n.value)) return tagged(doc, '.nan', 'tag:yaml.org,2002:float');
-      if (!Number.isFinite(n.value)) return tagged(doc, n.value > 0 ? '.inf' : '-.inf', 'tag:yaml.org,2002:float');
+      if (!Number.isFinite(n.value)) return n.value;
       // An integral float is tagged, or it would read back as an int.
       return Number.isInteger(n.value) || Object.is(n.value, -0) ? tagged(doc, Object.is(n.value, -0) ? '-0.0' : String(n.value), 'tag:yaml.org,2002:float') : n.value;
     }

@@ -3,7 +3,7 @@
  * with its line and column. YAML bombs (aliases, depth, size) are refused before they expand.
  */
 import nodePath from 'node:path';
-import YAML, { isAlias, isMap, isScalar, isSeq, LineCounter, type Document, type Node as YamlNode } from 'yaml';
+import YAML, { isAlias, isMap, isScalar, isSeq, Lexer, LineCounter, type Document, type Node as YamlNode } from 'yaml';
 import { LIMIT_FIELDS, type Limits } from '../limits.js';
 import { parseBytes, parseDuration } from '../units.js';
 import { didYouMean, yamlMessage } from './suggest.js';
@@ -74,23 +74,14 @@ class Reader {
 class Bomb extends Error {}
 
 /**
- * The deepest nesting of flow brackets outside quotes and comments. (Block nesting costs a column
- * a level, so the size cap already bounds it to what the parser's stack takes.)
+ * The deepest nesting of flow collections, counted on yaml's lexer tokens (the lexer is iterative;
+ * it is the parser that recurses), so quotes, comments and block scalars are read as YAML reads them.
  */
 export function flowDepth(text: string): number {
-  let depth = 0, max = 0, quote = '';
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i]!;
-    if (quote) {
-      if (c === '\\' && quote === '"') i++;
-      else if (c === quote) quote = '';
-      continue;
-    }
-    // A quote opens a quoted scalar only where a token starts (don't counts as plain text).
-    if ((c === '"' || c === "'") && (i === 0 || /[\s[{,:]/.test(text[i - 1]!))) quote = c;
-    else if (c === '#' && (i === 0 || /\s/.test(text[i - 1]!))) { while (i + 1 < text.length && text[i + 1] !== '\n') i++; }
-    else if (c === '[' || c === '{') max = Math.max(max, ++depth);
-    else if ((c === ']' || c === '}') && depth > 0) depth--;
+  let depth = 0, max = 0;
+  for (const token of new Lexer().lex(text)) {
+    if (token === '[' || token === '{') max = Math.max(max, ++depth);
+    else if ((token === ']' || token === '}') && depth > 0) depth--;
   }
   return max;
 }

@@ -3,7 +3,7 @@ import type { Limits } from '../limits.js';
 import type { Manifest } from './types.js';
 
 /** The parts of a run request an effective manifest decides. */
-export type ManifestRequest = Pick<RunRequest, 'args' | 'env' | 'dirs' | 'limits' | 'argdata' | 'stdioRights'>;
+export type ManifestRequest = Pick<RunRequest, 'args' | 'env' | 'dirs' | 'limits' | 'argdata' | 'stdioRights' | 'casper'>;
 
 /** Turns an effective manifest (after applyPolicy) into run request fields. */
 export function requestFromManifest(m: Manifest & { limits: Limits }): ManifestRequest {
@@ -19,5 +19,6 @@ export function requestFromManifest(m: Manifest & { limits: Limits }): ManifestR
     })),
     ...(m.argdata ? { argdata: m.argdata } : {}),
     ...(m.stdio ? { stdioRights: m.stdio.base } : {}),
+    ...(Object.keys(m.casper).length ? { casper: m.casper } : {}),
   };
 }
