@@ -91,8 +91,8 @@ export function createCasperImports(ctx: WasiContext, client: BridgeClient, audi
 function patchDescriptors(list: NvList, fds: number[]): NvList {
   const map = (v: NvValue): NvValue => {
     switch (v.type) {
-      case 'descriptor': return { type: 'descriptor', value: fds[v.value] ?? -1 };
-      case 'descriptor_array': return { type: 'descriptor_array', value: v.value.map((i) => fds[i] ?? -1) };
+      case 'descriptor': return { type: 'descriptor', value: fds[v.value] ?? fail(ERRNO.IO, `reply names descriptor #${v.value}, which the broker did not grant`) };
+      case 'descriptor_array': return { type: 'descriptor_array', value: v.value.map((i) => fds[i] ?? fail(ERRNO.IO, `reply names descriptor #${i}, which the broker did not grant`)) };
       case 'nvlist': return { type: 'nvlist', value: patchDescriptors(v.value, fds) };
       case 'nvlist_array': return { type: 'nvlist_array', value: v.value.map((l) => patchDescriptors(l, fds)) };
       default: return v;
