@@ -122,7 +122,13 @@ export class Broker {
       if (!service) return answer(ERRNO.NOENT);
       if (!ch.limits?.exists(name, 'null') || !(name in this.options.grants)) return answer(ERRNO.NOTCAPABLE);
       const grant = this.options.grants[name] ?? {};
-      const limits = Object.keys(grant).length && service.fromManifest ? service.fromManifest(grant) : null;
+      let limits: NvList | null;
+      try {
+        limits = Object.keys(grant).length && service.fromManifest ? service.fromManifest(grant) : null;
+      } catch {
+        // Manifests are checked before a run; a grant that slipped through opens nothing.
+        return answer(ERRNO.INVAL);
+      }
       const id = this.add({ service: name, limits, state: new Map() });
       const reply = new NvList();
       reply.addDescriptor('chanfd', descriptors.push({ kind: 'channel', id }) - 1);

@@ -25,6 +25,32 @@ export interface ServiceContext {
    * descriptor pair gets the fd the worker installs. Returns the index to put in the pair.
    */
   openInGuest?(request: { path: string; flags: number; mode: number; rights: bigint }): number;
+  /**
+   * lstat(2) of a path of the guest's own filesystem (fileargs_lstat), resolved as the guest's
+   * open() would resolve it (against its preopens) but not following a final symlink: the WASI
+   * filestat of `path_filestat_get` without SYMLINK_FOLLOW. Rejects with CasperError(errno)
+   * (ENOENT, ENOTCAPABLE, …) when the guest's own call would fail.
+   */
+  lstatInGuest?(path: string): Promise<GuestFilestat>;
+  /**
+   * realpath(3) of a path of the guest's own filesystem (fileargs_realpath): the absolute guest
+   * path with ".", ".." and symlinks resolved, as the guest would see it. Rejects with
+   * CasperError(errno) when the guest's own realpath() would fail.
+   */
+  realpathInGuest?(path: string): Promise<string>;
+}
+
+/** A WASI preview1 filestat, as lstatInGuest returns it (times in ns since the epoch). */
+export interface GuestFilestat {
+  dev: bigint;
+  ino: bigint;
+  /** WASI filetype (FILETYPE in src/wasi/constants.ts). */
+  filetype: number;
+  nlink: bigint;
+  size: bigint;
+  atim: bigint;
+  mtim: bigint;
+  ctim: bigint;
 }
 
 /** A service: libcasper's limit and command functions, plus how a manifest grant maps to limits. */

@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import { DEFAULT_LIMITS } from '../host/limits.js';
 import { grantTable, manifestToYaml } from '../host/manifest/describe.js';
 import { parseManifest } from '../host/manifest/parse.js';
-import { applyPolicy, loadPolicy, OPEN_POLICY } from '../host/manifest/policy.js';
+import { applyPolicy, checkCasperGrants, loadPolicy, OPEN_POLICY } from '../host/manifest/policy.js';
 import { ManifestError } from '../host/manifest/types.js';
 import { UsageError } from './flags.js';
 import { manifestOfCommandLine } from './run.js';
@@ -47,6 +47,7 @@ export function manifest(argv: string[]): number {
     const policy = values.policy !== undefined ? loadPolicy(values.policy) : OPEN_POLICY;
     const m = parseManifest(text, file);
     const effective = applyPolicy(m, policy, DEFAULT_LIMITS, file, path.dirname(path.resolve(file)));
+    checkCasperGrants(effective, file);
     process.stdout.write(`${file}: ok${values.policy ? ` under ${values.policy}` : ''}\n\n${grantTable(effective)}\n`);
     return 0;
   } catch (e) {

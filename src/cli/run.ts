@@ -2,10 +2,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import YAML from 'yaml';
 import { createHost } from '../host/host.js';
 import { DEFAULT_LIMITS } from '../host/limits.js';
 import { parseArgdataDocument, parseManifest } from '../host/manifest/parse.js';
-import { applyPolicy, loadPolicy, OPEN_POLICY } from '../host/manifest/policy.js';
+import { applyPolicy, checkCasperGrants, loadPolicy, OPEN_POLICY } from '../host/manifest/policy.js';
 import { requestFromManifest } from '../host/manifest/to-request.js';
 import { ManifestError, type ArgNode, type Manifest } from '../host/manifest/types.js';
 import type { RunResult } from '../host/result.js';
@@ -22,6 +23,9 @@ Options:
   --manifest FILE          Take the grants from a YAML manifest (docs/manifest.md);
                            the flags below add to it, and MODULE/ARGS replace its own.
   --policy FILE            Refuse a manifest that asks for more than this policy allows.
+  --casper-config FILE     The operator's configuration of Casper services (YAML), e.g.
+                           "system.dns: { servers: [127.0.0.1:5353] }" or a virtual
+                           passwd database under system.pwd (docs/casper.md).
   --argdata FILE           A cloudabi-run document: the whole YAML document is the
                            guest's argdata tree, and !file names a host file or
                            directory (relative to FILE), as "cloudabi-run prog < FILE".
@@ -101,6 +105,7 @@ function parse(argv: string[]) {
       manifest: { type: 'string' },
       policy: { type: 'string' },
       argdata: { type: 'string' },
+      'casper-config': { type: 'string' },
       dir: { type: 'string', multiple: true, default: [] },
       env: { type: 'string', multiple: true, default: [] },
       timeout: { type: 'string' },
@@ -125,9 +130,11 @@ export async function run(argv: string[]): Promise<number> {
   if (manifest.module === undefined) throw new UsageError('capsa run: missing MODULE.wasm (or a module: in the manifest)\n\n' + RUN_HELP);
   const policy = values.policy !== undefined ? loadPolicy(values.policy) : OPEN_POLICY;
   // The worker starts while the manifest is checked and the module read.
-  const hostReady = createHost({ workers: 1, limits: { max: policy.limits } });
+  const casperConfig = values['casper-config'] !== undefined ? readCasperConfig(values['casper-config']) : {};
+  const hostReady = createHost({ workers: 1, limits: { max: policy.limits }, casperConfig });
   try {
     const effective = applyPolicy(manifest, policy, DEFAULT_LIMITS, file, baseDir);
+    checkCasperGrants(effective, file);
     const problem = checkInputs(manifest.module, effective);
     if (problem !== undefined) throw new UsageError(problem);
     const host = await hostReady;
@@ -168,6 +175,18 @@ export async function run(argv: string[]): Promise<number> {
 function describe(r: RunResult): string {
   if (r.status === 'trapped' && r.trap) return `guest trapped: ${r.trap.message} (${r.trap.kind})`;
   return `${r.status}: ${r.message ?? ''}`;
+}
+
+function readCasperConfig(file: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = YAML.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new UsageError(`Cannot read ${file}: ${(e as Error).message}`);
+  }
+  if (value === null || value === undefined) return {};
+  if (typeof value !== 'object' || Array.isArray(value)) throw new UsageError(`${file}: a Casper configuration is a mapping of service names`);
+  return value as Record<string, unknown>;
 }
 
 function hostFiles(n: ArgNode | undefined): string[] {

@@ -3,7 +3,7 @@
  * the function runs on the host thread, may be async, and reaches guest memory through the bridge.
  */
 import { ERRNO } from '../wasi/constants.js';
-import { BridgeClient, BridgeError, BridgeServer, memoryRequestHandler, type BridgeChannel } from './bridge.js';
+import { BridgeClient, BridgeError, BridgeServer, memoryRequestHandler, type BridgeChannel, type BridgeHandler } from './bridge.js';
 
 /** What a host function gets besides the guest's arguments. */
 export interface HostFunctionContext {
@@ -34,17 +34,19 @@ export function functionList(fns: HostFunctions | undefined): { module: string; 
   return out;
 }
 
-// Wire format: request = u32 index, u32 argc, then per argument a tag byte (0 number, 1 bigint) and
-// 8 bytes (f64 or i64). Reply = tag (0 number, 1 bigint, 2 nothing) and 8 bytes.
+// Wire format: request = kind byte (BRIDGE_KIND.function), u32 index, u32 argc, then per argument
+// a tag byte (0 number, 1 bigint) and 8 bytes (f64 or i64). Reply = tag (0 number, 1 bigint, 2
+// nothing) and 8 bytes.
 const NUM = 0, BIG = 1, VOID = 2;
 
 function encodeCall(index: number, args: unknown[]): Uint8Array {
-  const buf = new Uint8Array(8 + args.length * 9);
+  const buf = new Uint8Array(9 + args.length * 9);
   const dv = new DataView(buf.buffer);
-  dv.setUint32(0, index, true);
-  dv.setUint32(4, args.length, true);
+  dv.setUint8(0, BRIDGE_KIND.function);
+  dv.setUint32(1, index, true);
+  dv.setUint32(5, args.length, true);
   args.forEach((a, i) => {
-    const o = 8 + i * 9;
+    const o = 9 + i * 9;
     if (typeof a === 'bigint') { dv.setUint8(o, BIG); dv.setBigInt64(o + 1, a, true); } else { dv.setUint8(o, NUM); dv.setFloat64(o + 1, Number(a), true); }
   });
   return buf;
@@ -52,12 +54,13 @@ function encodeCall(index: number, args: unknown[]): Uint8Array {
 
 function decodeCall(buf: Uint8Array): { index: number; args: (number | bigint)[] } {
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const index = dv.getUint32(0, true);
-  const argc = dv.getUint32(4, true);
-  if (buf.length !== 8 + argc * 9) throw new RangeError('malformed host function call');
+  if (buf.length < 9) throw new RangeError('malformed host function call');
+  const index = dv.getUint32(1, true);
+  const argc = dv.getUint32(5, true);
+  if (buf.length !== 9 + argc * 9) throw new RangeError('malformed host function call');
   const args: (number | bigint)[] = [];
   for (let i = 0; i < argc; i++) {
-    const o = 8 + i * 9;
+    const o = 9 + i * 9;
     args.push(dv.getUint8(o) === BIG ? dv.getBigInt64(o + 1, true) : dv.getFloat64(o + 1, true));
   }
   return { index, args };
@@ -82,15 +85,7 @@ function decodeResult(buf: Uint8Array): number | bigint | undefined {
  * Worker side: import objects whose functions block on the bridge until the host answers. A host
  * function that throws returns EIO (29) to the guest instead of hanging or crashing its worker.
  */
-export function functionStubs(list: { module: string; name: string }[], channel: BridgeChannel, memory: () => WebAssembly.Memory | undefined,
-  timeoutMs: number): WebAssembly.Imports {
-  const client = new BridgeClient(channel, {
-    timeoutMs,
-    onMemoryRequest: memoryRequestHandler(() => {
-      const m = memory();
-      return m ? new Uint8Array(m.buffer) : new Uint8Array(0);
-    }),
-  });
+export function functionStubs(list: { module: string; name: string }[], client: BridgeClient): WebAssembly.Imports {
   const imports: Record<string, Record<string, (...args: unknown[]) => number | bigint | undefined>> = {};
   list.forEach(({ module, name }, index) => {
     (imports[module] ??= {})[name] = (...args: unknown[]) => {
@@ -105,11 +100,11 @@ export function functionStubs(list: { module: string; name: string }[], channel:
   return imports as WebAssembly.Imports;
 }
 
-/** Host side: serves one run's calls; `onError` hears about functions that threw. */
-export function serveFunctions(fns: HostFunctions, list: { module: string; name: string }[], channel: BridgeChannel,
-  onError: (what: string, e: unknown) => void): BridgeServer {
+/** Host side: answers one run's host function calls; `onError` hears about functions that threw. */
+export function functionHandler(fns: HostFunctions, list: { module: string; name: string }[],
+  onError: (what: string, e: unknown) => void): BridgeHandler {
   const decoder = new TextDecoder();
-  const server = new BridgeServer(channel, async (request, bridge) => {
+  return async (request, bridge) => {
     const { index, args } = decodeCall(request);
     const entry = list[index];
     const fn = entry ? fns[entry.module]?.[entry.name] : undefined;
@@ -125,6 +120,31 @@ export function serveFunctions(fns: HostFunctions, list: { module: string; name:
       onError(`${entry.module}.${entry.name}`, e);
       throw e;
     }
+  };
+}
+
+/** The first byte of every bridge request says what it is for. */
+export const BRIDGE_KIND = { function: 1, casper: 2 } as const;
+
+/** The worker's end of the run's bridge; guest memory is reachable while a call waits. */
+export function bridgeClient(sab: SharedArrayBuffer, memory: () => WebAssembly.Memory | undefined, timeoutMs: number): BridgeClient {
+  return new BridgeClient({ sab }, {
+    timeoutMs,
+    onMemoryRequest: memoryRequestHandler(() => {
+      const m = memory();
+      return m ? new Uint8Array(m.buffer) : new Uint8Array(0);
+    }),
+  });
+}
+
+/** The host's end: one server per run, dispatching on the request's first byte. */
+export function serveRun(channel: BridgeChannel, handlers: Partial<Record<keyof typeof BRIDGE_KIND, BridgeHandler>>,
+  onError: (what: string, e: unknown) => void): BridgeServer {
+  const server = new BridgeServer(channel, (request, bridge) => {
+    const kind = request[0];
+    const handler = kind === BRIDGE_KIND.function ? handlers.function : kind === BRIDGE_KIND.casper ? handlers.casper : undefined;
+    if (!handler) throw new RangeError(`no handler for bridge request kind ${kind}`);
+    return handler(request, bridge);
   }, { onError: (e) => onError('bridge', e) });
   server.start();
   return server;

@@ -1,5 +1,8 @@
 import { createBridgeChannel } from './bridge.js';
-import { functionList, serveFunctions, type HostFunctions } from './functions.js';
+import { functionHandler, functionList, serveRun, type HostFunctions } from './functions.js';
+import { Broker } from '../casper/broker.js';
+import { SERVICES } from '../casper/services/index.js';
+import { casperHandler } from './casper-handler.js';
 import { unknownImports, unknownImportsMessage } from './imports.js';
 import { DEFAULT_LIMITS, DEFAULT_MAX_LIMITS, resolveLimits, type Limits } from './limits.js';
 import { ModuleCache, moduleId, type CachedModule } from './module-cache.js';
@@ -26,6 +29,8 @@ export interface HostOptions {
   auditMax?: number;
   /** Host functions every run's guest may import (a run's own `functions` add to these). */
   functions?: HostFunctions;
+  /** The operator's configuration of Casper services, by name (DNS servers, the passwd database…). */
+  casperConfig?: Record<string, unknown>;
 }
 
 /** One run. */
@@ -43,6 +48,8 @@ export interface RunRequest {
   argdata?: ArgNode;
   /** Narrowed rights of fds 0-2 (pledge's stdio). */
   stdioRights?: bigint;
+  /** Casper services the guest may open, each with its widest limits (a manifest's `casper`). */
+  casper?: Record<string, Record<string, unknown>>;
   limits?: Partial<Limits>;
   /** Record capability decisions: none, the denied ones, or all. */
   audit?: 'off' | 'denied' | 'all';
@@ -160,10 +167,21 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
       const imported = new Set(WebAssembly.Module.imports(loaded.module).map((i) => `${i.module}.${i.name}`));
       const used = fnList.filter((f) => imported.has(`${f.module}.${f.name}`));
       const warnings: string[] = [];
-      const channel = used.length ? createBridgeChannel() : undefined;
-      const server = channel ? serveFunctions(fns, used, channel, (what, e) => {
-        if (warnings.length < 100) warnings.push(`host function ${what} failed: ${(e as Error)?.message ?? String(e)}`);
-      }) : undefined;
+      const warn = (what: string, e: unknown) => {
+        if (warnings.length < 100) warnings.push(`${what} failed: ${(e as Error)?.message ?? String(e)}`);
+      };
+      // Host functions and Casper services reach the host thread through one bridge per run.
+      const wantsCasper = [...imported].some((n) => n.startsWith('casper.'));
+      const channel = used.length || wantsCasper ? createBridgeChannel() : undefined;
+      const server = channel ? serveRun(channel, {
+        function: functionHandler(fns, used, (what, e) => warn(`host function ${what}`, e)),
+        ...(wantsCasper ? {
+          casper: casperHandler(new Broker({
+            grants: req.casper ?? {}, services: SERVICES, config: options.casperConfig ?? {},
+            onServiceError: (service, e) => warn(`Casper service ${service}`, e),
+          })),
+        } : {}),
+      }, warn) : undefined;
 
       const spec: GuestSpec = {
         args: [req.argv0 ?? 'main.wasm', ...(req.args ?? [])],

@@ -7,10 +7,13 @@ const PROVIDED = new Set<string>([
   'capsicum.cap_getmode',
   'argdata.argdata_size',
   'argdata.argdata_get',
+  'casper.init',
+  'casper.xfer',
+  'casper.recv',
 ]);
 
 /** Modules capsa provides, for messages. */
-export const PROVIDED_MODULES = ['wasi_snapshot_preview1', 'capsicum', 'argdata'] as const;
+export const PROVIDED_MODULES = ['wasi_snapshot_preview1', 'capsicum', 'argdata', 'casper'] as const;
 
 /** The imports of `module` that neither capsa nor the embedder's host functions satisfy, as "module.name (kind)". */
 export function unknownImports(module: WebAssembly.Module, extra: { module: string; name: string }[] = []): string[] {

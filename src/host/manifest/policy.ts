@@ -9,6 +9,7 @@ import { DEFAULT_MAX_LIMITS, type Limits } from '../limits.js';
 import { formatBytes, formatDuration, parseBytes, parseDuration } from '../units.js';
 import { formatRights, RIGHTS_ALL, TYPE_RIGHTS } from '../../wasi/rights.js';
 import { CASPER_SERVICES } from './parse.js';
+import { SERVICES } from '../../casper/services/index.js';
 import { didYouMean, yamlMessage } from './suggest.js';
 import { ManifestError, type ArgNode, type CasperGrants, type Manifest, type Problem, type RightsGrant } from './types.js';
 import { expandRights } from './vocabulary.js';
@@ -246,4 +247,22 @@ export function applyPolicy(m: Manifest, policy: Policy, defaults: Limits, file 
   }
   if (problems.length) throw new ManifestError(file, problems.map((message) => ({ line: 0, col: 0, path: '', message })));
   return { ...m, dirs, limits, casper };
+}
+
+/**
+ * Checks that each Casper grant of an effective manifest means something to its service (the
+ * service's own reader says what is wrong); throws a ManifestError listing every problem.
+ */
+export function checkCasperGrants(m: Manifest, file = 'manifest.yaml'): void {
+  const problems: Problem[] = [];
+  for (const [service, grant] of Object.entries(m.casper)) {
+    const s = SERVICES[service];
+    if (!s?.fromManifest || Object.keys(grant).length === 0) continue;
+    try {
+      s.fromManifest(grant);
+    } catch (e) {
+      problems.push({ line: 0, col: 0, path: '', message: `casper.${service}: ${(e as Error).message.replace(`${service}: `, '')}` });
+    }
+  }
+  if (problems.length) throw new ManifestError(file, problems);
 }

@@ -5,7 +5,7 @@ import { encodeArgdata, type ArgdataValue } from '../../wasi/argdata.js';
 import { createHostMount } from '../../wasi/fs/hostfs.js';
 import type { WasiContext } from '../../wasi/context.js';
 import { FILETYPE } from '../../wasi/constants.js';
-import { resolve } from '../../wasi/fs/resolve.js';
+import { disposeResolved, resolve } from '../../wasi/fs/resolve.js';
 import type { FsFile } from '../../wasi/fs/types.js';
 import { DirHandle, FileHandle } from '../../wasi/handles.js';
 import { formatRights, R, TYPE_RIGHTS } from '../../wasi/rights.js';
@@ -49,19 +49,31 @@ function openHostPath(ctx: WasiContext, node: Extract<ArgNode, { type: 'file' }>
   return ctx.fds.insert({ handle: new FileHandle(io, false), base, inheriting: 0n, fdflags: 0 });
 }
 
-function openFile(ctx: WasiContext, node: Extract<ArgNode, { type: 'file' }>): number {
-  if (node.host) return openHostPath(ctx, node);
-  const where = preopenOf(ctx, node.path);
-  if (!where || where.rest === '') throw new Error(`argdata: ${node.path} is not inside a granted directory`);
+/**
+ * Opens a file of the guest's own filesystem by guest path into its fd table, with `rights`
+ * (which must lie within what the containing preopen passes on). Used for argdata's !file and
+ * Casper's fileargs; throws an Error saying what is wrong.
+ */
+export function openGuestFile(ctx: WasiContext, guestPath: string, rights: bigint, what: string): number {
+  const where = preopenOf(ctx, guestPath);
+  if (!where || where.rest === '') throw new Error(`${what}: ${guestPath} is not inside a granted directory`);
   const entry = ctx.fds.peek(where.fd)!;
-  const base = node.rights.base & TYPE_RIGHTS.regularFile.base;
+  const base = rights & TYPE_RIGHTS.regularFile.base;
   // A file reached through a directory holds at most what the directory passes on.
   const excess = base & ~entry.inheriting;
-  if (excess) throw new Error(`argdata: ${node.path} asks for ${formatRights(excess)}, which ${entry.preopen} does not pass on`);
+  if (excess) throw new Error(`${what}: ${guestPath} asks for ${formatRights(excess)}, which ${entry.preopen} does not pass on`);
   const r = resolve((entry.handle as DirHandle).dir, where.rest, true);
-  if (!r.node || r.node.filetype !== FILETYPE.REGULAR_FILE) throw new Error(`argdata: ${node.path} is not a regular file`);
-  const io = (r.node as FsFile).open({ read: (base & READ) !== 0n, write: (base & WRITE) !== 0n, truncate: false, append: false });
-  return ctx.fds.insert({ handle: new FileHandle(io, false), base, inheriting: 0n, fdflags: 0 });
+  try {
+    if (!r.node || r.node.filetype !== FILETYPE.REGULAR_FILE) throw new Error(`${what}: ${guestPath} is not a regular file`);
+    const io = (r.node as FsFile).open({ read: (base & READ) !== 0n, write: (base & WRITE) !== 0n, truncate: false, append: false });
+    return ctx.fds.insert({ handle: new FileHandle(io, false), base, inheriting: 0n, fdflags: 0 });
+  } finally {
+    disposeResolved(r);
+  }
+}
+
+function openFile(ctx: WasiContext, node: Extract<ArgNode, { type: 'file' }>): number {
+  return node.host ? openHostPath(ctx, node) : openGuestFile(ctx, node.path, node.rights.base, 'argdata');
 }
 
 function walk(ctx: WasiContext, n: ArgNode): ArgdataValue {

@@ -44,10 +44,11 @@ export function createCasperImports(ctx: WasiContext, client: BridgeClient, audi
   };
   const install = (channel: number): number =>
     fds.insert({ handle: new ChannelHandle(channel, closeChannel), base: CHANNEL_RIGHTS, inheriting: 0n, fdflags: 0 });
+  // Like sock_*: a descriptor that is no channel is ENOTSOCK whatever its rights.
   const channelOf = (fd: number, needed: bigint, what: string): ChannelHandle => {
-    const e = fds.get(fd, needed, what);
-    if (!(e.handle instanceof ChannelHandle)) fail(ERRNO.NOTSOCK, `fd ${fd} is not a Casper channel`);
-    return e.handle;
+    const h = fds.peek(fd)?.handle;
+    if (h !== undefined && !(h instanceof ChannelHandle)) fail(ERRNO.NOTSOCK, `fd ${fd} is not a Casper channel`);
+    return fds.get(fd, needed, what).handle as ChannelHandle;
   };
 
   return {

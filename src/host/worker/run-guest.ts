@@ -6,7 +6,8 @@ import { createWasi, type Preopen, type Wasi } from '../../wasi/wasi.js';
 import { writeAll } from '../../wasi/handles.js';
 import type { AuditEvent } from '../result.js';
 import { classifyTrap } from '../trap.js';
-import { functionStubs } from '../functions.js';
+import { bridgeClient, functionStubs } from '../functions.js';
+import { createCasperImports } from './casper-imports.js';
 import { installArgdata } from './argdata-fds.js';
 import type { GuestSpec, WorkerOutcome } from './protocol.js';
 import { threadCpuNs } from './thread-cpu.js';
@@ -152,11 +153,18 @@ export function runGuest(module: WebAssembly.Module, spec: GuestSpec, io: GuestI
 
   let memory: WebAssembly.Memory | undefined;
   let result: Omit<WorkerOutcome, 'cpuNs' | 'files' | 'peakMemoryBytes' | 'auditDropped'>;
-  // A hung async host function is ended by the run's wall-clock limit, which terminates this worker.
-  const functions = spec.functions.length && io.bridge
-    ? functionStubs(spec.functions, { sab: io.bridge }, () => memory, spec.limits.wallMs + 1000) : {};
+  // Host functions and Casper share the run's bridge. A hung call is ended by the run's
+  // wall-clock limit, which terminates this worker.
+  const client = io.bridge ? bridgeClient(io.bridge, () => memory, spec.limits.wallMs + 1000) : undefined;
+  const functions = client && spec.functions.length ? functionStubs(spec.functions, client) : {};
+  const casper = client ? {
+    casper: createCasperImports(wasi.context, client, (d) => auditor?.record({
+      call: `${d.service}.${d.cmd}`, fd: d.fd, path: d.service, rightsNeeded: 0n, rightsHeld: 0n,
+      decision: d.errno === 0 ? 'allowed' : 'denied', errno: d.errno,
+    })),
+  } : {};
   try {
-    const instance = new WebAssembly.Instance(module, { ...functions, ...wasi.getImportObject() });
+    const instance = new WebAssembly.Instance(module, { ...functions, ...casper, ...wasi.getImportObject() });
     const m = instance.exports['memory'];
     if (m instanceof WebAssembly.Memory) memory = m;
     result = { status: 'exited', exitCode: wasi.start(instance) };

@@ -1,0 +1,182 @@
+// Casper end to end: the C example guests and hand-made nvlists against the real broker and
+// services, through createHost, with a DNS server on loopback.
+import dns2 from 'dns2';
+import fs from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NvList } from '../../src/casper/nvlist.js';
+import { packNvlist, unpackNvlist } from '../../src/casper/nvlist-codec.js';
+import { createHost, type Host } from '../../src/host/host.js';
+import { ERRNO } from '../../src/wasi/constants.js';
+import { wat } from '../helpers/wat.js';
+
+const guest = (name: string) => fs.readFileSync(new URL(`../../guests/build/${name}.wasm`, import.meta.url));
+const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+let server: ReturnType<typeof dns2.createServer>;
+let host: Host;
+const queries: string[] = [];
+
+beforeAll(async () => {
+  const { Packet } = dns2;
+  server = dns2.createServer({
+    udp: true,
+    handle: (request, send) => {
+      const response = Packet.createResponseFromRequest(request);
+      const q = request.questions[0]!;
+      queries.push(q.name);
+      if (q.name === '30.2.0.192.in-addr.arpa' && q.type === Packet.TYPE.PTR) {
+        response.answers.push({ name: q.name, type: Packet.TYPE.PTR, class: Packet.CLASS.IN, ttl: 60, domain: 'www.example.org' } as never);
+      } else if (q.name === 'www.example.org' && q.type === Packet.TYPE.A) {
+        response.answers.push({ name: q.name, type: Packet.TYPE.A, class: Packet.CLASS.IN, ttl: 60, address: '192.0.2.30' } as never);
+      } else {
+        response.header.rcode = 3;
+      }
+      send(response);
+    },
+  });
+  const addr = await server.listen({ udp: { port: 0, address: '127.0.0.1' } });
+  host = await createHost({ workers: 1, casperConfig: { 'system.dns': { servers: [`127.0.0.1:${addr.udp!.port}`], timeout: 2000, tries: 2 } } });
+});
+afterAll(async () => {
+  await host.close();
+  await server.close();
+});
+
+describe('the example guests', () => {
+  it('the talk\'s reverse-lookup program: ADDR2NAME works, NAME2ADDR was limited away', async () => {
+    const r = await host.run({
+      module: guest('revlookup'), args: ['192.0.2.30'],
+      casper: { 'system.dns': { types: ['ADDR2NAME', 'NAME2ADDR'], families: ['AF_INET', 'AF_INET6'] } },
+      audit: 'all',
+    });
+    expect(r.status).toBe('exited');
+    expect(text(r.stdout)).toContain('www.example.org');
+    expect(text(r.stdout) + text(r.stderr)).toMatch(/gethostbyname.*fail/i);
+    // The refused forward lookup never reached the DNS server.
+    expect(queries).not.toContain('example.org');
+    const calls = r.audit.events.filter((e) => e.call.startsWith('system.dns.'));
+    expect(calls.map((e) => e.call)).toEqual(expect.arrayContaining(['system.dns.gethostbyaddr']));
+  });
+
+  it('id with system.pwd and system.grp, from the operator\'s virtual database', async () => {
+    const r = await host.run({ module: guest('id'), args: ['root'], casper: { 'system.pwd': {}, 'system.grp': {} } });
+    expect(text(r.stdout)).toBe('uid=0(root) gid=0(wheel) groups=0(wheel),5(operator)\n');
+  });
+
+  it('sysctl reads the virtual tree', async () => {
+    const r = await host.run({ module: guest('sysctl'), args: ['kern.ostype', 'hw.machine'], casper: { 'system.sysctl': {} } });
+    expect(text(r.stdout)).toBe('kern.ostype: capsa\nhw.machine: wasm32\n');
+  });
+
+  it('uniq reads its input through system.fileargs', async () => {
+    const r = await host.run({
+      module: guest('uniq_fileargs'), args: ['/data/in.txt'], files: { '/data/in.txt': 'b\nb\na\n' }, casper: { 'system.fileargs': {} },
+    });
+    expect(text(r.stdout)).toBe('b\na\n');
+  });
+
+  it('a service the manifest does not grant cannot be opened', async () => {
+    const r = await host.run({ module: guest('id'), args: ['root'], casper: { 'system.grp': {} } });
+    expect(r.exitCode).not.toBe(0);
+    expect(text(r.stderr)).toMatch(/system\.pwd: Capabilities insufficient/);
+  });
+});
+
+// A guest that sends nvlists of the test's making: for each [fd, ptr, len] it calls casper.xfer,
+// then casper.recv, and reports (xfer errno, reply bytes) to the host function env.report.
+function rawGuest(messages: { fd: number; bytes: Uint8Array }[], enterFirst = false): Uint8Array {
+  let data = '';
+  let off = 4096;
+  const table: number[] = [];
+  for (const m of messages) {
+    table.push(m.fd, off, m.bytes.length);
+    data += `(data (i32.const ${off}) "${[...m.bytes].map((b) => '\\' + b.toString(16).padStart(2, '0')).join('')}")`;
+    off += m.bytes.length + 8;
+  }
+  const tbl = table.map((v, i) => `(i32.store (i32.const ${1024 + i * 4}) (i32.const ${v}))`).join('\n');
+  return wat(`(module
+    (import "casper" "init" (func $init (param i32) (result i32)))
+    (import "casper" "xfer" (func $xfer (param i32 i32 i32 i32) (result i32)))
+    (import "casper" "recv" (func $recv (param i32 i32 i32) (result i32)))
+    (import "capsicum" "cap_enter" (func $enter (result i32)))
+    (import "env" "report" (func $report (param i32 i32 i32)))
+    (memory (export "memory") 4)
+    ${data}
+    (func (export "_start") (local $i i32) (local $e i32)
+      ${enterFirst ? '(drop (call $enter))' : ''}
+      (call $report (call $init (i32.const 0)) (i32.const 0) (i32.const 0))
+      ${tbl}
+      (block $done (loop $next
+        (br_if $done (i32.ge_u (local.get $i) (i32.const ${messages.length})))
+        (local.set $e (call $xfer
+          (i32.load (i32.add (i32.const 1024) (i32.mul (local.get $i) (i32.const 12))))
+          (i32.load (i32.add (i32.const 1028) (i32.mul (local.get $i) (i32.const 12))))
+          (i32.load (i32.add (i32.const 1032) (i32.mul (local.get $i) (i32.const 12))))
+          (i32.const 16)))
+        (if (i32.eqz (local.get $e)) (then
+          (drop (call $recv (i32.load (i32.add (i32.const 1024) (i32.mul (local.get $i) (i32.const 12)))) (i32.const 65536) (i32.load (i32.const 16))))))
+        (call $report (local.get $e) (i32.const 65536) (select (i32.load (i32.const 16)) (i32.const 0) (i32.eqz (local.get $e))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $next)))))`);
+}
+
+const nv = (f: (l: NvList) => void) => { const l = new NvList(); f(l); return packNvlist(l); };
+
+async function rawRun(messages: { fd: number; bytes: Uint8Array }[], casper: Record<string, Record<string, unknown>>, enterFirst = false) {
+  const reports: { errno: number; reply?: NvList }[] = [];
+  const r = await host.run({
+    module: rawGuest(messages, enterFirst), casper,
+    functions: { env: { report: async (ctx, e, ptr, len) => {
+      reports.push({ errno: Number(e), ...(Number(len) ? { reply: unpackNvlist(await ctx.read(Number(ptr), Number(len))) } : {}) });
+    } } },
+  });
+  expect(r.status).toBe('exited');
+  return reports;
+}
+
+describe('a guest that crafts its own nvlists cannot exceed its manifest', () => {
+  const open = (service: string) => nv((l) => l.addString('cmd', 'open').addString('service', service));
+
+  it('opening a service the manifest does not grant: ENOTCAPABLE', async () => {
+    const [init, reply] = await rawRun([{ fd: 3, bytes: open('system.pwd') }], { 'system.random': {} });
+    expect(init!.errno).toBe(0);
+    expect(reply!.reply!.getNumber('error')).toBe(BigInt(ERRNO.NOTCAPABLE));
+  });
+
+  it('widening the core channel or a service\'s limits: ENOTCAPABLE', async () => {
+    const widenCore = nv((l) => l.addString('cmd', 'limit_set').addNvlist('limits', new NvList().addNull('system.random').addNull('system.pwd')));
+    const types = new NvList().addString('type0', 'ADDR2NAME').addString('type1', 'NAME2ADDR');
+    const widenDns = nv((l) => l.addString('cmd', 'limit_set').addNvlist('limits', types));
+    const reports = await rawRun([{ fd: 3, bytes: widenCore }, { fd: 3, bytes: open('system.dns') }, { fd: 4, bytes: widenDns }],
+      { 'system.random': {}, 'system.dns': { types: ['ADDR2NAME'] } });
+    expect(reports[1]!.reply!.getNumber('error')).toBe(BigInt(ERRNO.NOTCAPABLE));
+    expect(reports[2]!.reply!.getNumber('error')).toBe(0n);
+    expect(reports[3]!.reply!.getNumber('error')).toBe(BigInt(ERRNO.NOTCAPABLE));
+  });
+
+  it('a malformed nvlist is EINVAL for the guest, and the channel still works', async () => {
+    const reports = await rawRun([{ fd: 3, bytes: new Uint8Array([0x6c, 0, 0, 1, 2, 3]) }, { fd: 3, bytes: open('system.random') }], { 'system.random': {} });
+    expect(reports[1]!.errno).toBe(ERRNO.INVAL);
+    expect(reports[2]!.reply!.getNumber('error')).toBe(0n);
+  });
+
+  it('a request on a descriptor that is not a channel: ENOTSOCK; on a closed one: EBADF', async () => {
+    const reports = await rawRun([{ fd: 1, bytes: open('system.random') }, { fd: 9, bytes: open('system.random') }], { 'system.random': {} });
+    expect(reports[1]!.errno).toBe(ERRNO.NOTSOCK);
+    expect(reports[2]!.errno).toBe(ERRNO.BADF);
+  });
+
+  it('cap_init after cap_enter: ECAPMODE', async () => {
+    const [init] = await rawRun([], { 'system.random': {} }, true);
+    expect(init!.errno).toBe(ERRNO.CAPMODE);
+  });
+});
+
+describe('manifests', () => {
+  it('a Casper grant the service cannot read is refused when the manifest is checked', async () => {
+    const { parseManifest } = await import('../../src/host/manifest/parse.js');
+    const { checkCasperGrants } = await import('../../src/host/manifest/policy.js');
+    expect(() => checkCasperGrants(parseManifest('casper:\n  system.dns: { types: [SIDEWAYS] }\n', 'm.yaml'), 'm.yaml')).toThrow(/casper\.system\.dns: .*SIDEWAYS/);
+    expect(() => checkCasperGrants(parseManifest('casper:\n  system.dns: { types: [ADDR2NAME] }\n', 'm.yaml'), 'm.yaml')).not.toThrow();
+  });
+});
