@@ -6,7 +6,7 @@
  */
 import { ERRNO } from '../wasi/constants.js';
 import { NvList } from './nvlist.js';
-import { CasperError, type CasperService, type ServiceContext } from './service.js';
+import { CasperError, GuestOpNeeded, type CasperService, type GuestOp, type GuestOpResult, type ServiceContext } from './service.js';
 
 /** A descriptor a reply hands the guest: a new channel, or a file the worker opens in the guest's fs. */
 export type DescriptorGrant =
@@ -18,6 +18,8 @@ export interface BrokerReply {
   reply: NvList;
   /** Descriptor values in `reply` are indexes into this list; the worker replaces them with fds. */
   descriptors: DescriptorGrant[];
+  /** Operations the worker must do and send back with the same request before there is a reply. */
+  needs?: GuestOp[];
   /** For the audit trail. */
   service: string;
   cmd: string;
@@ -45,6 +47,10 @@ export interface BrokerOptions {
 }
 
 const CORE = 'core.casper';
+
+function fail(e: Error): never {
+  throw e;
+}
 const EDOOFUS_REPLY = ERRNO.IO;
 
 /** One sandbox's broker. */
@@ -81,8 +87,12 @@ export class Broker {
     return id;
   }
 
-  /** Handles one request on channel `id`; always answers, with "error" set. */
-  async xfer(id: number, request: NvList): Promise<BrokerReply> {
+  /**
+   * Handles one request on channel `id`; always answers, with "error" set, unless the service
+   * needs something done in the guest first (`needs`): the worker then sends the request again
+   * with `results`.
+   */
+  async xfer(id: number, request: NvList, results: GuestOpResult[] = []): Promise<BrokerReply> {
     const ch = this.channels.get(id);
     const descriptors: DescriptorGrant[] = [];
     const cmd = request.getString('cmd');
@@ -144,6 +154,16 @@ export class Broker {
       sandboxState: sandbox,
       config: this.options.config?.[ch.service],
       openInGuest: (req) => descriptors.push({ kind: 'open', ...req }) - 1,
+      lstatInGuest: async (path) => {
+        const r = results.find((x) => x.kind === 'lstat' && x.path === path) ?? fail(new GuestOpNeeded({ kind: 'lstat', path }));
+        if (!r.ok) throw new CasperError(r.errno);
+        return (r as Extract<GuestOpResult, { kind: 'lstat'; ok: true }>).stat;
+      },
+      realpathInGuest: async (path) => {
+        const r = results.find((x) => x.kind === 'realpath' && x.path === path) ?? fail(new GuestOpNeeded({ kind: 'realpath', path }));
+        if (!r.ok) throw new CasperError(r.errno);
+        return (r as Extract<GuestOpResult, { kind: 'realpath'; ok: true }>).resolved;
+      },
     };
     let timer: NodeJS.Timeout | undefined;
     try {
@@ -153,6 +173,7 @@ export class Broker {
       ]);
       return answer(0, reply);
     } catch (e) {
+      if (e instanceof GuestOpNeeded) return { ...answer(0), needs: [e.op] };
       if (e instanceof CasperError) return answer(e.errno);
       // A service that throws fails this call and is restarted: its state is dropped.
       this.options.onServiceError?.(ch.service, e);

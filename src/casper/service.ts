@@ -40,6 +40,26 @@ export interface ServiceContext {
   realpathInGuest?(path: string): Promise<string>;
 }
 
+/** Something only the guest's worker can do (its filesystem lives there). */
+export type GuestOp = { kind: 'lstat'; path: string } | { kind: 'realpath'; path: string };
+
+/** What the worker found: a stat or a path, or the errno the guest's own call would get. */
+export type GuestOpResult =
+  | { kind: 'lstat'; path: string; ok: true; stat: GuestFilestat }
+  | { kind: 'realpath'; path: string; ok: true; resolved: string }
+  | { kind: GuestOp['kind']; path: string; ok: false; errno: number };
+
+/**
+ * Thrown (through the service) by lstatInGuest/realpathInGuest when the worker has not done the
+ * operation yet: the broker asks the worker to do it and runs the request again with the answer.
+ * Services must let it pass.
+ */
+export class GuestOpNeeded extends Error {
+  constructor(readonly op: GuestOp) {
+    super(`needs ${op.kind} ${op.path} in the guest`);
+  }
+}
+
 /** A WASI preview1 filestat, as lstatInGuest returns it (times in ns since the epoch). */
 export interface GuestFilestat {
   dev: bigint;

@@ -4,7 +4,12 @@ import { packNvlist, unpackNvlist } from '../casper/nvlist-codec.js';
 import type { NvList } from '../casper/nvlist.js';
 import { ERRNO } from '../wasi/constants.js';
 import type { BridgeHandler } from './bridge.js';
-import { CASPER_OP, decodeCasperRequest, encodeXferAnswer } from './casper-wire.js';
+import { CASPER_OP, decodeCasperRequest, decodeXferRequest, encodeXferAnswer } from './casper-wire.js';
+import type { GuestOpResult } from '../casper/service.js';
+
+function fail(): never {
+  throw new RangeError('malformed xfer');
+}
 
 /** Answers the worker's casper requests; a request it cannot read is EINVAL, never an exception. */
 export function casperHandler(broker: Broker): BridgeHandler {
@@ -22,12 +27,18 @@ export function casperHandler(broker: Broker): BridgeHandler {
     }
     if (r.op !== CASPER_OP.xfer) throw new RangeError(`unknown casper op ${r.op}`);
     let nv: NvList;
+    let results: GuestOpResult[];
     try {
-      nv = unpackNvlist(r.payload);
+      const x = decodeXferRequest(r.payload) ?? fail();
+      nv = unpackNvlist(x.nvlist);
+      results = x.results;
     } catch {
       return encodeXferAnswer({ status: ERRNO.INVAL, reply: new Uint8Array(0), descriptors: [], service: '?', cmd: '?', errno: ERRNO.INVAL });
     }
-    const res = await broker.xfer(r.channel, nv);
-    return encodeXferAnswer({ status: 0, reply: packNvlist(res.reply), descriptors: res.descriptors, service: res.service, cmd: res.cmd, errno: res.errno });
+    const res = await broker.xfer(r.channel, nv, results);
+    return encodeXferAnswer({
+      status: 0, reply: packNvlist(res.reply), descriptors: res.descriptors, service: res.service, cmd: res.cmd, errno: res.errno,
+      ...(res.needs ? { needs: res.needs } : {}),
+    });
   };
 }

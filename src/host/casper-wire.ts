@@ -3,6 +3,7 @@
  * the run's bridge: [BRIDGE_KIND.casper][op][channel u32][payload].
  */
 import type { DescriptorGrant } from '../casper/broker.js';
+import type { GuestOp, GuestOpResult } from '../casper/service.js';
 
 export const CASPER_OP = { init: 1, xfer: 2, close: 3 } as const;
 
@@ -26,6 +27,8 @@ export function decodeCasperRequest(buf: Uint8Array): { op: number; channel: num
 export interface XferAnswer {
   /** 0, or the errno for a request the broker could not read (EINVAL). */
   status: number;
+  /** Operations to do in the guest and send back with the same request (fileargs' lstat, realpath). */
+  needs?: GuestOp[];
   reply: Uint8Array;
   descriptors: DescriptorGrant[];
   service: string;
@@ -38,7 +41,7 @@ const dec = new TextDecoder();
 
 /** Serialises an xfer answer: u32 status, u32 reply length, reply, then JSON (bigints as strings). */
 export function encodeXferAnswer(a: XferAnswer): Uint8Array {
-  const meta = enc.encode(JSON.stringify({ descriptors: a.descriptors, service: a.service, cmd: a.cmd, errno: a.errno },
+  const meta = enc.encode(JSON.stringify({ descriptors: a.descriptors, service: a.service, cmd: a.cmd, errno: a.errno, ...(a.needs ? { needs: a.needs } : {}) },
     (_k, v) => (typeof v === 'bigint' ? v.toString() : v)));
   const buf = new Uint8Array(8 + a.reply.length + meta.length);
   const dv = new DataView(buf.buffer);
@@ -58,4 +61,26 @@ export function decodeXferAnswer(buf: Uint8Array): XferAnswer {
   const meta = JSON.parse(dec.decode(buf.subarray(8 + len))) as Omit<XferAnswer, 'status' | 'reply'>;
   meta.descriptors = meta.descriptors.map((d) => (d.kind === 'open' ? { ...d, rights: BigInt(d.rights) } : d));
   return { status, reply, ...meta };
+}
+
+const bigintText = (_k: string, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v);
+const bigintBack = (_k: string, v: unknown) => (typeof v === 'string' && /^\d+n$/.test(v) ? BigInt(v.slice(0, -1)) : v);
+
+/** An xfer's payload: u32 nvlist length, the packed nvlist, then JSON of guest-op results. */
+export function encodeXferRequest(nvlist: Uint8Array, results: GuestOpResult[]): Uint8Array {
+  const meta = results.length ? enc.encode(JSON.stringify(results, bigintText)) : new Uint8Array(0);
+  const buf = new Uint8Array(4 + nvlist.length + meta.length);
+  new DataView(buf.buffer).setUint32(0, nvlist.length, true);
+  buf.set(nvlist, 4);
+  buf.set(meta, 4 + nvlist.length);
+  return buf;
+}
+
+/** The inverse of encodeXferRequest; undefined when the framing is wrong. */
+export function decodeXferRequest(buf: Uint8Array): { nvlist: Uint8Array; results: GuestOpResult[] } | undefined {
+  if (buf.length < 4) return undefined;
+  const len = new DataView(buf.buffer, buf.byteOffset, buf.byteLength).getUint32(0, true);
+  if (4 + len > buf.length) return undefined;
+  const rest = buf.subarray(4 + len);
+  return { nvlist: buf.subarray(4, 4 + len), results: rest.length ? JSON.parse(dec.decode(rest), bigintBack) as GuestOpResult[] : [] };
 }

@@ -180,3 +180,38 @@ describe('manifests', () => {
     expect(() => checkCasperGrants(parseManifest('casper:\n  system.dns: { types: [ADDR2NAME] }\n', 'm.yaml'), 'm.yaml')).not.toThrow();
   });
 });
+
+describe('fileargs over the guest\'s own filesystem', () => {
+  it('lstat and realpath are answered from the guest\'s tree, for the names given at init only', async () => {
+    const FA_LSTAT = 2, FA_REALPATH = 4;
+    const open = nv((l) => l.addString('cmd', 'open').addString('service', 'system.fileargs'));
+    const limits = new NvList(2).addNumber('flags', 0).addNumber('operations', FA_LSTAT | FA_REALPATH)
+      .addNull('/data/sub/../in.txt').addNull('/data/link');
+    const init = nv((l) => l.addString('cmd', 'limit_set').addNvlist('limits', limits));
+    const lstat = (name: string) => nv((l) => l.addString('cmd', 'lstat').addString('name', name));
+    const realpath = (name: string) => nv((l) => l.addString('cmd', 'realpath').addString('name', name));
+    const reports = await rawRunWith([
+      { fd: 4, bytes: open }, { fd: 5, bytes: init }, { fd: 5, bytes: lstat('/data/sub/../in.txt') },
+      { fd: 5, bytes: realpath('/data/sub/../in.txt') }, { fd: 5, bytes: lstat('/data/other.txt') },
+    ], { 'system.fileargs': {} }, { '/data/in.txt': 'hello', '/data/sub/x': '', '/data/other.txt': 'no' });
+    expect(reports[1]!.reply!.getNumber('error')).toBe(0n);
+    expect(reports[2]!.reply!.getNumber('error')).toBe(0n);
+    const st = reports[3]!.reply!;
+    expect(st.getNumber('error')).toBe(0n);
+    expect(st.getBinary('stat')!.length).toBeGreaterThan(0);
+    expect(reports[4]!.reply!.getString('realpath')).toBe('/data/in.txt');
+    expect(reports[5]!.reply!.getNumber('error')).toBe(BigInt(ERRNO.NOTCAPABLE));
+  });
+});
+
+async function rawRunWith(messages: { fd: number; bytes: Uint8Array }[], casper: Record<string, Record<string, unknown>>, files: Record<string, string>) {
+  const reports: { errno: number; reply?: NvList }[] = [];
+  const r = await host.run({
+    module: rawGuest(messages), casper, files,
+    functions: { env: { report: async (ctx, e, ptr, len) => {
+      reports.push({ errno: Number(e), ...(Number(len) ? { reply: unpackNvlist(await ctx.read(Number(ptr), Number(len))) } : {}) });
+    } } },
+  });
+  expect(r.status).toBe('exited');
+  return reports;
+}

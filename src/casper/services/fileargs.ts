@@ -49,7 +49,7 @@
  *   cap_rights_limit at all), which is the same thing.
  */
 import { NvList } from '../nvlist.js';
-import { CasperError, type CasperService, type GuestFilestat, type ServiceContext } from '../service.js';
+import { CasperError, GuestOpNeeded, type CasperService, type GuestFilestat, type ServiceContext } from '../service.js';
 import { ERRNO, FILETYPE } from '../../wasi/constants.js';
 import { RIGHTS_ALL } from '../../wasi/rights.js';
 import { checkKeys, errnoOf } from './common.js';
@@ -150,6 +150,7 @@ async function command(cmd: string, limits: NvList | null, request: NvList, ctx:
     try {
       st = await ctx.lstatInGuest(path);
     } catch (e) {
+      if (e instanceof GuestOpNeeded) throw e;
       throw new CasperError(errnoOf(e), `lstat ${path}`);
     }
     return new NvList().addString('cmd', 'lstat').addBinary('stat', packStat(st));
@@ -161,6 +162,7 @@ async function command(cmd: string, limits: NvList | null, request: NvList, ctx:
     try {
       resolved = await ctx.realpathInGuest(path);
     } catch (e) {
+      if (e instanceof GuestOpNeeded) throw e;
       throw new CasperError(errnoOf(e), `realpath ${path}`);
     }
     return new NvList().addString('realpath', resolved);

@@ -4,9 +4,10 @@ import path from 'node:path';
 import { encodeArgdata, type ArgdataValue } from '../../wasi/argdata.js';
 import { createHostMount } from '../../wasi/fs/hostfs.js';
 import type { WasiContext } from '../../wasi/context.js';
-import { FILETYPE } from '../../wasi/constants.js';
+import { ERRNO, FILETYPE } from '../../wasi/constants.js';
+import { WasiError } from '../../wasi/errors.js';
 import { disposeResolved, resolve } from '../../wasi/fs/resolve.js';
-import type { FsFile } from '../../wasi/fs/types.js';
+import type { FsDir, FsFile, FsSymlink, Stat } from '../../wasi/fs/types.js';
 import { DirHandle, FileHandle } from '../../wasi/handles.js';
 import { formatRights, R, TYPE_RIGHTS } from '../../wasi/rights.js';
 import type { ArgNode } from '../manifest/types.js';
@@ -91,4 +92,62 @@ function walk(ctx: WasiContext, n: ArgNode): ArgdataValue {
 /** Opens the tree's files (in tree order, after the preopens) and installs the encoded tree. */
 export function installArgdata(ctx: WasiContext, tree: ArgNode): void {
   ctx.argdata = encodeArgdata(walk(ctx, tree));
+}
+
+/** lstat of a guest path (no final symlink followed), for Casper's fileargs; a WasiError's errno on failure. */
+export function lstatGuest(ctx: WasiContext, guestPath: string): Stat {
+  const where = preopenOf(ctx, guestPath);
+  if (!where) throw new WasiError(ERRNO.NOTCAPABLE, `${guestPath} is not inside a granted directory`);
+  const dir = (ctx.fds.peek(where.fd)!.handle as DirHandle).dir;
+  if (where.rest === '') return dir.stat();
+  const r = resolve(dir, where.rest, false);
+  try {
+    if (!r.node) throw new WasiError(ERRNO.NOENT, `${guestPath} does not exist`);
+    return r.node.stat();
+  } finally {
+    disposeResolved(r);
+  }
+}
+
+/**
+ * realpath(3) of a guest path: symlinks and ".." resolved the way lookups resolve them (never
+ * above the preopen), as the absolute guest path. A WasiError's errno on failure.
+ */
+export function realpathGuest(ctx: WasiContext, guestPath: string): string {
+  const where = preopenOf(ctx, guestPath);
+  if (!where) throw new WasiError(ERRNO.NOTCAPABLE, `${guestPath} is not inside a granted directory`);
+  const root = ctx.fds.peek(where.fd)!;
+  const names: string[] = [];
+  const dirs: FsDir[] = [(root.handle as DirHandle).dir];
+  let parts = where.rest.split('/');
+  let links = 0;
+  try {
+    for (let i = 0; i < parts.length; i++) {
+      const name = parts[i]!;
+      if (name === '' || name === '.') continue;
+      if (name === '..') {
+        if (names.length === 0) throw new WasiError(ERRNO.NOTCAPABLE, `${guestPath} leaves its directory`);
+        names.pop();
+        dirs.pop()?.dispose?.();
+        continue;
+      }
+      const node = dirs[dirs.length - 1]!.lookup(name);
+      if (!node) throw new WasiError(ERRNO.NOENT, `${guestPath} does not exist`);
+      if (node.filetype === FILETYPE.SYMBOLIC_LINK) {
+        if (++links > 40) throw new WasiError(ERRNO.LOOP, 'too many symlinks');
+        const target = (node as FsSymlink).readlink();
+        if (target.startsWith('/')) throw new WasiError(ERRNO.NOTCAPABLE, `symlink to ${target} is absolute`);
+        parts = [...target.split('/'), ...parts.slice(i + 1)];
+        i = -1;
+        continue;
+      }
+      names.push(name);
+      if (node.filetype === FILETYPE.DIRECTORY) dirs.push(node as FsDir);
+      else if (parts.slice(i + 1).some((p) => p !== '' && p !== '.')) throw new WasiError(ERRNO.NOTDIR, `${name} is not a directory`);
+    }
+  } finally {
+    for (const d of dirs.slice(1)) d.dispose?.();
+  }
+  const base = root.preopen === '/' ? '' : root.preopen!;
+  return names.length ? `${base}/${names.join('/')}` : (root.preopen ?? '/');
 }

@@ -6,14 +6,15 @@ import { unpackNvlist, packNvlist } from '../../casper/nvlist-codec.js';
 import type { NvList, NvValue } from '../../casper/nvlist.js';
 import { ERRNO, FILETYPE } from '../../wasi/constants.js';
 import type { WasiContext } from '../../wasi/context.js';
-import { fail } from '../../wasi/errors.js';
+import { fail, WasiError } from '../../wasi/errors.js';
 import { Handle } from '../../wasi/handles.js';
 import { guard } from '../../wasi/preview1.js';
 import { R } from '../../wasi/rights.js';
 import { BridgeError, type BridgeClient } from '../bridge.js';
-import { CASPER_OP, decodeXferAnswer, encodeCasperRequest } from '../casper-wire.js';
+import { CASPER_OP, decodeXferAnswer, encodeCasperRequest, encodeXferRequest } from '../casper-wire.js';
+import type { GuestOp, GuestOpResult } from '../../casper/service.js';
 import { BRIDGE_KIND } from '../functions.js';
-import { openGuestFile } from './argdata-fds.js';
+import { lstatGuest, openGuestFile, realpathGuest } from './argdata-fds.js';
 
 const CHANNEL_RIGHTS = R.fd_read | R.fd_write | R.fd_filestat_get | R.poll_fd_readwrite;
 
@@ -64,7 +65,15 @@ export function createCasperImports(ctx: WasiContext, client: BridgeClient, audi
       mem.sync().check(respLenOut >>> 0, 4);
       const h = channelOf(fd, R.fd_write | R.fd_read, 'casper.xfer');
       const request = mem.bytes(req, reqLen).slice();
-      const a = decodeXferAnswer(call(CASPER_OP.xfer, h.channel, request));
+      // A service may first need things only this worker can do (fileargs' lstat and realpath):
+      // do them and send the request again with the answers.
+      const results: GuestOpResult[] = [];
+      let a = decodeXferAnswer(call(CASPER_OP.xfer, h.channel, encodeXferRequest(request, results)));
+      for (let round = 0; a.needs?.length && round < 8; round++) {
+        for (const op of a.needs) results.push(guestOp(ctx, op));
+        a = decodeXferAnswer(call(CASPER_OP.xfer, h.channel, encodeXferRequest(request, results)));
+      }
+      if (a.needs?.length) fail(ERRNO.IO, 'the service kept asking for guest operations');
       if (a.status !== 0) return a.status;
       audit({ service: a.service, cmd: a.cmd, errno: a.errno, fd });
       let reply: NvList = unpackNvlist(a.reply);
@@ -87,6 +96,17 @@ export function createCasperImports(ctx: WasiContext, client: BridgeClient, audi
       return ERRNO.SUCCESS;
     }),
   };
+}
+
+function guestOp(ctx: WasiContext, op: GuestOp): GuestOpResult {
+  try {
+    return op.kind === 'lstat'
+      ? { kind: 'lstat', path: op.path, ok: true, stat: lstatGuest(ctx, op.path) }
+      : { kind: 'realpath', path: op.path, ok: true, resolved: realpathGuest(ctx, op.path) };
+  } catch (e) {
+    if (!(e instanceof WasiError)) throw e;
+    return { kind: op.kind, path: op.path, ok: false, errno: e.errno };
+  }
 }
 
 function patchDescriptors(list: NvList, fds: number[]): NvList {
