@@ -1,0 +1,122 @@
+/**
+ * The service's store, small enough that a PostgreSQL implementation can follow the SQLite one.
+ * Every read that takes a tenant id answers only that tenant's rows: another tenant's id is
+ * "not found", never the row.
+ */
+
+/** A tenant of the service. */
+export interface Tenant {
+  id: string;
+  name: string;
+  createdAt: number;
+  /** The tenant's policy (YAML, the manifest vocabulary), or null for the service's default. */
+  policy: string | null;
+}
+
+/** An API key; the key itself is shown once, only its hash is stored. */
+export interface ApiKeyRecord {
+  id: string;
+  tenantId: string;
+  createdAt: number;
+  revokedAt: number | null;
+}
+
+/** A module a tenant uploaded, content-addressed. */
+export interface ModuleRecord {
+  /** "sha256:<hex>" */
+  id: string;
+  tenantId: string;
+  size: number;
+  /** "module.name" of each import. */
+  imports: string[];
+  createdAt: number;
+}
+
+/** Where a run is. The terminal states are the engine's RunStatus values plus `interrupted`. */
+export type RunState = 'queued' | 'running' | 'exited' | 'trapped' | 'timeout' | 'memory_limit' | 'output_limit'
+  | 'cancelled' | 'invalid_module' | 'host_error' | 'interrupted';
+
+/** A run, persisted before it is acknowledged. */
+export interface RunRecord {
+  /** "run_<random>" */
+  id: string;
+  tenantId: string;
+  moduleId: string;
+  state: RunState;
+  /** The run request as JSON text (effective manifest, stdin and files base64), what the scheduler needs to start it. */
+  request: string;
+  /** The engine's result as JSON text (stdout/stderr base64), once the run ended. */
+  result: string | null;
+  createdAt: number;
+  startedAt: number | null;
+  finishedAt: number | null;
+  /** How many times a worker started it (restarts retry a run at most once). */
+  attempts: number;
+  /** CPU milliseconds it used, for the per-day quota. */
+  cpuMs: number;
+}
+
+/** One event of a run, for SSE; `seq` orders them and resumes a stream (Last-Event-ID). */
+export interface RunEventRecord {
+  runId: string;
+  seq: number;
+  type: 'status' | 'stdout' | 'stderr' | 'audit' | 'exit';
+  /** JSON text. */
+  data: string;
+  at: number;
+}
+
+/** A page of a listing. */
+export interface Page<T> {
+  items: T[];
+  /** Pass as `cursor` for the next page; absent on the last one. */
+  next?: string;
+}
+
+/** The store's operations. All are synchronous (better-sqlite3); a PostgreSQL store would make them async. */
+export interface Store {
+  createTenant(name: string): Tenant;
+  getTenant(id: string): Tenant | undefined;
+  findTenantByName(name: string): Tenant | undefined;
+  listTenants(): Tenant[];
+  setPolicy(tenantId: string, policy: string | null): void;
+
+  /** Makes a key and returns it once (only its hash is kept). */
+  createKey(tenantId: string): { key: string; record: ApiKeyRecord };
+  /** The tenant a presented key belongs to, compared in constant time; undefined if unknown or revoked. */
+  authenticate(key: string): Tenant | undefined;
+  listKeys(tenantId: string): ApiKeyRecord[];
+  revokeKey(tenantId: string, keyId: string): boolean;
+
+  /** Stores a module's bytes under the data dir (by sha256) and its record for the tenant; idempotent. */
+  putModule(tenantId: string, bytes: Uint8Array, imports: string[]): { record: ModuleRecord; created: boolean };
+  getModule(tenantId: string, id: string): ModuleRecord | undefined;
+  listModules(tenantId: string, opts: { cursor?: string; limit: number }): Page<ModuleRecord>;
+  deleteModule(tenantId: string, id: string): boolean;
+  /** The bytes of a module the tenant has. */
+  moduleBytes(tenantId: string, id: string): Uint8Array | undefined;
+  /** Bytes of modules the tenant holds, for its storage quota. */
+  moduleStorage(tenantId: string): number;
+
+  createRun(run: Omit<RunRecord, 'state' | 'result' | 'startedAt' | 'finishedAt' | 'attempts' | 'cpuMs'>): RunRecord;
+  getRun(tenantId: string, id: string): RunRecord | undefined;
+  listRuns(tenantId: string, opts: { state?: RunState; cursor?: string; limit: number }): Page<RunRecord>;
+  /** Marks a queued run running (attempts + 1); false when it was not queued (e.g. cancelled meanwhile). */
+  startRun(id: string, at: number): boolean;
+  /** Records the end of a run (terminal state, result JSON, CPU ms). */
+  finishRun(id: string, state: RunState, result: string, at: number, cpuMs: number): void;
+  /** Puts a running run back in the queue (restart rule), or ends it `interrupted`. */
+  requeueRun(id: string): void;
+  /** Runs in a state, oldest first, across tenants (the scheduler and restart recovery). */
+  runsInState(state: 'queued' | 'running'): RunRecord[];
+  /** Counts of a tenant's runs in a state (quotas). */
+  countRuns(tenantId: string, state: 'queued' | 'running'): number;
+  /** CPU milliseconds of the tenant's runs finished since `since` (the per-day quota). */
+  cpuUsedSince(tenantId: string, since: number): number;
+
+  appendEvent(runId: string, type: RunEventRecord['type'], data: string): RunEventRecord;
+  /** Events of a run after `afterSeq` (SSE resume). */
+  events(runId: string, afterSeq: number): RunEventRecord[];
+
+  close(): void;
+}
