@@ -2,7 +2,12 @@
  * The service's store, small enough that a PostgreSQL implementation can follow the SQLite one.
  * Every read that takes a tenant id answers only that tenant's rows: another tenant's id is
  * "not found", never the row.
+ *
+ * A caller's mistake (a taken tenant name, a cursor the store did not issue, a run naming a module
+ * its tenant lacks) throws a `StoreError` with a `code` to map to 409/400/404; anything else thrown
+ * is a host error.
  */
+export { StoreError, type StoreErrorCode } from './errors.js';
 
 /** A tenant of the service. */
 export interface Tenant {
@@ -69,7 +74,11 @@ export interface RunEventRecord {
 /** A page of a listing. */
 export interface Page<T> {
   items: T[];
-  /** Pass as `cursor` for the next page; absent on the last one. */
+  /**
+   * Pass as `cursor` for the next page; absent on the last one. Opaque (keyset on createdAt, id;
+   * newest first), so items added meanwhile are neither repeated nor skipped. A cursor the store did
+   * not issue throws StoreError 'invalid'. Listings return at most 100 items a page whatever `limit` says.
+   */
   next?: string;
 }
 
@@ -98,14 +107,28 @@ export interface Store {
   /** Bytes of modules the tenant holds, for its storage quota. */
   moduleStorage(tenantId: string): number;
 
+  /**
+   * Persists a queued run. The caller makes the id (`newRunId()` in ./ids.ts). Throws StoreError
+   * 'not_found' unless `run.tenantId` holds `run.moduleId` (module bytes are shared between tenants,
+   * so a run must never name a module by hash alone).
+   */
   createRun(run: Omit<RunRecord, 'state' | 'result' | 'startedAt' | 'finishedAt' | 'attempts' | 'cpuMs'>): RunRecord;
   getRun(tenantId: string, id: string): RunRecord | undefined;
   listRuns(tenantId: string, opts: { state?: RunState; cursor?: string; limit: number }): Page<RunRecord>;
   /** Marks a queued run running (attempts + 1); false when it was not queued (e.g. cancelled meanwhile). */
   startRun(id: string, at: number): boolean;
-  /** Records the end of a run (terminal state, result JSON, CPU ms). */
-  finishRun(id: string, state: RunState, result: string, at: number, cpuMs: number): void;
-  /** Puts a running run back in the queue (restart rule), or ends it `interrupted`. */
+  /**
+   * Records the end of a run (terminal state, result JSON, CPU ms). Only a queued or running run
+   * ends: the first terminal state wins, and the answer says whether this call was it (false when the
+   * run had already ended, e.g. a worker's exit racing a cancel). Added to the interface (was void)
+   * so the API emits one `exit` event per run without a read-then-write.
+   */
+  finishRun(id: string, state: RunState, result: string, at: number, cpuMs: number): boolean;
+  /**
+   * Puts a running run back in the queue (restart rule), or ends it `interrupted`: a run that ran
+   * once (attempts < 2) is queued again; one whose retry was cut off too ends `interrupted` (blame
+   * host). Runs in other states are left alone.
+   */
   requeueRun(id: string): void;
   /** Runs in a state, oldest first, across tenants (the scheduler and restart recovery). */
   runsInState(state: 'queued' | 'running'): RunRecord[];
@@ -115,7 +138,10 @@ export interface Store {
   cpuUsedSince(tenantId: string, since: number): number;
 
   appendEvent(runId: string, type: RunEventRecord['type'], data: string): RunEventRecord;
-  /** Events of a run after `afterSeq` (SSE resume). */
+  /**
+   * Events of a run after `afterSeq` (SSE resume), in seq order. Like startRun/finishRun this takes
+   * a bare run id: the API must first check the run is the tenant's with getRun(tenantId, id).
+   */
   events(runId: string, afterSeq: number): RunEventRecord[];
 
   close(): void;

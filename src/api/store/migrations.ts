@@ -1,0 +1,69 @@
+/**
+ * The SQLite schema, as an ordered list of migrations. Migration N (1-based) takes the database
+ * from `PRAGMA user_version` N-1 to N; `createSqliteStore` applies the missing ones in one
+ * transaction at open. Never edit a migration that has shipped: append a new one.
+ *
+ * Times are milliseconds since the epoch (INTEGER). JSON columns are TEXT.
+ */
+export const MIGRATIONS: readonly string[] = [
+  // 1: the first schema.
+  `
+  CREATE TABLE tenants (
+    id         TEXT PRIMARY KEY,
+    name       TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    policy     TEXT
+  );
+
+  CREATE TABLE api_keys (
+    id         TEXT PRIMARY KEY,
+    tenant_id  TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    key_hash   TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+  );
+  CREATE INDEX api_keys_tenant ON api_keys (tenant_id, created_at);
+
+  -- A tenant's reference to content-addressed bytes at <dir>/modules/sha256/<hex>.
+  CREATE TABLE modules (
+    tenant_id  TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    id         TEXT NOT NULL,
+    size       INTEGER NOT NULL,
+    imports    TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+  ) WITHOUT ROWID;
+  CREATE INDEX modules_tenant_created ON modules (tenant_id, created_at, id);
+  -- Whether any tenant still references a file.
+  CREATE INDEX modules_id ON modules (id);
+
+  CREATE TABLE runs (
+    id          TEXT PRIMARY KEY,
+    tenant_id   TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    module_id   TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    request     TEXT NOT NULL,
+    result      TEXT,
+    created_at  INTEGER NOT NULL,
+    started_at  INTEGER,
+    finished_at INTEGER,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    cpu_ms      INTEGER NOT NULL DEFAULT 0
+  );
+  CREATE INDEX runs_tenant_created ON runs (tenant_id, created_at, id);
+  CREATE INDEX runs_state_created ON runs (state, created_at, id);
+  -- listRuns filtered by state, countRuns.
+  CREATE INDEX runs_tenant_state_created ON runs (tenant_id, state, created_at, id);
+  -- cpuUsedSince.
+  CREATE INDEX runs_tenant_finished ON runs (tenant_id, finished_at);
+
+  CREATE TABLE run_events (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    seq    INTEGER NOT NULL,
+    type   TEXT NOT NULL,
+    data   TEXT NOT NULL,
+    at     INTEGER NOT NULL,
+    PRIMARY KEY (run_id, seq)
+  ) WITHOUT ROWID;
+  `,
+];

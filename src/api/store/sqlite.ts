@@ -1,0 +1,463 @@
+/**
+ * The SQLite store (better-sqlite3): one file `<dir>/capsa.db` in WAL mode, module bytes
+ * content-addressed under `<dir>/modules/sha256/<hex>`.
+ *
+ * One process owns a data dir. Every method is synchronous, so within that process no two store
+ * calls interleave; the transactions below are for atomicity against crashes (and against a second
+ * connection, which WAL plus busy_timeout tolerate but the module files do not expect).
+ */
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import Database from 'better-sqlite3';
+import type { ApiKeyRecord, ModuleRecord, Page, RunEventRecord, RunRecord, RunState, Store, Tenant } from './types.js';
+import { StoreError } from './errors.js';
+import { KEY_PREFIX, hashApiKey, moduleDigest, moduleIdOf, newApiKey, newId } from './ids.js';
+import { MIGRATIONS } from './migrations.js';
+
+export interface SqliteStoreOptions {
+  /** The data dir; created if missing. */
+  dir: string;
+  /** The clock for the times the store stamps itself (tenants, keys, modules, events, requeue); tests pin it. */
+  now?: () => number;
+  /** How long a statement waits for another connection's lock, ms (default 5000). */
+  busyTimeoutMs?: number;
+}
+
+/** Listings never return more than this many items a page. */
+export const MAX_PAGE = 100;
+
+/** The result `requeueRun` records when it gives up on a run. */
+export const INTERRUPTED_RESULT = JSON.stringify({
+  status: 'interrupted',
+  blame: 'host',
+  message: 'the server stopped while the run was running; it was retried once',
+});
+
+/** The states `finishRun` accepts. */
+const TERMINAL: ReadonlySet<RunState> = new Set<RunState>([
+  'exited', 'trapped', 'timeout', 'memory_limit', 'output_limit', 'cancelled', 'invalid_module', 'host_error', 'interrupted',
+]);
+const EVENT_TYPES: ReadonlySet<RunEventRecord['type']> = new Set<RunEventRecord['type']>(['status', 'stdout', 'stderr', 'audit', 'exit']);
+/** A key longer than this is not one of ours; don't hash megabytes for it. */
+const MAX_KEY_LENGTH = 256;
+
+interface TenantRow { id: string; name: string; created_at: number; policy: string | null }
+interface KeyRow { id: string; tenant_id: string; created_at: number; revoked_at: number | null }
+interface AuthRow { key_hash: string; revoked_at: number | null; t_id: string; t_name: string; t_created_at: number; t_policy: string | null }
+interface ModuleRow { tenant_id: string; id: string; size: number; imports: string; created_at: number }
+interface RunRow {
+  id: string; tenant_id: string; module_id: string; state: RunState; request: string; result: string | null;
+  created_at: number; started_at: number | null; finished_at: number | null; attempts: number; cpu_ms: number;
+}
+interface EventRow { run_id: string; seq: number; type: RunEventRecord['type']; data: string; at: number }
+
+const toTenant = (r: TenantRow): Tenant => ({ id: r.id, name: r.name, createdAt: r.created_at, policy: r.policy });
+const toKey = (r: KeyRow): ApiKeyRecord => ({ id: r.id, tenantId: r.tenant_id, createdAt: r.created_at, revokedAt: r.revoked_at });
+const toModule = (r: ModuleRow): ModuleRecord => ({
+  id: r.id, tenantId: r.tenant_id, size: r.size, imports: JSON.parse(r.imports) as string[], createdAt: r.created_at,
+});
+const toRun = (r: RunRow): RunRecord => ({
+  id: r.id, tenantId: r.tenant_id, moduleId: r.module_id, state: r.state, request: r.request, result: r.result,
+  createdAt: r.created_at, startedAt: r.started_at, finishedAt: r.finished_at, attempts: r.attempts, cpuMs: r.cpu_ms,
+});
+const toEvent = (r: EventRow): RunEventRecord => ({ runId: r.run_id, seq: r.seq, type: r.type, data: r.data, at: r.at });
+
+// ---- cursors: opaque base64url of [createdAt, id], the last item of the page before ----
+
+function encodeCursor(createdAt: number, id: string): string {
+  return Buffer.from(JSON.stringify([createdAt, id]), 'utf8').toString('base64url');
+}
+
+function decodeCursor(cursor: string): { createdAt: number; id: string } {
+  const bad = () => new StoreError('invalid', 'invalid cursor');
+  if (cursor.length > 512 || !/^[A-Za-z0-9_-]+$/.test(cursor)) throw bad();
+  let v: unknown;
+  try {
+    v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    throw bad();
+  }
+  if (!Array.isArray(v) || v.length !== 2) throw bad();
+  const [createdAt, id] = v as unknown[];
+  if (typeof createdAt !== 'number' || !Number.isSafeInteger(createdAt) || typeof id !== 'string') throw bad();
+  return { createdAt, id };
+}
+
+/** 1..MAX_PAGE; a limit that is not a number gets the maximum. */
+function pageSize(limit: number): number {
+  if (!Number.isFinite(limit)) return MAX_PAGE;
+  return Math.min(MAX_PAGE, Math.max(1, Math.floor(limit)));
+}
+
+/** `rows` holds up to size + 1 rows; the extra one only says that there is a next page. */
+function toPage<R extends { created_at: number; id: string }, T>(rows: R[], size: number, map: (r: R) => T): Page<T> {
+  const more = rows.length > size;
+  const kept = more ? rows.slice(0, size) : rows;
+  const page: Page<T> = { items: kept.map(map) };
+  const last = kept[kept.length - 1];
+  if (more && last) page.next = encodeCursor(last.created_at, last.id);
+  return page;
+}
+
+// ---- module files ----
+
+/** Writes `bytes` to `path` so that a reader sees all of it or nothing: temp file, fsync, rename. */
+function writeFileAtomic(path: string, bytes: Uint8Array): void {
+  const tmp = `${path}.tmp-${randomBytes(6).toString('hex')}`;
+  const fd = openSync(tmp, 'wx', 0o644);
+  try {
+    let off = 0;
+    while (off < bytes.byteLength) off += writeSync(fd, bytes, off, bytes.byteLength - off);
+    fsyncSync(fd);
+  } catch (e) {
+    closeSync(fd);
+    unlinkQuiet(tmp);
+    throw e;
+  }
+  closeSync(fd);
+  try {
+    renameSync(tmp, path);
+  } catch (e) {
+    unlinkQuiet(tmp);
+    throw e;
+  }
+}
+
+function unlinkQuiet(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+}
+
+function fileSize(path: string): number | undefined {
+  try {
+    return statSync(path).size;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+}
+
+function checkImports(imports: unknown): string[] {
+  if (!Array.isArray(imports) || !imports.every((i) => typeof i === 'string')) {
+    throw new StoreError('invalid', 'imports must be an array of strings');
+  }
+  return imports as string[];
+}
+
+/** Opens (creating and migrating if needed) the store in `dir`. */
+export function createSqliteStore(opts: SqliteStoreOptions): Store {
+  const now = opts.now ?? Date.now;
+  const modulesDir = join(opts.dir, 'modules', 'sha256');
+  mkdirSync(modulesDir, { recursive: true });
+
+  const db = new Database(join(opts.dir, 'capsa.db'));
+  try {
+    db.pragma(`busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs ?? 5000))}`);
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+    db.pragma('foreign_keys = ON');
+    migrate(db);
+  } catch (e) {
+    db.close();
+    throw e;
+  }
+
+  const moduleFile = (id: string): string => {
+    const hex = moduleDigest(id);
+    if (hex === undefined) throw new StoreError('invalid', 'malformed module id');
+    return join(modulesDir, hex);
+  };
+
+  const s = {
+    insertTenant: db.prepare<[string, string, number], void>('INSERT INTO tenants (id, name, created_at, policy) VALUES (?, ?, ?, NULL)'),
+    getTenant: db.prepare<[string], TenantRow>('SELECT * FROM tenants WHERE id = ?'),
+    tenantByName: db.prepare<[string], TenantRow>('SELECT * FROM tenants WHERE name = ?'),
+    listTenants: db.prepare<[], TenantRow>('SELECT * FROM tenants ORDER BY created_at, id'),
+    setPolicy: db.prepare<[string | null, string], void>('UPDATE tenants SET policy = ? WHERE id = ?'),
+
+    insertKey: db.prepare<[string, string, string, number], void>(
+      'INSERT INTO api_keys (id, tenant_id, key_hash, created_at) VALUES (?, ?, ?, ?)'),
+    keyByHash: db.prepare<[string], AuthRow>(
+      `SELECT k.key_hash, k.revoked_at, t.id AS t_id, t.name AS t_name, t.created_at AS t_created_at, t.policy AS t_policy
+       FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.key_hash = ?`),
+    listKeys: db.prepare<[string], KeyRow>(
+      'SELECT id, tenant_id, created_at, revoked_at FROM api_keys WHERE tenant_id = ? ORDER BY created_at, id'),
+    getKey: db.prepare<[string, string], KeyRow>(
+      'SELECT id, tenant_id, created_at, revoked_at FROM api_keys WHERE id = ? AND tenant_id = ?'),
+    revokeKey: db.prepare<[number, string, string], void>(
+      'UPDATE api_keys SET revoked_at = ? WHERE id = ? AND tenant_id = ? AND revoked_at IS NULL'),
+
+    getModule: db.prepare<[string, string], ModuleRow>('SELECT * FROM modules WHERE tenant_id = ? AND id = ?'),
+    insertModule: db.prepare<[string, string, number, string, number], void>(
+      'INSERT INTO modules (tenant_id, id, size, imports, created_at) VALUES (?, ?, ?, ?, ?)'),
+    deleteModule: db.prepare<[string, string], void>('DELETE FROM modules WHERE tenant_id = ? AND id = ?'),
+    moduleRefs: db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM modules WHERE id = ?'),
+    listModules: db.prepare<[string, number], ModuleRow>(
+      'SELECT * FROM modules WHERE tenant_id = ? ORDER BY created_at DESC, id DESC LIMIT ?'),
+    listModulesAfter: db.prepare<[string, number, string, number], ModuleRow>(
+      `SELECT * FROM modules WHERE tenant_id = ? AND (created_at, id) < (?, ?)
+       ORDER BY created_at DESC, id DESC LIMIT ?`),
+    moduleStorage: db.prepare<[string], { n: number }>('SELECT coalesce(sum(size), 0) AS n FROM modules WHERE tenant_id = ?'),
+
+    insertRun: db.prepare<[string, string, string, string, number], void>(
+      `INSERT INTO runs (id, tenant_id, module_id, state, request, created_at) VALUES (?, ?, ?, 'queued', ?, ?)`),
+    getRunAny: db.prepare<[string], RunRow>('SELECT * FROM runs WHERE id = ?'),
+    getRun: db.prepare<[string, string], RunRow>('SELECT * FROM runs WHERE tenant_id = ? AND id = ?'),
+    listRuns: db.prepare<[string, number], RunRow>(
+      'SELECT * FROM runs WHERE tenant_id = ? ORDER BY created_at DESC, id DESC LIMIT ?'),
+    listRunsAfter: db.prepare<[string, number, string, number], RunRow>(
+      `SELECT * FROM runs WHERE tenant_id = ? AND (created_at, id) < (?, ?)
+       ORDER BY created_at DESC, id DESC LIMIT ?`),
+    listRunsState: db.prepare<[string, string, number], RunRow>(
+      'SELECT * FROM runs WHERE tenant_id = ? AND state = ? ORDER BY created_at DESC, id DESC LIMIT ?'),
+    listRunsStateAfter: db.prepare<[string, string, number, string, number], RunRow>(
+      `SELECT * FROM runs WHERE tenant_id = ? AND state = ? AND (created_at, id) < (?, ?)
+       ORDER BY created_at DESC, id DESC LIMIT ?`),
+    startRun: db.prepare<[number, string], void>(
+      `UPDATE runs SET state = 'running', started_at = ?, attempts = attempts + 1 WHERE id = ? AND state = 'queued'`),
+    finishRun: db.prepare<[string, string, number, number, string], void>(
+      `UPDATE runs SET state = ?, result = ?, finished_at = ?, cpu_ms = ?
+       WHERE id = ? AND state IN ('queued', 'running')`),
+    requeue: db.prepare<[string], void>(
+      `UPDATE runs SET state = 'queued', started_at = NULL WHERE id = ? AND state = 'running' AND attempts < 2`),
+    interrupt: db.prepare<[string, number, string], void>(
+      `UPDATE runs SET state = 'interrupted', result = ?, finished_at = ? WHERE id = ? AND state = 'running'`),
+    runsInState: db.prepare<[string], RunRow>('SELECT * FROM runs WHERE state = ? ORDER BY created_at, id'),
+    countRuns: db.prepare<[string, string], { n: number }>('SELECT count(*) AS n FROM runs WHERE tenant_id = ? AND state = ?'),
+    cpuUsedSince: db.prepare<[string, number], { n: number }>(
+      'SELECT coalesce(sum(cpu_ms), 0) AS n FROM runs WHERE tenant_id = ? AND finished_at >= ?'),
+
+    appendEvent: db.prepare<[string, string, string, number, string], { seq: number }>(
+      `INSERT INTO run_events (run_id, seq, type, data, at)
+       SELECT ?, coalesce(max(seq), 0) + 1, ?, ?, ? FROM run_events WHERE run_id = ?
+       RETURNING seq`),
+    events: db.prepare<[string, number], EventRow>('SELECT * FROM run_events WHERE run_id = ? AND seq > ? ORDER BY seq'),
+  };
+
+  // Files left by a crash: temp files, and files whose last reference was deleted before the unlink.
+  sweepModuleFiles(modulesDir, (hex) => (s.moduleRefs.get(`sha256:${hex}`)?.n ?? 0) > 0);
+
+  const createTenant = (name: string): Tenant => {
+    const t: Tenant = { id: newId('ten'), name, createdAt: now(), policy: null };
+    try {
+      s.insertTenant.run(t.id, t.name, t.createdAt);
+    } catch (e) {
+      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
+        throw new StoreError('conflict', `a tenant named ${JSON.stringify(name)} exists`);
+      }
+      throw e;
+    }
+    return t;
+  };
+
+  // A zero hash to compare against when no row matched, so a miss does the same work as a hit.
+  const NO_HASH = Buffer.alloc(32);
+
+  const authenticate = (key: string): Tenant | undefined => {
+    if (typeof key !== 'string' || key.length > MAX_KEY_LENGTH || !key.startsWith(KEY_PREFIX)) return undefined;
+    const presented = Buffer.from(hashApiKey(key), 'hex');
+    // The lookup is by the hash of a 256-bit secret, which tells a timing observer nothing about any
+    // stored key; the constant-time comparison is the check that decides.
+    const row = s.keyByHash.get(presented.toString('hex'));
+    const stored = row ? Buffer.from(row.key_hash, 'hex') : NO_HASH;
+    const same = stored.length === presented.length && timingSafeEqual(stored, presented);
+    if (!row || !same || row.revoked_at !== null) return undefined;
+    return { id: row.t_id, name: row.t_name, createdAt: row.t_created_at, policy: row.t_policy };
+  };
+
+  const putModule = (tenantId: string, bytes: Uint8Array, imports: string[]): { record: ModuleRecord; created: boolean } => {
+    const importList = checkImports(imports);
+    const id = moduleIdOf(bytes);
+    const path = moduleFile(id);
+    // Another tenant's upload may have written the file already; a file of the wrong size is a
+    // torn leftover and is replaced (the rename is atomic).
+    if (fileSize(path) !== bytes.byteLength) writeFileAtomic(path, bytes);
+    const existing = s.getModule.get(tenantId, id);
+    if (existing) return { record: toModule(existing), created: false };
+    const record: ModuleRecord = { id, tenantId, size: bytes.byteLength, imports: [...importList], createdAt: now() };
+    try {
+      s.insertModule.run(tenantId, id, record.size, JSON.stringify(record.imports), record.createdAt);
+    } catch (e) {
+      if ((s.moduleRefs.get(id)?.n ?? 0) === 0) unlinkQuiet(path);
+      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_FOREIGNKEY') throw new StoreError('not_found', 'unknown tenant');
+      throw e;
+    }
+    return { record, created: true };
+  };
+
+  const deleteModuleTx = db.transaction((tenantId: string, id: string): { deleted: boolean; orphan: boolean } => {
+    if (s.deleteModule.run(tenantId, id).changes !== 1) return { deleted: false, orphan: false };
+    return { deleted: true, orphan: (s.moduleRefs.get(id)?.n ?? 0) === 0 };
+  });
+
+  const createRunTx = db.transaction((run: Parameters<Store['createRun']>[0]): RunRecord => {
+    // A run may only name a module its own tenant holds (the bytes are shared between tenants).
+    if (!s.getModule.get(run.tenantId, run.moduleId)) throw new StoreError('not_found', 'unknown module');
+    try {
+      s.insertRun.run(run.id, run.tenantId, run.moduleId, run.request, run.createdAt);
+    } catch (e) {
+      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new StoreError('conflict', 'run id exists');
+      throw e;
+    }
+    return {
+      id: run.id, tenantId: run.tenantId, moduleId: run.moduleId, state: 'queued', request: run.request, result: null,
+      createdAt: run.createdAt, startedAt: null, finishedAt: null, attempts: 0, cpuMs: 0,
+    };
+  });
+
+  /*
+   * The restart rule. `attempts` counts how often a worker started the run. A run found `running`
+   * when the server (re)starts was cut off by the server, not by the guest:
+   *   - attempts < 2 (it ran once): back to `queued`, so it is retried once;
+   *   - attempts >= 2 (the retry was cut off too): `interrupted`, blame host, with INTERRUPTED_RESULT.
+   * A run that is not `running` is left alone.
+   */
+  const requeueTx = db.transaction((id: string): void => {
+    if (s.requeue.run(id).changes === 1) return;
+    s.interrupt.run(INTERRUPTED_RESULT, now(), id);
+  });
+
+  const appendEventTx = db.transaction((runId: string, type: RunEventRecord['type'], data: string): RunEventRecord => {
+    const at = now();
+    let row: { seq: number } | undefined;
+    try {
+      row = s.appendEvent.get(runId, type, data, at, runId);
+    } catch (e) {
+      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_FOREIGNKEY') throw new StoreError('not_found', 'unknown run');
+      throw e;
+    }
+    if (!row) throw new Error('appendEvent: no row inserted');
+    return { runId, seq: row.seq, type, data, at };
+  });
+
+  const store: Store = {
+    createTenant,
+    getTenant: (id) => {
+      const r = s.getTenant.get(id);
+      return r && toTenant(r);
+    },
+    findTenantByName: (name) => {
+      const r = s.tenantByName.get(name);
+      return r && toTenant(r);
+    },
+    listTenants: () => s.listTenants.all().map(toTenant),
+    setPolicy: (tenantId, policy) => {
+      if (s.setPolicy.run(policy, tenantId).changes !== 1) throw new StoreError('not_found', 'unknown tenant');
+    },
+
+    createKey: (tenantId) => {
+      const key = newApiKey();
+      const record: ApiKeyRecord = { id: newId('key'), tenantId, createdAt: now(), revokedAt: null };
+      try {
+        s.insertKey.run(record.id, tenantId, hashApiKey(key), record.createdAt);
+      } catch (e) {
+        if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_FOREIGNKEY') throw new StoreError('not_found', 'unknown tenant');
+        throw e;
+      }
+      return { key, record };
+    },
+    authenticate,
+    listKeys: (tenantId) => s.listKeys.all(tenantId).map(toKey),
+    revokeKey: (tenantId, keyId) => {
+      // Idempotent: true when the tenant has the key, revoked now or before (the first time stays).
+      if (!s.getKey.get(keyId, tenantId)) return false;
+      s.revokeKey.run(now(), keyId, tenantId);
+      return true;
+    },
+
+    putModule,
+    getModule: (tenantId, id) => {
+      const r = s.getModule.get(tenantId, id);
+      return r && toModule(r);
+    },
+    listModules: (tenantId, o) => {
+      const size = pageSize(o.limit);
+      const rows = o.cursor === undefined
+        ? s.listModules.all(tenantId, size + 1)
+        : (() => {
+          const c = decodeCursor(o.cursor);
+          return s.listModulesAfter.all(tenantId, c.createdAt, c.id, size + 1);
+        })();
+      return toPage(rows, size, toModule);
+    },
+    deleteModule: (tenantId, id) => {
+      const { deleted, orphan } = deleteModuleTx(tenantId, id);
+      // After the commit: a crash between the two leaves an orphan file, swept at the next open.
+      if (orphan) unlinkQuiet(moduleFile(id));
+      return deleted;
+    },
+    moduleBytes: (tenantId, id) => {
+      if (!s.getModule.get(tenantId, id)) return undefined;
+      // A missing file under a live record is damage to the data dir: that throws (a host error).
+      return new Uint8Array(readFileSync(moduleFile(id)));
+    },
+    moduleStorage: (tenantId) => s.moduleStorage.get(tenantId)?.n ?? 0,
+
+    createRun: (run) => createRunTx(run),
+    getRun: (tenantId, id) => {
+      const r = s.getRun.get(tenantId, id);
+      return r && toRun(r);
+    },
+    listRuns: (tenantId, o) => {
+      const size = pageSize(o.limit);
+      const c = o.cursor === undefined ? undefined : decodeCursor(o.cursor);
+      let rows: RunRow[];
+      if (o.state === undefined) {
+        rows = c ? s.listRunsAfter.all(tenantId, c.createdAt, c.id, size + 1) : s.listRuns.all(tenantId, size + 1);
+      } else {
+        rows = c
+          ? s.listRunsStateAfter.all(tenantId, o.state, c.createdAt, c.id, size + 1)
+          : s.listRunsState.all(tenantId, o.state, size + 1);
+      }
+      return toPage(rows, size, toRun);
+    },
+    startRun: (id, at) => s.startRun.run(at, id).changes === 1,
+    finishRun: (id, state, result, at, cpuMs) => {
+      if (!TERMINAL.has(state)) throw new StoreError('invalid', `finishRun: ${state} is not a terminal state`);
+      return s.finishRun.run(state, result, at, Math.max(0, Math.round(cpuMs)), id).changes === 1;
+    },
+    requeueRun: (id) => {
+      requeueTx(id);
+    },
+    runsInState: (state) => s.runsInState.all(state).map(toRun),
+    countRuns: (tenantId, state) => s.countRuns.get(tenantId, state)?.n ?? 0,
+    cpuUsedSince: (tenantId, since) => s.cpuUsedSince.get(tenantId, since)?.n ?? 0,
+
+    appendEvent: (runId, type, data) => {
+      if (!EVENT_TYPES.has(type)) throw new StoreError('invalid', `unknown event type ${String(type)}`);
+      return appendEventTx(runId, type, data);
+    },
+    events: (runId, afterSeq) => s.events.all(runId, afterSeq).map(toEvent),
+
+    close: () => {
+      if (db.open) db.close();
+    },
+  };
+  return store;
+}
+
+/** Applies the migrations the database lacks, all in one IMMEDIATE transaction (so two openers don't race). */
+function migrate(db: Database.Database): void {
+  const apply = db.transaction(() => {
+    const current = db.pragma('user_version', { simple: true }) as number;
+    if (current > MIGRATIONS.length) {
+      throw new Error(`capsa.db has schema version ${current}, newer than this build knows (${MIGRATIONS.length})`);
+    }
+    for (let v = current; v < MIGRATIONS.length; v++) {
+      db.exec(MIGRATIONS[v] as string);
+    }
+    if (current !== MIGRATIONS.length) db.pragma(`user_version = ${MIGRATIONS.length}`);
+  });
+  apply.immediate();
+}
+
+/** Removes temp files and files no tenant references; `referenced` gets the hex digest. */
+function sweepModuleFiles(dir: string, referenced: (hex: string) => boolean): void {
+  for (const name of readdirSync(dir)) {
+    if (name.includes('.tmp-') || (/^[0-9a-f]{64}$/.test(name) && !referenced(name))) unlinkQuiet(join(dir, name));
+  }
+}
