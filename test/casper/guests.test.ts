@@ -215,3 +215,28 @@ async function rawRunWith(messages: { fd: number; bytes: Uint8Array }[], casper:
   expect(r.status).toBe('exited');
   return reports;
 }
+
+describe('policies and the audit level', () => {
+  it('a policy limiting sysctl names cannot be widened by a manifest listing others', async () => {
+    const { parseManifest } = await import('../../src/host/manifest/parse.js');
+    const { applyPolicy, parsePolicy } = await import('../../src/host/manifest/policy.js');
+    const { DEFAULT_LIMITS } = await import('../../src/host/limits.js');
+    const policy = parsePolicy('casper:\n  system.sysctl: { names: { kern.ostype: read } }\n  system.dns: { families: [AF_INET] }\n');
+    const m = (yaml: string) => parseManifest(yaml, 'm.yaml');
+    expect(() => applyPolicy(m('casper:\n  system.sysctl: { names: { kern.ostype: read, kern.hostname: rdwr } }\n'), policy, DEFAULT_LIMITS)).toThrow(/system\.sysctl\.names\.kern\.hostname: not allowed by the policy/);
+    expect(() => applyPolicy(m('casper:\n  system.sysctl: { names: { kern.ostype: rdwr } }\n'), policy, DEFAULT_LIMITS)).toThrow(/not allowed by the policy|wider than the policy/);
+    expect(applyPolicy(m('casper:\n  system.sysctl: { names: { kern.ostype: read } }\n'), policy, DEFAULT_LIMITS).casper['system.sysctl']).toEqual({ names: { 'kern.ostype': 'read' } });
+    // Compared by meaning: inet is AF_INET's other name.
+    expect(() => applyPolicy(m('casper:\n  system.dns: { families: [AF_INET, AF_INET6] }\n'), policy, DEFAULT_LIMITS)).toThrow(/not allowed by the policy|wider than the policy/);
+  });
+
+  it('fileargs_open of a missing file answers ENOENT, and --audit denied records only refusals', async () => {
+    const r = await host.run({
+      module: guest('uniq_fileargs'), args: ['/data/missing.txt'], files: { '/data/in.txt': 'x\n' }, casper: { 'system.fileargs': {} }, audit: 'denied',
+    });
+    expect(r.exitCode).not.toBe(0);
+    expect(text(r.stderr)).toMatch(/No such file or directory/);
+    expect(r.audit.events.every((e) => e.decision === 'denied')).toBe(true);
+    expect(r.audit.events.some((e) => e.call === 'system.fileargs.open' && e.errno === ERRNO.NOENT)).toBe(true);
+  });
+});

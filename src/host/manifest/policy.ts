@@ -174,15 +174,37 @@ function excess(asked: RightsGrant, allowed: RightsGrant): string | undefined {
 }
 
 /** Whether every list and value of `asked` lies within `allowed` (Casper limits: narrower is fine). */
-function subsetProblems(asked: unknown, allowed: unknown, p: string, out: string[]): void {
-  if (allowed === undefined) return;
+function subsetProblems(asked: unknown, allowed: unknown, p: string, out: string[], depth = 0): void {
+  // A category the policy leaves out of a service's limits is not limited; below that level, a
+  // key the policy does not list (a sysctl name, say) is not allowed.
+  if (allowed === undefined) {
+    if (depth > 1) out.push(`${p}: not allowed by the policy`);
+    return;
+  }
   if (Array.isArray(asked) && Array.isArray(allowed)) {
     const extra = asked.filter((x) => !allowed.some((y) => JSON.stringify(y) === JSON.stringify(x)));
     if (extra.length) out.push(`${p}: ${extra.map((x) => JSON.stringify(x)).join(', ')} not allowed by the policy (allowed: ${allowed.map((x) => JSON.stringify(x)).join(', ')})`);
   } else if (asked && allowed && typeof asked === 'object' && typeof allowed === 'object') {
-    for (const [k, v] of Object.entries(asked)) subsetProblems(v, (allowed as Record<string, unknown>)[k], `${p}.${k}`, out);
+    for (const [k, v] of Object.entries(asked)) subsetProblems(v, (allowed as Record<string, unknown>)[k], `${p}.${k}`, out, depth + 1);
   } else if (JSON.stringify(asked) !== JSON.stringify(allowed)) {
     out.push(`${p}: ${JSON.stringify(asked)} not allowed by the policy (allowed: ${JSON.stringify(allowed)})`);
+  }
+}
+
+/**
+ * Whether a service's manifest grant lies within the policy's, as the service itself judges
+ * narrowing (its limit(old, new)), so that "AF_INET" and "inet", or "x.example.org" inside
+ * "*.example.org", compare by meaning; undefined when either grant is not the service's to read.
+ */
+function serviceNarrows(service: string, asked: Record<string, unknown>, allowed: Record<string, unknown>): boolean | undefined {
+  const s = SERVICES[service];
+  if (!s?.fromManifest || !s.limit) return undefined;
+  try {
+    const old = s.fromManifest(allowed);
+    const next = s.fromManifest({ ...allowed, ...asked });
+    return next === null || s.limit(old, next) === 0;
+  } catch {
+    return undefined;
   }
 }
 
@@ -242,7 +264,15 @@ export function applyPolicy(m: Manifest, policy: Policy, defaults: Limits, file 
   for (const [service, lim] of Object.entries(m.casper)) {
     const allowed = policy.casper[service];
     if (allowed === undefined) { problems.push(`casper.${service}: the policy does not allow this service`); continue; }
-    subsetProblems(lim, allowed, `casper.${service}`, problems);
+    // The service's own judgement when it can read both grants; the text otherwise.
+    const narrows = serviceNarrows(service, lim, allowed);
+    if (narrows !== true) {
+      // The text names the excess best; the service's verdict catches what the text cannot see.
+      const found: string[] = [];
+      subsetProblems(lim, allowed, `casper.${service}`, found);
+      if (found.length === 0 && narrows === false) found.push(`casper.${service}: ${JSON.stringify(lim)} is wider than the policy allows (${JSON.stringify(allowed)})`);
+      problems.push(...found);
+    }
     casper[service] = { ...allowed, ...lim };
   }
   if (problems.length) throw new ManifestError(file, problems.map((message) => ({ line: 0, col: 0, path: '', message })));

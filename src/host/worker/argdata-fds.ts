@@ -57,15 +57,16 @@ function openHostPath(ctx: WasiContext, node: Extract<ArgNode, { type: 'file' }>
  */
 export function openGuestFile(ctx: WasiContext, guestPath: string, rights: bigint, what: string): number {
   const where = preopenOf(ctx, guestPath);
-  if (!where || where.rest === '') throw new Error(`${what}: ${guestPath} is not inside a granted directory`);
+  if (!where || where.rest === '') throw new WasiError(ERRNO.NOTCAPABLE, `${what}: ${guestPath} is not inside a granted directory`);
   const entry = ctx.fds.peek(where.fd)!;
   const base = rights & TYPE_RIGHTS.regularFile.base;
   // A file reached through a directory holds at most what the directory passes on.
   const excess = base & ~entry.inheriting;
-  if (excess) throw new Error(`${what}: ${guestPath} asks for ${formatRights(excess)}, which ${entry.preopen} does not pass on`);
+  if (excess) throw new WasiError(ERRNO.NOTCAPABLE, `${what}: ${guestPath} asks for ${formatRights(excess)}, which ${entry.preopen} does not pass on`);
   const r = resolve((entry.handle as DirHandle).dir, where.rest, true);
   try {
-    if (!r.node || r.node.filetype !== FILETYPE.REGULAR_FILE) throw new Error(`${what}: ${guestPath} is not a regular file`);
+    if (!r.node) throw new WasiError(ERRNO.NOENT, `${what}: ${guestPath} does not exist`);
+    if (r.node.filetype !== FILETYPE.REGULAR_FILE) throw new WasiError(ERRNO.ISDIR, `${what}: ${guestPath} is not a regular file`);
     const io = (r.node as FsFile).open({ read: (base & READ) !== 0n, write: (base & WRITE) !== 0n, truncate: false, append: false });
     return ctx.fds.insert({ handle: new FileHandle(io, false), base, inheriting: 0n, fdflags: 0 });
   } finally {

@@ -3,7 +3,7 @@
  * requests cross the run's bridge to the broker on the host thread.
  */
 import { unpackNvlist, packNvlist } from '../../casper/nvlist-codec.js';
-import type { NvList, NvValue } from '../../casper/nvlist.js';
+import { NvList, type NvValue } from '../../casper/nvlist.js';
 import { ERRNO, FILETYPE } from '../../wasi/constants.js';
 import type { WasiContext } from '../../wasi/context.js';
 import { fail, WasiError } from '../../wasi/errors.js';
@@ -78,9 +78,18 @@ export function createCasperImports(ctx: WasiContext, client: BridgeClient, audi
       audit({ service: a.service, cmd: a.cmd, errno: a.errno, fd });
       let reply: NvList = unpackNvlist(a.reply);
       if (a.descriptors.length) {
-        // The broker's descriptor values are indexes; each becomes a descriptor of this guest.
-        const fdsOf = a.descriptors.map((d) => (d.kind === 'channel' ? install(d.id) : openGuestFile(ctx, d.path, d.rights, 'fileargs')));
-        reply = patchDescriptors(reply, fdsOf);
+        // The broker's descriptor values are indexes; each becomes a descriptor of this guest. A
+        // file that cannot be opened turns the reply into that errno (fileargs_open's ENOENT…).
+        const fdsOf: number[] = [];
+        try {
+          for (const d of a.descriptors) fdsOf.push(d.kind === 'channel' ? install(d.id) : openGuestFile(ctx, d.path, d.rights, 'fileargs'));
+          reply = patchDescriptors(reply, fdsOf);
+        } catch (e) {
+          for (const fd of fdsOf) fds.close(fd);
+          const errno = e instanceof WasiError ? e.errno : ERRNO.IO;
+          reply = new NvList().addNumber('error', errno);
+          audit({ service: a.service, cmd: a.cmd, errno, fd });
+        }
       }
       const packed = packNvlist(reply);
       h.pending = packed;

@@ -158,7 +158,8 @@ export function runGuest(module: WebAssembly.Module, spec: GuestSpec, io: GuestI
   const client = io.bridge ? bridgeClient(io.bridge, () => memory, spec.limits.wallMs + 1000) : undefined;
   const functions = client && spec.functions.length ? functionStubs(spec.functions, client) : {};
   const casper = client ? {
-    casper: createCasperImports(wasi.context, client, (d) => auditor?.record({
+    // Refused calls are recorded at level "denied", every call at level "all".
+    casper: createCasperImports(wasi.context, client, (d) => (d.errno === 0 && auditor?.level !== 'all') || auditor?.record({
       call: `${d.service}.${d.cmd}`, fd: d.fd, path: d.service, rightsNeeded: 0n, rightsHeld: 0n,
       decision: d.errno === 0 ? 'allowed' : 'denied', errno: d.errno,
     })),
