@@ -1,0 +1,54 @@
+/**
+ * capsa's REST service as a Hono app: createApp wires the store, the host and the scheduler into
+ * the routes of each feature folder (modules/, runs/, tenants/, system/). The caller serves it
+ * (`capsa serve` with @hono/node-server) and owns the scheduler's start and stop.
+ */
+import { OpenAPIHono } from '@hono/zod-openapi';
+import { requestId } from 'hono/request-id';
+import { secureHeaders } from 'hono/secure-headers';
+import { SERVICE_POLICY } from '../host/manifest/policy.js';
+import { ApiError, errorResponse, onError } from './errors.js';
+import { accessLog, defaultLogger } from './log.js';
+import { DEFAULT_API_LIMITS, type AppEnv, type AppOptions, type Deps } from './options.js';
+import { registerModuleRoutes } from './modules/routes.js';
+import { registerRunRoutes } from './runs/routes.js';
+import { registerSystemRoutes } from './system/routes.js';
+import { registerTenantRoutes } from './tenants/routes.js';
+
+export type { AppOptions, ApiLimits, AppEnv } from './options.js';
+export { DEFAULT_API_LIMITS } from './options.js';
+
+export function createApp(options: AppOptions): OpenAPIHono<AppEnv> {
+  const { runDefaults, ...rest } = options.limits ?? {};
+  const limits = { ...DEFAULT_API_LIMITS, ...rest, runDefaults: { ...DEFAULT_API_LIMITS.runDefaults, ...runDefaults } };
+  const deps: Deps = {
+    store: options.store,
+    host: options.host,
+    scheduler: options.scheduler,
+    policy: options.policy ?? SERVICE_POLICY,
+    adminToken: options.adminToken || undefined,
+    logger: options.logger ?? defaultLogger(),
+    limits,
+  };
+
+  const app = new OpenAPIHono<AppEnv>();
+  app.use('*', requestId());
+  app.use('*', accessLog(deps.logger));
+  app.use('*', secureHeaders({
+    contentSecurityPolicy: { defaultSrc: ["'none'"], styleSrc: ["'unsafe-inline'"], frameAncestors: ["'none'"] },
+    crossOriginEmbedderPolicy: false,
+  }));
+  app.onError(onError);
+  app.notFound((c) => errorResponse(c, new ApiError(404, 'not_found', `No route ${c.req.method} ${c.req.path}; see /docs`)));
+
+  app.openAPIRegistry.registerComponent('securitySchemes', 'Bearer', { type: 'http', scheme: 'bearer', description: 'A tenant\'s API key' });
+  app.openAPIRegistry.registerComponent('securitySchemes', 'AdminBearer', { type: 'http', scheme: 'bearer', description: 'The service\'s admin token (CAPSA_ADMIN_TOKEN)' });
+
+  registerModuleRoutes(app, deps);
+  registerRunRoutes(app, deps);
+  registerTenantRoutes(app, deps);
+  registerSystemRoutes(app, deps);
+  return app;
+}
+
+export { createScheduler, DEFAULT_QUOTAS, type Scheduler, type SchedulerOptions, type Quotas } from './scheduler.js';

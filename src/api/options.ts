@@ -1,0 +1,79 @@
+/** Options and shared types of the REST service. */
+import type { Logger } from 'pino';
+import type { Host } from '../host/host.js';
+import { DEFAULT_LIMITS, type Limits } from '../host/limits.js';
+import type { Policy } from '../host/manifest/policy.js';
+import type { Store, Tenant } from './store/types.js';
+import type { Scheduler } from './scheduler.js';
+
+/** What the HTTP layer accepts: body sizes, waits, pages, batches. */
+export interface ApiLimits {
+  /** Largest module upload (raw or multipart), in bytes. */
+  moduleBytes: number;
+  /** Largest POST /v1/runs body, in bytes. */
+  runBodyBytes: number;
+  /** Largest POST /v1/runs:batch body, in bytes. */
+  batchBodyBytes: number;
+  /** Largest admin request body (tenant names, policies), in bytes. */
+  adminBodyBytes: number;
+  /** Longest `wait` of POST /v1/runs, in seconds; longer asks are lowered to it. */
+  waitSeconds: number;
+  /** Most runs in one POST /v1/runs:batch. */
+  batchMax: number;
+  /** Page size when `limit` is not given, and the largest allowed. */
+  pageDefault: number;
+  pageMax: number;
+  /** Deepest nesting of a JSON body (objects and arrays). */
+  jsonDepth: number;
+  /** What a run gets for each limit its manifest leaves out (lowered to the policy's maxima). */
+  runDefaults: Limits;
+}
+
+export const DEFAULT_API_LIMITS: Readonly<ApiLimits> = {
+  moduleBytes: 16 << 20,
+  runBodyBytes: 2 << 20,
+  batchBodyBytes: 8 << 20,
+  adminBodyBytes: 256 << 10,
+  waitSeconds: 30,
+  batchMax: 20,
+  pageDefault: 20,
+  pageMax: 100,
+  jsonDepth: 32,
+  runDefaults: { ...DEFAULT_LIMITS },
+};
+
+/** Options of createApp. */
+export interface AppOptions {
+  store: Store;
+  host: Host;
+  scheduler: Scheduler;
+  /** The service's policy for tenants without their own (default SERVICE_POLICY: memory dirs only). */
+  policy?: Policy;
+  /** The bearer token of /v1/admin/* (the CLI passes CAPSA_ADMIN_TOKEN); without it the admin API answers 401. */
+  adminToken?: string;
+  /** Structured JSON logs (default: pino at CAPSA_LOG_LEVEL or info, to stdout). */
+  logger?: Logger;
+  limits?: Partial<Omit<ApiLimits, 'runDefaults'>> & { runDefaults?: Partial<Limits> };
+}
+
+/** Hono's environment of every route. */
+export interface AppEnv {
+  Variables: {
+    requestId: string;
+    tenant: Tenant;
+    /** Set by run routes so the access log names the run. */
+    runId: string;
+    log: Logger;
+  };
+}
+
+/** What the feature folders receive from createApp. */
+export interface Deps {
+  store: Store;
+  host: Host;
+  scheduler: Scheduler;
+  policy: Policy;
+  adminToken: string | undefined;
+  logger: Logger;
+  limits: ApiLimits;
+}

@@ -1,0 +1,143 @@
+/**
+ * From a POST /v1/runs body to what the scheduler stores: the manifest is parsed (text as YAML;
+ * an object is written out as YAML first, so problems still have line:col), checked against the
+ * tenant's policy (or the service's), and turned into run request fields with stdin and files.
+ */
+import YAML from 'yaml';
+import { z } from '@hono/zod-openapi';
+import { flowDepth, parseManifest } from '../../host/manifest/parse.js';
+import { applyPolicy, checkCasperGrants, parsePolicy, type Policy } from '../../host/manifest/policy.js';
+import { requestFromManifest } from '../../host/manifest/to-request.js';
+import { ManifestError } from '../../host/manifest/types.js';
+import type { Tenant } from '../store/types.js';
+import { ApiError } from '../errors.js';
+import { fromB64, isBase64 } from '../encoding.js';
+import type { Deps } from '../options.js';
+import type { StoredRunFields } from './record.js';
+
+export const MODULE_ID = /^sha256:[0-9a-f]{64}$/;
+
+export const RunBodySchema = z.strictObject({
+  module: z.string().regex(MODULE_ID, 'must be "sha256:" followed by 64 lowercase hex digits').optional()
+    .openapi({ description: 'The id of a module you uploaded (POST /v1/modules); or give it as the manifest\'s `module`', example: 'sha256:…' }),
+  manifest: z.union([z.string(), z.record(z.string(), z.unknown())]).optional()
+    .openapi({ description: 'The manifest: YAML text, or the same as a JSON object (args, env, argdata, dirs, limits, casper, pledge)', example: 'args: [world]\n' }),
+  stdin: z.string().optional().openapi({ description: 'Standard input as text' }),
+  stdinBase64: z.string().refine(isBase64, 'must be base64').optional().openapi({ description: 'Standard input as base64 (instead of stdin)' }),
+  files: z.record(z.string(), z.string()).optional().openapi({ description: 'In-memory files by guest path, as text, e.g. {"/data/in.txt": "hello"}' }),
+  filesBase64: z.record(z.string(), z.string().refine(isBase64, 'must be base64')).optional().openapi({ description: 'In-memory files by guest path, as base64' }),
+  audit: z.enum(['off', 'denied', 'all']).optional().openapi({ description: 'Which capability decisions to record (default denied)' }),
+  wait: z.number().min(0).optional().openapi({ description: 'Seconds to wait for the run to end before answering (lowered to the service\'s cap)' }),
+}).openapi('RunRequest');
+
+export type RunBody = z.output<typeof RunBodySchema>;
+
+export interface PreparedRun {
+  moduleId: string;
+  manifest: string;
+  fields: StoredRunFields;
+}
+
+const policyCache = new WeakMap<Deps, Map<string, { text: string; policy: Policy }>>();
+
+/**
+ * A tenant's policy: its own (host directory rules dropped: tenants get in-memory directories
+ * only, whatever a policy says) or the service's.
+ */
+export function tenantPolicy(deps: Deps, tenant: Tenant): Policy {
+  if (tenant.policy === null || tenant.policy.trim() === '') return deps.policy;
+  let cache = policyCache.get(deps);
+  if (!cache) { cache = new Map(); policyCache.set(deps, cache); }
+  const hit = cache.get(tenant.id);
+  if (hit && hit.text === tenant.policy) return hit.policy;
+  let policy: Policy;
+  try {
+    const p = parsePolicy(tenant.policy, 'policy');
+    policy = { ...p, dirs: p.dirs.filter((d) => d.source.kind === 'memory') };
+  } catch (e) {
+    throw new ApiError(500, 'internal', `Your tenant's policy cannot be read; ask the operator to set it again (${(e as Error).message.split('\n')[0]})`);
+  }
+  cache.set(tenant.id, { text: tenant.policy, policy });
+  return policy;
+}
+
+/** A ManifestError as a 422 with every problem in details. */
+export function manifestProblem(e: ManifestError, code: 'invalid_manifest' | 'policy_violation' | 'invalid_policy', lead: string): ApiError {
+  return new ApiError(422, code, `${lead}:\n${e.message}`, e.problems);
+}
+
+/** Checks guest paths of `files` the way the engine reads them, so a bad path is a 422, not a failed run. */
+function checkFiles(files: Record<string, unknown>, field: string): { path: string; message: string }[] {
+  const out: { path: string; message: string }[] = [];
+  for (const p of Object.keys(files)) {
+    const parts = p.split('/').filter((x) => x !== '' && x !== '.');
+    if (!p.startsWith('/') || parts.length < 2 || parts.includes('..') || p.includes('\0')) {
+      out.push({ path: `${field}.${p}`, message: 'a file path is absolute and inside a directory, like "/data/in.txt", without ".."' });
+    }
+  }
+  return out;
+}
+
+/** Validates a run body for a tenant; throws ApiError (404/422) naming what is wrong. */
+export function prepareRun(deps: Deps, tenant: Tenant, body: RunBody): PreparedRun {
+  if (body.stdin !== undefined && body.stdinBase64 !== undefined) {
+    throw new ApiError(422, 'invalid_request', 'Give stdin or stdinBase64, not both', [{ path: 'stdinBase64', message: 'conflicts with stdin' }]);
+  }
+  const fileProblems = [...checkFiles(body.files ?? {}, 'files'), ...checkFiles(body.filesBase64 ?? {}, 'filesBase64')];
+  for (const p of Object.keys(body.files ?? {})) {
+    if (body.filesBase64 && Object.hasOwn(body.filesBase64, p)) fileProblems.push({ path: `filesBase64.${p}`, message: 'also given in files' });
+  }
+  if (fileProblems.length) {
+    throw new ApiError(422, 'invalid_request', `Invalid files: ${fileProblems.map((p) => `${p.path}: ${p.message}`).join('; ')}`, fileProblems);
+  }
+
+  let text: string;
+  if (body.manifest === undefined) text = '';
+  else if (typeof body.manifest === 'string') text = body.manifest;
+  else text = YAML.stringify(body.manifest, { aliasDuplicateObjects: false });
+
+  let manifest;
+  try {
+    // Nesting is refused before parsing (parseManifest checks it too; this names the field).
+    if (flowDepth(text) > 64) throw new ApiError(422, 'invalid_manifest', 'The manifest is nested deeper than 64 levels');
+    manifest = parseManifest(text, 'manifest');
+  } catch (e) {
+    if (e instanceof ManifestError) throw manifestProblem(e, 'invalid_manifest', 'The manifest is not valid');
+    throw e;
+  }
+
+  if (manifest.module !== undefined && !MODULE_ID.test(manifest.module)) {
+    throw new ApiError(422, 'invalid_manifest', `The manifest's module must be a module id ("sha256:…"), not ${JSON.stringify(manifest.module)}`, [{ line: 0, col: 0, path: 'module', message: 'not a module id' }]);
+  }
+  if (body.module !== undefined && manifest.module !== undefined && body.module !== manifest.module) {
+    throw new ApiError(422, 'invalid_request', `The body names module ${body.module} and the manifest ${manifest.module}; give one`);
+  }
+  const moduleId = body.module ?? manifest.module;
+  if (moduleId === undefined) throw new ApiError(422, 'invalid_request', 'Name the module to run: "module": "sha256:…" (upload it with POST /v1/modules)', [{ path: 'module', message: 'required' }]);
+  if (!deps.store.getModule(tenant.id, moduleId)) {
+    throw new ApiError(422, 'unknown_module', `You have no module ${moduleId}; upload it with POST /v1/modules first`, [{ path: 'module', message: 'not found' }]);
+  }
+
+  let effective;
+  try {
+    effective = applyPolicy(manifest, tenantPolicy(deps, tenant), deps.limits.runDefaults, 'manifest');
+    checkCasperGrants(effective, 'manifest');
+  } catch (e) {
+    if (e instanceof ManifestError) throw manifestProblem(e, 'policy_violation', 'The manifest asks for more than your policy allows');
+    throw e;
+  }
+
+  // fromEntries defines keys (a "__proto__" path stays a path).
+  const files: Record<string, string | Uint8Array> = Object.fromEntries([
+    ...Object.entries(body.files ?? {}),
+    ...Object.entries(body.filesBase64 ?? {}).map(([p, v]) => [p, fromB64(v)] as const),
+  ]);
+  const stdin = body.stdinBase64 !== undefined ? fromB64(body.stdinBase64) : body.stdin;
+  const fields: StoredRunFields = {
+    ...requestFromManifest(effective),
+    ...(stdin !== undefined ? { stdin } : {}),
+    ...(Object.keys(files).length ? { files } : {}),
+    audit: body.audit ?? 'denied',
+  };
+  return { moduleId, manifest: text, fields };
+}

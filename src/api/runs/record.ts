@@ -1,0 +1,145 @@
+/**
+ * What a run record holds as JSON text: the request the scheduler starts (effective manifest
+ * fields, stdin and files), the engine's result, and the view the API answers with.
+ */
+import type { RunRequest } from '../../host/host.js';
+import type { RunResult, Usage } from '../../host/result.js';
+import type { RunEventRecord, RunRecord, RunState } from '../store/types.js';
+import { b64, decodeTagged, encodeTagged, fromB64, toText, type Encoding } from '../encoding.js';
+
+export const TERMINAL: ReadonlySet<RunState> = new Set<RunState>(['exited', 'trapped', 'timeout', 'memory_limit', 'output_limit', 'cancelled', 'invalid_module', 'host_error', 'interrupted']);
+export const isTerminal = (s: RunState): boolean => TERMINAL.has(s);
+
+/** The parts of a RunRequest a stored run carries (the module comes from the store, the signal from the scheduler). */
+export type StoredRunFields = Omit<RunRequest, 'module' | 'signal' | 'functions' | 'stdinFd' | 'stdoutFd' | 'stderrFd' | 'tty'>;
+
+interface StoredRequest {
+  v: 1;
+  /** The manifest as the tenant sent it (YAML), for the record. */
+  manifest: string;
+  run: unknown;
+}
+
+export function encodeRequest(manifest: string, fields: StoredRunFields): string {
+  const stored: StoredRequest = { v: 1, manifest, run: encodeTagged(fields) };
+  return JSON.stringify(stored);
+}
+
+export function decodeRequest(text: string): { manifest: string; fields: StoredRunFields } {
+  const stored = JSON.parse(text) as StoredRequest;
+  if (stored?.v !== 1) throw new TypeError(`unknown run request version ${JSON.stringify(stored?.v)}`);
+  return { manifest: stored.manifest, fields: decodeTagged(stored.run) as StoredRunFields };
+}
+
+/** Most bytes of in-memory files kept with a result; past it the files are listed by size only. */
+export const RESULT_FILES_BYTES = 1 << 20;
+
+/** The engine's result as stored: bytes in base64, audit events left to the event log. */
+export interface StoredResult {
+  status: RunState;
+  blame: 'guest' | 'host';
+  exitCode?: number;
+  trap?: { kind: string; message: string };
+  timeout?: 'wall' | 'cpu';
+  message?: string;
+  stdout: string;
+  stderr: string;
+  files: Record<string, string>;
+  /** Sizes of files not kept, when they were above RESULT_FILES_BYTES together. */
+  filesOmitted?: Record<string, number>;
+  usage: Usage;
+  audit: { events: number; dropped: number };
+  warnings?: string[];
+}
+
+export function storedResult(r: RunResult): StoredResult {
+  const total = Object.values(r.files).reduce((n, f) => n + f.length, 0);
+  const keep = total <= RESULT_FILES_BYTES;
+  const out: StoredResult = {
+    status: r.status, blame: r.blame, stdout: b64(r.stdout), stderr: b64(r.stderr),
+    files: keep ? Object.fromEntries(Object.entries(r.files).map(([p, f]) => [p, b64(f)])) : {},
+    usage: r.usage, audit: { events: r.audit.events.length, dropped: r.audit.dropped },
+  };
+  if (!keep) out.filesOmitted = Object.fromEntries(Object.entries(r.files).map(([p, f]) => [p, f.length]));
+  if (r.exitCode !== undefined) out.exitCode = r.exitCode;
+  if (r.trap) out.trap = r.trap;
+  if (r.timeout) out.timeout = r.timeout;
+  if (r.message !== undefined) out.message = r.message;
+  if (r.warnings?.length) out.warnings = r.warnings;
+  return out;
+}
+
+/** A result for a run that ended without the engine (cancelled while queued, interrupted, refused). */
+export function syntheticResult(status: RunState, blame: 'guest' | 'host', message: string): StoredResult {
+  return { status, blame, message, stdout: '', stderr: '', files: {}, usage: { wallMs: 0, cpuMs: 0, peakMemoryBytes: 0 }, audit: { events: 0, dropped: 0 } };
+}
+
+const iso = (t: number | null): string | null => (t === null ? null : new Date(t).toISOString());
+
+/** A run as the API shows it. */
+export interface RunView {
+  id: string;
+  module: string;
+  status: RunState;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  attempts: number;
+  exitCode: number | null;
+  stdout: string | null;
+  stderr: string | null;
+  stdoutEncoding?: Encoding;
+  stderrEncoding?: Encoding;
+  blame?: 'guest' | 'host';
+  message?: string;
+  trap?: { kind: string; message: string };
+  timeout?: 'wall' | 'cpu';
+  files?: Record<string, { data: string; encoding: Encoding }>;
+  filesOmitted?: Record<string, number>;
+  usage?: Usage;
+  audit?: { events: number; dropped: number };
+  warnings?: string[];
+}
+
+export function runView(r: RunRecord): RunView {
+  const view: RunView = {
+    id: r.id, module: r.moduleId, status: r.state, createdAt: iso(r.createdAt)!, startedAt: iso(r.startedAt), finishedAt: iso(r.finishedAt),
+    attempts: r.attempts, exitCode: null, stdout: null, stderr: null,
+  };
+  if (r.result === null) return view;
+  let res: StoredResult;
+  try {
+    res = JSON.parse(r.result) as StoredResult;
+  } catch {
+    return { ...view, message: 'the stored result cannot be read' };
+  }
+  const out = toText(fromB64(res.stdout ?? ''));
+  const err = toText(fromB64(res.stderr ?? ''));
+  Object.assign(view, {
+    exitCode: res.exitCode ?? null, stdout: out.data, stdoutEncoding: out.encoding, stderr: err.data, stderrEncoding: err.encoding,
+    blame: res.blame, usage: res.usage, audit: res.audit,
+  });
+  if (res.message !== undefined) view.message = res.message;
+  if (res.trap) view.trap = res.trap;
+  if (res.timeout) view.timeout = res.timeout;
+  if (res.files && Object.keys(res.files).length) view.files = Object.fromEntries(Object.entries(res.files).map(([p, f]) => [p, toText(fromB64(f))]));
+  if (res.filesOmitted) view.filesOmitted = res.filesOmitted;
+  if (res.warnings) view.warnings = res.warnings;
+  return view;
+}
+
+/**
+ * A running run's output so far, from its stdout/stderr events (each chunk is text or base64), so
+ * that polling shows progress; finished runs take theirs from the result.
+ */
+export function withProgress(view: RunView, events: RunEventRecord[]): RunView {
+  const parts: Record<'stdout' | 'stderr', Uint8Array[]> = { stdout: [], stderr: [] };
+  for (const e of events) {
+    if (e.type !== 'stdout' && e.type !== 'stderr') continue;
+    const d = JSON.parse(e.data) as { data: string; encoding: Encoding };
+    parts[e.type].push(d.encoding === 'base64' ? fromB64(d.data) : new TextEncoder().encode(d.data));
+  }
+  const out = toText(Buffer.concat(parts.stdout));
+  const err = toText(Buffer.concat(parts.stderr));
+  return { ...view, stdout: out.data, stdoutEncoding: out.encoding, stderr: err.data, stderrEncoding: err.encoding };
+}

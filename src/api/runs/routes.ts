@@ -1,0 +1,270 @@
+/** /v1/runs: submit (one or a batch), read, list, cancel, audit trail, and the SSE event stream. */
+import type { OpenAPIHono } from '@hono/zod-openapi';
+import { z } from '@hono/zod-openapi';
+import type { Context } from 'hono';
+import { streamSSE } from 'hono/streaming';
+import type { RunEventRecord, RunRecord, RunState, Tenant } from '../store/types.js';
+import { newRunId } from '../store/ids.js';
+import { ApiError, notFound } from '../errors.js';
+import { defineRoute, errorResponses, jsonContent, pageQuery, pageSchema, readJson, readJsonValue, readQuery } from '../http.js';
+import type { AppEnv, Deps } from '../options.js';
+import { encodeRequest, isTerminal, runView, withProgress, type RunView } from './record.js';
+import { prepareRun, RunBodySchema, type RunBody } from './prepare.js';
+
+const STATES = ['queued', 'running', 'exited', 'trapped', 'timeout', 'memory_limit', 'output_limit', 'cancelled', 'invalid_module', 'host_error', 'interrupted'] as const satisfies readonly RunState[];
+
+const text = z.string().nullable();
+const encoding = z.enum(['utf8', 'base64']);
+const UsageSchema = z.object({ wallMs: z.number(), cpuMs: z.number(), peakMemoryBytes: z.number() });
+
+export const RunSchema = z.object({
+  id: z.string().openapi({ example: 'run_9x2…' }),
+  module: z.string(),
+  status: z.enum(STATES),
+  createdAt: z.string(),
+  startedAt: z.string().nullable(),
+  finishedAt: z.string().nullable(),
+  attempts: z.number().int(),
+  exitCode: z.number().int().nullable(),
+  stdout: text.openapi({ description: 'The output as text when it is valid UTF-8, else base64 (see stdoutEncoding); while running, the output so far; null while queued' }),
+  stderr: text,
+  stdoutEncoding: encoding.optional(),
+  stderrEncoding: encoding.optional(),
+  blame: z.enum(['guest', 'host']).optional(),
+  message: z.string().optional(),
+  trap: z.object({ kind: z.string(), message: z.string() }).optional(),
+  timeout: z.enum(['wall', 'cpu']).optional(),
+  files: z.record(z.string(), z.object({ data: z.string(), encoding })).optional(),
+  filesOmitted: z.record(z.string(), z.number()).optional(),
+  usage: UsageSchema.optional(),
+  audit: z.object({ events: z.number(), dropped: z.number() }).optional(),
+  warnings: z.array(z.string()).optional(),
+}).openapi('Run');
+
+const RunSummarySchema = RunSchema.pick({ id: true, module: true, status: true, createdAt: true, startedAt: true, finishedAt: true, attempts: true, exitCode: true }).openapi('RunSummary');
+
+const BatchBodySchema = z.union([z.array(z.unknown()), z.object({ runs: z.array(z.unknown()) })]).openapi('RunBatch', {
+  description: 'An array of run requests (or { runs: [...] }), each like POST /v1/runs without wait',
+});
+const BatchResultSchema = z.object({
+  items: z.array(z.object({
+    index: z.number().int(),
+    status: z.number().int().openapi({ description: 'The status this run alone would have had (201, 4xx, 503)' }),
+    run: RunSchema.optional(),
+    error: z.object({ code: z.string(), message: z.string(), details: z.unknown().optional() }).optional(),
+  })),
+}).openapi('RunBatchResult');
+
+const idParam = z.object({ id: z.string().openapi({ param: { name: 'id', in: 'path' }, example: 'run_…' }) });
+
+const summary = (r: RunRecord) => {
+  const v = runView(r);
+  return { id: v.id, module: v.module, status: v.status, createdAt: v.createdAt, startedAt: v.startedAt, finishedAt: v.finishedAt, attempts: v.attempts, exitCode: v.exitCode };
+};
+
+export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
+  const { store, scheduler, limits } = deps;
+
+  /** Validates, checks quotas, persists and queues one run. Throws ApiError. */
+  const createOne = (tenant: Tenant, body: RunBody): RunRecord => {
+    const prepared = prepareRun(deps, tenant, body);
+    const refused = scheduler.admit(tenant.id);
+    if (refused) throw refused;
+    // Persisted before it is acknowledged (and before the scheduler may start it).
+    const run = store.createRun({
+      id: newRunId(), tenantId: tenant.id, moduleId: prepared.moduleId,
+      request: encodeRequest(prepared.manifest, prepared.fields), createdAt: Date.now(),
+    });
+    scheduler.submit(tenant.id, run.id);
+    return run;
+  };
+
+  /** The full view; a running run's output so far included. */
+  const fullView = (r: RunRecord): RunView => (r.state === 'running' ? withProgress(runView(r), store.events(r.id, 0)) : runView(r));
+
+  const ownRun = (c: Context<AppEnv>): RunRecord => {
+    const id = c.req.param('id') ?? '';
+    const run = store.getRun(c.get('tenant').id, id);
+    if (!run) throw notFound(`Run ${id}`);
+    c.set('runId', run.id);
+    return run;
+  };
+
+  defineRoute(app, deps, {
+    method: 'post', path: '/v1/runs', auth: 'tenant', maxBody: limits.runBodyBytes, tags: ['runs'],
+    summary: 'Start a run',
+    description: `Validates the manifest against your policy, persists the run (queued) and queues it. With \`wait\` (seconds, at most ${limits.waitSeconds}) the answer waits for the run to end and shows its result; otherwise, or if it has not ended by then, the run so far.`,
+    request: { body: { required: true, content: { 'application/json': { schema: RunBodySchema } } } },
+    responses: {
+      201: jsonContent(RunSchema, 'The run (finished, when wait was given and it ended in time)'),
+      ...errorResponses([400, 'Malformed JSON'], [422, 'Invalid request, manifest or module; over the policy (each problem in details, with line:col for the manifest)'],
+        [429, 'A quota is used up (Retry-After)'], [503, 'The global queue is full or the service is stopping (Retry-After)']),
+    },
+  }, async (c) => {
+    const tenant = c.get('tenant');
+    const body = await readJson(c, deps, RunBodySchema);
+    const run = createOne(tenant, body);
+    c.set('runId', run.id);
+    const wait = Math.min(body.wait ?? 0, limits.waitSeconds);
+    if (wait > 0) {
+      const cur = store.getRun(tenant.id, run.id);
+      if (cur && !isTerminal(cur.state)) await scheduler.waitFor(run.id, wait * 1000);
+    }
+    c.header('Location', `/v1/runs/${run.id}`);
+    return c.json(fullView(store.getRun(tenant.id, run.id) ?? run), 201);
+  });
+
+  defineRoute(app, deps, {
+    method: 'post', path: '/v1/runs:batch', auth: 'tenant', maxBody: limits.batchBodyBytes, tags: ['runs'],
+    summary: 'Start several runs',
+    description: `Up to ${limits.batchMax} runs, each validated, admitted and queued on its own; the answer has one entry per item, in order, with the status that item alone would have had. \`wait\` is not supported in a batch.`,
+    request: { body: { required: true, content: { 'application/json': { schema: BatchBodySchema } } } },
+    responses: {
+      200: jsonContent(BatchResultSchema, 'One result per item'),
+      ...errorResponses([400, 'Malformed JSON'], [422, 'Not an array of runs, or too many']),
+    },
+  }, async (c) => {
+    const tenant = c.get('tenant');
+    const raw = await readJsonValue(c, deps);
+    const items = Array.isArray(raw) ? raw : raw && typeof raw === 'object' && Array.isArray((raw as { runs?: unknown }).runs) ? (raw as { runs: unknown[] }).runs : undefined;
+    if (!items) throw new ApiError(422, 'invalid_request', 'A batch is a JSON array of run requests, or { "runs": [...] }');
+    if (items.length === 0) throw new ApiError(422, 'invalid_request', 'The batch is empty');
+    if (items.length > limits.batchMax) throw new ApiError(422, 'invalid_request', `The batch has ${items.length} runs; at most ${limits.batchMax} are allowed`);
+    const out = items.map((item, index) => {
+      try {
+        const r = RunBodySchema.safeParse(item);
+        if (!r.success) {
+          const details = r.error.issues.map((i) => ({ path: i.path.map(String).join('.'), message: i.message }));
+          throw new ApiError(422, 'invalid_request', `Invalid run: ${details.map((d) => (d.path ? `${d.path}: ${d.message}` : d.message)).join('; ')}`, details);
+        }
+        if (r.data.wait !== undefined) throw new ApiError(422, 'invalid_request', 'wait is not supported in a batch; poll the runs or stream their events', [{ path: 'wait', message: 'not allowed' }]);
+        return { index, status: 201, run: runView(createOne(tenant, r.data)) };
+      } catch (e) {
+        if (!(e instanceof ApiError) || e.status >= 500 && e.code === 'internal') throw e;
+        return { index, status: e.status, error: { code: e.code, message: e.message, ...(e.details !== undefined ? { details: e.details } : {}) } };
+      }
+    });
+    return c.json({ items: out }, 200);
+  });
+
+  const listQuery = pageQuery(deps).extend({ status: z.enum(STATES).optional().openapi({ description: 'Only runs in this state' }) });
+  defineRoute(app, deps, {
+    method: 'get', path: '/v1/runs', auth: 'tenant', tags: ['runs'],
+    summary: 'List your runs, newest first',
+    request: { query: listQuery },
+    responses: { 200: jsonContent(pageSchema(RunSummarySchema, 'RunPage'), 'A page of runs'), ...errorResponses([422, 'Bad query parameters']) },
+  }, (c) => {
+    const q = readQuery(c, listQuery);
+    const page = store.listRuns(c.get('tenant').id, {
+      limit: q.limit ?? limits.pageDefault, ...(q.status ? { state: q.status } : {}), ...(q.cursor !== undefined ? { cursor: q.cursor } : {}),
+    });
+    return c.json({ items: page.items.map(summary), ...(page.next !== undefined ? { next: page.next } : {}) }, 200);
+  });
+
+  defineRoute(app, deps, {
+    method: 'get', path: '/v1/runs/{id}', auth: 'tenant', tags: ['runs'],
+    summary: 'A run: status, exit code, output, usage, timestamps',
+    request: { params: idParam },
+    responses: { 200: jsonContent(RunSchema, 'The run'), ...errorResponses([404, 'You have no such run']) },
+  }, (c) => c.json(fullView(ownRun(c)), 200));
+
+  defineRoute(app, deps, {
+    method: 'delete', path: '/v1/runs/{id}', auth: 'tenant', tags: ['runs'],
+    summary: 'Cancel a run',
+    description: 'A queued run ends `cancelled` at once; a running one is aborted (the answer waits up to 5 s for it to end; 202 if it has not). A run that already ended is a 409.',
+    request: { params: idParam },
+    responses: {
+      200: jsonContent(RunSchema, 'The cancelled run'),
+      202: jsonContent(RunSchema, 'Cancellation requested; the run is still stopping'),
+      ...errorResponses([404, 'You have no such run'], [409, 'The run already ended']),
+    },
+  }, async (c) => {
+    const run = ownRun(c);
+    const tenant = c.get('tenant');
+    const r = scheduler.cancel(tenant.id, run.id);
+    if (!r) throw notFound(`Run ${run.id}`);
+    if (r.outcome === 'finished') throw new ApiError(409, 'conflict', `Run ${run.id} already ended (${r.run.state})`);
+    if (r.outcome === 'cancelling') await scheduler.waitFor(run.id, 5000);
+    const now = store.getRun(tenant.id, run.id) ?? r.run;
+    return c.json(fullView(now), isTerminal(now.state) ? 200 : 202);
+  });
+
+  defineRoute(app, deps, {
+    method: 'get', path: '/v1/runs/{id}/audit', auth: 'tenant', tags: ['runs'],
+    summary: 'The run\'s capability decisions, one JSON object per line',
+    request: { params: idParam },
+    responses: {
+      200: { description: 'Audit events so far (application/x-ndjson)', content: { 'application/x-ndjson': { schema: { type: 'string' } } } },
+      ...errorResponses([404, 'You have no such run']),
+    },
+  }, (c) => {
+    const run = ownRun(c);
+    const lines = store.events(run.id, 0).filter((e) => e.type === 'audit').map((e) => e.data + '\n').join('');
+    return c.body(lines, 200, { 'Content-Type': 'application/x-ndjson; charset=utf-8' });
+  });
+
+  defineRoute(app, deps, {
+    method: 'get', path: '/v1/runs/{id}/events', auth: 'tenant', tags: ['runs'],
+    summary: 'The run\'s events as Server-Sent Events',
+    description: 'Events `status`, `stdout`, `stderr` ({data, encoding}), `audit` and `exit`, each with its sequence number as id. Reconnect with Last-Event-ID (or ?lastEventId=) to resume; the stream ends after `exit`.',
+    request: {
+      params: idParam,
+      query: z.object({ lastEventId: z.string().optional() }),
+      headers: z.object({ 'last-event-id': z.string().optional() }),
+    },
+    responses: {
+      200: { description: 'An event stream', content: { 'text/event-stream': { schema: { type: 'string' } } } },
+      ...errorResponses([404, 'You have no such run']),
+    },
+  }, (c) => {
+    const run = ownRun(c);
+    const tenantId = c.get('tenant').id;
+    const from = c.req.header('last-event-id') ?? c.req.query('lastEventId') ?? '0';
+    let last = /^\d{1,15}$/.test(from.trim()) ? Number(from.trim()) : 0;
+    return streamSSE(c, async (stream) => {
+      const pending: RunEventRecord[] = [];
+      let wake: (() => void) | undefined;
+      let closed = false;
+      const unsubscribe = scheduler.onEvent(run.id, (e) => { pending.push(e); wake?.(); });
+      stream.onAbort(() => { closed = true; wake?.(); });
+      /** Writes an event not yet sent; true after `exit`. */
+      const send = async (e: RunEventRecord): Promise<boolean> => {
+        if (e.seq <= last) return false;
+        await stream.writeSSE({ id: String(e.seq), event: e.type, data: e.data });
+        last = e.seq;
+        return e.type === 'exit';
+      };
+      try {
+        for (const e of store.events(run.id, last)) if (await send(e)) return;
+        while (!closed) {
+          const e = pending.shift();
+          if (e) {
+            if (await send(e)) return;
+            continue;
+          }
+          const cur = store.getRun(tenantId, run.id);
+          if (!cur || isTerminal(cur.state)) {
+            for (const e2 of store.events(run.id, last)) if (await send(e2)) return;
+            return;
+          }
+          let timer: NodeJS.Timeout | undefined;
+          const woke = await new Promise<boolean>((resolve) => {
+            wake = () => resolve(true);
+            timer = setTimeout(() => resolve(false), 15_000);
+          });
+          clearTimeout(timer);
+          wake = undefined;
+          if (!woke && !closed) await stream.write(': keep-alive\n\n');
+        }
+      } catch (e) {
+        // Not streamSSE's own handler: it would send the error's message to the client.
+        c.get('log').error({ err: e, run: run.id }, 'event stream failed');
+        await stream.writeSSE({ event: 'error', data: JSON.stringify({ message: 'The event stream failed; reconnect with Last-Event-ID' }) }).catch(() => {});
+      } finally {
+        unsubscribe();
+      }
+    });
+  });
+}
+
+export type { RunView };

@@ -1,0 +1,131 @@
+/** Health, metrics, the tenant's limits, and the API's own description (OpenAPI and an HTML page). */
+import type { OpenAPIHono } from '@hono/zod-openapi';
+import { z } from '@hono/zod-openapi';
+import { LIMIT_FIELDS, type Limits } from '../../host/limits.js';
+import { formatRights } from '../../wasi/rights.js';
+import { defineRoute, jsonContent } from '../http.js';
+import { Exposition } from '../metrics.js';
+import type { AppEnv, Deps } from '../options.js';
+import { tenantPolicy } from '../runs/prepare.js';
+import { renderDocs } from './docs.js';
+
+const LimitsSchema = z.object(Object.fromEntries(LIMIT_FIELDS.map((f) => [f, z.number()])) as Record<keyof Limits, z.ZodNumber>);
+
+const EffectiveLimitsSchema = z.object({
+  run: z.object({
+    defaults: LimitsSchema.openapi({ description: 'What a run gets for each limit its manifest leaves out' }),
+    maxima: LimitsSchema.openapi({ description: 'The most a manifest may ask for (422 above)' }),
+  }),
+  policy: z.object({
+    own: z.boolean().openapi({ description: 'Whether the tenant has its own policy (else the service\'s)' }),
+    dirs: z.array(z.object({ source: z.string(), guest: z.string().optional(), rights: z.string() })),
+    casper: z.record(z.string(), z.unknown()),
+    argdataFiles: z.boolean(),
+  }),
+  quotas: z.object({
+    concurrentRuns: z.object({ limit: z.number(), used: z.number() }),
+    queuedRuns: z.object({ limit: z.number(), used: z.number() }),
+    moduleStorageBytes: z.object({ limit: z.number(), used: z.number() }),
+    cpuSecondsPerDay: z.object({ limit: z.number(), used: z.number() }),
+  }),
+  api: z.object({
+    moduleBytes: z.number(), runBodyBytes: z.number(), batchBodyBytes: z.number(),
+    waitSeconds: z.number(), batchMax: z.number(), pageMax: z.number(), jsonDepth: z.number(),
+  }),
+}).openapi('EffectiveLimits');
+
+export function registerSystemRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
+  const { store, host, scheduler, limits } = deps;
+
+  defineRoute(app, deps, {
+    method: 'get', path: '/healthz', auth: 'none', tags: ['system'],
+    summary: 'Liveness: 200 while the service takes runs, 503 while it stops',
+    responses: {
+      200: jsonContent(z.object({ status: z.string() }), 'Serving'),
+      503: jsonContent(z.object({ status: z.string() }), 'Stopping'),
+    },
+  }, (c) => (scheduler.stats().stopping ? c.json({ status: 'stopping' }, 503) : c.json({ status: 'ok' }, 200)));
+
+  defineRoute(app, deps, {
+    method: 'get', path: '/metrics', auth: 'none', tags: ['system'],
+    summary: 'Prometheus metrics: runs by status, queue depth, run latency, worker utilisation',
+    responses: { 200: { description: 'Text exposition format 0.0.4', content: { 'text/plain': { schema: { type: 'string' } } } } },
+  }, (c) => {
+    const s = scheduler.stats();
+    const m = scheduler.metrics();
+    const h = host.stats();
+    const text = new Exposition()
+      .metric('capsa_runs_submitted_total', 'counter', 'Runs accepted since the process started', [[{}, m.submitted]])
+      .metric('capsa_runs_finished_total', 'counter', 'Runs that ended since the process started, by final status', [...m.finished].map(([k, v]) => [{ status: k }, v]))
+      .metric('capsa_runs', 'gauge', 'Runs in the scheduler now, by status', [[{ status: 'queued' }, s.queued], [{ status: 'running' }, s.running]])
+      .metric('capsa_queue_depth', 'gauge', 'Runs waiting for a worker', [[{}, s.queued]])
+      .metric('capsa_tenants_waiting', 'gauge', 'Tenants with queued runs', [[{}, s.tenantsWaiting]])
+      .histogram('capsa_run_duration_seconds', 'Wall time of runs on a worker', m.runSeconds)
+      .histogram('capsa_run_queue_seconds', 'Time runs waited from submission to start', m.queueSeconds)
+      .metric('capsa_workers', 'gauge', 'Worker threads', [[{}, h.workers]])
+      .metric('capsa_workers_busy', 'gauge', 'Workers running a guest now', [[{}, h.busy]])
+      .metric('capsa_worker_utilization', 'gauge', 'Busy workers over workers, now', [[{}, h.workers ? h.busy / h.workers : 0]])
+      .metric('capsa_worker_busy_seconds_total', 'counter', 'Seconds workers spent on runs (rate / workers = utilisation)', [[{}, m.busyMs / 1000]])
+      .metric('capsa_module_cache_modules', 'gauge', 'Compiled modules cached', [[{}, h.cachedModules]])
+      .metric('capsa_module_cache_bytes', 'gauge', 'Bytes charged to the module cache', [[{}, h.cacheBytes]])
+      .toString();
+    return c.body(text, 200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' });
+  });
+
+  defineRoute(app, deps, {
+    method: 'get', path: '/v1/limits', auth: 'tenant', tags: ['system'],
+    summary: 'Your effective limits: run defaults and maxima, policy, quotas and their use, API caps',
+    responses: { 200: jsonContent(EffectiveLimitsSchema, 'The limits') },
+  }, (c) => {
+    const tenant = c.get('tenant');
+    const policy = tenantPolicy(deps, tenant);
+    const defaults = Object.fromEntries(LIMIT_FIELDS.map((f) => [f, Math.min(limits.runDefaults[f], policy.limits[f])]));
+    const q = scheduler.quotas;
+    const day = new Date();
+    const midnight = Date.UTC(day.getUTCFullYear(), day.getUTCMonth(), day.getUTCDate());
+    return c.json({
+      run: { defaults, maxima: { ...policy.limits } },
+      policy: {
+        own: tenant.policy !== null && tenant.policy.trim() !== '',
+        dirs: policy.dirs.map((d) => ({
+          source: d.source.kind === 'memory' ? 'memory' : d.source.under,
+          ...(d.guest !== undefined ? { guest: d.guest } : {}),
+          rights: d.rights.names.join(', ') || formatRights(d.rights.base),
+        })),
+        casper: policy.casper,
+        argdataFiles: policy.argdataFiles,
+      },
+      quotas: {
+        concurrentRuns: { limit: q.concurrentRuns, used: store.countRuns(tenant.id, 'running') },
+        queuedRuns: { limit: q.queuedRuns, used: store.countRuns(tenant.id, 'queued') },
+        moduleStorageBytes: { limit: q.moduleStorageBytes, used: store.moduleStorage(tenant.id) },
+        cpuSecondsPerDay: { limit: q.cpuSecondsPerDay, used: store.cpuUsedSince(tenant.id, midnight) / 1000 },
+      },
+      api: {
+        moduleBytes: limits.moduleBytes, runBodyBytes: limits.runBodyBytes, batchBodyBytes: limits.batchBodyBytes,
+        waitSeconds: limits.waitSeconds, batchMax: limits.batchMax, pageMax: limits.pageMax, jsonDepth: limits.jsonDepth,
+      },
+    }, 200);
+  });
+
+  const document = () => app.getOpenAPIDocument({
+    openapi: '3.0.3',
+    info: {
+      title: 'capsa', version: '1',
+      description: 'Runs untrusted WebAssembly (WASI preview1) guests under a Capsicum rights table, per tenant. Errors are { error: { code, message, details? } }.',
+    },
+  });
+  let cached: ReturnType<typeof document> | undefined;
+
+  defineRoute(app, deps, {
+    method: 'get', path: '/openapi.json', auth: 'none', tags: ['system'],
+    summary: 'This API as an OpenAPI 3.0 document',
+    responses: { 200: { description: 'The document', content: { 'application/json': { schema: { type: 'object' } } } } },
+  }, (c) => c.json((cached ??= document()) as object, 200));
+
+  defineRoute(app, deps, {
+    method: 'get', path: '/docs', auth: 'none', tags: ['system'],
+    summary: 'This API as an HTML page',
+    responses: { 200: { description: 'HTML', content: { 'text/html': { schema: { type: 'string' } } } } },
+  }, (c) => c.html(renderDocs(cached ??= document())));
+}

@@ -1,0 +1,156 @@
+/**
+ * An in-memory Store for tests of the API and the scheduler, following the interface's contract
+ * (tenant-scoped reads, keys kept as hashes, requeue at most once). `snapshot()`/`restore()` copy
+ * everything, which is what a process killed with kill -9 leaves behind.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import type { ApiKeyRecord, ModuleRecord, Page, RunEventRecord, RunRecord, RunState, Store, Tenant } from '../../src/api/store/types.js';
+
+const TERMINAL = new Set<RunState>(['exited', 'trapped', 'timeout', 'memory_limit', 'output_limit', 'cancelled', 'invalid_module', 'host_error', 'interrupted']);
+const hash = (s: string | Uint8Array) => createHash('sha256').update(s).digest('hex');
+const id = (prefix: string) => `${prefix}_${randomBytes(12).toString('base64url')}`;
+
+interface State {
+  tenants: Map<string, Tenant>;
+  keys: Map<string, ApiKeyRecord & { hash: string }>;
+  blobs: Map<string, Uint8Array>;
+  modules: Map<string, ModuleRecord>;
+  runs: Map<string, RunRecord>;
+  events: Map<string, RunEventRecord[]>;
+}
+
+const empty = (): State => ({ tenants: new Map(), keys: new Map(), blobs: new Map(), modules: new Map(), runs: new Map(), events: new Map() });
+
+/** Pages by position in an array sorted the way the listing wants; the cursor is the last id. */
+function paginate<T extends { id: string }>(all: T[], o: { cursor?: string; limit: number }): Page<T> {
+  const limit = Math.max(1, Math.min(100, Math.floor(o.limit)));
+  let start = 0;
+  if (o.cursor !== undefined) {
+    const i = all.findIndex((x) => x.id === o.cursor);
+    if (i < 0) throw new Error('invalid cursor');
+    start = i + 1;
+  }
+  const items = all.slice(start, start + limit);
+  const page: Page<T> = { items };
+  if (start + limit < all.length && items.length) page.next = items[items.length - 1]!.id;
+  return page;
+}
+
+export interface FakeStore extends Store {
+  snapshot(): State;
+}
+
+export function createFakeStore(initial?: State, now: () => number = Date.now): FakeStore {
+  const st: State = initial ? structuredClone(initial) : empty();
+  let seq = 0;
+  const tick = () => {
+    // createdAt strictly increasing keeps listings deterministic.
+    const t = now();
+    seq = Math.max(seq + 1, t);
+    return seq;
+  };
+  const mkey = (tenantId: string, mid: string) => `${tenantId}/${mid}`;
+
+  const store: FakeStore = {
+    snapshot: () => structuredClone(st),
+
+    createTenant(name) {
+      if ([...st.tenants.values()].some((t) => t.name === name)) throw new Error(`a tenant named ${name} exists`);
+      const t: Tenant = { id: id('ten'), name, createdAt: tick(), policy: null };
+      st.tenants.set(t.id, t);
+      return { ...t };
+    },
+    getTenant: (tid) => { const t = st.tenants.get(tid); return t && { ...t }; },
+    findTenantByName: (name) => { const t = [...st.tenants.values()].find((x) => x.name === name); return t && { ...t }; },
+    listTenants: () => [...st.tenants.values()].map((t) => ({ ...t })),
+    setPolicy(tenantId, policy) {
+      const t = st.tenants.get(tenantId);
+      if (!t) throw new Error('unknown tenant');
+      t.policy = policy;
+    },
+
+    createKey(tenantId) {
+      if (!st.tenants.has(tenantId)) throw new Error('unknown tenant');
+      const key = `capsa_${randomBytes(32).toString('base64url')}`;
+      const record: ApiKeyRecord = { id: id('key'), tenantId, createdAt: tick(), revokedAt: null };
+      st.keys.set(record.id, { ...record, hash: hash(key) });
+      return { key, record };
+    },
+    authenticate(key) {
+      if (key.length > 256) return undefined;
+      const h = hash(key);
+      const k = [...st.keys.values()].find((x) => x.hash === h && x.revokedAt === null);
+      return k ? store.getTenant(k.tenantId) : undefined;
+    },
+    listKeys: (tenantId) => [...st.keys.values()].filter((k) => k.tenantId === tenantId).map(({ hash: _h, ...k }) => k),
+    revokeKey(tenantId, keyId) {
+      const k = st.keys.get(keyId);
+      if (!k || k.tenantId !== tenantId) return false;
+      k.revokedAt ??= tick();
+      return true;
+    },
+
+    putModule(tenantId, bytes, imports) {
+      const mid = `sha256:${hash(bytes)}`;
+      const existing = st.modules.get(mkey(tenantId, mid));
+      if (existing) return { record: { ...existing }, created: false };
+      if (!st.tenants.has(tenantId)) throw new Error('unknown tenant');
+      st.blobs.set(mid, new Uint8Array(bytes));
+      const record: ModuleRecord = { id: mid, tenantId, size: bytes.length, imports: [...imports], createdAt: tick() };
+      st.modules.set(mkey(tenantId, mid), record);
+      return { record: { ...record }, created: true };
+    },
+    getModule: (tenantId, mid) => { const m = st.modules.get(mkey(tenantId, mid)); return m && { ...m }; },
+    listModules: (tenantId, o) => paginate([...st.modules.values()].filter((m) => m.tenantId === tenantId).sort((a, b) => b.createdAt - a.createdAt), o),
+    deleteModule: (tenantId, mid) => st.modules.delete(mkey(tenantId, mid)),
+    moduleBytes: (tenantId, mid) => (st.modules.has(mkey(tenantId, mid)) ? st.blobs.get(mid) : undefined),
+    moduleStorage: (tenantId) => [...st.modules.values()].filter((m) => m.tenantId === tenantId).reduce((n, m) => n + m.size, 0),
+
+    createRun(run) {
+      if (!st.modules.has(mkey(run.tenantId, run.moduleId))) throw new Error('unknown module');
+      if (st.runs.has(run.id)) throw new Error('run id exists');
+      const r: RunRecord = { ...run, state: 'queued', result: null, startedAt: null, finishedAt: null, attempts: 0, cpuMs: 0 };
+      st.runs.set(r.id, r);
+      return { ...r };
+    },
+    getRun: (tenantId, rid) => { const r = st.runs.get(rid); return r && r.tenantId === tenantId ? { ...r } : undefined; },
+    listRuns: (tenantId, o) => paginate([...st.runs.values()]
+      .filter((r) => r.tenantId === tenantId && (o.state === undefined || r.state === o.state))
+      .sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? 1 : -1)), o),
+    startRun(rid, at) {
+      const r = st.runs.get(rid);
+      if (!r || r.state !== 'queued') return false;
+      Object.assign(r, { state: 'running', startedAt: at, attempts: r.attempts + 1 });
+      return true;
+    },
+    finishRun(rid, state, result, at, cpuMs) {
+      const r = st.runs.get(rid);
+      if (!TERMINAL.has(state)) throw new Error(`${state} is not terminal`);
+      if (!r || TERMINAL.has(r.state)) return false;
+      Object.assign(r, { state, result, finishedAt: at, cpuMs: Math.max(0, Math.round(cpuMs)) });
+      return true;
+    },
+    requeueRun(rid) {
+      const r = st.runs.get(rid);
+      if (!r || r.state !== 'running') return;
+      if (r.attempts < 2) Object.assign(r, { state: 'queued', startedAt: null });
+      else Object.assign(r, { state: 'interrupted', finishedAt: now(), result: JSON.stringify({ status: 'interrupted', blame: 'host', message: 'the server stopped while the run was running; it was retried once' }) });
+    },
+    runsInState: (state) => [...st.runs.values()].filter((r) => r.state === state).sort((a, b) => a.createdAt - b.createdAt).map((r) => ({ ...r })),
+    countRuns: (tenantId, state) => [...st.runs.values()].filter((r) => r.tenantId === tenantId && r.state === state).length,
+    cpuUsedSince: (tenantId, since) => [...st.runs.values()].filter((r) => r.tenantId === tenantId && r.finishedAt !== null && r.finishedAt >= since).reduce((n, r) => n + r.cpuMs, 0),
+
+    appendEvent(runId, type, data) {
+      if (!st.runs.has(runId)) throw new Error('unknown run');
+      const list = st.events.get(runId) ?? [];
+      const ev: RunEventRecord = { runId, seq: list.length + 1, type, data, at: now() };
+      list.push(ev);
+      st.events.set(runId, list);
+      return { ...ev };
+    },
+    events: (runId, afterSeq) => (st.events.get(runId) ?? []).filter((e) => e.seq > afterSeq).map((e) => ({ ...e })),
+
+    close() {},
+  };
+  return store;
+}
