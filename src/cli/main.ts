@@ -11,8 +11,12 @@ Commands:
   run MODULE.wasm         Run a WASI command under a Capsicum rights table
   manifest check FILE     Validate a manifest and print what it grants
   manifest from-flags     Print the manifest that run flags stand for
+  serve                   Run the multi-tenant REST service (--host, --port, --data, --policy, --workers)
+  tenant create NAME      Make a tenant of the service; prints its API key
+  tenant list|add-key|keys|revoke-key|set-policy
+                          Manage the service's tenants, keys and policies
 
-Run "capsa run --help" or "capsa manifest --help" for their options.`;
+Run "capsa COMMAND --help" (run, manifest, serve, tenant) for their options.`;
 
 /** Runs the command line; returns the exit status. */
 export async function main(argv: string[]): Promise<number> {
@@ -20,6 +24,9 @@ export async function main(argv: string[]): Promise<number> {
   try {
     if (cmd === 'run') return await run(rest);
     if (cmd === 'manifest') return manifest(rest);
+    // Loaded on demand: the service's modules (HTTP, SQLite) would slow every `capsa run` down.
+    if (cmd === 'serve') return await (await import('./serve.js')).serve(rest);
+    if (cmd === 'tenant') return (await import('./tenant.js')).tenant(rest);
     if (cmd === undefined || cmd === '--help' || cmd === '-h' || cmd === 'help') {
       process.stdout.write(TOP_HELP + '\n');
       return cmd === undefined ? 2 : 0;

@@ -1,0 +1,256 @@
+/**
+ * `capsa serve`: the multi-tenant REST service on one machine. The store (SQLite in the data
+ * directory), the worker pool, the scheduler and the HTTP app, wired together; restart recovery on
+ * start, and a graceful stop on SIGTERM/SIGINT that finishes or requeues the running work.
+ */
+import fs from 'node:fs';
+import type http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { parseArgs } from 'node:util';
+import { createAdaptorServer } from '@hono/node-server';
+import { createApp } from '../api/app.js';
+import { defaultLogger } from '../api/log.js';
+import { createScheduler } from '../api/scheduler.js';
+import { createSqliteStore } from '../api/store/sqlite.js';
+import type { Store } from '../api/store/types.js';
+import { createHost, type Host } from '../host/host.js';
+import { loadPolicy } from '../host/manifest/policy.js';
+import { parseDuration } from '../host/units.js';
+import { UsageError } from './flags.js';
+import { DEFAULT_DATA_DIR } from './tenant.js';
+
+/** How long a stop waits for running guests before putting them back in the queue (--grace). */
+export const SHUTDOWN_DEADLINE_MS = 10_000;
+
+export const SERVE_HELP = `Usage: capsa serve [--host 127.0.0.1] [--port 8080] [--data ${DEFAULT_DATA_DIR}] [--policy FILE]
+                   [--workers N] [--grace 10s]
+
+Runs the capsa REST service: tenants upload modules (POST /v1/modules) and run them
+under manifests (POST /v1/runs), each run checked against the tenant's policy, queued,
+run on a pool of worker threads and kept in the data directory with its output and
+events (GET /v1/runs/ID, GET /v1/runs/ID/events as server-sent events).
+
+Tenants and their API keys are made with "capsa tenant" (capsa tenant --help), which
+works on the same data directory, also while the server runs. The API is described at
+/docs and /openapi.json; /healthz and /metrics need no key.
+
+Options:
+  --host ADDRESS    Address to listen on (default 127.0.0.1; 0.0.0.0 for every interface).
+  --port PORT       TCP port (default 8080; 0 picks a free one, printed in the log).
+  --data DIR        Data directory: the SQLite store and the uploaded modules
+                    (default ${DEFAULT_DATA_DIR}; made if missing).
+  --policy FILE     The service's default policy: the most a tenant's manifests may be
+                    granted unless the tenant has its own (capsa tenant set-policy).
+                    Without it: in-memory directories only, no host paths, no Casper services.
+  --workers N       Worker threads running guests (default: one per core, here ${os.availableParallelism()}).
+  --grace DURATION  On SIGTERM/SIGINT, how long running guests may take to finish before
+                    they are queued again for the next start (default ${SHUTDOWN_DEADLINE_MS / 1000}s).
+  -h, --help        Show this help.
+
+Environment:
+  CAPSA_ADMIN_TOKEN  Bearer token of the admin API (/v1/admin/...); without it that API is off.
+  CAPSA_LOG_LEVEL    trace, debug, info (default), warn, error, fatal or silent.
+
+The log is JSON lines (pino) on stdout: a line per request and per run start and end.
+The first line is {"msg":"listening","url":"http://127.0.0.1:8080",...}, written at
+every level but silent, like the "stopping" and "stopped" lines.
+
+On start, runs that were queued are queued again; a run that was running when the
+server died is retried once, or ends "interrupted" (blame host) if it had been retried
+already. SIGTERM or SIGINT stops gracefully: no new connections, running guests get
+the --grace time to finish and are queued again otherwise, then the workers and the
+store close and the process exits 0. A second signal exits at once (status 1); the
+next start recovers as after a crash.
+
+Exit status: 0 after a graceful stop; 1 when the server cannot start (the message
+says why); 2 for a usage error.`;
+
+function parsePort(s: string): number {
+  const n = Number(s);
+  if (!/^\d+$/.test(s) || n > 65535) throw new UsageError(`--port ${s}: expected a TCP port, 0 to 65535`);
+  return n;
+}
+
+function parseWorkers(s: string | undefined): number {
+  if (s === undefined) return os.availableParallelism();
+  const n = Number(s);
+  if (!/^\d+$/.test(s) || n < 1 || n > 256) throw new UsageError(`--workers ${s}: expected a whole number from 1 to 256`);
+  return n;
+}
+
+/** Runs `capsa serve` until a signal stops it; returns the exit status. */
+export async function serve(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: {
+      host: { type: 'string', default: '127.0.0.1' },
+      port: { type: 'string', default: '8080' },
+      data: { type: 'string', default: DEFAULT_DATA_DIR },
+      policy: { type: 'string' },
+      workers: { type: 'string' },
+      grace: { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (values.help) { process.stdout.write(SERVE_HELP + '\n'); return 0; }
+  if (positionals.length) throw new UsageError(`capsa serve: unexpected argument ${JSON.stringify(positionals[0])}\n\n${SERVE_HELP}`);
+  const port = parsePort(values.port);
+  const workers = parseWorkers(values.workers);
+  let graceMs = SHUTDOWN_DEADLINE_MS;
+  try {
+    if (values.grace !== undefined) graceMs = parseDuration(values.grace, '--grace');
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  // Thrown as PolicyFileError or ManifestError (FILE:LINE:COL), which main prints: exit status 1.
+  const policy = values.policy !== undefined ? loadPolicy(values.policy) : undefined;
+  // pino, JSON lines on stdout at CAPSA_LOG_LEVEL (default info); the app and the scheduler log there too.
+  const log = defaultLogger();
+  // The lifecycle lines (listening, stopping, stopped) are written whatever CAPSA_LOG_LEVEL says:
+  // scripts and supervisors read the URL from the first one.
+  const life = log.level === 'silent' ? log : log.child({}, { level: 'info' });
+
+  try {
+    fs.mkdirSync(values.data, { recursive: true });
+  } catch (e) {
+    process.stderr.write(`capsa: cannot make the data directory ${values.data}: ${(e as Error).message}\n`);
+    return 1;
+  }
+  // One server per data directory: two schedulers would each "recover" the other's running runs.
+  const lock = lockDataDir(values.data);
+  if (typeof lock === 'string') {
+    process.stderr.write(`capsa: ${lock}\n`);
+    return 1;
+  }
+
+  let store: Store;
+  try {
+    store = createSqliteStore({ dir: values.data });
+  } catch (e) {
+    lock.release();
+    process.stderr.write(`capsa: cannot open the store in ${values.data}: ${(e as Error).message}\n`);
+    return 1;
+  }
+  let host: Host;
+  try {
+    host = await createHost({ workers });
+  } catch (e) {
+    store.close();
+    lock.release();
+    process.stderr.write(`capsa: cannot start the worker pool: ${(e as Error).message}\n`);
+    return 1;
+  }
+  const scheduler = createScheduler({ store, host, logger: log });
+  const adminToken = process.env['CAPSA_ADMIN_TOKEN'] || undefined;
+  const app = createApp({
+    store, host, scheduler, logger: log,
+    ...(policy ? { policy } : {}),
+    ...(adminToken ? { adminToken } : {}),
+  });
+
+  // Plain HTTP/1.1 (no serverOptions given), so node:http's Server.
+  const server = createAdaptorServer({ fetch: app.fetch, hostname: values.host }) as http.Server;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, values.host, () => { server.off('error', reject); resolve(); });
+    });
+  } catch (e) {
+    process.stderr.write(`capsa: cannot listen on ${values.host}:${port}: ${(e as Error).message}\n`);
+    await host.close();
+    store.close();
+    lock.release();
+    return 1;
+  }
+  const addr = server.address() as AddressInfo;
+  const hostPart = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  life.info({ url: `http://${hostPart}:${addr.port}`, host: addr.address, port: addr.port, data: values.data, workers, pid: process.pid }, 'listening');
+  // Only once the port is ours: recovery costs a crashed run its one retry, so a server that
+  // cannot start must not spend it.
+  scheduler.start();
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        log.warn({ signal }, 'second signal: exiting without waiting');
+        process.exit(1);
+      }
+      stopping = true;
+      void shutdown(signal).then(resolve, (e: unknown) => {
+        log.error({ err: e }, 'shutdown failed');
+        resolve(1);
+      });
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+
+    const shutdown = async (signal: NodeJS.Signals): Promise<number> => {
+      const t0 = Date.now();
+      life.info({ signal, graceMs }, 'stopping');
+      // No new connections; idle keep-alive ones close now, busy ones after their response.
+      const closed = new Promise<void>((r) => server.close(() => r()));
+      server.closeIdleConnections();
+      // Running guests finish within the deadline or go back to the queue.
+      await scheduler.stop(graceMs);
+      // Answers in progress get a moment more; then what is still open is cut: event streams of
+      // runs that went back to the queue (clients resume with Last-Event-ID), waits on such runs.
+      await Promise.race([closed, new Promise((r) => setTimeout(r, 1000).unref())]);
+      server.closeAllConnections();
+      await closed;
+      await host.close();
+      store.close();
+      lock.release();
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      life.info({ ms: Date.now() - t0 }, 'stopped');
+      // Nothing should keep the process alive now; if something does, do not hang the supervisor.
+      setTimeout(() => process.exit(0), 2000).unref();
+      return 0;
+    };
+  });
+}
+
+/**
+ * Takes the data directory for this process: `<dir>/serve.pid` made exclusively, holding our pid.
+ * A file left by a process that is gone (kill -9, a crash) is taken over. Returns why not, or the lock.
+ */
+function lockDataDir(dir: string): { release(): void } | string {
+  const file = path.join(dir, 'serve.pid');
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = fs.openSync(file, 'wx', 0o644);
+      fs.writeSync(fd, `${process.pid}\n`);
+      fs.closeSync(fd);
+      return {
+        release() {
+          try {
+            if (fs.readFileSync(file, 'utf8').trim() === String(process.pid)) fs.unlinkSync(file);
+          } catch { /* gone already */ }
+        },
+      };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') return `cannot lock the data directory ${dir}: ${(e as Error).message}`;
+    }
+    let pid = NaN;
+    try { pid = Number(fs.readFileSync(file, 'utf8').trim()); } catch { /* removed meanwhile */ }
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
+      return `another capsa serve (pid ${pid}) is using the data directory ${dir}; stop it first (or remove ${file} if that process is not capsa)`;
+    }
+    try { fs.unlinkSync(file); } catch { /* removed meanwhile */ }
+  }
+  return `cannot lock the data directory ${dir}: ${file} keeps reappearing`;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

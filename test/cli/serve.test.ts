@@ -1,0 +1,484 @@
+/**
+ * `capsa serve` and `capsa tenant` end to end: a real server in a child process on a loopback port
+ * (--port 0, the port read from its "listening" log line), real HTTP, the real store in a temp data
+ * directory. Covers the issue's session (tenant create → upload → run with wait → SSE events),
+ * restart safety after kill -9, and the graceful stop on SIGTERM.
+ *
+ * The CLI runs as bin/capsa.js runs it: from dist/ when dist/ is built and newer than src/, else from
+ * the sources through tsx (so that a stale dist/ never hides the code under test). Every request
+ * goes to 127.0.0.1 with a timeout; every child is killed in afterAll.
+ */
+import { spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { wat } from '../helpers/wat.js';
+
+const REPO = fileURLToPath(new URL('../../', import.meta.url));
+const BIN = path.join(REPO, 'bin', 'capsa.js');
+const HELLO = path.join(REPO, 'guests', 'build', 'hello.wasm');
+
+/** The command that runs the CLI: node bin/capsa.js when dist/ is current, else src/cli.ts under tsx. */
+const CLI: string[] = (() => {
+  const bundle = path.join(REPO, 'dist', 'bundle', 'cli.js');
+  const built = fs.existsSync(bundle) ? fs.statSync(bundle).mtimeMs : 0;
+  const newest = Math.max(...fs.readdirSync(path.join(REPO, 'src'), { recursive: true, encoding: 'utf8' })
+    .map((f) => fs.statSync(path.join(REPO, 'src', f)).mtimeMs));
+  if (built >= newest) return [BIN];
+  const tsx = path.join(path.dirname(createRequire(path.join(REPO, 'package.json')).resolve('tsx/package.json')), 'dist', 'loader.mjs');
+  return ['--import', pathToFileURL(tsx).href, path.join(REPO, 'src', 'cli.ts')];
+})();
+
+/** A guest that spins on the monotonic clock for `ms`, then prints "done <ms>\n". */
+function spinner(ms: number): Uint8Array {
+  const text = `done ${ms}\n`;
+  return wat(`(module
+    (import "wasi_snapshot_preview1" "clock_time_get" (func $now (param i32 i64 i32) (result i32)))
+    (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+    (memory (export "memory") 1)
+    (data (i32.const 64) ${JSON.stringify(text)})
+    (func (export "_start") (local $t0 i64)
+      (drop (call $now (i32.const 1) (i64.const 1000) (i32.const 0)))
+      (local.set $t0 (i64.load (i32.const 0)))
+      (block $out (loop $spin
+        (drop (call $now (i32.const 1) (i64.const 1000) (i32.const 0)))
+        (br_if $out (i64.ge_u (i64.sub (i64.load (i32.const 0)) (local.get $t0)) (i64.const ${ms * 1_000_000})))
+        (br $spin)))
+      (i32.store (i32.const 16) (i32.const 64))
+      (i32.store (i32.const 20) (i32.const ${text.length}))
+      (drop (call $write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 32)))))`);
+}
+
+let tmp: string;
+const children = new Set<ChildProcess>();
+
+beforeAll(() => {
+  tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-serve-')));
+});
+
+afterAll(() => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+function capsa(args: string[], env: Record<string, string> = {}): SpawnSyncReturns<string> {
+  const r = spawnSync(process.execPath, [...CLI, ...args], { cwd: REPO, encoding: 'utf8', timeout: 25_000, env: { ...process.env, ...env } });
+  if (r.error) throw r.error;
+  return r;
+}
+
+interface Server {
+  proc: ChildProcess;
+  url: string;
+  /** Every JSON log line so far. */
+  logs: Record<string, unknown>[];
+  stderr: () => string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Starts `capsa serve --port 0` on `data` and waits for its "listening" line. */
+async function startServer(data: string, extra: string[] = [], env: Record<string, string> = {}): Promise<Server> {
+  const proc = spawn(process.execPath, [...CLI, 'serve', '--host', '127.0.0.1', '--port', '0', '--data', data, ...extra], {
+    cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env },
+  });
+  children.add(proc);
+  const logs: Record<string, unknown>[] = [];
+  let err = '';
+  proc.stderr!.setEncoding('utf8').on('data', (d: string) => { err += d; });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    proc.on('exit', (code, signal) => resolve({ code, signal }));
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`capsa serve did not log "listening" within 20 s; stderr: ${err}`)), 20_000);
+    let buf = '';
+    proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      buf += d;
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        let entry: Record<string, unknown>;
+        try {
+          entry = JSON.parse(line) as Record<string, unknown>;
+        } catch {
+          clearTimeout(timer);
+          reject(new Error(`capsa serve logged a line that is not JSON: ${line}`));
+          return;
+        }
+        logs.push(entry);
+        if (entry['msg'] === 'listening') { clearTimeout(timer); resolve(String(entry['url'])); }
+      }
+    });
+    void exited.then(({ code, signal }) => { clearTimeout(timer); reject(new Error(`capsa serve exited (${code ?? signal}) before listening; stderr: ${err}`)); });
+  });
+  return { proc, url, logs, stderr: () => err, exited };
+}
+
+/** Waits for the server's exit, at most `ms`. */
+async function exitOf(s: Server, ms = 20_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  return Promise.race([s.exited, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`the server did not exit within ${ms} ms`)), ms))]);
+}
+
+async function kill9(s: Server): Promise<void> {
+  s.proc.kill('SIGKILL');
+  await exitOf(s);
+}
+
+interface Reply { status: number; body: Record<string, unknown>; headers: Headers }
+
+/** One request to the server (always on 127.0.0.1), with a timeout. */
+async function api(s: Server, method: string, p: string, key: string, body?: unknown, timeoutMs = 10_000): Promise<Reply> {
+  expect(new URL(s.url).hostname).toBe('127.0.0.1');
+  const headers: Record<string, string> = { authorization: `Bearer ${key}` };
+  let payload: BodyInit | undefined;
+  if (body instanceof Uint8Array) { headers['content-type'] = 'application/wasm'; payload = new Uint8Array(body); } else if (body !== undefined) { headers['content-type'] = 'application/json'; payload = JSON.stringify(body); }
+  const res = await fetch(new URL(p, s.url), { method, headers, ...(payload !== undefined ? { body: payload } : {}), signal: AbortSignal.timeout(timeoutMs) });
+  const text = await res.text();
+  let parsed: Record<string, unknown> = {};
+  try { parsed = text ? JSON.parse(text) as Record<string, unknown> : {}; } catch { parsed = { text }; }
+  return { status: res.status, body: parsed, headers: res.headers };
+}
+
+function newTenant(data: string, name: string): string {
+  const r = capsa(['tenant', 'create', name, '--data', data]);
+  expect(r.stderr).toMatch(/tenant/);
+  expect(r.status).toBe(0);
+  // The key alone on stdout, so that KEY=$(capsa tenant create NAME) works.
+  expect(r.stdout).toMatch(/^\S+\n$/);
+  return r.stdout.trim();
+}
+
+async function upload(s: Server, key: string, bytes: Uint8Array): Promise<string> {
+  const r = await api(s, 'POST', '/v1/modules', key, bytes);
+  expect([200, 201]).toContain(r.status);
+  expect(r.body['id']).toMatch(/^sha256:[0-9a-f]{64}$/);
+  return r.body['id'] as string;
+}
+
+const TERMINAL = new Set(['exited', 'trapped', 'timeout', 'memory_limit', 'output_limit', 'cancelled', 'invalid_module', 'host_error', 'interrupted']);
+
+/** Polls a run until `until(run)` holds, at most `ms`. */
+async function poll(s: Server, key: string, id: string, until: (run: Record<string, unknown>) => boolean, ms = 20_000): Promise<Record<string, unknown>> {
+  const t0 = Date.now();
+  for (;;) {
+    const r = await api(s, 'GET', `/v1/runs/${id}`, key);
+    expect(r.status).toBe(200);
+    if (until(r.body)) return r.body;
+    if (Date.now() - t0 > ms) throw new Error(`run ${id} is still ${JSON.stringify(r.body['status'])} after ${ms} ms`);
+    await new Promise((res) => setTimeout(res, 50));
+  }
+}
+
+/** Reads an SSE stream until an event of type `last` (or the stream's end); returns the events. */
+async function sse(s: Server, p: string, key: string, last = 'exit', timeoutMs = 10_000): Promise<{ event: string; data: string; id?: string }[]> {
+  const res = await fetch(new URL(p, s.url), { headers: { authorization: `Bearer ${key}`, accept: 'text/event-stream' }, signal: AbortSignal.timeout(timeoutMs) });
+  expect(res.status).toBe(200);
+  expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+  const events: { event: string; data: string; id?: string }[] = [];
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = '';
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return events;
+      buf += value;
+      let sep: number;
+      while ((sep = buf.indexOf('\n\n')) >= 0) {
+        const block = buf.slice(0, sep);
+        buf = buf.slice(sep + 2);
+        const ev: { event: string; data: string; id?: string } = { event: 'message', data: '' };
+        const data: string[] = [];
+        for (const line of block.split('\n')) {
+          if (line.startsWith(':')) continue;
+          const colon = line.indexOf(':');
+          const field = colon < 0 ? line : line.slice(0, colon);
+          const v = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
+          if (field === 'event') ev.event = v;
+          else if (field === 'data') data.push(v);
+          else if (field === 'id') ev.id = v;
+        }
+        if (!data.length && ev.event === 'message') continue;
+        ev.data = data.join('\n');
+        events.push(ev);
+        if (ev.event === last) return events;
+      }
+    }
+  } finally {
+    await reader.cancel().catch(() => undefined);
+  }
+}
+
+describe('capsa serve and capsa tenant: the command line', () => {
+  it('capsa --help lists serve and tenant', () => {
+    const r = capsa(['--help']);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^\s+serve\s/m);
+    expect(r.stdout).toMatch(/^\s+tenant create NAME/m);
+  });
+
+  it('capsa serve --help names every option and the shutdown rule', () => {
+    const r = capsa(['serve', '--help']);
+    expect(r.status).toBe(0);
+    for (const o of ['--host', '--port', '--data', '--policy', '--workers', '--grace', 'CAPSA_ADMIN_TOKEN', 'SIGTERM', 'interrupted']) expect(r.stdout).toContain(o);
+  });
+
+  it('capsa tenant --help names every subcommand', () => {
+    const r = capsa(['tenant', '--help']);
+    expect(r.status).toBe(0);
+    for (const o of ['create', 'list', 'add-key', 'revoke-key', 'set-policy', '--data']) expect(r.stdout).toContain(o);
+  });
+
+  it('usage errors exit 2', () => {
+    expect(capsa(['serve', '--port', 'eighty']).status).toBe(2);
+    expect(capsa(['serve', '--workers', '0']).status).toBe(2);
+    expect(capsa(['serve', '--bogus']).status).toBe(2);
+    expect(capsa(['tenant', 'frobnicate']).status).toBe(2);
+    expect(capsa(['tenant', 'create']).status).toBe(2);
+    expect(capsa(['tenant', 'revoke-key', 'only-one']).status).toBe(2);
+  });
+
+  it('tenant create, list, add-key, keys, revoke-key on a data directory', () => {
+    const data = path.join(tmp, 'tenants');
+    const key1 = newTenant(data, 'acme');
+    expect(capsa(['tenant', 'create', 'acme', '--data', data]).status).toBe(1); // names are unique
+
+    const add = capsa(['tenant', 'add-key', 'acme', '--data', data]);
+    expect(add.status).toBe(0);
+    expect(add.stdout).toMatch(/^\S+\n$/);
+    expect(add.stdout.trim()).not.toBe(key1);
+
+    const list = capsa(['tenant', 'list', '--data', data, '--json']);
+    expect(list.status).toBe(0);
+    const rows = list.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ name: 'acme', keys: 2, revokedKeys: 0 });
+    const table = capsa(['tenant', 'list', '--data', data]);
+    expect(table.stdout).toMatch(/^ID\s+NAME\s+CREATED\s+KEYS/);
+    expect(table.stdout).toContain('acme');
+
+    const keys = capsa(['tenant', 'keys', String(rows[0]!['id']), '--data', data]);
+    expect(keys.status).toBe(0);
+    const keyIds = keys.stdout.trim().split('\n').slice(1).map((l) => l.split(/\s+/)[0]!);
+    expect(keyIds).toHaveLength(2);
+    const revoke = capsa(['tenant', 'revoke-key', 'acme', keyIds[0]!, '--data', data]);
+    expect(revoke.stderr).toMatch(/revoked/);
+    expect(revoke.status).toBe(0);
+    expect(capsa(['tenant', 'revoke-key', 'acme', 'key_nope', '--data', data]).status).toBe(1);
+    expect(capsa(['tenant', 'add-key', 'nobody', '--data', data]).status).toBe(1);
+    const after = JSON.parse(capsa(['tenant', 'list', '--data', data, '--json']).stdout.trim()) as Record<string, unknown>;
+    expect(after).toMatchObject({ keys: 1, revokedKeys: 1 });
+
+    expect(capsa(['tenant', 'list', '--data', path.join(tmp, 'no-such-dir')]).status).toBe(1);
+  });
+
+  it('tenant set-policy checks the file first: mistakes as FILE:LINE:COL, exit 1, nothing changed', () => {
+    const data = path.join(tmp, 'policies');
+    newTenant(data, 'p');
+    const bad = path.join(tmp, 'bad-policy.yaml');
+    fs.writeFileSync(bad, 'limits:\n  wall: 5s\n  memroy: 64MiB\n');
+    const r = capsa(['tenant', 'set-policy', 'p', bad, '--data', data]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(`${bad}:3:3: limits.memroy: unknown limit "memroy"`);
+    expect(JSON.parse(capsa(['tenant', 'list', '--data', data, '--json']).stdout)).toMatchObject({ policy: 'default' });
+
+    const good = path.join(tmp, 'good-policy.yaml');
+    fs.writeFileSync(good, 'limits:\n  wall: 5s\n  memory: 64MiB\ndirs:\n  - source: memory\n    rights: [rpath, wpath]\n');
+    const ok = capsa(['tenant', 'set-policy', 'p', good, '--data', data]);
+    expect(ok.stderr).toMatch(/policy/);
+    expect(ok.status).toBe(0);
+    expect(JSON.parse(capsa(['tenant', 'list', '--data', data, '--json']).stdout)).toMatchObject({ policy: 'own' });
+    expect(capsa(['tenant', 'set-policy', 'p', '--clear', '--data', data]).status).toBe(0);
+    expect(JSON.parse(capsa(['tenant', 'list', '--data', data, '--json']).stdout)).toMatchObject({ policy: 'default' });
+    expect(capsa(['tenant', 'set-policy', 'p', path.join(tmp, 'missing.yaml'), '--data', data]).status).toBe(1);
+
+    // Valid, but the service gives tenants in-memory directories only: said, and saved.
+    const host = path.join(tmp, 'host-policy.yaml');
+    fs.writeFileSync(host, `dirs:\n  - source: ${tmp}\n    rights: [rpath]\n`);
+    const warned = capsa(['tenant', 'set-policy', 'p', host, '--data', data]);
+    expect(warned.status).toBe(0);
+    expect(warned.stderr).toMatch(/1 host directory rule\(s\) will be ignored/);
+  });
+});
+
+describe('capsa serve: a real server on 127.0.0.1', () => {
+  it('refuses what it cannot use: a bad policy (FILE:LINE:COL), a taken data directory, a taken port', async () => {
+    const policy = path.join(tmp, 'serve-policy.yaml');
+    fs.writeFileSync(policy, 'limits:\n  wal: 5s\n');
+    const bad = capsa(['serve', '--port', '0', '--data', path.join(tmp, 'refused'), '--policy', policy]);
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toContain(`${policy}:2:3: limits.wal: unknown limit "wal"`);
+
+    const data = path.join(tmp, 'locked');
+    // At CAPSA_LOG_LEVEL=warn the info lines go, but "listening" (with the URL) is still written.
+    const s = await startServer(data, ['--workers', '1'], { CAPSA_LOG_LEVEL: 'warn' });
+    try {
+      expect(s.logs.map((l) => l['msg'])).toEqual(['listening']);
+      const second = capsa(['serve', '--port', '0', '--data', data]);
+      expect(second.status).toBe(1);
+      expect(second.stderr).toMatch(/another capsa serve \(pid \d+\) is using the data directory/);
+      const port = new URL(s.url).port;
+      const taken = capsa(['serve', '--port', port, '--data', path.join(tmp, 'other')]);
+      expect(taken.status).toBe(1);
+      expect(taken.stderr).toMatch(/cannot listen on 127\.0\.0\.1:\d+: .*EADDRINUSE/);
+    } finally {
+      s.proc.kill('SIGTERM');
+      expect((await exitOf(s)).code).toBe(0);
+    }
+  }, 60_000);
+
+  it("the issue's session: tenant create → upload hello.wasm → run with wait → its events over SSE", async () => {
+    const data = path.join(tmp, 'session');
+    const key = newTenant(data, 'acme');
+    const s = await startServer(data);
+    try {
+      expect(s.logs.find((l) => l['msg'] === 'listening')).toMatchObject({ url: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/) });
+      expect(s.logs[0]!['msg']).toBe('listening');
+
+      const unauth = await api(s, 'GET', '/v1/runs', 'capsa_not-a-key');
+      expect(unauth.status).toBe(401);
+
+      const up = await api(s, 'POST', '/v1/modules', key, new Uint8Array(fs.readFileSync(HELLO)));
+      expect(up.status).toBe(201);
+      expect(up.body['id']).toMatch(/^sha256:[0-9a-f]{64}$/);
+      const again = await api(s, 'POST', '/v1/modules', key, new Uint8Array(fs.readFileSync(HELLO)));
+      expect(again.status).toBe(200);
+      expect(again.body['id']).toBe(up.body['id']);
+
+      const run = await api(s, 'POST', '/v1/runs', key, { module: up.body['id'], manifest: 'args: [world]\n', stdin: '', wait: 5 });
+      expect(run.status).toBe(201);
+      expect(run.body).toMatchObject({ status: 'exited', exitCode: 0, stdout: 'hello world\n', attempts: 1 });
+      const id = run.body['id'] as string;
+      expect(id).toMatch(/^run_/);
+      expect(run.headers.get('location')).toBe(`/v1/runs/${id}`);
+
+      const events = await sse(s, `/v1/runs/${id}/events`, key);
+      expect(events.map((e) => e.event)).toEqual(['status', 'stdout', 'status', 'exit']);
+      expect(JSON.parse(events[1]!.data)).toEqual({ data: 'hello world\n', encoding: 'utf8' });
+      expect(JSON.parse(events.at(-1)!.data)).toMatchObject({ state: 'exited', exitCode: 0 });
+      // Resuming after the stdout event replays only what follows.
+      const resumed = await sse(s, `/v1/runs/${id}/events?lastEventId=${events[1]!.id!}`, key);
+      expect(resumed.map((e) => e.event)).toEqual(['status', 'exit']);
+
+      // A key made while the server runs works at once; a revoked one is refused at once.
+      const add = capsa(['tenant', 'add-key', 'acme', '--data', data]);
+      expect(add.status).toBe(0);
+      const key2 = add.stdout.trim();
+      expect((await api(s, 'GET', `/v1/runs/${id}`, key2)).body).toMatchObject({ status: 'exited' });
+      const keyId = /key (key_\S+)/.exec(add.stderr)![1]!;
+      expect(capsa(['tenant', 'revoke-key', 'acme', keyId, '--data', data]).status).toBe(0);
+      expect((await api(s, 'GET', `/v1/runs/${id}`, key2)).status).toBe(401);
+
+      // A policy set while the server runs applies to the next request.
+      const policy = path.join(tmp, 'session-policy.yaml');
+      fs.writeFileSync(policy, 'limits:\n  wall: 1s\n');
+      expect(capsa(['tenant', 'set-policy', 'acme', policy, '--data', data]).status).toBe(0);
+      const over = await api(s, 'POST', '/v1/runs', key, { module: up.body['id'], manifest: 'args: [world]\nlimits: { wall: 5s }\n' });
+      expect(over.status).toBe(422);
+      expect(JSON.stringify(over.body)).toMatch(/wall/);
+      expect((await api(s, 'POST', '/v1/runs', key, { module: up.body['id'], manifest: 'args: [again]\n', wait: 5 })).body)
+        .toMatchObject({ status: 'exited', stdout: 'hello again\n' });
+    } finally {
+      s.proc.kill('SIGTERM');
+      expect((await exitOf(s)).code).toBe(0);
+    }
+  }, 60_000);
+
+  it('kill -9 loses nothing: queued runs run after the restart; a running one is retried once, then ends interrupted (blame host)', async () => {
+    const data = path.join(tmp, 'crash');
+    const key = newTenant(data, 'crash');
+    const a = await startServer(data, ['--workers', '1']);
+    const mod = await upload(a, key, spinner(1500));
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const r = await api(a, 'POST', '/v1/runs', key, { module: mod });
+      expect(r.status).toBe(201);
+      ids.push(r.body['id'] as string);
+    }
+    const [first, ...rest] = ids as [string, ...string[]];
+    await poll(a, key, first, (r) => r['status'] === 'running');
+    for (const id of rest) expect((await api(a, 'GET', `/v1/runs/${id}`, key)).body['status']).toBe('queued');
+    await kill9(a);
+
+    // Restart: the running run goes back to the queue for its one retry, ahead of the others.
+    const b = await startServer(data, ['--workers', '1']);
+    const retried = await poll(b, key, first, (r) => r['status'] === 'running' && r['attempts'] === 2);
+    expect(retried['attempts']).toBe(2);
+    await kill9(b);
+
+    // Its retry was cut off too: it ends interrupted, blamed on the host. The others still run.
+    const c = await startServer(data, ['--workers', '1']);
+    try {
+      const gaveUp = await poll(c, key, first, (r) => TERMINAL.has(r['status'] as string));
+      expect(gaveUp).toMatchObject({ status: 'interrupted', blame: 'host', attempts: 2 });
+      for (const id of rest) {
+        const r = await poll(c, key, id, (x) => TERMINAL.has(x['status'] as string));
+        expect(r).toMatchObject({ status: 'exited', exitCode: 0, stdout: 'done 1500\n', attempts: 1 });
+      }
+      const events = await sse(c, `/v1/runs/${first}/events`, key);
+      expect(events.at(-1)).toMatchObject({ event: 'exit' });
+      expect(JSON.parse(events.at(-1)!.data)).toMatchObject({ state: 'interrupted', blame: 'host' });
+      // Every attempt is on the record: two starts, each requeue/interruption announced.
+      expect(events.filter((e) => e.event === 'status' && JSON.parse(e.data).state === 'running')).toHaveLength(2);
+    } finally {
+      c.proc.kill('SIGTERM');
+      expect((await exitOf(c)).code).toBe(0);
+    }
+  }, 90_000);
+
+  it('SIGTERM: a running run finishes within the grace time, queued runs stay queued, exit 0', async () => {
+    const data = path.join(tmp, 'graceful');
+    const key = newTenant(data, 'g');
+    const a = await startServer(data, ['--workers', '1', '--grace', '10s']);
+    const mod = await upload(a, key, spinner(1200));
+    const one = (await api(a, 'POST', '/v1/runs', key, { module: mod })).body['id'] as string;
+    const two = (await api(a, 'POST', '/v1/runs', key, { module: mod })).body['id'] as string;
+    await poll(a, key, one, (r) => r['status'] === 'running');
+    const t0 = Date.now();
+    a.proc.kill('SIGTERM');
+    expect(await exitOf(a)).toEqual({ code: 0, signal: null });
+    expect(Date.now() - t0).toBeLessThan(8000);
+    expect(a.logs.map((l) => l['msg'])).toContain('stopped');
+    expect(fs.existsSync(path.join(data, 'serve.pid'))).toBe(false);
+
+    const b = await startServer(data, ['--workers', '1']);
+    try {
+      // Finished before the stop, on its first attempt.
+      expect((await api(b, 'GET', `/v1/runs/${one}`, key)).body).toMatchObject({ status: 'exited', stdout: 'done 1200\n', attempts: 1 });
+      // Never started before the stop; runs now.
+      expect(await poll(b, key, two, (r) => TERMINAL.has(r['status'] as string))).toMatchObject({ status: 'exited', attempts: 1 });
+    } finally {
+      b.proc.kill('SIGTERM');
+      expect((await exitOf(b)).code).toBe(0);
+    }
+  }, 60_000);
+
+  it('SIGTERM: a run still running when the grace time ends is queued again and completes after the restart', async () => {
+    const data = path.join(tmp, 'requeue');
+    const key = newTenant(data, 'r');
+    const a = await startServer(data, ['--workers', '1', '--grace', '300ms']);
+    const mod = await upload(a, key, spinner(2500));
+    const id = (await api(a, 'POST', '/v1/runs', key, { module: mod })).body['id'] as string;
+    await poll(a, key, id, (r) => r['status'] === 'running');
+    // An open event stream does not hold the stop up: it sees the run go back to the queue, then closes.
+    const stream = sse(a, `/v1/runs/${id}/events`, key, 'exit', 20_000).then((evs) => evs, (e: Error) => e);
+    await new Promise((r) => setTimeout(r, 200));
+    const t0 = Date.now();
+    a.proc.kill('SIGTERM');
+    expect(await exitOf(a)).toEqual({ code: 0, signal: null });
+    expect(Date.now() - t0).toBeLessThan(5000);
+    const seen = await stream;
+    if (Array.isArray(seen)) expect(seen.map((e) => JSON.parse(e.data).state)).toContain('queued');
+
+    const b = await startServer(data, ['--workers', '1']);
+    try {
+      const r = await poll(b, key, id, (x) => TERMINAL.has(x['status'] as string));
+      expect(r).toMatchObject({ status: 'exited', stdout: 'done 2500\n', attempts: 2 });
+    } finally {
+      b.proc.kill('SIGTERM');
+      expect((await exitOf(b)).code).toBe(0);
+    }
+  }, 60_000);
+});
