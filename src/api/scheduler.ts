@@ -198,6 +198,15 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     }
   };
 
+  // CPU milliseconds each tenant used today (UTC), read from the store once a day and then kept
+  // up to date as runs finish: the quota check is on every request and must not sum the day's runs.
+  const cpuToday = new Map<string, { since: number; usedMs: number }>();
+  const cpuUsedToday = (tenantId: string, since: number): number => {
+    let day = cpuToday.get(tenantId);
+    if (!day || day.since !== since) cpuToday.set(tenantId, day = { since, usedMs: store.cpuUsedSince(tenantId, since) });
+    return day.usedMs;
+  };
+
   const finish = (run: RunRecord, res: StoredResult, cpuMs: number): void => {
     const at = now();
     // The first end wins (a cancel racing the run's own exit); only it is announced.
@@ -205,6 +214,8 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       wake(run.id);
       return;
     }
+    const day = cpuToday.get(run.tenantId);
+    if (day && at >= day.since) day.usedMs += Math.round(cpuMs);
     metrics.finished.set(res.status, (metrics.finished.get(res.status) ?? 0) + 1);
     emit(run.id, 'status', { state: res.status, at });
     emit(run.id, 'exit', {
@@ -275,7 +286,8 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       finish(run, syntheticResult('host_error', 'host', `The stored run request cannot be read: ${(e as Error).message}`), 0);
       return;
     }
-    const bytes = store.moduleBytes(rec.tenantId, rec.moduleId);
+    // The engine keeps compiled modules by the same sha256 id: no need to read the file again.
+    const bytes = host.has(rec.moduleId) ? rec.moduleId : store.moduleBytes(rec.tenantId, rec.moduleId);
     if (!bytes) {
       finish(run, syntheticResult('invalid_module', 'guest', `Module ${rec.moduleId} was deleted before the run started`), 0);
       return;
@@ -354,7 +366,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       }
       const t = now();
       const since = utcMidnight(t);
-      const usedMs = store.cpuUsedSince(tenantId, since);
+      const usedMs = cpuUsedToday(tenantId, since);
       if (usedMs >= quotas.cpuSecondsPerDay * 1000) {
         return new ApiError(429, 'quota_exceeded', `Your runs used ${Math.round(usedMs / 1000)} CPU seconds today (UTC); the daily quota is ${quotas.cpuSecondsPerDay}`,
           { quota: 'cpuSecondsPerDay', limit: quotas.cpuSecondsPerDay, used: usedMs / 1000 }, (since + 86_400_000 - t) / 1000);

@@ -85,6 +85,8 @@ export interface Host {
   run(request: RunRequest): Promise<RunResult>;
   /** Runs a guest and streams its output and audit events. */
   start(request: RunRequest): RunHandle;
+  /** Whether a module of this id is compiled and kept (run it by id then). */
+  has(id: string): boolean;
   /** Compiles and keeps a module; returns its id. Throws ModuleLimitError for an invalid module (imports are checked per run). */
   add(module: Uint8Array): string;
   /** Pool and cache counts. */
@@ -266,6 +268,7 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
       }
       return cache.add(bytes, caps(defaults)).id;
     },
+    has: (id) => cache.has(id),
     stats: () => ({ ...pool.stats(), cachedModules: cache.size, cacheBytes: cache.bytes }),
     close: () => pool.close(),
   };

@@ -51,6 +51,7 @@ describe('the scheduler\'s order (fake host, in-memory store)', () => {
     };
     const host = {
       stats: () => ({ workers, busy: 0, queued: 0, spawned: workers, cachedModules: 0, cacheBytes: 0 }),
+      has: () => false,
       start(req: RunRequest): RunHandle {
         started.push((req.args ?? [])[0] ?? '?');
         const done = new Promise<RunResult>((resolve) => {
