@@ -3,6 +3,7 @@
  * service, two functions. Services run on the host thread, outside the guest's worker.
  */
 import type { NvList } from './nvlist.js';
+import type { Stat } from '../wasi/fs/types.js';
 
 /** Thrown by a service's command to answer with an errno (the reply's "error"). */
 export class CasperError extends Error {
@@ -61,17 +62,7 @@ export class GuestOpNeeded extends Error {
 }
 
 /** A WASI preview1 filestat, as lstatInGuest returns it (times in ns since the epoch). */
-export interface GuestFilestat {
-  dev: bigint;
-  ino: bigint;
-  /** WASI filetype (FILETYPE in src/wasi/constants.ts). */
-  filetype: number;
-  nlink: bigint;
-  size: bigint;
-  atim: bigint;
-  mtim: bigint;
-  ctim: bigint;
-}
+export type GuestFilestat = Stat;
 
 /** A service: libcasper's limit and command functions, plus how a manifest grant maps to limits. */
 export interface CasperService {

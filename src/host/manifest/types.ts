@@ -1,3 +1,4 @@
+import type { ArgdataValue } from '../../wasi/argdata.js';
 import type { Limits } from '../limits.js';
 
 /** A rights grant: what the descriptor may do, and what descriptors opened through it may. */
@@ -20,19 +21,14 @@ export interface DirEntryGrant {
   initOnly: boolean;
 }
 
-/** One node of the argdata tree (CloudABI's argdata types, plus capsa's descriptor nodes). */
+/**
+ * One node of the argdata tree: the values argdata encodes (src/wasi/argdata.ts), whose seq and
+ * map hold ArgNodes, plus `file`, which becomes an fd when the run starts.
+ */
 export type ArgNode =
-  | { type: 'null' }
-  | { type: 'bool'; value: boolean }
-  | { type: 'int'; value: bigint }
-  | { type: 'float'; value: number }
-  | { type: 'str'; value: string }
-  | { type: 'binary'; value: Uint8Array }
-  | { type: 'timestamp'; value: bigint }
+  | Exclude<ArgdataValue, { type: 'seq' | 'map' }>
   | { type: 'seq'; items: ArgNode[] }
   | { type: 'map'; entries: [ArgNode, ArgNode][] }
-  /** An existing descriptor: stdin/stdout/stderr or a number the host grants (e.g. a preopen). */
-  | { type: 'fd'; fd: number }
   /**
    * A file opened for the guest with exactly these rights: by guest path inside a granted
    * directory, or (cloudabi-run documents, `host: true`) a host file or directory by host path.
