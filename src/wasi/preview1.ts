@@ -61,7 +61,7 @@ export function createPreview1(ctx: WasiContext, onHostError?: HostErrorHandler)
   const out = {} as Record<Preview1Name, Syscall>;
   for (const name of PREVIEW1_FUNCTIONS) {
     const fn = raw[name];
-    if (fn === undefined) throw new Error(`capsa bug: ${name} is not implemented`);
+    if (fn === undefined) throw new Error(`capsa bug: ${name} has no implementation`);
     out[name] = guard(name, fn, onHostError);
   }
   return out;
