@@ -286,8 +286,9 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       finish(run, syntheticResult('host_error', 'host', `The stored run request cannot be read: ${(e as Error).message}`), 0);
       return;
     }
-    // The engine keeps compiled modules by the same sha256 id: no need to read the file again.
-    const bytes = host.has(rec.moduleId) ? rec.moduleId : store.moduleBytes(rec.tenantId, rec.moduleId);
+    // The engine keeps compiled modules by the same sha256 id; the store's file is read only when
+    // the engine's cache does not hold it (any more).
+    const bytes = store.getModule(rec.tenantId, rec.moduleId) ? rec.moduleId : undefined;
     if (!bytes) {
       finish(run, syntheticResult('invalid_module', 'guest', `Module ${rec.moduleId} was deleted before the run started`), 0);
       return;
@@ -317,7 +318,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     let failure: unknown;
     const t1 = performance.now();
     try {
-      const handle = host.start({ ...fields, module: bytes, signal: entry.abort.signal });
+      const handle = host.start({ ...fields, module: bytes, moduleLoader: () => store.moduleBytes(rec.tenantId, rec.moduleId), signal: entry.abort.signal });
       for await (const ev of handle as AsyncIterable<RunEvent>) {
         if (ev.type === 'stdout' || ev.type === 'stderr') output(ev.type, ev.data);
         else if (ev.type === 'audit') { flush(); emit(rec.id, 'audit', ev.event); } else result = ev.result;

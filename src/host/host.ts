@@ -37,6 +37,8 @@ export interface HostOptions {
 export interface RunRequest {
   /** The module's bytes, or the id ("sha256:…") of a module given to add(). */
   module: Uint8Array | string;
+  /** For a module given by id: where its bytes come from if the cache no longer holds it. */
+  moduleLoader?: () => Uint8Array | undefined;
   args?: string[];
   env?: Record<string, string>;
   stdin?: string | Uint8Array;
@@ -128,14 +130,23 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
   /** Finds or compiles the module, or says why it cannot run. */
   const load = (req: RunRequest, limits: Limits): CachedModule | { status: 'invalid_module' | 'memory_limit'; message: string } => {
     try {
+      let bytes: Uint8Array;
       if (typeof req.module === 'string') {
         const m = cache.get(req.module, caps(limits));
-        return m ?? { status: 'invalid_module', message: `Cannot run ${req.module}: no module with that id was added (add it first, or send its bytes)` };
+        if (m) return m;
+        // Evicted, or never added here: the caller's loader brings the bytes back (the service's store).
+        const loaded = req.moduleLoader?.();
+        if (!loaded) return { status: 'invalid_module', message: `Cannot run ${req.module}: no module with that id was added (add it first, or send its bytes)` };
+        bytes = loaded;
+      } else {
+        bytes = req.module;
       }
-      if (req.module.length > maxModuleBytes) {
-        return { status: 'invalid_module', message: `Cannot run the module: it is ${formatBytes(req.module.length)}, above the ${formatBytes(maxModuleBytes)} limit` };
+      if (bytes.length > maxModuleBytes) {
+        return { status: 'invalid_module', message: `Cannot run the module: it is ${formatBytes(bytes.length)}, above the ${formatBytes(maxModuleBytes)} limit` };
       }
-      return cache.add(req.module, caps(limits));
+      const m = cache.add(bytes, caps(limits));
+      if (typeof req.module === 'string' && m.id !== req.module) return { status: 'invalid_module', message: `Cannot run ${req.module}: the loaded bytes are ${m.id}` };
+      return m;
     } catch (e) {
       if (e instanceof ModuleLimitError && e.code !== 'invalid_module') return { status: 'memory_limit', message: e.message };
       return { status: 'invalid_module', message: (e as Error).message };

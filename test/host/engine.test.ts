@@ -317,3 +317,23 @@ describe('one worker, many guests', () => {
     }
   });
 });
+
+describe('modules by id', () => {
+  it('a module evicted from the cache comes back through the run\'s loader, and a loader cannot swap it', async () => {
+    const small = await createHost({ workers: 1, cacheBytes: 140_000 });
+    try {
+      const hello = guest('hello');
+      const id = small.add(hello);
+      small.add(guest('cat'));
+      small.add(guest('uniq')); // evicts hello (the cache holds about two modules)
+      expect(small.has(id)).toBe(false);
+      const r = await small.run({ module: id, args: ['again'], moduleLoader: () => hello });
+      expect(text(r.stdout)).toBe('hello again\n');
+      const swapped = await small.run({ module: 'sha256:' + '1'.repeat(64), moduleLoader: () => hello });
+      expect(swapped.status).toBe('invalid_module');
+      expect(swapped.message).toMatch(/loaded bytes are sha256:/);
+    } finally {
+      await small.close();
+    }
+  });
+});
