@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ERRNO, FILETYPE } from '../constants.js';
 import { fail, WasiError } from '../errors.js';
+import { checkBeneath } from './resolve.js';
 import type { DirEntry, FileIO, FsDir, FsFile, FsNode, FsSymlink, OpenMode, Stat, TimesUpdate } from './types.js';
 
 const { O_RDONLY, O_WRONLY, O_RDWR, O_NOFOLLOW, O_NONBLOCK, O_TRUNC, O_CREAT, O_EXCL, O_DIRECTORY } = fs.constants;
@@ -39,16 +40,43 @@ class TimeOverlay {
   }
 }
 
-/** One mount: the real path of its root, fixed when it was mounted. */
+/**
+ * One mount. Its root is held by a descriptor opened once, when it was mounted (on Linux), so the
+ * mount stays the directory that was opened whatever its path names later; the descriptor is
+ * closed when the last guest descriptor into the mount is.
+ */
 class HostMount {
   readonly times = new TimeOverlay();
-  constructor(readonly realRoot: string, readonly readonly: boolean) {}
+  root!: HostDir;
+  private holders = 0;
+  constructor(readonly readonly: boolean) {}
   stat(s: fs.BigIntStats): Stat {
     return this.times.apply(toStat(s));
   }
   /** Throws EROFS for a read-only mount; rights normally stop the call first, this is the backstop. */
   writable(): void {
     if (this.readonly) fail(ERRNO.ROFS, 'the mount is read-only');
+  }
+  hold(): void {
+    this.holders++;
+  }
+  release(): void {
+    if (this.holders > 0 && --this.holders === 0) this.root.closeRoot();
+  }
+  /**
+   * Refuses (ENOTCAPABLE) a symlink to `target` in `dir` that would resolve outside the mount
+   * (docs/security.md, rule 5): the target is followed from where `dir` really is, below the root,
+   * through the links already there, by the lookup that guest paths take.
+   */
+  checkLinkTarget(dir: HostDir, target: string, what: string): void {
+    if (target.charCodeAt(0) === 47 /* / */) fail(ERRNO.NOTCAPABLE, `${what} ${target} is absolute`);
+    const below = path.relative(this.root.realPath(), dir.realPath());
+    if (below.split(path.sep)[0] === '..' || path.isAbsolute(below)) fail(ERRNO.NOTCAPABLE, `${what}: its directory is no longer inside the mount`);
+    try {
+      checkBeneath(this.root, below === '' ? target : `${below}/${target}`);
+    } catch (e) {
+      throw new WasiError(ERRNO.NOTCAPABLE, `${what} ${target} would resolve outside the mount (${(e as Error).message})`);
+    }
   }
 }
 
@@ -206,46 +234,66 @@ class HostFileIO implements FileIO {
 }
 
 /**
- * A directory of the mount. The root is reached by its real path, fixed at mount time and outside
- * the guest's reach. Every other directory holds an open descriptor once used, and its entries are
- * reached through /proc/self/fd/N/NAME: the kernel follows no symlink and no renamed path on the
- * way, so a directory the guest holds stays the directory it opened, as with openat(2).
+ * A directory of the mount. The root holds the descriptor opened at mount time. Every other
+ * directory holds an open descriptor once used, and its entries are reached through
+ * /proc/self/fd/N/NAME: the kernel follows no symlink and no renamed path on the way, so a
+ * directory the guest holds stays the directory it opened, as with openat(2).
  */
 export class HostDir extends HostNode implements FsDir {
   readonly filetype = FILETYPE.DIRECTORY;
   private fd: number | undefined;
   private holders = 0;
+  private closed = false;
 
-  constructor(mount: HostMount, hostPath: string, private readonly parent?: HostDir, private readonly name?: string) {
+  constructor(mount: HostMount, hostPath: string, private readonly parent?: HostDir, private readonly name?: string, rootFd?: number) {
     super(mount, hostPath);
+    this.fd = rootFd;
   }
   get fsid(): object { return this.mount; }
 
   /** The path prefix under which the kernel finds this directory's entries. */
   base(): string {
-    const parent = this.parent;
-    if (parent === undefined || PROC_FD === undefined) return this.hostPath;
+    if (PROC_FD === undefined) return this.hostPath;
+    if (this.parent === undefined) {
+      // The root is never reopened by its path: that path may name another directory by now.
+      if (this.closed) fail(ERRNO.BADF, 'the mount has been closed');
+      return PROC_FD + this.fd;
+    }
     if (this.fd === undefined) {
-      const at = parent.base() + '/' + this.name!;
+      const at = this.parent.base() + '/' + this.name!;
       this.fd = host(() => fs.openSync(at, O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
     }
     return PROC_FD + this.fd;
   }
-  /** A descriptor refers to this directory: keep it open until release(). */
+  /** Where the directory really is now (its descriptor's path), not the path walked to reach it. */
+  realPath(): string {
+    return PROC_FD === undefined ? this.hostPath : host(() => fs.readlinkSync(this.base()));
+  }
+  /** A descriptor refers to this directory: keep it (and the mount's root) open until release(). */
   hold(): void {
     this.holders++;
+    this.mount.hold();
     this.base();
   }
   release(): void {
-    if (this.holders > 0) this.holders--;
+    if (this.holders > 0) {
+      this.holders--;
+      this.mount.release();
+    }
     this.dispose();
   }
   /** The lookup that reached this directory is over: close it unless a descriptor holds it. */
   dispose(): void {
-    if (this.holders === 0 && this.fd !== undefined) {
+    if (this.parent !== undefined && this.holders === 0 && this.fd !== undefined) {
       fs.closeSync(this.fd);
       this.fd = undefined;
     }
+  }
+  /** The last descriptor into the mount is closed: so is the root's. */
+  closeRoot(): void {
+    if (this.fd !== undefined && !this.closed) fs.closeSync(this.fd);
+    this.closed = true;
+    this.fd = undefined;
   }
 
   override stat(): Stat {
@@ -294,16 +342,13 @@ export class HostDir extends HostNode implements FsDir {
   }
   symlink(name: string, target: string): void {
     this.mount.writable();
-    // A link that points outside the mount is useless to the guest (lookups refuse it) and a trap
-    // for host tools that later follow it, so it is never created. Where the directory really is
-    // comes from its descriptor, not from the path the guest walked to reach it.
-    const real = this.parent === undefined || PROC_FD === undefined ? this.hostPath : host(() => fs.readlinkSync(this.base()));
-    const linkDir = path.relative(this.mount.realRoot, real);
-    if (path.isAbsolute(target) || linkDir.split(path.sep)[0] === '..'
-      || path.normalize(path.join(linkDir, target)).split(path.sep)[0] === '..') {
-      fail(ERRNO.NOTCAPABLE, `symlink target ${target} would point outside the mount`);
-    }
+    this.mount.checkLinkTarget(this, target, 'symlink target');
     host(() => fs.symlinkSync(target, this.child(name)));
+  }
+  /** The target of `name` when it is a symlink (it is about to be given a new place), else undefined. */
+  private linkTarget(name: string): string | undefined {
+    const p = this.child(name);
+    return host(() => fs.lstatSync(p)).isSymbolicLink() ? host(() => fs.readlinkSync(p)) : undefined;
   }
   unlink(name: string): void {
     this.mount.writable();
@@ -319,23 +364,52 @@ export class HostDir extends HostNode implements FsDir {
   rename(name: string, to: FsDir, toName: string): void {
     this.mount.writable();
     if (!(to instanceof HostDir) || to.mount !== this.mount) fail(ERRNO.XDEV);
+    // A symlink moved to another directory is a link made there: its target is checked from its
+    // new place. Renamed in place, it resolves as before.
+    const target = this.linkTarget(name);
+    if (target !== undefined && to.realPath() !== this.realPath()) this.mount.checkLinkTarget(to, target, `${name} is a symlink to`);
     host(() => fs.renameSync(this.child(name), to.child(toName)));
   }
   link(name: string, to: FsDir, toName: string): void {
     this.mount.writable();
     if (!(to instanceof HostDir) || to.mount !== this.mount) fail(ERRNO.XDEV);
-    host(() => fs.linkSync(this.child(name), to.child(toName)));
+    // A hard link to a symlink is a second symlink, at the new place: checked as one. The new
+    // entry is checked again once made, in case the name was swapped between the two steps.
+    const target = this.linkTarget(name);
+    if (target !== undefined) this.mount.checkLinkTarget(to, target, `${name} is a symlink to`);
+    const made = to.child(toName);
+    host(() => fs.linkSync(this.child(name), made));
+    const now = to.linkTarget(toName);
+    if (now === undefined || now === target) return;
+    try {
+      this.mount.checkLinkTarget(to, now, `${name} is a symlink to`);
+    } catch (e) {
+      host(() => fs.unlinkSync(made));
+      throw e;
+    }
   }
 }
 
-/** Mounts a host directory; throws a plain Error (for the operator) when it is unusable. */
+/**
+ * Mounts a host directory: opens it once and holds that descriptor, so what was opened is what the
+ * guest gets (a path of /proc/self/fd/N, a descriptor the caller holds, mounts that directory).
+ * Throws a plain Error (for the operator) when it is unusable.
+ */
 export function createHostMount(options: HostMountOptions): HostDir {
-  let real: string;
+  let fd: number;
   try {
-    real = fs.realpathSync(options.root);
-  } catch {
-    throw new Error(`Cannot mount ${options.root}: it does not exist`);
+    fd = fs.openSync(options.root, O_RDONLY | O_DIRECTORY);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new Error(`Cannot mount ${options.root}: ${code === 'ENOENT' ? 'it does not exist' : code === 'ENOTDIR' ? 'it is not a directory' : (e as Error).message}`);
   }
-  if (!fs.statSync(real).isDirectory()) throw new Error(`Cannot mount ${options.root}: it is not a directory`);
-  return new HostDir(new HostMount(real, options.readonly ?? false), real);
+  const mount = new HostMount(options.readonly ?? false);
+  if (PROC_FD === undefined) {
+    // No descriptor-relative paths: the root is reached by its real path (docs/security.md).
+    fs.closeSync(fd);
+    mount.root = new HostDir(mount, fs.realpathSync(options.root));
+  } else {
+    mount.root = new HostDir(mount, fs.readlinkSync(PROC_FD + fd), undefined, undefined, fd);
+  }
+  return mount.root;
 }

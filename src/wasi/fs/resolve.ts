@@ -1,5 +1,5 @@
 import { ERRNO, FILETYPE, LIMITS } from '../constants.js';
-import { fail } from '../errors.js';
+import { fail, WasiError } from '../errors.js';
 import type { FsDir, FsNode, FsSymlink } from './types.js';
 
 /** The outcome of a lookup: the directory holding the last name, the name, and what it names. */
@@ -30,7 +30,7 @@ export function resolve(start: FsDir, path: string, follow: boolean, literalLast
   const entered: FsDir[] = [];
   let result: Resolved | undefined;
   try {
-    result = walk(start, path, follow, literalLast, entered);
+    result = walk(start, path, follow, literalLast, entered, false);
     return result;
   } finally {
     for (const d of entered) if (d !== result?.dir && d !== result?.node) d.dispose?.();
@@ -43,7 +43,30 @@ export function disposeResolved(r: Resolved): void {
   if (r.node !== r.dir) (r.node as FsDir | undefined)?.dispose?.();
 }
 
-function walk(start: FsDir, path: string, follow: boolean, literalLast: boolean, entered: FsDir[]): Resolved {
+/**
+ * Throws ENOTCAPABLE when `path`, followed from `start` as a lookup would follow it, leaves
+ * `start`: the check of a symlink target before a link is made (docs/security.md, rule 5).
+ * Links already there are followed; a directory that is missing (or is not one yet) is taken as
+ * an empty directory, since the guest may make it later. Any other failure (a loop, a dangling
+ * last component) means the target cannot be followed out today, so it passes.
+ */
+export function checkBeneath(start: FsDir, path: string): void {
+  if (path.charCodeAt(0) === 47 /* / */) fail(ERRNO.NOTCAPABLE, `${path} is absolute`);
+  const entered: FsDir[] = [];
+  try {
+    walk(start, path, true, false, entered, true);
+  } catch (e) {
+    if (e instanceof WasiError && e.errno === ERRNO.NOTCAPABLE) throw e;
+  } finally {
+    for (const d of entered) d.dispose?.();
+  }
+}
+
+/** Stands for a directory that does not exist (yet) in checkBeneath: it has no entries. */
+const MISSING_DIR = { filetype: FILETYPE.DIRECTORY, lookup: () => undefined } as unknown as FsDir;
+
+/** `missingAsDir`: a missing or non-directory component on the way is entered as an empty directory. */
+function walk(start: FsDir, path: string, follow: boolean, literalLast: boolean, entered: FsDir[], missingAsDir: boolean): Resolved {
   let parts = path.split('/');
   let i = 0;
   // The directories walked so far; ".." pops, and popping the start is an escape.
@@ -68,6 +91,7 @@ function walk(start: FsDir, path: string, follow: boolean, literalLast: boolean,
     const node = dir.lookup(name);
     if (node === undefined) {
       if (last) return { dir, name, node: undefined, mustBeDir };
+      if (missingAsDir) { walked.push(MISSING_DIR); continue; }
       fail(ERRNO.NOENT, `${name} does not exist`);
     }
     if (node.filetype === FILETYPE.SYMBOLIC_LINK && (!last || (!literalLast && (follow || mustBeDir)))) {
@@ -84,7 +108,10 @@ function walk(start: FsDir, path: string, follow: boolean, literalLast: boolean,
       if (mustBeDir && !literalLast && node.filetype !== FILETYPE.DIRECTORY) fail(ERRNO.NOTDIR, `${name} is not a directory`);
       return { dir, name, node, mustBeDir };
     }
-    if (node.filetype !== FILETYPE.DIRECTORY) fail(ERRNO.NOTDIR, `${name} is not a directory`);
+    if (node.filetype !== FILETYPE.DIRECTORY) {
+      if (missingAsDir) { walked.push(MISSING_DIR); continue; }
+      fail(ERRNO.NOTDIR, `${name} is not a directory`);
+    }
     walked.push(node as FsDir);
     entered.push(node as FsDir);
   }
