@@ -275,6 +275,101 @@ describe('path_symlink on a host mount', () => {
   });
 });
 
+/**
+ * docs/security.md rule 5: no link a guest makes resolves outside the mount. A target is followed
+ * from where the link will live, through the links already there, so a chain of links that each
+ * look contained cannot add up to an escape.
+ */
+describe('links a guest makes on a host mount resolve inside it (rule 5)', () => {
+  let h: Harness;
+  beforeEach(() => {
+    h = mountHarness();
+    fs.mkdirSync(path.join(mnt, 'dd1', 'dd2'), { recursive: true });
+    // dd1/dd2/l -> ../.. is the mount's root: contained, and accepted.
+    expect(symlink(h, 3, '../..', 'dd1/dd2/l')).toBe(ERRNO.SUCCESS);
+    expect(fs.realpathSync(path.join(mnt, 'dd1', 'dd2', 'l'))).toBe(mnt);
+  });
+  /** Where a name under the mount leads when the host kernel follows it, or undefined. */
+  const hostTarget = (name: string) => (fs.existsSync(path.join(mnt, name)) ? fs.realpathSync(path.join(mnt, name)) : undefined);
+
+  it('path_symlink through an existing link: "dd1/dd2/l/../.." is ENOTCAPABLE and nothing is made', () => {
+    expect(symlink(h, 3, 'dd1/dd2/l/../..', 'x')).toBe(ERRNO.NOTCAPABLE);
+    expect(fs.lstatSync(path.join(mnt, 'x'), { throwIfNoEntry: false })).toBeUndefined();
+    // Through a missing directory too: it may be made later, so it counts as one.
+    expect(symlink(h, 3, 'dd1/dd2/l/later/../..', 'x2')).toBe(ERRNO.NOTCAPABLE);
+    expect(symlink(h, 3, 'dd1/dd2/l/file.txt/../..', 'x3')).toBe(ERRNO.NOTCAPABLE);
+    // From a directory fd below the root, measured from where it really is.
+    const [e, dd2] = h.open(3, 'dd1/dd2', DIR_OPTS);
+    expect(e).toBe(ERRNO.SUCCESS);
+    expect(symlink(h, dd2, 'l/..', 'x4')).toBe(ERRNO.NOTCAPABLE);
+    expect(fs.readdirSync(path.join(mnt, 'dd1', 'dd2'))).toEqual(['l']);
+  });
+
+  it('path_link of a symlink whose target leaves the mount from the new place is ENOTCAPABLE', () => {
+    expect(link(h, 3, 0, 'dd1/dd2/l', 3, 'y')).toBe(ERRNO.NOTCAPABLE);
+    expect(hostTarget('y')).toBeUndefined();
+    expect(fs.lstatSync(path.join(mnt, 'y'), { throwIfNoEntry: false })).toBeUndefined();
+    expect(fs.lstatSync(path.join(mnt, 'dd1', 'dd2', 'l')).nlink).toBe(1);
+    // Nor may a guest copy a link the host made that leaves the mount, even beside it.
+    fs.symlinkSync('../outside', path.join(mnt, 'out'));
+    expect(link(h, 3, 0, 'out', 3, 'out2')).toBe(ERRNO.NOTCAPABLE);
+  });
+
+  it('path_rename of such a symlink to a shallower directory is ENOTCAPABLE and leaves it where it was', () => {
+    expect(twoPaths(h, 'path_rename', 3, 'dd1/dd2/l', 3, 'moved')).toBe(ERRNO.NOTCAPABLE);
+    expect(twoPaths(h, 'path_rename', 3, 'dd1/dd2/l', 3, 'dd1/moved')).toBe(ERRNO.NOTCAPABLE);
+    expect(hostTarget('dd1/dd2/l')).toBe(mnt);
+    expect(fs.readdirSync(mnt).sort()).toEqual(['dd1', 'file.txt', 'sub']);
+  });
+
+  it('control: links that stay inside are made, as wasi-testsuite makes them', () => {
+    // Hard links to a contained symlink, a dangling one and a loop (wasi-testsuite path_link).
+    expect(link(h, 3, 0, 'dd1/dd2/l', 3, 'dd1/dd2/l2')).toBe(ERRNO.SUCCESS);
+    expect(hostTarget('dd1/dd2/l2')).toBe(mnt);
+    expect(symlink(h, 3, 'target', 'dangling')).toBe(ERRNO.SUCCESS);
+    expect(link(h, 3, 0, 'dangling', 3, 'dangling2')).toBe(ERRNO.SUCCESS);
+    expect(symlink(h, 3, 'loop', 'loop')).toBe(ERRNO.SUCCESS);
+    expect(link(h, 3, 0, 'loop', 3, 'loop2')).toBe(ERRNO.SUCCESS);
+    // Through the link and back down, and a symlink moved to where it still resolves inside.
+    expect(symlink(h, 3, 'dd1/dd2/l/sub/file.txt', 'via')).toBe(ERRNO.SUCCESS);
+    expect(fs.readFileSync(path.join(mnt, 'via'), 'utf8')).toBe('inside sub\n');
+    expect(symlink(h, 3, '../file.txt', 'sub/up')).toBe(ERRNO.SUCCESS);
+    expect(twoPaths(h, 'path_rename', 3, 'sub/up', 3, 'dd1/up')).toBe(ERRNO.SUCCESS);
+    expect(fs.readFileSync(path.join(mnt, 'dd1', 'up'), 'utf8')).toBe('inside\n');
+    // A host-made link that leaves the mount may still be renamed in place (it resolves as before).
+    fs.symlinkSync('../outside', path.join(mnt, 'out'));
+    expect(twoPaths(h, 'path_rename', 3, 'out', 3, 'out2')).toBe(ERRNO.SUCCESS);
+  });
+});
+
+describe('the mount is the directory that was opened', () => {
+  it('replacing the mounted path by a symlink after mounting changes nothing for the guest', () => {
+    const h = mountHarness();
+    fs.renameSync(mnt, path.join(base, 'mnt-was'));
+    fs.symlinkSync('outside', mnt);
+    const [e, fd] = h.open(3, 'file.txt', { base: R.fd_read });
+    expect(e).toBe(ERRNO.SUCCESS);
+    expect(h.read(fd)).toEqual([ERRNO.SUCCESS, 'inside\n']);
+    expect(h.open(3, 'secret.txt', { base: R.fd_read })[0]).toBe(ERRNO.NOENT);
+    expect(pathCall(h, 'path_create_directory', 3, 'made')).toBe(ERRNO.SUCCESS);
+    expect(fs.existsSync(path.join(base, 'mnt-was', 'made'))).toBe(true);
+    expect(fs.existsSync(path.join(outside, 'made'))).toBe(false);
+  });
+
+  it('a path of /proc/self/fd/N mounts the directory behind descriptor N', () => {
+    const fd = fs.openSync(mnt, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+    try {
+      const m = createHostMount({ root: `/proc/self/fd/${fd}` });
+      fs.renameSync(mnt, path.join(base, 'mnt-was'));
+      fs.symlinkSync('outside', mnt);
+      expect(m.lookup('file.txt')?.filetype).toBe(FILETYPE.REGULAR_FILE);
+      expect(m.lookup('secret.txt')).toBeUndefined();
+    } finally {
+      fs.closeSync(fd);
+    }
+  });
+});
+
 describe('a read-only mount', () => {
   const snapshot = () => {
     const out: Record<string, string> = {};
