@@ -6,7 +6,7 @@ import YAML from 'yaml';
 import { createHost } from '../host/host.js';
 import { DEFAULT_LIMITS } from '../host/limits.js';
 import { parseArgdataDocument, parseManifest } from '../host/manifest/parse.js';
-import { applyPolicy, checkCasperGrants, loadPolicy, OPEN_POLICY } from '../host/manifest/policy.js';
+import { applyPolicy, checkCasperGrants, HeldPaths, loadPolicy, OPEN_POLICY } from '../host/manifest/policy.js';
 import { requestFromManifest } from '../host/manifest/to-request.js';
 import { ManifestError, type ArgNode, type Manifest } from '../host/manifest/types.js';
 import type { RunResult } from '../host/result.js';
@@ -132,8 +132,11 @@ export async function run(argv: string[]): Promise<number> {
   // The worker starts while the manifest is checked and the module read.
   const casperConfig = values['casper-config'] !== undefined ? readCasperConfig(values['casper-config']) : {};
   const hostReady = createHost({ workers: 1, limits: { max: policy.limits }, casperConfig });
+  // The host directories and files the policy check opened stay open for the run, which mounts
+  // them by descriptor: what was checked is what the guest gets.
+  const held = new HeldPaths();
   try {
-    const effective = applyPolicy(manifest, policy, DEFAULT_LIMITS, file, baseDir);
+    const effective = applyPolicy(manifest, policy, DEFAULT_LIMITS, file, baseDir, held);
     checkCasperGrants(effective, file);
     const problem = checkInputs(manifest.module, effective);
     if (problem !== undefined) throw new UsageError(problem);
@@ -169,6 +172,8 @@ export async function run(argv: string[]): Promise<number> {
       return 1;
     }
     throw e;
+  } finally {
+    held.close();
   }
 }
 

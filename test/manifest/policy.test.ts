@@ -2,14 +2,18 @@
  * The operator's policy: parsePolicy's error paths, and applyPolicy, which checks a manifest against
  * the policy's maxima and refuses it with every excess named, never silently narrowing it.
  */
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS, DEFAULT_MAX_LIMITS, LIMIT_FIELDS, type Limits } from '../../src/host/limits.js';
 import { parseManifest } from '../../src/host/manifest/parse.js';
-import { applyPolicy, OPEN_POLICY, parsePolicy, SERVICE_POLICY, type DirRule, type Policy } from '../../src/host/manifest/policy.js';
+import { applyPolicy, HeldPaths, OPEN_POLICY, parsePolicy, SERVICE_POLICY, type DirRule, type Policy } from '../../src/host/manifest/policy.js';
 import { ManifestError, type ArgNode, type Manifest, type RightsGrant } from '../../src/host/manifest/types.js';
 import { R, RIGHTS_ALL, TYPE_RIGHTS } from '../../src/wasi/rights.js';
+import { FILETYPE } from '../../src/wasi/constants.js';
+import { createHostMount } from '../../src/wasi/fs/hostfs.js';
 
 const T = '%TAG ! tag:nuxi.nl,2015:cloudabi/\n---\n';
 const USE = 'use a Capsicum name such as CAP_READ or a promise such as rpath';
@@ -509,5 +513,90 @@ describe('property: the effective grant never exceeds the policy, and nothing is
         expect(err.problems).toHaveLength(bad);
       }
     }), { numRuns: 300 });
+  });
+});
+
+/**
+ * Host sources are judged where they really are (issue 18, item 1): no symlink below a rule's
+ * directory is followed, real paths are compared, and a run is given the descriptor that was checked.
+ */
+describe('host paths under a policy, on a real tree', () => {
+  let base: string;
+  let allowed: string;
+  let policy: Policy;
+  beforeEach(() => {
+    base = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-policy-real-')));
+    allowed = path.join(base, 'allowed');
+    fs.mkdirSync(path.join(allowed, 'in', 'deep'), { recursive: true });
+    fs.writeFileSync(path.join(allowed, 'ok.txt'), 'fine\n');
+    fs.mkdirSync(path.join(base, 'secret', 'sub'), { recursive: true });
+    fs.writeFileSync(path.join(base, 'secret', 's.txt'), 'secret\n');
+    fs.symlinkSync('../secret', path.join(allowed, 'link'));
+    fs.symlinkSync('in', path.join(allowed, 'in-link'));
+    fs.symlinkSync('../secret/s.txt', path.join(allowed, 's-link.txt'));
+    policy = parsePolicy('dirs:\n  - { source: ./allowed, rights: rpath }\n', 'p.yaml', base);
+  });
+  afterEach(() => fs.rmSync(base, { recursive: true, force: true }));
+  const mount = (source: string) => `dirs:\n  - { guest: /d, source: ${source}, rights: rpath }\n`;
+  const argdata = (p: string) => applyPolicy({ args: [], env: {}, dirs: [], limits: {}, casper: {}, argdata: { type: 'file', path: p, rights: { base: R.fd_read, inheriting: 0n, names: [] }, host: true } }, policy, DEFAULT_LIMITS, 'a.yaml', base);
+  const argdataRefusal = (p: string) => { try { argdata(p); } catch (e) { if (e instanceof ManifestError) return e.message; throw e; } return 'accepted'; };
+
+  it('a link is refused as the source, on the way to it, with a trailing slash, and even when it stays inside', () => {
+    for (const [source, link] of [['./allowed/link', 'link'], ['./allowed/link/', 'link'], ['./allowed/link/sub', 'link'], ['./allowed/in-link', 'in-link'], ['./allowed/in-link/deep', 'in-link']]) {
+      expect(refusals(mount(source!), policy, base)).toEqual([`m.yaml:0:0: dirs[0] (/d): source ${path.resolve(base, source!)} is not allowed by the policy: ${allowed}/${link} is a symbolic link (-> ${fs.readlinkSync(path.join(allowed, link!))}), and the policy follows no link below ${allowed}; give the real path of the directory, or remove the link`]);
+    }
+  });
+
+  it('real paths are compared: a link outside the rule that leads into it is named', () => {
+    fs.symlinkSync('allowed', path.join(base, 'alias'));
+    expect(refusals(mount('./alias/in'), policy, base)).toEqual([`m.yaml:0:0: dirs[0] (/d): source ${base}/alias/in is not allowed by the policy: it leads to ${allowed}/in through a symbolic link, which the policy does not name (allowed sources: ${allowed}); give the real path`]);
+  });
+
+  it('links in the rule\'s own path are the operator\'s: followed', () => {
+    fs.symlinkSync('allowed', path.join(base, 'alias'));
+    const viaAlias = parsePolicy('dirs:\n  - { source: ./alias, rights: rpath }\n', 'p.yaml', base);
+    const e = applyPolicy(parseManifest(mount('./alias/in'), 'm.yaml'), viaAlias, DEFAULT_LIMITS, 'm.yaml', base);
+    expect(e.dirs[0]!.source).toEqual({ kind: 'host', path: `${allowed}/in` });
+  });
+
+  it('without a policy (a rule for /), links are followed as before', () => {
+    const e = applyPolicy(parseManifest(mount('./allowed/link'), 'm.yaml'), OPEN_POLICY, DEFAULT_LIMITS, 'm.yaml', base);
+    expect(e.dirs[0]!.source).toEqual({ kind: 'host', path: `${base}/secret` });
+  });
+
+  it('argdata host files: a link on the way, or as the file, is refused; a plain file is allowed', () => {
+    expect(argdataRefusal(`${allowed}/link/s.txt`)).toContain(`argdata: host path ${allowed}/link/s.txt is not allowed by the policy: ${allowed}/link is a symbolic link (-> ../secret)`);
+    expect(argdataRefusal(`${allowed}/s-link.txt`)).toContain(`${allowed}/s-link.txt is a symbolic link (-> ../secret/s.txt)`);
+    expect(argdataRefusal(`${allowed}/ok.txt`)).toBe('accepted');
+  });
+
+  it('held for a run: the run gets /proc/self/fd/N, which stays the directory that was checked', () => {
+    const held = new HeldPaths();
+    try {
+      const e = applyPolicy(parseManifest(mount('./allowed/in'), 'm.yaml'), policy, DEFAULT_LIMITS, 'm.yaml', base, held);
+      const source = e.dirs[0]!.source as { kind: 'host'; path: string };
+      expect(source.path).toMatch(/^\/proc\/self\/fd\/\d+$/);
+      // The checked directory is swapped for a link to the secret before the run mounts it.
+      fs.renameSync(path.join(allowed, 'in'), path.join(allowed, 'in-was'));
+      fs.symlinkSync('../secret', path.join(allowed, 'in'));
+      const m = createHostMount({ root: source.path });
+      expect(m.lookup('deep')?.filetype).toBe(FILETYPE.DIRECTORY);
+      expect(m.lookup('s.txt')).toBeUndefined();
+      // A held file is its directory's descriptor and its name, opened there without following.
+      const a = applyPolicy({ args: [], env: {}, dirs: [], limits: {}, casper: {}, argdata: { type: 'file', path: `${allowed}/ok.txt`, rights: { base: R.fd_read, inheriting: 0n, names: [] }, host: true } }, policy, DEFAULT_LIMITS, 'a.yaml', base, held);
+      expect((a.argdata as { path: string }).path).toMatch(/^\/proc\/self\/fd\/\d+\/ok\.txt$/);
+    } finally {
+      held.close();
+    }
+  });
+
+  it('a missing source is refused when it must be held, and left to the run when only checked', () => {
+    expect(effective(mount('./allowed/nope'), policy, base).dirs[0]!.source).toEqual({ kind: 'host', path: `${allowed}/nope` });
+    const held = new HeldPaths();
+    try {
+      expect(() => applyPolicy(parseManifest(mount('./allowed/nope'), 'm.yaml'), policy, DEFAULT_LIMITS, 'm.yaml', base, held)).toThrow(`dirs[0] (/d): source ${allowed}/nope cannot be opened: it does not exist`);
+    } finally {
+      held.close();
+    }
   });
 });

@@ -8,10 +8,11 @@ import YAML, { isMap, isScalar, isSeq, LineCounter, type Node as YamlNode } from
 import { DEFAULT_MAX_LIMITS, type Limits } from '../limits.js';
 import { formatBytes, formatDuration, parseBytes, parseDuration } from '../units.js';
 import { formatRights, RIGHTS_ALL, TYPE_RIGHTS } from '../../wasi/rights.js';
+import { descriptorPath, openNoLinks, SymlinkOnPath } from '../../wasi/fs/hostfs.js';
 import { CASPER_SERVICES } from './parse.js';
 import { SERVICES } from '../../casper/services/index.js';
 import { didYouMean, yamlMessage } from './suggest.js';
-import { ManifestError, type ArgNode, type CasperGrants, type Manifest, type Problem, type RightsGrant } from './types.js';
+import { ManifestError, type ArgNode, type CasperGrants, type DirSource, type Manifest, type Problem, type RightsGrant } from './types.js';
 import { expandRights } from './vocabulary.js';
 
 /** One kind of directory the operator allows: a source (memory, or host paths under a prefix) and the most rights. */
@@ -164,8 +165,89 @@ function fdNodes(n: ArgNode | undefined, out: number[] = []): number[] {
   return out;
 }
 
+/** The tree with host !file paths replaced (argdata files held for a run). */
+function withPaths(n: ArgNode, paths: Map<string, string>): ArgNode {
+  if (n.type === 'file') return n.host && paths.has(n.path) ? { ...n, path: paths.get(n.path)! } : n;
+  if (n.type === 'seq') return { ...n, items: n.items.map((i) => withPaths(i, paths)) };
+  if (n.type === 'map') return { ...n, entries: n.entries.map(([k, v]) => [withPaths(k, paths), withPaths(v, paths)]) };
+  return n;
+}
+
 function within(child: string, parent: string): boolean {
   return child === parent || child.startsWith(parent.endsWith('/') ? parent : parent + '/');
+}
+
+/**
+ * Host paths a policy check opened, kept open for a run: the run is given paths that name these
+ * descriptors (/proc/self/fd/N), so it mounts what was checked and never resolves the path again.
+ */
+export class HeldPaths {
+  private readonly fds: number[] = [];
+  /** Holds `fd` until close() and returns the path that names it (the real path where none can). */
+  keep(fd: number, real: string): string {
+    const p = descriptorPath(fd);
+    if (p === undefined) { fs.closeSync(fd); return real; }
+    this.fds.push(fd);
+    return p;
+  }
+  /** The run is over: lets the descriptors go. */
+  close(): void {
+    for (const fd of this.fds.splice(0)) fs.closeSync(fd);
+  }
+}
+
+const allowedSources = (policy: Policy) => policy.dirs.map((r) => (r.source.kind === 'memory' ? 'memory' : r.source.under)).join(', ') || 'none';
+
+const realpathOr = (p: string) => { try { return fs.realpathSync(p); } catch { return p; } };
+
+/**
+ * Where host path `p` (absolute, normalised) may be used under the policy, judged by where it
+ * really is: it is opened one component at a time below the deepest rule that contains it,
+ * following no symlink the policy does not name (a rule's own path may hold links: the operator
+ * wrote it), and its real path must lie within the rule's. A rule for "/" allows every real path,
+ * so links are followed there. Returns the rules that allow it and the path to give the run (the
+ * real path; with `held`, the held descriptor's), or a problem. A path that does not exist is left
+ * to whoever uses it, unless it must be held.
+ */
+function checkHostPath(p: string, policy: Policy, held: HeldPaths | undefined, fileOk: boolean, what: string): { rules: DirRule[]; path: string; isDir: boolean } | { problem: string } {
+  const hostRules = policy.dirs.filter((r): r is DirRule & { source: { kind: 'host'; under: string } } => r.source.kind === 'host');
+  const allowed = allowedSources(policy);
+  const candidates = hostRules.filter((r) => within(p, r.source.under));
+  if (candidates.length === 0) {
+    const real = realpathOr(p);
+    if (hostRules.some((r) => within(real, realpathOr(r.source.under)))) {
+      return { problem: `${what} ${p} is not allowed by the policy: it leads to ${real} through a symbolic link, which the policy does not name (allowed sources: ${allowed}); give the real path` };
+    }
+    return { problem: `${what} ${p} is not allowed by the policy (allowed sources: ${allowed})` };
+  }
+  const from = candidates.some((r) => r.source.under === '/') ? '/' : candidates.reduce((a, b) => (b.source.under.length > a.source.under.length ? b : a)).source.under;
+  let fd: number;
+  try {
+    fd = from === '/' ? fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK) : openNoLinks(from, path.relative(from, p).split(path.sep).filter((n) => n !== ''), fileOk);
+  } catch (e) {
+    if (e instanceof SymlinkOnPath) {
+      return { problem: `${what} ${p} is not allowed by the policy: ${e.at} is a symbolic link (-> ${e.target}), and the policy follows no link below ${from}; give the real path of the directory, or remove the link` };
+    }
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT' && held === undefined) return { rules: candidates, path: p, isDir: false };
+    return { problem: `${what} ${p} cannot be opened: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'it does not exist' : (e as Error).message}` };
+  }
+  let real: string, isDir: boolean;
+  try {
+    isDir = fs.fstatSync(fd).isDirectory();
+    if (!fileOk && !isDir) throw new Error('it is not a directory');
+    real = descriptorPath(fd) === undefined ? fs.realpathSync(p) : fs.readlinkSync(descriptorPath(fd)!);
+  } catch (e) {
+    fs.closeSync(fd);
+    return { problem: `${what} ${p} cannot be used: ${(e as Error).message}` };
+  }
+  const rules = candidates.filter((r) => within(real, realpathOr(r.source.under)));
+  if (rules.length === 0) {
+    fs.closeSync(fd);
+    return { problem: `${what} ${p} is not allowed by the policy: it is really ${real} (allowed sources: ${allowed})` };
+  }
+  if (held) return { rules, path: held.keep(fd, real), isDir };
+  fs.closeSync(fd);
+  return { rules, path: real, isDir };
 }
 
 function excess(asked: RightsGrant, allowed: RightsGrant): string | undefined {
@@ -211,9 +293,11 @@ function serviceNarrows(service: string, asked: Record<string, unknown>, allowed
 /**
  * The effective grant: the manifest, checked against the policy, with limits it leaves out taken
  * from the defaults (lowered to the policy's maxima). Throws a ManifestError naming every excess.
- * Host sources resolve against `baseDir` (the manifest's folder).
+ * Host sources resolve against `baseDir` (the manifest's folder) and are judged by their real
+ * paths; the effective manifest names them by real path, or, given `held` (a run about to start),
+ * by paths of descriptors held open there, so the run gets what was checked.
  */
-export function applyPolicy(m: Manifest, policy: Policy, defaults: Limits, file = 'manifest.yaml', baseDir = process.cwd()): Manifest & { limits: Limits } {
+export function applyPolicy(m: Manifest, policy: Policy, defaults: Limits, file = 'manifest.yaml', baseDir = process.cwd(), held?: HeldPaths): Manifest & { limits: Limits } {
   const problems: string[] = [];
   const limits = {} as Limits;
   for (const f of Object.keys(defaults) as (keyof Limits)[]) {
@@ -224,12 +308,17 @@ export function applyPolicy(m: Manifest, policy: Policy, defaults: Limits, file 
   }
   const dirs = m.dirs.map((d, i) => {
     const where = `dirs[${i}] (${d.guest})`;
-    const resolved = d.source.kind === 'host' ? { kind: 'host' as const, path: path.resolve(baseDir, d.source.path) } : d.source;
-    const rules = policy.dirs.filter((r) => (r.source.kind === 'memory' ? resolved.kind === 'memory'
-      : resolved.kind === 'host' && within(resolved.path, r.source.under)) && (r.guest === undefined || within(d.guest, r.guest)));
+    let resolved: DirSource = d.source;
+    let sourceRules = policy.dirs.filter((r) => r.source.kind === 'memory');
+    if (d.source.kind === 'host') {
+      const checked = checkHostPath(path.resolve(baseDir, d.source.path), policy, held, false, `${where}: source`);
+      if ('problem' in checked) { problems.push(checked.problem); return d; }
+      resolved = { kind: 'host', path: checked.path };
+      sourceRules = checked.rules;
+    }
+    const rules = sourceRules.filter((r) => r.guest === undefined || within(d.guest, r.guest));
     if (rules.length === 0) {
-      const allowed = policy.dirs.map((r) => (r.source.kind === 'memory' ? 'memory' : r.source.under)).join(', ') || 'none';
-      problems.push(`${where}: source ${resolved.kind === 'memory' ? 'memory' : resolved.path} is not allowed by the policy (allowed sources: ${allowed})`);
+      problems.push(`${where}: source ${d.source.kind === 'memory' ? 'memory' : path.resolve(baseDir, d.source.path)} is not allowed by the policy (allowed sources: ${allowedSources(policy)})`);
     } else if (rules.every((r) => excess(d.rights, r.rights) !== undefined)) {
       const best = rules[0]!;
       problems.push(`${where}: ${excess(d.rights, best.rights)} exceed the policy (allowed: ${best.rights.names.join(', ')})`);
@@ -238,15 +327,24 @@ export function applyPolicy(m: Manifest, policy: Policy, defaults: Limits, file 
   });
   const argFiles = fileNodes(m.argdata);
   if (argFiles.length && !policy.argdataFiles) problems.push('argdata: !file is not allowed by the policy');
-  // The manifest must be consistent with itself: a file lies in a granted directory and asks for
-  // no more than that directory passes on; a numbered fd is one the guest is granted.
+  // A host path is judged where it really is. For a run, a directory is held itself, and a file
+  // by its directory: the run opens the file's name there without following a link.
+  const hostPaths = new Map<string, string>();
   for (const f of argFiles.filter((x) => x.host)) {
-    const rule = policy.dirs.find((r) => r.source.kind === 'host' && within(f.path, r.source.under));
-    if (!rule) problems.push(`argdata: host path ${f.path} is not allowed by the policy`);
-    else if ((f.rights.base & ~rule.rights.inheriting & ~rule.rights.base) !== 0n) {
+    const checked = checkHostPath(f.path, policy, undefined, true, 'argdata: host path');
+    if ('problem' in checked) { problems.push(checked.problem); continue; }
+    const rule = checked.rules[0]!;
+    if ((f.rights.base & ~rule.rights.inheriting & ~rule.rights.base) !== 0n) {
       problems.push(`argdata: ${f.path} asks for ${formatRights(f.rights.base & ~rule.rights.inheriting & ~rule.rights.base)}, beyond the policy`);
     }
+    if (held && !hostPaths.has(f.path)) {
+      const kept = checkHostPath(checked.isDir ? f.path : path.dirname(f.path), policy, held, false, 'argdata: host path');
+      if ('problem' in kept) problems.push(kept.problem);
+      else hostPaths.set(f.path, checked.isDir ? kept.path : `${kept.path}/${path.basename(f.path)}`);
+    }
   }
+  // The manifest must be consistent with itself: a file lies in a granted directory and asks for
+  // no more than that directory passes on; a numbered fd is one the guest is granted.
   for (const f of argFiles.filter((x) => !x.host)) {
     const dir = m.dirs.filter((d) => f.path.startsWith(d.guest === '/' ? '/' : d.guest + '/')).sort((a, b) => b.guest.length - a.guest.length)[0];
     if (!dir) { problems.push(`argdata: !file ${f.path} is not inside a granted directory (granted: ${m.dirs.map((d) => d.guest).join(', ') || 'none'})`); continue; }
@@ -276,7 +374,8 @@ export function applyPolicy(m: Manifest, policy: Policy, defaults: Limits, file 
     casper[service] = { ...allowed, ...lim };
   }
   if (problems.length) throw new ManifestError(file, problems.map((message) => ({ line: 0, col: 0, path: '', message })));
-  return { ...m, dirs, limits, casper };
+  const argdata = hostPaths.size && m.argdata ? withPaths(m.argdata, hostPaths) : m.argdata;
+  return { ...m, dirs, limits, casper, ...(argdata ? { argdata } : {}) };
 }
 
 /**

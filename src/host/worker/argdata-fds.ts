@@ -29,12 +29,14 @@ function preopenOf(ctx: WasiContext, path: string): { fd: number; rest: string }
 
 /**
  * A cloudabi-run `!file`: a host file or directory, opened like a mount (O_NOFOLLOW, confined
- * lookups below a directory) and masked to what its kind can hold.
+ * lookups below a directory) and masked to what its kind can hold. The path comes from the host:
+ * after a policy check, a held descriptor's /proc/self/fd/N (a directory), or that followed by
+ * the file's name, so it is followed as given (applyPolicy walked it without links).
  */
 function openHostPath(ctx: WasiContext, node: Extract<ArgNode, { type: 'file' }>): number {
   let st: fs.Stats;
   try {
-    st = fs.lstatSync(node.path);
+    st = fs.statSync(node.path);
   } catch (e) {
     throw new Error(`argdata: cannot open ${node.path}: ${(e as Error).message}`);
   }
@@ -45,9 +47,15 @@ function openHostPath(ctx: WasiContext, node: Extract<ArgNode, { type: 'file' }>
   if (!st.isFile()) throw new Error(`argdata: ${node.path} is neither a regular file nor a directory`);
   const base = node.rights.base & TYPE_RIGHTS.regularFile.base;
   const dir = createHostMount({ root: path.dirname(node.path) });
-  const io = dir.openFile(path.basename(node.path), { read: (base & READ) !== 0n, write: (base & WRITE) !== 0n, truncate: false, append: false });
-  if (!io) throw new Error(`argdata: ${node.path} is not a regular file`);
-  return ctx.fds.insert({ handle: new FileHandle(io, false), base, inheriting: 0n, fdflags: 0 });
+  // Held only while the file is opened: the mount's root descriptor is closed with the release.
+  dir.hold();
+  try {
+    const io = dir.openFile(path.basename(node.path), { read: (base & READ) !== 0n, write: (base & WRITE) !== 0n, truncate: false, append: false });
+    if (!io) throw new Error(`argdata: ${node.path} is not a regular file`);
+    return ctx.fds.insert({ handle: new FileHandle(io, false), base, inheriting: 0n, fdflags: 0 });
+  } finally {
+    dir.release();
+  }
 }
 
 /**

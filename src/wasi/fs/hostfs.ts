@@ -390,6 +390,54 @@ export class HostDir extends HostNode implements FsDir {
   }
 }
 
+/** A path naming descriptor `fd` that no rename or link can re-point, or undefined where there is none. */
+export function descriptorPath(fd: number): string | undefined {
+  return PROC_FD === undefined ? undefined : PROC_FD + fd;
+}
+
+/** openNoLinks met a symlink: `at` is its host path, `target` what it points to. */
+export class SymlinkOnPath extends Error {
+  constructor(readonly at: string, readonly target: string) {
+    super(`${at} is a symbolic link (-> ${target})`);
+  }
+}
+
+/**
+ * Opens `names` below the host directory `from` one component at a time, each through the
+ * descriptor of the one before (O_NOFOLLOW), so that no symlink is followed on the way and what
+ * is opened is where the walk went; `from` itself is the caller's trusted path. Every component
+ * but the last must be a directory; the last may be a regular file when `fileOk`. Returns the
+ * descriptor (O_RDONLY). Throws SymlinkOnPath for a link, a Node error otherwise.
+ */
+export function openNoLinks(from: string, names: readonly string[], fileOk: boolean): number {
+  let fd = fs.openSync(from, O_RDONLY | O_DIRECTORY);
+  let at = from;
+  try {
+    names.forEach((name, i) => {
+      if (name === '' || name === '.' || name === '..' || name.includes('/')) throw new Error(`${JSON.stringify(name)} is not a name`);
+      const last = i === names.length - 1;
+      const next = (PROC_FD === undefined ? at : PROC_FD + fd) + '/' + name;
+      at = path.join(at, name);
+      let opened: number;
+      try {
+        opened = fs.openSync(next, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | (last && fileOk ? 0 : O_DIRECTORY));
+      } catch (e) {
+        const st = fs.lstatSync(next, { throwIfNoEntry: false });
+        if (st?.isSymbolicLink()) throw new SymlinkOnPath(at, fs.readlinkSync(next));
+        throw e;
+      }
+      fs.closeSync(fd);
+      fd = opened;
+    });
+    const st = fs.fstatSync(fd);
+    if (!st.isDirectory() && !st.isFile()) throw Object.assign(new Error(`${at} is neither a regular file nor a directory`), { code: 'EINVAL' });
+    return fd;
+  } catch (e) {
+    fs.closeSync(fd);
+    throw e;
+  }
+}
+
 /**
  * Mounts a host directory: opens it once and holds that descriptor, so what was opened is what the
  * guest gets (a path of /proc/self/fd/N, a descriptor the caller holds, mounts that directory).
