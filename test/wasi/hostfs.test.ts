@@ -756,6 +756,13 @@ describe('host descriptors', () => {
       expect(open()).toBe(before + 1);
       h.call.fd_close!(dfd);
       expect(open()).toBe(before);
+      // The mount's root holds one too, for as long as a descriptor into the mount is open.
+      const [es, sub] = h.open(3, 'a', { base: R.fd_readdir, inheriting: 0n });
+      expect(es).toBe(ERRNO.SUCCESS);
+      expect(h.call.fd_close!(3)).toBe(ERRNO.SUCCESS);
+      expect(open()).toBe(before + 1);
+      h.call.fd_close!(sub);
+      expect(open()).toBe(before - 1);
     } finally {
       fs.rmSync(root, { recursive: true, force: true });
     }
