@@ -975,17 +975,18 @@ describe('descriptor table', () => {
 describe('in-memory quota', () => {
   it('a write past maxBytes → ENOSPC; space comes back when a file is removed', () => {
     const h = mem({ memFs: { maxBytes: 1024 } });
-    // The seed (4 bytes) counts against the quota.
+    // The seed (4 bytes of data, the names f.txt and sub: 12 bytes) and every name count.
+    const other = open(h, 'other', { oflags: OFLAGS.CREAT });
     const fd = open(h, 'big', { oflags: OFLAGS.CREAT });
     expect(h.write(fd, 'x'.repeat(1000))).toBe(ERRNO.SUCCESS);
-    expect(h.write(fd, 'y'.repeat(21))).toBe(ERRNO.NOSPC);
+    expect(h.write(fd, 'y'.repeat(5))).toBe(ERRNO.NOSPC);
     expect(fstat(h, fd).size).toBe(1000n);
-    expect(h.write(fd, 'y'.repeat(20))).toBe(ERRNO.SUCCESS);
+    expect(h.write(fd, 'y'.repeat(4))).toBe(ERRNO.SUCCESS);
     expect(h.write(fd, 'z')).toBe(ERRNO.NOSPC);
     expect(sys(h).fd_filestat_set_size(fd, 2000n)).toBe(ERRNO.NOSPC);
-    expect(fstat(h, fd).size).toBe(1020n);
+    expect(fstat(h, fd).size).toBe(1004n);
+    expect(sys(h).path_create_directory(3, ...str(h, 'd'))).toBe(ERRNO.NOSPC);
 
-    const other = open(h, 'other', { oflags: OFLAGS.CREAT });
     expect(h.write(other, 'q'.repeat(10))).toBe(ERRNO.NOSPC);
     expect(sys(h).fd_close(fd)).toBe(ERRNO.SUCCESS);
     expect(sys(h).path_unlink_file(3, ...str(h, 'big'))).toBe(ERRNO.SUCCESS);
