@@ -14,7 +14,7 @@ const IMPORTS = `
   (import "wasi_snapshot_preview1" "path_open" (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "path_create_directory" (func $mkdir (param i32 i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "path_symlink" (func $symlink (param i32 i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_pwrite" (func $pwrite (param i32 i32 i32 i64 i32) (result i32)))
   (import "wasi_snapshot_preview1" "fd_filestat_set_size" (func $setsize (param i32 i64) (result i32)))
   (import "wasi_snapshot_preview1" "fd_close" (func $close (param i32) (result i32)))
   (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))`;
@@ -88,6 +88,19 @@ const deepFiles = (() => {
   return forever(setup, `${digitsAt(prefix.length)} ${openFile(prefix.length + 10)}`);
 })();
 
+// `count` files, each grown to 15 MiB by one byte written at its end, then truncated to 0 and closed.
+const growAndTruncate = (count: number) => {
+  const n = named('g');
+  return forever(`${n.setup} (i32.store (i32.const 0x110) (i32.const 0x10000)) (i32.store (i32.const 0x114) (i32.const 1))`, `
+    (if (i32.eq (local.get $i) (i32.const ${count})) (then (call $exit (i32.const 0))))
+    ${digitsAt(1)}
+    (call $check (call $open (i32.const 3) (i32.const 0) (i32.const 0x1000) (i32.const ${n.len}) (i32.const 1) (i64.const 0x0fffffff) (i64.const 0x0fffffff) (i32.const 0) (i32.const 0x100)))
+    (local.set $fd (i32.load (i32.const 0x100)))
+    (call $check (call $pwrite (local.get $fd) (i32.const 0x110) (i32.const 1) (i64.const ${(15 << 20) - 1}) (i32.const 0x120)))
+    (call $check (call $setsize (local.get $fd) (i64.const 0)))
+    (call $check (call $close (local.get $fd)))`);
+};
+
 let host: Host;
 beforeAll(async () => { host = await createHost({ workers: 1 }); });
 afterAll(async () => { await host.close(); });
@@ -136,4 +149,25 @@ describe('metadata is bounded: the guest gets an errno and the run ends exited, 
     await expect(host.run({ module: emptyFiles, files: { [deep]: 'x' } })).rejects.toThrow(/at most 1024 bytes: use a shallower path/);
     expect(host.stats().spawned).toBe(1);
   });
+});
+
+describe('truncated files give their memory back', () => {
+  it('24 files grown to 15 MiB and truncated to 0 under a 16 MiB quota: the process grows by about the quota, not 360 MiB', async () => {
+    const limits = { filesBytes: 16 << 20, wallMs: 30_000 };
+    // A first run warms the worker up (code, heap), so that what follows is the files' memory.
+    expect(await host.run({ module: growAndTruncate(1), dirs: DATA, limits })).toMatchObject({ status: 'exited', exitCode: 0 });
+    const rss0 = process.memoryUsage.rss();
+    let peak = rss0;
+    const sampler = setInterval(() => { peak = Math.max(peak, process.memoryUsage.rss()); }, 2);
+    try {
+      const r = await host.run({ module: growAndTruncate(24), dirs: DATA, limits });
+      expect(r).toMatchObject({ status: 'exited', blame: 'guest', exitCode: 0 });
+      expect(Object.values(r.files).map((f) => f.length)).toEqual(Array(24).fill(0));
+    } finally {
+      clearInterval(sampler);
+    }
+    peak = Math.max(peak, process.memoryUsage.rss());
+    // Generous: the quota, the worker's own churn and the results; the old code touched 15 MiB per file.
+    expect(peak - rss0).toBeLessThan(96 << 20);
+  }, 90_000);
 });
