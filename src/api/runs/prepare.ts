@@ -5,10 +5,10 @@
  */
 import YAML from 'yaml';
 import { z } from '@hono/zod-openapi';
+import { fileProblems } from '../../host/files.js';
 import { flowDepth, parseManifest } from '../../host/manifest/parse.js';
 import { applyPolicy, checkCasperGrants, parsePolicy, type Policy } from '../../host/manifest/policy.js';
 import { requestFromManifest } from '../../host/manifest/to-request.js';
-import { fileProblems } from '../../host/files.js';
 import { ManifestError } from '../../host/manifest/types.js';
 import type { Tenant } from '../store/types.js';
 import { ApiError } from '../errors.js';
@@ -70,7 +70,7 @@ export function manifestProblem(e: ManifestError, code: 'invalid_manifest' | 'po
 /** Paths of `files` must be absolute here; the engine's own rules are checked with the limits (fileProblems). */
 function checkFiles(files: Record<string, unknown>, field: string): { path: string; message: string }[] {
   return Object.keys(files).filter((p) => !p.startsWith('/'))
-    .map((p) => ({ path: `${field}.${p}`, message: 'a file path is absolute and inside a directory, like "/data/in.txt", without ".."' }));
+    .map((p) => ({ path: `${field}.${p}`, message: 'a file path is absolute, like "/data/in.txt"' }));
 }
 
 /** Validates a run body for a tenant; throws ApiError (404/422) naming what is wrong. */
