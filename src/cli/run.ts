@@ -42,19 +42,30 @@ Options:
   --audit-file FILE        Write the audit lines to FILE instead.
   -h, --help               Show this help.
 
-Exit status: the guest's exit code; 134 when the guest traps (the trap is printed
-to stderr); 124 when it runs out of time; 125 when it hits its memory or output
-limit; 1 when the module or the manifest cannot be used (the message says why);
-2 for a usage error.
+Exit status: the guest's exit code when it is 0..255; 1 for any other code, which
+stderr then names (a status keeps 8 bits, so 256 would read as 0, success;
+wasmtime exits 1 for the codes it refuses, too); 134 when the guest traps (the
+trap is printed to stderr); 124 when it runs out of time; 125 when it hits its
+memory or output limit; 1 when the module or the manifest cannot be used (the
+message says why); 2 for a usage error.
 
 Examples:
   capsa run guests/build/cat.wasm --dir ./data::/data:ro -- /data/notes.txt
   capsa run --manifest uniq.yaml --policy policy.yaml`;
 
+/**
+ * A guest's exit code as a process status: 0..255 as it is; any other code is 1, since the OS
+ * keeps only the low 8 bits and 256 or 512 would read as success (wasmtime exits 1 for codes it
+ * refuses too). The run's result keeps the guest's own code.
+ */
+export function processStatus(code: number): number {
+  return Number.isInteger(code) && code >= 0 && code <= 255 ? code : 1;
+}
+
 /** The process exit status for a run's end, documented in --help. */
 export function exitStatus(r: RunResult): number {
   switch (r.status) {
-    case 'exited': return r.exitCode ?? 0;
+    case 'exited': return processStatus(r.exitCode ?? 0);
     case 'trapped': return 134;
     case 'timeout': return 124;
     case 'memory_limit':
@@ -153,7 +164,11 @@ export async function run(argv: string[]): Promise<number> {
         if (ev.type === 'result') {
           const r = ev.result;
           if (r.status !== 'exited') process.stderr.write(`capsa: ${describe(r)}\n`);
-          return exitStatus(r);
+          const status = exitStatus(r);
+          if (r.status === 'exited' && status !== r.exitCode) {
+            process.stderr.write(`capsa: the guest exited with code ${r.exitCode}, which a process status cannot carry; exiting ${status}\n`);
+          }
+          return status;
         }
       }
       return 70;

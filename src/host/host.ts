@@ -1,4 +1,5 @@
 import { createBridgeChannel } from './bridge.js';
+import { fileProblems } from './files.js';
 import { functionHandler, functionList, serveRun, type HostFunctions } from './functions.js';
 import { Broker } from '../casper/broker.js';
 import { SERVICES } from '../casper/services/index.js';
@@ -159,6 +160,8 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
 
   const launch = (req: RunRequest, streaming: boolean): RunHandle => {
     const limits = resolveLimits(req.limits, defaults, max);
+    const problems = req.files ? fileProblems(req.files, limits.filesBytes) : [];
+    if (problems.length) throw new TypeError(`Cannot seed the files: ${problems.map((p) => p.path ? `${p.path}: ${p.message}` : p.message).join('; ')}`);
     const events: RunEvent[] = [];
     let wake: (() => void) | undefined;
     const emit = (e: RunEvent) => {

@@ -72,6 +72,19 @@ describe('runs', () => {
     await refused(await call(svc.app, 'POST', '/v1/runs', { key, body: new Uint8Array([0x7b, 0xff, 0x7d]), headers: { 'content-type': 'application/json' } }), 400, 'malformed_json');
   });
 
+  it('refuses files an in-memory tree cannot hold with a 422 that says what to change', async () => {
+    // 80 KB of body: one path 40,000 components deep (it used to crash the worker: host_error).
+    const deep = await refused(await run({ module: hello, files: { ['/data' + '/a'.repeat(40_000)]: 'x' } }), 422, 'invalid_request');
+    expect(deep.message).toMatch(/the path is 80005 bytes, 40001 levels deep; in-memory paths are at most 1024 bytes: use a shallower path or shorter names/);
+    expect(deep.message.length).toBeLessThan(400);
+    const long = await refused(await run({ module: hello, files: { [`/data/${'n'.repeat(300)}`]: 'x' } }), 422, 'invalid_request');
+    expect(long.message).toMatch(/is 300 bytes; names are at most 255 bytes/);
+    const many = Object.fromEntries(Array.from({ length: 10_000 }, (_, i) => [`/d/${i}`, '']));
+    expect((await refused(await run({ module: hello, filesBase64: many }), 422, 'invalid_request')).message).toMatch(/10001 files and directories; an in-memory tree holds at most 9999: send fewer/);
+    const big = await refused(await run({ module: hello, manifest: { limits: { files: 1024 } }, files: { '/data/in.txt': 'x'.repeat(1020) } }), 422, 'invalid_request');
+    expect(big.message).toMatch(/the files take 1030 bytes with their names, above the files limit of 1024: send less or raise limits.files/);
+  });
+
   it('refuses JSON nested too deep', async () => {
     const deep = '{"module":"x","manifest":' + '{"a":'.repeat(10_000) + '1' + '}'.repeat(10_001);
     const e = await refused(await run(deep), 400, 'malformed_json');

@@ -48,6 +48,15 @@ const WAT: Record<string, string> = {
       (call $exit (i32.load (i32.const 0x100)))))`,
 };
 
+// proc_exit(code): codes a process status can carry (0..255) and codes it cannot.
+const EXIT_CODES = [0, 3, 255, 256, 512, 257, 0xffffffff];
+for (const code of EXIT_CODES) {
+  WAT[`exit${code}`] = `(module
+    (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+    (memory (export "memory") 1)
+    (func (export "_start") (call $exit (i32.const ${code | 0}))))`;
+}
+
 beforeAll(async () => {
   tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-cli-')));
   const wabt = await wabtInit();
@@ -315,6 +324,16 @@ describe('capsa run from the sources (bin/capsa.js without dist/)', () => {
     expect(r.stdout).toBe('hello from source\n');
     expect(r.status).toBe(0);
   });
+});
+
+describe('exit statuses', () => {
+  it.each([[0, 0], [3, 3], [255, 255], [256, 1], [512, 1], [257, 1], [0xffffffff, 1]])(
+    'proc_exit(%d) exits %d; a code a status cannot carry is named on stderr', (code, status) => {
+      const r = capsa(['run', wasm[`exit${code}`]!]);
+      expect(r.status).toBe(status);
+      if (status === code) expect(r.stderr).toBe('');
+      else expect(r.stderr).toContain(`the guest exited with code ${code}, which a process status cannot carry; exiting 1`);
+    });
 });
 
 describe('failures', () => {

@@ -975,17 +975,18 @@ describe('descriptor table', () => {
 describe('in-memory quota', () => {
   it('a write past maxBytes → ENOSPC; space comes back when a file is removed', () => {
     const h = mem({ memFs: { maxBytes: 1024 } });
-    // The seed (4 bytes) counts against the quota.
+    // The seed (4 bytes of data, the names f.txt and sub: 12 bytes) and every name count.
+    const other = open(h, 'other', { oflags: OFLAGS.CREAT });
     const fd = open(h, 'big', { oflags: OFLAGS.CREAT });
     expect(h.write(fd, 'x'.repeat(1000))).toBe(ERRNO.SUCCESS);
-    expect(h.write(fd, 'y'.repeat(21))).toBe(ERRNO.NOSPC);
+    expect(h.write(fd, 'y'.repeat(5))).toBe(ERRNO.NOSPC);
     expect(fstat(h, fd).size).toBe(1000n);
-    expect(h.write(fd, 'y'.repeat(20))).toBe(ERRNO.SUCCESS);
+    expect(h.write(fd, 'y'.repeat(4))).toBe(ERRNO.SUCCESS);
     expect(h.write(fd, 'z')).toBe(ERRNO.NOSPC);
     expect(sys(h).fd_filestat_set_size(fd, 2000n)).toBe(ERRNO.NOSPC);
-    expect(fstat(h, fd).size).toBe(1020n);
+    expect(fstat(h, fd).size).toBe(1004n);
+    expect(sys(h).path_create_directory(3, ...str(h, 'd'))).toBe(ERRNO.NOSPC);
 
-    const other = open(h, 'other', { oflags: OFLAGS.CREAT });
     expect(h.write(other, 'q'.repeat(10))).toBe(ERRNO.NOSPC);
     expect(sys(h).fd_close(fd)).toBe(ERRNO.SUCCESS);
     expect(sys(h).path_unlink_file(3, ...str(h, 'big'))).toBe(ERRNO.SUCCESS);
@@ -1005,6 +1006,54 @@ describe('in-memory quota', () => {
     expect(h.write(b, 'y'.repeat(1000))).toBe(ERRNO.NOSPC);
     expect(sys(h).fd_close(a)).toBe(ERRNO.SUCCESS);
     expect(h.write(b, 'y'.repeat(1000))).toBe(ERRNO.SUCCESS);
+  });
+
+  it('names and symlink targets count; renames and links charge the name they add, and nothing drifts', () => {
+    const h = mem({ memFs: { maxBytes: 2048 } });
+    const mkdir = (p: string): number => sys(h).path_create_directory(3, ...str(h, p));
+    const rename = (a: string, b: string): number => sys(h).path_rename(3, ...str(h, a), 3, ...str(h, b));
+    const symlink = (target: string, p: string): number => sys(h).path_symlink(...str(h, target), 3, ...str(h, p));
+    // 12 bytes of seed, four 250-byte names, a link "l" to 200 bytes, a link "k" to 800: 2014.
+    for (const c of 'abcd') expect(mkdir(c.repeat(250))).toBe(ERRNO.SUCCESS);
+    expect(symlink('t'.repeat(200), 'l')).toBe(ERRNO.SUCCESS);
+    expect(symlink('t'.repeat(800), 'k')).toBe(ERRNO.SUCCESS);
+    expect(symlink('t'.repeat(100), 'j')).toBe(ERRNO.NOSPC);
+    // 34 bytes left: renaming "l" to a 36-byte name needs 35.
+    expect(rename('l', 'm'.repeat(36))).toBe(ERRNO.NOSPC);
+    for (let i = 0; i < 50; i++) {
+      expect(rename('l', 'm')).toBe(ERRNO.SUCCESS);
+      expect(rename('m', 'l')).toBe(ERRNO.SUCCESS);
+    }
+    expect(sys(h).path_link(3, 0, ...str(h, 'l'), 3, ...str(h, 'm'.repeat(35)))).toBe(ERRNO.NOSPC);
+    expect(sys(h).path_unlink_file(3, ...str(h, 'l'))).toBe(ERRNO.SUCCESS);
+    // The link's name and target are back: 235 bytes left.
+    expect(mkdir('e'.repeat(235))).toBe(ERRNO.SUCCESS);
+    expect(mkdir('f')).toBe(ERRNO.NOSPC);
+  });
+
+  it('paths in a tree are at most 1024 bytes and targets 1024: ENAMETOOLONG, also for a rename that carries a subtree too deep', () => {
+    const h = mem();
+    const mkdir = (p: string): number => sys(h).path_create_directory(3, ...str(h, p));
+    const rename = (a: string, b: string): number => sys(h).path_rename(3, ...str(h, a), 3, ...str(h, b));
+    // The preopen's tree root is /m: "/x" paths start at 2 bytes. 4 levels of 250 bytes: 1004.
+    const n = 'n'.repeat(250);
+    expect(mkdir(n)).toBe(ERRNO.SUCCESS);
+    expect(mkdir(`${n}/${n}`)).toBe(ERRNO.SUCCESS);
+    expect(mkdir(`${n}/${n}/${n}`)).toBe(ERRNO.SUCCESS);
+    expect(mkdir(`${n}/${n}/${n}/${n}`)).toBe(ERRNO.SUCCESS);
+    expect(mkdir(`${n}/${n}/${n}/${n}/${'x'.repeat(19)}`)).toBe(ERRNO.SUCCESS); // 1024 bytes
+    expect(mkdir(`${n}/${n}/${n}/${n}/${'x'.repeat(20)}`)).toBe(ERRNO.NAMETOOLONG);
+    expect(sys(h).path_symlink(...str(h, 't'.repeat(1025)), 3, ...str(h, 'l'))).toBe(ERRNO.NAMETOOLONG);
+    expect(sys(h).path_symlink(...str(h, 't'.repeat(1024)), 3, ...str(h, 'l'))).toBe(ERRNO.SUCCESS);
+    // Moving the subtree one level down would make its deepest path 1024 + 2 bytes.
+    expect(mkdir('s')).toBe(ERRNO.SUCCESS);
+    expect(rename(n, `s/${n}`)).toBe(ERRNO.NAMETOOLONG);
+    expect(mkdir(`${n}/${n}/${n}/${n}/${'x'.repeat(19)}`)).toBe(ERRNO.EXIST); // still where it was
+    // Moving it to a shorter name makes room below it.
+    expect(rename(n, 'o')).toBe(ERRNO.SUCCESS);
+    expect(mkdir(`o/${n}/${n}/${n}/${'x'.repeat(19)}/${'y'.repeat(200)}`)).toBe(ERRNO.SUCCESS);
+    expect(rename('o', `s/${'p'.repeat(200)}`)).toBe(ERRNO.NAMETOOLONG);
+    expect(rename('o', 's/p')).toBe(ERRNO.SUCCESS);
   });
 
   it('bytes written to an unlinked open file are returned to the quota when it is closed', () => {

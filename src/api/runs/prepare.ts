@@ -5,6 +5,7 @@
  */
 import YAML from 'yaml';
 import { z } from '@hono/zod-openapi';
+import { fileProblems } from '../../host/files.js';
 import { flowDepth, parseManifest } from '../../host/manifest/parse.js';
 import { applyPolicy, checkCasperGrants, parsePolicy, type Policy } from '../../host/manifest/policy.js';
 import { requestFromManifest } from '../../host/manifest/to-request.js';
@@ -66,16 +67,10 @@ export function manifestProblem(e: ManifestError, code: 'invalid_manifest' | 'po
   return new ApiError(422, code, `${lead}:\n${e.message}`, e.problems);
 }
 
-/** Checks guest paths of `files` the way the engine reads them, so a bad path is a 422, not a failed run. */
+/** Paths of `files` must be absolute here; the engine's own rules are checked with the limits (fileProblems). */
 function checkFiles(files: Record<string, unknown>, field: string): { path: string; message: string }[] {
-  const out: { path: string; message: string }[] = [];
-  for (const p of Object.keys(files)) {
-    const parts = p.split('/').filter((x) => x !== '' && x !== '.');
-    if (!p.startsWith('/') || parts.length < 2 || parts.includes('..') || p.includes('\0')) {
-      out.push({ path: `${field}.${p}`, message: 'a file path is absolute and inside a directory, like "/data/in.txt", without ".."' });
-    }
-  }
-  return out;
+  return Object.keys(files).filter((p) => !p.startsWith('/'))
+    .map((p) => ({ path: `${field}.${p}`, message: 'a file path is absolute, like "/data/in.txt"' }));
 }
 
 /** Validates a run body for a tenant; throws ApiError (404/422) naming what is wrong. */
@@ -83,12 +78,12 @@ export function prepareRun(deps: Deps, tenant: Tenant, body: RunBody): PreparedR
   if (body.stdin !== undefined && body.stdinBase64 !== undefined) {
     throw new ApiError(422, 'invalid_request', 'Give stdin or stdinBase64, not both', [{ path: 'stdinBase64', message: 'conflicts with stdin' }]);
   }
-  const fileProblems = [...checkFiles(body.files ?? {}, 'files'), ...checkFiles(body.filesBase64 ?? {}, 'filesBase64')];
+  const pathProblems = [...checkFiles(body.files ?? {}, 'files'), ...checkFiles(body.filesBase64 ?? {}, 'filesBase64')];
   for (const p of Object.keys(body.files ?? {})) {
-    if (body.filesBase64 && Object.hasOwn(body.filesBase64, p)) fileProblems.push({ path: `filesBase64.${p}`, message: 'also given in files' });
+    if (body.filesBase64 && Object.hasOwn(body.filesBase64, p)) pathProblems.push({ path: `filesBase64.${p}`, message: 'also given in files' });
   }
-  if (fileProblems.length) {
-    throw new ApiError(422, 'invalid_request', `Invalid files: ${fileProblems.map((p) => `${p.path}: ${p.message}`).join('; ')}`, fileProblems);
+  if (pathProblems.length) {
+    throw new ApiError(422, 'invalid_request', `Invalid files: ${pathProblems.map((p) => `${p.path}: ${p.message}`).join('; ')}`, pathProblems);
   }
 
   let text: string;
@@ -132,6 +127,12 @@ export function prepareRun(deps: Deps, tenant: Tenant, body: RunBody): PreparedR
     ...Object.entries(body.files ?? {}),
     ...Object.entries(body.filesBase64 ?? {}).map(([p, v]) => [p, fromB64(v)] as const),
   ]);
+  // The engine's rules: names, depth, inodes and the files limit, so a tree that cannot be made is a 422.
+  const seedProblems = fileProblems(files, effective.limits.filesBytes)
+    .map((p) => ({ path: p.path === '' ? 'files' : `${body.filesBase64 && Object.hasOwn(body.filesBase64, p.path) ? 'filesBase64' : 'files'}.${p.path}`, message: p.message }));
+  if (seedProblems.length) {
+    throw new ApiError(422, 'invalid_request', `Invalid files: ${seedProblems.map((p) => `${p.path}: ${p.message}`).join('; ')}`, seedProblems);
+  }
   const stdin = body.stdinBase64 !== undefined ? fromB64(body.stdinBase64) : body.stdin;
   const fields: StoredRunFields = {
     ...requestFromManifest(effective),

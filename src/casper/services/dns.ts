@@ -43,7 +43,8 @@
  * hints or with ai_family 0) is refused. Host limits apply to every name the service would send
  * to the resolver: forward lookups check the name, reverse lookups (gethostbyaddr, getnameinfo
  * without NI_NUMERICHOST) check the PTR name ("4.3.2.1.in-addr.arpa", "….ip6.arpa"), so an
- * operator allows reverse lookups with e.g. "*.in-addr.arpa". A refused name is never queried.
+ * operator allows reverse lookups with e.g. "*.in-addr.arpa"; a CNAME's target is a name the
+ * service would query, so it must be allowed too. A refused name is never queried.
  * Numeric addresses (and getaddrinfo without a hostname) need no query and pass host limits.
  *
  * Manifest grant: { types: [NAME2ADDR, ADDR2NAME], families: [AF_INET, AF_INET6],
@@ -63,7 +64,10 @@
  * - getaddrinfo returns IPv4 before IPv6, and for ai_socktype 0 one SOCK_STREAM/IPPROTO_TCP and
  *   one SOCK_DGRAM/IPPROTO_UDP entry per address (no SCTP, no raw); service names come from a
  *   small built-in table (SERVICES_TABLE), not /etc/services;
- * - h_name/ai_canonname follow CNAMEs with extra CNAME queries (node's resolver hides the chain).
+ * - CNAMEs are followed one CNAME query at a time, before addresses are asked for the canonical
+ *   name (node's resolver hides the chain in an answer), so that host limits apply to every name
+ *   of the chain before it is queried; a chain leaving them, looping or longer than
+ *   MAX_CNAME_CHAIN answers NO_RECOVERY. h_name/ai_canonname are the canonical name.
  */
 import { Resolver } from 'node:dns/promises';
 import { isIP } from 'node:net';
@@ -327,19 +331,40 @@ async function lookup(r: Resolver, family: number, host: string): Promise<Uint8A
   return list.map((a) => (family === AF.INET ? parseIPv4(a) : parseIPv6(a)));
 }
 
-/** The canonical name and the aliases leading to it, following CNAMEs (best effort). */
-async function canonical(r: Resolver, host: string): Promise<{ canon: string; aliases: string[] }> {
+/** CNAMEs followed from one name before the lookup gives up (NO_RECOVERY). */
+export const MAX_CNAME_CHAIN = 8;
+
+/** A lookup that failed at the resolver; callers map it to h_errno or EAI_*. */
+class LookupFailure extends Error {
+  constructor(readonly failure: Failure, message: string) { super(message); }
+}
+
+/**
+ * The canonical name of `host` and the aliases leading to it, followed one CNAME query at a time,
+ * so that every name is checked against the host limits before it is asked: a chain that leaves
+ * them, loops or is longer than MAX_CNAME_CHAIN is refused (NO_RECOVERY) without a query for the
+ * name outside. Addresses are then asked for the canonical name only.
+ */
+async function followCnames(r: Resolver, limits: NvList | null, host: string): Promise<{ canon: string; aliases: string[] }> {
   const aliases: string[] = [];
   let cur = host;
-  for (let i = 0; i < 8; i++) {
+  for (;;) {
     let targets: string[];
-    try { targets = await r.resolveCname(cur); } catch { break; }
+    try {
+      targets = await r.resolveCname(cur);
+    } catch (e) {
+      const why = classify(e);
+      if (why === 'nodata') return { canon: cur, aliases };
+      throw new LookupFailure(why, `${cur}: ${String(e)}`);
+    }
     const next = targets[0] === undefined ? undefined : normalizeHost(targets[0]);
-    if (next === undefined || next === cur || aliases.includes(next)) break;
+    if (next === undefined) throw new LookupFailure('notfound', `${cur} is an alias of a malformed name`);
+    if (!allowedHost(limits, next)) throw NO_RECOVERY(`${cur} is an alias of ${next}, which is outside this channel's host limits`);
+    if (next === cur || aliases.includes(next)) throw NO_RECOVERY(`the CNAMEs of ${host} loop at ${next}`);
+    if (aliases.length >= MAX_CNAME_CHAIN) throw NO_RECOVERY(`${host} leads through more than ${MAX_CNAME_CHAIN} CNAMEs`);
     aliases.push(cur);
     cur = next;
   }
-  return { canon: cur, aliases };
 }
 
 function hostent(out: NvList, name: string, family: number, aliases: string[], addrs: Uint8Array[]): NvList {
@@ -378,14 +403,17 @@ async function gethostbyname(limits: NvList | null, req: NvList, ctx: ServiceCon
   if (!allowedHost(limits, host)) throw NO_RECOVERY(`${host} is outside this channel's host limits`);
   const r = resolverFor(ctx.config);
   let addrs: Uint8Array[];
+  let chain: { canon: string; aliases: string[] };
   try {
-    addrs = await lookup(r, family, host);
+    chain = await followCnames(r, limits, host);
+    addrs = await lookup(r, family, chain.canon);
   } catch (e) {
-    throw new CasperError(HERR_OF[classify(e)], `${host}: ${String(e)}`);
+    if (e instanceof CasperError) throw e;
+    const why = e instanceof LookupFailure ? e.failure : classify(e);
+    throw new CasperError(HERR_OF[why], `${host}: ${(e as Error).message ?? String(e)}`);
   }
   if (addrs.length === 0) throw new CasperError(HERR.NO_DATA, `${host} has no address`);
-  const { canon, aliases } = await canonical(r, host);
-  return hostent(new NvList(), canon, family, aliases, addrs);
+  return hostent(new NvList(), chain.canon, family, chain.aliases, addrs);
 }
 
 async function gethostbyaddr(limits: NvList | null, req: NvList, ctx: ServiceContext): Promise<NvList> {
@@ -475,9 +503,16 @@ async function getaddrinfo(limits: NvList | null, req: NvList, ctx: ServiceConte
     if (host === undefined) throw new CasperError(EAI.NONAME, `${JSON.stringify(hostname)} is not a host name`);
     if (!allowedHost(limits, host)) throw NO_RECOVERY(`${host} is outside this channel's host limits`);
     const r = resolverFor(ctx.config);
+    let chain: { canon: string; aliases: string[] };
+    try {
+      chain = await followCnames(r, limits, host);
+    } catch (e) {
+      if (e instanceof LookupFailure) throw new CasperError(EAI_OF[e.failure], e.message);
+      throw e;
+    }
     const mapped = h.family === AF.INET6 && (h.flags & AI.V4MAPPED) !== 0;
     const queries = mapped ? [AF.INET6, AF.INET] : families;
-    const settled = await Promise.allSettled(queries.map((fam) => lookup(r, fam, host)));
+    const settled = await Promise.allSettled(queries.map((fam) => lookup(r, fam, chain.canon)));
     const failures: Failure[] = [];
     settled.forEach((s, i) => {
       const fam = queries[i]!;
@@ -492,7 +527,7 @@ async function getaddrinfo(limits: NvList | null, req: NvList, ctx: ServiceConte
       const why: Failure = failures.includes('again') ? 'again' : failures.includes('fail') ? 'fail' : 'notfound';
       throw new CasperError(EAI_OF[why], `${host} has no address`);
     }
-    if (h.flags & AI.CANONNAME) canon = (await canonical(r, host)).canon;
+    canon = chain.canon;
   }
 
   const out = new NvList();

@@ -1,6 +1,7 @@
 import { RunTermination, ProcExit } from '../../wasi/errors.js';
 import type { Auditor, Decision } from '../../wasi/fdtable.js';
-import { createMemFs, MemDir, MemFile, MemSymlink, seedMemDir, type MemSeed } from '../../wasi/fs/memfs.js';
+import { createMemFs, MemDir, MemFile, seedMemDir } from '../../wasi/fs/memfs.js';
+import { filesToSeed } from '../files.js';
 import { capNames } from '../../wasi/rights.js';
 import { createWasi, type Preopen, type Wasi } from '../../wasi/wasi.js';
 import { writeAll } from '../../wasi/handles.js';
@@ -27,19 +28,6 @@ export interface GuestIO {
   bridge?: SharedArrayBuffer | undefined;
 }
 
-/** Splits "/data/in.txt" style paths into one seed per top-level directory. */
-export function filesToSeed(files: Record<string, string | Uint8Array>): MemSeed {
-  const seed: MemSeed = {};
-  for (const [path, content] of Object.entries(files)) {
-    const parts = path.split('/').filter((p) => p !== '' && p !== '.');
-    if (parts.length < 2 || parts.includes('..')) {
-      throw new TypeError(`files: ${JSON.stringify(path)} must name a file inside a directory, like "/data/in.txt"`);
-    }
-    seed[parts.join('/')] = content;
-  }
-  return seed;
-}
-
 /** The in-memory directory at a guest path, made on the way if missing. */
 function memoryDir(root: MemDir, guest: string): MemDir {
   let d = root;
@@ -53,13 +41,22 @@ function memoryDir(root: MemDir, guest: string): MemDir {
   return d;
 }
 
-function collectFiles(dir: MemDir, prefix: string, out: Record<string, Uint8Array>): void {
-  for (const [name, node] of dir.entries) {
-    const p = `${prefix}/${name}`;
-    if (node instanceof MemFile) out[p] = node.data.slice(0, node.length);
-    else if (node instanceof MemDir) collectFiles(node, p, out);
-    else if (node instanceof MemSymlink) continue;
+/**
+ * The regular files of a tree by guest path, depth first in creation order; symlinks are left out.
+ * Iterative (a stack of directory iterators): the depth is the guest's choice.
+ */
+function collectFiles(root: MemDir): Record<string, Uint8Array> {
+  const out: Record<string, Uint8Array> = {};
+  const stack: [Iterator<[string, unknown]>, string][] = [[root.entries.entries(), '']];
+  while (stack.length > 0) {
+    const [it, prefix] = stack[stack.length - 1]!;
+    const next = it.next();
+    if (next.done) { stack.pop(); continue; }
+    const [name, node] = next.value;
+    if (node instanceof MemFile) out[`${prefix}/${name}`] = node.data.slice(0, node.length);
+    else if (node instanceof MemDir) stack.push([node.entries.entries(), `${prefix}/${name}`]);
   }
+  return out;
 }
 
 class AuditCollector implements Auditor {
@@ -188,7 +185,6 @@ export function runGuest(module: WebAssembly.Module, spec: GuestSpec, io: GuestI
     && peak > spec.limits.memoryBytes - spec.limits.memoryBytes / 8) {
     result = { ...result, status: 'memory_limit', message: `the guest failed after growing its memory to ${peak} of the ${spec.limits.memoryBytes} bytes it may have` };
   }
-  const files: Record<string, Uint8Array> = {};
-  if (root) collectFiles(root, '', files);
+  const files = root ? collectFiles(root) : {};
   return { ...result, files, peakMemoryBytes: peak, cpuNs: Number(threadCpuNs() - cpu0), auditDropped: auditor?.dropped ?? 0 };
 }

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { NvList } from '../../../src/casper/nvlist.js';
 import { CasperError, type CasperService } from '../../../src/casper/service.js';
 import dnsService, {
-  AF, AI, EAI, HERR, IPPROTO, NI, SOCK, normalizePattern, patternMatches, patternWithin,
+  AF, AI, EAI, HERR, IPPROTO, MAX_CNAME_CHAIN, NI, SOCK, normalizePattern, patternMatches, patternWithin,
 } from '../../../src/casper/services/dns.js';
 import { GrantError } from '../../../src/casper/services/common.js';
 import { ERRNO } from '../../../src/wasi/constants.js';
@@ -31,6 +31,17 @@ const ZONE: Record<string, Rec> = {
   '8.8.8.8.in-addr.arpa': { PTR: ['dns.google'] },
   '30.2.0.192.in-addr.arpa': { PTR: ['www.example.org'] },
   [`8.8.8.8.${'0.'.repeat(16)}0.6.8.4.0.6.8.4.1.0.0.2.ip6.arpa`]: { PTR: ['dns.google'] },
+  // CNAME chains for the host allowlist: one that leaves "*.allowed.test", one inside it, a loop,
+  // and one longer than MAX_CNAME_CHAIN.
+  'cname.allowed.test': { CNAME: 'target.outside.test' },
+  'target.outside.test': { A: ['192.0.2.66'], AAAA: ['2001:db8::66'] },
+  'twice.allowed.test': { CNAME: 'inside.allowed.test' },
+  'inside.allowed.test': { CNAME: 'www.allowed.test' },
+  'www.allowed.test': { A: ['192.0.2.50'], AAAA: ['2001:db8::50'] },
+  'loop1.allowed.test': { CNAME: 'loop2.allowed.test' },
+  'loop2.allowed.test': { CNAME: 'loop1.allowed.test' },
+  ...Object.fromEntries(Array.from({ length: 12 }, (_, i) => [`c${i}.allowed.test`, { CNAME: `c${i + 1}.allowed.test` }])),
+  'c12.allowed.test': { A: ['192.0.2.51'] },
 };
 
 const queries: string[] = [];
@@ -420,6 +431,42 @@ describe('host allowlist', () => {
     expect(await capGethostbyaddr(rev, v6('2001:4860:4860::8888'), INET6)).toBeNull();
   });
 
+  it('checks every name of a CNAME chain before it is queried: a chain that leaves the allowlist is refused', async () => {
+    const chan = open(dnsService.fromManifest!({ hosts: ['*.allowed.test'] }));
+    h_errno = 0;
+    expect(await capGethostbyname(chan, 'cname.allowed.test')).toBeNull();
+    expect(h_errno).toBe(HERR.NO_RECOVERY);
+    expect(await capGethostbyname2(chan, 'cname.allowed.test', INET6)).toBeNull();
+    for (const ai_flags of [AI.CANONNAME, 0]) {
+      const r = await capGetaddrinfo(chan, 'cname.allowed.test', '80', { ai_flags, ai_family: INET, ai_socktype: SOCK.STREAM, ai_protocol: 0 });
+      expect(r).toEqual({ error: HERR.NO_RECOVERY, res: [] });
+    }
+    expect(queries.length).toBeGreaterThan(0);
+    expect(queries.filter((q) => !q.endsWith('.allowed.test'))).toEqual([]);
+  });
+
+  it('follows a chain inside the allowlist, one name at a time', async () => {
+    const chan = open(dnsService.fromManifest!({ hosts: ['*.allowed.test'] }));
+    expect(await capGethostbyname(chan, 'twice.allowed.test')).toEqual({
+      h_name: 'www.allowed.test', h_addrtype: INET, h_length: 4, h_aliases: ['twice.allowed.test', 'inside.allowed.test'], h_addr_list: [v4('192.0.2.50')],
+    });
+    expect(queries).toEqual(['twice.allowed.test', 'inside.allowed.test', 'www.allowed.test', 'www.allowed.test']);
+    const r = await capGetaddrinfo(chan, 'twice.allowed.test', null, { ai_flags: AI.CANONNAME, ai_family: INET6, ai_socktype: SOCK.STREAM, ai_protocol: 0 });
+    expect(r.res).toEqual([{ ai_flags: AI.CANONNAME, ai_family: INET6, ai_socktype: SOCK.STREAM, ai_protocol: IPPROTO.TCP, ai_addr: sockaddrIn6(v6('2001:db8::50'), 0), ai_canonname: 'www.allowed.test' }]);
+  });
+
+  it(`a CNAME loop, or a chain longer than ${MAX_CNAME_CHAIN}, is NO_RECOVERY after a bounded number of queries`, async () => {
+    for (const name of ['loop1.allowed.test', 'c0.allowed.test']) {
+      queries.length = 0;
+      h_errno = 0;
+      expect(await capGethostbyname(open(), name)).toBeNull();
+      expect(h_errno).toBe(HERR.NO_RECOVERY);
+      expect(queries.length).toBeLessThanOrEqual(MAX_CNAME_CHAIN + 1);
+    }
+    // Within the bound, a chain resolves.
+    expect((await capGethostbyname(open(), `c${12 - MAX_CNAME_CHAIN}.allowed.test`))?.h_addr_list).toEqual([v4('192.0.2.51')]);
+  });
+
   it('lets numeric hosts through without a query', async () => {
     const chan = open(dnsService.fromManifest!({ hosts: ['*.example.org'] }));
     expect((await capGethostbyname(chan, '192.0.2.99'))?.h_addr_list).toEqual([v4('192.0.2.99')]);
@@ -522,7 +569,8 @@ describe('wire shapes', () => {
     expect(lo.res.map((a) => a.ai_addr)).toEqual([sockaddrIn(v4('127.0.0.1'), 8080), sockaddrIn6(v6('::1'), 8080)]);
     const any = await capGetaddrinfo(open(), null, '8080', { ai_flags: AI.PASSIVE, ai_family: INET, ai_socktype: SOCK.DGRAM, ai_protocol: 0 });
     expect(any.res).toEqual([{ ai_flags: AI.PASSIVE, ai_family: INET, ai_socktype: SOCK.DGRAM, ai_protocol: IPPROTO.UDP, ai_addr: sockaddrIn(v4('0.0.0.0'), 8080) }]);
-    expect(queries).toEqual(['alias.example.org', 'alias.example.org', 'www.example.org']);
+    // One CNAME query per name of the chain, then the address of the canonical name.
+    expect(queries).toEqual(['alias.example.org', 'www.example.org', 'www.example.org']);
   });
 
   it('getaddrinfo: AI_V4MAPPED maps A records when there is no AAAA', async () => {
