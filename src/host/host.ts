@@ -148,7 +148,9 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
       if (typeof req.module === 'string' && m.id !== req.module) return { status: 'invalid_module', message: `Cannot run ${req.module}: the loaded bytes are ${m.id}` };
       return m;
     } catch (e) {
-      if (e instanceof ModuleLimitError && e.code !== 'invalid_module') return { status: 'memory_limit', message: e.message };
+      // Tables above the limit make the module unrunnable as declared (invalid_module); a memory
+      // whose minimum is above memoryBytes keeps the status that names the memory limit.
+      if (e instanceof ModuleLimitError && e.code === 'memory_limit') return { status: 'memory_limit', message: e.message };
       return { status: 'invalid_module', message: (e as Error).message };
     }
   };

@@ -17,11 +17,13 @@ const MAX_PAGES_32 = 65536;
 const U32_MAX = 0xffff_ffff;
 
 /**
- * V8's limits on memories and tables per module. Refusing beyond them bounds the work and memory
- * this parser spends on a hostile module that declares millions of two-byte memories.
+ * Memories and tables a module may declare. 100 memories is V8's own limit; it bounds the work
+ * this parser spends on a hostile module that declares millions of two-byte memories. V8 accepts
+ * 100,000 tables, but instantiating them is one call that termination cannot interrupt (100,000
+ * empty tables took 1.9 s and 30 MiB of the worker's heap); programs use one or two.
  */
 const MAX_MEMORIES = 100;
-const MAX_TABLES = 100_000;
+const MAX_TABLES = 100;
 
 const SECTION_IMPORT = 2;
 const SECTION_TABLE = 4;
@@ -31,7 +33,7 @@ const SECTION_MEMORY = 5;
 export interface ModuleCaps {
   /** Bytes each memory may grow to; rounded down to whole 64 KiB pages. */
   memoryBytes: number;
-  /** Elements each table may grow to. */
+  /** Elements all the module's tables together may grow to (the sum of their maxima). */
   tableElements: number;
 }
 
@@ -71,11 +73,11 @@ export function capModule(bytes: Uint8Array, caps: ModuleCaps): Uint8Array<Array
   const { sections, sites } = parse(bytes);
 
   // Decide every rewrite first so that an over-limit memory is reported before any copying.
+  const tableMax = tableMaxima(sites.filter((s) => s.kind === 'table'), tableCap);
   const rewrites = new Map<number, { site: LimitsSite; limits: Uint8Array }[]>(); // section index -> rewrites
   for (const s of sites) {
-    const cap = s.kind === 'memory' ? memCap : tableCap;
-    if (s.min > cap) throw overLimit(s, caps);
-    const max = Math.min(s.max ?? cap, cap);
+    if (s.kind === 'memory' && s.min > memCap) throw overLimit(s, caps);
+    const max = s.kind === 'memory' ? Math.min(s.max ?? memCap, memCap) : tableMax.get(s)!;
     if (max === s.max) continue;
     let list = rewrites.get(s.section);
     if (list === undefined) rewrites.set(s.section, (list = []));
@@ -252,7 +254,7 @@ function parseMemories(r: Reader, sites: LimitsSite[], counts: Counts): void {
 
 function readLimits(r: Reader, kind: 'memory' | 'table', index: number, imported: boolean): LimitsSite {
   const most = kind === 'memory' ? MAX_MEMORIES : MAX_TABLES;
-  if (index >= most) throw invalid(`it declares more than ${most} ${kind === 'memory' ? 'memories' : 'tables'}`);
+  if (index >= most) throw invalid(`it declares more than ${most} ${kind === 'memory' ? 'memories' : 'tables'}, the most capsa accepts`);
   const start = r.pos;
   const flags = r.byte(`the limits of ${kind} ${index}`);
   if (flags & 0x04) throw invalid(`${kind} ${index} is 64-bit (limits flags ${hex(flags)}), which capsa does not support`);
@@ -301,13 +303,44 @@ function capElements(tableElements: number): number {
 
 function overLimit(s: LimitsSite, caps: ModuleCaps): ModuleLimitError {
   const whose = `its ${s.imported ? 'imported ' : ''}${s.kind} ${s.index}`;
-  if (s.kind === 'memory') {
-    const pages = `${s.min} page${s.min === 1 ? '' : 's'}`;
-    return new ModuleLimitError('memory_limit',
-      `Cannot run the module: ${whose} starts at ${pages} (${formatBytes(s.min * PAGE)}), above the ${formatBytes(caps.memoryBytes)} limit`);
+  const pages = `${s.min} page${s.min === 1 ? '' : 's'}`;
+  return new ModuleLimitError('memory_limit',
+    `Cannot run the module: ${whose} starts at ${pages} (${formatBytes(s.min * PAGE)}), above the ${formatBytes(caps.memoryBytes)} limit`);
+}
+
+/**
+ * The maximum each table gets so that all of them together stay within `cap` elements.
+ *
+ * Table elements live in the worker's JS heap (about 16 bytes each for funcref, and each table
+ * costs V8 time per element to create, fill or copy in one uninterruptible call), so the cap is
+ * on the total: 50 tables of 100,000 elements exhausted a 64 MiB worker heap. Minima above the
+ * total are refused; the room left above the minima is shared fairly (max-min) among the tables
+ * that may grow, so no table is lowered below what it declared unless the total requires it.
+ */
+function tableMaxima(tables: LimitsSite[], cap: number): Map<LimitsSite, number> {
+  const minimum = tables.reduce((n, t) => n + t.min, 0);
+  if (minimum > cap) {
+    const what = tables.length === 1
+      ? `its ${tables[0]!.imported ? 'imported ' : ''}table ${tables[0]!.index} starts at ${minimum} elements`
+      : `its ${tables.length} tables start at ${minimum} elements in total`;
+    throw new ModuleLimitError('table_limit',
+      `Cannot run the module: ${what}, ${minimum - cap} above the ${cap}-element limit on all tables together (limits.tableElements)`);
   }
-  return new ModuleLimitError('table_limit',
-    `Cannot run the module: ${whose} starts at ${s.min} elements, above the ${caps.tableElements}-element limit`);
+  const out = new Map<LimitsSite, number>();
+  let room = cap - minimum;
+  const byWant = [...tables].sort((a, b) => want(a) - want(b));
+  byWant.forEach((t, i) => {
+    const grant = Math.min(want(t), Math.floor(room / (byWant.length - i)));
+    room -= grant;
+    // A maximum below the minimum is kept as it is, for the engine to refuse.
+    out.set(t, t.max !== undefined && t.max < t.min ? t.max : t.min + grant);
+  });
+  return out;
+}
+
+/** How many elements a table may grow by as declared. */
+function want(t: LimitsSite): number {
+  return t.max === undefined ? Infinity : Math.max(0, t.max - t.min);
 }
 
 function encodeU32(n: number): Uint8Array {
