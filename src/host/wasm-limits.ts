@@ -28,6 +28,7 @@ const MAX_TABLES = 100;
 const SECTION_IMPORT = 2;
 const SECTION_TABLE = 4;
 const SECTION_MEMORY = 5;
+const SECTION_ELEMENT = 9;
 
 /** Caps applied to every memory and table a module declares or imports. */
 export interface ModuleCaps {
@@ -70,7 +71,11 @@ export function moduleSummary(bytes: Uint8Array): { memories: MemorySummary[]; t
 export function capModule(bytes: Uint8Array, caps: ModuleCaps): Uint8Array<ArrayBuffer> {
   const memCap = capPages(caps.memoryBytes);
   const tableCap = capElements(caps.tableElements);
-  const { sections, sites } = parse(bytes);
+  const { sections, sites, elements } = parse(bytes);
+  if (elements > tableCap) {
+    throw new ModuleLimitError('table_limit',
+      `Cannot run the module: its element segments hold ${elements} entries in total, ${elements - tableCap} above the ${tableCap}-element limit on all tables together (limits.tableElements)`);
+  }
 
   // Decide every rewrite first so that an over-limit memory is reported before any copying.
   const tableMax = tableMaxima(sites.filter((s) => s.kind === 'table'), tableCap);
@@ -177,7 +182,7 @@ function hex(b: number): string {
   return `0x${b.toString(16).padStart(2, '0')}`;
 }
 
-function parse(bytes: Uint8Array): { sections: Section[]; sites: LimitsSite[] } {
+function parse(bytes: Uint8Array): { sections: Section[]; sites: LimitsSite[]; elements: number } {
   if (!(bytes instanceof Uint8Array)) throw invalid('it is not a byte array');
   if (bytes.length < 8) throw invalid(`it is ${bytes.length} bytes long, too short to be a WebAssembly module`);
   if (bytes[0] !== 0x00 || bytes[1] !== 0x61 || bytes[2] !== 0x73 || bytes[3] !== 0x6d) {
@@ -192,6 +197,7 @@ function parse(bytes: Uint8Array): { sections: Section[]; sites: LimitsSite[] } 
   const sections: Section[] = [];
   const sites: LimitsSite[] = [];
   const counts = { memory: 0, table: 0 };
+  let elements = 0;
   const r = new Reader(bytes, 8, bytes.length);
   while (r.pos < r.end) {
     const start = r.pos;
@@ -204,9 +210,14 @@ function parse(bytes: Uint8Array): { sections: Section[]; sites: LimitsSite[] } 
     const end = payloadStart + size;
     sections.push({ id, start, payloadStart, end });
     r.pos = end;
-    if (id !== SECTION_IMPORT && id !== SECTION_TABLE && id !== SECTION_MEMORY) continue;
+    if (id !== SECTION_IMPORT && id !== SECTION_TABLE && id !== SECTION_MEMORY && id !== SECTION_ELEMENT) continue;
 
     const p = new Reader(bytes, payloadStart, end);
+    if (id === SECTION_ELEMENT) {
+      elements += countElements(p);
+      if (p.pos !== end) throw invalid(`section ${id} at byte ${start} has ${end - p.pos} unexpected bytes at its end`);
+      continue;
+    }
     const before = sites.length;
     if (id === SECTION_IMPORT) parseImports(p, sites, counts);
     else if (id === SECTION_TABLE) parseTables(p, sites, counts);
@@ -214,7 +225,7 @@ function parse(bytes: Uint8Array): { sections: Section[]; sites: LimitsSite[] } 
     for (let i = before; i < sites.length; i++) sites[i]!.section = sections.length - 1;
     if (p.pos !== end) throw invalid(`section ${id} at byte ${start} has ${end - p.pos} unexpected bytes at its end`);
   }
-  return { sections, sites };
+  return { sections, sites, elements };
 }
 
 type Counts = { memory: number; table: number };
@@ -264,6 +275,49 @@ function readLimits(r: Reader, kind: 'memory' | 'table', index: number, imported
   const min = r.u32(`the minimum of ${kind} ${index}`);
   const max = flags & 0x01 ? r.u32(`the maximum of ${kind} ${index}`) : undefined;
   return { section: -1, kind, index, imported, flags, min, max, start, end: r.pos };
+}
+
+/**
+ * The entries of all element segments. V8 builds a passive segment's entries in the worker's heap
+ * the first time table.init reads it, all at once: one table.init from a 5,000,000-entry segment
+ * (5 MB of module) took 2.1 s and 39 MiB, so segments count against the table limit too.
+ */
+function countElements(r: Reader): number {
+  let total = 0;
+  const n = r.u32('the element segment count');
+  for (let i = 0; i < n; i++) {
+    const flags = r.u32(`the flags of element segment ${i}`);
+    if (flags > 7) throw invalid(`element segment ${i} has unknown flags ${flags}`);
+    if (flags === 2 || flags === 6) r.u32(`the table of element segment ${i}`);
+    if ((flags & 0x01) === 0) skipConstExpr(r, `the offset of element segment ${i}`);
+    const expressions = (flags & 0x04) !== 0;
+    if (flags & 0x03) {
+      if (expressions) skipRefType(r);
+      else r.byte(`the element kind of element segment ${i}`);
+    }
+    const count = r.u32(`the entry count of element segment ${i}`);
+    for (let j = 0; j < count; j++) {
+      if (expressions) skipConstExpr(r, `entry ${j} of element segment ${i}`);
+      else r.u32(`entry ${j} of element segment ${i}`);
+    }
+    total += count;
+  }
+  return total;
+}
+
+/** Skips a constant expression of the kinds an offset or element may hold, through its end (0x0b). */
+function skipConstExpr(r: Reader, what: string): void {
+  for (;;) {
+    const op = r.byte(what);
+    switch (op) {
+      case 0x0b: return;
+      case 0x41: r.s33(what); break; // i32.const (a 32-bit signed LEB fits the 33-bit bound)
+      case 0x23: case 0xd2: r.u32(what); break; // global.get, ref.func
+      case 0xd0: r.s33(what); break; // ref.null heaptype
+      case 0x6a: case 0x6b: case 0x6c: break; // i32.add, i32.sub, i32.mul (extended constant expressions)
+      default: throw invalid(`${what} uses opcode ${hex(op)}, which capsa does not accept in a constant expression`);
+    }
+  }
 }
 
 /** Reference types: the abstract one-byte forms, or (ref null? heaptype) with a signed LEB heap type. */

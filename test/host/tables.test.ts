@@ -9,6 +9,29 @@ import { wat } from '../helpers/wat.js';
 
 const EXIT = '(import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))';
 
+/** A LEB128 unsigned number. */
+const leb = (n: number): number[] => {
+  const out: number[] = [];
+  do { out.push((n & 0x7f) | (n > 0x7f ? 0x80 : 0)); n >>>= 7; } while (n > 0);
+  return out;
+};
+
+/** A command whose _start copies one entry from a passive segment of `n` references to function 0 (1 byte each). */
+function tableInitFromHugeSegment(n: number): Uint8Array {
+  const section = (id: number, body: number[]) => [id, ...leb(body.length), ...body];
+  const str = (t: string) => { const b = [...new TextEncoder().encode(t)]; return [b.length, ...b]; };
+  const start = [0x41, 0, 0x41, 0, 0x41, 1, 0xfc, 12, 0, 0, 0x0b]; // table.init 0 0 (0, 0, 1)
+  const head = [0x00, 0x61, 0x73, 0x6d, 1, 0, 0, 0,
+    ...section(1, [1, 0x60, 0, 0]), ...section(3, [1, 0]), ...section(4, [1, 0x70, 0x00, 1]), ...section(5, [1, 0x00, 1]),
+    ...section(7, [2, ...str('_start'), 0x00, 0, ...str('memory'), 0x02, 0])];
+  const segment = [1, 0x01, 0x00, ...leb(n)]; // one passive segment of function indices
+  const tail = section(10, [1, 1 + start.length, 0, ...start]);
+  const out = new Uint8Array(head.length + 1 + leb(segment.length + n).length + segment.length + n + tail.length);
+  out.set([...head, 9, ...leb(segment.length + n), ...segment]);
+  out.set(tail, out.length - tail.length);
+  return out; // the n entries between are zero bytes: function 0
+}
+
 /** A command module with `tables` and a _start running `body`. */
 const withTables = (tables: string, body = '') =>
   wat(`(module ${EXIT} ${tables} (memory (export "memory") 1) (func (export "_start") ${body}))`);
@@ -24,6 +47,16 @@ describe('the table limit is on all tables together', () => {
     expect(r).toMatchObject({ status: 'invalid_module', blame: 'guest' });
     expect(r.message).toBe('Cannot run the module: its 50 tables start at 5000000 elements in total, 4900000 above the 100000-element limit on all tables together (limits.tableElements)');
     expect(host.stats().spawned).toBe(spawned);
+  });
+
+  it('a 2,000,000-entry element segment (2 MB of module) is refused before table.init can build it in the worker', async () => {
+    const module = tableInitFromHugeSegment(2_000_000);
+    expect(WebAssembly.validate(module)).toBe(true);
+    const r = await host.run({ module });
+    expect(r).toMatchObject({ status: 'invalid_module', blame: 'guest' });
+    expect(r.message).toContain('its element segments hold 2000000 entries in total, 1900000 above the 100000-element limit');
+    // Within the limit the same guest runs.
+    expect(await host.run({ module: tableInitFromHugeSegment(1000) })).toMatchObject({ status: 'exited', exitCode: 0 });
   });
 
   it('externref tables count the same', async () => {

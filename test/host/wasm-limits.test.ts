@@ -240,6 +240,30 @@ describe('capModule: tables', () => {
     expect(WebAssembly.validate(capModule(input, caps(PAGE, 100)))).toBe(false);
   });
 
+  it('counts element segment entries against the same limit, in all eight segment encodings', () => {
+    const src = (n: number) => `(module (table $t 10 funcref) (func $f)
+      (elem (i32.const 0) ${'$f '.repeat(n)})
+      (elem func ${'$f '.repeat(n)})
+      (elem (table $t) (i32.const 0) func ${'$f '.repeat(n)})
+      (elem declare func $f)
+      (elem (i32.const 0) funcref ${'(ref.func $f) '.repeat(n)})
+      (elem funcref ${'(ref.null func) '.repeat(n)})
+      (elem (table $t) (offset (i32.const 1)) funcref ${'(item (ref.func $f)) '.repeat(n)})
+      (elem declare funcref (ref.func $f)))`;
+    const input = wat(src(2)); // 6 segments of 2 entries and 2 declarative ones of 1: 14
+    expect(WebAssembly.validate(input)).toBe(true);
+    expect(WebAssembly.validate(capModule(input, caps(PAGE, 14)))).toBe(true);
+    expect(limitError(() => capModule(input, caps(PAGE, 13))).message).toContain('its element segments hold 14 entries in total, 1 above');
+  });
+
+  it('refuses element segments holding more entries than the table limit, before the engine builds them', () => {
+    // One table.init from a passive segment makes V8 build all its entries at once in the worker's heap.
+    const n = 3000;
+    const e = limitError(() => capModule(wat(`(module (table 1 funcref) (func $f) (elem func ${'$f '.repeat(n)}))`), caps(PAGE, 1000)));
+    expect(e.code).toBe('table_limit');
+    expect(e.message).toBe('Cannot run the module: its element segments hold 3000 entries in total, 2000 above the 1000-element limit on all tables together (limits.tableElements)');
+  });
+
   it('refuses more than 100 tables, even empty ones', () => {
     expect(limitError(() => capModule(wat(`(module ${'(table 0 funcref)'.repeat(101)})`), caps(PAGE))).message)
       .toBe('Cannot run the module: it declares more than 100 tables, the most capsa accepts');
