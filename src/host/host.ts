@@ -233,6 +233,9 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
         server?.close();
       }
       const base = { stdout: concat(out[1]), stderr: concat(out[2]), audit: { events: audit, dropped: 0 }, ...(warnings.length ? { warnings } : {}) };
+      if (end.kind === 'stopped' && end.reason === 'module_heap') {
+        return { ...base, status: 'memory_limit', blame: 'guest', message: end.message, files: {}, usage: { wallMs: end.wallMs, cpuMs: end.cpuMs, peakMemoryBytes: 0 } };
+      }
       if (end.kind === 'stopped') {
         const usage = { wallMs: end.wallMs, cpuMs: end.cpuMs, peakMemoryBytes: 0 };
         const status = end.reason === 'crashed' ? 'host_error' : end.reason === 'cancelled' ? 'cancelled' : 'timeout';

@@ -17,7 +17,7 @@ const leb = (n: number): number[] => {
 };
 
 /** A command whose _start copies one entry from a passive segment of `n` references to function 0 (1 byte each). */
-function tableInitFromHugeSegment(n: number): Uint8Array {
+function tableInitFromHugeSegment(n: number): Uint8Array<ArrayBuffer> {
   const section = (id: number, body: number[]) => [id, ...leb(body.length), ...body];
   const str = (t: string) => { const b = [...new TextEncoder().encode(t)]; return [b.length, ...b]; };
   const start = [0x41, 0, 0x41, 0, 0x41, 1, 0xfc, 12, 0, 0, 0x0b]; // table.init 0 0 (0, 0, 1)
@@ -85,5 +85,22 @@ describe('the table limit is on all tables together', () => {
     // And the default limit still refuses it.
     expect(DEFAULT_LIMITS.tableElements).toBeLessThan(n);
     expect((await host.run({ module: withTables(`(table $t ${n / 2} funcref)`) })).status).toBe('invalid_module');
+  });
+});
+
+describe('a worker heap exhausted by what the module declares', () => {
+  it('is blamed on the guest (memory_limit), when an operator allows more table elements than a worker can hold', async () => {
+    // An operator raised the maximum to 10,000,000 elements; 50 tables of 100,000 are then
+    // allowed, and their creation exhausts the worker's 64 MiB heap. The host is not at fault.
+    const big = await createHost({ workers: 1, limits: { max: { tableElements: 10_000_000 } } });
+    try {
+      const r = await big.run({ module: withTables('(table 100000 funcref)'.repeat(50)), limits: { tableElements: 5_000_000 } });
+      expect(r).toMatchObject({ status: 'memory_limit', blame: 'guest' });
+      expect(r.message).toBe("the module's declared tables and segments did not fit in the worker's 64 MiB heap while it was instantiated");
+      // The worker was replaced; the next run is unaffected.
+      expect(await big.run({ module: withTables('(table 1 funcref)', '(call $exit (i32.const 0))') })).toMatchObject({ status: 'exited', exitCode: 0 });
+    } finally {
+      await big.close();
+    }
   });
 });
