@@ -241,7 +241,7 @@ export class Pool {
   /** The worker's heap ran out while it instantiated the module: what the module declares did not fit. */
   stopForModuleHeap(slot: Slot, heapMb: number): void {
     if (!this.slots.includes(slot)) return;
-    this.stop(slot, 'module_heap', `the module's declared tables and segments did not fit in the worker's ${heapMb} MiB heap while it was instantiated`);
+    this.stop(slot, 'module_heap', `the worker's ${heapMb} MiB heap ran out while the module was instantiated (its tables, element segments and start function)`);
   }
 
   /** A worker died by itself: its run ends blaming the host. */
