@@ -149,7 +149,9 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
       if (typeof req.module === 'string' && m.id !== req.module) return { status: 'invalid_module', message: `Cannot run ${req.module}: the loaded bytes are ${m.id}` };
       return m;
     } catch (e) {
-      if (e instanceof ModuleLimitError && e.code !== 'invalid_module') return { status: 'memory_limit', message: e.message };
+      // Tables above the limit make the module unrunnable as declared (invalid_module); a memory
+      // whose minimum is above memoryBytes keeps the status that names the memory limit.
+      if (e instanceof ModuleLimitError && e.code === 'memory_limit') return { status: 'memory_limit', message: e.message };
       return { status: 'invalid_module', message: (e as Error).message };
     }
   };
@@ -234,6 +236,9 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
         server?.close();
       }
       const base = { stdout: concat(out[1]), stderr: concat(out[2]), audit: { events: audit, dropped: 0 }, ...(warnings.length ? { warnings } : {}) };
+      if (end.kind === 'stopped' && end.reason === 'module_heap') {
+        return { ...base, status: 'memory_limit', blame: 'guest', message: end.message, files: {}, usage: { wallMs: end.wallMs, cpuMs: end.cpuMs, peakMemoryBytes: 0 } };
+      }
       if (end.kind === 'stopped') {
         const usage = { wallMs: end.wallMs, cpuMs: end.cpuMs, peakMemoryBytes: 0 };
         const status = end.reason === 'crashed' ? 'host_error' : end.reason === 'cancelled' ? 'cancelled' : 'timeout';

@@ -14,7 +14,7 @@ export interface Limits {
   fds: number;
   /** Bytes the run's in-memory files may hold. */
   filesBytes: number;
-  /** Elements in each of the module's tables. */
+  /** Elements in all of the module's tables together (the sum of their maxima). */
   tableElements: number;
 }
 

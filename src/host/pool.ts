@@ -36,7 +36,7 @@ export interface Job {
 /** How the pool finished a job: the worker's own verdict, or the reason the pool stopped it. */
 export type JobEnd =
   | { kind: 'done'; outcome: WorkerOutcome; wallMs: number; cpuMs: number }
-  | { kind: 'stopped'; reason: 'wall' | 'cpu' | 'cancelled' | 'crashed'; message: string; wallMs: number; cpuMs: number };
+  | { kind: 'stopped'; reason: 'wall' | 'cpu' | 'cancelled' | 'crashed' | 'module_heap'; message: string; wallMs: number; cpuMs: number };
 
 /** Thrown by submit when the queue is full. */
 export class QueueFullError extends Error {
@@ -53,7 +53,7 @@ class Slot {
   tid: number | undefined;
   isReady = false;
   ready: Promise<void>;
-  current: (Pending & { id: number; t0: number; cpu0: bigint | undefined; timer: NodeJS.Timeout }) | undefined;
+  current: (Pending & { id: number; t0: number; cpu0: bigint | undefined; timer: NodeJS.Timeout; instantiating?: boolean }) | undefined;
   constructor(readonly pool: Pool) {
     this.worker = newWorker({
       // Guests' linear memory lies outside the V8 heap; these bound what the worker's own JS may use.
@@ -76,7 +76,12 @@ class Slot {
     });
     this.ready.catch(() => {});
     this.worker.on('message', (m: FromWorker) => this.onMessage(m));
-    this.worker.on('error', (e) => this.pool.lost(this, `the worker failed: ${e.message}`));
+    this.worker.on('error', (e) => {
+      // Node delivers the worker's last messages before this event, so `instantiating` is current.
+      if ((e as NodeJS.ErrnoException).code === 'ERR_WORKER_OUT_OF_MEMORY' && this.current?.instantiating) {
+        this.pool.stopForModuleHeap(this, pool.options.workerHeapMb);
+      } else this.pool.lost(this, `the worker failed: ${e.message}`);
+    });
     this.worker.on('exit', (code) => this.pool.lost(this, `the worker exited with code ${code}`));
   }
   cpuNs(): bigint | undefined {
@@ -87,6 +92,7 @@ class Slot {
     if (m.type === 'ready' || !cur || m.id !== cur.id) return;
     if (m.type === 'output') cur.job.onOutput(m.fd, m.data);
     else if (m.type === 'audit') cur.job.onAudit(m.events);
+    else if (m.type === 'instantiating' || m.type === 'started') cur.instantiating = m.type === 'instantiating';
     else if (m.type === 'done') {
       if (m.stdout) cur.job.onOutput(1, m.stdout);
       if (m.stderr) cur.job.onOutput(2, m.stderr);
@@ -214,7 +220,7 @@ export class Pool {
   }
 
   /** Terminates the slot's worker to stop its run, and replaces the worker. */
-  private stop(slot: Slot, reason: 'wall' | 'cpu' | 'cancelled' | 'crashed', message: string): void {
+  private stop(slot: Slot, reason: Exclude<JobEnd, { kind: 'done' }>['reason'], message: string): void {
     if (!slot.current) return;
     const usage = this.usage(slot);
     this.replace(slot);
@@ -230,6 +236,12 @@ export class Pool {
     void slot.worker.terminate();
     if (!this.closed) this.slots[i] = this.spawn();
     else this.slots.splice(i, 1);
+  }
+
+  /** The worker's heap ran out while it instantiated the module: what the module declares did not fit. */
+  stopForModuleHeap(slot: Slot, heapMb: number): void {
+    if (!this.slots.includes(slot)) return;
+    this.stop(slot, 'module_heap', `the worker's ${heapMb} MiB heap ran out while the module was instantiated (its tables, element segments and start function)`);
   }
 
   /** A worker died by itself: its run ends blaming the host. */

@@ -17,21 +17,24 @@ const MAX_PAGES_32 = 65536;
 const U32_MAX = 0xffff_ffff;
 
 /**
- * V8's limits on memories and tables per module. Refusing beyond them bounds the work and memory
- * this parser spends on a hostile module that declares millions of two-byte memories.
+ * Memories and tables a module may declare. 100 memories is V8's own limit; it bounds the work
+ * this parser spends on a hostile module that declares millions of two-byte memories. V8 accepts
+ * 100,000 tables, but instantiating them is one call that termination cannot interrupt (100,000
+ * empty tables took 1.9 s and 30 MiB of the worker's heap); programs use one or two.
  */
 const MAX_MEMORIES = 100;
-const MAX_TABLES = 100_000;
+const MAX_TABLES = 100;
 
 const SECTION_IMPORT = 2;
 const SECTION_TABLE = 4;
 const SECTION_MEMORY = 5;
+const SECTION_ELEMENT = 9;
 
 /** Caps applied to every memory and table a module declares or imports. */
 export interface ModuleCaps {
   /** Bytes each memory may grow to; rounded down to whole 64 KiB pages. */
   memoryBytes: number;
-  /** Elements each table may grow to. */
+  /** Elements all the module's tables together may grow to (the sum of their maxima). */
   tableElements: number;
 }
 
@@ -68,14 +71,18 @@ export function moduleSummary(bytes: Uint8Array): { memories: MemorySummary[]; t
 export function capModule(bytes: Uint8Array, caps: ModuleCaps): Uint8Array<ArrayBuffer> {
   const memCap = capPages(caps.memoryBytes);
   const tableCap = capElements(caps.tableElements);
-  const { sections, sites } = parse(bytes);
+  const { sections, sites, elements } = parse(bytes);
+  if (elements > tableCap) {
+    throw new ModuleLimitError('table_limit',
+      `Cannot run the module: its element segments hold ${elements} entries in total, ${elements - tableCap} above the ${tableCap}-element limit on all tables together (limits.tableElements)`);
+  }
 
   // Decide every rewrite first so that an over-limit memory is reported before any copying.
+  const tableMax = tableMaxima(sites.filter((s) => s.kind === 'table'), tableCap);
   const rewrites = new Map<number, { site: LimitsSite; limits: Uint8Array }[]>(); // section index -> rewrites
   for (const s of sites) {
-    const cap = s.kind === 'memory' ? memCap : tableCap;
-    if (s.min > cap) throw overLimit(s, caps);
-    const max = Math.min(s.max ?? cap, cap);
+    if (s.kind === 'memory' && s.min > memCap) throw overLimit(s, caps);
+    const max = s.kind === 'memory' ? Math.min(s.max ?? memCap, memCap) : tableMax.get(s)!;
     if (max === s.max) continue;
     let list = rewrites.get(s.section);
     if (list === undefined) rewrites.set(s.section, (list = []));
@@ -175,7 +182,7 @@ function hex(b: number): string {
   return `0x${b.toString(16).padStart(2, '0')}`;
 }
 
-function parse(bytes: Uint8Array): { sections: Section[]; sites: LimitsSite[] } {
+function parse(bytes: Uint8Array): { sections: Section[]; sites: LimitsSite[]; elements: number } {
   if (!(bytes instanceof Uint8Array)) throw invalid('it is not a byte array');
   if (bytes.length < 8) throw invalid(`it is ${bytes.length} bytes long, too short to be a WebAssembly module`);
   if (bytes[0] !== 0x00 || bytes[1] !== 0x61 || bytes[2] !== 0x73 || bytes[3] !== 0x6d) {
@@ -190,6 +197,7 @@ function parse(bytes: Uint8Array): { sections: Section[]; sites: LimitsSite[] } 
   const sections: Section[] = [];
   const sites: LimitsSite[] = [];
   const counts = { memory: 0, table: 0 };
+  let elements = 0;
   const r = new Reader(bytes, 8, bytes.length);
   while (r.pos < r.end) {
     const start = r.pos;
@@ -202,9 +210,14 @@ function parse(bytes: Uint8Array): { sections: Section[]; sites: LimitsSite[] } 
     const end = payloadStart + size;
     sections.push({ id, start, payloadStart, end });
     r.pos = end;
-    if (id !== SECTION_IMPORT && id !== SECTION_TABLE && id !== SECTION_MEMORY) continue;
+    if (id !== SECTION_IMPORT && id !== SECTION_TABLE && id !== SECTION_MEMORY && id !== SECTION_ELEMENT) continue;
 
     const p = new Reader(bytes, payloadStart, end);
+    if (id === SECTION_ELEMENT) {
+      elements += countElements(p);
+      if (p.pos !== end) throw invalid(`section ${id} at byte ${start} has ${end - p.pos} unexpected bytes at its end`);
+      continue;
+    }
     const before = sites.length;
     if (id === SECTION_IMPORT) parseImports(p, sites, counts);
     else if (id === SECTION_TABLE) parseTables(p, sites, counts);
@@ -212,7 +225,7 @@ function parse(bytes: Uint8Array): { sections: Section[]; sites: LimitsSite[] } 
     for (let i = before; i < sites.length; i++) sites[i]!.section = sections.length - 1;
     if (p.pos !== end) throw invalid(`section ${id} at byte ${start} has ${end - p.pos} unexpected bytes at its end`);
   }
-  return { sections, sites };
+  return { sections, sites, elements };
 }
 
 type Counts = { memory: number; table: number };
@@ -252,7 +265,7 @@ function parseMemories(r: Reader, sites: LimitsSite[], counts: Counts): void {
 
 function readLimits(r: Reader, kind: 'memory' | 'table', index: number, imported: boolean): LimitsSite {
   const most = kind === 'memory' ? MAX_MEMORIES : MAX_TABLES;
-  if (index >= most) throw invalid(`it declares more than ${most} ${kind === 'memory' ? 'memories' : 'tables'}`);
+  if (index >= most) throw invalid(`it declares more than ${most} ${kind === 'memory' ? 'memories' : 'tables'}, the most capsa accepts`);
   const start = r.pos;
   const flags = r.byte(`the limits of ${kind} ${index}`);
   if (flags & 0x04) throw invalid(`${kind} ${index} is 64-bit (limits flags ${hex(flags)}), which capsa does not support`);
@@ -262,6 +275,49 @@ function readLimits(r: Reader, kind: 'memory' | 'table', index: number, imported
   const min = r.u32(`the minimum of ${kind} ${index}`);
   const max = flags & 0x01 ? r.u32(`the maximum of ${kind} ${index}`) : undefined;
   return { section: -1, kind, index, imported, flags, min, max, start, end: r.pos };
+}
+
+/**
+ * The entries of all element segments. V8 builds a passive segment's entries in the worker's heap
+ * the first time table.init reads it, all at once: one table.init from a 5,000,000-entry segment
+ * (5 MB of module) took 2.1 s and 39 MiB, so segments count against the table limit too.
+ */
+function countElements(r: Reader): number {
+  let total = 0;
+  const n = r.u32('the element segment count');
+  for (let i = 0; i < n; i++) {
+    const flags = r.u32(`the flags of element segment ${i}`);
+    if (flags > 7) throw invalid(`element segment ${i} has unknown flags ${flags}`);
+    if (flags === 2 || flags === 6) r.u32(`the table of element segment ${i}`);
+    if ((flags & 0x01) === 0) skipConstExpr(r, `the offset of element segment ${i}`);
+    const expressions = (flags & 0x04) !== 0;
+    if (flags & 0x03) {
+      if (expressions) skipRefType(r);
+      else r.byte(`the element kind of element segment ${i}`);
+    }
+    const count = r.u32(`the entry count of element segment ${i}`);
+    for (let j = 0; j < count; j++) {
+      if (expressions) skipConstExpr(r, `entry ${j} of element segment ${i}`);
+      else r.u32(`entry ${j} of element segment ${i}`);
+    }
+    total += count;
+  }
+  return total;
+}
+
+/** Skips a constant expression of the kinds an offset or element may hold, through its end (0x0b). */
+function skipConstExpr(r: Reader, what: string): void {
+  for (;;) {
+    const op = r.byte(what);
+    switch (op) {
+      case 0x0b: return;
+      case 0x41: r.s33(what); break; // i32.const (a 32-bit signed LEB fits the 33-bit bound)
+      case 0x23: case 0xd2: r.u32(what); break; // global.get, ref.func
+      case 0xd0: r.s33(what); break; // ref.null heaptype
+      case 0x6a: case 0x6b: case 0x6c: break; // i32.add, i32.sub, i32.mul (extended constant expressions)
+      default: throw invalid(`${what} uses opcode ${hex(op)}, which capsa does not accept in a constant expression`);
+    }
+  }
 }
 
 /** Reference types: the abstract one-byte forms, or (ref null? heaptype) with a signed LEB heap type. */
@@ -301,13 +357,44 @@ function capElements(tableElements: number): number {
 
 function overLimit(s: LimitsSite, caps: ModuleCaps): ModuleLimitError {
   const whose = `its ${s.imported ? 'imported ' : ''}${s.kind} ${s.index}`;
-  if (s.kind === 'memory') {
-    const pages = `${s.min} page${s.min === 1 ? '' : 's'}`;
-    return new ModuleLimitError('memory_limit',
-      `Cannot run the module: ${whose} starts at ${pages} (${formatBytes(s.min * PAGE)}), above the ${formatBytes(caps.memoryBytes)} limit`);
+  const pages = `${s.min} page${s.min === 1 ? '' : 's'}`;
+  return new ModuleLimitError('memory_limit',
+    `Cannot run the module: ${whose} starts at ${pages} (${formatBytes(s.min * PAGE)}), above the ${formatBytes(caps.memoryBytes)} limit`);
+}
+
+/**
+ * The maximum each table gets so that all of them together stay within `cap` elements.
+ *
+ * Table elements live in the worker's JS heap (about 16 bytes each for funcref, and each table
+ * costs V8 time per element to create, fill or copy in one uninterruptible call), so the cap is
+ * on the total: 50 tables of 100,000 elements exhausted a 64 MiB worker heap. Minima above the
+ * total are refused; the room left above the minima is shared fairly (max-min) among the tables
+ * that may grow, so no table is lowered below what it declared unless the total requires it.
+ */
+function tableMaxima(tables: LimitsSite[], cap: number): Map<LimitsSite, number> {
+  const minimum = tables.reduce((n, t) => n + t.min, 0);
+  if (minimum > cap) {
+    const what = tables.length === 1
+      ? `its ${tables[0]!.imported ? 'imported ' : ''}table ${tables[0]!.index} starts at ${minimum} elements`
+      : `its ${tables.length} tables start at ${minimum} elements in total`;
+    throw new ModuleLimitError('table_limit',
+      `Cannot run the module: ${what}, ${minimum - cap} above the ${cap}-element limit on all tables together (limits.tableElements)`);
   }
-  return new ModuleLimitError('table_limit',
-    `Cannot run the module: ${whose} starts at ${s.min} elements, above the ${caps.tableElements}-element limit`);
+  const out = new Map<LimitsSite, number>();
+  let room = cap - minimum;
+  const byWant = [...tables].sort((a, b) => want(a) - want(b));
+  byWant.forEach((t, i) => {
+    const grant = Math.min(want(t), Math.floor(room / (byWant.length - i)));
+    room -= grant;
+    // A maximum below the minimum is kept as it is, for the engine to refuse.
+    out.set(t, t.max !== undefined && t.max < t.min ? t.max : t.min + grant);
+  });
+  return out;
+}
+
+/** How many elements a table may grow by as declared. */
+function want(t: LimitsSite): number {
+  return t.max === undefined ? Infinity : Math.max(0, t.max - t.min);
 }
 
 function encodeU32(n: number): Uint8Array {

@@ -183,11 +183,12 @@ describe('capModule: memories', () => {
 });
 
 describe('capModule: tables', () => {
-  it('caps tables without a maximum and lowers maxima above the cap', () => {
+  it('caps tables without a maximum and lowers maxima above the cap, sharing the cap among them', () => {
+    // 50 elements in all; 3 are taken by the minima and the other 47 shared as evenly as they divide.
     const out = capModule(wat('(module (table 1 funcref) (table 2 100000 externref))'), caps(PAGE, 50));
     expect(moduleSummary(out).tables).toEqual([
-      { min: 1, max: 50, imported: false },
-      { min: 2, max: 50, imported: false },
+      { min: 1, max: 25, imported: false },
+      { min: 2, max: 25, imported: false },
     ]);
     expect(WebAssembly.validate(out)).toBe(true);
   });
@@ -195,7 +196,7 @@ describe('capModule: tables', () => {
   it('refuses a table whose minimum is above the cap', () => {
     const e = limitError(() => capModule(wat('(module (table 20000 funcref))'), caps(PAGE, 10000)));
     expect(e.code).toBe('table_limit');
-    expect(e.message).toBe('Cannot run the module: its table 0 starts at 20000 elements, above the 10000-element limit');
+    expect(e.message).toBe('Cannot run the module: its table 0 starts at 20000 elements, 10000 above the 10000-element limit on all tables together (limits.tableElements)');
   });
 
   it('caps imported tables, skipping function, global and tag imports before them', () => {
@@ -211,9 +212,62 @@ describe('capModule: tables', () => {
     const out = capModule(input, caps(4 * PAGE, 10));
     expect(moduleSummary(out)).toEqual({
       memories: [{ min: 0, max: 4, shared: false, imported: true }],
-      tables: [{ min: 3, max: 10, imported: true }, { min: 1, max: 10, imported: false }],
+      tables: [{ min: 3, max: 6, imported: true }, { min: 1, max: 4, imported: false }],
     });
     expect(WebAssembly.validate(out)).toBe(WebAssembly.validate(input));
+  });
+
+  it('caps the elements of all tables together: 50 tables of 100,000 are refused, saying by how much', () => {
+    const e = limitError(() => capModule(wat(`(module ${'(table 100000 funcref)'.repeat(50)})`), caps(PAGE, 100_000)));
+    expect(e.code).toBe('table_limit');
+    expect(e.message).toBe('Cannot run the module: its 50 tables start at 5000000 elements in total, 4900000 above the 100000-element limit on all tables together (limits.tableElements)');
+    // The same total in one table is refused the same way; at the limit, it runs.
+    expect(limitError(() => capModule(wat('(module (table 100001 funcref))'), caps(PAGE, 100_000))).code).toBe('table_limit');
+    expect(moduleSummary(capModule(wat(`(module ${'(table 2000 funcref)'.repeat(50)})`), caps(PAGE, 100_000))).tables
+      .every((t) => t.min === 2000 && t.max === 2000)).toBe(true);
+  });
+
+  it('shares the room above the minima fairly: a table declaring little keeps its maximum', () => {
+    const out = capModule(wat('(module (table 0 10 funcref) (table 0 externref) (table 5 funcref))'), caps(PAGE, 100));
+    // 95 to share: the first wants 10 and gets it; the other two split the remaining 85.
+    expect(moduleSummary(out).tables.map((t) => t.max)).toEqual([10, 42, 48]);
+    expect(WebAssembly.validate(out)).toBe(true);
+  });
+
+  it('keeps a maximum below the minimum as it is, for the engine to refuse', () => {
+    const input = Uint8Array.from([...HEADER, 0x04, 0x05, 0x01, 0x70, 0x01, 0x05, 0x02]); // table min 5 max 2
+    expect(WebAssembly.validate(input)).toBe(false);
+    expect(WebAssembly.validate(capModule(input, caps(PAGE, 100)))).toBe(false);
+  });
+
+  it('counts element segment entries against the same limit, in all eight segment encodings', () => {
+    const src = (n: number) => `(module (table $t 10 funcref) (func $f)
+      (elem (i32.const 0) ${'$f '.repeat(n)})
+      (elem func ${'$f '.repeat(n)})
+      (elem (table $t) (i32.const 0) func ${'$f '.repeat(n)})
+      (elem declare func $f)
+      (elem (i32.const 0) funcref ${'(ref.func $f) '.repeat(n)})
+      (elem funcref ${'(ref.null func) '.repeat(n)})
+      (elem (table $t) (offset (i32.const 1)) funcref ${'(item (ref.func $f)) '.repeat(n)})
+      (elem declare funcref (ref.func $f)))`;
+    const input = wat(src(2)); // 6 segments of 2 entries and 2 declarative ones of 1: 14
+    expect(WebAssembly.validate(input)).toBe(true);
+    expect(WebAssembly.validate(capModule(input, caps(PAGE, 14)))).toBe(true);
+    expect(limitError(() => capModule(input, caps(PAGE, 13))).message).toContain('its element segments hold 14 entries in total, 1 above');
+  });
+
+  it('refuses element segments holding more entries than the table limit, before the engine builds them', () => {
+    // One table.init from a passive segment makes V8 build all its entries at once in the worker's heap.
+    const n = 3000;
+    const e = limitError(() => capModule(wat(`(module (table 1 funcref) (func $f) (elem func ${'$f '.repeat(n)}))`), caps(PAGE, 1000)));
+    expect(e.code).toBe('table_limit');
+    expect(e.message).toBe('Cannot run the module: its element segments hold 3000 entries in total, 2000 above the 1000-element limit on all tables together (limits.tableElements)');
+  });
+
+  it('refuses more than 100 tables, even empty ones', () => {
+    expect(limitError(() => capModule(wat(`(module ${'(table 0 funcref)'.repeat(101)})`), caps(PAGE))).message)
+      .toBe('Cannot run the module: it declares more than 100 tables, the most capsa accepts');
+    expect(() => capModule(wat(`(module ${'(table 0 funcref)'.repeat(100)})`), caps(PAGE))).not.toThrow();
   });
 
   it('makes table.grow past the cap return -1', () => {
@@ -230,7 +284,7 @@ describe('capModule: tables', () => {
     const input = wat(`(module ${tables})`);
     const sizeAt = input.indexOf(0x04, 8) + 1;
     expect(input[sizeAt]).toBeLessThan(0x80); // one-byte section size before
-    const out = capModule(input, caps(PAGE, 100000)); // 100000 needs a 3-byte LEB: 40 * 6 + 1 > 127
+    const out = capModule(input, caps(PAGE, 40 * 100000)); // 100000 each needs a 3-byte LEB: 40 * 6 + 1 > 127
     expect(out[sizeAt]! & 0x80).toBe(0x80);
     expect(WebAssembly.validate(out)).toBe(true);
     const summary = moduleSummary(out).tables;
@@ -304,7 +358,7 @@ describe('capModule: malformed and unsupported input', () => {
     const started = performance.now();
     expect(limitError(() => capModule(memories, caps(PAGE))).message).toMatch(/more than 100 memories/);
     expect(performance.now() - started).toBeLessThan(1000);
-    expect(limitError(() => capModule(huge(0x04, [0x70, 0x00, 0x00]), caps(PAGE))).message).toMatch(/more than 100000 tables/);
+    expect(limitError(() => capModule(huge(0x04, [0x70, 0x00, 0x00]), caps(PAGE))).message).toMatch(/more than 100 tables/);
   });
 
   it('refuses a value that is not a Uint8Array without a TypeError', () => {
@@ -364,7 +418,10 @@ describe('capModule: fuzzing', () => {
     const capPages = Math.min(Math.floor(c.memoryBytes / PAGE), 65536);
     for (const m of summary.memories) expect(m.max).toBeLessThanOrEqual(capPages);
     for (const t of summary.tables) expect(t.max).toBeLessThanOrEqual(c.tableElements);
-    if (WebAssembly.validate(input)) expect(WebAssembly.validate(out)).toBe(true);
+    if (WebAssembly.validate(input)) {
+      expect(WebAssembly.validate(out)).toBe(true);
+      expect(summary.tables.reduce((n, t) => n + t.max!, 0)).toBeLessThanOrEqual(c.tableElements);
+    }
   }
 
   it('survives random byte mutations and truncations of valid modules', () => {
@@ -427,7 +484,7 @@ describe('capModule: fuzzing', () => {
             return;
           }
           const mins = [...(m.memory ? [m.memory.limits.min * PAGE > c.memoryBytes || m.memory.limits.min > 65536] : []),
-            ...m.tables.map((t) => t.limits.min > c.tableElements)];
+            m.tables.reduce((n, t) => n + t.limits.min, 0) > c.tableElements];
           expect(mins).toContain(true);
           return;
         }

@@ -43,6 +43,7 @@ port.on('message', (msg: ToWorker) => {
   };
   const outcome = runGuest(msg.module, spec, {
     bridge: msg.bridge,
+    phase: (phase) => post({ type: phase, id }),
     output(fd, chunk) {
       pending[fd].push(chunk.slice());
       size[fd] += chunk.length;

@@ -62,5 +62,8 @@ export type FromWorker =
   | { type: 'ready'; tid: number | undefined }
   | { type: 'output'; id: number; fd: 1 | 2; data: Uint8Array }
   | { type: 'audit'; id: number; events: AuditEvent[] }
+  /** Sent just before the module is instantiated: until the guest's code starts, only what it declares is being built. */
+  | { type: 'instantiating'; id: number }
+  | { type: 'started'; id: number }
   /** The end of a run, carrying the output and audit events not sent yet (one message, not three). */
   | { type: 'done'; id: number; outcome: WorkerOutcome; stdout?: Uint8Array; stderr?: Uint8Array; audit?: AuditEvent[] };

@@ -26,6 +26,8 @@ export interface GuestIO {
   audit(event: AuditEvent): void;
   /** The channel to the host thread, when the guest imports host functions. */
   bridge?: SharedArrayBuffer | undefined;
+  /** Told when instantiation begins and when the guest's code starts (a heap exhaustion in between is the module's). */
+  phase?(phase: 'instantiating' | 'started'): void;
 }
 
 /** The in-memory directory at a guest path, made on the way if missing. */
@@ -162,7 +164,9 @@ export function runGuest(module: WebAssembly.Module, spec: GuestSpec, io: GuestI
     })),
   } : {};
   try {
+    io.phase?.('instantiating');
     const instance = new WebAssembly.Instance(module, { ...functions, ...casper, ...wasi.getImportObject() });
+    io.phase?.('started');
     const m = instance.exports['memory'];
     if (m instanceof WebAssembly.Memory) memory = m;
     result = { status: 'exited', exitCode: wasi.start(instance) };
