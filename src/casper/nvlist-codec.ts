@@ -106,6 +106,11 @@ export function packNvlist(list: NvList, opts: PackOptions = {}): Uint8Array {
   return out;
 }
 
+/** The bytes packNvlist would make of `list`, without making them. Throws what packNvlist throws. */
+export function packedSize(list: NvList): number {
+  return encodeList(list, 0, []).size;
+}
+
 function encodeList(list: NvList, depth: number, ancestors: NvList[]): EncList {
   if (!(list instanceof NvList)) throw einval('not an nvlist');
   if (list.error) throw list.error;
