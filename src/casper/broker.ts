@@ -64,13 +64,13 @@ export interface BrokerOptions {
   maxChannels?: number;
   /**
    * Bytes of guest-set limits the channels hold together, each shared list counted once
-   * (default 2 MiB); past it `limit_set` fails with ENOMEM and the old limits stay.
+   * (default 1 MiB); past it `limit_set` fails with ENOMEM and the old limits stay.
    */
   maxLimitsBytes?: number;
 }
 
-/** Default of BrokerOptions.maxLimitsBytes: two of the largest messages (CASPER_MAX_MESSAGE_BYTES). */
-export const DEFAULT_MAX_LIMITS_BYTES = 2 << 20;
+/** Default of BrokerOptions.maxLimitsBytes: four of the largest messages (the host's CASPER_MAX_MESSAGE_BYTES). */
+export const DEFAULT_MAX_LIMITS_BYTES = 1 << 20;
 
 const CORE = 'core.casper';
 

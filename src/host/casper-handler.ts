@@ -6,6 +6,7 @@ import { ERRNO } from '../wasi/constants.js';
 import type { BridgeHandler } from './bridge.js';
 import { CASPER_MAX_MESSAGE_BYTES, CASPER_NO_CHANNEL, CASPER_OP, decodeCasperRequest, decodeXferRequest, encodeXferAnswer } from './casper-wire.js';
 import type { GuestOpResult } from '../casper/service.js';
+import { threadCpuNs } from './worker/thread-cpu.js';
 
 /** Options of casperHandler. */
 export interface CasperHandlerOptions {
@@ -18,6 +19,9 @@ export interface CasperHandlerOptions {
   charge?: (ms: number) => void;
 }
 
+/** Requests above this size are timed by the thread's CPU clock. */
+const PRECISE_CLOCK_BYTES = 4096;
+
 function fail(): never {
   throw new RangeError('malformed xfer');
 }
@@ -28,13 +32,17 @@ const refused = (errno: number) => encodeXferAnswer({ status: errno, reply: new 
 export function casperHandler(broker: Broker, options: CasperHandlerOptions = {}): BridgeHandler {
   const max = options.maxMessageBytes ?? CASPER_MAX_MESSAGE_BYTES;
   const charge = options.charge ?? (() => {});
-  // Times a synchronous piece of work and charges it, whatever it returns or throws.
-  const timed = <T>(work: () => T): T => {
-    const t0 = performance.now();
+  // Times a synchronous piece of work and charges it, whatever it returns or throws. A large
+  // request is timed by the thread's CPU clock (reading it costs microseconds, nothing beside
+  // decoding the request); a small one by the wall clock, which a preempted host thread
+  // over-counts, but only for the rare call it is preempted in.
+  const timed = <T>(precise: boolean, work: () => T): T => {
+    const now = precise ? () => Number(threadCpuNs()) / 1e6 : () => performance.now();
+    const t0 = now();
     try {
       return work();
     } finally {
-      charge(performance.now() - t0);
+      charge(now() - t0);
     }
   };
 
@@ -86,9 +94,11 @@ export function casperHandler(broker: Broker, options: CasperHandlerOptions = {}
   };
 
   return async (request) => {
-    const started = timed(() => start(request));
+    const large = request.length > PRECISE_CLOCK_BYTES;
+    const started = timed(large, () => start(request));
     if (started instanceof Uint8Array) return started;
     const res = await started;
-    return timed(() => finish(res));
+    // limit_get's reply is as large as the limits it packs.
+    return timed(large || res.cmd === 'limit_get', () => finish(res));
   };
 }

@@ -8,12 +8,12 @@ import type { GuestOp, GuestOpResult } from '../casper/service.js';
 export const CASPER_OP = { init: 1, xfer: 2, close: 3 } as const;
 
 /**
- * The largest packed nvlist a guest may send, or be answered with, on a channel (1 MiB): a
- * fileargs list of every name a FreeBSD argv can hold (ARG_MAX, 512 KiB) fits, and decoding one
- * costs the host thread a bounded time. Larger ones are EMSGSIZE, refused by the worker before
- * they cross the bridge (and again by the host).
+ * The largest packed nvlist a guest may send, or be answered with, on a channel (256 KiB):
+ * thousands of fileargs names fit, and decoding the costliest message of that size (all tiny
+ * pairs) takes the host thread tens of milliseconds, not seconds. Larger ones are EMSGSIZE,
+ * refused by the worker before they cross the bridge (and again by the host).
  */
-export const CASPER_MAX_MESSAGE_BYTES = 1 << 20;
+export const CASPER_MAX_MESSAGE_BYTES = 256 << 10;
 
 /**
  * The most reply bytes a run's channels may keep waiting for casper.recv together (4 MiB);

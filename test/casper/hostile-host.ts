@@ -94,8 +94,8 @@ const concat = (parts: Uint8Array[]) => { const o = new Uint8Array(parts.reduce(
 const MiB = 1 << 20;
 // fds: 0-2 stdio, 3 the core channel, 4 system.fileargs, then its clones.
 const openFileargs = [init(), xfer(3, 1, cmd('open', (l) => l.addString('service', 'system.fileargs')))];
-const big = () => limitSetOfNulls(16 * MiB);
-const small = () => limitSetOfNulls(900 * 1024);
+const big = (mib = 16) => limitSetOfNulls(mib * MiB);
+const small = () => limitSetOfNulls(250 * 1024);
 const SCENARIOS: Record<string, () => Partial<RunRequest> & { stdin: Uint8Array }> = {
   // A list far above the message bound, then one below it, then 16 clones of the channel.
   clones: () => ({ casper: { 'system.fileargs': {} }, stdin: concat([...openFileargs, xfer(4, 1, big()), xfer(4, 1, small()), xfer(4, 16, cmd('clone'))]) }),
@@ -107,7 +107,7 @@ const SCENARIOS: Record<string, () => Partial<RunRequest> & { stdin: Uint8Array 
   // Six huge messages, then messages below the bound forever, on the core channel, under a 1 s CPU limit.
   stall: () => ({
     casper: { 'system.fileargs': {} }, limits: { cpuMs: 1000, wallMs: 20_000 },
-    stdin: concat([init(), xfer(3, 6, big()), xfer(3, 0, small())]),
+    stdin: concat([init(), xfer(3, 6, big(24)), xfer(3, 0, small())]),
   }),
 };
 
