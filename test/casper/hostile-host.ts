@@ -13,7 +13,7 @@ import { GUEST, close, cmd, concat, init, limitSetOfNulls, replies, xfer } from 
 const MiB = 1 << 20;
 // fds: 0-2 stdio, 3 the core channel, 4 system.fileargs, then its clones.
 const openFileargs = [init(), xfer(3, 1, cmd('open', (l) => l.addString('service', 'system.fileargs')))];
-const big = () => limitSetOfNulls(4 * MiB);
+const big = () => limitSetOfNulls(16 * MiB);
 const small = () => limitSetOfNulls(250 * 1024);
 const SCENARIOS: Record<string, () => Partial<RunRequest> & { stdin: Uint8Array }> = {
   // A list far above the message bound, then one below it, then 16 clones of the channel.

@@ -25,9 +25,10 @@ function scenario(name: string): Report {
   return JSON.parse(r.stdout) as Report;
 }
 
-// Generous bounds: what a bounded host uses on a loaded 2-core VM is a small fraction of each.
+// Generous bounds: what a bounded host uses on a loaded 2-core VM is a fraction of each (its event
+// loop delay there is mostly the scheduler's: 0.3-1.7 s at a load average of 15-18 on 2 cores).
 const HEAP_GROWTH_MB = 100;
-const MAX_EVENT_LOOP_DELAY_MS = 1500;
+const MAX_EVENT_LOOP_DELAY_MS = 3000;
 
 /** What every hostile run must leave: a bounded heap and event loop during it, an idle host after. */
 function expectBounded(r: Report): void {
@@ -42,7 +43,7 @@ describe('a hostile Casper guest cannot take the host down', { timeout: 120_000 
   it('a huge limits list is EMSGSIZE; 16 clones of a large one share it instead of copying it', () => {
     const r = scenario('clones');
     expect(r.status).toBe('exited');
-    // init, open, the 4 MiB limit_set, the 250 KiB one, 16 clones.
+    // init, open, the 16 MiB limit_set, the 250 KiB one, 16 clones.
     expect(r.replies[2]).toEqual({ errno: ERRNO.MSGSIZE });
     expect(r.replies[3]).toEqual({ errno: 0, error: 0 });
     expect(r.replies.slice(4)).toEqual(Array(16).fill({ errno: 0, error: 0 }));
