@@ -6,6 +6,7 @@
  */
 import { ERRNO } from '../wasi/constants.js';
 import { NvList } from './nvlist.js';
+import { packedSize } from './nvlist-codec.js';
 import { CasperError, GuestOpNeeded, type CasperService, type GuestOp, type GuestOpResult, type ServiceContext } from './service.js';
 
 /** A descriptor a reply hands the guest: a new channel, or a file the worker opens in the guest's fs. */
@@ -26,9 +27,21 @@ export interface BrokerReply {
   errno: number;
 }
 
+/**
+ * A channel's limits, shared by every channel that holds them: limits only narrow, so a clone
+ * keeps its parent's list (frozen) instead of a copy, and a list's bytes count once, until the
+ * last channel holding it lets go.
+ */
+interface SharedLimits {
+  list: NvList;
+  /** What the list costs the run's budget (maxLimitsBytes); 0 for the manifest's own grants. */
+  bytes: number;
+  refs: number;
+}
+
 interface Channel {
   service: string;
-  limits: NvList | null;
+  limits: SharedLimits | null;
   state: Map<string, unknown>;
 }
 
@@ -44,7 +57,20 @@ export interface BrokerOptions {
   timeoutMs?: number;
   /** Told when a service throws (it is then restarted: its state for the sandbox is dropped). */
   onServiceError?: (service: string, error: unknown) => void;
+  /**
+   * Channels open at once (default 1024, the most descriptors a run may have); past it `open`
+   * and `clone` fail with EMFILE, as a process whose descriptor table is full.
+   */
+  maxChannels?: number;
+  /**
+   * Bytes of guest-set limits the channels hold together, each shared list counted once
+   * (default 1 MiB); past it `limit_set` fails with ENOMEM and the old limits stay.
+   */
+  maxLimitsBytes?: number;
 }
+
+/** Default of BrokerOptions.maxLimitsBytes: four of the largest messages (the host's CASPER_MAX_MESSAGE_BYTES). */
+export const DEFAULT_MAX_LIMITS_BYTES = 1 << 20;
 
 const CORE = 'core.casper';
 
@@ -53,26 +79,49 @@ function fail(e: Error): never {
 }
 const EDOOFUS_REPLY = ERRNO.IO;
 
+/** Freezes a list and the lists inside it, so a service handed shared limits cannot change them. */
+function freeze(list: NvList): NvList {
+  for (const [, v] of list.pairs) {
+    if (v.type === 'nvlist') freeze(v.value);
+    else if (v.type === 'nvlist_array') v.value.forEach(freeze);
+  }
+  Object.freeze(list.pairs);
+  Object.freeze(list);
+  return list;
+}
+
 /** One sandbox's broker. */
 export class Broker {
   private readonly channels = new Map<number, Channel>();
   private nextId = 1;
   private readonly sandboxState = new Map<string, Map<string, unknown>>();
   private readonly timeoutMs: number;
+  private readonly maxChannels: number;
+  private readonly maxLimitsBytes: number;
+  /** The manifest's limits by service (CORE: the granted names), made once and shared. */
+  private readonly grantLimits = new Map<string, SharedLimits | null>();
+  private heldLimitsBytes = 0;
 
   constructor(private readonly options: BrokerOptions) {
     this.timeoutMs = options.timeoutMs ?? 5000;
+    this.maxChannels = options.maxChannels ?? 1024;
+    this.maxLimitsBytes = options.maxLimitsBytes ?? DEFAULT_MAX_LIMITS_BYTES;
   }
 
-  /** cap_init(): a channel to the core service, limited to the services the manifest grants. */
+  /**
+   * cap_init(): a channel to the core service, limited to the services the manifest grants.
+   * Throws CasperError(EMFILE) when maxChannels are open.
+   */
   openCore(): number {
-    const limits = new NvList();
-    for (const name of Object.keys(this.options.grants)) limits.addNull(name);
-    return this.add({ service: CORE, limits, state: new Map() });
+    if (this.channels.size >= this.maxChannels) throw new CasperError(ERRNO.MFILE, `${this.maxChannels} Casper channels are open`);
+    return this.add(CORE, this.grantOf(CORE));
   }
 
-  /** Forgets a channel the guest closed. */
+  /** Forgets a channel the guest closed, and the limits only it held. */
   close(id: number): void {
+    const ch = this.channels.get(id);
+    if (!ch) return;
+    this.release(ch.limits);
     this.channels.delete(id);
   }
 
@@ -81,18 +130,54 @@ export class Broker {
     return this.channels.has(id);
   }
 
-  private add(c: Channel): number {
+  /** Channels open and limit bytes held (for tests and metrics). */
+  usage(): { channels: number; limitsBytes: number } {
+    return { channels: this.channels.size, limitsBytes: this.heldLimitsBytes };
+  }
+
+  private add(service: string, limits: SharedLimits | null): number {
     const id = this.nextId++;
-    this.channels.set(id, c);
+    if (limits) limits.refs++;
+    this.channels.set(id, { service, limits, state: new Map() });
     return id;
+  }
+
+  private release(limits: SharedLimits | null): void {
+    if (limits && --limits.refs === 0) this.heldLimitsBytes -= limits.bytes;
+  }
+
+  /**
+   * The first limits of a channel to `service`: the manifest's grant, made once per run and
+   * shared (it is the operator's, so it costs the run's budget nothing). Throws what
+   * fromManifest throws.
+   */
+  private grantOf(service: string): SharedLimits | null {
+    if (this.grantLimits.has(service)) return this.grantLimits.get(service)!;
+    let list: NvList | null;
+    if (service === CORE) {
+      list = new NvList();
+      for (const name of Object.keys(this.options.grants)) list.addNull(name);
+    } else {
+      const grant = this.options.grants[service] ?? {};
+      const s = this.options.services[service]!;
+      list = Object.keys(grant).length && s.fromManifest ? s.fromManifest(grant) : null;
+    }
+    // refs starts at 1: the cache's own hold, so the grant is never released.
+    const shared = list ? { list: freeze(list), bytes: 0, refs: 1 } : null;
+    this.grantLimits.set(service, shared);
+    return shared;
   }
 
   /**
    * Handles one request on channel `id`; always answers, with "error" set, unless the service
    * needs something done in the guest first (`needs`): the worker then sends the request again
-   * with `results`.
+   * with `results`. `requestBytes` is the request's packed size, what limits it sets cost the
+   * run's budget (the request's own nvlist size when absent).
+   *
+   * Everything up to a service's first `await` runs before xfer returns its promise, so a caller
+   * can time the work a request costs the host thread.
    */
-  async xfer(id: number, request: NvList, results: GuestOpResult[] = []): Promise<BrokerReply> {
+  async xfer(id: number, request: NvList, results: GuestOpResult[] = [], requestBytes?: number): Promise<BrokerReply> {
     const ch = this.channels.get(id);
     const descriptors: DescriptorGrant[] = [];
     const cmd = request.getString('cmd');
@@ -107,7 +192,8 @@ export class Broker {
 
     if (cmd === 'limit_get') {
       const reply = new NvList();
-      if (ch.limits) reply.addNvlist('limits', ch.limits.clone());
+      // The shared list itself: packing only reads it.
+      if (ch.limits) reply.addNvlist('limits', ch.limits.list);
       else reply.addNull('limits');
       return answer(0, reply);
     }
@@ -115,11 +201,19 @@ export class Broker {
       const limits = request.getNvlist('limits');
       if (!limits) return answer(ERRNO.INVAL);
       const errno = this.limit(ch, limits);
-      if (errno === 0) ch.limits = limits.clone();
-      return answer(errno);
+      if (errno !== 0) return answer(errno);
+      const bytes = requestBytes ?? packedSize(request);
+      const freed = ch.limits?.refs === 1 ? ch.limits.bytes : 0;
+      if (this.heldLimitsBytes - freed + bytes > this.maxLimitsBytes) return answer(ERRNO.NOMEM);
+      // The request was unpacked for this call alone: its list becomes the channel's, uncopied.
+      this.release(ch.limits);
+      ch.limits = { list: freeze(limits), bytes, refs: 1 };
+      this.heldLimitsBytes += bytes;
+      return answer(0);
     }
     if (cmd === 'clone') {
-      const clone = this.add({ service: ch.service, limits: ch.limits?.clone() ?? null, state: new Map() });
+      if (this.channels.size >= this.maxChannels) return answer(ERRNO.MFILE);
+      const clone = this.add(ch.service, ch.limits);
       const reply = new NvList();
       reply.addDescriptor('sock', descriptors.push({ kind: 'channel', id: clone }) - 1);
       return answer(0, reply);
@@ -130,16 +224,16 @@ export class Broker {
       if (name === undefined) return answer(ERRNO.INVAL);
       const service = this.options.services[name];
       if (!service) return answer(ERRNO.NOENT);
-      if (!ch.limits?.exists(name, 'null') || !(name in this.options.grants)) return answer(ERRNO.NOTCAPABLE);
-      const grant = this.options.grants[name] ?? {};
-      let limits: NvList | null;
+      if (!ch.limits?.list.exists(name, 'null') || !(name in this.options.grants)) return answer(ERRNO.NOTCAPABLE);
+      if (this.channels.size >= this.maxChannels) return answer(ERRNO.MFILE);
+      let limits: SharedLimits | null;
       try {
-        limits = Object.keys(grant).length && service.fromManifest ? service.fromManifest(grant) : null;
+        limits = this.grantOf(name);
       } catch {
         // Manifests are checked before a run; a grant that slipped through opens nothing.
         return answer(ERRNO.INVAL);
       }
-      const id = this.add({ service: name, limits, state: new Map() });
+      const id = this.add(name, limits);
       const reply = new NvList();
       reply.addDescriptor('chanfd', descriptors.push({ kind: 'channel', id }) - 1);
       reply.addNumber('chanflags', 0);
@@ -166,9 +260,16 @@ export class Broker {
       },
     };
     let timer: NodeJS.Timeout | undefined;
+    // Called here, not in a later microtask: its synchronous work belongs to this request's time.
+    let work: Promise<NvList> | NvList;
+    try {
+      work = service.command(cmd, ch.limits?.list ?? null, request, ctx);
+    } catch (e) {
+      work = Promise.reject(e);
+    }
     try {
       const reply = await Promise.race([
-        Promise.resolve().then(() => service.command(cmd, ch.limits, request, ctx)),
+        work,
         new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new CasperError(ERRNO.TIMEDOUT, `${ch.service} ${cmd} took longer than ${this.timeoutMs} ms`)), this.timeoutMs); }),
       ]);
       return answer(0, reply);
@@ -190,14 +291,14 @@ export class Broker {
     if (ch.service === CORE) {
       for (const [name, v] of limits.pairs) {
         if (v.type !== 'null') return ERRNO.INVAL;
-        if (!ch.limits?.exists(name, 'null')) return ERRNO.NOTCAPABLE;
+        if (!ch.limits?.list.exists(name, 'null')) return ERRNO.NOTCAPABLE;
       }
       return 0;
     }
     const service = this.options.services[ch.service]!;
     if (!service.limit) return ERRNO.NOTSUP;
     try {
-      return service.limit(ch.limits, limits);
+      return service.limit(ch.limits?.list ?? null, limits);
     } catch {
       return ERRNO.INVAL;
     }

@@ -106,6 +106,11 @@ export function packNvlist(list: NvList, opts: PackOptions = {}): Uint8Array {
   return out;
 }
 
+/** The bytes packNvlist would make of `list`, without making them. Throws what packNvlist throws. */
+export function packedSize(list: NvList): number {
+  return encodeList(list, 0, []).size;
+}
+
 function encodeList(list: NvList, depth: number, ancestors: NvList[]): EncList {
   if (!(list instanceof NvList)) throw einval('not an nvlist');
   if (list.error) throw list.error;
@@ -416,7 +421,7 @@ class Reader {
     if (namesize < 1 || namesize > NV_NAME_MAX) throw einval(`nvpair namesize ${namesize}`);
     if (namesize > this.left) throw einval('truncated nvpair name');
     const nameStart = this.off;
-    if (this.bytes.subarray(nameStart, nameStart + namesize).indexOf(0) !== namesize - 1) {
+    if (this.bytes.indexOf(0, nameStart) !== nameStart + namesize - 1) {
       throw einval('nvpair name is not NUL-terminated or holds a NUL');
     }
     this.off += namesize;
@@ -425,6 +430,13 @@ class Reader {
   }
 
   private text(start: number, end: number, what: string): string {
+    // Short ASCII (most names) without TextDecoder, whose per-call cost dominates decoding them.
+    if (end - start <= 32) {
+      let s = '';
+      let i = start;
+      for (; i < end && this.bytes[i]! < 0x80; i++) s += String.fromCharCode(this.bytes[i]!);
+      if (i === end) return s;
+    }
     try {
       return decoder.decode(this.bytes.subarray(start, end));
     } catch {

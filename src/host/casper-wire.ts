@@ -7,6 +7,23 @@ import type { GuestOp, GuestOpResult } from '../casper/service.js';
 
 export const CASPER_OP = { init: 1, xfer: 2, close: 3 } as const;
 
+/**
+ * The largest packed nvlist a guest may send, or be answered with, on a channel (256 KiB):
+ * thousands of fileargs names fit, and decoding the costliest message of that size (all tiny
+ * pairs) takes the host thread tens of milliseconds, not seconds. Larger ones are EMSGSIZE,
+ * refused by the worker before they cross the bridge (and again by the host).
+ */
+export const CASPER_MAX_MESSAGE_BYTES = 256 << 10;
+
+/**
+ * The most reply bytes a run's channels may keep waiting for casper.recv together (4 MiB);
+ * while they hold more, casper.xfer is ENOBUFS before sending anything.
+ */
+export const CASPER_MAX_PENDING_BYTES = 4 << 20;
+
+/** The channel number of an init answer that opened nothing: the broker's channels are full. */
+export const CASPER_NO_CHANNEL = 0;
+
 /** A request for the broker. */
 export function encodeCasperRequest(kind: number, op: number, channel: number, payload: Uint8Array = new Uint8Array(0)): Uint8Array {
   const buf = new Uint8Array(6 + payload.length);

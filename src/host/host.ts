@@ -4,6 +4,7 @@ import { functionHandler, functionList, serveRun, type HostFunctions } from './f
 import { Broker } from '../casper/broker.js';
 import { SERVICES } from '../casper/services/index.js';
 import { casperHandler } from './casper-handler.js';
+import { CASPER_MAX_MESSAGE_BYTES } from './casper-wire.js';
 import { unknownImports, unknownImportsMessage } from './imports.js';
 import { DEFAULT_LIMITS, DEFAULT_MAX_LIMITS, resolveLimits, type Limits } from './limits.js';
 import { ModuleCache, moduleId, type CachedModule } from './module-cache.js';
@@ -101,6 +102,11 @@ export interface Host {
 }
 
 const EMPTY = new Uint8Array(0);
+/**
+ * The largest bridge request of a run: a Casper message and room for the answers of the guest
+ * operations a service asked for (fileargs' lstat/realpath). Host function calls are far smaller.
+ */
+const CASPER_MAX_REQUEST_BYTES = 2 * CASPER_MAX_MESSAGE_BYTES;
 
 function mergeFunctions(a: HostFunctions | undefined, b: HostFunctions | undefined): HostFunctions {
   const out: HostFunctions = {};
@@ -191,15 +197,19 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
       // Host functions and Casper services reach the host thread through one bridge per run.
       const wantsCasper = [...imported].some((n) => n.startsWith('casper.'));
       const channel = used.length || wantsCasper ? createBridgeChannel() : undefined;
+      // The host thread's time on the run's Casper requests counts against the run's CPU limit.
+      let hostCpuMs = 0;
       const server = channel ? serveRun(channel, {
         function: functionHandler(fns, used, (what, e) => warn(`host function ${what}`, e)),
         ...(wantsCasper ? {
           casper: casperHandler(new Broker({
             grants: req.casper ?? {}, services: SERVICES, config: options.casperConfig ?? {},
             onServiceError: (service, e) => warn(`Casper service ${service}`, e),
-          })),
+            // Every channel is a descriptor of the guest: it can never hold more than its fds.
+            maxChannels: limits.fds,
+          }), { maxMessageBytes: CASPER_MAX_MESSAGE_BYTES, charge: (ms) => { hostCpuMs += ms; } }),
         } : {}),
-      }, warn) : undefined;
+      }, warn, { maxRequestBytes: CASPER_MAX_REQUEST_BYTES }) : undefined;
 
       const spec: GuestSpec = {
         args: [req.argv0 ?? 'main.wasm', ...(req.args ?? [])],
@@ -223,7 +233,7 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
       let end: JobEnd;
       try {
         end = await pool.submit({
-        module: loaded.module, spec, signal: req.signal, bridge: channel?.sab,
+        module: loaded.module, spec, signal: req.signal, bridge: channel?.sab, hostCpuMs: () => hostCpuMs,
         onOutput(fd, data) {
           out[fd].push(data);
           emit(fd === 1 ? { type: 'stdout', data } : { type: 'stderr', data });
@@ -249,7 +259,7 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
       const o = end.outcome;
       const r: RunResult = {
         ...base, status: o.status, blame: o.status === 'host_error' ? 'host' : 'guest', files: o.files,
-        usage: { wallMs: end.wallMs, cpuMs: o.cpuNs / 1e6, peakMemoryBytes: o.peakMemoryBytes },
+        usage: { wallMs: end.wallMs, cpuMs: o.cpuNs / 1e6 + hostCpuMs, peakMemoryBytes: o.peakMemoryBytes },
       };
       r.audit.dropped = o.auditDropped;
       if (o.exitCode !== undefined) r.exitCode = o.exitCode;

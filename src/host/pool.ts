@@ -28,6 +28,8 @@ export interface Job {
   /** The bridge channel for host functions, if the guest imports any. */
   bridge?: SharedArrayBuffer | undefined;
   signal?: AbortSignal | undefined;
+  /** CPU time (ms) the host thread spent on this run's behalf (its Casper requests): counts against its CPU limit. */
+  hostCpuMs?: (() => number) | undefined;
   onOutput(fd: 1 | 2, data: Uint8Array): void;
   onAudit(events: AuditEvent[]): void;
   onStart?(): void;
@@ -189,8 +191,7 @@ export class Pool {
         const cur = s.current;
         if (!cur) continue;
         busy = true;
-        const now = s.cpuNs();
-        if (now !== undefined && cur.cpu0 !== undefined && now - cur.cpu0 > BigInt(cur.job.spec.limits.cpuMs) * 1_000_000n) {
+        if (this.usage(s).cpuMs > cur.job.spec.limits.cpuMs) {
           this.stop(s, 'cpu', `the run exceeded its CPU limit of ${cur.job.spec.limits.cpuMs} ms`);
         }
       }
@@ -199,12 +200,12 @@ export class Pool {
     this.cpuTimer.unref();
   }
 
-  /** Wall and CPU time of the slot's current run so far. */
+  /** Wall and CPU time of the slot's current run so far: its worker's, plus the host thread's on its behalf. */
   usage(slot: Slot): { wallMs: number; cpuMs: number } {
     const cur = slot.current;
     if (!cur) return { wallMs: 0, cpuMs: 0 };
     const now = slot.cpuNs();
-    const cpuMs = now !== undefined && cur.cpu0 !== undefined ? Number(now - cur.cpu0) / 1e6 : 0;
+    const cpuMs = (now !== undefined && cur.cpu0 !== undefined ? Number(now - cur.cpu0) / 1e6 : 0) + (cur.job.hostCpuMs?.() ?? 0);
     return { wallMs: performance.now() - cur.t0, cpuMs };
   }
 

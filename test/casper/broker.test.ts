@@ -15,6 +15,7 @@ const echo: CasperService = {
   },
   command(cmd, limits, req, ctx) {
     if (cmd === 'boom') throw new Error('the service crashed');
+    if (cmd === 'scribble') { limits?.addString('w99', 'anything'); return new NvList(); }
     if (cmd === 'hang') return new Promise<NvList>(() => {});
     if (cmd === 'count') {
       const n = ((ctx.sandboxState.get('n') as number | undefined) ?? 0) + 1;
@@ -95,7 +96,7 @@ describe('limits', () => {
     expect((await b.xfer(channel, req('limit_set', (l) => l.addNvlist('limits', new NvList())))).errno).toBe(ERRNO.NOTSUP);
   });
 
-  it('clone copies the current limits into a new channel', async () => {
+  it('clone gives a new channel the current limits', async () => {
     const b = new Broker({ grants: { 'test.echo': { words: ['a', 'b'] } }, services: SERVICES });
     const { channel } = await open(b, 'test.echo');
     await b.xfer(channel, req('limit_set', (l) => l.addNvlist('limits', limitsOf('a'))));
@@ -133,5 +134,62 @@ describe('bad requests and failing services', () => {
     const { channel } = await open(b, 'test.echo');
     expect((await b.xfer(channel, req('hang'))).errno).toBe(ERRNO.TIMEDOUT);
     expect((await b.xfer(channel, req('x', (l) => l.addString('word', 'ok')))).errno).toBe(0);
+  });
+});
+
+describe('bounds: what a guest can make the broker hold', () => {
+  const sock = (r: { reply: NvList; descriptors: unknown[] }) => (r.descriptors[r.reply.get('sock', 'descriptor')!.value] as { id: number }).id;
+
+  it('clones share their parent\'s limits: 16 clones hold the bytes of one list', async () => {
+    const b = new Broker({ grants: { 'test.echo': {} }, services: SERVICES });
+    const { channel } = await open(b, 'test.echo');
+    expect((await b.xfer(channel, req('limit_set', (l) => l.addNvlist('limits', limitsOf('a', 'b'))), [], 1000)).errno).toBe(0);
+    expect(b.usage().limitsBytes).toBe(1000);
+    const clones: number[] = [];
+    for (let i = 0; i < 16; i++) clones.push(sock(await b.xfer(channel, req('clone'))));
+    expect(b.usage().limitsBytes).toBe(1000);
+    // The list is released with the last channel that holds it.
+    b.close(channel);
+    for (const c of clones.slice(1)) b.close(c);
+    expect(b.usage().limitsBytes).toBe(1000);
+    b.close(clones[0]!);
+    expect(b.usage().limitsBytes).toBe(0);
+  });
+
+  it('limits held past maxLimitsBytes are ENOMEM, the old limits stay, and closing frees room', async () => {
+    const b = new Broker({ grants: { 'test.echo': {} }, services: SERVICES, maxLimitsBytes: 2500 });
+    const a = (await open(b, 'test.echo')).channel;
+    const c = (await open(b, 'test.echo')).channel;
+    const set = (ch: number, ...ws: string[]) => b.xfer(ch, req('limit_set', (l) => l.addNvlist('limits', limitsOf(...ws))), [], 1000);
+    expect((await set(a, 'a', 'b')).errno).toBe(0);
+    expect((await set(c, 'a', 'b')).errno).toBe(0);
+    const d = sock(await b.xfer(c, req('clone')));
+    expect((await set(d, 'a')).errno).toBe(ERRNO.NOMEM);
+    expect((await b.xfer(d, req('x', (l) => l.addString('word', 'b')))).errno).toBe(0);
+    // Narrowing a list only this channel holds replaces it: no room needed.
+    expect((await set(a, 'a')).errno).toBe(0);
+    expect(b.usage().limitsBytes).toBe(2000);
+    b.close(a);
+    expect((await set(d, 'a')).errno).toBe(0);
+    expect(b.usage().limitsBytes).toBe(2000);
+  });
+
+  it('past maxChannels, open, clone and cap_init are EMFILE; a closed channel makes room', async () => {
+    const b = new Broker({ grants: { 'test.echo': {} }, services: SERVICES, maxChannels: 3 });
+    const { core, channel } = await open(b, 'test.echo');
+    const third = sock(await b.xfer(channel, req('clone')));
+    expect((await b.xfer(channel, req('clone'))).errno).toBe(ERRNO.MFILE);
+    expect((await b.xfer(core, req('open', (l) => l.addString('service', 'test.echo')))).errno).toBe(ERRNO.MFILE);
+    expect(() => b.openCore()).toThrow(expect.objectContaining({ errno: ERRNO.MFILE }));
+    expect(b.usage().channels).toBe(3);
+    b.close(third);
+    expect((await b.xfer(channel, req('clone'))).errno).toBe(0);
+  });
+
+  it('shared limits are frozen: a service that writes to them fails that call (EIO) and they stay', async () => {
+    const b = new Broker({ grants: { 'test.echo': { words: ['a'] } }, services: SERVICES });
+    const { channel } = await open(b, 'test.echo');
+    expect((await b.xfer(channel, req('scribble'))).errno).toBe(ERRNO.IO);
+    expect(words((await b.xfer(channel, req('limit_get'))).reply.getNvlist('limits')!)).toEqual(['a']);
   });
 });

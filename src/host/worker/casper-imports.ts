@@ -11,7 +11,9 @@ import { Handle } from '../../wasi/handles.js';
 import { guard } from '../../wasi/preview1.js';
 import { R } from '../../wasi/rights.js';
 import { BridgeError, type BridgeClient } from '../bridge.js';
-import { CASPER_OP, decodeXferAnswer, encodeCasperRequest, encodeXferRequest } from '../casper-wire.js';
+import {
+  CASPER_MAX_MESSAGE_BYTES, CASPER_MAX_PENDING_BYTES, CASPER_NO_CHANNEL, CASPER_OP, decodeXferAnswer, encodeCasperRequest, encodeXferRequest,
+} from '../casper-wire.js';
 import type { GuestOp, GuestOpResult } from '../../casper/service.js';
 import { BRIDGE_KIND } from '../functions.js';
 import { lstatGuest, openGuestFile, realpathGuest } from './argdata-fds.js';
@@ -22,8 +24,8 @@ const CHANNEL_RIGHTS = R.fd_read | R.fd_write | R.fd_filestat_get | R.poll_fd_re
 export class ChannelHandle extends Handle {
   readonly filetype = FILETYPE.SOCKET_STREAM;
   pending: Uint8Array | undefined;
-  constructor(readonly channel: number, private readonly onClose: (channel: number) => void) { super(); }
-  override close(): void { this.onClose(this.channel); }
+  constructor(readonly channel: number, private readonly onClose: (h: ChannelHandle) => void) { super(); }
+  override close(): void { this.onClose(this); }
 }
 
 /** Records one Casper decision in the run's audit trail. */
@@ -43,8 +45,18 @@ export function createCasperImports(ctx: WasiContext, client: BridgeClient, audi
   const closeChannel = (channel: number) => {
     try { call(CASPER_OP.close, channel); } catch { /* the run is ending anyway */ }
   };
+  // Replies kept for casper.recv, on all channels together: bounded by CASPER_MAX_PENDING_BYTES.
+  let pendingBytes = 0;
+  const setPending = (h: ChannelHandle, reply: Uint8Array | undefined) => {
+    pendingBytes += (reply?.length ?? 0) - (h.pending?.length ?? 0);
+    h.pending = reply;
+  };
+  const onClose = (h: ChannelHandle) => {
+    setPending(h, undefined);
+    closeChannel(h.channel);
+  };
   const install = (channel: number): number =>
-    fds.insert({ handle: new ChannelHandle(channel, closeChannel), base: CHANNEL_RIGHTS, inheriting: 0n, fdflags: 0 });
+    fds.insert({ handle: new ChannelHandle(channel, onClose), base: CHANNEL_RIGHTS, inheriting: 0n, fdflags: 0 });
   // Like sock_*: a descriptor that is no channel is ENOTSOCK whatever its rights.
   const channelOf = (fd: number, needed: bigint, what: string): ChannelHandle => {
     const h = fds.peek(fd)?.handle;
@@ -58,12 +70,18 @@ export function createCasperImports(ctx: WasiContext, client: BridgeClient, audi
       ctx.refuseInCapabilityMode('cap_init');
       fds.ensureRoom();
       const channel = new DataView(call(CASPER_OP.init, 0).buffer).getUint32(0, true);
+      if (channel === CASPER_NO_CHANNEL) fail(ERRNO.MFILE, 'every Casper channel this run may have is open');
       mem.setU32(fdOut, install(channel));
       return ERRNO.SUCCESS;
     }),
     xfer: guard('casper.xfer', (fd: number, req: number, reqLen: number, respLenOut: number): number => {
       mem.sync().check(respLenOut >>> 0, 4);
       const h = channelOf(fd, R.fd_write | R.fd_read, 'casper.xfer');
+      // Checked here, before anything crosses to the host thread (which checks again).
+      if ((reqLen >>> 0) > CASPER_MAX_MESSAGE_BYTES) fail(ERRNO.MSGSIZE, `the request is ${reqLen >>> 0} bytes, above the ${CASPER_MAX_MESSAGE_BYTES}-byte limit`);
+      if (pendingBytes - (h.pending?.length ?? 0) >= CASPER_MAX_PENDING_BYTES) {
+        fail(ERRNO.NOBUFS, `${pendingBytes} bytes of replies wait for casper.recv on other channels`);
+      }
       const request = mem.bytes(req, reqLen).slice();
       // A service may first need things only this worker can do (fileargs' lstat and realpath):
       // do them and send the request again with the answers.
@@ -86,13 +104,15 @@ export function createCasperImports(ctx: WasiContext, client: BridgeClient, audi
           reply = patchDescriptors(reply, fdsOf);
         } catch (e) {
           for (const fd of fdsOf) fds.close(fd);
+          // Channels the broker made for this reply that never became descriptors: release them too.
+          for (const d of a.descriptors.slice(fdsOf.length)) if (d.kind === 'channel') closeChannel(d.id);
           const errno = e instanceof WasiError ? e.errno : ERRNO.IO;
           reply = new NvList().addNumber('error', errno);
           audit({ service: a.service, cmd: a.cmd, errno, fd });
         }
       }
       const packed = packNvlist(reply);
-      h.pending = packed;
+      setPending(h, packed);
       mem.setU32(respLenOut, packed.length);
       return ERRNO.SUCCESS;
     }),
@@ -101,7 +121,7 @@ export function createCasperImports(ctx: WasiContext, client: BridgeClient, audi
       const pending = h.pending ?? fail(ERRNO.INVAL, 'no reply is waiting on this channel');
       if ((len >>> 0) < pending.length) fail(ERRNO.NOBUFS, `the reply is ${pending.length} bytes`);
       mem.sync().bytes(buf, pending.length).set(pending);
-      h.pending = undefined;
+      setPending(h, undefined);
       return ERRNO.SUCCESS;
     }),
   };
