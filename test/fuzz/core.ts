@@ -394,10 +394,13 @@ class Args {
       const type = this.rng.chance(0.9) ? this.rng.int(3) : this.rng.u32() & 0xff;
       dv.setUint8(o + 8, type);
       if (type === 0) {
-        dv.setUint32(o + 16, this.rng.chance(0.9) ? this.rng.int(4) : this.rng.u32(), true);
-        // Never a timeout that really sleeps long: a long sleep is the spec's, not a hang.
+        const clock = this.rng.chance(0.9) ? this.rng.int(4) : this.rng.u32();
+        dv.setUint32(o + 16, clock, true);
+        // Never a wall-clock timeout that really sleeps long: a long sleep is the spec's, not a
+        // hang. A CPU-time clock may ask for seconds: the guest's own CPU time cannot pass while it sleeps.
         const abs = this.rng.chance(0.3);
-        dv.setBigUint64(o + 24, abs ? this.rng.pick([0n, 1n, 1000n]) : BigInt(this.rng.int(200_000)), true);
+        const cpu = clock === 2 || clock === 3;
+        dv.setBigUint64(o + 24, abs ? this.rng.pick([0n, 1n, 1000n]) : BigInt(this.rng.int(200_000)) * (cpu && this.rng.chance(0.3) ? 100_000n : 1n), true);
         dv.setUint16(o + 40, abs ? 1 : this.rng.chance(0.1) ? this.rng.u32() & 0xffff & ~1 : 0, true);
       } else {
         dv.setUint32(o + 16, this.fd() >>> 0, true);
