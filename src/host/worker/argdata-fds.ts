@@ -44,6 +44,7 @@ function openHostPath(ctx: WasiContext, node: Extract<ArgNode, { type: 'file' }>
   }
   if (!st.isFile()) throw new Error(`argdata: ${node.path} is neither a regular file nor a directory`);
   const base = node.rights.base & TYPE_RIGHTS.regularFile.base;
+  ctx.fds.ensureRoom();
   const dir = createHostMount({ root: path.dirname(node.path) });
   const io = dir.openFile(path.basename(node.path), { read: (base & READ) !== 0n, write: (base & WRITE) !== 0n, truncate: false, append: false });
   if (!io) throw new Error(`argdata: ${node.path} is not a regular file`);
@@ -63,6 +64,8 @@ export function openGuestFile(ctx: WasiContext, guestPath: string, rights: bigin
   // A file reached through a directory holds at most what the directory passes on.
   const excess = base & ~entry.inheriting;
   if (excess) throw new WasiError(ERRNO.NOTCAPABLE, `${what}: ${guestPath} asks for ${formatRights(excess)}, which ${entry.preopen} does not pass on`);
+  // EMFILE before the open: a file opened for a full table would never be closed.
+  ctx.fds.ensureRoom();
   const r = resolve((entry.handle as DirHandle).dir, where.rest, true);
   try {
     if (!r.node) throw new WasiError(ERRNO.NOENT, `${what}: ${guestPath} does not exist`);

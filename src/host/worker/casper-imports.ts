@@ -86,6 +86,8 @@ export function createCasperImports(ctx: WasiContext, client: BridgeClient, audi
           reply = patchDescriptors(reply, fdsOf);
         } catch (e) {
           for (const fd of fdsOf) fds.close(fd);
+          // Channels the broker opened for this reply that never became an fd are closed there too.
+          for (const d of a.descriptors.slice(fdsOf.length)) if (d.kind === 'channel') closeChannel(d.id);
           const errno = e instanceof WasiError ? e.errno : ERRNO.IO;
           reply = new NvList().addNumber('error', errno);
           audit({ service: a.service, cmd: a.cmd, errno, fd });
