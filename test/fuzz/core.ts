@@ -720,8 +720,11 @@ export function runFuzz(o: FuzzOptions): FuzzResult {
         const n = u32At(w.memory, (args[3] as number) >>> 0);
         if (n > (args[2] as number) >>> 0) fail(index, name, argText, `poll_oneoff reported ${n} events for ${(args[2] as number) >>> 0} subscriptions`);
         const dv = new DataView(w.memory.buffer);
-        for (let i = 0; i < n; i++) {
-          const err = dv.getUint16(((args[1] as number) >>> 0) + i * 32 + 8, true);
+        const out = (args[1] as number) >>> 0, nPtr = (args[3] as number) >>> 0;
+        // A guest may point nevents into its own events array; then the count overwrote an event.
+        const overlaps = nPtr + 4 > out && nPtr < out + n * 32;
+        for (let i = 0; i < n && !overlaps; i++) {
+          const err = dv.getUint16(out + i * 32 + 8, true);
           if (!POLL_EVENT_ERRNOS.has(err)) fail(index, name, argText, `poll_oneoff event ${i} has error ${err}`);
         }
       }

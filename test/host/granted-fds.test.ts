@@ -86,7 +86,7 @@ describe('argdata !file descriptors', () => {
     const host = fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-argdata-'));
     dirs.push(host);
     fs.writeFileSync(path.join(host, 'f'), 'data');
-    const file = { type: 'file' as const, path: path.join(host, 'f'), host: true, rights: { base: R.fd_read, inheriting: 0n } };
+    const file = { type: 'file' as const, path: path.join(host, 'f'), host: true, rights: { base: R.fd_read, inheriting: 0n, names: ['CAP_READ'] } };
     const roomy = harness({ maxFds: 4 });
     installArgdata(roomy.wasi.context, { type: 'seq', items: [file] });
     expect(roomy.wasi.context.fds.size).toBe(4);
