@@ -21,7 +21,7 @@ export interface DriveOptions {
   count: number;
   /** Replay: run call `replay`'s episode up to it, tracing every call. */
   replay?: number | undefined;
-  /** A call that takes longer than this is a hang (default 10 s: on a loaded machine a slow call is not a hang). */
+  /** A call that takes longer than this is a hang (default 20 s: on a loaded machine a slow call is not a hang). */
   watchdogMs?: number;
   maxFailures?: number;
   onProgress?: (calls: number) => void;
@@ -59,7 +59,7 @@ export async function drive(o: DriveOptions): Promise<DriveReport> {
   };
   const started = performance.now();
   const worker = newWorker({ workerData: data }, new URL('./worker.ts', import.meta.url));
-  const watchdogMs = o.watchdogMs ?? 10_000;
+  const watchdogMs = o.watchdogMs ?? 20_000;
 
   let result: FuzzResult = { calls: 0, failures: [], perImport: {}, msPerImport: {} };
   try {
