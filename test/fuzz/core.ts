@@ -25,7 +25,7 @@ import type { FdEntry } from '../../src/wasi/fdtable.js';
 import { RIGHTS_ALL } from '../../src/wasi/rights.js';
 import { encodeArgdata, type ArgdataValue } from '../../src/wasi/argdata.js';
 import { NV_FLAG, NvList } from '../../src/casper/nvlist.js';
-import { packNvlist } from '../../src/casper/nvlist-codec.js';
+import { packNvlist, unpackNvlist } from '../../src/casper/nvlist-codec.js';
 import type { BridgeClient } from '../../src/host/bridge.js';
 import { ChannelHandle, createCasperImports } from '../../src/host/worker/casper-imports.js';
 import { ALLOWED_ERRNOS, POLL_EVENT_ERRNOS } from './errnos.js';
@@ -131,7 +131,14 @@ interface World {
   /** Rights of every entry seen, by identity: they may only shrink. */
   seen: WeakMap<FdEntry, { base: bigint; inheriting: bigint }>;
   notes: string[];
+  /** The service behind each Casper channel the guest holds, learned from the replies that gave it. */
+  services: WeakMap<object, string>;
+  /** The service a channel granted by the current xfer's reply will serve. */
+  granting: string | undefined;
 }
+
+/** Guest paths fileargs limits and requests name: files, links, an escape, a dangling link. */
+const FILEARGS_NAMES = ['/mem/f', '/host/f', '/host/ln', '/host/esc/secret', '/mem/d/g', '/ro/f', '/mem/dang', '/host/d/up', '/host/loop'];
 
 const NAMES = ['a', 'b', 'd', 'e', 'f', 'g', 'ln', 'lnd', 'loop', 'esc', 'abs', 'dang', 'up', 'x', 'new', 'дир', 'ü'];
 
@@ -232,7 +239,7 @@ function buildWorld(seed: number, episode: number, tmp: string, client: BridgeCl
   for (const [, e] of ctx.fds.entries()) {
     if (e.handle instanceof DirHandle && e.handle.dir instanceof MemDir && !memRoots.includes(e.handle.dir)) memRoots.push(e.handle.dir);
   }
-  const w: World = { rng, wasi, memory, imports, memRoots, closed: [], hostErrors, seen: new WeakMap(), notes: [] };
+  const w: World = { rng, wasi, memory, imports, memRoots, closed: [], hostErrors, seen: new WeakMap(), notes: [], services: new WeakMap(), granting: undefined };
   for (const [, e] of ctx.fds.entries()) w.seen.set(e, { base: e.base, inheriting: e.inheriting });
   return w;
 }
@@ -410,8 +417,17 @@ class Args {
   }
 
   /** A packed nvlist request for a Casper channel: mostly well-formed, sometimes garbage. */
-  casperRequest(): Uint8Array {
-    if (this.sane) return packNvlist(this.wellFormedRequest());
+  casperRequest(fd: number): Uint8Array {
+    const h = this.w.wasi.context.fds.peek(fd)?.handle;
+    const service = (h && this.w.services.get(h)) ?? 'core.casper';
+    this.w.granting = undefined;
+    if (this.sane) {
+      const req = this.wellFormedRequest(service);
+      const cmd = req.getString('cmd');
+      if (cmd === 'clone') this.w.granting = service;
+      else if (service === 'core.casper' && cmd === 'open') this.w.granting = req.getString('service');
+      return packNvlist(req);
+    }
     const r = this.rng.int(100);
     if (r < 8) return new Uint8Array(this.rng.int(64)).map(() => this.rng.int(256));
     const l = new NvList(this.rng.chance(0.1) ? NV_FLAG.NO_UNIQUE : 0);
@@ -440,10 +456,18 @@ class Args {
     return packed;
   }
   /** A request as libcasper's clients build them, for whichever service the channel is. */
-  private wellFormedRequest(): NvList {
+  private wellFormedRequest(service: string): NvList {
     const l = new NvList();
-    const FILES = ['/mem/f', '/host/f', '/host/ln', '/host/esc/secret', '/mem/d/g', '/ro/f', '/mem/dang'];
-    switch (this.rng.int(12)) {
+    const FILES = FILEARGS_NAMES;
+    const common = this.rng.chance(0.25);
+    const pick = common ? this.rng.int(5) : {
+      'core.casper': this.rng.pick([0, 1, 2, 4]), 'system.fileargs': this.rng.pick([2, 5, 6, 7]), 'system.pwd': this.rng.pick([8, 9]),
+      'system.grp': this.rng.pick([8, 9]), 'system.sysctl': 10, 'system.random': 11, 'system.dns': 12,
+    }[service] ?? this.rng.int(13);
+    switch (pick) {
+      case 12: return l.addString('cmd', this.rng.pick(['getaddrinfo', 'gethostbyname', 'gethostbyaddr', 'getnameinfo']))
+        .addString('hostname', this.rng.pick(['localhost', '127.0.0.1', 'example.invalid', ''])).addNumber('family', this.rng.pick([0, 1, 2, 99]))
+        .addBinary('addr', Uint8Array.of(127, 0, 0, 1));
       case 0: case 1: return l.addString('cmd', 'open').addString('service', this.rng.pick(FUZZ_SERVICES));
       case 2: case 3: return l.addString('cmd', 'limit_set').addNvlist('limits', this.limits());
       case 4: return l.addString('cmd', this.rng.pick(['limit_get', 'clone']));
@@ -461,14 +485,15 @@ class Args {
       case 0: for (const s of FUZZ_SERVICES) if (this.rng.chance(0.5)) l.addNull(s); break;
       case 1: {
         l.addNumber('flags', this.rng.pick([0x04000000, 0x10000000, 0x14000000, 0x04001000, 0]));
-        l.addNumber('operations', this.rng.chance(0.9) ? 1 + this.rng.int(7) : this.rng.int(64));
+        l.addNumber('operations', this.rng.chance(0.6) ? 7 : this.rng.chance(0.9) ? 1 + this.rng.int(7) : this.rng.int(64));
         if (this.rng.chance(0.5)) l.addNumber('mode', 0o644);
         if (this.rng.chance(0.3)) {
           const b = new Uint8Array(this.rng.chance(0.9) ? 16 : 8);
           new DataView(b.buffer).setBigUint64(0, this.rng.u64() & (this.rng.chance(0.9) ? RIGHTS_ALL : -1n), true);
           l.addBinary('cap_rights', b);
         }
-        for (let i = 1 + this.rng.int(3); i > 0; i--) l.addNull(this.rng.chance(0.7) ? this.rng.pick(['/mem/f', '/host/f', '/host/ln', '/host/esc/secret', '/mem/d/g', '/ro/f', '/mem/dang']) : this.guestPath());
+        for (const f of FILEARGS_NAMES) if (this.rng.chance(0.6)) l.addNull(f);
+        if (this.rng.chance(0.5)) l.addNull(this.guestPath());
         break;
       }
       default: for (let i = this.rng.int(3); i > 0; i--) l.addString(`w${i}`, this.rng.pick(['root', 'wheel', 'kern']));
@@ -548,7 +573,7 @@ const GENERATORS: Record<string, Gen> = {
   'argdata.argdata_size': (a) => [i32(a.ptr(4, 4))],
   'argdata.argdata_get': (a) => [i32(a.ptr(a.w.wasi.context.argdata.length))],
   'casper.init': (a) => [i32(a.ptr(4, 4))],
-  'casper.xfer': (a) => { const b = a.casperRequest(); return [i32(a.channelFd()), i32(a.place(b)), i32(a.len(b.length)), i32(a.ptr(4, 4))]; },
+  'casper.xfer': (a) => { const fd = a.channelFd(); const b = a.casperRequest(fd); return [i32(fd), i32(a.place(b)), i32(a.len(b.length)), i32(a.ptr(4, 4))]; },
   'casper.recv': (a) => { const n = a.rng.chance(0.7) ? 4096 : a.rng.int(64); return [i32(a.channelFd()), i32(a.ptr(n)), i32(a.len(n))]; },
 };
 
@@ -721,6 +746,20 @@ export function runFuzz(o: FuzzOptions): FuzzResult {
         w.seen.set(e, { base: e.base, inheriting: e.inheriting });
       }
       if (name === 'fd_close' && result === ERRNO.SUCCESS) w.closed.push(args[0] as number);
+      if (name === 'casper.init' && result === ERRNO.SUCCESS) {
+        const h = fds.peek(u32At(w.memory, (args[0] as number) >>> 0))?.handle;
+        if (h) w.services.set(h, 'core.casper');
+      }
+      if (name === 'casper.xfer' && result === ERRNO.SUCCESS && w.granting) {
+        // The reply (kept on the channel) names the granted channel's fd: remember its service.
+        const pending = (fds.peek(args[0] as number)?.handle as ChannelHandle | undefined)?.pending;
+        try {
+          const reply = pending && unpackNvlist(pending);
+          const fd = reply && (reply.get('chanfd', 'descriptor') ?? reply.get('sock', 'descriptor'))?.value;
+          const h = fd !== undefined ? fds.peek(fd)?.handle : undefined;
+          if (h instanceof ChannelHandle) w.services.set(h, w.granting);
+        } catch { /* a reply the fuzzer cannot read only costs it depth */ }
+      }
       if (name === 'path_open' && result === ERRNO.SUCCESS) {
         const fd = u32At(w.memory, (args[8] as number) >>> 0);
         if (before!.has(fd) || !fds.peek(fd)) fail(index, name, argText, `path_open succeeded but wrote fd ${fd}, which is not a new descriptor`);

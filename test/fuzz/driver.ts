@@ -31,6 +31,8 @@ export interface DriveOptions {
 export interface DriveReport extends FuzzResult {
   seed: number;
   ms: number;
+  /** Broker answers by "service cmd → errno": how deep the Casper requests got. */
+  casper: Record<string, number>;
 }
 
 /** Runs one fuzz session; never throws for what the fuzzer finds, only reports it. */
@@ -49,6 +51,14 @@ export async function drive(o: DriveOptions): Promise<DriveReport> {
     timeoutMs: 2000,
     onServiceError: (service, e) => hostFailure(`casper service ${service} threw: ${(e as Error)?.stack ?? String(e)}`),
   });
+  const casper: Record<string, number> = {};
+  const xfer = broker.xfer.bind(broker);
+  broker.xfer = async (...args) => {
+    const r = await xfer(...args);
+    const key = `${r.service} ${r.cmd} → ${r.needs ? 'needs' : r.errno}`;
+    casper[key] = (casper[key] ?? 0) + 1;
+    return r;
+  };
   const channel = createBridgeChannel();
   const server = serveRun(channel, { casper: casperHandler(broker) }, (what, e) => hostFailure(`${what}: ${(e as Error)?.stack ?? String(e)}`));
   const heartbeat = new SharedArrayBuffer(HEARTBEAT_BYTES);
@@ -96,7 +106,7 @@ export async function drive(o: DriveOptions): Promise<DriveReport> {
   const after = snapshotOutside(tmp);
   if (after !== outside) hostFailure(`files beside the mount changed:\n--- before\n${outside}\n--- after\n${after}`);
   fs.rmSync(tmp, { recursive: true, force: true });
-  return { ...result, failures: [...result.failures, ...extra], seed: o.seed, ms: performance.now() - started };
+  return { ...result, failures: [...result.failures, ...extra], seed: o.seed, ms: performance.now() - started, casper };
 }
 
 /** One failure as a replayable report. */

@@ -40,6 +40,7 @@ console.log(`capsa fuzz: seed ${seed}: ${report.calls.toLocaleString('en')} call
   + ` (${Math.round(report.calls / seconds).toLocaleString('en')} calls/s), ${report.failures.length} failures`);
 if (process.argv.includes('--coverage')) {
   for (const [name, errnos] of Object.entries(report.perImport).sort()) console.log(`  ${name}: ${JSON.stringify(errnos)} ${(report.msPerImport[name] ?? 0).toFixed(0)} ms`);
+  for (const [what, n] of Object.entries(report.casper).sort()) console.log(`  casper ${what}: ${n}`);
 }
 for (const f of report.failures) console.log(`FAIL ${describeFailure(f)}`);
 process.exitCode = report.failures.length ? 1 : 0;
