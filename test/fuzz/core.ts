@@ -604,13 +604,14 @@ function weightedTable(withCasper: boolean): string[] {
 
 const u32At = (m: WebAssembly.Memory, p: number): number => new DataView(m.buffer).getUint32(p, true);
 
-/** Walks a memfs tree and checks its quota accounting against what it really holds. */
+/** A memfs tree's quota counters: never negative, never past the quota (cheap: after every call). */
 function memAccounting(root: MemDir): string | undefined {
   const f = root.fs;
   if (f.bytes < 0 || f.inodes < 0) return `memfs accounting went negative: ${f.bytes} bytes, ${f.inodes} inodes`;
   if (f.bytes > f.maxBytes || f.inodes > f.maxInodes) return `memfs over quota: ${f.bytes}/${f.maxBytes} bytes, ${f.inodes}/${f.maxInodes} inodes`;
   return undefined;
 }
+/** What a memfs tree really holds: compared with its counters once every descriptor is closed. */
 function memReachable(root: MemDir): { bytes: number; inodes: number } {
   const seen = new Set<object>();
   let bytes = 0;
