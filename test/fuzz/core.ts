@@ -721,15 +721,6 @@ export function runFuzz(o: FuzzOptions): FuzzResult {
         w.hostErrors.length = 0;
       }
 
-      // What the guest sees: fd_fdstat_get on the call's descriptor reports the table's rights.
-      const fd0 = args[0] as number;
-      const e0 = typeof fd0 === 'number' ? fds.peek(fd0) : undefined;
-      if (e0 && w.imports['fd_fdstat_get']!(fd0 as never, 0 as never) === ERRNO.SUCCESS) {
-        const dv = new DataView(w.memory.buffer);
-        if (dv.getBigUint64(8, true) !== e0.base || dv.getBigUint64(16, true) !== e0.inheriting) {
-          fail(index, name, argText, `fd_fdstat_get(${fd0}) reports rights ${dv.getBigUint64(8, true).toString(16)}/${dv.getBigUint64(16, true).toString(16)}, the table holds ${e0.base.toString(16)}/${e0.inheriting.toString(16)}`);
-        }
-      }
       // Rights only shrink; new descriptors hold no more than their type allows.
       for (const [fd, e] of fds.entries()) {
         const prev = w.seen.get(e);
@@ -775,6 +766,16 @@ export function runFuzz(o: FuzzOptions): FuzzResult {
         for (let i = 0; i < n && !overlaps; i++) {
           const err = dv.getUint16(out + i * 32 + 8, true);
           if (!POLL_EVENT_ERRNOS.has(err)) fail(index, name, argText, `poll_oneoff event ${i} has error ${err}`);
+        }
+      }
+      // What the guest sees: fd_fdstat_get on the call's descriptor reports the table's rights.
+      // Last, since it writes at address 0, where the call may have put results read above.
+      const fd0 = args[0] as number;
+      const e0 = typeof fd0 === 'number' ? fds.peek(fd0) : undefined;
+      if (e0 && w.imports['fd_fdstat_get']!(fd0 as never, 0 as never) === ERRNO.SUCCESS) {
+        const dv = new DataView(w.memory.buffer);
+        if (dv.getBigUint64(8, true) !== e0.base || dv.getBigUint64(16, true) !== e0.inheriting) {
+          fail(index, name, argText, `fd_fdstat_get(${fd0}) reports rights ${dv.getBigUint64(8, true).toString(16)}/${dv.getBigUint64(16, true).toString(16)}, the table holds ${e0.base.toString(16)}/${e0.inheriting.toString(16)}`);
         }
       }
       for (const root of w.memRoots) {
