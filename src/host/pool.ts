@@ -11,13 +11,14 @@ import { cpuNsOfThread } from './worker/thread-cpu.js';
 const FROM_SOURCE = import.meta.url.endsWith('.ts');
 const WORKER_URL = new URL(FROM_SOURCE ? './worker/guest-worker.ts' : './worker/guest-worker.js', import.meta.url);
 
-function newWorker(options: import('node:worker_threads').WorkerOptions): Worker {
-  if (!FROM_SOURCE) return new Worker(WORKER_URL, options);
+/** Starts a worker thread on `url` (the guest worker by default), registering tsx first when running from the sources. */
+export function newWorker(options: import('node:worker_threads').WorkerOptions, url: URL = WORKER_URL): Worker {
+  if (!FROM_SOURCE) return new Worker(url, options);
   // Resolved here, not in the worker: a bare specifier there would resolve from the process's cwd.
   // (require.resolve would pick tsx's CommonJS build, which cannot be imported from a worker.)
   const pkg = createRequire(import.meta.url).resolve('tsx/package.json');
   const tsx = pathToFileURL(path.join(path.dirname(pkg), 'dist/esm/api/index.mjs')).href;
-  const boot = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(WORKER_URL.href)}); })`;
+  const boot = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(url.href)}); })`;
   return new Worker(boot, { ...options, eval: true });
 }
 

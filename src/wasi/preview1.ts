@@ -33,7 +33,9 @@ export type HostErrorHandler = (call: string, error: unknown) => void;
 export function toErrno(call: string, e: unknown, onHostError?: HostErrorHandler): number {
   if (e instanceof WasiError) return e.errno;
   if (e instanceof RunTermination) throw e;
-  if ((e as NodeJS.ErrnoException)?.code?.startsWith?.('E')) return fsErrno(e).errno;
+  // A system error is the OS's answer; Node's own ERR_* codes (an argument it refused) are capsa's bugs.
+  const code = (e as NodeJS.ErrnoException)?.code;
+  if (typeof code === 'string' && code.startsWith('E') && !code.startsWith('ERR_')) return fsErrno(e).errno;
   onHostError?.(call, e);
   return ERRNO.IO;
 }

@@ -46,6 +46,7 @@ function openHostPath(ctx: WasiContext, node: Extract<ArgNode, { type: 'file' }>
   }
   if (!st.isFile()) throw new Error(`argdata: ${node.path} is neither a regular file nor a directory`);
   const base = node.rights.base & TYPE_RIGHTS.regularFile.base;
+  ctx.fds.ensureRoom();
   const dir = createHostMount({ root: path.dirname(node.path) });
   // Held only while the file is opened: the mount's root descriptor is closed with the release.
   dir.hold();
@@ -71,6 +72,8 @@ export function openGuestFile(ctx: WasiContext, guestPath: string, rights: bigin
   // A file reached through a directory holds at most what the directory passes on.
   const excess = base & ~entry.inheriting;
   if (excess) throw new WasiError(ERRNO.NOTCAPABLE, `${what}: ${guestPath} asks for ${formatRights(excess)}, which ${entry.preopen} does not pass on`);
+  // EMFILE before the open: a file opened for a full table would never be closed.
+  ctx.fds.ensureRoom();
   const r = resolve((entry.handle as DirHandle).dir, where.rest, true);
   try {
     if (!r.node) throw new WasiError(ERRNO.NOENT, `${what}: ${guestPath} does not exist`);

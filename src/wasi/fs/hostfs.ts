@@ -97,10 +97,14 @@ function filetypeOf(s: fs.BigIntStats | fs.Stats | fs.Dirent): number {
   return FILETYPE.UNKNOWN;
 }
 
-/** Converts a Node fs error into the WASI errno with the same name. */
+/**
+ * Converts a Node fs error into the WASI errno with the same name. Anything else (Node's ERR_*
+ * argument errors, a TypeError) is a capsa bug, not an errno: it is rethrown for the host-error path.
+ */
 export function fsErrno(e: unknown): WasiError {
   if (e instanceof WasiError) return e;
   const code = (e as NodeJS.ErrnoException)?.code;
+  if (typeof code !== 'string' || code.startsWith('ERR_')) throw e;
   const errno = code ? (ERRNO as Record<string, number>)[code.slice(1)] : undefined;
   return new WasiError(errno ?? ERRNO.IO, (e as Error)?.message);
 }

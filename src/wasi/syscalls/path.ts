@@ -42,7 +42,10 @@ export function pathCalls(ctx: WasiContext) {
 
   const readPath = (ptr: number, len: number): string => {
     if ((len >>> 0) > LIMITS.path) fail(ERRNO.NAMETOOLONG, `path of ${len >>> 0} bytes exceeds ${LIMITS.path}`);
-    return mem.sync().string(ptr, len);
+    const path = mem.sync().string(ptr, len);
+    // No POSIX path holds a NUL; a symlink target is never resolved, so it is checked here for all.
+    if (path.includes('\0')) fail(ERRNO.INVAL, 'path contains a NUL byte');
+    return path;
   };
 
   /** The directory behind `fd`, which must hold `needed`. */

@@ -1,4 +1,4 @@
-import { ERRNO, EVENTTYPE, FILETYPE, LIMITS, SUBCLOCKFLAGS } from '../constants.js';
+import { CLOCKID, ERRNO, EVENTTYPE, FILETYPE, LIMITS, SUBCLOCKFLAGS } from '../constants.js';
 import { fail, WasiError } from '../errors.js';
 import type { WasiContext } from '../context.js';
 import { FileHandle } from '../handles.js';
@@ -51,6 +51,13 @@ export function pollCalls(ctx: WasiContext) {
             continue;
           }
           const deadline = flags & SUBCLOCKFLAGS.ABSTIME ? timeout : now + timeout;
+          // The guest's CPU time does not pass while it sleeps here, so a CPU-time deadline not
+          // reached yet would never come: EINVAL, as Linux's clock_nanosleep gives for its own
+          // thread's CPU clock, instead of a sleep that never ends.
+          if ((clock === CLOCKID.PROCESS_CPUTIME_ID || clock === CLOCKID.THREAD_CPUTIME_ID) && deadline > now) {
+            ready.push({ userdata, error: ERRNO.INVAL, type, nbytes: 0n });
+            continue;
+          }
           timers.push({ userdata, deadline, clock });
         } else if (type === EVENTTYPE.FD_READ || type === EVENTTYPE.FD_WRITE) {
           const fd = mem.u32(p + 16);
