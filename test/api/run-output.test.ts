@@ -4,7 +4,13 @@
  * (one fd_write, two iovecs, as libc's puts + fflush does) and then spins until it is stopped.
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createLogger } from '../../src/api/log.js';
+import { encodeRequest } from '../../src/api/runs/record.js';
+import { createScheduler } from '../../src/api/scheduler.js';
+import type { Host, RunHandle, RunRequest } from '../../src/host/host.js';
+import type { RunResult } from '../../src/host/result.js';
 import { command } from '../helpers/wat.js';
+import { createFakeStore } from './fake-store.js';
 import { call, json, readSSE, startService, waitRun, type Service } from './helpers.js';
 
 const LOOPING = command(`
@@ -58,5 +64,50 @@ describe('output of a run ended by the service', () => {
     expect(cancelled.status).toBe(200);
     expect(await json(cancelled)).toMatchObject({ status: 'cancelled', stdout: 'looping\n' });
     expect(await stdoutEvents(run.id)).toBe('looping\n');
+  });
+});
+
+describe('the scheduler stores output as it comes', () => {
+  it('a write after a quiet spell is an event at once, not when a coalescing timer fires', async () => {
+    // A host whose run writes one line and then runs until it is cancelled.
+    const host = {
+      stats: () => ({ workers: 1, busy: 0, queued: 0, spawned: 1, cachedModules: 0, cacheBytes: 0 }),
+      start(req: RunRequest): RunHandle {
+        const result = new Promise<RunResult>((resolve) => req.signal?.addEventListener('abort', () => resolve({
+          status: 'cancelled', blame: 'guest', stdout: new TextEncoder().encode('looping\n'), stderr: new Uint8Array(), files: {},
+          usage: { wallMs: 1, cpuMs: 1, peakMemoryBytes: 0 }, audit: { events: [], dropped: 0 },
+        })));
+        return {
+          result,
+          async *[Symbol.asyncIterator]() {
+            yield { type: 'stdout' as const, data: new TextEncoder().encode('looping\n') };
+            // Then a burst, byte by byte: coalesced, not an event per byte.
+            for (let i = 0; i < 50; i++) yield { type: 'stdout' as const, data: new TextEncoder().encode('x') };
+            yield { type: 'result' as const, result: await result };
+          },
+        };
+      },
+    } as unknown as Host;
+    const store = createFakeStore();
+    const t = store.createTenant('t');
+    const mod = store.putModule(t.id, new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]), []).record;
+    const run = store.createRun({ id: 'run_q', tenantId: t.id, moduleId: mod.id, createdAt: Date.now(), request: encodeRequest('', {}) });
+    const scheduler = createScheduler({ store, host, logger: createLogger({ level: 'silent' }) });
+    // Timers stand still: only what the scheduler stores without one can show up.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      scheduler.start();
+      scheduler.submit(t.id, run.id);
+      const stored = () => store.events(run.id, 0).filter((e) => e.type === 'stdout').map((e) => JSON.parse(e.data).data as string);
+      for (let i = 0; i < 200 && stored().length === 0; i++) await new Promise((r) => setImmediate(r));
+      expect(stored()).toEqual(['looping\n']);
+      scheduler.cancel(t.id, run.id);
+      await vi.waitFor(() => expect(store.getRun(t.id, run.id)!.state).toBe('cancelled'));
+      expect(stored()).toEqual(['looping\n', 'x'.repeat(50)]);
+    } finally {
+      vi.useRealTimers();
+      scheduler.cancel(t.id, run.id);
+      await scheduler.stop(1000);
+    }
   });
 });
