@@ -6,7 +6,8 @@
  *   queued runs, one run per turn, skipping a tenant at its concurrent-runs quota. One tenant's
  *   ten thousand queued runs delay another tenant's run by at most one run per worker.
  * - Every change is written to the store before it is announced: the run's state, its output
- *   (coalesced into chunks), audit decisions and its end become events (SSE replays them).
+ *   (coalesced into chunks), audit decisions and its end become events (SSE replays them). Each
+ *   event belongs to an attempt (the store stamps it); a retry opens with an `attempt` event.
  * - Restart rule: start() hands every run the store still has `running` (the process died under
  *   it) to store.requeueRun, which queues it again once (a second attempt) or ends it
  *   `interrupted`; then it queues every `queued` run, oldest first. stop() stops taking work,
@@ -265,6 +266,10 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     if (!store.startRun(rec.id, t0)) return;
     const run: RunRecord = { ...rec, state: 'running', startedAt: t0, attempts: rec.attempts + 1 };
     metrics.queueSeconds.observe(Math.max(0, t0 - rec.createdAt) / 1000);
+    // A retry starts over: its own event tells clients to drop what earlier attempts wrote.
+    if (run.attempts > 1) {
+      emit(rec.id, 'attempt', { attempt: run.attempts, at: t0, message: `The run starts over (attempt ${run.attempts}); output of earlier attempts is not part of its result` });
+    }
     emit(rec.id, 'status', { state: 'running', at: t0, attempt: run.attempts });
     log.info({ tenant: rec.tenantId, run: rec.id, module: rec.moduleId, attempt: run.attempts }, 'run started');
 
@@ -294,14 +299,17 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       return;
     }
 
-    // Output: coalesced so that a guest writing byte by byte does not make one event per byte.
+    // Output: a write after a quiet spell is stored (and streamed) at once; a burst is coalesced
+    // for CHUNK_MS, so that a guest writing byte by byte does not make one event per byte.
     let pending: { type: 'stdout' | 'stderr'; chunks: Uint8Array[]; bytes: number } | undefined;
     let timer: NodeJS.Timeout | undefined;
+    let flushedAt = -Infinity;
     const flush = (): void => {
       if (timer) { clearTimeout(timer); timer = undefined; }
       if (!pending) return;
       const p = pending;
       pending = undefined;
+      flushedAt = performance.now();
       const all = p.chunks.length === 1 ? p.chunks[0]! : Buffer.concat(p.chunks);
       emit(rec.id, p.type, toText(all));
     };
@@ -310,7 +318,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       pending ??= { type, chunks: [], bytes: 0 };
       pending.chunks.push(data);
       pending.bytes += data.length;
-      if (pending.bytes >= CHUNK_BYTES) flush();
+      if (pending.bytes >= CHUNK_BYTES || (!timer && performance.now() - flushedAt >= CHUNK_MS)) flush();
       else timer ??= setTimeout(flush, CHUNK_MS);
     };
 

@@ -4,7 +4,8 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { AuditEvent } from './result.js';
-import type { FromWorker, GuestSpec, ToWorker, WorkerOutcome } from './worker/protocol.js';
+import type { FromWorker, GuestSpec, ToWorker, WorkerData, WorkerOutcome } from './worker/protocol.js';
+import { createRing, RecordKind, RingReader } from './worker/output-ring.js';
 import { cpuNsOfThread } from './worker/thread-cpu.js';
 
 // Built code runs the compiled worker; from the sources (tests, tsx) the worker registers tsx first.
@@ -51,18 +52,26 @@ export class QueueFullError extends Error {
 
 interface Pending { job: Job; resolve(end: JobEnd): void; onAbort?: () => void }
 
+const decoder = new TextDecoder();
+
 class Slot {
   worker: Worker;
   tid: number | undefined;
   isReady = false;
   ready: Promise<void>;
   current: (Pending & { id: number; t0: number; cpu0: bigint | undefined; timer: NodeJS.Timeout; instantiating?: boolean }) | undefined;
+  /** The worker's output ring: what its runs wrote, in shared memory that outlives the worker. */
+  readonly output: RingReader;
   constructor(readonly pool: Pool) {
+    const ring = createRing();
+    const workerData: WorkerData = { ring };
     this.worker = newWorker({
       // Guests' linear memory lies outside the V8 heap; these bound what the worker's own JS may use.
       resourceLimits: { maxOldGenerationSizeMb: pool.options.workerHeapMb, maxYoungGenerationSizeMb: 16, stackSizeMb: 4 },
-      stdout: false, stderr: false,
+      stdout: false, stderr: false, workerData,
     });
+    this.output = new RingReader(ring);
+    this.output.watch(() => this.drain());
     this.worker.unref();
     this.ready = new Promise<void>((resolve, reject) => {
       const onMsg = (m: FromWorker) => {
@@ -90,18 +99,25 @@ class Slot {
   cpuNs(): bigint | undefined {
     return this.tid === undefined ? undefined : cpuNsOfThread(this.tid);
   }
+  /** Hands what the worker committed to its ring so far to the current run (in order). */
+  drain(): void {
+    const job = this.current?.job;
+    let audits: AuditEvent[] = [];
+    this.output.drain((kind, bytes) => {
+      if (!job) return;
+      if (kind === RecordKind.audit) { audits.push(JSON.parse(decoder.decode(bytes)) as AuditEvent); return; }
+      if (audits.length) { job.onAudit(audits); audits = []; }
+      job.onOutput(kind, bytes);
+    });
+    if (job && audits.length) job.onAudit(audits);
+  }
   private onMessage(m: FromWorker): void {
     const cur = this.current;
     if (m.type === 'ready' || !cur || m.id !== cur.id) return;
-    if (m.type === 'output') cur.job.onOutput(m.fd, m.data);
-    else if (m.type === 'audit') cur.job.onAudit(m.events);
-    else if (m.type === 'instantiating' || m.type === 'started') cur.instantiating = m.type === 'instantiating';
-    else if (m.type === 'done') {
-      if (m.stdout) cur.job.onOutput(1, m.stdout);
-      if (m.stderr) cur.job.onOutput(2, m.stderr);
-      if (m.audit) cur.job.onAudit(m.audit);
-      this.pool.finish(this, { kind: 'done', outcome: m.outcome, ...this.pool.usage(this) });
-    }
+    if (m.type === 'instantiating' || m.type === 'started') { cur.instantiating = m.type === 'instantiating'; return; }
+    // The worker committed everything before it said done.
+    this.drain();
+    this.pool.finish(this, { kind: 'done', outcome: m.outcome, ...this.pool.usage(this) });
   }
 }
 
@@ -225,6 +241,8 @@ export class Pool {
   private stop(slot: Slot, reason: Exclude<JobEnd, { kind: 'done' }>['reason'], message: string): void {
     if (!slot.current) return;
     const usage = this.usage(slot);
+    // Every write the guest made before this moment is in the ring, whatever state its thread is in.
+    slot.drain();
     this.replace(slot);
     this.finish(slot, { kind: 'stopped', reason, message, ...usage });
   }
@@ -235,6 +253,7 @@ export class Pool {
     slot.worker.removeAllListeners('exit');
     slot.worker.removeAllListeners('error');
     slot.worker.on('error', () => {});
+    slot.output.close();
     void slot.worker.terminate();
     if (!this.closed) this.slots[i] = this.spawn();
     else this.slots.splice(i, 1);
@@ -282,7 +301,7 @@ export class Pool {
       if (s.current) this.stop(s, 'cancelled', 'the host closed');
     }
     const slots = this.slots.splice(0);
-    await Promise.all(slots.map((s) => { s.worker.removeAllListeners('exit'); return s.worker.terminate(); }));
+    await Promise.all(slots.map((s) => { s.worker.removeAllListeners('exit'); s.output.close(); return s.worker.terminate(); }));
     if (this.cpuTimer) clearInterval(this.cpuTimer);
   }
 }

@@ -161,6 +161,13 @@ export class OutputHandle extends Handle {
   constructor(private readonly sink: OutputSink, readonly filetype: number = FILETYPE.CHARACTER_DEVICE) { super(); }
   override write(bufs: Uint8Array[]): number {
     const sink = this.sink;
+    // One fd_write reaches a callback as one chunk, as writev(2) is one write: whoever streams the
+    // output never shows half of it (libc's puts writes the line and its newline as two iovecs).
+    if (typeof sink === 'function' && bufs.length > 1) {
+      const all = Buffer.concat(bufs);
+      if (all.length) sink(all);
+      return all.length;
+    }
     let total = 0;
     for (const b of bufs) {
       if (b.length === 0) continue;

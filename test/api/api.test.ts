@@ -252,7 +252,7 @@ describe('events and audit', () => {
     const evs = await readSSE(res);
     expect(evs.map((e) => e.event)).toEqual(['status', 'stdout', 'status', 'exit']);
     expect(JSON.parse(evs[0]!.data)).toMatchObject({ state: 'running' });
-    expect(JSON.parse(evs[1]!.data)).toEqual({ data: 'hello sse\n', encoding: 'utf8' });
+    expect(JSON.parse(evs[1]!.data)).toEqual({ data: 'hello sse\n', encoding: 'utf8', attempt: 1 });
     expect(JSON.parse(evs[3]!.data)).toMatchObject({ state: 'exited', exitCode: 0 });
     expect(evs.map((e) => Number(e.id))).toEqual([1, 2, 3, 4]);
 

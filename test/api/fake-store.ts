@@ -143,7 +143,7 @@ export function createFakeStore(initial?: State, now: () => number = Date.now): 
     appendEvent(runId, type, data) {
       if (!st.runs.has(runId)) throw new Error('unknown run');
       const list = st.events.get(runId) ?? [];
-      const ev: RunEventRecord = { runId, seq: list.length + 1, type, data, at: now() };
+      const ev: RunEventRecord = { runId, seq: list.length + 1, type, data, at: now(), attempt: st.runs.get(runId)!.attempts };
       list.push(ev);
       st.events.set(runId, list);
       return { ...ev };

@@ -3,17 +3,18 @@
  * by the next one. Queued runs run; a run left running is retried once (attempts 2) or, if it had
  * its retry already, ends `interrupted`. stop() with a deadline requeues what it had to abort.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createApp } from '../../src/api/app.js';
 import { createLogger } from '../../src/api/log.js';
 import { createScheduler } from '../../src/api/scheduler.js';
 import { createSqliteStore } from '../../src/api/store/sqlite.js';
 import type { Store } from '../../src/api/store/types.js';
 import { createHost, type Host } from '../../src/host/host.js';
-import { ADMIN, call, HELLO, json, readSSE, slowGuest, waitRun } from './helpers.js';
+import { ADMIN, call, HELLO, json, readSSE, slowGuest, tickerGuest, waitRun } from './helpers.js';
+import { command } from '../helpers/wat.js';
 
 let host: Host;
 let dir: string;
@@ -28,12 +29,12 @@ afterAll(async () => {
 });
 
 /** A "process": a store on the data dir, a scheduler and the app (the scheduler started unless paused). */
-function boot(paused = false) {
-  const store = createSqliteStore({ dir });
+function boot(paused = false, on: { host?: Host; dir?: string } = {}) {
+  const store = createSqliteStore({ dir: on.dir ?? dir });
   open.push(store);
-  const scheduler = createScheduler({ store, host, logger });
+  const scheduler = createScheduler({ store, host: on.host ?? host, logger });
   if (!paused) scheduler.start();
-  const app = createApp({ store, host, scheduler, adminToken: ADMIN, logger });
+  const app = createApp({ store, host: on.host ?? host, scheduler, adminToken: ADMIN, logger });
   return { store, scheduler, app };
 }
 
@@ -127,4 +128,60 @@ describe('restart safety', () => {
     for (const id of waiting) expect((await waitRun(next.app, key, id)).status).toBe('exited');
     await next.scheduler.stop(1000);
   });
+
+  it('a run retried after kill -9: its events say their attempt, a retry opens with an attempt event, and the run shows the last attempt\'s output only', async () => {
+    const dirA = mkdtempSync(path.join(tmpdir(), 'capsa-retry-a-'));
+    const dirB = mkdtempSync(path.join(tmpdir(), 'capsa-retry-b-'));
+    const hostA = await createHost({ workers: 2 });
+    try {
+      const a = boot(false, { host: hostA, dir: dirA });
+      const t = await json(await call(a.app, 'POST', '/v1/admin/tenants', { headers: { authorization: `Bearer ${ADMIN}` }, json: { name: 'retry' } }));
+      const key = t.key.key as string;
+      const upload = async (bytes: Uint8Array) => (await json(await call(a.app, 'POST', '/v1/modules', { key, body: bytes as Uint8Array<ArrayBuffer>, headers: { 'content-type': 'application/wasm' } }))).id as string;
+      // "started\n", then it spins until cancelled.
+      const started = await upload(command(`(i32.store (i32.const 16) (i32.const 64)) (i32.store (i32.const 20) (i32.const 8))
+        (drop (call $write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 24))) (loop $l (br $l))`,
+      '(import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))',
+      '(memory (export "memory") 1) (data (i32.const 64) "started\\n")'));
+      const ticker = await upload(tickerGuest(3, 1500));
+      const long = 'limits: { wall: 60s, cpu: 60s }';
+      const spinning = (await json(await call(a.app, 'POST', '/v1/runs', { key, json: { module: started, manifest: long } }))).id as string;
+      const ticking = (await json(await call(a.app, 'POST', '/v1/runs', { key, json: { module: ticker, manifest: long } }))).id as string;
+      const wrote = (s: Store, id: string, attempt: number) => s.events(id, 0).some((e) => e.type === 'stdout' && e.attempt === attempt);
+      await vi.waitFor(() => { expect(wrote(a.store, spinning, 1) && wrote(a.store, ticking, 1)).toBe(true); }, { timeout: 20_000 });
+      // kill -9 now: the next process finds the data dir as it is at this instant (the WAL included).
+      cpSync(dirA, dirB, { recursive: true, filter: (src) => !src.endsWith('-shm') });
+      expect(a.store.getRun(t.tenant.id, ticking)!.state).toBe('running');
+      await a.scheduler.stop(0);
+      await hostA.close();
+
+      const b = boot(false, { dir: dirB });
+      try {
+        // The run that ends by itself: its result holds its second attempt's output, once.
+        const done = await waitRun(b.app, key, ticking, 30_000);
+        expect(done).toMatchObject({ status: 'exited', attempts: 2, stdout: 'tick\n'.repeat(3) });
+        const evs = (await readSSE(await call(b.app, 'GET', `/v1/runs/${ticking}/events`, { key }))).map((e) => ({ event: e.event, ...JSON.parse(e.data) }));
+        expect(evs.every((e) => e.attempt === 1 || e.attempt === 2)).toBe(true);
+        const retry = evs.findIndex((e) => e.event === 'attempt');
+        expect(evs[retry]).toMatchObject({ attempt: 2 });
+        expect(evs.slice(0, retry).every((e) => e.attempt === 1)).toBe(true);
+        expect(evs.slice(retry).every((e) => e.attempt === 2)).toBe(true);
+        expect(evs.slice(retry + 1, retry + 2)).toMatchObject([{ event: 'status', state: 'running', attempt: 2 }]);
+        const out = (attempt: number) => evs.filter((e) => e.event === 'stdout' && e.attempt === attempt).map((e) => e.data).join('');
+        expect(out(1)).toMatch(/^(tick\n)+$/);
+        expect(out(2)).toBe(done.stdout);
+
+        // The run still running its retry: polling shows this attempt's output only, and so does its end.
+        await vi.waitFor(() => { expect(wrote(b.store, spinning, 2)).toBe(true); }, { timeout: 20_000 });
+        expect(await json(await call(b.app, 'GET', `/v1/runs/${spinning}`, { key }))).toMatchObject({ status: 'running', attempts: 2, stdout: 'started\n' });
+        expect(await json(await call(b.app, 'DELETE', `/v1/runs/${spinning}`, { key }))).toMatchObject({ status: 'cancelled', attempts: 2, stdout: 'started\n' });
+      } finally {
+        await b.scheduler.stop(1000);
+      }
+    } finally {
+      await hostA.close();
+      rmSync(dirA, { recursive: true, force: true });
+      rmSync(dirB, { recursive: true, force: true });
+    }
+  }, 90_000);
 });

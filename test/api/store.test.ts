@@ -511,7 +511,7 @@ describe('events', () => {
     const r1 = newRun(s, t.id, mod.id);
     const r2 = newRun(s, t.id, mod.id);
     const e1 = s.appendEvent(r1.id, 'status', '{"state":"running"}');
-    expect(e1).toEqual({ runId: r1.id, seq: 1, type: 'status', data: '{"state":"running"}', at: clock });
+    expect(e1).toEqual({ runId: r1.id, seq: 1, type: 'status', data: '{"state":"running"}', at: clock, attempt: 0 });
     clock += 1;
     s.appendEvent(r1.id, 'stdout', '"aGk="');
     expect(s.appendEvent(r2.id, 'status', '{}').seq).toBe(1);
@@ -526,6 +526,37 @@ describe('events', () => {
     expect(s.events('run_nope', 0)).toEqual([]);
     expect(storeError(() => s.appendEvent('run_nope', 'status', '{}')).code).toBe('not_found');
     expect(storeError(() => s.appendEvent(r1.id, 'bogus' as 'status', '{}')).code).toBe('invalid');
+  });
+
+  it('stamps each event with the attempt the run is on', () => {
+    const s = openStore();
+    const t = s.createTenant('acme');
+    const run = newRun(s, t.id, s.putModule(t.id, bytesOf('att'), []).record.id);
+    const attempts = () => s.events(run.id, 0).map((e) => [e.type, e.attempt]);
+    s.appendEvent(run.id, 'status', '{}');
+    s.startRun(run.id, clock);
+    s.appendEvent(run.id, 'stdout', '{}');
+    s.requeueRun(run.id);
+    s.appendEvent(run.id, 'status', '{}');
+    s.startRun(run.id, clock);
+    expect(s.appendEvent(run.id, 'attempt', '{}').attempt).toBe(2);
+    s.appendEvent(run.id, 'stdout', '{}');
+    expect(attempts()).toEqual([['status', 0], ['stdout', 1], ['status', 1], ['attempt', 2], ['stdout', 2]]);
+  });
+
+  it('migration 2 gives the events of an older database their attempts', () => {
+    const raw = new Database(path.join(dir, 'capsa.db'));
+    raw.exec(MIGRATIONS[0]!);
+    raw.pragma('user_version = 1');
+    raw.prepare(`INSERT INTO tenants (id, name, created_at) VALUES ('ten_1', 'old', 0)`).run();
+    raw.prepare(`INSERT INTO runs (id, tenant_id, module_id, state, request, created_at, attempts) VALUES ('run_1', 'ten_1', 'sha256:00', 'exited', '{}', 0, 2)`).run();
+    const add = raw.prepare('INSERT INTO run_events (run_id, seq, type, data, at) VALUES (?, ?, ?, ?, 0)');
+    const old = [['status', '{"state":"running","attempt":1}'], ['stdout', '{"data":"a"}'], ['status', '{"state":"queued"}'],
+      ['status', '{"state":"running","attempt":2}'], ['stdout', '{"data":"a"}'], ['exit', '{"state":"exited"}']] as const;
+    old.forEach(([type, data], i) => add.run('run_1', i + 1, type, data));
+    raw.close();
+    const s = openStore();
+    expect(s.events('run_1', 0).map((e) => e.attempt)).toEqual([1, 1, 1, 2, 2, 2]);
   });
 });
 

@@ -356,7 +356,7 @@ describe('capsa serve: a real server on 127.0.0.1', () => {
 
       const events = await sse(s, `/v1/runs/${id}/events`, key);
       expect(events.map((e) => e.event)).toEqual(['status', 'stdout', 'status', 'exit']);
-      expect(JSON.parse(events[1]!.data)).toEqual({ data: 'hello world\n', encoding: 'utf8' });
+      expect(JSON.parse(events[1]!.data)).toEqual({ data: 'hello world\n', encoding: 'utf8', attempt: 1 });
       expect(JSON.parse(events.at(-1)!.data)).toMatchObject({ state: 'exited', exitCode: 0 });
       // Resuming after the stdout event replays only what follows.
       const resumed = await sse(s, `/v1/runs/${id}/events?lastEventId=${events[1]!.id!}`, key);
@@ -422,6 +422,9 @@ describe('capsa serve: a real server on 127.0.0.1', () => {
       expect(JSON.parse(events.at(-1)!.data)).toMatchObject({ state: 'interrupted', blame: 'host' });
       // Every attempt is on the record: two starts, each requeue/interruption announced.
       expect(events.filter((e) => e.event === 'status' && JSON.parse(e.data).state === 'running')).toHaveLength(2);
+      // Each event says its attempt; the retry opened with an attempt event of its own.
+      expect(events.map((e) => JSON.parse(e.data).attempt)).toEqual([1, 1, 2, 2, 2, 2]);
+      expect(events.map((e) => e.event)).toEqual(['status', 'status', 'attempt', 'status', 'status', 'exit']);
     } finally {
       c.proc.kill('SIGTERM');
       expect((await exitOf(c)).code).toBe(0);

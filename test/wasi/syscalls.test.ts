@@ -314,6 +314,16 @@ describe('proc_exit', () => {
     expect(out.join('')).toBe('hi\n');
   });
 
+  it('an fd_write of several iovecs reaches a stdout callback as one chunk', () => {
+    const chunks: string[] = [];
+    const h = make({ stdout: (c) => chunks.push(Buffer.from(c).toString()) });
+    const n = h.alloc(4);
+    const iov = h.iovecs([h.put('looping'), { ptr: h.alloc(1), len: 0 }, h.put('\n')]);
+    expect(sys(h).fd_write(1, iov, 3, n)).toBe(ERRNO.SUCCESS);
+    expect(h.u32(n)).toBe(8);
+    expect(chunks).toEqual(['looping\n']);
+  });
+
   it('start() returns 0 when _start returns', () => {
     const wasi = createWasi();
     const mod = compile('(module (memory (export "memory") 1) (func (export "_start")))');

@@ -129,17 +129,22 @@ export function runView(r: RunRecord): RunView {
 }
 
 /**
- * A running run's output so far, from its stdout/stderr events (each chunk is text or base64), so
- * that polling shows progress; finished runs take theirs from the result.
+ * A running run's output so far, from the stdout/stderr events of its current attempt (each chunk
+ * is text or base64), so that polling shows progress; finished runs take theirs from the result.
  */
 export function withProgress(view: RunView, events: RunEventRecord[]): RunView {
   const parts: Record<'stdout' | 'stderr', Uint8Array[]> = { stdout: [], stderr: [] };
   for (const e of events) {
-    if (e.type !== 'stdout' && e.type !== 'stderr') continue;
+    if ((e.type !== 'stdout' && e.type !== 'stderr') || e.attempt !== view.attempts) continue;
     const d = JSON.parse(e.data) as { data: string; encoding: Encoding };
     parts[e.type].push(d.encoding === 'base64' ? fromB64(d.data) : new TextEncoder().encode(d.data));
   }
   const out = toText(Buffer.concat(parts.stdout));
   const err = toText(Buffer.concat(parts.stderr));
   return { ...view, stdout: out.data, stdoutEncoding: out.encoding, stderr: err.data, stderrEncoding: err.encoding };
+}
+
+/** An event's JSON as clients get it (SSE, the audit trail): its data with the attempt it belongs to. */
+export function eventJson(e: RunEventRecord): string {
+  return JSON.stringify({ ...(JSON.parse(e.data) as object), attempt: e.attempt });
 }

@@ -8,7 +8,7 @@ import { newRunId } from '../store/ids.js';
 import { ApiError, notFound } from '../errors.js';
 import { defineRoute, errorResponses, jsonContent, pageQuery, pageSchema, readJson, readJsonValue, readQuery } from '../http.js';
 import type { AppEnv, Deps } from '../options.js';
-import { encodeRequest, isTerminal, runView, withProgress, type RunView } from './record.js';
+import { encodeRequest, eventJson, isTerminal, runView, withProgress, type RunView } from './record.js';
 import { prepareRun, RunBodySchema, type RunBody } from './prepare.js';
 
 const STATES = ['queued', 'running', 'exited', 'trapped', 'timeout', 'memory_limit', 'output_limit', 'cancelled', 'invalid_module', 'host_error', 'interrupted'] as const satisfies readonly RunState[];
@@ -24,9 +24,9 @@ export const RunSchema = z.object({
   createdAt: z.string(),
   startedAt: z.string().nullable(),
   finishedAt: z.string().nullable(),
-  attempts: z.number().int(),
+  attempts: z.number().int().openapi({ description: 'How many times the run was started: 2 when the service retried it after a crash or a stop' }),
   exitCode: z.number().int().nullable(),
-  stdout: text.openapi({ description: 'The output as text when it is valid UTF-8, else base64 (see stdoutEncoding); while running, the output so far; null while queued' }),
+  stdout: text.openapi({ description: 'The output as text when it is valid UTF-8, else base64 (see stdoutEncoding); while running, the output of the current attempt so far; null while queued. A retried run shows its last attempt\'s output only' }),
   stderr: text,
   stdoutEncoding: encoding.optional(),
   stderrEncoding: encoding.optional(),
@@ -199,14 +199,17 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
     },
   }, (c) => {
     const run = ownRun(c);
-    const lines = store.events(run.id, 0).filter((e) => e.type === 'audit').map((e) => e.data + '\n').join('');
+    const lines = store.events(run.id, 0).filter((e) => e.type === 'audit').map((e) => eventJson(e) + '\n').join('');
     return c.body(lines, 200, { 'Content-Type': 'application/x-ndjson; charset=utf-8' });
   });
 
   defineRoute(app, deps, {
     method: 'get', path: '/v1/runs/{id}/events', auth: 'tenant', tags: ['runs'],
     summary: 'The run\'s events as Server-Sent Events',
-    description: 'Events `status`, `stdout`, `stderr` ({data, encoding}), `audit` and `exit`, each with its sequence number as id. Reconnect with Last-Event-ID (or ?lastEventId=) to resume; the stream ends after `exit`.',
+    description: 'Events `status`, `attempt`, `stdout`, `stderr` ({data, encoding}), `audit` and `exit`, each with its sequence number as id and, in its data, '
+      + 'the `attempt` it belongs to (0 before the run started). A run the service retried (it was running when the server died, or when a stop outlasted '
+      + 'its grace time) has an `attempt` event before its retry\'s events: drop the output you collected from earlier attempts, since the run\'s result '
+      + 'holds the last attempt\'s output only. Reconnect with Last-Event-ID (or ?lastEventId=) to resume; the stream ends after `exit`.',
     request: {
       params: idParam,
       query: z.object({ lastEventId: z.string().optional() }),
@@ -230,7 +233,7 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
       /** Writes an event not yet sent; true after `exit`. */
       const send = async (e: RunEventRecord): Promise<boolean> => {
         if (e.seq <= last) return false;
-        await stream.writeSSE({ id: String(e.seq), event: e.type, data: e.data });
+        await stream.writeSSE({ id: String(e.seq), event: e.type, data: eventJson(e) });
         last = e.seq;
         return e.type === 'exit';
       };

@@ -66,4 +66,14 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (run_id, seq)
   ) WITHOUT ROWID;
   `,
+  // 2: each event says the attempt of its run it belongs to (0: before any started). Older events
+  // get theirs by counting the run's 'running' status events up to them (each attempt begins with one).
+  `
+  ALTER TABLE run_events ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;
+  UPDATE run_events SET attempt = (
+    SELECT count(*) FROM run_events AS s
+    WHERE s.run_id = run_events.run_id AND s.seq <= run_events.seq
+      AND s.type = 'status' AND json_extract(s.data, '$.state') = 'running'
+  );
+  `,
 ];

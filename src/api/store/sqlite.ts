@@ -38,7 +38,7 @@ export const INTERRUPTED_RESULT = JSON.stringify({
 const TERMINAL: ReadonlySet<RunState> = new Set<RunState>([
   'exited', 'trapped', 'timeout', 'memory_limit', 'output_limit', 'cancelled', 'invalid_module', 'host_error', 'interrupted',
 ]);
-const EVENT_TYPES: ReadonlySet<RunEventRecord['type']> = new Set<RunEventRecord['type']>(['status', 'stdout', 'stderr', 'audit', 'exit']);
+const EVENT_TYPES: ReadonlySet<RunEventRecord['type']> = new Set<RunEventRecord['type']>(['status', 'attempt', 'stdout', 'stderr', 'audit', 'exit']);
 /** A key longer than this is not one of ours; don't hash megabytes for it. */
 const MAX_KEY_LENGTH = 256;
 
@@ -50,7 +50,7 @@ interface RunRow {
   id: string; tenant_id: string; module_id: string; state: RunState; request: string; result: string | null;
   created_at: number; started_at: number | null; finished_at: number | null; attempts: number; cpu_ms: number;
 }
-interface EventRow { run_id: string; seq: number; type: RunEventRecord['type']; data: string; at: number }
+interface EventRow { run_id: string; seq: number; type: RunEventRecord['type']; data: string; at: number; attempt: number }
 
 const toTenant = (r: TenantRow): Tenant => ({ id: r.id, name: r.name, createdAt: r.created_at, policy: r.policy });
 const toKey = (r: KeyRow): ApiKeyRecord => ({ id: r.id, tenantId: r.tenant_id, createdAt: r.created_at, revokedAt: r.revoked_at });
@@ -61,7 +61,7 @@ const toRun = (r: RunRow): RunRecord => ({
   id: r.id, tenantId: r.tenant_id, moduleId: r.module_id, state: r.state, request: r.request, result: r.result,
   createdAt: r.created_at, startedAt: r.started_at, finishedAt: r.finished_at, attempts: r.attempts, cpuMs: r.cpu_ms,
 });
-const toEvent = (r: EventRow): RunEventRecord => ({ runId: r.run_id, seq: r.seq, type: r.type, data: r.data, at: r.at });
+const toEvent = (r: EventRow): RunEventRecord => ({ runId: r.run_id, seq: r.seq, type: r.type, data: r.data, at: r.at, attempt: r.attempt });
 
 // ---- cursors: opaque base64url of [createdAt, id], the last item of the page before ----
 
@@ -231,10 +231,12 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
     cpuUsedSince: db.prepare<[string, number], { n: number }>(
       'SELECT coalesce(sum(cpu_ms), 0) AS n FROM runs WHERE tenant_id = ? AND finished_at >= ?'),
 
-    appendEvent: db.prepare<[string, string, string, number, string], { seq: number }>(
-      `INSERT INTO run_events (run_id, seq, type, data, at)
-       SELECT ?, coalesce(max(seq), 0) + 1, ?, ?, ? FROM run_events WHERE run_id = ?
-       RETURNING seq`),
+    // The event belongs to the attempt the run is on (runs.attempts, 0 before the first start).
+    appendEvent: db.prepare<[string, string, string, number, string, string], { seq: number; attempt: number }>(
+      `INSERT INTO run_events (run_id, seq, type, data, at, attempt)
+       SELECT ?, coalesce(max(seq), 0) + 1, ?, ?, ?, coalesce((SELECT attempts FROM runs WHERE id = ?), 0)
+       FROM run_events WHERE run_id = ?
+       RETURNING seq, attempt`),
     events: db.prepare<[string, number], EventRow>('SELECT * FROM run_events WHERE run_id = ? AND seq > ? ORDER BY seq'),
   };
 
@@ -323,15 +325,15 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
 
   const appendEventTx = db.transaction((runId: string, type: RunEventRecord['type'], data: string): RunEventRecord => {
     const at = now();
-    let row: { seq: number } | undefined;
+    let row: { seq: number; attempt: number } | undefined;
     try {
-      row = s.appendEvent.get(runId, type, data, at, runId);
+      row = s.appendEvent.get(runId, type, data, at, runId, runId);
     } catch (e) {
       if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_FOREIGNKEY') throw new StoreError('not_found', 'unknown run');
       throw e;
     }
     if (!row) throw new Error('appendEvent: no row inserted');
-    return { runId, seq: row.seq, type, data, at };
+    return { runId, seq: row.seq, type, data, at, attempt: row.attempt };
   });
 
   const store: Store = {

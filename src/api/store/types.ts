@@ -65,10 +65,13 @@ export interface RunRecord {
 export interface RunEventRecord {
   runId: string;
   seq: number;
-  type: 'status' | 'stdout' | 'stderr' | 'audit' | 'exit';
+  /** `attempt` opens a retry: what earlier attempts wrote is not part of the run's result. */
+  type: 'status' | 'attempt' | 'stdout' | 'stderr' | 'audit' | 'exit';
   /** JSON text. */
   data: string;
   at: number;
+  /** The attempt of the run it belongs to: the run's `attempts` when it was appended (0 before the first start). */
+  attempt: number;
 }
 
 /** A page of a listing. */
@@ -137,6 +140,7 @@ export interface Store {
   /** CPU milliseconds of the tenant's runs finished since `since` (the per-day quota). */
   cpuUsedSince(tenantId: string, since: number): number;
 
+  /** Appends an event to the run's attempt in progress (its `attempts`). */
   appendEvent(runId: string, type: RunEventRecord['type'], data: string): RunEventRecord;
   /**
    * Events of a run after `afterSeq` (SSE resume), in seq order. Like startRun/finishRun this takes

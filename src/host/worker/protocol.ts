@@ -1,5 +1,4 @@
 import type { Limits } from '../limits.js';
-import type { AuditEvent } from '../result.js';
 import type { TrapKind } from '../trap.js';
 import type { ArgNode } from '../manifest/types.js';
 
@@ -34,7 +33,7 @@ export interface GuestSpec {
   /** Host functions the guest imports: served on the host thread through the bridge. */
   functions: { module: string; name: string }[];
   tty: boolean;
-  /** Post output as it comes (streaming) rather than in large batches. */
+  /** Wake the host on every write (streaming) rather than when the output ring fills or the run ends. */
   stream: boolean;
   /** Write stdout/stderr straight to these host fds (the CLI), instead of posting them. */
   stdoutFd?: number;
@@ -57,13 +56,17 @@ export interface WorkerOutcome {
   auditDropped: number;
 }
 
+/** What a worker starts with. */
+export interface WorkerData {
+  /** Its slot's output ring (./output-ring.ts): output and audit events go there, not through messages. */
+  ring: SharedArrayBuffer;
+}
+
 /** worker → host */
 export type FromWorker =
   | { type: 'ready'; tid: number | undefined }
-  | { type: 'output'; id: number; fd: 1 | 2; data: Uint8Array }
-  | { type: 'audit'; id: number; events: AuditEvent[] }
   /** Sent just before the module is instantiated: until the guest's code starts, only what it declares is being built. */
   | { type: 'instantiating'; id: number }
   | { type: 'started'; id: number }
-  /** The end of a run, carrying the output and audit events not sent yet (one message, not three). */
-  | { type: 'done'; id: number; outcome: WorkerOutcome; stdout?: Uint8Array; stderr?: Uint8Array; audit?: AuditEvent[] };
+  /** The end of a run; everything it wrote is in the output ring by then. */
+  | { type: 'done'; id: number; outcome: WorkerOutcome };
