@@ -72,7 +72,9 @@ describe('quotas', () => {
     const svc = await service({ quotas: { cpuSecondsPerDay: 0.05 } });
     const a = await svc.tenant();
     const b = await svc.tenant();
-    const slow = await svc.upload(a.key, slowGuest(150));
+    // CPU time, not wall time: on a loaded machine 150 ms of wall time was 30 ms of CPU (the process's clock counts
+    // its other threads too, hence twice the 50 ms needed).
+    const slow = await svc.upload(a.key, slowGuest(300, 'cpu'));
     const run = await json(await call(svc.app, 'POST', '/v1/runs', { key: a.key, json: { module: slow, wait: 10 } }));
     expect(run.status).toBe('exited');
     expect(run.usage.cpuMs).toBeGreaterThan(50);
