@@ -1,4 +1,4 @@
-// npm run soak [-- --seconds 60 --clients 16 --kill-every 1000 --json]: the REST service under
+// npm run soak [-- --seconds 60 --clients 16 --kill-every 2000 --json]: the REST service under
 // sustained load while guest workers are killed, then an audit of everything it accepted.
 //
 // The server is `capsa serve`'s wiring (SQLite store in a fresh directory, a host of WORKERS worker
@@ -47,7 +47,7 @@ const { values: opt } = parseArgs({
     seconds: { type: 'string', default: '60' },
     warmup: { type: 'string', default: '5' },
     clients: { type: 'string', default: '16' },
-    'kill-every': { type: 'string', default: '1000' },
+    'kill-every': { type: 'string', default: '2000' },
     json: { type: 'boolean', default: false },
   },
 });
