@@ -212,7 +212,8 @@ async function sse(s: Server, p: string, key: string, last = 'exit', timeoutMs =
   }
 }
 
-describe('capsa serve and capsa tenant: the command line', () => {
+// Each test spawns capsa (tsx, a worker pool) several times: seconds each on a loaded machine.
+describe('capsa serve and capsa tenant: the command line', { timeout: 180_000 }, () => {
   it('capsa --help lists serve and tenant', () => {
     const r = capsa(['--help']);
     expect(r.status).toBe(0);
@@ -328,7 +329,7 @@ describe('capsa serve: a real server on 127.0.0.1', () => {
       s.proc.kill('SIGTERM');
       expect((await exitOf(s)).code).toBe(0);
     }
-  }, 60_000);
+  }, 180_000);
 
   it("the issue's session: tenant create → upload hello.wasm → run with wait → its events over SSE", async () => {
     const data = path.join(tmp, 'session');
@@ -385,7 +386,7 @@ describe('capsa serve: a real server on 127.0.0.1', () => {
       s.proc.kill('SIGTERM');
       expect((await exitOf(s)).code).toBe(0);
     }
-  }, 60_000);
+  }, 180_000);
 
   it('kill -9 loses nothing: queued runs run after the restart; a running one is retried once, then ends interrupted (blame host)', async () => {
     const data = path.join(tmp, 'crash');
@@ -429,7 +430,7 @@ describe('capsa serve: a real server on 127.0.0.1', () => {
       c.proc.kill('SIGTERM');
       expect((await exitOf(c)).code).toBe(0);
     }
-  }, 90_000);
+  }, 180_000);
 
   it('SIGTERM: a running run finishes within the grace time, queued runs stay queued, exit 0', async () => {
     const data = path.join(tmp, 'graceful');
@@ -454,7 +455,7 @@ describe('capsa serve: a real server on 127.0.0.1', () => {
       b.proc.kill('SIGTERM');
       expect((await exitOf(b)).code).toBe(0);
     }
-  }, 60_000);
+  }, 180_000);
 
   it('SIGTERM: a run still running when the grace time ends is queued again and completes after the restart', async () => {
     const data = path.join(tmp, 'requeue');
@@ -482,5 +483,5 @@ describe('capsa serve: a real server on 127.0.0.1', () => {
       b.proc.kill('SIGTERM');
       expect((await exitOf(b)).code).toBe(0);
     }
-  }, 60_000);
+  }, 180_000);
 });
