@@ -132,7 +132,10 @@ interface Reply { status: number; body: Record<string, unknown>; headers: Header
 /** One request to the server (always on 127.0.0.1), with a timeout. */
 async function api(s: Server, method: string, p: string, key: string, body?: unknown, timeoutMs = 10_000): Promise<Reply> {
   expect(new URL(s.url).hostname).toBe('127.0.0.1');
-  const headers: Record<string, string> = { authorization: `Bearer ${key}` };
+  // A connection per request: capsa() blocks this thread (spawnSync) for seconds on a loaded
+  // machine, past the server's 5 s keep-alive, and a request sent on the idle socket the server
+  // closed meanwhile fails ("other side closed").
+  const headers: Record<string, string> = { authorization: `Bearer ${key}`, connection: 'close' };
   let payload: BodyInit | undefined;
   if (body instanceof Uint8Array) { headers['content-type'] = 'application/wasm'; payload = new Uint8Array(body); } else if (body !== undefined) { headers['content-type'] = 'application/json'; payload = JSON.stringify(body); }
   const res = await fetch(new URL(p, s.url), { method, headers, ...(payload !== undefined ? { body: payload } : {}), signal: AbortSignal.timeout(timeoutMs) });
@@ -174,7 +177,7 @@ async function poll(s: Server, key: string, id: string, until: (run: Record<stri
 
 /** Reads an SSE stream until an event of type `last` (or the stream's end); returns the events. */
 async function sse(s: Server, p: string, key: string, last = 'exit', timeoutMs = 10_000, onEvent?: () => void): Promise<{ event: string; data: string; id?: string }[]> {
-  const res = await fetch(new URL(p, s.url), { headers: { authorization: `Bearer ${key}`, accept: 'text/event-stream' }, signal: AbortSignal.timeout(timeoutMs) });
+  const res = await fetch(new URL(p, s.url), { headers: { authorization: `Bearer ${key}`, accept: 'text/event-stream', connection: 'close' }, signal: AbortSignal.timeout(timeoutMs) });
   expect(res.status).toBe(200);
   expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
   const events: { event: string; data: string; id?: string }[] = [];
