@@ -1,5 +1,6 @@
 // Shared helpers of the benchmark scenarios: loading guests, timing, statistics, checks.
 import fs from 'node:fs';
+import http from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 
@@ -79,4 +80,29 @@ export function stats(ms) {
 /** Formats a number with thousands separators and `digits` decimals. */
 export function fmt(x, digits = 0) {
   return x.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+/**
+ * The service benchmarks' load generator: one request on a keep-alive node:http Agent (one socket
+ * per client); resolves with the status and the body text, rejects when no answer came in 10 s.
+ */
+export function request(agent, url, method, p, headers, body) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(new URL(p, url), { method, agent, headers: { ...headers, 'content-length': body ? body.length : 0 }, timeout: 10_000 }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, text: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`${method} ${p}: no answer within 10 s`)));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** `clients` closed loops: each calls `once()` and waits for it, again while `more()` says so. */
+export async function closedLoop(clients, more, once) {
+  await Promise.all(Array.from({ length: clients }, async () => {
+    while (more()) await once();
+  }));
 }

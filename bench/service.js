@@ -17,7 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createHost } from '../dist/index.js';
-import { check, fmt, ROOT } from './lib.js';
+import { check, closedLoop, fmt, request, ROOT } from './lib.js';
 
 const HELLO = `${ROOT}guests/build/hello.wasm`;
 const BIN = `${ROOT}bin/capsa.js`;
@@ -80,21 +80,6 @@ function startServer(data) {
   return { proc, url, exited, stderr: () => err, logLines: () => lines };
 }
 
-/** One request on the keep-alive agent; resolves with status and body text. */
-function request(agent, url, method, p, headers, body) {
-  return new Promise((resolve, reject) => {
-    const req = http.request(new URL(p, url), { method, agent, headers: { ...headers, 'content-length': body ? body.length : 0 }, timeout: 10_000 }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode, text: Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error(`${method} ${p}: no answer within 10 s`)));
-    req.on('error', reject);
-    req.end(body);
-  });
-}
-
 export async function run() {
   const data = fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-bench-service-'));
   const server = startServer(data);
@@ -120,14 +105,11 @@ export async function run() {
     };
     const load = async (count, lat) => {
       let next = 0;
-      await Promise.all(Array.from({ length: CLIENTS }, async () => {
-        while (next < count) {
-          next++;
-          const t0 = performance.now();
-          await once();
-          lat?.push(performance.now() - t0);
-        }
-      }));
+      await closedLoop(CLIENTS, () => next++ < count, async () => {
+        const t0 = performance.now();
+        await once();
+        lat?.push(performance.now() - t0);
+      });
     };
 
     await load(WARMUP);
@@ -166,13 +148,10 @@ export async function run() {
     const id = host.add(fs.readFileSync(HELLO));
     const direct = async (count) => {
       let next = 0;
-      await Promise.all(Array.from({ length: CLIENTS }, async () => {
-        while (next < count) {
-          next++;
-          const r = await host.run({ module: id, args: ['world'], stdin: '' });
-          check(r.status === 'exited' && Buffer.from(r.stdout).toString() === 'hello world\n', `host.run: ${r.status}`);
-        }
-      }));
+      await closedLoop(CLIENTS, () => next++ < count, async () => {
+        const r = await host.run({ module: id, args: ['world'], stdin: '' });
+        check(r.status === 'exited' && Buffer.from(r.stdout).toString() === 'hello world\n', `host.run: ${r.status}`);
+      });
     };
     await direct(WARMUP);
     const d0 = performance.now();

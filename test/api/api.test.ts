@@ -194,7 +194,8 @@ pledge: [stdio]
   });
 
   it('cancels a queued run, a running run, and refuses a finished one', async () => {
-    const slow = await svc.upload(key, slowGuest(3000));
+    // Longer than any stall of a loaded machine: a run that ends "cancelled" was cancelled, not finished.
+    const slow = await svc.upload(key, slowGuest(60_000));
     // Two slow runs take both workers, so the third waits in the queue.
     const a = await json(await call(svc.app, 'POST', '/v1/runs', { key, json: { module: slow } }));
     const b = await json(await call(svc.app, 'POST', '/v1/runs', { key, json: { module: slow } }));
@@ -203,11 +204,9 @@ pledge: [stdio]
     expect(cc.status).toBe(200);
     expect(await json(cc)).toMatchObject({ status: 'cancelled', attempts: 0 });
     for (const r of [a, b]) {
-      const t0 = Date.now();
       const d = await call(svc.app, 'DELETE', `/v1/runs/${r.id}`, { key });
       expect(d.status).toBe(200);
       expect((await json(d)).status).toBe('cancelled');
-      expect(Date.now() - t0).toBeLessThan(2500);
     }
     const again = await call(svc.app, 'DELETE', `/v1/runs/${a.id}`, { key });
     expect(again.status).toBe(409);
@@ -263,12 +262,17 @@ describe('events and audit', () => {
   });
 
   it('streams a running run live until it exits', async () => {
-    const ticker = await svc.upload(key, tickerGuest(4, 150));
+    // Ticks 400 ms apart: the run is still going well after its first output reaches the stream.
+    const ticker = await svc.upload(key, tickerGuest(4, 400));
     const run = await json(await call(svc.app, 'POST', '/v1/runs', { key, json: { module: ticker } }));
     const res = await call(svc.app, 'GET', `/v1/runs/${run.id}/events`, { key });
-    const t0 = Date.now();
-    const evs = await readSSE(res);
-    expect(Date.now() - t0).toBeGreaterThan(200);
+    // Live: the stream had output while the run was still running (its exit came later).
+    let stateAtFirstOutput: string | undefined;
+    const evs = await readSSE(res, (e) => {
+      if (e.event === 'stdout' && stateAtFirstOutput === undefined) stateAtFirstOutput = svc.store.getRun(tenantId, run.id)!.state;
+      return false;
+    });
+    expect(stateAtFirstOutput).toBe('running');
     const out = evs.filter((e) => e.event === 'stdout').map((e) => JSON.parse(e.data).data).join('');
     expect(out).toBe('tick\n'.repeat(4));
     expect(evs.filter((e) => e.event === 'stdout').length).toBeGreaterThan(1);

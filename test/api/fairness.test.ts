@@ -1,5 +1,6 @@
 /** Fairness: one tenant's long queue does not starve another tenant's run. */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { STATE_WAIT } from '../helpers/host.js';
 import { createScheduler } from '../../src/api/scheduler.js';
 import { encodeRequest } from '../../src/api/runs/record.js';
 import { createLogger } from '../../src/api/log.js';
@@ -10,7 +11,9 @@ import { call, json, slowGuest, startService, waitRun, type Service } from './he
 
 describe('through the API, on a real host with 2 workers', () => {
   let svc: Service;
-  beforeAll(async () => { svc = await startService(); });
+  // Paused until A's runs are all queued: on a loaded machine they could otherwise drain while the
+  // test is still submitting them, and B would find no queue to overtake.
+  beforeAll(async () => { svc = await startService({ paused: true }); });
   afterAll(async () => { await svc.close(); });
 
   it('tenant B\'s single run finishes long before tenant A\'s 50 queued runs drain', async () => {
@@ -24,19 +27,19 @@ describe('through the API, on a real host with 2 workers', () => {
       aIds.push(...batch.items.map((x: { run: { id: string } }) => x.run.id));
     }
     expect(aIds).toHaveLength(50);
+    svc.scheduler.start();
+    // A's first two take both workers; 48 wait.
+    await vi.waitFor(() => expect(svc.store.countRuns(a.id, 'running')).toBe(2), STATE_WAIT);
     const bRun = await json(await call(svc.app, 'POST', '/v1/runs', { key: b.key, json: { module: slowB, wait: 20 } }));
     expect(bRun.status).toBe('exited');
-    const aQueuedWhenBDone = (await json(await call(svc.app, 'GET', '/v1/runs?status=queued&limit=100', { key: a.key }))).items.length;
-    expect(aQueuedWhenBDone).toBeGreaterThan(40);
-
     const aRuns = [];
     for (const id of aIds) aRuns.push(await waitRun(svc.app, a.key, id, 30_000));
     expect(aRuns.every((r) => r.status === 'exited')).toBe(true);
-    const bStart = Date.parse(bRun.startedAt);
-    const aStartedBeforeB = aRuns.filter((r) => Date.parse(r.startedAt) < bStart).length;
-    // A's first two took both workers; B's run was next in turn (allow one more for timing).
-    expect(aStartedBeforeB).toBeLessThanOrEqual(4);
-    expect(Date.parse(bRun.finishedAt)).toBeLessThan(Math.max(...aRuns.map((r) => Date.parse(r.finishedAt))));
+    // No run of A started between B's submission and B's start: B was next in turn.
+    const [bCreated, bStart] = [Date.parse(bRun.createdAt), Date.parse(bRun.startedAt)];
+    expect(aRuns.filter((r) => Date.parse(r.startedAt) > bCreated && Date.parse(r.startedAt) < bStart)).toEqual([]);
+    // Meanwhile A's other worker ran a run or two of the same length: most of A's started after B ended.
+    expect(aRuns.filter((r) => Date.parse(r.startedAt) > Date.parse(bRun.finishedAt)).length).toBeGreaterThan(40);
   });
 });
 
@@ -85,13 +88,12 @@ describe('the scheduler\'s order (fake host, in-memory store)', () => {
     }
     scheduler.start();
     for (let i = 0; i < 8; i++) {
-      await new Promise((r) => setTimeout(r, 5));
+      await vi.waitFor(() => expect(started).toHaveLength(i + 1), STATE_WAIT);
       finishOne();
     }
-    await new Promise((r) => setTimeout(r, 10));
+    await vi.waitFor(() => expect(store.runsInState('running')).toEqual([]), STATE_WAIT);
     expect(started).toEqual(['A0', 'B0', 'C0', 'A1', 'B1', 'A2', 'A3', 'A4']);
     expect(store.countRuns(tenants[0]!.id, 'queued')).toBe(0);
-    expect(store.runsInState('running')).toEqual([]);
     await scheduler.stop(100);
   });
 
@@ -108,15 +110,15 @@ describe('the scheduler\'s order (fake host, in-memory store)', () => {
       scheduler.submit(t!.id, run.id);
     };
     for (let i = 0; i < 1000; i++) submit(a, ma, `A${i}`);
-    await new Promise((r) => setTimeout(r, 5));
+    await vi.waitFor(() => expect(started).toHaveLength(1), STATE_WAIT);
     finishOne();
-    await new Promise((r) => setTimeout(r, 5));
+    await vi.waitFor(() => expect(started).toHaveLength(2), STATE_WAIT);
     submit(b, mb, 'B0');
     for (let i = 0; i < 3; i++) {
-      await new Promise((r) => setTimeout(r, 5));
+      await vi.waitFor(() => expect(started).toHaveLength(i + 2), STATE_WAIT);
       finishOne();
     }
-    await new Promise((r) => setTimeout(r, 5));
+    await vi.waitFor(() => expect(started).toHaveLength(5), STATE_WAIT);
     expect(started.slice(0, 4)).toEqual(['A0', 'A1', 'B0', 'A2']);
     await scheduler.stop(0);
     // stop() with runs in flight gives them back to the queue.

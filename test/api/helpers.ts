@@ -19,13 +19,17 @@ export const ADMIN = 'test-admin-token-0123456789';
 const CLOCK = '(import "wasi_snapshot_preview1" "clock_time_get" (func $clock (param i32 i64 i32) (result i32)))';
 const WRITE = '(import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))';
 
-/** A guest that spins for `ms` of wall time (monotonic clock), whatever the machine's speed. */
-export function slowGuest(ms: number): Uint8Array<ArrayBuffer> {
+/**
+ * A guest that spins for `ms` of wall time (monotonic clock), whatever the machine's speed; or, with
+ * `clock: 'cpu'`, until `ms` of CPU time were used (the process's CPU clock), however busy the machine.
+ */
+export function slowGuest(ms: number, clock: 'wall' | 'cpu' = 'wall'): Uint8Array<ArrayBuffer> {
+  const id = clock === 'cpu' ? 2 : 1;
   return new Uint8Array(command(`(local $end i64)
-    (drop (call $clock (i32.const 1) (i64.const 1) (i32.const 0)))
+    (drop (call $clock (i32.const ${id}) (i64.const 1) (i32.const 0)))
     (local.set $end (i64.add (i64.load (i32.const 0)) (i64.const ${ms * 1_000_000})))
     (loop $l
-      (drop (call $clock (i32.const 1) (i64.const 1) (i32.const 0)))
+      (drop (call $clock (i32.const ${id}) (i64.const 1) (i32.const 0)))
       (br_if $l (i64.lt_u (i64.load (i32.const 0)) (local.get $end))))`, CLOCK));
 }
 

@@ -693,20 +693,14 @@ function mutate(b: Uint8Array, muts: Mutation[]): Uint8Array {
   return out;
 }
 
-describe('fuzzing: only NvError, and quickly', () => {
+describe('fuzzing: only NvError', () => {
   it('mutated and truncated packed lists', () => {
-    let slowest = 0;
     fc.assert(
       fc.property(listArb, fc.boolean(), fc.array(mutationArb, { minLength: 1, maxLength: 4 }), (l, bigEndian, muts) => {
-        const bytes = mutate(packNvlist(l, { bigEndian }), muts);
-        const t0 = performance.now();
-        const r = tryUnpack(bytes);
-        slowest = Math.max(slowest, performance.now() - t0);
-        checkAccepted(r);
+        checkAccepted(tryUnpack(mutate(packNvlist(l, { bigEndian }), muts)));
       }),
       { numRuns: 3000 },
     );
-    expect(slowest).toBeLessThan(250);
   });
 
   it('packed lists mutated in place', () => {
@@ -752,25 +746,22 @@ describe('fuzzing: only NvError, and quickly', () => {
     );
   });
 
+  // No clock here (a loaded machine makes any time bound flaky): each input is sized so that the
+  // wrong algorithm cannot finish within the test timeout, or would fail in another way.
   it('large hostile inputs stay linear', () => {
-    // 60 000 unique names in one list: the duplicate check must not be quadratic.
+    // 200 000 unique names in one list: a quadratic duplicate check makes 2·10^10 comparisons.
     const many = new NvList();
-    for (let i = 0; i < 60_000; i++) many.pairs.push([`k${i}`, { type: 'null' }]); // (add's own check is linear)
+    for (let i = 0; i < 200_000; i++) many.pairs.push([`k${i}`, { type: 'null' }]); // (add's own check is linear)
     const bytes = packNvlist(many);
-    let t0 = performance.now();
-    expect(unpackNvlist(bytes).pairs.length).toBe(60_000);
-    expect(performance.now() - t0).toBeLessThan(2000);
-    // Claims of 2^40 items or 2^53 bytes are refused before anything is allocated.
+    expect(unpackNvlist(bytes).pairs.length).toBe(200_000);
+    // Claims of 2^40 items or 2^53 bytes are refused before anything is allocated (allocating
+    // them would throw a RangeError, not EINVAL).
     const claim = patch(BOOL_ARRAY, 30, le64(2n ** 40n));
-    t0 = performance.now();
     expect(errnoOf(() => unpackNvlist(claim))).toBe('EINVAL');
     expect(errnoOf(() => unpackNvlist(patch(NVLIST_ARRAY, 30, le64(2n ** 40n))))).toBe('EINVAL');
-    expect(performance.now() - t0).toBeLessThan(100);
     // 1 MiB of noise.
     const noise = new Uint8Array(1 << 20).map((_, i) => (i * 2654435761) >>> 24);
     noise.set([0x6c, 0, 0, ...le64(0), ...le64(noise.length - 19)]);
-    t0 = performance.now();
     expect(tryUnpack(noise)).toBeInstanceOf(NvError);
-    expect(performance.now() - t0).toBeLessThan(500);
   });
 });

@@ -1,10 +1,11 @@
 import fs from 'node:fs';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createHost, type Host } from '../../src/host/host.js';
 import { LimitError } from '../../src/host/limits.js';
 import { QueueFullError } from '../../src/host/pool.js';
+import { endLeftoverRuns, STATE_WAIT } from '../helpers/host.js';
 import { command, wat } from '../helpers/wat.js';
 
 const guest = (name: string) => fs.readFileSync(new URL(`../../guests/build/${name}.wasm`, import.meta.url));
@@ -35,6 +36,8 @@ const bomb = command(`
 let host: Host;
 beforeAll(async () => { host = await createHost({ workers: 2, limits: { max: { wallMs: 20_000 } } }); });
 afterAll(async () => { await host.close(); });
+// A test that failed half-way must not leave a sleeper on the shared host for the next one.
+afterEach(async () => { await endLeftoverRuns(host); });
 
 describe('runs and results', () => {
   it('runs hello.wasm with args and returns its output', async () => {
@@ -154,33 +157,41 @@ describe('cancellation and failures', () => {
   it('cancels a running guest with an AbortSignal', async () => {
     const ac = new AbortController();
     const p = host.run({ module: sleeper, signal: ac.signal });
-    setTimeout(() => ac.abort(), 200);
-    expect(await p).toMatchObject({ status: 'cancelled', blame: 'guest' });
+    await vi.waitFor(() => expect(host.stats().busy).toBe(1), STATE_WAIT);
+    ac.abort();
+    expect(await p).toMatchObject({ status: 'cancelled', blame: 'guest', message: 'the run was cancelled' });
   });
 
   it('replaces a worker that dies, and its run ends with host_error', async () => {
-    const spawned = host.stats().spawned;
-    const p = host.run({ module: sleeper, limits: { wallMs: 10_000 } });
-    await new Promise((r) => setTimeout(r, 300));
-    const busy = host.pool.busyWorkers()[0]!;
-    await busy.terminate();
-    const r = await p;
-    expect(r).toMatchObject({ status: 'host_error', blame: 'host' });
-    const next = await host.run({ module: guest('hello'), args: ['after'] });
-    expect(text(next.stdout)).toBe('hello after\n');
-    expect(host.stats().workers).toBe(2);
-    expect(host.stats().spawned).toBe(spawned + 1);
+    // Its own host: killing a worker of the shared one would leave the next test a booting replacement.
+    const own = await createHost({ workers: 2 });
+    try {
+      const spawned = own.stats().spawned;
+      const p = own.run({ module: sleeper, limits: { wallMs: 20_000 } });
+      await vi.waitFor(() => expect(own.pool.busyWorkers()).toHaveLength(1), STATE_WAIT);
+      await own.pool.busyWorkers()[0]!.terminate();
+      const r = await p;
+      expect(r).toMatchObject({ status: 'host_error', blame: 'host' });
+      const next = await own.run({ module: guest('hello'), args: ['after'] });
+      expect(text(next.stdout)).toBe('hello after\n');
+      expect(own.stats().workers).toBe(2);
+      expect(own.stats().spawned).toBe(spawned + 1);
+    } finally {
+      await own.close();
+    }
   });
 
   it('rejects past the queue bound with QueueFullError', async () => {
     const small = await createHost({ workers: 1, maxQueue: 1 });
     try {
-      const running = small.run({ module: sleeper, limits: { wallMs: 1000 } });
-      await new Promise((r) => setTimeout(r, 100));
+      const ac = new AbortController();
+      const running = small.run({ module: sleeper, signal: ac.signal });
+      await vi.waitFor(() => expect(small.stats().busy).toBe(1), STATE_WAIT);
       const queued = small.run({ module: guest('hello') });
       await expect(small.run({ module: guest('hello') })).rejects.toThrow(QueueFullError);
+      ac.abort();
+      expect((await running).status).toBe('cancelled');
       expect((await queued).status).toBe('exited');
-      expect((await running).status).toBe('timeout');
     } finally {
       await small.close();
     }
@@ -263,7 +274,7 @@ describe('host functions', () => {
       module: guestModule,
       functions: {
         env: {
-          add: async (_ctx, a, b) => { await new Promise((res) => setTimeout(res, 5)); return Number(a) + Number(b); },
+          add: async (_ctx, a, b) => { await new Promise(setImmediate); return Number(a) + Number(b); },
           greet: async (ctx, ptr, len) => {
             const who = await ctx.readString(Number(ptr), Number(len));
             seen.push(who);

@@ -246,9 +246,8 @@ describe('decodeArgdata rejects malformed data with a RangeError', () => {
   it('stops at once on a megabyte of length continuation bytes', () => {
     const hostile = new Uint8Array(1 << 20).fill(0x01);
     hostile[0] = 7;
-    const t0 = performance.now();
+    // "exceeds" is said at the first bytes; reading the whole megabyte would end "truncated" instead.
     expect(() => decodeArgdata(hostile)).toThrow(/exceeds/);
-    expect(performance.now() - t0).toBeLessThan(100);
   });
 
   it('decodes a million-element seq in linear time', () => {
@@ -330,9 +329,8 @@ describe('encodeArgdata refuses what it cannot carry', () => {
   it('caps the size, which bounds the work on shared subtrees (an alias bomb)', () => {
     let t: ArgdataValue = str('x'.repeat(10));
     for (let i = 0; i < 60; i++) t = seq(t, t); // 2^60 leaves
-    const t0 = performance.now();
+    // Without the cap this would walk 2^60 leaves: the test would never end.
     expect(() => encodeArgdata(t)).toThrow(/exceeds 67108864 bytes/);
-    expect(performance.now() - t0).toBeLessThan(2000);
     expect(() => encodeArgdata(str('abc'), { maxBytes: 4 })).toThrow(/exceeds 4 bytes/);
     expect(hex(encodeArgdata(str('abc'), { maxBytes: 5 }))).toBe('0861626300');
     expect(() => encodeArgdata(nul, { maxBytes: -1 })).toThrow(RangeError);
