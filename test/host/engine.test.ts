@@ -4,7 +4,7 @@ import vm from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHost, type Host } from '../../src/host/host.js';
 import { LimitError } from '../../src/host/limits.js';
-import { QueueFullError } from '../../src/host/pool.js';
+import { QueueFullError, type Pool } from '../../src/host/pool.js';
 import { command, wat } from '../helpers/wat.js';
 
 const guest = (name: string) => fs.readFileSync(new URL(`../../guests/build/${name}.wasm`, import.meta.url));
@@ -162,7 +162,7 @@ describe('cancellation and failures', () => {
     const spawned = host.stats().spawned;
     const p = host.run({ module: sleeper, limits: { wallMs: 10_000 } });
     await new Promise((r) => setTimeout(r, 300));
-    const busy = host.pool.busyWorkers()[0]!;
+    const busy = (host.pool as Pool).busyWorkers()[0]!;
     await busy.terminate();
     const r = await p;
     expect(r).toMatchObject({ status: 'host_error', blame: 'host' });
