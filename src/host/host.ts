@@ -1,6 +1,8 @@
 import { bridgeDispatcher, functionHandler, functionList, type HostFunctions } from './functions.js';
 import type { ExecutorInfo, ExecutorPool, ExecutorPoolOptions } from './executor/executor-pool.js';
 import { processRunner, threadRunner, type Runner } from './runner.js';
+
+export type { ExecutorInfo };
 import { Broker } from '../casper/broker.js';
 import { SERVICES } from '../casper/services/index.js';
 import { casperHandler } from './casper-handler.js';

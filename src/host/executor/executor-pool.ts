@@ -13,6 +13,8 @@ import type { ModuleCaps } from '../wasm-limits.js';
 import type { FromExecutor, ToExecutor } from './protocol.js';
 import { planExecutor, type ExecutorMount, type ExecutorRuntime, type Layer, type SandboxOptions } from './sandbox.js';
 
+export type { ExecutorMount, ExecutorRuntime, Layer };
+
 /** A run for an executor: a Job whose module goes by id (and bytes, the first time), and whose bridge is a handler. */
 export interface ExecutorJob extends Omit<Job, 'module' | 'bridge'> {
   moduleId: string;

@@ -150,8 +150,8 @@ export function planExecutor(o: SandboxOptions, config: object): LaunchPlan {
   const e = entry();
   const mountPaths = o.mounts.map((m) => path.resolve(m.path));
   // hostfs reaches entries below a mount through /proc/self/fd/N (race-free lookups), and the pool
-  // reads its threads' CPU clocks under /proc/self/task: the executor's own process only.
-  const reads = [e.code, ...mountPaths, '/proc/self'];
+  // reads its threads' CPU clocks under /proc/self/task and /proc/thread-self: its own process only.
+  const reads = [e.code, ...mountPaths, '/proc/self', '/proc/thread-self'];
   const writes = o.mounts.filter((m) => m.write).map((m) => path.resolve(m.path));
   if (writes.length) writes.push('/proc/self/fd');
   const rt = runtimeArgs(o, reads, writes, e, JSON.stringify(config));
