@@ -86,6 +86,7 @@ function entry(): { script: string; code: string } {
       banner: { js: "import { createRequire as __capsaRequire } from 'node:module'; const require = __capsaRequire(import.meta.url);" },
     });
     sourceBundle = out;
+    process.once('exit', () => fs.rmSync(out, { recursive: true, force: true }));
   }
   return { script: path.join(sourceBundle, 'executor-main.js'), code: sourceBundle };
 }
