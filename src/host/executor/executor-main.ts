@@ -16,7 +16,7 @@ if (!send0) throw new Error('the executor must be started by the engine, with an
 
 const config = JSON.parse(process.argv[2] ?? '{}') as { workers?: number; cacheBytes?: number; heartbeatMs?: number; workerHeapMb?: number };
 
-// Messages of one tick leave as one array (see protocol.ts).
+// Messages of one task leave as one array (see protocol.ts): flushed when the task's microtasks run.
 let outbox: FromExecutor[] = [];
 const flush = () => {
   const batch = outbox;
@@ -24,7 +24,7 @@ const flush = () => {
   send0(batch);
 };
 const send = (m: FromExecutor) => {
-  if (outbox.length === 0) setImmediate(flush);
+  if (outbox.length === 0) queueMicrotask(flush);
   outbox.push(m);
 };
 

@@ -100,7 +100,7 @@ class Executor {
   onReady: () => void = () => {};
   send(m: ToExecutor): void {
     if (this.dead) return;
-    if (this.outbox.length === 0) setImmediate(() => this.flush());
+    if (this.outbox.length === 0) queueMicrotask(() => this.flush());
     this.outbox.push(m);
   }
   private flush(): void {
