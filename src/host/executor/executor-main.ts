@@ -9,19 +9,20 @@ import process from 'node:process';
 import { BridgeServer, createBridgeChannel, type BridgeCallContext } from '../bridge.js';
 import { ModuleCache } from '../module-cache.js';
 import { Pool, type JobEnd } from '../pool.js';
-import type { FromExecutor, ToExecutor } from './protocol.js';
+import { decodeBatch, encodeBatch, type FromExecutor, type ToExecutor, type WireFormat } from './protocol.js';
 
 const send0 = process.send?.bind(process);
 if (!send0) throw new Error('the executor must be started by the engine, with an IPC channel');
 
-const config = JSON.parse(process.argv[2] ?? '{}') as { workers?: number; cacheBytes?: number; heartbeatMs?: number; workerHeapMb?: number };
+const config = JSON.parse(process.argv[2] ?? '{}') as { workers?: number; cacheBytes?: number; heartbeatMs?: number; workerHeapMb?: number; wire?: WireFormat };
+const wire = config.wire ?? 'advanced';
 
 // Messages of one task leave as one array (see protocol.ts): flushed when the task's microtasks run.
 let outbox: FromExecutor[] = [];
 const flush = () => {
   const batch = outbox;
   outbox = [];
-  send0(batch);
+  send0(encodeBatch(batch, wire));
 };
 const send = (m: FromExecutor) => {
   if (outbox.length === 0) queueMicrotask(flush);
@@ -109,7 +110,7 @@ function onMessage(m: ToExecutor): void {
   }
 }
 
-process.on('message', (batch: ToExecutor[]) => { for (const m of batch) onMessage(m); });
+process.on('message', (data: unknown) => { for (const m of decodeBatch<ToExecutor>(data, wire)) onMessage(m); });
 // The engine gone (its end of the channel closed): nothing left to do here.
 process.on('disconnect', () => process.exit(0));
 

@@ -10,7 +10,7 @@ import os from 'node:os';
 import type { BridgeCallContext, BridgeHandler } from '../bridge.js';
 import { QueueFullError, type Job, type JobEnd } from '../pool.js';
 import type { ModuleCaps } from '../wasm-limits.js';
-import type { FromExecutor, ToExecutor } from './protocol.js';
+import { decodeBatch, encodeBatch, type FromExecutor, type ToExecutor, type WireFormat } from './protocol.js';
 import { planExecutor, type ExecutorMount, type ExecutorRuntime, type Layer, type SandboxOptions } from './sandbox.js';
 
 export type { ExecutorMount, ExecutorRuntime, Layer };
@@ -82,8 +82,8 @@ class Executor {
   rssBytes = 0;
   readonly startedAt = new Date().toISOString();
   private outbox: ToExecutor[] = [];
-  constructor(readonly pool: ExecutorPool, readonly layers: Layer[], command: string, args: string[], env: Record<string, string>) {
-    this.child = spawn(command, args, { env, stdio: ['ignore', 'ignore', 'pipe', 'ipc'], serialization: 'advanced' });
+  constructor(readonly pool: ExecutorPool, readonly layers: Layer[], command: string, args: string[], env: Record<string, string>, readonly wire: WireFormat) {
+    this.child = spawn(command, args, { env, stdio: ['ignore', 'ignore', 'pipe', 'ipc'], serialization: wire });
     this.child.stderr!.setEncoding('utf8');
     this.child.stderr!.on('data', (s: string) => pool.log('warn', `executor ${this.child.pid}: ${s.trimEnd()}`));
     this.ready = new Promise<void>((resolve, reject) => {
@@ -93,7 +93,7 @@ class Executor {
       this.onReady = () => { this.child.off('exit', early); this.child.off('error', reject); this.isReady = true; resolve(); };
     });
     this.ready.catch(() => {});
-    this.child.on('message', (batch: FromExecutor[]) => { for (const m of batch) pool.onMessage(this, m); });
+    this.child.on('message', (data: unknown) => { for (const m of decodeBatch<FromExecutor>(data, wire)) pool.onMessage(this, m); });
     this.child.on('exit', (code, signal) => pool.lost(this, `the executor (pid ${this.child.pid}) ${signal ? `was killed by ${signal}` : `exited with status ${code}`}`));
     this.child.on('error', (e) => pool.lost(this, `the executor failed: ${e.message}`));
   }
@@ -107,7 +107,7 @@ class Executor {
     const batch = this.outbox;
     this.outbox = [];
     if (this.dead || !this.child.connected) return;
-    this.child.send(batch, (e) => { if (e) this.pool.lost(this, `cannot reach the executor: ${e.message}`); });
+    this.child.send(encodeBatch(batch, this.wire) as string, (e) => { if (e) this.pool.lost(this, `cannot reach the executor: ${e.message}`); });
   }
   workers = 1;
 }
@@ -156,10 +156,11 @@ export class ExecutorPool {
   }
 
   private spawn(): Executor {
-    const plan = planExecutor(this.sandbox(), { workers: this.options.workers, cacheBytes: this.options.cacheBytes, heartbeatMs: this.options.heartbeatMs });
+    const wire: WireFormat = this.options.runtime === 'deno' ? 'json' : 'advanced';
+    const plan = planExecutor(this.sandbox(), { workers: this.options.workers, cacheBytes: this.options.cacheBytes, heartbeatMs: this.options.heartbeatMs, wire });
     for (const w of plan.warnings) this.log('warn', w);
     this.spawnedExecutors++;
-    return new Executor(this, plan.layers, plan.command, plan.args, plan.env);
+    return new Executor(this, plan.layers, plan.command, plan.args, plan.env, wire);
   }
 
   /** Starts the executors and waits until each can take runs; throws (strict isolation, no runtime) if they cannot start. */

@@ -33,3 +33,34 @@ export type FromExecutor =
   /** A host function or Casper request of the guest, for the engine's handlers. */
   | { t: 'call'; run: number; call: number; data: Uint8Array }
   | { t: 'memres'; op: number; data?: Uint8Array; error?: string };
+
+/**
+ * The IPC channel's format. 'advanced' (Node's V8 serializer) where both ends are Node; 'json'
+ * where the executor is Deno, whose V8 writes a serialization version Node's cannot read: then
+ * each batch is one JSON string, bytes in base64 and bigints (rights) as decimal strings.
+ */
+export type WireFormat = 'advanced' | 'json';
+
+/** A batch as it goes on the channel. */
+export function encodeBatch(batch: readonly unknown[], format: WireFormat): unknown {
+  if (format === 'advanced') return batch;
+  return JSON.stringify(batch, function replacer(this: Record<string, unknown>, key: string, value: unknown) {
+    const raw = this[key]; // before toJSON: a Buffer is still a Uint8Array here
+    if (raw instanceof Uint8Array) return { $b: Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('base64') };
+    if (typeof value === 'bigint') return { $n: value.toString() };
+    return value;
+  });
+}
+
+/** A batch as it came off the channel. */
+export function decodeBatch<T>(data: unknown, format: WireFormat): T[] {
+  if (format === 'advanced') return data as T[];
+  return JSON.parse(data as string, (_key, value: unknown) => {
+    if (value && typeof value === 'object') {
+      const v = value as { $b?: string; $n?: string };
+      if (typeof v.$b === 'string') return new Uint8Array(Buffer.from(v.$b, 'base64'));
+      if (typeof v.$n === 'string') return BigInt(v.$n);
+    }
+    return value;
+  }) as T[];
+}

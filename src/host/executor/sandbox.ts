@@ -112,12 +112,16 @@ export function bubblewrapStatus(): string | true {
   return bwrapWorks;
 }
 
-/** The Deno binary: the `deno` npm package's, else `deno` on the PATH. */
+/** The Deno binary: the `deno` npm package's (its postinstall copy, else its platform package's), else `deno` on the PATH. */
 export function denoBinary(explicit?: string): string {
   if (explicit) return explicit;
   try {
-    const pkg = createRequire(import.meta.url).resolve('deno/package.json');
-    const bin = path.join(path.dirname(pkg), process.platform === 'win32' ? 'deno.exe' : 'deno');
+    const req = createRequire(import.meta.url);
+    const dir = path.dirname(req.resolve('deno/package.json'));
+    const copy = path.join(dir, 'deno');
+    if (fs.existsSync(copy)) return real(copy);
+    const platform = `@deno/${process.platform}-${process.arch}${process.platform === 'linux' ? '-glibc' : ''}`;
+    const bin = path.join(path.dirname(createRequire(path.join(dir, 'package.json')).resolve(`${platform}/package.json`)), 'deno');
     if (fs.existsSync(bin)) return real(bin);
   } catch { /* not installed: try the PATH */ }
   return 'deno';
