@@ -10,7 +10,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { spawnSync } from 'node:child_process';
 import { createHost, type HostOptions } from '../../src/host/host.js';
+import { denoBinary } from '../../src/host/executor/sandbox.js';
 
 const guest = (name: string) => fs.readFileSync(new URL(`../../guests/build/${name}.wasm`, import.meta.url));
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -29,7 +31,7 @@ import net from 'node:net';
 import cp from 'node:child_process';
 import { Worker, isMainThread, workerData, parentPort } from 'node:worker_threads';
 const [data, db, outside, ro, port] = JSON.parse(fs.readFileSync(new URL('./targets.json', import.meta.url), 'utf8'));
-const code = (e) => e?.code ?? String(e);
+const code = (e) => e?.code ?? e?.name ?? String(e);
 const tryIt = (f) => { try { f(); return 'allowed'; } catch (e) { return code(e); } };
 const connect = () => new Promise((resolve) => {
   const s = net.connect({ host: '127.0.0.1', port });
@@ -84,14 +86,16 @@ afterAll(async () => {
 });
 
 /** Starts an executor with the probe under the given layers; returns what the probe saw. */
-async function probe(layers: { bubblewrap: boolean; permissions: boolean }): Promise<{ main: Attempts; worker: Attempts; layers: string[] }> {
+async function probe(layers: { bubblewrap: boolean; permissions: boolean; runtime?: 'node' | 'deno' }): Promise<{ main: Attempts; worker: Attempts; layers: string[] }> {
+  const probeUrl = pathToFileURL(path.join(ro, 'probe.mjs')).href;
   const lines: string[] = [];
   const options: HostOptions = {
     isolation: 'process', workers: 1,
     executors: {
       count: 1, ...layers, isolation: 'best-effort',
       mounts: [{ path: ro, write: false }, { path: rw, write: true }],
-      runtimeFlags: ['--import', pathToFileURL(path.join(ro, 'probe.mjs')).href],
+      // Each runtime's own preload flag.
+      runtimeFlags: layers.runtime === 'deno' ? [`--preload=${probeUrl}`] : ['--import', probeUrl],
       onLog: (_level, msg) => lines.push(msg),
     },
   };
@@ -145,5 +149,23 @@ describe('each layer refuses alone', () => {
     expect(r.layers).toEqual(['capsicum-rights']);
     expect(r.main).toEqual({ readDataDir: 'allowed', readSqlite: 'allowed', readOutside: 'allowed', writeReadMount: 'allowed', connectLoopback: 'allowed', spawnProcess: 'allowed' });
     fs.rmSync(path.join(ro, 'pwned'), { force: true });
+  }, 60_000);
+});
+
+// The deno package is an optional dependency (npm ci installs it); without its binary there is nothing to test.
+const hasDeno = spawnSync(denoBinary(), ['--version']).status === 0;
+
+describe.skipIf(!hasDeno)('Deno\'s permission model alone (no bubblewrap)', () => {
+  it('refuses every file access, the spawn and the network: NotCapable, in the main thread and in workers', async () => {
+    const before = connections;
+    const r = await probe({ bubblewrap: false, permissions: true, runtime: 'deno' });
+    expect(r.layers).toEqual(['deno-permission', 'capsicum-rights']);
+    for (const who of [r.main, r.worker]) {
+      expect(who).toEqual({
+        readDataDir: 'NotCapable', readSqlite: 'NotCapable', readOutside: 'NotCapable', writeReadMount: 'NotCapable',
+        connectLoopback: 'NotCapable', spawnProcess: 'NotCapable',
+      });
+    }
+    expect(connections).toBe(before);
   }, 60_000);
 });

@@ -124,6 +124,10 @@ export function denoBinary(explicit?: string): string {
     const bin = path.join(path.dirname(createRequire(path.join(dir, 'package.json')).resolve(`${platform}/package.json`)), 'deno');
     if (fs.existsSync(bin)) return real(bin);
   } catch { /* not installed: try the PATH */ }
+  // Resolved here: the executor starts with an empty environment, so no PATH of its own.
+  for (const dir of (process.env['PATH'] ?? '').split(path.delimiter)) {
+    if (dir && fs.existsSync(path.join(dir, 'deno'))) return real(path.join(dir, 'deno'));
+  }
   return 'deno';
 }
 
