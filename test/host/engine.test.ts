@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createHost, type Host } from '../../src/host/host.js';
 import { LimitError } from '../../src/host/limits.js';
 import { QueueFullError, type Pool } from '../../src/host/pool.js';
@@ -161,7 +161,8 @@ describe('cancellation and failures', () => {
   it('replaces a worker that dies, and its run ends with host_error', async () => {
     const spawned = host.stats().spawned;
     const p = host.run({ module: sleeper, limits: { wallMs: 10_000 } });
-    await new Promise((r) => setTimeout(r, 300));
+    // Wait for the run to be on a worker (a fixed sleep was not enough on a loaded machine).
+    await vi.waitFor(() => expect((host.pool as Pool).busyWorkers()).toHaveLength(1), { timeout: 10_000 });
     const busy = (host.pool as Pool).busyWorkers()[0]!;
     await busy.terminate();
     const r = await p;
