@@ -244,6 +244,10 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
     return { used, serve };
   };
 
+  /** A module's bytes for an executor that lacks them: from the cache, else the request (evicted meanwhile). */
+  const originalBytes = (req: RunRequest, id: string): Uint8Array =>
+    cache.original(id) ?? (typeof req.module === 'string' ? req.moduleLoader?.() : req.module) ?? new Uint8Array(0);
+
   /** Loads, checks and runs one request to its result (never rejects for a guest's fault). */
   const runToEnd = async (req: RunRequest, limits: Limits, streaming: boolean, emit: (e: RunEvent) => void): Promise<RunResult> => {
     const loaded = load(req, limits);
@@ -259,7 +263,7 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
     const out: Record<1 | 2, Uint8Array[]> = { 1: [], 2: [] };
     const audit: AuditEvent[] = [];
     const end = await runner.submit({
-      module: loaded.module, moduleId: loaded.id, bytes: () => cache.original(loaded.id) ?? (req.module as Uint8Array), caps: caps(limits),
+      module: loaded.module, moduleId: loaded.id, bytes: () => originalBytes(req, loaded.id), caps: caps(limits),
       spec: specOf(req, limits, used, streaming, auditMax), signal: req.signal, serve, onBridgeError: warn,
       onOutput(fd, data) {
         out[fd].push(data);
