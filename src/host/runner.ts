@@ -59,7 +59,13 @@ export function processRunner(options: ExecutorPoolOptions): Runner {
     isolation: 'process',
     pool,
     start: () => pool.start(),
-    submit: (job) => pool.submit(job),
+    submit(job) {
+      // An executor has descriptors of its own: the caller's fds (the CLI's stdio) mean nothing there.
+      if (typeof job.spec.stdin === 'number' || job.spec.stdoutFd !== undefined || job.spec.stderrFd !== undefined) {
+        return Promise.reject(new TypeError('Cannot run with stdinFd, stdoutFd or stderrFd under process isolation: pass stdin as bytes and read stdout/stderr from the result'));
+      }
+      return pool.submit(job);
+    },
     stats: () => { const { executors: _, ...s } = pool.stats(); return s; },
     executors: () => pool.list(),
     close: () => pool.close(),

@@ -49,6 +49,11 @@ describe('runs in an executor process', () => {
     expect(Object.keys(c.files)).toEqual(['/data/in.txt']);
   });
 
+  it('refuses the caller\'s fds (the CLI\'s stdio), which mean nothing in another process', async () => {
+    await expect(host.run({ module: guest('hello'), stdoutFd: 1 })).rejects.toThrow(/stdoutFd.*process isolation/);
+    await expect(host.run({ module: guest('hello'), stdinFd: 0 })).rejects.toThrow(TypeError);
+  });
+
   it('a module goes to the executor once, and runs by id afterwards', async () => {
     const id = host.add(guest('hello'));
     for (let i = 0; i < 3; i++) expect(text((await host.run({ module: id, args: [String(i)] })).stdout)).toBe(`hello ${i}\n`);
