@@ -223,7 +223,13 @@ export async function run() {
     { name: 'process', flags: ['--executors', String(WORKERS), '--workers', '1'] },
   ];
   const m = {};
-  for (const k of kinds) m[k.name] = { service: await measure(k.flags), direct: await direct(k.name) };
+  for (const k of kinds) {
+    process.stderr.write(`[${k.name}: service `);
+    const service = await measure(k.flags);
+    process.stderr.write(`${fmt(service.rps, 0)} runs/s; engine `);
+    m[k.name] = { service, direct: await direct(k.name) };
+    process.stderr.write(`${fmt(m[k.name].direct.rps, 0)} runs/s] `);
+  }
   const SERVICE = (k) => `capsa serve, ${k} executors: POST /v1/runs wait (${CLIENTS} clients)`;
   const DIRECT = (k) => `host.run in-process, isolation '${k}' (${CLIENTS} in flight)`;
   const results = new Map();
