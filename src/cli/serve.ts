@@ -47,13 +47,13 @@ Options:
   --policy FILE     The service's default policy: the most a tenant's manifests may be
                     granted unless the tenant has its own (capsa tenant set-policy).
                     Without it: in-memory directories only, no host paths, no Casper services.
-  --executors N     Executor processes running guests (default: one per core, here ${os.availableParallelism()}).
+  --executors N     Executor processes running guests (default: one per worker).
                     Each runs under bubblewrap (new mount, PID, IPC, UTS and network
                     namespaces; read-only binds of the runtime, capsa's code and the
                     policy's host directories) and its runtime's permission model; it
                     never sees the store, the API keys, the admin token or the network.
-  --workers N       Worker threads per executor (default 1). With --isolation none:
-                    worker threads in this process (default: one per core).
+  --workers N       Guests running at once: worker threads, shared out among the
+                    executors (default: one per core, here ${os.availableParallelism()}).
   --isolation MODE  best-effort (default): start executors with the layers this machine
                     allows, warn in the log about the others (/healthz lists the layers in
                     force). strict: refuse to start unless every layer is in force.
@@ -137,8 +137,10 @@ export async function serve(argv: string[]): Promise<number> {
   if (isolation !== 'best-effort' && isolation !== 'strict' && isolation !== 'none') throw new UsageError(`--isolation ${isolation}: expected best-effort, strict or none`);
   const runtime = values['executor-runtime'];
   if (runtime !== 'node' && runtime !== 'deno') throw new UsageError(`--executor-runtime ${runtime}: expected node or deno`);
-  const executors = parseCount(values.executors, '--executors', os.availableParallelism());
-  const workers = parseCount(values.workers, '--workers', isolation === 'none' ? os.availableParallelism() : 1);
+  // --workers is the number of guests running at once (as with threads); executors share them out.
+  const workers = parseCount(values.workers, '--workers', os.availableParallelism());
+  const executors = Math.min(workers, parseCount(values.executors, '--executors', workers));
+  const perExecutor = Math.ceil(workers / executors);
   let graceMs = SHUTDOWN_DEADLINE_MS;
   try {
     if (values.grace !== undefined) graceMs = parseDuration(values.grace, '--grace');
@@ -177,7 +179,7 @@ export async function serve(argv: string[]): Promise<number> {
   let host: Host;
   try {
     host = await createHost(isolation === 'none' ? { workers } : {
-      workers,
+      workers: perExecutor,
       isolation: 'process',
       executors: {
         count: executors, isolation, runtime, mounts: policyMounts(policy),

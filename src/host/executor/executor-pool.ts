@@ -121,7 +121,7 @@ export class ExecutorPool {
   private nextOp = 1;
   private closed = false;
   private started = false;
-  private memOps = new Map<number, { resolve(d: Uint8Array | undefined): void; reject(e: Error): void }>();
+  private memOps = new Map<number, { ex: Executor; resolve(d: Uint8Array | undefined): void; reject(e: Error): void }>();
   private watchdog: NodeJS.Timeout | undefined;
   /** Executors started over the pool's life, replacements included. */
   spawnedExecutors = 0;
@@ -250,7 +250,7 @@ export class ExecutorPool {
     const serve = ex.runs.get(run)?.job.serve;
     const mem = (extra: { ptr: number; len?: number; bytes?: Uint8Array }) => new Promise<Uint8Array | undefined>((resolve, reject) => {
       const op = this.nextOp++;
-      this.memOps.set(op, { resolve, reject });
+      this.memOps.set(op, { ex, resolve, reject });
       ex.send({ t: 'mem', run, call, op, ...extra });
     });
     const ctx: BridgeCallContext = {
@@ -281,6 +281,8 @@ export class ExecutorPool {
     const i = this.executors.indexOf(ex);
     if (i < 0) return;
     if (!ex.child.killed && ex.child.exitCode === null) ex.child.kill('SIGKILL');
+    // Host functions waiting on its guests' memory get an error instead of waiting forever.
+    for (const [op, m] of this.memOps) if (m.ex === ex) { this.memOps.delete(op); m.reject(new Error(message)); }
     for (const run of [...ex.runs.keys()]) {
       const p = ex.runs.get(run)!;
       this.finish(ex, run, { kind: 'stopped', reason: 'crashed', message, wallMs: performance.now() - p.t0, cpuMs: 0 });
