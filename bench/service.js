@@ -220,7 +220,7 @@ async function direct(isolation) {
 export async function run() {
   const kinds = [
     { name: 'thread', flags: ['--isolation', 'none', '--workers', String(WORKERS)] },
-    { name: 'process', flags: ['--executors', String(WORKERS), '--workers', '1'] },
+    { name: 'process', flags: ['--executors', String(WORKERS), '--workers', String(WORKERS)] },
   ];
   const m = {};
   for (const k of kinds) {
