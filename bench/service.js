@@ -17,7 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createHost } from '../dist/index.js';
-import { check, closedLoop, fmt, request, ROOT } from './lib.js';
+import { check, fmt, request, ROOT } from './lib.js';
 
 const HELLO = `${ROOT}guests/build/hello.wasm`;
 const BIN = `${ROOT}bin/capsa.js`;
@@ -52,8 +52,8 @@ function rssMbOf(pid) {
 }
 
 /** Starts `capsa serve --port 0` and resolves with its URL once it logs "listening". */
-function startServer(data) {
-  const proc = spawn(process.execPath, [BIN, 'serve', '--host', '127.0.0.1', '--port', '0', '--data', data, '--workers', String(WORKERS)], {
+function startServer(data, extra) {
+  const proc = spawn(process.execPath, [BIN, 'serve', '--host', '127.0.0.1', '--port', '0', '--data', data, ...extra], {
     cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'],
   });
   let err = '';
@@ -80,9 +80,25 @@ function startServer(data) {
   return { proc, url, exited, stderr: () => err, logLines: () => lines };
 }
 
-export async function run() {
+/** user+system CPU ms of a process and its descendants (the executors), from /proc. */
+function treeCpuMs(pid) {
+  let kids = [];
+  try { kids = fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number); } catch { /* gone */ }
+  const own = cpuMsOf(pid);
+  return own === undefined ? undefined : kids.reduce((n, k) => n + (treeCpuMs(k) ?? 0), own);
+}
+
+function treeRssMb(pid) {
+  let kids = [];
+  try { kids = fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number); } catch { /* gone */ }
+  const own = rssMbOf(pid);
+  return own === undefined ? undefined : kids.reduce((n, k) => n + (treeRssMb(k) ?? 0), own);
+}
+
+/** A real server with `extra` flags under CLIENTS clients: throughput, latency, CPU, memory. */
+async function measure(extra) {
   const data = fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-bench-service-'));
-  const server = startServer(data);
+  const server = startServer(data, extra);
   const agent = new http.Agent({ keepAlive: true, maxSockets: CLIENTS });
   try {
     const url = await server.url;
@@ -105,11 +121,14 @@ export async function run() {
     };
     const load = async (count, lat) => {
       let next = 0;
-      await closedLoop(CLIENTS, () => next++ < count, async () => {
-        const t0 = performance.now();
-        await once();
-        lat?.push(performance.now() - t0);
-      });
+      await Promise.all(Array.from({ length: CLIENTS }, async () => {
+        while (next < count) {
+          next++;
+          const t0 = performance.now();
+          await once();
+          lat?.push(performance.now() - t0);
+        }
+      }));
     };
 
     await load(WARMUP);
@@ -123,16 +142,16 @@ export async function run() {
     solo.sort((a, b) => a - b);
     globalThis.gc?.();
     const lat = [];
-    const cpu0 = cpuMsOf(server.proc.pid);
+    const cpu0 = treeCpuMs(server.proc.pid);
     const client0 = process.cpuUsage();
     const lines0 = server.logLines();
     const t0 = performance.now();
     await load(REQUESTS, lat);
     const seconds = (performance.now() - t0) / 1000;
-    const cpu1 = cpuMsOf(server.proc.pid);
+    const cpu1 = treeCpuMs(server.proc.pid);
     const client = process.cpuUsage(client0);
     const logLines = server.logLines() - lines0;
-    const rss = rssMbOf(server.proc.pid);
+    const rss = treeRssMb(server.proc.pid);
     const dbBytes = fs.readdirSync(data).filter((f) => f.startsWith('capsa.db')).reduce((n, f) => n + fs.statSync(path.join(data, f)).size, 0);
     const rps = REQUESTS / seconds;
     lat.sort((a, b) => a - b);
@@ -143,66 +162,98 @@ export async function run() {
     const end = await Promise.race([server.exited, new Promise((r) => setTimeout(() => r({ code: 'no exit within 20 s' }), 20_000))]);
     check(end.code === 0, `capsa serve after SIGTERM: ${JSON.stringify(end)} ${server.stderr()}`);
 
-    // The same runs without the service: host.run in this process, same workers, same concurrency.
-    const host = await createHost({ workers: WORKERS, maxQueue: 100_000 });
-    const id = host.add(fs.readFileSync(HELLO));
-    const direct = async (count) => {
-      let next = 0;
-      await closedLoop(CLIENTS, () => next++ < count, async () => {
-        const r = await host.run({ module: id, args: ['world'], stdin: '' });
-        check(r.status === 'exited' && Buffer.from(r.stdout).toString() === 'hello world\n', `host.run: ${r.status}`);
-      });
-    };
-    await direct(WARMUP);
-    const d0 = performance.now();
-    await direct(REQUESTS);
-    const directRps = REQUESTS / ((performance.now() - d0) / 1000);
-    await host.close();
-
-    const SERVICE = `capsa serve POST /v1/runs wait (${CLIENTS} clients)`;
-    const DIRECT = `host.run in-process (${CLIENTS} in flight)`;
-    const results = new Map([
-      [SERVICE, { median: p50, min: lat[0], max: lat.at(-1), n: lat.length, rps }],
-      [DIRECT, { median: 1000 * CLIENTS / directRps, min: 1000 * CLIENTS / directRps, max: 1000 * CLIENTS / directRps, n: REQUESTS, rps: directRps }],
-    ]);
-    const met = rps >= TARGET_RPS && p99 <= TARGET_P99;
     const serverCpu = cpu0 !== undefined && cpu1 !== undefined ? (cpu1 - cpu0) / REQUESTS : undefined;
     const clientCpu = (client.user + client.system) / 1000 / REQUESTS;
-    return {
-      title: '(g) service: hello.wasm through POST /v1/runs',
-      unit: 'runs/s',
-      results,
-      throughput: (name) => results.get(name).rps,
-      comparisons: [
-        { capsa: SERVICE, peer: DIRECT, ratio: rps / directRps, goal: `≥ ${fmt(TARGET_RPS)} runs/s, p99 ≤ ${TARGET_P99} ms`, met },
-      ],
-      notes: [
-        `A real \`capsa serve --workers ${WORKERS}\` (bin/capsa.js) on 127.0.0.1 with a fresh data directory; ${CLIENTS} keep-alive`,
-        `clients (node:http, in the bench process, on the same ${os.cpus().length} cores) POST hello-world runs with \`wait: 5\` and check`,
-        `each answer; ${fmt(WARMUP)} warm-up requests, then ${fmt(REQUESTS)} timed. Every run is persisted (created, started,`,
-        'finished, four events) before its answer. The peer is the engine alone: host.run in this process, no HTTP, no store.',
-        `With ${CLIENTS} clients each waiting for its answer, mean latency is ${CLIENTS} / throughput (Little's law), so p99 ≤ ${TARGET_P99} ms`,
-        `needs about ${fmt(CLIENTS * 1000 / TARGET_P99, 0)} runs/s or more; the server's main thread (HTTP, validation, SQLite, scheduling) is what`,
-        'saturates first: the workers and the engine have room (see the peer).',
-        '',
-        '| Service figure | value | target |',
-        '|---|--:|---|',
-        `| throughput, ${CLIENTS} clients | ${fmt(rps, 0)} runs/s | ≥ ${fmt(TARGET_RPS)} ${rps >= TARGET_RPS ? '✅' : '❌'} |`,
-        `| latency p50 / p90 | ${fmt(p50, 2)} / ${fmt(p90, 2)} ms | |`,
-        `| latency p99 | ${fmt(p99, 2)} ms | ≤ ${TARGET_P99} ms ${p99 <= TARGET_P99 ? '✅' : '❌'} |`,
-        `| latency max | ${fmt(lat.at(-1), 1)} ms | |`,
-        `| latency p50 / p99, one client, one request at a time | ${fmt(pct(solo, 50), 2)} / ${fmt(pct(solo, 99), 2)} ms | |`,
-        `| the engine alone (host.run, ${CLIENTS} in flight) | ${fmt(directRps, 0)} runs/s | |`,
-        serverCpu !== undefined ? `| server CPU per run (main thread + workers) | ${fmt(serverCpu, 3)} ms | |` : '| server CPU per run | n/a (no /proc) | |',
-        `| load generator CPU per request | ${fmt(clientCpu, 3)} ms | |`,
-        `| log lines per run (info level) | ${fmt(logLines / REQUESTS, 1)} | |`,
-        `| server RSS after the run | ${rss !== undefined ? `${fmt(rss, 0)} MB` : 'n/a'} | |`,
-        `| SQLite database (+ WAL) after ${fmt(WARMUP + REQUESTS)} runs | ${fmt(dbBytes / 1e6, 1)} MB | |`,
-      ],
-    };
+    return { rps, p50, p90, p99, lat, solo, serverCpu, clientCpu, logLines, rss, dbBytes };
   } finally {
     agent.destroy();
     if (server.proc.exitCode === null && server.proc.signalCode === null) server.proc.kill('SIGKILL');
     fs.rmSync(data, { recursive: true, force: true });
   }
+}
+
+/** host.run in this process, CLIENTS in flight: runs/s; and one at a time: p50 of a warm hello. */
+async function direct(isolation) {
+  const host = await createHost({ isolation, workers: isolation === 'process' ? 1 : WORKERS, executors: { count: WORKERS }, maxQueue: 100_000 });
+  const id = host.add(fs.readFileSync(HELLO));
+  const load = async (count) => {
+    let next = 0;
+    await Promise.all(Array.from({ length: CLIENTS }, async () => {
+      while (next < count) {
+        next++;
+        const r = await host.run({ module: id, args: ['world'], stdin: '' });
+        check(r.status === 'exited' && Buffer.from(r.stdout).toString() === 'hello world\n', `host.run: ${r.status} ${r.message ?? ''}`);
+      }
+    }));
+  };
+  await load(WARMUP);
+  const d0 = performance.now();
+  await load(REQUESTS);
+  const rps = REQUESTS / ((performance.now() - d0) / 1000);
+  const solo = [];
+  for (let i = 0; i < SOLO; i++) {
+    const t = performance.now();
+    await host.run({ module: id, args: ['world'], stdin: '' });
+    solo.push(performance.now() - t);
+  }
+  solo.sort((a, b) => a - b);
+  const layers = host.executors()[0]?.layers.join(', ') ?? 'threads in this process';
+  await host.close();
+  return { rps, p50: pct(solo, 50), layers };
+}
+
+export async function run() {
+  const kinds = [
+    { name: 'thread', flags: ['--isolation', 'none', '--workers', String(WORKERS)] },
+    { name: 'process', flags: ['--executors', String(WORKERS), '--workers', String(WORKERS)] },
+  ];
+  const m = {};
+  for (const k of kinds) {
+    process.stderr.write(`[${k.name}: service `);
+    const service = await measure(k.flags);
+    process.stderr.write(`${fmt(service.rps, 0)} runs/s; engine `);
+    m[k.name] = { service, direct: await direct(k.name) };
+    process.stderr.write(`${fmt(m[k.name].direct.rps, 0)} runs/s] `);
+  }
+  const SERVICE = (k) => `capsa serve, ${k} executors: POST /v1/runs wait (${CLIENTS} clients)`;
+  const DIRECT = (k) => `host.run in-process, isolation '${k}' (${CLIENTS} in flight)`;
+  const results = new Map();
+  for (const k of kinds) {
+    const s = m[k.name].service, d = m[k.name].direct;
+    results.set(SERVICE(k.name), { median: s.p50, min: s.lat[0], max: s.lat.at(-1), n: s.lat.length, rps: s.rps });
+    results.set(DIRECT(k.name), { median: 1000 * CLIENTS / d.rps, min: 1000 * CLIENTS / d.rps, max: 1000 * CLIENTS / d.rps, n: REQUESTS, rps: d.rps });
+  }
+  const met = (s) => s.rps >= TARGET_RPS && s.p99 <= TARGET_P99;
+  const row = (label, f, target = () => '') => `| ${label} | ${kinds.map((k) => f(m[k.name])).join(' | ')} | ${target()} |`;
+  const mark = (ok) => (ok ? '✅' : '❌');
+  return {
+    title: '(g) service: hello.wasm through POST /v1/runs, thread and process executors',
+    unit: 'runs/s',
+    results,
+    throughput: (name) => results.get(name).rps,
+    comparisons: kinds.map((k) => ({ capsa: SERVICE(k.name), peer: DIRECT(k.name), ratio: m[k.name].service.rps / m[k.name].direct.rps, goal: `≥ ${fmt(TARGET_RPS)} runs/s, p99 ≤ ${TARGET_P99} ms`, met: met(m[k.name].service) })),
+    notes: [
+      `Two real \`capsa serve\` (bin/capsa.js) on 127.0.0.1, one after the other, each with a fresh data directory: guests on`,
+      `${WORKERS} worker threads inside the API process (\`--isolation none\`), then in ${WORKERS} executor processes of one worker each`,
+      `(the default: bubblewrap and Node's permission model where available; layers: ${m.process.direct.layers}).`,
+      `${CLIENTS} keep-alive clients (node:http, in the bench process, on the same ${os.cpus().length} cores) POST hello-world runs with`,
+      `\`wait: 5\` and check each answer; ${fmt(WARMUP)} warm-up requests, then ${fmt(REQUESTS)} timed. Every run is persisted before its`,
+      'answer. The peers are the engine alone (host.run in this process, no HTTP, no store) with the same isolation.',
+      '',
+      `| Service figure | threads | processes | target |`,
+      '|---|--:|--:|---|',
+      row(`throughput, ${CLIENTS} clients`, (x) => `${fmt(x.service.rps, 0)} runs/s ${mark(x.service.rps >= TARGET_RPS)}`, () => `≥ ${fmt(TARGET_RPS)}`),
+      row('latency p50 / p90', (x) => `${fmt(x.service.p50, 2)} / ${fmt(x.service.p90, 2)} ms`),
+      row('latency p99', (x) => `${fmt(x.service.p99, 2)} ms ${mark(x.service.p99 <= TARGET_P99)}`, () => `≤ ${TARGET_P99} ms`),
+      row('latency max', (x) => `${fmt(x.service.lat.at(-1), 1)} ms`),
+      row('latency p50 / p99, one client, one request at a time', (x) => `${fmt(pct(x.service.solo, 50), 2)} / ${fmt(pct(x.service.solo, 99), 2)} ms`),
+      row(`the engine alone (host.run, ${CLIENTS} in flight)`, (x) => `${fmt(x.direct.rps, 0)} runs/s`),
+      row('the engine alone, warm hello p50, one at a time', (x) => `${fmt(x.direct.p50, 2)} ms`, () => '≤ 1 ms (processes)'),
+      row('server CPU per run (API process + executors)', (x) => (x.service.serverCpu !== undefined ? `${fmt(x.service.serverCpu, 3)} ms` : 'n/a')),
+      row('load generator CPU per request', (x) => `${fmt(x.service.clientCpu, 3)} ms`),
+      row('log lines per run (info level)', (x) => fmt(x.service.logLines / REQUESTS, 1)),
+      row('server RSS after the run (with executors)', (x) => (x.service.rss !== undefined ? `${fmt(x.service.rss, 0)} MB` : 'n/a')),
+      row(`SQLite database (+ WAL) after ${fmt(WARMUP + REQUESTS)} runs`, (x) => `${fmt(x.service.dbBytes / 1e6, 1)} MB`),
+    ],
+  };
 }

@@ -1,5 +1,6 @@
 /** capsa's library entry point. */
 export { createHost, type Host, type HostOptions, type RunRequest, type RunEvent, type RunHandle } from './host/host.js';
+export type { ExecutorInfo, ExecutorPoolOptions, ExecutorMount, ExecutorRuntime, Layer } from './host/executor/executor-pool.js';
 export type { RunResult, RunStatus, AuditEvent, Usage } from './host/result.js';
 export { LimitError, DEFAULT_LIMITS, DEFAULT_MAX_LIMITS, type Limits } from './host/limits.js';
 export { QueueFullError } from './host/pool.js';

@@ -16,7 +16,9 @@ import { createScheduler } from '../api/scheduler.js';
 import { createSqliteStore } from '../api/store/sqlite.js';
 import type { Store } from '../api/store/types.js';
 import { createHost, type Host } from '../host/host.js';
-import { loadPolicy } from '../host/manifest/policy.js';
+import type { ExecutorMount } from '../host/executor/executor-pool.js';
+import { loadPolicy, type Policy } from '../host/manifest/policy.js';
+import { READ_ONLY_MASK } from '../wasi/rights.js';
 import { parseDuration } from '../host/units.js';
 import { UsageError } from './flags.js';
 import { DEFAULT_DATA_DIR } from './tenant.js';
@@ -25,11 +27,12 @@ import { DEFAULT_DATA_DIR } from './tenant.js';
 export const SHUTDOWN_DEADLINE_MS = 10_000;
 
 export const SERVE_HELP = `Usage: capsa serve [--host 127.0.0.1] [--port 8080] [--data ${DEFAULT_DATA_DIR}] [--policy FILE]
-                   [--workers N] [--grace 10s]
+                   [--executors N] [--workers N] [--isolation best-effort|strict|none]
+                   [--executor-runtime node|deno] [--grace 10s]
 
 Runs the capsa REST service: tenants upload modules (POST /v1/modules) and run them
 under manifests (POST /v1/runs), each run checked against the tenant's policy, queued,
-run on a pool of worker threads and kept in the data directory with its output and
+run in executor processes and kept in the data directory with its output and
 events (GET /v1/runs/ID, GET /v1/runs/ID/events as server-sent events).
 
 Tenants and their API keys are made with "capsa tenant" (capsa tenant --help), which
@@ -44,7 +47,21 @@ Options:
   --policy FILE     The service's default policy: the most a tenant's manifests may be
                     granted unless the tenant has its own (capsa tenant set-policy).
                     Without it: in-memory directories only, no host paths, no Casper services.
-  --workers N       Worker threads running guests (default: one per core, here ${os.availableParallelism()}).
+  --executors N     Executor processes running guests (default: one per worker).
+                    Each runs under bubblewrap (new mount, PID, IPC, UTS and network
+                    namespaces; read-only binds of the runtime, capsa's code and the
+                    policy's host directories) and its runtime's permission model; it
+                    never sees the store, the API keys, the admin token or the network.
+  --workers N       Guests running at once: worker threads, shared out among the
+                    executors (default: one per core, here ${os.availableParallelism()}).
+  --isolation MODE  best-effort (default): start executors with the layers this machine
+                    allows, warn in the log about the others (/healthz lists the layers in
+                    force). strict: refuse to start unless every layer is in force.
+                    none: guests on worker threads inside this process (no executors:
+                    for trusted guests and comparisons only).
+  --executor-runtime RUNTIME
+                    node (default): Node's permission model. deno: Deno's (the deno
+                    package), which also denies the network without bubblewrap.
   --grace DURATION  On SIGTERM/SIGINT, how long running guests may take to finish before
                     they are queued again for the next start (default ${SHUTDOWN_DEADLINE_MS / 1000}s).
   -h, --help        Show this help.
@@ -73,11 +90,25 @@ function parsePort(s: string): number {
   return n;
 }
 
-function parseWorkers(s: string | undefined): number {
-  if (s === undefined) return os.availableParallelism();
+function parseCount(s: string | undefined, flag: string, fallback: number): number {
+  if (s === undefined) return fallback;
   const n = Number(s);
-  if (!/^\d+$/.test(s) || n < 1 || n > 256) throw new UsageError(`--workers ${s}: expected a whole number from 1 to 256`);
+  if (!/^\d+$/.test(s) || n < 1 || n > 256) throw new UsageError(`${flag} ${s}: expected a whole number from 1 to 256`);
   return n;
+}
+
+/**
+ * The host directories executors may mount: those the service policy's rules allow, writable where
+ * a rule grants writing. Tenants' own policies (capsa tenant set-policy) cannot reach past these.
+ */
+function policyMounts(policy: Policy | undefined): ExecutorMount[] {
+  const out: ExecutorMount[] = [];
+  for (const d of policy?.dirs ?? []) {
+    if (d.source.kind !== 'host') continue;
+    if (!fs.existsSync(d.source.under)) continue;
+    out.push({ path: d.source.under, write: (d.rights.base & ~READ_ONLY_MASK) !== 0n });
+  }
+  return out;
 }
 
 /** Runs `capsa serve` until a signal stops it; returns the exit status. */
@@ -90,6 +121,9 @@ export async function serve(argv: string[]): Promise<number> {
       data: { type: 'string', default: DEFAULT_DATA_DIR },
       policy: { type: 'string' },
       workers: { type: 'string' },
+      executors: { type: 'string' },
+      isolation: { type: 'string', default: 'best-effort' },
+      'executor-runtime': { type: 'string', default: 'node' },
       grace: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -99,7 +133,14 @@ export async function serve(argv: string[]): Promise<number> {
   if (values.help) { process.stdout.write(SERVE_HELP + '\n'); return 0; }
   if (positionals.length) throw new UsageError(`capsa serve: unexpected argument ${JSON.stringify(positionals[0])}\n\n${SERVE_HELP}`);
   const port = parsePort(values.port);
-  const workers = parseWorkers(values.workers);
+  const isolation = values.isolation;
+  if (isolation !== 'best-effort' && isolation !== 'strict' && isolation !== 'none') throw new UsageError(`--isolation ${isolation}: expected best-effort, strict or none`);
+  const runtime = values['executor-runtime'];
+  if (runtime !== 'node' && runtime !== 'deno') throw new UsageError(`--executor-runtime ${runtime}: expected node or deno`);
+  // --workers is the number of guests running at once (as with threads); executors share them out.
+  const workers = parseCount(values.workers, '--workers', os.availableParallelism());
+  const executors = Math.min(workers, parseCount(values.executors, '--executors', workers));
+  const perExecutor = Math.ceil(workers / executors);
   let graceMs = SHUTDOWN_DEADLINE_MS;
   try {
     if (values.grace !== undefined) graceMs = parseDuration(values.grace, '--grace');
@@ -137,11 +178,18 @@ export async function serve(argv: string[]): Promise<number> {
   }
   let host: Host;
   try {
-    host = await createHost({ workers });
+    host = await createHost(isolation === 'none' ? { workers } : {
+      workers: perExecutor,
+      isolation: 'process',
+      executors: {
+        count: executors, isolation, runtime, mounts: policyMounts(policy),
+        onLog: (level, msg) => log[level]({ component: 'executors' }, msg),
+      },
+    });
   } catch (e) {
     store.close();
     lock.release();
-    process.stderr.write(`capsa: cannot start the worker pool: ${(e as Error).message}\n`);
+    process.stderr.write(`capsa: cannot start the ${isolation === 'none' ? 'worker pool' : 'executors'}: ${(e as Error).message}\n`);
     return 1;
   }
   const scheduler = createScheduler({ store, host, logger: log });
@@ -168,7 +216,7 @@ export async function serve(argv: string[]): Promise<number> {
   }
   const addr = server.address() as AddressInfo;
   const hostPart = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-  life.info({ url: `http://${hostPart}:${addr.port}`, host: addr.address, port: addr.port, data: values.data, workers, pid: process.pid }, 'listening');
+  life.info({ url: `http://${hostPart}:${addr.port}`, host: addr.address, port: addr.port, data: values.data, workers, isolation, executors: host.executors().map((e) => ({ pid: e.pid, runtime: e.runtime, layers: e.layers })), pid: process.pid }, 'listening');
   // Only once the port is ours: recovery costs a crashed run its one retry, so a server that
   // cannot start must not spend it.
   scheduler.start();

@@ -14,6 +14,11 @@ export const CASPER_OP = { init: 1, xfer: 2, close: 3 } as const;
  * refused by the worker before they cross the bridge (and again by the host).
  */
 export const CASPER_MAX_MESSAGE_BYTES = 256 << 10;
+/**
+ * The largest bridge request of a run: a Casper message and room for the answers of the guest
+ * operations a service asked for (fileargs' lstat/realpath). Host function calls are far smaller.
+ */
+export const CASPER_MAX_REQUEST_BYTES = 2 * CASPER_MAX_MESSAGE_BYTES;
 
 /**
  * The most reply bytes a run's channels may keep waiting for casper.recv together (4 MiB);

@@ -141,15 +141,20 @@ export function bridgeClient(sab: SharedArrayBuffer, memory: () => WebAssembly.M
   });
 }
 
-/** The host's end: one server per run, dispatching on the request's first byte. */
-export function serveRun(channel: BridgeChannel, handlers: Partial<Record<keyof typeof BRIDGE_KIND, BridgeHandler>>,
-  onError: (what: string, e: unknown) => void, opts: { maxRequestBytes?: number } = {}): BridgeServer {
-  const server = new BridgeServer(channel, (request, bridge) => {
+/** Routes a bridge request to its handler by the request's first byte (BRIDGE_KIND). */
+export function bridgeDispatcher(handlers: Partial<Record<keyof typeof BRIDGE_KIND, BridgeHandler>>): BridgeHandler {
+  return (request, bridge) => {
     const kind = request[0];
     const handler = kind === BRIDGE_KIND.function ? handlers.function : kind === BRIDGE_KIND.casper ? handlers.casper : undefined;
     if (!handler) throw new RangeError(`no handler for bridge request kind ${kind}`);
     return handler(request, bridge);
-  }, { onError: (e) => onError('bridge', e), maxRequestBytes: opts.maxRequestBytes });
+  };
+}
+
+/** The host's end: one server per run, answering with `handler` (a bridgeDispatcher). */
+export function serveRun(channel: BridgeChannel, handler: BridgeHandler, onError: (what: string, e: unknown) => void,
+  opts: { maxRequestBytes?: number } = {}): BridgeServer {
+  const server = new BridgeServer(channel, handler, { onError: (e) => onError('bridge', e), maxRequestBytes: opts.maxRequestBytes });
   server.start();
   return server;
 }

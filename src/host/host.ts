@@ -1,14 +1,17 @@
-import { createBridgeChannel } from './bridge.js';
-import { fileProblems } from './files.js';
-import { functionHandler, functionList, serveRun, type HostFunctions } from './functions.js';
+import { bridgeDispatcher, functionHandler, functionList, type HostFunctions } from './functions.js';
+import type { ExecutorInfo, ExecutorPool, ExecutorPoolOptions } from './executor/executor-pool.js';
+import { processRunner, threadRunner, type Runner } from './runner.js';
+
+export type { ExecutorInfo };
 import { Broker } from '../casper/broker.js';
 import { SERVICES } from '../casper/services/index.js';
 import { casperHandler } from './casper-handler.js';
 import { CASPER_MAX_MESSAGE_BYTES } from './casper-wire.js';
+import { fileProblems } from './files.js';
 import { unknownImports, unknownImportsMessage } from './imports.js';
 import { DEFAULT_LIMITS, DEFAULT_MAX_LIMITS, resolveLimits, type Limits } from './limits.js';
 import { ModuleCache, moduleId, type CachedModule } from './module-cache.js';
-import { Pool, type JobEnd } from './pool.js';
+import type { JobEnd, Pool } from './pool.js';
 import type { AuditEvent, RunResult } from './result.js';
 import { ModuleLimitError } from './wasm-limits.js';
 import { formatBytes } from './units.js';
@@ -33,6 +36,14 @@ export interface HostOptions {
   functions?: HostFunctions;
   /** The operator's configuration of Casper services, by name (DNS servers, the passwd database…). */
   casperConfig?: Record<string, unknown>;
+  /**
+   * Where guests run: 'thread' (default) on worker threads of this process, the fastest; 'process'
+   * in executor processes under bubblewrap and the runtime's permission model (docs/security.md),
+   * which never see this process's memory, files, environment or network.
+   */
+  isolation?: 'thread' | 'process';
+  /** Executor settings when isolation is 'process'; `workers` is then the worker threads per executor (default 1). */
+  executors?: Omit<ExecutorPoolOptions, 'workers' | 'maxQueue' | 'cacheBytes'>;
 }
 
 /** One run. */
@@ -95,18 +106,17 @@ export interface Host {
   add(module: Uint8Array): string;
   /** Pool and cache counts. */
   stats(): { workers: number; busy: number; queued: number; spawned: number; cachedModules: number; cacheBytes: number };
+  /** Where guests run. */
+  readonly isolation: 'thread' | 'process';
+  /** The executor processes and the layers each runs under (empty with thread isolation). */
+  executors(): ExecutorInfo[];
   /** Stops every run and worker. */
   close(): Promise<void>;
-  /** The pool, for tests and metrics. */
-  readonly pool: Pool;
+  /** The worker pool or the executor pool, for tests and metrics. */
+  readonly pool: Pool | ExecutorPool;
 }
 
 const EMPTY = new Uint8Array(0);
-/**
- * The largest bridge request of a run: a Casper message and room for the answers of the guest
- * operations a service asked for (fileargs' lstat/realpath). Host function calls are far smaller.
- */
-const CASPER_MAX_REQUEST_BYTES = 2 * CASPER_MAX_MESSAGE_BYTES;
 
 function mergeFunctions(a: HostFunctions | undefined, b: HostFunctions | undefined): HostFunctions {
   const out: HostFunctions = {};
@@ -122,13 +132,67 @@ function concat(chunks: Uint8Array[]): Uint8Array {
   return out;
 }
 
+/** The plain-data spec a worker runs. */
+function specOf(req: RunRequest, limits: Limits, used: { module: string; name: string }[], streaming: boolean, auditMax: number): GuestSpec {
+  return {
+    args: [req.argv0 ?? 'main.wasm', ...(req.args ?? [])],
+    env: req.env ?? {},
+    stdin: req.stdinFd ?? (typeof req.stdin === 'string' ? new TextEncoder().encode(req.stdin) : req.stdin),
+    files: req.files ?? {},
+    dirs: req.dirs ?? [],
+    ...(req.argdata ? { argdata: req.argdata } : {}),
+    ...(req.stdioRights !== undefined ? { stdioRights: req.stdioRights } : {}),
+    limits,
+    audit: req.audit ?? 'off',
+    auditMax,
+    functions: used,
+    tty: req.tty ?? false,
+    stream: streaming,
+    ...(req.stdoutFd !== undefined ? { stdoutFd: req.stdoutFd } : {}),
+    ...(req.stderrFd !== undefined ? { stderrFd: req.stderrFd } : {}),
+  };
+}
+
+/** A run's result from how the pool ended it. */
+function resultOf(end: JobEnd, base: Pick<RunResult, 'stdout' | 'stderr' | 'audit' | 'warnings'>, req: RunRequest, hostCpuMs: number): RunResult {
+  if (end.kind === 'stopped' && end.reason === 'module_heap') {
+    return { ...base, status: 'memory_limit', blame: 'guest', message: end.message, files: {}, usage: { wallMs: end.wallMs, cpuMs: end.cpuMs, peakMemoryBytes: 0 } };
+  }
+  if (end.kind === 'stopped') {
+    const usage = { wallMs: end.wallMs, cpuMs: end.cpuMs, peakMemoryBytes: 0 };
+    const status = end.reason === 'crashed' ? 'host_error' : end.reason === 'cancelled' ? 'cancelled' : 'timeout';
+    const r: RunResult = { ...base, status, blame: end.reason === 'crashed' || (end.reason === 'cancelled' && !req.signal?.aborted) ? 'host' : 'guest', message: end.message, files: {}, usage };
+    if (status === 'timeout') r.timeout = end.reason as 'wall' | 'cpu';
+    return r;
+  }
+  const o = end.outcome;
+  const r: RunResult = {
+    ...base, status: o.status, blame: o.status === 'host_error' ? 'host' : 'guest', files: o.files,
+    usage: { wallMs: end.wallMs, cpuMs: o.cpuNs / 1e6 + hostCpuMs, peakMemoryBytes: o.peakMemoryBytes },
+  };
+  r.audit.dropped = o.auditDropped;
+  if (o.exitCode !== undefined) r.exitCode = o.exitCode;
+  if (o.trap) r.trap = o.trap;
+  if (o.message !== undefined) r.message = o.message;
+  return r;
+}
+
+/** The threads or executor processes of a new host. */
+function runnerOf(options: HostOptions): Runner {
+  const maxQueue = options.maxQueue ? { maxQueue: options.maxQueue } : {};
+  if (options.isolation === 'process') {
+    return processRunner({ ...options.executors, ...maxQueue, ...(options.workers ? { workers: options.workers } : {}), ...(options.cacheBytes ? { cacheBytes: options.cacheBytes } : {}) });
+  }
+  return threadRunner({ ...(options.workers ? { size: options.workers } : {}), ...maxQueue });
+}
+
 /** Creates a host with a pre-warmed worker pool. */
 export async function createHost(options: HostOptions = {}): Promise<Host> {
   const defaults = { ...DEFAULT_LIMITS, ...options.limits?.defaults };
   const max = { ...DEFAULT_MAX_LIMITS, ...options.limits?.max };
   const cache = new ModuleCache({ maxBytes: options.cacheBytes ?? 256 << 20 });
-  const pool = new Pool({ ...(options.workers ? { size: options.workers } : {}), ...(options.maxQueue ? { maxQueue: options.maxQueue } : {}) });
-  await pool.start();
+  const runner = runnerOf(options);
+  await runner.start();
   const auditMax = options.auditMax ?? 1000;
   const maxModuleBytes = options.maxModuleBytes ?? 64 << 20;
 
@@ -166,6 +230,64 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
     status, blame, message, stdout: EMPTY, stderr: EMPTY, files: {}, usage: { wallMs: 0, cpuMs: 0, peakMemoryBytes: 0 }, audit: { events: [], dropped: 0 },
   });
 
+  /** The bridge handlers of a run whose guest imports host functions or Casper: what crosses, and who answers. */
+  const bridgeOf = (req: RunRequest, limits: Limits, module: WebAssembly.Module, fns: HostFunctions, warn: (what: string, e: unknown) => void, charge: (ms: number) => void) => {
+    const fnList = functionList(fns);
+    // Only the functions the module imports cross to the worker.
+    const imported = new Set(WebAssembly.Module.imports(module).map((i) => `${i.module}.${i.name}`));
+    const used = fnList.filter((f) => imported.has(`${f.module}.${f.name}`));
+    const wantsCasper = [...imported].some((n) => n.startsWith('casper.'));
+    if (!used.length && !wantsCasper) return { used, serve: undefined };
+    // Host functions and Casper services run in the engine's process (the broker is capsa's casperd).
+    const serve = bridgeDispatcher({
+      function: functionHandler(fns, used, (what, e) => warn(`host function ${what}`, e)),
+      ...(wantsCasper ? {
+        casper: casperHandler(new Broker({
+          grants: req.casper ?? {}, services: SERVICES, config: options.casperConfig ?? {},
+          onServiceError: (service, e) => warn(`Casper service ${service}`, e),
+          // Every channel is a descriptor of the guest: it can never hold more than its fds.
+          maxChannels: limits.fds,
+        }), { maxMessageBytes: CASPER_MAX_MESSAGE_BYTES, charge }),
+      } : {}),
+    });
+    return { used, serve };
+  };
+
+  /** A module's bytes for an executor that lacks them: from the cache, else the request (evicted meanwhile). */
+  const originalBytes = (req: RunRequest, id: string): Uint8Array =>
+    cache.original(id) ?? (typeof req.module === 'string' ? req.moduleLoader?.() : req.module) ?? new Uint8Array(0);
+
+  /** Loads, checks and runs one request to its result (never rejects for a guest's fault). */
+  const runToEnd = async (req: RunRequest, limits: Limits, streaming: boolean, emit: (e: RunEvent) => void): Promise<RunResult> => {
+    const loaded = load(req, limits);
+    if (!('module' in loaded)) return empty(loaded.status, 'guest', loaded.message);
+    const fns = mergeFunctions(options.functions, req.functions);
+    const unknown = unknownImports(loaded.module, functionList(fns));
+    if (unknown.length) return empty('invalid_module', 'guest', unknownImportsMessage(loaded.id, unknown));
+    const warnings: string[] = [];
+    const warn = (what: string, e: unknown) => {
+      if (warnings.length < 100) warnings.push(`${what} failed: ${(e as Error)?.message ?? String(e)}`);
+    };
+    // The host thread's time on the run's Casper requests counts against the run's CPU limit.
+    let hostCpuMs = 0;
+    const { used, serve } = bridgeOf(req, limits, loaded.module, fns, warn, (ms) => { hostCpuMs += ms; });
+    const out: Record<1 | 2, Uint8Array[]> = { 1: [], 2: [] };
+    const audit: AuditEvent[] = [];
+    const end = await runner.submit({
+      module: loaded.module, moduleId: loaded.id, bytes: () => originalBytes(req, loaded.id), caps: caps(limits),
+      spec: specOf(req, limits, used, streaming, auditMax), signal: req.signal, serve, onBridgeError: warn, hostCpuMs: () => hostCpuMs,
+      onOutput(fd, data) {
+        out[fd].push(data);
+        emit(fd === 1 ? { type: 'stdout', data } : { type: 'stderr', data });
+      },
+      onAudit(evs) {
+        for (const event of evs) { audit.push(event); emit({ type: 'audit', event }); }
+      },
+    });
+    const base = { stdout: concat(out[1]), stderr: concat(out[2]), audit: { events: audit, dropped: 0 }, ...(warnings.length ? { warnings } : {}) };
+    return resultOf(end, base, req, hostCpuMs);
+  };
+
   const launch = (req: RunRequest, streaming: boolean): RunHandle => {
     const limits = resolveLimits(req.limits, defaults, max);
     const problems = req.files ? fileProblems(req.files, limits.filesBytes) : [];
@@ -180,94 +302,7 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
       w?.();
     };
 
-    const result = (async (): Promise<RunResult> => {
-      const loaded = load(req, limits);
-      if (!('module' in loaded)) return empty(loaded.status, 'guest', loaded.message);
-      const fns = mergeFunctions(options.functions, req.functions);
-      const fnList = functionList(fns);
-      const unknown = unknownImports(loaded.module, fnList);
-      if (unknown.length) return empty('invalid_module', 'guest', unknownImportsMessage(loaded.id, unknown));
-      // Only the functions the module imports cross to the worker.
-      const imported = new Set(WebAssembly.Module.imports(loaded.module).map((i) => `${i.module}.${i.name}`));
-      const used = fnList.filter((f) => imported.has(`${f.module}.${f.name}`));
-      const warnings: string[] = [];
-      const warn = (what: string, e: unknown) => {
-        if (warnings.length < 100) warnings.push(`${what} failed: ${(e as Error)?.message ?? String(e)}`);
-      };
-      // Host functions and Casper services reach the host thread through one bridge per run.
-      const wantsCasper = [...imported].some((n) => n.startsWith('casper.'));
-      const channel = used.length || wantsCasper ? createBridgeChannel() : undefined;
-      // The host thread's time on the run's Casper requests counts against the run's CPU limit.
-      let hostCpuMs = 0;
-      const server = channel ? serveRun(channel, {
-        function: functionHandler(fns, used, (what, e) => warn(`host function ${what}`, e)),
-        ...(wantsCasper ? {
-          casper: casperHandler(new Broker({
-            grants: req.casper ?? {}, services: SERVICES, config: options.casperConfig ?? {},
-            onServiceError: (service, e) => warn(`Casper service ${service}`, e),
-            // Every channel is a descriptor of the guest: it can never hold more than its fds.
-            maxChannels: limits.fds,
-          }), { maxMessageBytes: CASPER_MAX_MESSAGE_BYTES, charge: (ms) => { hostCpuMs += ms; } }),
-        } : {}),
-      }, warn, { maxRequestBytes: CASPER_MAX_REQUEST_BYTES }) : undefined;
-
-      const spec: GuestSpec = {
-        args: [req.argv0 ?? 'main.wasm', ...(req.args ?? [])],
-        env: req.env ?? {},
-        stdin: req.stdinFd ?? (typeof req.stdin === 'string' ? new TextEncoder().encode(req.stdin) : req.stdin),
-        files: req.files ?? {},
-        dirs: req.dirs ?? [],
-        ...(req.argdata ? { argdata: req.argdata } : {}),
-        ...(req.stdioRights !== undefined ? { stdioRights: req.stdioRights } : {}),
-        limits,
-        audit: req.audit ?? 'off',
-        auditMax,
-        functions: used,
-        tty: req.tty ?? false,
-        stream: streaming,
-        ...(req.stdoutFd !== undefined ? { stdoutFd: req.stdoutFd } : {}),
-        ...(req.stderrFd !== undefined ? { stderrFd: req.stderrFd } : {}),
-      };
-      const out: Record<1 | 2, Uint8Array[]> = { 1: [], 2: [] };
-      const audit: AuditEvent[] = [];
-      let end: JobEnd;
-      try {
-        end = await pool.submit({
-        module: loaded.module, spec, signal: req.signal, bridge: channel?.sab, hostCpuMs: () => hostCpuMs,
-        onOutput(fd, data) {
-          out[fd].push(data);
-          emit(fd === 1 ? { type: 'stdout', data } : { type: 'stderr', data });
-        },
-        onAudit(evs) {
-          for (const event of evs) { audit.push(event); emit({ type: 'audit', event }); }
-        },
-        });
-      } finally {
-        server?.close();
-      }
-      const base = { stdout: concat(out[1]), stderr: concat(out[2]), audit: { events: audit, dropped: 0 }, ...(warnings.length ? { warnings } : {}) };
-      if (end.kind === 'stopped' && end.reason === 'module_heap') {
-        return { ...base, status: 'memory_limit', blame: 'guest', message: end.message, files: {}, usage: { wallMs: end.wallMs, cpuMs: end.cpuMs, peakMemoryBytes: 0 } };
-      }
-      if (end.kind === 'stopped') {
-        const usage = { wallMs: end.wallMs, cpuMs: end.cpuMs, peakMemoryBytes: 0 };
-        const status = end.reason === 'crashed' ? 'host_error' : end.reason === 'cancelled' ? 'cancelled' : 'timeout';
-        const r: RunResult = { ...base, status, blame: end.reason === 'crashed' || (end.reason === 'cancelled' && !req.signal?.aborted) ? 'host' : 'guest', message: end.message, files: {}, usage };
-        if (status === 'timeout') r.timeout = end.reason as 'wall' | 'cpu';
-        return r;
-      }
-      const o = end.outcome;
-      const r: RunResult = {
-        ...base, status: o.status, blame: o.status === 'host_error' ? 'host' : 'guest', files: o.files,
-        usage: { wallMs: end.wallMs, cpuMs: o.cpuNs / 1e6 + hostCpuMs, peakMemoryBytes: o.peakMemoryBytes },
-      };
-      r.audit.dropped = o.auditDropped;
-      if (o.exitCode !== undefined) r.exitCode = o.exitCode;
-      if (o.trap) r.trap = o.trap;
-      if (o.message !== undefined) r.message = o.message;
-      return r;
-    })();
-
+    const result = runToEnd(req, limits, streaming, emit);
     if (!streaming) return { result, [Symbol.asyncIterator]: () => { throw new Error('use host.start() to stream a run'); } };
     let finished: RunResult | undefined;
     let failed: unknown;
@@ -288,7 +323,9 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
   };
 
   return {
-    pool,
+    pool: runner.pool,
+    isolation: runner.isolation,
+    executors: () => runner.executors(),
     start: (req) => launch(req, true),
     run: async (req) => launch(req, false).result,
     add(bytes) {
@@ -298,8 +335,8 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
       return cache.add(bytes, caps(defaults)).id;
     },
     has: (id) => cache.has(id),
-    stats: () => ({ ...pool.stats(), cachedModules: cache.size, cacheBytes: cache.bytes }),
-    close: () => pool.close(),
+    stats: () => ({ ...runner.stats(), cachedModules: cache.size, cacheBytes: cache.bytes }),
+    close: () => runner.close(),
   };
 }
 

@@ -79,6 +79,11 @@ export class ModuleCache {
     return this.entries.has(id);
   }
 
+  /** The original bytes of `id` (not a copy: do not change them), or undefined if not held. */
+  original(id: string): Uint8Array | undefined {
+    return this.entries.get(id)?.original;
+  }
+
   /** Forgets a module and all its compiled variants; returns whether it was held. */
   delete(id: string): boolean {
     const e = this.entries.get(id);

@@ -21,7 +21,7 @@ describe('service basics', () => {
   it('answers /healthz without auth, with request ids and secure headers', async () => {
     const r = await call(svc.app, 'GET', '/healthz', { headers: { 'x-request-id': 'abc-123' } });
     expect(r.status).toBe(200);
-    expect(await r.json()).toEqual({ status: 'ok' });
+    expect(await r.json()).toEqual({ status: 'ok', isolation: 'thread', executors: [] });
     expect(r.headers.get('x-request-id')).toBe('abc-123');
     expect(r.headers.get('x-content-type-options')).toBe('nosniff');
     expect(r.headers.get('content-security-policy')).toContain("default-src 'none'");

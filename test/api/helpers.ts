@@ -8,7 +8,7 @@ import { createLogger } from '../../src/api/log.js';
 import { createScheduler, type Quotas, type Scheduler } from '../../src/api/scheduler.js';
 import { createSqliteStore } from '../../src/api/store/sqlite.js';
 import type { Store } from '../../src/api/store/types.js';
-import { createHost, type Host } from '../../src/host/host.js';
+import { createHost, type Host, type HostOptions } from '../../src/host/host.js';
 import { command } from '../helpers/wat.js';
 import { createFakeStore } from './fake-store.js';
 
@@ -61,6 +61,16 @@ export function foreignImportGuest(): Uint8Array<ArrayBuffer> {
   return new Uint8Array(command('(call $x)', '(import "env" "launch_missiles" (func $x)) (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))'));
 }
 
+/**
+ * A host for service tests: worker threads, or, when CAPSA_TEST_ISOLATION=process (the
+ * 'process-executors' project of vitest.config.ts), one executor process holding the same number
+ * of worker threads — so the same tests prove the service over both.
+ */
+export function testHost(options: HostOptions = {}): Promise<Host> {
+  if (process.env['CAPSA_TEST_ISOLATION'] !== 'process') return createHost(options);
+  return createHost({ ...options, isolation: 'process', executors: { count: 1 } });
+}
+
 /** Collects log lines (JSON) written by the service. */
 export class LogSink extends Writable {
   readonly lines: string[] = [];
@@ -103,7 +113,7 @@ export async function startService(o: ServiceOptions = {}): Promise<Service> {
   const dir = mkdtempSync(path.join(tmpdir(), 'capsa-api-'));
   const store = o.store === 'fake' ? createFakeStore() : createSqliteStore({ dir });
   const ownHost = !o.host;
-  const host = o.host ?? await createHost({ workers: o.workers ?? 2 });
+  const host = o.host ?? await testHost({ workers: o.workers ?? 2 });
   const logs = new LogSink();
   const logger = createLogger({ level: 'info', destination: logs });
   const scheduler = createScheduler({ store, host, logger, ...(o.quotas ? { quotas: o.quotas } : {}) });

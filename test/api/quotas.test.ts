@@ -1,11 +1,11 @@
 /** Per-tenant quotas answer 429 (with Retry-After where waiting helps); a full global queue 503. */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createHost, type Host } from '../../src/host/host.js';
-import { call, HELLO, json, slowGuest, startService, tickerGuest, waitRun, type Service } from './helpers.js';
+import type { Host } from '../../src/host/host.js';
+import { call, HELLO, json, slowGuest, startService, tickerGuest, waitRun, type Service, testHost } from './helpers.js';
 
 let host: Host;
 const services: Service[] = [];
-beforeAll(async () => { host = await createHost({ workers: 2 }); });
+beforeAll(async () => { host = await testHost({ workers: 2 }); });
 afterEach(async () => { for (const s of services.splice(0)) await s.close(); });
 afterAll(async () => { await host.close(); });
 

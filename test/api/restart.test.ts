@@ -14,7 +14,7 @@ import { createScheduler } from '../../src/api/scheduler.js';
 import { createSqliteStore } from '../../src/api/store/sqlite.js';
 import type { Store } from '../../src/api/store/types.js';
 import { createHost, type Host } from '../../src/host/host.js';
-import { ADMIN, call, HELLO, json, readSSE, slowGuest, tickerGuest, waitRun } from './helpers.js';
+import { ADMIN, call, HELLO, json, readSSE, slowGuest, tickerGuest, waitRun, testHost } from './helpers.js';
 import { command } from '../helpers/wat.js';
 
 let host: Host;
@@ -22,7 +22,7 @@ let dir: string;
 const logger = createLogger({ level: 'silent' });
 const open: Store[] = [];
 
-beforeAll(async () => { host = await createHost({ workers: 2 }); });
+beforeAll(async () => { host = await testHost({ workers: 2 }); });
 afterAll(async () => {
   for (const s of open) s.close();
   await host.close();

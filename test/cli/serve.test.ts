@@ -334,6 +334,43 @@ describe('capsa serve: a real server on 127.0.0.1', () => {
     }
   }, 180_000);
 
+  it('runs guests in executor processes: /healthz and /metrics list them and their layers; strict isolation refuses without bubblewrap', async () => {
+    const data = path.join(tmp, 'executors');
+    const key = newTenant(data, 'exec');
+    const s = await startServer(data, ['--executors', '2']);
+    try {
+      const health = await (await fetch(`${s.url}/healthz`)).json() as { status: string; isolation: string; executors: { pid: number; runtime: string; layers: string[]; workers: number }[] };
+      expect(health).toMatchObject({ status: 'ok', isolation: 'process' });
+      expect(health.executors).toHaveLength(2);
+      for (const e of health.executors) {
+        expect(e).toMatchObject({ runtime: 'node', workers: 1, layers: ['node-permission', 'bubblewrap', 'capsicum-rights'] });
+        expect(e.pid).not.toBe(s.proc.pid);
+      }
+      const metrics = await (await fetch(`${s.url}/metrics`)).text();
+      expect(metrics).toContain('capsa_executors{runtime="node",layers="node-permission,bubblewrap,capsicum-rights"} 2');
+      const up = await api(s, 'POST', '/v1/modules', key, new Uint8Array(fs.readFileSync(HELLO)));
+      const run = await api(s, 'POST', '/v1/runs', key, { module: up.body['id'], manifest: 'args: [exec]\n', wait: 20 }, 30_000);
+      expect(run.body).toMatchObject({ status: 'exited', stdout: 'hello exec\n' });
+    } finally {
+      s.proc.kill('SIGTERM');
+      expect((await exitOf(s)).code).toBe(0);
+    }
+    // Without bwrap on the PATH: best-effort starts with a warning and says so; strict refuses.
+    const noBwrap = { PATH: '/nonexistent' };
+    const strict = capsa(['serve', '--port', '0', '--data', path.join(tmp, 'strict'), '--isolation', 'strict'], noBwrap);
+    expect(strict.status).toBe(1);
+    expect(strict.stderr).toMatch(/cannot start the executors: Cannot start executors in strict isolation: executors run without bubblewrap: bwrap is not installed/);
+    const best = await startServer(path.join(tmp, 'best-effort'), ['--executors', '1'], noBwrap);
+    try {
+      expect(best.logs).toContainEqual(expect.objectContaining({ level: 40, msg: expect.stringMatching(/executors run without bubblewrap/) }));
+      const health = await (await fetch(`${best.url}/healthz`)).json() as { executors: { layers: string[] }[] };
+      expect(health.executors[0]!.layers).toEqual(['node-permission', 'capsicum-rights']);
+    } finally {
+      best.proc.kill('SIGTERM');
+      expect((await exitOf(best)).code).toBe(0);
+    }
+  }, 90_000);
+
   it("the issue's session: tenant create → upload hello.wasm → run with wait → its events over SSE", async () => {
     const data = path.join(tmp, 'session');
     const key = newTenant(data, 'acme');

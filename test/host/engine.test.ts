@@ -4,7 +4,7 @@ import vm from 'node:vm';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createHost, type Host } from '../../src/host/host.js';
 import { LimitError } from '../../src/host/limits.js';
-import { QueueFullError } from '../../src/host/pool.js';
+import { QueueFullError, type Pool } from '../../src/host/pool.js';
 import { endLeftoverRuns, STATE_WAIT } from '../helpers/host.js';
 import { command, wat } from '../helpers/wat.js';
 
@@ -168,8 +168,8 @@ describe('cancellation and failures', () => {
     try {
       const spawned = own.stats().spawned;
       const p = own.run({ module: sleeper, limits: { wallMs: 20_000 } });
-      await vi.waitFor(() => expect(own.pool.busyWorkers()).toHaveLength(1), STATE_WAIT);
-      await own.pool.busyWorkers()[0]!.terminate();
+      await vi.waitFor(() => expect((own.pool as Pool).busyWorkers()).toHaveLength(1), STATE_WAIT);
+      await (own.pool as Pool).busyWorkers()[0]!.terminate();
       const r = await p;
       expect(r).toMatchObject({ status: 'host_error', blame: 'host' });
       const next = await own.run({ module: guest('hello'), args: ['after'] });

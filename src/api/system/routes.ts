@@ -1,6 +1,7 @@
 /** Health, metrics, the tenant's limits, and the API's own description (OpenAPI and an HTML page). */
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import { z } from '@hono/zod-openapi';
+import type { ExecutorInfo } from '../../host/host.js';
 import { LIMIT_FIELDS, type Limits } from '../../host/limits.js';
 import { formatRights } from '../../wasi/rights.js';
 import { defineRoute, jsonContent } from '../http.js';
@@ -34,17 +35,38 @@ const EffectiveLimitsSchema = z.object({
   }),
 }).openapi('EffectiveLimits');
 
+function executorCounts(list: ExecutorInfo[]): [Record<string, string>, number][] {
+  const counts = new Map<string, number>();
+  for (const e of list) {
+    const key = JSON.stringify({ runtime: e.runtime, layers: e.layers.join(',') });
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  return [...counts].map(([k, n]) => [JSON.parse(k) as Record<string, string>, n]);
+}
+
+const HealthSchema = z.object({
+  status: z.string(),
+  isolation: z.enum(['thread', 'process']),
+  executors: z.array(z.object({
+    pid: z.number().optional(), runtime: z.string(), layers: z.array(z.string()), workers: z.number(), busy: z.number(),
+    rssBytes: z.number(), startedAt: z.string(),
+  })),
+}).openapi('Health');
+
 export function registerSystemRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
   const { store, host, scheduler, limits } = deps;
 
   defineRoute(app, deps, {
     method: 'get', path: '/healthz', auth: 'none', tags: ['system'],
-    summary: 'Liveness: 200 while the service takes runs, 503 while it stops',
+    summary: 'Liveness: 200 while the service takes runs, 503 while it stops; where guests run, under which layers',
     responses: {
-      200: jsonContent(z.object({ status: z.string() }), 'Serving'),
-      503: jsonContent(z.object({ status: z.string() }), 'Stopping'),
+      200: jsonContent(HealthSchema, 'Serving'),
+      503: jsonContent(HealthSchema, 'Stopping'),
     },
-  }, (c) => (scheduler.stats().stopping ? c.json({ status: 'stopping' }, 503) : c.json({ status: 'ok' }, 200)));
+  }, (c) => {
+    const health = { isolation: host.isolation, executors: host.executors() };
+    return scheduler.stats().stopping ? c.json({ status: 'stopping', ...health }, 503) : c.json({ status: 'ok', ...health }, 200);
+  });
 
   defineRoute(app, deps, {
     method: 'get', path: '/metrics', auth: 'none', tags: ['system'],
@@ -66,6 +88,9 @@ export function registerSystemRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void
       .metric('capsa_workers_busy', 'gauge', 'Workers running a guest now', [[{}, h.busy]])
       .metric('capsa_worker_utilization', 'gauge', 'Busy workers over workers, now', [[{}, h.workers ? h.busy / h.workers : 0]])
       .metric('capsa_worker_busy_seconds_total', 'counter', 'Seconds workers spent on runs (rate / workers = utilisation)', [[{}, m.busyMs / 1000]])
+      .metric('capsa_executors', 'gauge', 'Executor processes, by runtime and the layers in force', executorCounts(host.executors()))
+      .metric('capsa_executor_busy', 'gauge', 'Runs on each executor now', host.executors().map((e) => [{ pid: String(e.pid) }, e.busy]))
+      .metric('capsa_executor_rss_bytes', 'gauge', 'Resident memory of each executor', host.executors().map((e) => [{ pid: String(e.pid) }, e.rssBytes]))
       .metric('capsa_module_cache_modules', 'gauge', 'Compiled modules cached', [[{}, h.cachedModules]])
       .metric('capsa_module_cache_bytes', 'gauge', 'Bytes charged to the module cache', [[{}, h.cacheBytes]])
       .toString();

@@ -7,8 +7,15 @@ import type { DirEntry, FileIO, FsDir, FsFile, FsNode, FsSymlink, OpenMode, Stat
 
 const { O_RDONLY, O_WRONLY, O_RDWR, O_NOFOLLOW, O_NONBLOCK, O_TRUNC, O_CREAT, O_EXCL, O_DIRECTORY } = fs.constants;
 // Linux's /proc/self/fd/N names the directory behind fd N whatever its path is now: Node's
-// stand-in for openat(2). Elsewhere directories are reached by path (see docs/security.md).
-const PROC_FD = process.platform === 'linux' && fs.existsSync('/proc/self/fd') ? '/proc/self/fd/' : undefined;
+// stand-in for openat(2). Elsewhere directories are reached by path (see docs/security.md), and
+// so under a runtime that refuses /proc/self/fd (Deno's permission model throws on any access).
+const PROC_FD = (() => {
+  try {
+    return process.platform === 'linux' && fs.existsSync('/proc/self/fd') ? '/proc/self/fd/' : undefined;
+  } catch {
+    return undefined;
+  }
+})();
 
 /** Options for a host directory mount. */
 export interface HostMountOptions {

@@ -1,0 +1,66 @@
+/**
+ * Messages between the engine and an executor process. They cross the child's IPC channel with
+ * Node's 'advanced' serialization (the V8 wire format: binary, Uint8Array and bigint intact), and
+ * each side sends its messages of one tick as one array, so a busy executor costs one message per
+ * tick rather than one per event.
+ */
+import type { ModuleCaps } from '../wasm-limits.js';
+import type { JobEnd } from '../pool.js';
+import type { AuditEvent } from '../result.js';
+import type { GuestSpec } from '../worker/protocol.js';
+
+/** engine → executor */
+export type ToExecutor =
+  /** A run; `bytes` come with the first run of a module on this executor (or after `missing`). */
+  | { t: 'run'; run: number; module: string; bytes?: Uint8Array; caps: ModuleCaps; spec: GuestSpec; bridge: boolean }
+  | { t: 'cancel'; run: number }
+  /** The answer to a bridge call the guest made (`call` from the executor). */
+  | { t: 'reply'; run: number; call: number; data?: Uint8Array; error?: string }
+  /** A guest-memory access a host function asks for while its call waits. */
+  | { t: 'mem'; run: number; call: number; op: number; ptr: number; len?: number; bytes?: Uint8Array }
+  | { t: 'ping' };
+
+/** executor → engine */
+export type FromExecutor =
+  | { t: 'ready'; pid: number; workers: number }
+  /** Sent every heartbeat period while the executor's event loop turns. */
+  | { t: 'beat'; spawned: number; busy: number; rssBytes: number }
+  | { t: 'out'; run: number; fd: 1 | 2; data: Uint8Array }
+  | { t: 'audit'; run: number; events: AuditEvent[] }
+  | { t: 'end'; run: number; end: JobEnd }
+  /** The executor no longer holds the module's bytes: send the run again with them. */
+  | { t: 'missing'; run: number }
+  /** A host function or Casper request of the guest, for the engine's handlers. */
+  | { t: 'call'; run: number; call: number; data: Uint8Array }
+  | { t: 'memres'; op: number; data?: Uint8Array; error?: string };
+
+/**
+ * The IPC channel's format. 'advanced' (Node's V8 serializer) where both ends are Node; 'json'
+ * where the executor is Deno, whose V8 writes a serialization version Node's cannot read: then
+ * each batch is one JSON string, bytes in base64 and bigints (rights) as decimal strings.
+ */
+export type WireFormat = 'advanced' | 'json';
+
+/** A batch as it goes on the channel. */
+export function encodeBatch(batch: readonly unknown[], format: WireFormat): unknown {
+  if (format === 'advanced') return batch;
+  return JSON.stringify(batch, function replacer(this: Record<string, unknown>, key: string, value: unknown) {
+    const raw = this[key]; // before toJSON: a Buffer is still a Uint8Array here
+    if (raw instanceof Uint8Array) return { $b: Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('base64') };
+    if (typeof value === 'bigint') return { $n: value.toString() };
+    return value;
+  });
+}
+
+/** A batch as it came off the channel. */
+export function decodeBatch<T>(data: unknown, format: WireFormat): T[] {
+  if (format === 'advanced') return data as T[];
+  return JSON.parse(data as string, (_key, value: unknown) => {
+    if (value && typeof value === 'object') {
+      const v = value as { $b?: string; $n?: string };
+      if (typeof v.$b === 'string') return new Uint8Array(Buffer.from(v.$b, 'base64'));
+      if (typeof v.$n === 'string') return BigInt(v.$n);
+    }
+    return value;
+  }) as T[];
+}

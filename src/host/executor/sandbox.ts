@@ -1,0 +1,198 @@
+/**
+ * How an executor process is started: the command line that puts it under bubblewrap (the OS
+ * layer) and under its runtime's permission model (the runtime layer), with only the files it
+ * needs, and an environment with nothing in it. Which layers are really in force is reported, so
+ * that /healthz never claims a wall that is not there.
+ */
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import os from 'node:os';
+
+/** The runtime an executor runs on. */
+export type ExecutorRuntime = 'node' | 'deno';
+
+/** A layer of isolation, as /healthz names it. */
+export type Layer = 'bubblewrap' | 'node-permission' | 'deno-permission' | 'capsicum-rights';
+
+/** A host directory the executor's runs may mount; fixed when the executor starts. */
+export interface ExecutorMount { path: string; write: boolean }
+
+/** Options of the executors' sandbox (operator settings). */
+export interface SandboxOptions {
+  runtime: ExecutorRuntime;
+  /** Start executors under bubblewrap (default true; without bwrap they start anyway unless strict). */
+  bubblewrap: boolean;
+  /** Start executors under their runtime's permission model (default true). */
+  permissions: boolean;
+  /** Refuse to start an executor unless every layer asked for is in force. */
+  strict: boolean;
+  mounts: ExecutorMount[];
+  /** Extra runtime flags put before the entry (operator tuning, e.g. --max-semi-space-size). */
+  runtimeFlags: string[];
+  /** V8 old-generation cap of the executor's own thread, MiB. */
+  heapMb: number;
+  /** The Deno binary (default: the `deno` npm package's, else `deno` on the PATH). */
+  denoPath?: string | undefined;
+}
+
+/** A command that starts one executor, and the layers it will be under. */
+export interface LaunchPlan {
+  command: string;
+  args: string[];
+  env: Record<string, string>;
+  layers: Layer[];
+  /** Why a layer asked for is not in force (logged as a warning). */
+  warnings: string[];
+}
+
+const HERE = fileURLToPath(import.meta.url);
+const FROM_SOURCE = HERE.endsWith('.ts');
+
+/** capsa's package root: the nearest directory above this file with a package.json. */
+function packageRoot(): string {
+  let dir = path.dirname(HERE);
+  while (!fs.existsSync(path.join(dir, 'package.json'))) {
+    const up = path.dirname(dir);
+    if (up === dir) throw new Error(`capsa's package.json is not above ${HERE}`);
+    dir = up;
+  }
+  return dir;
+}
+
+const real = (p: string) => { try { return fs.realpathSync(p); } catch { return p; } };
+
+let sourceBundle: string | undefined;
+
+/**
+ * The executor's entry script and the directory it reads its code from. Built capsa runs its
+ * dist/; from the TypeScript sources the executor and the guest worker are bundled once per
+ * process with esbuild (a devDependency, there in any checkout): a transpiler loaded in the
+ * executor would need to spawn its service, which the sandbox forbids.
+ */
+function entry(): { script: string; code: string } {
+  if (!FROM_SOURCE) {
+    const script = fileURLToPath(new URL('./executor-main.js', import.meta.url));
+    return { script, code: path.join(packageRoot(), 'dist') };
+  }
+  if (!sourceBundle) {
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-executor-'));
+    const esbuild = createRequire(import.meta.url)('esbuild') as typeof import('esbuild');
+    esbuild.buildSync({
+      entryPoints: { 'executor-main': path.join(path.dirname(HERE), 'executor-main.ts'), 'worker/guest-worker': path.join(path.dirname(HERE), '../worker/guest-worker.ts') },
+      outdir: out, bundle: true, platform: 'node', format: 'esm', logLevel: 'warning',
+      banner: { js: "import { createRequire as __capsaRequire } from 'node:module'; const require = __capsaRequire(import.meta.url);" },
+    });
+    sourceBundle = out;
+    process.once('exit', () => fs.rmSync(out, { recursive: true, force: true }));
+  }
+  return { script: path.join(sourceBundle, 'executor-main.js'), code: sourceBundle };
+}
+
+/** The runtime binary and the shared libraries it loads (from ldd), bound read-only into the sandbox. */
+function binaryFiles(bin: string): string[] {
+  const files = new Set([bin, real(bin)]);
+  const r = spawnSync('ldd', [bin], { encoding: 'utf8' });
+  for (const line of (r.stdout ?? '').split('\n')) {
+    const m = /(?:=>\s*)?(\/\S+)\s+\(0x/.exec(line);
+    if (m) { files.add(m[1]!); files.add(real(m[1]!)); }
+  }
+  return [...files];
+}
+
+let bwrapWorks: string | true | undefined;
+/** Whether bwrap is installed and can make the namespaces here (checked once); else why not. */
+export function bubblewrapStatus(): string | true {
+  if (bwrapWorks !== undefined) return bwrapWorks;
+  const r = spawnSync('bwrap', ['--unshare-all', '--die-with-parent', '--ro-bind', '/', '/', 'true'], { encoding: 'utf8', timeout: 10_000 });
+  if (r.error) bwrapWorks = (r.error as NodeJS.ErrnoException).code === 'ENOENT' ? 'bwrap is not installed (Debian package bubblewrap)' : `bwrap failed: ${r.error.message}`;
+  else bwrapWorks = r.status === 0 ? true : `bwrap cannot make namespaces here: ${(r.stderr || `exit status ${r.status}`).trim()}`;
+  return bwrapWorks;
+}
+
+/** The Deno binary: the `deno` npm package's (its postinstall copy, else its platform package's), else `deno` on the PATH. */
+export function denoBinary(explicit?: string): string {
+  if (explicit) return explicit;
+  try {
+    const req = createRequire(import.meta.url);
+    const dir = path.dirname(req.resolve('deno/package.json'));
+    const copy = path.join(dir, 'deno');
+    if (fs.existsSync(copy)) return real(copy);
+    const platform = `@deno/${process.platform}-${process.arch}${process.platform === 'linux' ? '-glibc' : ''}`;
+    const bin = path.join(path.dirname(createRequire(path.join(dir, 'package.json')).resolve(`${platform}/package.json`)), 'deno');
+    if (fs.existsSync(bin)) return real(bin);
+  } catch { /* not installed: try the PATH */ }
+  // Resolved here: the executor starts with an empty environment, so no PATH of its own.
+  for (const dir of (process.env['PATH'] ?? '').split(path.delimiter)) {
+    if (dir && fs.existsSync(path.join(dir, 'deno'))) return real(path.join(dir, 'deno'));
+  }
+  return 'deno';
+}
+
+function runtimeArgs(o: SandboxOptions, reads: string[], writes: string[], e: { script: string }, config: string): { command: string; args: string[]; layer?: Layer } {
+  if (o.runtime === 'deno') {
+    const args = ['run', '--quiet', '--no-prompt', `--v8-flags=--max-old-space-size=${o.heapMb}`];
+    if (o.permissions) {
+      args.push(`--allow-read=${reads.join(',')}`);
+      if (writes.length) args.push(`--allow-write=${writes.join(',')}`);
+    } else {
+      args.push('--allow-all');
+    }
+    return { command: denoBinary(o.denoPath), args: [...args, ...o.runtimeFlags, e.script, config], ...(o.permissions ? { layer: 'deno-permission' as const } : {}) };
+  }
+  const args = [`--max-old-space-size=${o.heapMb}`];
+  if (o.permissions) {
+    // Node 20: no flag grants child processes, addons or WASI, so they stay refused.
+    // One flag per path: Node 20.20 reads a comma in the value as part of the path.
+    args.push('--experimental-permission', '--no-warnings=ExperimentalWarning', ...reads.map((r) => `--allow-fs-read=${r}`), '--allow-worker');
+    args.push(...writes.map((w) => `--allow-fs-write=${w}`));
+  }
+  return { command: process.execPath, args: [...args, ...o.runtimeFlags, e.script, config], ...(o.permissions ? { layer: 'node-permission' as const } : {}) };
+}
+
+/** Builds the command line of one executor; throws in strict mode when a layer cannot be had. */
+export function planExecutor(o: SandboxOptions, config: object): LaunchPlan {
+  const warnings: string[] = [];
+  const layers: Layer[] = [];
+  const e = entry();
+  const mountPaths = o.mounts.map((m) => path.resolve(m.path));
+  // hostfs reaches entries below a mount through /proc/self/fd/N (race-free lookups), and the pool
+  // reads its threads' CPU clocks under /proc/self/task and /proc/thread-self: its own process only.
+  const reads = [e.code, ...mountPaths, '/proc/self', '/proc/thread-self'];
+  const writes = o.mounts.filter((m) => m.write).map((m) => path.resolve(m.path));
+  if (writes.length) writes.push('/proc/self/fd');
+  const rt = runtimeArgs(o, reads, writes, e, JSON.stringify(config));
+  // Nothing of the engine's environment: no API keys, no admin token, no proxies, no PATH.
+  const env: Record<string, string> = o.runtime === 'deno' ? { DENO_DIR: '/tmp/deno', NO_COLOR: '1', DENO_NO_UPDATE_CHECK: '1' } : {};
+  if (rt.layer) layers.push(rt.layer);
+  let { command, args } = rt;
+  if (o.bubblewrap) {
+    const status = bubblewrapStatus();
+    if (status === true) {
+      const binds: string[] = [];
+      for (const f of [...binaryFiles(command), e.code]) {
+        if (fs.existsSync(f)) binds.push('--ro-bind', f, f);
+      }
+      for (const m of o.mounts) binds.push(m.write ? '--bind' : '--ro-bind', path.resolve(m.path), path.resolve(m.path));
+      args = [
+        '--unshare-all', '--die-with-parent', '--new-session', '--cap-drop', 'ALL',
+        '--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp', ...binds,
+        '--chdir', '/tmp', '--', command, ...args,
+      ];
+      command = 'bwrap';
+      layers.push('bubblewrap');
+    } else {
+      warnings.push(`executors run without bubblewrap: ${status}`);
+    }
+  }
+  if (o.strict) {
+    const missing = [o.bubblewrap && !layers.includes('bubblewrap') ? 'bubblewrap' : undefined].filter(Boolean);
+    if (missing.length || !o.permissions || !o.bubblewrap) {
+      throw new Error(`Cannot start executors in strict isolation: ${warnings.join('; ') || 'a layer is turned off'} (install bubblewrap, or use best-effort isolation)`);
+    }
+  }
+  layers.push('capsicum-rights');
+  return { command, args, env, layers, warnings };
+}

@@ -1,0 +1,74 @@
+/**
+ * What runs the guests: the worker Pool's threads in this process, or executor processes. The host
+ * talks to either through one submit(job) whose job names its module both ways (compiled, for a
+ * thread; by id and bytes, for a process) and whose bridge is a handler.
+ */
+import { createBridgeChannel } from './bridge.js';
+import { ExecutorPool, type ExecutorInfo, type ExecutorJob, type ExecutorPoolOptions } from './executor/executor-pool.js';
+import { CASPER_MAX_REQUEST_BYTES } from './casper-wire.js';
+import { serveRun } from './functions.js';
+import { Pool, type JobEnd, type PoolOptions } from './pool.js';
+
+/** A run for a Runner. */
+export interface RunnerJob extends ExecutorJob {
+  module: WebAssembly.Module;
+  /** Told when the bridge breaks (garbage from the worker). */
+  onBridgeError(what: string, e: unknown): void;
+}
+
+/** Counts of a runner, for health checks and metrics. */
+export interface RunnerStats { workers: number; busy: number; queued: number; spawned: number }
+
+/** Runs guests on worker threads or in executor processes. */
+export interface Runner {
+  readonly isolation: 'thread' | 'process';
+  readonly pool: Pool | ExecutorPool;
+  start(): Promise<void>;
+  submit(job: RunnerJob): Promise<JobEnd>;
+  stats(): RunnerStats;
+  /** The executor processes (none for threads). */
+  executors(): ExecutorInfo[];
+  close(): Promise<void>;
+}
+
+/** Guests on worker threads of this process; a run's bridge is served on this thread. */
+export function threadRunner(options: Partial<PoolOptions>): Runner {
+  const pool = new Pool(options);
+  return {
+    isolation: 'thread',
+    pool,
+    start: () => pool.start(),
+    async submit(job) {
+      const channel = job.serve ? createBridgeChannel() : undefined;
+      const server = channel && job.serve ? serveRun(channel, job.serve, job.onBridgeError, { maxRequestBytes: CASPER_MAX_REQUEST_BYTES }) : undefined;
+      try {
+        return await pool.submit({ ...job, bridge: channel?.sab });
+      } finally {
+        server?.close();
+      }
+    },
+    stats: () => pool.stats(),
+    executors: () => [],
+    close: () => pool.close(),
+  };
+}
+
+/** Guests in sandboxed executor processes; a run's bridge calls come back here over IPC. */
+export function processRunner(options: ExecutorPoolOptions): Runner {
+  const pool = new ExecutorPool(options);
+  return {
+    isolation: 'process',
+    pool,
+    start: () => pool.start(),
+    submit(job) {
+      // An executor has descriptors of its own: the caller's fds (the CLI's stdio) mean nothing there.
+      if (typeof job.spec.stdin === 'number' || job.spec.stdoutFd !== undefined || job.spec.stderrFd !== undefined) {
+        return Promise.reject(new TypeError('Cannot run with stdinFd, stdoutFd or stderrFd under process isolation: pass stdin as bytes and read stdout/stderr from the result'));
+      }
+      return pool.submit(job);
+    },
+    stats: () => { const { executors: _, ...s } = pool.stats(); return s; },
+    executors: () => pool.list(),
+    close: () => pool.close(),
+  };
+}
