@@ -18,7 +18,7 @@ import { ERRNO } from '../../src/wasi/constants.js';
 import { ProcExit } from '../../src/wasi/errors.js';
 import { PREVIEW1_FUNCTIONS } from '../../src/wasi/preview1.js';
 import { createWasi, type Preopen, type Wasi } from '../../src/wasi/wasi.js';
-import { createMemFs, MemDir, MemFile, seedMemDir } from '../../src/wasi/fs/memfs.js';
+import { createMemFs, MemDir, MemFile, MemSymlink, seedMemDir } from '../../src/wasi/fs/memfs.js';
 import { DirHandle } from '../../src/wasi/handles.js';
 import { typeRights } from '../../src/wasi/context.js';
 import type { FdEntry } from '../../src/wasi/fdtable.js';
@@ -618,8 +618,10 @@ function memReachable(root: MemDir): { bytes: number; inodes: number } {
   const visit = (n: object): void => {
     if (seen.has(n)) return;
     seen.add(n);
-    if (n instanceof MemFile) bytes += n.length;
-    if (n instanceof MemDir) for (const c of n.entries.values()) visit(c);
+    // What memfs charges: each file's buffer capacity, each symlink's target, each entry's name.
+    if (n instanceof MemFile) bytes += n.data.length;
+    if (n instanceof MemSymlink) bytes += n.bytes;
+    if (n instanceof MemDir) for (const [name, c] of n.entries) { bytes += Buffer.byteLength(name); visit(c); }
   };
   visit(root);
   return { bytes, inodes: seen.size };

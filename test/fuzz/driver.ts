@@ -11,7 +11,7 @@ import { Broker } from '../../src/casper/broker.js';
 import { SERVICES } from '../../src/casper/services/index.js';
 import { createBridgeChannel } from '../../src/host/bridge.js';
 import { casperHandler } from '../../src/host/casper-handler.js';
-import { serveRun } from '../../src/host/functions.js';
+import { bridgeDispatcher, serveRun } from '../../src/host/functions.js';
 import { newWorker } from '../../src/host/pool.js';
 import { EPISODE_CALLS, FUZZ_SERVICES, HEARTBEAT_BYTES, prepareTmp, readHeartbeat, snapshotOutside, type Failure, type FuzzResult } from './core.js';
 import type { FuzzWorkerData, FuzzWorkerMessage } from './worker.js';
@@ -60,7 +60,7 @@ export async function drive(o: DriveOptions): Promise<DriveReport> {
     return r;
   };
   const channel = createBridgeChannel();
-  const server = serveRun(channel, { casper: casperHandler(broker) }, (what, e) => hostFailure(`${what}: ${(e as Error)?.stack ?? String(e)}`));
+  const server = serveRun(channel, bridgeDispatcher({ casper: casperHandler(broker) }), (what, e) => hostFailure(`${what}: ${(e as Error)?.stack ?? String(e)}`));
   const heartbeat = new SharedArrayBuffer(HEARTBEAT_BYTES);
   const from = o.replay ?? 0;
   const data: FuzzWorkerData = {

@@ -125,7 +125,7 @@ export const ALLOWED_ERRNOS: Readonly<Record<string, ReadonlySet<number>>> = {
   'casper.init': set('SUCCESS', 'FAULT', 'CAPMODE', 'MFILE', 'IO', 'TIMEDOUT'),
   // xfer: EBADF, ENOTSOCK, EINVAL (malformed nvlist), ENOTCAPABLE, EFAULT; EMFILE when a reply's
   // descriptors do not fit; EIO/ETIMEDOUT from the bridge.
-  'casper.xfer': set(...FD, 'NOTSOCK', 'INVAL', 'MFILE', 'IO', 'TIMEDOUT'),
+  'casper.xfer': set(...FD, 'NOTSOCK', 'INVAL', 'MFILE', 'IO', 'TIMEDOUT', 'MSGSIZE', 'NOBUFS', 'NOMEM'),
   // recv: ENOBUFS for a short buffer, EINVAL when no reply waits.
   'casper.recv': set(...FD, 'NOTSOCK', 'INVAL', 'NOBUFS'),
 };

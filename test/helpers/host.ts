@@ -1,5 +1,6 @@
 import { expect, vi } from 'vitest';
 import type { Host } from '../../src/host/host.js';
+import type { Pool } from '../../src/host/pool.js';
 
 /**
  * vi.waitFor's options for waiting on a state: its default (1 s) is shorter than a worker takes to
@@ -15,7 +16,7 @@ export const STATE_WAIT = { timeout: 20_000, interval: 10 } as const;
  */
 export async function endLeftoverRuns(host: Host): Promise<void> {
   await vi.waitFor(async () => {
-    for (const w of host.pool.busyWorkers()) await w.terminate();
+    for (const w of (host.pool as Pool).busyWorkers()) await w.terminate();
     expect(host.stats()).toMatchObject({ busy: 0, queued: 0 });
   }, STATE_WAIT);
 }

@@ -7,6 +7,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createHost, type Host, type RunEvent } from '../../src/host/host.js';
 import { command } from '../helpers/wat.js';
+import type { Pool } from '../../src/host/pool.js';
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 
@@ -79,7 +80,7 @@ describe('a run ended from outside keeps what the guest wrote', () => {
       const { functions, told } = teller();
       const p = own.run({ module: loopingAndTell, functions, limits: { wallMs: 30_000, cpuMs: 30_000 } });
       await told;
-      await own.pool.busyWorkers()[0]!.terminate();
+      await (own.pool as Pool).busyWorkers()[0]!.terminate();
       const r = await p;
       expect(r).toMatchObject({ status: 'host_error', blame: 'host' });
       expect(text(r.stdout)).toBe('looping\n');
