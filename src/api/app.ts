@@ -6,7 +6,7 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { requestId } from 'hono/request-id';
 import { secureHeaders } from 'hono/secure-headers';
-import { SERVICE_POLICY } from '../host/manifest/policy.js';
+import { SERVICE_POLICY } from '../manifest/policy.js';
 import { ApiError, errorResponse, onError } from './errors.js';
 import { accessLog, defaultLogger } from './log.js';
 import { DEFAULT_API_LIMITS, type AppEnv, type AppOptions, type Deps } from './options.js';

@@ -2,7 +2,7 @@
 import type { Logger } from 'pino';
 import type { Host } from '../host/host.js';
 import { DEFAULT_LIMITS, type Limits } from '../host/limits.js';
-import type { Policy } from '../host/manifest/policy.js';
+import type { Policy } from '../manifest/policy.js';
 import type { Store, Tenant } from './store/types.js';
 import type { Scheduler } from './scheduler.js';
 

@@ -1,8 +1,8 @@
 /** The run flags (--dir, --env, limits) and the manifest they stand for. */
 import path from 'node:path';
 import type { Limits } from '../host/limits.js';
-import { expandRights } from '../host/manifest/vocabulary.js';
-import type { DirEntryGrant, Manifest } from '../host/manifest/types.js';
+import { expandRights } from '../manifest/vocabulary.js';
+import type { DirEntryGrant, Manifest } from '../manifest/types.js';
 import { parseBytes, parseDuration } from '../host/units.js';
 import { TYPE_RIGHTS } from '../wasi/rights.js';
 

@@ -1,6 +1,6 @@
 /** The capsa command: dispatches subcommands and turns usage errors into exit status 2. */
-import { PolicyFileError } from '../host/manifest/policy.js';
-import { ManifestError } from '../host/manifest/types.js';
+import { PolicyFileError } from '../manifest/policy.js';
+import { ManifestError } from '../manifest/types.js';
 import { UsageError } from './flags.js';
 import { manifest } from './manifest.js';
 import { run } from './run.js';

@@ -3,10 +3,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_LIMITS } from '../host/limits.js';
-import { grantTable, manifestToYaml } from '../host/manifest/describe.js';
-import { parseManifest } from '../host/manifest/parse.js';
-import { applyPolicy, checkCasperGrants, loadPolicy, OPEN_POLICY } from '../host/manifest/policy.js';
-import { ManifestError } from '../host/manifest/types.js';
+import { grantTable, manifestToYaml } from '../manifest/describe.js';
+import { parseManifest } from '../manifest/parse.js';
+import { applyPolicy, checkCasperGrants, loadPolicy, OPEN_POLICY } from '../manifest/policy.js';
+import { ManifestError } from '../manifest/types.js';
 import { UsageError } from './flags.js';
 import { manifestOfCommandLine } from './run.js';
 

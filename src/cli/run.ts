@@ -5,10 +5,10 @@ import { parseArgs } from 'node:util';
 import YAML from 'yaml';
 import { createHost } from '../host/host.js';
 import { DEFAULT_LIMITS } from '../host/limits.js';
-import { parseArgdataDocument, parseManifest } from '../host/manifest/parse.js';
-import { applyPolicy, checkCasperGrants, HeldPaths, loadPolicy, OPEN_POLICY } from '../host/manifest/policy.js';
-import { requestFromManifest } from '../host/manifest/to-request.js';
-import { ManifestError, type ArgNode, type Manifest } from '../host/manifest/types.js';
+import { parseArgdataDocument, parseManifest } from '../manifest/parse.js';
+import { applyPolicy, checkCasperGrants, HeldPaths, loadPolicy, OPEN_POLICY } from '../manifest/policy.js';
+import { requestFromManifest } from '../manifest/to-request.js';
+import { ManifestError, type ArgNode, type Manifest } from '../manifest/types.js';
 import type { RunResult } from '../host/result.js';
 import { applyFlags, parseLimitFlags, UsageError } from './flags.js';
 

@@ -17,7 +17,7 @@ import { createSqliteStore } from '../api/store/sqlite.js';
 import type { Store } from '../api/store/types.js';
 import { createHost, type Host } from '../host/host.js';
 import type { ExecutorMount } from '../host/executor/executor-pool.js';
-import { loadPolicy, type Policy } from '../host/manifest/policy.js';
+import { loadPolicy, type Policy } from '../manifest/policy.js';
 import { READ_ONLY_MASK } from '../wasi/rights.js';
 import { parseDuration } from '../host/units.js';
 import { UsageError } from './flags.js';

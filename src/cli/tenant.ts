@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import { createSqliteStore } from '../api/store/sqlite.js';
 import { StoreError } from '../api/store/errors.js';
 import type { Store, Tenant } from '../api/store/types.js';
-import { parsePolicy } from '../host/manifest/policy.js';
+import { parsePolicy } from '../manifest/policy.js';
 import { UsageError } from './flags.js';
 
 export const DEFAULT_DATA_DIR = './capsa-data';

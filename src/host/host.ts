@@ -16,7 +16,7 @@ import type { AuditEvent, RunResult } from './result.js';
 import { ModuleLimitError } from './wasm-limits.js';
 import { formatBytes } from './units.js';
 import type { DirGrant, GuestSpec } from './worker/protocol.js';
-import type { ArgNode } from './manifest/types.js';
+import type { ArgNode } from './grants.js';
 
 /** Options of createHost. */
 export interface HostOptions {

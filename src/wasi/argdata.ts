@@ -30,7 +30,7 @@ import type { GuestMemory } from './memory.js';
 import { ERRNO } from './constants.js';
 import { guard, type HostErrorHandler } from './preview1.js';
 
-/** One node of an argdata tree: ArgNode (src/host/manifest/types.ts) minus its unresolved `file`. */
+/** One node of an argdata tree: ArgNode (src/manifest/types.ts) minus its unresolved `file`. */
 export type ArgdataValue =
   | { type: 'null' }
   | { type: 'bool'; value: boolean }

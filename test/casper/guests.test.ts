@@ -174,8 +174,8 @@ describe('a guest that crafts its own nvlists cannot exceed its manifest', () =>
 
 describe('manifests', () => {
   it('a Casper grant the service cannot read is refused when the manifest is checked', async () => {
-    const { parseManifest } = await import('../../src/host/manifest/parse.js');
-    const { checkCasperGrants } = await import('../../src/host/manifest/policy.js');
+    const { parseManifest } = await import('../../src/manifest/parse.js');
+    const { checkCasperGrants } = await import('../../src/manifest/policy.js');
     expect(() => checkCasperGrants(parseManifest('casper:\n  system.dns: { types: [SIDEWAYS] }\n', 'm.yaml'), 'm.yaml')).toThrow(/casper\.system\.dns: .*SIDEWAYS/);
     expect(() => checkCasperGrants(parseManifest('casper:\n  system.dns: { types: [ADDR2NAME] }\n', 'm.yaml'), 'm.yaml')).not.toThrow();
   });
@@ -218,8 +218,8 @@ async function rawRunWith(messages: { fd: number; bytes: Uint8Array }[], casper:
 
 describe('policies and the audit level', () => {
   it('a policy limiting sysctl names cannot be widened by a manifest listing others', async () => {
-    const { parseManifest } = await import('../../src/host/manifest/parse.js');
-    const { applyPolicy, parsePolicy } = await import('../../src/host/manifest/policy.js');
+    const { parseManifest } = await import('../../src/manifest/parse.js');
+    const { applyPolicy, parsePolicy } = await import('../../src/manifest/policy.js');
     const { DEFAULT_LIMITS } = await import('../../src/host/limits.js');
     const policy = parsePolicy('casper:\n  system.sysctl: { names: { kern.ostype: read } }\n  system.dns: { families: [AF_INET] }\n');
     const m = (yaml: string) => parseManifest(yaml, 'm.yaml');

@@ -9,8 +9,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS } from '../../src/host/limits.js';
-import { grantTable } from '../../src/host/manifest/describe.js';
-import { applyPolicy, OPEN_POLICY } from '../../src/host/manifest/policy.js';
+import { grantTable } from '../../src/manifest/describe.js';
+import { applyPolicy, OPEN_POLICY } from '../../src/manifest/policy.js';
 import { manifestOfCommandLine } from '../../src/cli/run.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));

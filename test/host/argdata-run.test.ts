@@ -4,9 +4,9 @@ import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHost, type Host } from '../../src/host/host.js';
 import { DEFAULT_LIMITS } from '../../src/host/limits.js';
-import { parseManifest } from '../../src/host/manifest/parse.js';
-import { applyPolicy, OPEN_POLICY } from '../../src/host/manifest/policy.js';
-import { requestFromManifest } from '../../src/host/manifest/to-request.js';
+import { parseManifest } from '../../src/manifest/parse.js';
+import { applyPolicy, OPEN_POLICY } from '../../src/manifest/policy.js';
+import { requestFromManifest } from '../../src/manifest/to-request.js';
 import { R } from '../../src/wasi/rights.js';
 
 const argwalk = fs.readFileSync(new URL('../../guests/build/argwalk.wasm', import.meta.url));

@@ -5,11 +5,11 @@
 import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS } from '../../src/host/limits.js';
-import { grantRows, grantTable, manifestToYaml } from '../../src/host/manifest/describe.js';
-import { parseManifest } from '../../src/host/manifest/parse.js';
-import { applyPolicy, OPEN_POLICY } from '../../src/host/manifest/policy.js';
-import type { ArgNode, Manifest } from '../../src/host/manifest/types.js';
-import { PROMISES } from '../../src/host/manifest/vocabulary.js';
+import { grantRows, grantTable, manifestToYaml } from '../../src/manifest/describe.js';
+import { parseManifest } from '../../src/manifest/parse.js';
+import { applyPolicy, OPEN_POLICY } from '../../src/manifest/policy.js';
+import type { ArgNode, Manifest } from '../../src/manifest/types.js';
+import { PROMISES } from '../../src/manifest/vocabulary.js';
 import { capNames, COMPOSITE_RIGHTS, R, RIGHTS_TABLE, TYPE_RIGHTS } from '../../src/wasi/rights.js';
 
 /** The example, as written. */

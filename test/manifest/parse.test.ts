@@ -8,9 +8,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { CASPER_SERVICES, DEFAULT_PARSE_LIMITS, parseArgdataDocument, parseManifest } from '../../src/host/manifest/parse.js';
-import { ManifestError, type ArgNode, type Manifest } from '../../src/host/manifest/types.js';
-import { PROMISES } from '../../src/host/manifest/vocabulary.js';
+import { CASPER_SERVICES, DEFAULT_PARSE_LIMITS, parseArgdataDocument, parseManifest } from '../../src/manifest/parse.js';
+import { ManifestError, type ArgNode, type Manifest } from '../../src/manifest/types.js';
+import { PROMISES } from '../../src/manifest/vocabulary.js';
 import { R, TYPE_RIGHTS } from '../../src/wasi/rights.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -616,7 +616,7 @@ describe('YAML bombs', () => {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-deep-'));
     try {
       const script = path.join(tmp, 'deep.mts');
-      fs.writeFileSync(script, `import { parseManifest } from ${JSON.stringify(path.join(REPO, 'src/host/manifest/parse.ts'))};
+      fs.writeFileSync(script, `import { parseManifest } from ${JSON.stringify(path.join(REPO, 'src/manifest/parse.ts'))};
 for (const n of [1000, 100000]) {
   try { parseManifest('argdata: ' + '['.repeat(n) + ']'.repeat(n)); console.log('accepted'); }
   catch (e) { console.log(String(e.message).split('\\n')[0]); }
@@ -636,7 +636,7 @@ for (const n of [1000, 100000]) {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-deep-'));
     try {
       const script = path.join(tmp, 'quote.mts');
-      fs.writeFileSync(script, `import { parseManifest } from ${JSON.stringify(path.join(REPO, 'src/host/manifest/parse.ts'))};
+      fs.writeFileSync(script, `import { parseManifest } from ${JSON.stringify(path.join(REPO, 'src/manifest/parse.ts'))};
 const deep = 'argdata: ' + '['.repeat(1000) + ']'.repeat(1000);
 for (const head of ["env: { A: don 't }\\n", "args:\\n  - |\\n    it 's\\n"]) {
   try { parseManifest('module: x\\n' + head + deep); console.log('accepted'); }

@@ -9,7 +9,7 @@ import {
 } from '../../src/wasi/argdata.js';
 import { ERRNO } from '../../src/wasi/constants.js';
 import { GuestMemory } from '../../src/wasi/memory.js';
-import type { ArgNode } from '../../src/host/manifest/types.js';
+import type { ArgNode } from '../../src/manifest/types.js';
 
 // Every argdata value is a manifest ArgNode (type-level: tsc fails if the two drift apart).
 const asArgNode = (v: ArgdataValue): ArgNode => v;

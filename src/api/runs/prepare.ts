@@ -6,10 +6,10 @@
 import YAML from 'yaml';
 import { z } from '@hono/zod-openapi';
 import { fileProblems } from '../../host/files.js';
-import { flowDepth, parseManifest } from '../../host/manifest/parse.js';
-import { applyPolicy, checkCasperGrants, parsePolicy, type Policy } from '../../host/manifest/policy.js';
-import { requestFromManifest } from '../../host/manifest/to-request.js';
-import { ManifestError } from '../../host/manifest/types.js';
+import { flowDepth, parseManifest } from '../../manifest/parse.js';
+import { applyPolicy, checkCasperGrants, parsePolicy, type Policy } from '../../manifest/policy.js';
+import { requestFromManifest } from '../../manifest/to-request.js';
+import { ManifestError } from '../../manifest/types.js';
 import type { Tenant } from '../store/types.js';
 import { ApiError } from '../errors.js';
 import { fromB64, isBase64 } from '../encoding.js';

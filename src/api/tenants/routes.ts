@@ -2,9 +2,9 @@
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import { z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
-import { flowDepth } from '../../host/manifest/parse.js';
-import { parsePolicy } from '../../host/manifest/policy.js';
-import { ManifestError } from '../../host/manifest/types.js';
+import { flowDepth } from '../../manifest/parse.js';
+import { parsePolicy } from '../../manifest/policy.js';
+import { ManifestError } from '../../manifest/types.js';
 import type { ApiKeyRecord, Tenant } from '../store/types.js';
 import { ApiError, notFound } from '../errors.js';
 import { defineRoute, errorResponses, jsonContent, parseJson, readJson } from '../http.js';

@@ -10,7 +10,7 @@ import { disposeResolved, resolve } from '../../wasi/fs/resolve.js';
 import type { FsDir, FsFile, FsSymlink, Stat } from '../../wasi/fs/types.js';
 import { DirHandle, FileHandle } from '../../wasi/handles.js';
 import { formatRights, R, TYPE_RIGHTS } from '../../wasi/rights.js';
-import type { ArgNode } from '../manifest/types.js';
+import type { ArgNode } from '../grants.js';
 
 const READ = R.fd_read | R.fd_readdir;
 const WRITE = R.fd_datasync | R.fd_write | R.fd_allocate | R.fd_filestat_set_size;

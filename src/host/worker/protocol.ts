@@ -1,6 +1,6 @@
 import type { Limits } from '../limits.js';
 import type { TrapKind } from '../trap.js';
-import type { ArgNode } from '../manifest/types.js';
+import type { ArgNode } from '../grants.js';
 
 /** A directory the guest starts with: a host directory, or an in-memory one (seeded from `files`). */
 export interface DirGrant {

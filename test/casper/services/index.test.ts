@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { SERVICES } from '../../../src/casper/services/index.js';
 import { AF } from '../../../src/casper/services/dns.js';
 import { STAT_LAYOUT, WASI_LIBC_O_CREAT } from '../../../src/casper/services/fileargs.js';
-import { CASPER_SERVICES } from '../../../src/host/manifest/parse.js';
+import { CASPER_SERVICES } from '../../../src/manifest/parse.js';
 
 describe('SERVICES', () => {
   it('has one service per name the manifest accepts, under its own name', () => {

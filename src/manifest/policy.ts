@@ -5,12 +5,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import YAML, { isMap, isScalar, isSeq, LineCounter, type Node as YamlNode } from 'yaml';
-import { DEFAULT_MAX_LIMITS, type Limits } from '../limits.js';
-import { formatBytes, formatDuration, parseBytes, parseDuration } from '../units.js';
-import { formatRights, RIGHTS_ALL, TYPE_RIGHTS } from '../../wasi/rights.js';
-import { descriptorPath, openNoLinks, SymlinkOnPath } from '../../wasi/fs/hostfs.js';
+import { DEFAULT_MAX_LIMITS, type Limits } from '../host/limits.js';
+import { formatBytes, formatDuration, parseBytes, parseDuration } from '../host/units.js';
+import { formatRights, RIGHTS_ALL, TYPE_RIGHTS } from '../wasi/rights.js';
+import { descriptorPath, openNoLinks, SymlinkOnPath } from '../wasi/fs/hostfs.js';
 import { CASPER_SERVICES } from './parse.js';
-import { SERVICES } from '../../casper/services/index.js';
+import { SERVICES } from '../casper/services/index.js';
 import { didYouMean, yamlMessage } from './suggest.js';
 import { ManifestError, type ArgNode, type CasperGrants, type DirSource, type Manifest, type Problem, type RightsGrant } from './types.js';
 import { expandRights } from './vocabulary.js';

@@ -4,13 +4,13 @@
  */
 import nodePath from 'node:path';
 import YAML, { isAlias, isMap, isScalar, isSeq, Lexer, LineCounter, type Document, type Node as YamlNode } from 'yaml';
-import { LIMIT_FIELDS, type Limits } from '../limits.js';
-import { parseBytes, parseDuration } from '../units.js';
+import { LIMIT_FIELDS, type Limits } from '../host/limits.js';
+import { parseBytes, parseDuration } from '../host/units.js';
 import { didYouMean, yamlMessage } from './suggest.js';
 import type { ArgNode, CasperGrants, DirEntryGrant, Manifest, Problem, RightsGrant } from './types.js';
 import { ManifestError } from './types.js';
 import { expandRights, PROMISES } from './vocabulary.js';
-import { TYPE_RIGHTS } from '../../wasi/rights.js';
+import { TYPE_RIGHTS } from '../wasi/rights.js';
 
 /** Caps on what a manifest may make the parser do. */
 export interface ParseLimits {

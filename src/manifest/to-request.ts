@@ -1,5 +1,5 @@
-import type { RunRequest } from '../host.js';
-import type { Limits } from '../limits.js';
+import type { RunRequest } from '../host/host.js';
+import type { Limits } from '../host/limits.js';
 import type { Manifest } from './types.js';
 
 /** The parts of a run request an effective manifest decides. */

@@ -1,8 +1,8 @@
 /** Manifests for people: the effective grants as a table, and a manifest as YAML. */
 import YAML from 'yaml';
-import { capNames, TYPE_RIGHTS, R } from '../../wasi/rights.js';
-import { formatBytes, formatDuration } from '../units.js';
-import type { Limits } from '../limits.js';
+import { capNames, TYPE_RIGHTS, R } from '../wasi/rights.js';
+import { formatBytes, formatDuration } from '../host/units.js';
+import type { Limits } from '../host/limits.js';
 import type { ArgNode, Manifest } from './types.js';
 import { PROMISES } from './vocabulary.js';
 

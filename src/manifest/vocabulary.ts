@@ -2,7 +2,7 @@
  * The words a manifest may use for rights: Capsicum names (single and composite, from
  * src/wasi/rights.ts), WASI names, and OpenBSD pledge promises as shorthand.
  */
-import { R, rightByName, rightNames } from '../../wasi/rights.js';
+import { R, rightByName, rightNames } from '../wasi/rights.js';
 import { didYouMean } from './suggest.js';
 
 const any = (...masks: bigint[]): bigint => masks.reduce((m, x) => m | x, 0n);

@@ -1,13 +1,7 @@
-import type { ArgdataValue } from '../../wasi/argdata.js';
-import type { Limits } from '../limits.js';
+import type { ArgNode, RightsGrant } from '../host/grants.js';
+import type { Limits } from '../host/limits.js';
 
-/** A rights grant: what the descriptor may do, and what descriptors opened through it may. */
-export interface RightsGrant {
-  base: bigint;
-  inheriting: bigint;
-  /** The names the manifest used (Capsicum names and pledge promises), for messages. */
-  names: string[];
-}
+export type { ArgNode, RightsGrant };
 
 /** Where a granted directory comes from: the host (a path) or a fresh in-memory tree. */
 export type DirSource = { kind: 'host'; path: string } | { kind: 'memory' };
@@ -20,20 +14,6 @@ export interface DirEntryGrant {
   /** Revoked when the guest calls cap_enter(). */
   initOnly: boolean;
 }
-
-/**
- * One node of the argdata tree: the values argdata encodes (src/wasi/argdata.ts), whose seq and
- * map hold ArgNodes, plus `file`, which becomes an fd when the run starts.
- */
-export type ArgNode =
-  | Exclude<ArgdataValue, { type: 'seq' | 'map' }>
-  | { type: 'seq'; items: ArgNode[] }
-  | { type: 'map'; entries: [ArgNode, ArgNode][] }
-  /**
-   * A file opened for the guest with exactly these rights: by guest path inside a granted
-   * directory, or (cloudabi-run documents, `host: true`) a host file or directory by host path.
-   */
-  | { type: 'file'; path: string; rights: RightsGrant; host?: boolean };
 
 /** Casper services and the widest limits a guest may set on them (issue 5 gives them meaning). */
 export type CasperGrants = Record<string, Record<string, unknown>>;

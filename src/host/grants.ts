@@ -1,0 +1,28 @@
+import type { ArgdataValue } from '../wasi/argdata.js';
+
+/**
+ * The engine's grant types. They live here, below the manifest layer (src/manifest), so that the
+ * engine imports nothing from above; the manifest builds these and hands them down.
+ */
+
+/** A rights grant: what the descriptor may do, and what descriptors opened through it may. */
+export interface RightsGrant {
+  base: bigint;
+  inheriting: bigint;
+  /** The names the manifest used (Capsicum names and pledge promises), for messages. */
+  names: string[];
+}
+
+/**
+ * One node of the argdata tree: the values argdata encodes (src/wasi/argdata.ts), whose seq and
+ * map hold ArgNodes, plus `file`, which becomes an fd when the run starts.
+ */
+export type ArgNode =
+  | Exclude<ArgdataValue, { type: 'seq' | 'map' }>
+  | { type: 'seq'; items: ArgNode[] }
+  | { type: 'map'; entries: [ArgNode, ArgNode][] }
+  /**
+   * A file opened for the guest with exactly these rights: by guest path inside a granted
+   * directory, or (cloudabi-run documents, `host: true`) a host file or directory by host path.
+   */
+  | { type: 'file'; path: string; rights: RightsGrant; host?: boolean };
