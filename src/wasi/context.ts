@@ -3,6 +3,7 @@ import { fail } from './errors.js';
 import { FdTable, type Auditor } from './fdtable.js';
 import { GuestMemory } from './memory.js';
 import { TYPE_RIGHTS } from './rights.js';
+import { Waker } from './wake.js';
 
 const encoder = new TextEncoder();
 
@@ -36,6 +37,8 @@ export interface ContextOptions {
 /** Everything one guest's syscalls share: its memory, its descriptors, its arguments, its mode. */
 export class WasiContext {
   readonly mem = new GuestMemory();
+  /** Where the guest's thread sleeps while it waits for a descriptor or a clock (poll_oneoff). */
+  readonly waker = new Waker();
   readonly fds: FdTable;
   args: StringList;
   env: StringList;

@@ -7,10 +7,9 @@ import { clockNow } from './env.js';
 
 const SUB_SIZE = 48;
 const EVENT_SIZE = 32;
-// One private cell to sleep on: Atomics.wait blocks the guest's thread without spinning a core.
-const sleeper = new Int32Array(new SharedArrayBuffer(4));
 
 interface Ev { userdata: bigint; error: number; type: number; nbytes: bigint }
+interface Timer { userdata: bigint; deadline: bigint; clock: number }
 
 /** poll_oneoff and the sock_* calls (capsa grants no sockets yet, so those fail cleanly). */
 export function pollCalls(ctx: WasiContext) {
@@ -23,6 +22,56 @@ export function pollCalls(ctx: WasiContext) {
     return fail(ERRNO.NOTSUP);
   };
 
+  /** One pass over the subscriptions: the events ready now, and the clocks still to wait for. */
+  const check = (inPtr: number, nsubs: number): { ready: Ev[]; timers: Timer[] } => {
+    const ready: Ev[] = [];
+    const timers: Timer[] = [];
+    for (let i = 0; i < nsubs; i++) {
+      const p = inPtr + i * SUB_SIZE;
+      const userdata = mem.u64(p);
+      const type = mem.u8At(p + 8);
+      if (type === EVENTTYPE.CLOCK) {
+        const clock = mem.u32(p + 16);
+        const timeout = mem.u64(p + 24);
+        const flags = mem.u16(p + 40);
+        let now: bigint;
+        try {
+          now = clockNow(clock);
+        } catch (e) {
+          ready.push({ userdata, error: (e as WasiError).errno, type, nbytes: 0n });
+          continue;
+        }
+        const deadline = flags & SUBCLOCKFLAGS.ABSTIME ? timeout : now + timeout;
+        // The guest's CPU time does not pass while it sleeps here, so a CPU-time deadline not
+        // reached yet would never come: EINVAL, as Linux's clock_nanosleep gives for its own
+        // thread's CPU clock, instead of a sleep that never ends.
+        if ((clock === CLOCKID.PROCESS_CPUTIME_ID || clock === CLOCKID.THREAD_CPUTIME_ID) && deadline > now) {
+          ready.push({ userdata, error: ERRNO.INVAL, type, nbytes: 0n });
+          continue;
+        }
+        timers.push({ userdata, deadline, clock });
+      } else if (type === EVENTTYPE.FD_READ || type === EVENTTYPE.FD_WRITE) {
+        const fd = mem.u32(p + 16);
+        const needed = (type === EVENTTYPE.FD_READ ? R.fd_read : R.fd_write) | R.poll_fd_readwrite;
+        try {
+          const e = fds.get(fd, needed, 'poll_oneoff');
+          let nbytes = 0n;
+          if (type === EVENTTYPE.FD_READ && e.handle instanceof FileHandle) {
+            nbytes = BigInt(Math.max(0, e.handle.io.size() - e.handle.offset));
+          }
+          if (type === EVENTTYPE.FD_WRITE || e.handle.readReady()) ready.push({ userdata, error: 0, type, nbytes });
+        } catch (e) {
+          if (!(e instanceof WasiError)) throw e;
+          ready.push({ userdata, error: e.errno, type, nbytes: 0n });
+        }
+      } else {
+        ready.push({ userdata, error: ERRNO.INVAL, type, nbytes: 0n });
+      }
+    }
+
+    return { ready, timers };
+  };
+
   return {
     poll_oneoff(inPtr: number, outPtr: number, nsubs: number, neventsPtr: number): number {
       mem.sync();
@@ -33,66 +82,29 @@ export function pollCalls(ctx: WasiContext) {
       mem.check(outPtr >>> 0, nsubs * EVENT_SIZE);
       mem.check(neventsPtr >>> 0, 4);
 
-      const ready: Ev[] = [];
-      const timers: { userdata: bigint; deadline: bigint; clock: number }[] = [];
-      for (let i = 0; i < nsubs; i++) {
-        const p = (inPtr >>> 0) + i * SUB_SIZE;
-        const userdata = mem.u64(p);
-        const type = mem.u8At(p + 8);
-        if (type === EVENTTYPE.CLOCK) {
-          const clock = mem.u32(p + 16);
-          const timeout = mem.u64(p + 24);
-          const flags = mem.u16(p + 40);
-          let now: bigint;
-          try {
-            now = clockNow(clock);
-          } catch (e) {
-            ready.push({ userdata, error: (e as WasiError).errno, type, nbytes: 0n });
-            continue;
-          }
-          const deadline = flags & SUBCLOCKFLAGS.ABSTIME ? timeout : now + timeout;
-          // The guest's CPU time does not pass while it sleeps here, so a CPU-time deadline not
-          // reached yet would never come: EINVAL, as Linux's clock_nanosleep gives for its own
-          // thread's CPU clock, instead of a sleep that never ends.
-          if ((clock === CLOCKID.PROCESS_CPUTIME_ID || clock === CLOCKID.THREAD_CPUTIME_ID) && deadline > now) {
-            ready.push({ userdata, error: ERRNO.INVAL, type, nbytes: 0n });
-            continue;
-          }
-          timers.push({ userdata, deadline, clock });
-        } else if (type === EVENTTYPE.FD_READ || type === EVENTTYPE.FD_WRITE) {
-          const fd = mem.u32(p + 16);
-          const needed = (type === EVENTTYPE.FD_READ ? R.fd_read : R.fd_write) | R.poll_fd_readwrite;
-          try {
-            const e = fds.get(fd, needed, 'poll_oneoff');
-            let nbytes = 0n;
-            if (type === EVENTTYPE.FD_READ && e.handle instanceof FileHandle) {
-              nbytes = BigInt(Math.max(0, e.handle.io.size() - e.handle.offset));
-            }
-            if (type === EVENTTYPE.FD_WRITE || e.handle.readReady()) ready.push({ userdata, error: 0, type, nbytes });
-          } catch (e) {
-            if (!(e instanceof WasiError)) throw e;
-            ready.push({ userdata, error: e.errno, type, nbytes: 0n });
-          }
-        } else {
-          ready.push({ userdata, error: ERRNO.INVAL, type, nbytes: 0n });
+      // Check every subscription; when none is ready, sleep on the run's waker until a descriptor
+      // may have become ready (whoever changes one wakes it) or the earliest clock is due.
+      // A relative clock's deadline is fixed by the first pass; later passes only look for
+      // descriptors that have become ready.
+      let seq = ctx.waker.seq;
+      let { ready, timers } = check(inPtr >>> 0, nsubs);
+      for (let pass = 0; ; pass++) {
+        if (pass > 0) {
+          seq = ctx.waker.seq;
+          ready = check(inPtr >>> 0, nsubs).ready;
         }
-      }
-
-      if (ready.length === 0 && timers.length > 0) {
-        // Sleep until the earliest deadline. Deadlines on different clocks are compared as
-        // durations from now, measured on each timer's own clock.
-        let wait = timers.reduce((m, t) => {
-          const d = t.deadline - clockNow(t.clock);
-          return d < m ? d : m;
-        }, BigInt(Number.MAX_SAFE_INTEGER));
-        while (wait > 0n) {
-          const ms = Number(wait / 1_000_000n) + (wait % 1_000_000n > 0n ? 1 : 0);
-          Atomics.wait(sleeper, 0, 0, Math.min(ms, 2 ** 31));
-          wait = timers.reduce((m, t) => {
+        if (ready.length > 0) break;
+        // No clock: only a descriptor can end the wait (the run's own limits still end the run).
+        let ms = Infinity;
+        if (timers.length > 0) {
+          const wait = timers.reduce((m, t) => {
             const d = t.deadline - clockNow(t.clock);
             return d < m ? d : m;
           }, BigInt(Number.MAX_SAFE_INTEGER));
+          if (wait <= 0n) break;
+          ms = Math.min(Number(wait / 1_000_000n) + (wait % 1_000_000n > 0n ? 1 : 0), 2 ** 31);
         }
+        ctx.waker.sleep(seq, ms);
       }
       for (const t of timers) {
         if (clockNow(t.clock) >= t.deadline) ready.push({ userdata: t.userdata, error: 0, type: EVENTTYPE.CLOCK, nbytes: 0n });
