@@ -4,8 +4,8 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_LIMITS } from '../host/limits.js';
 import { grantTable, manifestToYaml } from '../manifest/describe.js';
-import { parseManifest } from '../manifest/parse.js';
-import { applyPolicy, checkCasperGrants, loadPolicy, OPEN_POLICY } from '../manifest/policy.js';
+import { effectiveGrants } from '../manifest/effective.js';
+import { loadPolicy, OPEN_POLICY } from '../manifest/policy.js';
 import { ManifestError } from '../manifest/types.js';
 import { UsageError } from './flags.js';
 import { manifestOfCommandLine } from './run.js';
@@ -45,9 +45,7 @@ export function manifest(argv: string[]): number {
   }
   try {
     const policy = values.policy !== undefined ? loadPolicy(values.policy) : OPEN_POLICY;
-    const m = parseManifest(text, file);
-    const effective = applyPolicy(m, policy, DEFAULT_LIMITS, file, path.dirname(path.resolve(file)));
-    checkCasperGrants(effective, file);
+    const { manifest: effective } = effectiveGrants(text, { file, policy, defaults: DEFAULT_LIMITS, baseDir: path.dirname(path.resolve(file)) });
     process.stdout.write(`${file}: ok${values.policy ? ` under ${values.policy}` : ''}\n\n${grantTable(effective)}\n`);
     return 0;
   } catch (e) {

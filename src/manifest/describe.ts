@@ -35,7 +35,7 @@ export function grantRows(m: Manifest): GrantRow[] {
   let fd = 3;
   for (const d of m.dirs) {
     rows.push({
-      fd: fd++, what: d.source.kind === 'memory' ? 'dir (memory)' : `dir (${d.source.path})`, path: d.guest,
+      fd: fd++, what: d.host === undefined ? 'dir (memory)' : `dir (${d.host})`, path: d.guest,
       base: capNames(d.rights.base), inheriting: capNames(d.rights.inheriting), ...(d.initOnly ? { note: 'init-only' } : {}),
     });
   }
@@ -113,7 +113,7 @@ export function manifestToYaml(m: Manifest): string {
   if (m.dirs.length) {
     root.set('dirs', m.dirs.map((d) => {
       const node = doc.createNode({
-        guest: d.guest, source: d.source.kind === 'memory' ? 'memory' : d.source.path,
+        guest: d.guest, source: d.host ?? 'memory',
         rights: d.rights.names.length === 1 ? d.rights.names[0] : d.rights.names, ...(d.initOnly ? { init_only: true } : {}),
       }) as YAML.YAMLMap;
       node.flow = true;

@@ -230,7 +230,7 @@ describe('capsa manifest from-flags', () => {
     expect(check.status).toBe(0);
     // (In this process the current directory is not d: the same flags with X spelled out.)
     const { manifest } = manifestOfCommandLine(flags.map((f) => (f === 'X::/data:ro' ? `${path.join(d, 'X')}::/data:ro` : f)));
-    expect(manifest.dirs[0]!.source).toEqual({ kind: 'host', path: path.join(d, 'X') });
+    expect(manifest.dirs[0]!.host).toBe(path.join(d, 'X'));
     expect(check.stdout).toBe(`elsewhere/flags.yaml: ok\n\n${grantTable(applyPolicy(manifest, OPEN_POLICY, DEFAULT_LIMITS, '(flags)', d))}\n`);
     expect(check.stdout).toContain(`3   dir (${d}/X)`);
 
