@@ -6,7 +6,7 @@
  */
 import type { Limits } from '../host/limits.js';
 import { readManifest, type Reader } from './parse.js';
-import { checkPolicy, type HeldPaths, type PlacedProblem, type Policy } from './policy.js';
+import { checkPolicy, grantProblem, type HeldPaths, type PlacedProblem, type Policy } from './policy.js';
 import { requestFromManifest, type ManifestRequest } from './to-request.js';
 import { ManifestError, type Manifest, type Problem } from './types.js';
 
@@ -59,6 +59,13 @@ export function effectiveGrants(text: string, o: GrantOptions): EffectiveGrants 
   let manifest = read.manifest;
   if (o.flags) manifest = o.flags(manifest);
   const checked = checkPolicy(manifest, o.policy, o.defaults, o.baseDir, o.held);
+  // Each Casper grant the policy allows is read by its service, once: one it cannot read is refused.
+  for (const [service, grant] of Object.entries(manifest.casper)) {
+    const at = `casper.${service}`;
+    if (checked.problems.some((p) => p.at === at)) continue;
+    const why = grantProblem(service, grant);
+    if (why !== undefined) checked.problems.push({ at, message: `${at}: ${why}` });
+  }
   const placed = (p: PlacedProblem): Problem => ({ ...placeOf(read.places, p.at), path: '', message: p.message, policy: true });
   problems.push(...checked.problems.map(placed));
   if (problems.length) throw new ManifestError(o.file, problems);

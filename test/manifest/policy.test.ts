@@ -45,7 +45,7 @@ const effective = (manifest: string, policy: Policy, baseDir = '/srv/jobs') => a
 describe('parsePolicy', () => {
   const cases: [string, string, string[]][] = [
     ['limits: a scalar', 'limits: x', ['p.yaml:1:9: limits: limits is a mapping of maxima, e.g. { wall: 10s, memory: 256MiB }']],
-    ['an unknown limit', 'limits: { wal: 1s }', ['p.yaml:1:11: limits.wal: unknown limit "wal" (did you mean "wall"?)']],
+    ['an unknown limit', 'limits: { wal: 1s }', ['p.yaml:1:11: limits.wal: unknown limit "wal" (did you mean "wall"?); limits are wall, cpu, memory, output, fds, files']],
     ['a bad duration', 'limits: { wall: soon }', ['p.yaml:1:17: limits.wall: wall: cannot read "soon"; write it like "2s", "500ms" or "1m"']],
     ['a bad size', 'limits: { memory: huge }', ['p.yaml:1:19: limits.memory: memory: cannot read "huge"; write it like "64MiB", "1GiB" or "4096"']],
     ['a limit that is a list', 'limits: { wall: [1] }', ['p.yaml:1:17: limits.wall: must be a number or a size']],
@@ -56,17 +56,17 @@ describe('parsePolicy', () => {
     ['a rule without a source', 'dirs:\n  - { rights: rpath }', ['p.yaml:2:5: dirs[0].source: source is memory or a host directory']],
     ['a rule whose source is a list', 'dirs:\n  - { source: [x], rights: rpath }', ['p.yaml:2:5: dirs[0].source: source is memory or a host directory']],
     ['an unknown key in a rule', 'dirs:\n  - { source: memory, rights: rpath, gust: /x }', ['p.yaml:2:5: dirs[0].gust: unknown key "gust" (did you mean "guest"?)']],
-    ['casper: a scalar', 'casper: x', ['p.yaml:1:9: casper: casper is a mapping of services to their widest limits']],
-    ['an unknown service', 'casper: { system.dsn: {} }', ['p.yaml:1:11: casper.system.dsn: unknown service "system.dsn" (did you mean "system.dns"?)']],
+    ['casper: a scalar', 'casper: x', ['p.yaml:1:9: casper: casper is a mapping of services to their widest limits, e.g. { system.random: {} }']],
+    ['an unknown service', 'casper: { system.dsn: {} }', ['p.yaml:1:11: casper.system.dsn: unknown service "system.dsn" (did you mean "system.dns"?); services are system.dns, system.pwd, system.grp, system.random, system.sysctl, system.fileargs']],
     ['argdata without files', 'argdata: x', ['p.yaml:1:10: argdata: argdata is { files: true | false }']],
     ['argdata files: maybe', 'argdata: { files: maybe }', ['p.yaml:1:10: argdata: argdata is { files: true | false }']],
     ['an unknown key', 'foo: 1', ['p.yaml:1:1: foo: unknown key "foo"; a policy has limits, dirs, casper, argdata']],
     ['an unknown key with a suggestion', 'argdat: {}', ['p.yaml:1:1: argdat: unknown key "argdat" (did you mean "argdata"?); a policy has limits, dirs, casper, argdata']],
     ['a list instead of a mapping', '[1]', ['p.yaml:1:1: a policy is a mapping of limits, dirs, casper, argdata']],
     ['several problems at once', 'limits: { wal: 1s }\ndirs: x\ncasper: { system.dsn: {} }\nbogus: 1', [
-      'p.yaml:1:11: limits.wal: unknown limit "wal" (did you mean "wall"?)',
+      'p.yaml:1:11: limits.wal: unknown limit "wal" (did you mean "wall"?); limits are wall, cpu, memory, output, fds, files',
       'p.yaml:2:7: dirs: dirs is a list of { source: memory | HOST_PREFIX, guest?, rights }',
-      'p.yaml:3:11: casper.system.dsn: unknown service "system.dsn" (did you mean "system.dns"?)',
+      'p.yaml:3:11: casper.system.dsn: unknown service "system.dsn" (did you mean "system.dns"?); services are system.dns, system.pwd, system.grp, system.random, system.sysctl, system.fileargs',
       'p.yaml:4:1: bogus: unknown key "bogus"; a policy has limits, dirs, casper, argdata',
     ]],
   ];
