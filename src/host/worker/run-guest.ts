@@ -73,6 +73,7 @@ class AuditCollector implements Auditor {
     };
     if (d.path !== undefined) e.path = d.path;
     if (d.message !== undefined) e.message = d.message;
+    if (d.opened) { e.openedFd = d.opened.fd; e.rightsRequested = capNames(d.opened.rights); }
     this.sink(e);
   }
 }
