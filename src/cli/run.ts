@@ -10,7 +10,7 @@ import { parseArgdataDocument } from '../manifest/parse.js';
 import { HeldPaths, loadPolicy, OPEN_POLICY } from '../manifest/policy.js';
 import { ManifestError, type ArgNode, type Manifest } from '../manifest/types.js';
 import type { RunResult } from '../host/result.js';
-import { applyFlags, hostDirProblem, parseDir, parseLimitFlags, UsageError } from './flags.js';
+import { applyFlags, hostDirProblem, parseDir, parseEnv, parseLimitFlags, UsageError } from './flags.js';
 
 export const RUN_HELP = `Usage: capsa run [MODULE.wasm] [options] [--] [ARGS...]
 
@@ -106,6 +106,7 @@ export function commandLine(argv: string[]): { text: string; file: string; baseD
   const [module, ...args] = positionals;
   const limits = parseLimitFlags(values);
   values.dir.forEach(parseDir);
+  parseEnv(values.env);
   const dir = baseDir;
   const flags = (read: Manifest): Manifest => {
     const m = { ...read };
