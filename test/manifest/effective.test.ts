@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { dirGrant, parseDir, UsageError } from '../../src/cli/flags.js';
+import { dirGrant, hostDirProblem, parseDir, UsageError } from '../../src/cli/flags.js';
 import { DEFAULT_LIMITS } from '../../src/host/limits.js';
 import { effectiveGrants } from '../../src/manifest/effective.js';
 import { OPEN_POLICY, parsePolicy } from '../../src/manifest/policy.js';
@@ -79,6 +79,13 @@ describe('--dir is parsed strictly', () => {
   ])('%s is refused', (spec, message) => {
     expect(() => parseDir(spec)).toThrow(UsageError);
     expect(() => parseDir(spec)).toThrow(message);
+  });
+
+  it('a host directory that is missing is named as missing, not as "not a directory"', () => {
+    expect(hostDirProblem(path.join(tmp, 'nope'))).toBe(`${path.join(tmp, 'nope')} does not exist`);
+    fs.writeFileSync(path.join(tmp, 'file'), '');
+    expect(hostDirProblem(path.join(tmp, 'file'))).toBe(`${path.join(tmp, 'file')} is not a directory`);
+    expect(hostDirProblem(tmp)).toBeUndefined();
   });
 
   it('the well-formed ones read as they say', () => {
