@@ -7,7 +7,7 @@
 import { ERRNO } from '../wasi/constants.js';
 import { NvList } from './nvlist.js';
 import { packedSize } from './nvlist-codec.js';
-import { CasperError, GuestOpNeeded, type CasperService, type GuestOp, type GuestOpResult, type ServiceContext } from './service.js';
+import { CasperError, GuestOpNeeded, readGrant, type CasperService, type GuestOp, type GuestOpResult, type ServiceContext } from './service.js';
 
 /** A descriptor a reply hands the guest: a new channel, or a file the worker opens in the guest's fs. */
 export type DescriptorGrant =
@@ -158,9 +158,7 @@ export class Broker {
       list = new NvList();
       for (const name of Object.keys(this.options.grants)) list.addNull(name);
     } else {
-      const grant = this.options.grants[service] ?? {};
-      const s = this.options.services[service]!;
-      list = Object.keys(grant).length && s.fromManifest ? s.fromManifest(grant) : null;
+      list = readGrant(this.options.services[service]!, this.options.grants[service] ?? {});
     }
     // refs starts at 1: the cache's own hold, so the grant is never released.
     const shared = list ? { list: freeze(list), bytes: 0, refs: 1 } : null;
@@ -229,8 +227,10 @@ export class Broker {
       let limits: SharedLimits | null;
       try {
         limits = this.grantOf(name);
-      } catch {
-        // Manifests are checked before a run; a grant that slipped through opens nothing.
+      } catch (e) {
+        // Every caller reads grants before a run (effectiveGrants); one that slipped through opens
+        // nothing, and is reported rather than swallowed.
+        this.options.onServiceError?.(name, e);
         return answer(ERRNO.INVAL);
       }
       const id = this.add(name, limits);

@@ -78,3 +78,8 @@ export interface CasperService {
   /** The limits that a manifest's grant (YAML-friendly, e.g. { types: [ADDR2NAME] }) stands for. */
   fromManifest?(grant: Record<string, unknown>): NvList | null;
 }
+
+/** The limits a manifest's grant stands for, by the service's reader; null for {} or a service without one. */
+export function readGrant(s: CasperService, grant: Record<string, unknown>): NvList | null {
+  return Object.keys(grant).length && s.fromManifest ? s.fromManifest(grant) : null;
+}

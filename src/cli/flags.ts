@@ -1,4 +1,5 @@
 /** The run flags (--dir, --env, limits) and the manifest they stand for. */
+import fs from 'node:fs';
 import path from 'node:path';
 import type { Limits } from '../host/limits.js';
 import { expandRights } from '../manifest/vocabulary.js';
@@ -9,19 +10,39 @@ import { TYPE_RIGHTS } from '../wasi/rights.js';
 /** A command-line mistake: printed with the usage, exit status 2. */
 export class UsageError extends Error {}
 
-/** Parses "HOST::GUEST[:ro]" (or "HOST") into a host, a guest path and a read-only flag. */
+/**
+ * Parses "HOST::GUEST[:ro]" (or "HOST", mounted at the same path) strictly: GUEST is absolute
+ * without "..", and ":ro" (lower case, once) is the only mode. Anything else is a UsageError
+ * that says what to write.
+ */
 export function parseDir(spec: string): { host: string; guest: string; readonly: boolean } {
-  let host = spec, guest = spec, readonly = false;
+  const bad = (why: string) => new UsageError(`--dir ${spec}: ${why}; write HOST::GUEST or HOST::GUEST:ro, e.g. --dir ./data::/data:ro`);
   const sep = spec.indexOf('::');
-  if (sep >= 0) {
-    host = spec.slice(0, sep);
-    guest = spec.slice(sep + 2);
+  let host = sep >= 0 ? spec.slice(0, sep) : spec;
+  let guest = sep >= 0 ? spec.slice(sep + 2) : undefined;
+  let readonly = false;
+  let rest = guest ?? host;
+  if (rest.endsWith(':ro')) { rest = rest.slice(0, -3); readonly = true; }
+  else if (/:ro$/i.test(rest)) throw bad(`the mode is written ":ro", in lower case`);
+  if (guest === undefined) host = rest; else guest = rest;
+  if (host === '') throw bad('HOST is missing');
+  if (guest === '') throw bad(spec.endsWith('::ro') ? 'GUEST is missing ("::ro" is not a mode: the mode follows GUEST, as in ::/data:ro)' : 'GUEST is missing');
+  if (guest !== undefined && guest.includes(':')) throw bad(`the guest path ${JSON.stringify(guest)} has a ":"; the only mode is ":ro", at the end`);
+  if (guest === undefined) guest = '/' + host.split('/').filter((p) => p !== '' && p !== '.').join('/');
+  else if (!guest.startsWith('/')) throw bad(`the guest path ${JSON.stringify(guest)} is relative; it must be absolute, like /data`);
+  if (guest.split('/').includes('..')) throw bad(`the guest path ${JSON.stringify(guest)} contains ".."`);
+  return { host, guest: '/' + guest.split('/').filter((p) => p !== '' && p !== '.').join('/'), readonly };
+}
+
+/** Why a host directory cannot be mounted ("does not exist", "is not a directory"), or undefined. */
+export function hostDirProblem(p: string): string | undefined {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(p);
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ENOENT' ? `${p} does not exist` : `${p} cannot be used: ${(e as Error).message}`;
   }
-  if (guest.endsWith(':ro')) { guest = guest.slice(0, -3); readonly = true; } else if (guest.endsWith(':rw')) guest = guest.slice(0, -3);
-  if (sep < 0) host = guest;
-  if (!host || !guest) throw new UsageError(`--dir ${spec}: expected HOST::GUEST[:ro], e.g. --dir ./data::/data:ro`);
-  if (!guest.startsWith('/')) guest = '/' + guest.replace(/^\.\//, '');
-  return { host, guest, readonly };
+  return st.isDirectory() ? undefined : `${p} is not a directory`;
 }
 
 /** Parses KEY=VALUE items. */
@@ -35,13 +56,13 @@ export function parseEnv(items: string[]): Record<string, string> {
   return env;
 }
 
-/** The rights a --dir grants: everything a directory can hold, or rpath for :ro. */
+/** The rights a --dir grants: everything a directory can hold, or rpath (and a read-only mount) for :ro. */
 export function dirGrant(d: { host: string; guest: string; readonly: boolean }): DirEntryGrant {
   const names = d.readonly ? ['rpath'] : ['CAP_ALL'];
   const mask = expandRights(names).rights;
   // Relative to where the command runs, even when a manifest elsewhere is given too.
   return {
-    guest: d.guest, source: { kind: 'host', path: path.resolve(d.host) }, initOnly: false,
+    guest: d.guest, host: path.resolve(d.host), initOnly: false, readonly: d.readonly,
     rights: { base: mask & TYPE_RIGHTS.directory.base, inheriting: mask & TYPE_RIGHTS.directory.inheriting, names },
   };
 }

@@ -11,6 +11,9 @@ Commands:
   run MODULE.wasm         Run a WASI command under a Capsicum rights table
   manifest check FILE     Validate a manifest and print what it grants
   manifest from-flags     Print the manifest that run flags stand for
+  manifest diff M --audit run.jsonl
+                          What M grants that the audited runs never used
+  learn MODULE.wasm       Run a guest and print the least manifest that runs it
   serve                   Run the multi-tenant REST service (--host, --port, --data, --policy, --workers)
   tenant create NAME      Make a tenant of the service; prints its API key
   tenant list|add-key|keys|revoke-key|set-policy
@@ -24,6 +27,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     if (cmd === 'run') return await run(rest);
     if (cmd === 'manifest') return manifest(rest);
+    if (cmd === 'learn') return await (await import('./learn.js')).learnCommand(rest);
     // Loaded on demand: the service's modules (HTTP, SQLite) would slow every `capsa run` down.
     if (cmd === 'serve') return await (await import('./serve.js')).serve(rest);
     if (cmd === 'tenant') return (await import('./tenant.js')).tenant(rest);

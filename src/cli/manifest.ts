@@ -4,14 +4,16 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_LIMITS } from '../host/limits.js';
 import { grantTable, manifestToYaml } from '../manifest/describe.js';
-import { parseManifest } from '../manifest/parse.js';
-import { applyPolicy, checkCasperGrants, loadPolicy, OPEN_POLICY } from '../manifest/policy.js';
+import { effectiveGrants } from '../manifest/effective.js';
+import { loadPolicy, OPEN_POLICY } from '../manifest/policy.js';
 import { ManifestError } from '../manifest/types.js';
 import { UsageError } from './flags.js';
+import { manifestDiff } from './learn.js';
 import { manifestOfCommandLine } from './run.js';
 
 export const MANIFEST_HELP = `Usage: capsa manifest check FILE [--policy FILE]
        capsa manifest from-flags [MODULE.wasm] [run flags] [-- ARGS...]
+       capsa manifest diff FILE --audit run.jsonl [--audit more.jsonl]
 
 check        Validates FILE and prints the effective grants: each descriptor the guest
              starts with, its path and its rights by Capsicum name, the limits, the Casper
@@ -19,11 +21,14 @@ check        Validates FILE and prints the effective grants: each descriptor the
              that asks for more than the policy allows is refused with every excess named.
              Every error is printed at once as FILE:LINE:COL: what is wrong.
 from-flags   Prints the manifest that "capsa run" flags (--dir, --env, --timeout, ...)
-             stand for.`;
+             stand for.
+diff         Lists what FILE grants that the audited runs (capsa run --audit-file) never
+             used, and every decision they were refused.`;
 
 /** Runs `capsa manifest ...`; returns the exit status. */
 export function manifest(argv: string[]): number {
   const [sub, ...rest] = argv;
+  if (sub === 'diff') return manifestDiff(rest);
   if (sub === 'from-flags') {
     const { manifest: m } = manifestOfCommandLine(rest);
     process.stdout.write(manifestToYaml(m));
@@ -45,9 +50,7 @@ export function manifest(argv: string[]): number {
   }
   try {
     const policy = values.policy !== undefined ? loadPolicy(values.policy) : OPEN_POLICY;
-    const m = parseManifest(text, file);
-    const effective = applyPolicy(m, policy, DEFAULT_LIMITS, file, path.dirname(path.resolve(file)));
-    checkCasperGrants(effective, file);
+    const { manifest: effective } = effectiveGrants(text, { file, policy, defaults: DEFAULT_LIMITS, baseDir: path.dirname(path.resolve(file)) });
     process.stdout.write(`${file}: ok${values.policy ? ` under ${values.policy}` : ''}\n\n${grantTable(effective)}\n`);
     return 0;
   } catch (e) {

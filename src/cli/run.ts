@@ -5,12 +5,12 @@ import { parseArgs } from 'node:util';
 import YAML from 'yaml';
 import { createHost } from '../host/host.js';
 import { DEFAULT_LIMITS } from '../host/limits.js';
-import { parseArgdataDocument, parseManifest } from '../manifest/parse.js';
-import { applyPolicy, checkCasperGrants, HeldPaths, loadPolicy, OPEN_POLICY } from '../manifest/policy.js';
-import { requestFromManifest } from '../manifest/to-request.js';
+import { effectiveGrants, manifestOf } from '../manifest/effective.js';
+import { parseArgdataDocument } from '../manifest/parse.js';
+import { HeldPaths, loadPolicy, OPEN_POLICY } from '../manifest/policy.js';
 import { ManifestError, type ArgNode, type Manifest } from '../manifest/types.js';
 import type { RunResult } from '../host/result.js';
-import { applyFlags, parseLimitFlags, UsageError } from './flags.js';
+import { applyFlags, hostDirProblem, parseDir, parseEnv, parseLimitFlags, UsageError } from './flags.js';
 
 export const RUN_HELP = `Usage: capsa run [MODULE.wasm] [options] [--] [ARGS...]
 
@@ -76,37 +76,55 @@ export function exitStatus(r: RunResult): number {
   }
 }
 
-/** The manifest the command line describes: --manifest, with the flags applied. */
-export function manifestOfCommandLine(argv: string[]): { manifest: Manifest; file: string; baseDir: string; values: ReturnType<typeof parse>['values'] } {
+/**
+ * What the command line describes: the manifest's text (--manifest; empty without one), where it is,
+ * and the flags as a change to the manifest it holds (module, args, --argdata, --dir, --env, limits).
+ */
+export function commandLine(argv: string[]): { text: string; file: string; baseDir: string; flags: (m: Manifest) => Manifest; values: ReturnType<typeof parse>['values'] } {
   const { values, positionals } = parse(argv);
-  let manifest: Manifest = { args: [], env: {}, dirs: [], limits: {}, casper: {} };
-  let file = '(flags)', baseDir = process.cwd();
+  let text = '', file = '(flags)', baseDir = process.cwd();
   if (values.manifest !== undefined) {
     file = values.manifest;
-    let text: string;
     try {
       text = fs.readFileSync(file, 'utf8');
     } catch (e) {
       throw new UsageError(`Cannot read the manifest ${file}: ${(e as Error).message}`);
     }
-    manifest = parseManifest(text, file);
     baseDir = path.dirname(path.resolve(file));
-    // The manifest's module path is relative to the manifest, like its host directories.
-    if (manifest.module !== undefined && !manifest.module.startsWith('sha256:')) manifest.module = path.resolve(baseDir, manifest.module);
   }
+  let argdata: ArgNode | undefined;
   if (values.argdata !== undefined) {
-    if (manifest.argdata) throw new UsageError('--argdata: the manifest has argdata already; give one or the other');
-    let text: string;
+    let doc: string;
     try {
-      text = fs.readFileSync(values.argdata, 'utf8');
+      doc = fs.readFileSync(values.argdata, 'utf8');
     } catch (e) {
       throw new UsageError(`Cannot read ${values.argdata}: ${(e as Error).message}`);
     }
-    manifest.argdata = parseArgdataDocument(text, values.argdata, path.dirname(path.resolve(values.argdata)));
+    argdata = parseArgdataDocument(doc, values.argdata, path.dirname(path.resolve(values.argdata)));
   }
+  // Parsed now, so a malformed flag is a usage error whatever the manifest says.
   const [module, ...args] = positionals;
-  manifest = applyFlags(manifest, { module, args, dirs: values.dir, env: values.env, limits: parseLimitFlags(values) });
-  return { manifest, file, baseDir, values };
+  const limits = parseLimitFlags(values);
+  values.dir.forEach(parseDir);
+  parseEnv(values.env);
+  const dir = baseDir;
+  const flags = (read: Manifest): Manifest => {
+    const m = { ...read };
+    // The manifest's module path is relative to the manifest, like its host directories.
+    if (m.module !== undefined && !m.module.startsWith('sha256:')) m.module = path.resolve(dir, m.module);
+    if (argdata) {
+      if (m.argdata) throw new UsageError('--argdata: the manifest has argdata already; give one or the other');
+      m.argdata = argdata;
+    }
+    return applyFlags(m, { module, args, dirs: values.dir, env: values.env, limits });
+  };
+  return { text, file, baseDir, flags, values };
+}
+
+/** The manifest the command line describes: --manifest, with the flags applied (throws its problems). */
+export function manifestOfCommandLine(argv: string[]): { manifest: Manifest; file: string; baseDir: string; values: ReturnType<typeof parse>['values'] } {
+  const { text, file, baseDir, flags, values } = commandLine(argv);
+  return { manifest: manifestOf(text, { file, flags }), file, baseDir, values };
 }
 
 function parse(argv: string[]) {
@@ -134,11 +152,11 @@ function parse(argv: string[]) {
 
 /** Runs `capsa run`; returns the exit status. */
 export async function run(argv: string[]): Promise<number> {
-  const { manifest, file, baseDir, values } = manifestOfCommandLine(argv);
+  const { text, file, baseDir, flags, values } = commandLine(argv);
   if (values.help) { process.stdout.write(RUN_HELP + '\n'); return 0; }
-  const audit = values.audit ?? 'off';
+  // --audit-file alone records every decision: it is what `capsa manifest diff --audit` reads.
+  const audit = values.audit ?? (values['audit-file'] !== undefined ? 'all' : 'off');
   if (audit !== 'off' && audit !== 'denied' && audit !== 'all') throw new UsageError(`--audit ${audit}: expected denied or all`);
-  if (manifest.module === undefined) throw new UsageError('capsa run: missing MODULE.wasm (or a module: in the manifest)\n\n' + RUN_HELP);
   const policy = values.policy !== undefined ? loadPolicy(values.policy) : OPEN_POLICY;
   // The worker starts while the manifest is checked and the module read.
   const casperConfig = values['casper-config'] !== undefined ? readCasperConfig(values['casper-config']) : {};
@@ -147,16 +165,21 @@ export async function run(argv: string[]): Promise<number> {
   // them by descriptor: what was checked is what the guest gets.
   const held = new HeldPaths();
   try {
-    const effective = applyPolicy(manifest, policy, DEFAULT_LIMITS, file, baseDir, held);
-    checkCasperGrants(effective, file);
-    const problem = checkInputs(manifest.module, effective);
+    const { manifest: effective, request } = effectiveGrants(text, { file, policy, defaults: DEFAULT_LIMITS, baseDir, flags, held });
+    const module = effective.module;
+    if (module === undefined) {
+      void hostReady.then((h) => h.close(), () => undefined);
+      process.stderr.write('capsa run: missing MODULE.wasm (or a module: in the manifest)\n\n' + RUN_HELP + '\n');
+      return 2;
+    }
+    const problem = checkInputs(module, effective);
     if (problem !== undefined) throw new UsageError(problem);
     const host = await hostReady;
     let auditOut: number | undefined;
     if (audit !== 'off') auditOut = values['audit-file'] ? fs.openSync(values['audit-file'], 'w') : 2;
     try {
       const handle = host.start({
-        ...requestFromManifest(effective), module: fs.readFileSync(manifest.module), argv0: manifest.module, audit,
+        ...request, module: fs.readFileSync(module), argv0: module, audit,
         stdinFd: 0, stdoutFd: 1, stderrFd: 2, tty: Boolean(process.stdout.isTTY),
       });
       for await (const ev of handle) {
@@ -228,9 +251,8 @@ function checkInputs(modulePath: string, m: Manifest): string | undefined {
     if (!fs.existsSync(f)) return `Cannot give ${f} to the guest (argdata !file): it does not exist`;
   }
   for (const d of m.dirs) {
-    if (d.source.kind !== 'host') continue;
-    const p = d.source.path;
-    if (!fs.existsSync(p) || !fs.statSync(p).isDirectory()) return `Cannot mount ${p} at ${d.guest}: it is not a directory`;
+    const problem = d.host === undefined ? undefined : hostDirProblem(d.host);
+    if (problem !== undefined) return `Cannot mount ${d.host} at ${d.guest}: ${problem}`;
   }
   return undefined;
 }

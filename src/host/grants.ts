@@ -1,4 +1,5 @@
 import type { ArgdataValue } from '../wasi/argdata.js';
+import type { Preopen } from '../wasi/wasi.js';
 
 /**
  * The engine's grant types. They live here, below the manifest layer (src/manifest), so that the
@@ -26,3 +27,10 @@ export type ArgNode =
    * directory, or (cloudabi-run documents, `host: true`) a host file or directory by host path.
    */
   | { type: 'file'; path: string; rights: RightsGrant; host?: boolean };
+
+/**
+ * A directory the guest starts with: the one shape from the manifest (src/manifest) through the
+ * worker's spec to the fd table, where it is a Preopen (a host directory, or in-memory without
+ * `host`). `readonly` turns on the mount's EROFS backstop beneath the rights check.
+ */
+export type DirGrant = Omit<Preopen, 'memory'>;

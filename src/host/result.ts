@@ -17,6 +17,9 @@ export interface AuditEvent {
   decision: 'allowed' | 'denied';
   errno: number;
   message?: string;
+  /** path_open: the descriptor it opened, and the rights asked for it (Capsicum names). */
+  openedFd?: number;
+  rightsRequested?: string[];
 }
 
 /** Resources a run used. */

@@ -35,7 +35,7 @@ export function grantRows(m: Manifest): GrantRow[] {
   let fd = 3;
   for (const d of m.dirs) {
     rows.push({
-      fd: fd++, what: d.source.kind === 'memory' ? 'dir (memory)' : `dir (${d.source.path})`, path: d.guest,
+      fd: fd++, what: d.host === undefined ? 'dir (memory)' : `dir (${d.host})`, path: d.guest,
       base: capNames(d.rights.base), inheriting: capNames(d.rights.inheriting), ...(d.initOnly ? { note: 'init-only' } : {}),
     });
   }
@@ -104,6 +104,17 @@ function argToYaml(n: ArgNode, doc: YAML.Document): unknown {
 
 /** A manifest as YAML that parseManifest reads back to the same manifest. */
 export function manifestToYaml(m: Manifest): string {
+  return documentText(manifestDocument(m));
+}
+
+/** A YAML document's text, with CloudABI's tag directive when it uses !fd or !file. */
+export function documentText(doc: YAML.Document): string {
+  const text = doc.toString();
+  return /!fd|!file/.test(text) ? `%TAG ! tag:nuxi.nl,2015:cloudabi/\n---\n${text}` : text;
+}
+
+/** A manifest as a YAML document (to which comments can be added). */
+export function manifestDocument(m: Manifest): YAML.Document {
   const doc = new YAML.Document({});
   const root = doc.contents as YAML.YAMLMap;
   if (m.module !== undefined) root.set('module', m.module);
@@ -113,7 +124,7 @@ export function manifestToYaml(m: Manifest): string {
   if (m.dirs.length) {
     root.set('dirs', m.dirs.map((d) => {
       const node = doc.createNode({
-        guest: d.guest, source: d.source.kind === 'memory' ? 'memory' : d.source.path,
+        guest: d.guest, source: d.host ?? 'memory',
         rights: d.rights.names.length === 1 ? d.rights.names[0] : d.rights.names, ...(d.initOnly ? { init_only: true } : {}),
       }) as YAML.YAMLMap;
       node.flow = true;
@@ -131,7 +142,5 @@ export function manifestToYaml(m: Manifest): string {
   if (Object.keys(limits).length) root.set('limits', limits);
   if (m.stdio) root.set('pledge', m.stdio.names);
   if (Object.keys(m.casper).length) root.set('casper', m.casper);
-  const text = doc.toString();
-  const tagged = /!fd|!file/.test(text);
-  return tagged ? `%TAG ! tag:nuxi.nl,2015:cloudabi/\n---\n${text}` : text;
+  return doc;
 }

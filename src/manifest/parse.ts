@@ -10,7 +10,8 @@ import { didYouMean, yamlMessage } from './suggest.js';
 import type { ArgNode, CasperGrants, DirEntryGrant, Manifest, Problem, RightsGrant } from './types.js';
 import { ManifestError } from './types.js';
 import { expandRights, PROMISES } from './vocabulary.js';
-import { TYPE_RIGHTS } from '../wasi/rights.js';
+import { SERVICES } from '../casper/services/index.js';
+import { READ_ONLY_MASK, TYPE_RIGHTS } from '../wasi/rights.js';
 
 /** Caps on what a manifest may make the parser do. */
 export interface ParseLimits {
@@ -22,13 +23,14 @@ export interface ParseLimits {
 
 export const DEFAULT_PARSE_LIMITS: ParseLimits = { maxBytes: 1 << 20, maxAliases: 100, maxDepth: 64, maxNodes: 100_000 };
 
-/** The Casper services a manifest may name (their limits are checked by each service). */
-export const CASPER_SERVICES = ['system.dns', 'system.pwd', 'system.grp', 'system.random', 'system.sysctl', 'system.fileargs'] as const;
+/** The Casper services a manifest may name: those capsa offers (src/casper/services/index.ts). */
+export const CASPER_SERVICES: readonly string[] = Object.keys(SERVICES);
 
 const CLOUDABI = 'tag:nuxi.nl,2015:cloudabi/';
 const TOP_KEYS = ['module', 'args', 'env', 'argdata', 'dirs', 'limits', 'casper', 'pledge'];
 const DIR_KEYS = ['guest', 'source', 'rights', 'init_only'];
-const LIMIT_KEYS: Record<string, { field: keyof Limits; kind: 'duration' | 'bytes' | 'count' }> = {
+/** How manifests and policies spell each limit, and how its value is written. */
+export const LIMIT_KEYS: Record<string, { field: keyof Limits; kind: 'duration' | 'bytes' | 'count' }> = {
   wall: { field: 'wallMs', kind: 'duration' },
   cpu: { field: 'cpuMs', kind: 'duration' },
   memory: { field: 'memoryBytes', kind: 'bytes' },
@@ -37,17 +39,30 @@ const LIMIT_KEYS: Record<string, { field: keyof Limits; kind: 'duration' | 'byte
   files: { field: 'filesBytes', kind: 'bytes' },
 };
 
-class Reader {
+/** Walks a YAML document, collecting problems with their positions and counting nodes and aliases. */
+export class Reader {
   readonly problems: Problem[] = [];
+  /** Positions of key paths, by mark(). */
+  readonly places: Record<string, { line: number; col: number }> = {};
   private aliases = 0;
   private nodes = 0;
   /** Set for cloudabi-run documents: !file paths are host paths relative to it. */
   constructor(readonly doc: Document, readonly lc: LineCounter, readonly limits: ParseLimits, readonly hostBase?: string) {}
 
-  problem(node: YamlNode | undefined | null, path: string, message: string): void {
-    const offset = node?.range?.[0];
-    const pos = offset === undefined ? { line: 0, col: 0 } : this.lc.linePos(offset);
-    this.problems.push({ line: pos.line, col: pos.col, path, message });
+  /** Where `node` starts, as 1-based line and column ({0, 0} when it has no place). */
+  pos(node: unknown): { line: number; col: number } {
+    const offset = (node as YamlNode | undefined | null)?.range?.[0];
+    return offset === undefined ? { line: 0, col: 0 } : this.lc.linePos(offset);
+  }
+
+  problem(node: unknown, path: string, message: string): void {
+    this.problems.push({ ...this.pos(node), path, message });
+  }
+
+  /** Remembers where the value at key path `path` is, for problems found after reading (policy excesses). */
+  mark(node: unknown, path: string): void {
+    const n = isAlias(node) ? node : (node as YamlNode | null);
+    if (n) this.places[path] = this.pos(n);
   }
 
   /** Follows an alias, counting them so that a billion laughs stops at the hundredth. */
@@ -87,21 +102,19 @@ export function flowDepth(text: string): number {
 }
 
 /**
- * Parses YAML text and runs `read` over its root, collecting every problem; throws ManifestError
- * when there is any. The size cap applies before parsing, the alias and node caps during reading.
+ * The one safe YAML reader of manifests, argdata documents and policies: parses `source` and runs
+ * `read` over its root, returning what it read (undefined when the text is not YAML, too large, too
+ * deep or a bomb) with every problem. The size and depth caps apply before parsing, the alias and
+ * node caps during reading.
  */
-function readDocument<T>(source: string, file: string, limits: ParseLimits, hostBase: string | undefined,
-  read: (r: Reader, root: YamlNode | null) => T): T {
-  const what = hostBase === undefined ? 'manifest' : 'document';
+export function readYaml<T>(source: string, what: string, limits: ParseLimits, hostBase: string | undefined,
+  read: (r: Reader, root: YamlNode | null) => T): { value: T | undefined; problems: Problem[]; places: Reader['places'] } {
   const bytes = Buffer.byteLength(source, 'utf8');
-  if (bytes > limits.maxBytes) {
-    throw new ManifestError(file, [{ line: 0, col: 0, path: '', message: `the ${what} is ${bytes} bytes; the limit is ${limits.maxBytes}` }]);
-  }
+  const fatal = (message: string) => ({ value: undefined, problems: [{ line: 0, col: 0, path: '', message }], places: {} });
+  if (bytes > limits.maxBytes) return fatal(`the ${what} is ${bytes} bytes; the limit is ${limits.maxBytes}`);
   // The YAML parser descends recursively: thousands of nested brackets would overflow its stack
   // (and can abort the process), so nesting is measured on the text before it parses anything.
-  if (flowDepth(source) > limits.maxDepth) {
-    throw new ManifestError(file, [{ line: 0, col: 0, path: '', message: `the ${what} is nested deeper than ${limits.maxDepth} levels` }]);
-  }
+  if (flowDepth(source) > limits.maxDepth) return fatal(`the ${what} is nested deeper than ${limits.maxDepth} levels`);
   const lc = new LineCounter();
   const doc = YAML.parseDocument(source, { lineCounter: lc, uniqueKeys: true, intAsBigInt: true, prettyErrors: true });
   const r = new Reader(doc, lc, limits, hostBase);
@@ -109,16 +122,30 @@ function readDocument<T>(source: string, file: string, limits: ParseLimits, host
     const pos = e.linePos?.[0] ?? { line: 0, col: 0 };
     r.problems.push({ line: pos.line, col: pos.col, path: '', message: yamlMessage(e.message) });
   }
-  if (r.problems.length) throw new ManifestError(file, r.problems);
-  let out: T;
+  if (r.problems.length) return { value: undefined, problems: r.problems, places: {} };
   try {
-    out = read(r, doc.contents as YamlNode | null);
+    return { value: read(r, doc.contents as YamlNode | null), problems: r.problems, places: r.places };
   } catch (e) {
     if (!(e instanceof Bomb)) throw e;
-    throw new ManifestError(file, [{ line: 0, col: 0, path: '', message: e.message }]);
+    return fatal(e.message);
   }
-  if (r.problems.length) throw new ManifestError(file, r.problems);
-  return out;
+}
+
+/** readYaml, throwing a ManifestError listing every problem when there is any. */
+function readDocument<T>(source: string, file: string, limits: ParseLimits, hostBase: string | undefined,
+  read: (r: Reader, root: YamlNode | null) => T): T {
+  const { value, problems } = readYaml(source, hostBase === undefined ? 'manifest' : 'document', limits, hostBase, read);
+  if (problems.length) throw new ManifestError(file, problems);
+  return value as T;
+}
+
+/**
+ * Reads a manifest without throwing: what could be read (an empty manifest when the text is not
+ * YAML), every problem, and where each key path is, so later checks can place their problems.
+ */
+export function readManifest(source: string, limits: ParseLimits = DEFAULT_PARSE_LIMITS): { manifest: Manifest; problems: Problem[]; places: Reader['places'] } {
+  const { value, problems, places } = readYaml(source, 'manifest', limits, undefined, readTop);
+  return { manifest: value ?? { args: [], env: {}, dirs: [], limits: {}, casper: {} }, problems, places };
 }
 
 /** Parses and validates a manifest; throws ManifestError listing every problem. */
@@ -142,6 +169,7 @@ function readTop(r: Reader, root: YamlNode | null): Manifest {
     const key = r.string(pair.key, '', 'a key');
     if (key === undefined) continue;
     const value = pair.value as YamlNode | null;
+    r.mark(value, key);
     switch (key) {
       case 'module': { const v = r.string(value, 'module', 'module'); if (v !== undefined) m.module = v; break; }
       case 'args': m.args = readArgs(r, value); break;
@@ -197,7 +225,7 @@ function readEnv(r: Reader, node: YamlNode | null): Record<string, string> {
 }
 
 /** A list of rights words, or one word. */
-function readWords(r: Reader, node: YamlNode | null, path: string): string[] {
+export function readWords(r: Reader, node: YamlNode | null, path: string): string[] {
   const n = r.deref(node, path);
   if (isScalar(n) && typeof n.value === 'string') return [n.value];
   if (isSeq(n)) {
@@ -213,7 +241,7 @@ function readWords(r: Reader, node: YamlNode | null, path: string): string[] {
  * Rights for a descriptor of the given kind: the named set, limited to what the kind can hold
  * (`any`: a host path whose kind is only known when it is opened, which masks them then).
  */
-function readRights(r: Reader, node: YamlNode | null, path: string, kind: 'directory' | 'regularFile' | 'any'): RightsGrant {
+export function readRights(r: Reader, node: YamlNode | null, path: string, kind: 'directory' | 'regularFile' | 'any'): RightsGrant {
   const words = readWords(r, node, path);
   const ex = expandRights(words);
   for (const u of ex.unknown) r.problem(node, path, u);
@@ -223,7 +251,8 @@ function readRights(r: Reader, node: YamlNode | null, path: string, kind: 'direc
   return { base: ex.rights & t.base, inheriting: ex.rights & t.inheriting, names: words };
 }
 
-function guestPath(r: Reader, node: unknown, path: string): string | undefined {
+/** A guest path: absolute, without "..", normalised; undefined after a problem. */
+export function guestPath(r: Reader, node: unknown, path: string): string | undefined {
   const s = r.string(node, path, 'a guest path');
   if (s === undefined) return undefined;
   const parts = s.split('/').filter((p) => p !== '' && p !== '.');
@@ -234,6 +263,11 @@ function guestPath(r: Reader, node: unknown, path: string): string | undefined {
   return '/' + parts.join('/');
 }
 
+/** Whether a grant holds no right that writes or changes the namespace: its mount is then read-only too. */
+export function writesNothing(r: { base: bigint; inheriting: bigint }): boolean {
+  return ((r.base | r.inheriting) & ~READ_ONLY_MASK) === 0n;
+}
+
 function readDirs(r: Reader, node: YamlNode | null): DirEntryGrant[] {
   const n = r.deref(node, 'dirs');
   if (!isSeq(n)) { r.problem(n, 'dirs', 'dirs must be a list of { guest, source, rights }'); return []; }
@@ -241,16 +275,17 @@ function readDirs(r: Reader, node: YamlNode | null): DirEntryGrant[] {
   const seen = new Set<string>();
   n.items.forEach((item, i) => {
     const path = `dirs[${i}]`;
+    r.mark(item, path);
     const d = r.deref(item, path);
     if (!isMap(d)) { r.problem(d, path, 'a directory grant is { guest: /data, source: ./data, rights: rpath }'); return; }
-    let guest: string | undefined, source: DirEntryGrant['source'] | undefined, rights: RightsGrant | undefined, initOnly = false;
+    let guest: string | undefined, source: { host?: string } | undefined, rights: RightsGrant | undefined, initOnly = false;
     for (const pair of d.items) {
       const key = r.string(pair.key, path, 'a key');
       const value = pair.value as YamlNode | null;
       if (key === 'guest') guest = guestPath(r, value, `${path}.guest`);
       else if (key === 'source') {
         const s = r.string(value, `${path}.source`, 'source');
-        if (s !== undefined) source = s === 'memory' ? { kind: 'memory' } : { kind: 'host', path: s };
+        if (s !== undefined) source = s === 'memory' ? {} : { host: s };
       } else if (key === 'rights') rights = readRights(r, value, `${path}.rights`, 'directory');
       else if (key === 'init_only') {
         const v = r.deref(value, `${path}.init_only`);
@@ -262,20 +297,22 @@ function readDirs(r: Reader, node: YamlNode | null): DirEntryGrant[] {
     if (source === undefined && !d.has('source')) r.problem(d, path, 'missing source: a host directory (./data) or memory');
     if (rights === undefined && !d.has('rights')) r.problem(d, path, 'missing rights, e.g. rights: rpath or rights: [rpath, wpath, cpath]');
     if (guest && seen.has(guest)) r.problem(d, `${path}.guest`, `${guest} is granted twice`);
-    if (guest && source && rights) { seen.add(guest); out.push({ guest, source, rights, initOnly }); }
+    if (guest && source && rights) { seen.add(guest); out.push({ guest, ...source, rights, initOnly, readonly: writesNothing(rights) }); }
   });
   return out;
 }
 
-function readLimits(r: Reader, node: YamlNode | null): Partial<Limits> {
+/** Reads `limits` (of a manifest, or a policy's maxima). */
+export function readLimits(r: Reader, node: YamlNode | null, what = 'limits is a mapping, e.g. { wall: 2s, memory: 64MiB }'): Partial<Limits> {
   const n = r.deref(node, 'limits');
   const out: Partial<Limits> = {};
-  if (!isMap(n)) { r.problem(n, 'limits', 'limits is a mapping, e.g. { wall: 2s, memory: 64MiB }'); return out; }
+  if (!isMap(n)) { r.problem(n, 'limits', what); return out; }
   for (const pair of n.items) {
     const key = r.string(pair.key, 'limits', 'a key');
     if (key === undefined) continue;
     const spec = LIMIT_KEYS[key];
     const path = `limits.${key}`;
+    r.mark(pair.value, path);
     if (!spec) { r.problem(pair.key as YamlNode, path, `unknown limit "${key}"${didYouMean(key, Object.keys(LIMIT_KEYS))}; limits are ${Object.keys(LIMIT_KEYS).join(', ')}`); continue; }
     const v = r.deref(pair.value, path);
     const raw = isScalar(v) ? v.value : undefined;
@@ -292,7 +329,8 @@ function readLimits(r: Reader, node: YamlNode | null): Partial<Limits> {
   return out;
 }
 
-function readCasper(r: Reader, node: YamlNode | null): CasperGrants {
+/** Reads `casper` (of a manifest, or a policy's widest grants): each service's grant as plain data. */
+export function readCasper(r: Reader, node: YamlNode | null): CasperGrants {
   const n = r.deref(node, 'casper');
   const out: CasperGrants = {};
   if (isScalar(n) && n.value === null) return out;
@@ -300,7 +338,8 @@ function readCasper(r: Reader, node: YamlNode | null): CasperGrants {
   for (const pair of n.items) {
     const name = r.string(pair.key, 'casper', 'a service name');
     if (name === undefined) continue;
-    if (!(CASPER_SERVICES as readonly string[]).includes(name)) {
+    r.mark(pair.value ?? pair.key, `casper.${name}`);
+    if (!CASPER_SERVICES.includes(name)) {
       r.problem(pair.key as YamlNode, `casper.${name}`, `unknown service "${name}"${didYouMean(name, CASPER_SERVICES)}; services are ${CASPER_SERVICES.join(', ')}`);
       continue;
     }

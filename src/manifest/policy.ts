@@ -4,16 +4,15 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import YAML, { isMap, isScalar, isSeq, LineCounter, type Node as YamlNode } from 'yaml';
+import { isMap, isScalar, isSeq, type Node as YamlNode } from 'yaml';
 import { DEFAULT_MAX_LIMITS, type Limits } from '../host/limits.js';
-import { formatBytes, formatDuration, parseBytes, parseDuration } from '../host/units.js';
+import { formatBytes, formatDuration } from '../host/units.js';
 import { formatRights, RIGHTS_ALL, TYPE_RIGHTS } from '../wasi/rights.js';
 import { descriptorPath, openNoLinks, SymlinkOnPath } from '../wasi/fs/hostfs.js';
-import { CASPER_SERVICES } from './parse.js';
-import { SERVICES } from '../casper/services/index.js';
-import { didYouMean, yamlMessage } from './suggest.js';
-import { ManifestError, type ArgNode, type CasperGrants, type DirSource, type Manifest, type Problem, type RightsGrant } from './types.js';
-import { expandRights } from './vocabulary.js';
+import { CASPER_SERVICES, DEFAULT_PARSE_LIMITS, guestPath, LIMIT_KEYS, readCasper, readLimits, readRights, readYaml, type Reader } from './parse.js';
+import { readCasperGrant, SERVICES } from '../casper/services/index.js';
+import { didYouMean } from './suggest.js';
+import { ManifestError, type ArgNode, type CasperGrants, type Manifest, type Problem, type RightsGrant } from './types.js';
 
 /** One kind of directory the operator allows: a source (memory, or host paths under a prefix) and the most rights. */
 export interface DirRule {
@@ -53,87 +52,52 @@ export const SERVICE_POLICY: Policy = {
 };
 
 const POLICY_KEYS = ['limits', 'dirs', 'casper', 'argdata'];
-const LIMIT_KEYS: Record<string, { field: keyof Limits; kind: 'duration' | 'bytes' | 'count' }> = {
-  wall: { field: 'wallMs', kind: 'duration' }, cpu: { field: 'cpuMs', kind: 'duration' },
-  memory: { field: 'memoryBytes', kind: 'bytes' }, output: { field: 'outputBytes', kind: 'bytes' },
-  fds: { field: 'fds', kind: 'count' }, files: { field: 'filesBytes', kind: 'bytes' },
-};
 
 /** How a manifest spells each limit. */
 const MANIFEST_KEY = Object.fromEntries(Object.entries(LIMIT_KEYS).map(([k, v]) => [v.field, k])) as Record<keyof Limits, string>;
 
 const fmtLimit = (f: keyof Limits, v: number) => (f.endsWith('Ms') ? formatDuration(v) : f.endsWith('Bytes') ? formatBytes(v) : String(v));
 
-/** Reads a policy file (same vocabulary as manifests); host sources resolve against `baseDir`. */
+/** Reads a policy file (same vocabulary and YAML reader as manifests); host sources resolve against `baseDir`. */
 export function parsePolicy(source: string, file = 'policy.yaml', baseDir = process.cwd()): Policy {
-  const lc = new LineCounter();
-  const doc = YAML.parseDocument(source, { lineCounter: lc, uniqueKeys: true, prettyErrors: true });
-  const problems: Problem[] = doc.errors.map((e) => ({ line: e.linePos?.[0].line ?? 0, col: e.linePos?.[0].col ?? 0, path: '', message: yamlMessage(e.message) }));
-  const at = (n: unknown, p: string, message: string) => {
-    const off = (n as YamlNode | undefined)?.range?.[0];
-    const pos = off === undefined ? { line: 0, col: 0 } : lc.linePos(off);
-    problems.push({ line: pos.line, col: pos.col, path: p, message });
-  };
+  const { value, problems } = readYaml(source, 'policy', DEFAULT_PARSE_LIMITS, undefined, (r, root) => readPolicy(r, root, baseDir));
+  if (problems.length) throw new ManifestError(file, problems);
+  return value!;
+}
+
+function readPolicy(r: Reader, root: YamlNode | null, baseDir: string): Policy {
   const policy: Policy = { limits: { ...DEFAULT_MAX_LIMITS }, dirs: [], casper: {}, argdataFiles: true };
-  const root = doc.contents;
-  if (!problems.length && root && !isMap(root)) at(root, '', 'a policy is a mapping of limits, dirs, casper, argdata');
-  if (!problems.length && isMap(root)) {
-    for (const pair of root.items) {
-      const key = String((pair.key as { value?: unknown })?.value);
-      const v = pair.value as YamlNode | null;
-      if (key === 'limits') {
-        if (!isMap(v)) { at(v, 'limits', 'limits is a mapping of maxima, e.g. { wall: 10s, memory: 256MiB }'); continue; }
-        for (const lp of v.items) {
-          const k = String((lp.key as { value?: unknown })?.value);
-          const spec = LIMIT_KEYS[k];
-          if (!spec) { at(lp.key, `limits.${k}`, `unknown limit "${k}"${didYouMean(k, Object.keys(LIMIT_KEYS))}`); continue; }
-          const raw = isScalar(lp.value) ? lp.value.value : undefined;
-          try {
-            if (typeof raw !== 'number' && typeof raw !== 'string') throw new RangeError('must be a number or a size');
-            const v = spec.kind === 'duration' ? parseDuration(raw, k) : spec.kind === 'bytes' ? parseBytes(raw, k) : Number(raw);
-            if (!Number.isInteger(v) || v <= 0) throw new RangeError(`${k} must be a positive whole number`);
-            policy.limits[spec.field] = v;
-          } catch (e) { at(lp.value, `limits.${k}`, (e as Error).message); }
+  if (root === null || (isScalar(root) && root.value === null)) return policy;
+  if (!isMap(root)) { r.problem(root, '', 'a policy is a mapping of limits, dirs, casper, argdata'); return policy; }
+  for (const pair of root.items) {
+    const key = r.string(pair.key, '', 'a key');
+    const v = r.deref(pair.value, key ?? '');
+    if (key === 'limits') Object.assign(policy.limits, readLimits(r, v, 'limits is a mapping of maxima, e.g. { wall: 10s, memory: 256MiB }'));
+    else if (key === 'dirs') {
+      if (!isSeq(v)) { r.problem(v, 'dirs', 'dirs is a list of { source: memory | HOST_PREFIX, guest?, rights }'); continue; }
+      v.items.forEach((node, i) => {
+        const item = r.deref(node, `dirs[${i}]`);
+        if (!isMap(item)) { r.problem(item, `dirs[${i}]`, 'a rule is { source, rights }'); return; }
+        const rights = readRights(r, item.get('rights', true) as YamlNode | null, `dirs[${i}].rights`, 'directory');
+        const src = r.deref(item.get('source', true), `dirs[${i}].source`);
+        if (!isScalar(src) || typeof src.value !== 'string') { r.problem(item, `dirs[${i}].source`, 'source is memory or a host directory'); return; }
+        for (const p of item.items) {
+          const k = r.string(p.key, `dirs[${i}]`, 'a key');
+          if (k !== undefined && !['source', 'guest', 'rights'].includes(k)) r.problem(item, `dirs[${i}].${k}`, `unknown key "${k}"${didYouMean(k, ['source', 'guest', 'rights'])}`);
         }
-      } else if (key === 'dirs') {
-        if (!isSeq(v)) { at(v, 'dirs', 'dirs is a list of { source: memory | HOST_PREFIX, guest?, rights }'); continue; }
-        v.items.forEach((item, i) => {
-          if (!isMap(item)) { at(item, `dirs[${i}]`, 'a rule is { source, rights }'); return; }
-          const src = item.get('source');
-          const rightsNode = item.get('rights', true);
-          const words = isSeq(rightsNode) ? rightsNode.items.map((x) => String((x as { value?: unknown }).value)) : isScalar(rightsNode) ? [String(rightsNode.value)] : [];
-          const ex = expandRights(words);
-          for (const u of ex.unknown) at(rightsNode, `dirs[${i}].rights`, u);
-          if (typeof src !== 'string') { at(item, `dirs[${i}].source`, 'source is memory or a host directory'); return; }
-          for (const k of item.items.map((p) => String((p.key as { value?: unknown }).value))) {
-            if (!['source', 'guest', 'rights'].includes(k)) at(item, `dirs[${i}].${k}`, `unknown key "${k}"${didYouMean(k, ['source', 'guest', 'rights'])}`);
-          }
-          const rule: DirRule = {
-            source: src === 'memory' ? { kind: 'memory' } : { kind: 'host', under: path.resolve(baseDir, src) },
-            rights: { base: ex.rights & TYPE_RIGHTS.directory.base, inheriting: ex.rights & TYPE_RIGHTS.directory.inheriting, names: words },
-          };
-          const guest = item.get('guest');
-          if (typeof guest === 'string') rule.guest = guest;
-          policy.dirs.push(rule);
-        });
-      } else if (key === 'casper') {
-        if (!isMap(v)) { at(v, 'casper', 'casper is a mapping of services to their widest limits'); continue; }
-        for (const cp of v.items) {
-          const name = String((cp.key as { value?: unknown })?.value);
-          if (!(CASPER_SERVICES as readonly string[]).includes(name)) { at(cp.key, `casper.${name}`, `unknown service "${name}"${didYouMean(name, CASPER_SERVICES)}`); continue; }
-          const val = (cp.value as YamlNode | null)?.toJSON?.() ?? {};
-          policy.casper[name] = (val ?? {}) as Record<string, unknown>;
-        }
-      } else if (key === 'argdata') {
-        const files = isMap(v) ? v.get('files') : undefined;
-        if (typeof files !== 'boolean') at(v, 'argdata', 'argdata is { files: true | false }');
-        else policy.argdataFiles = files;
-      } else {
-        at(pair.key, key, `unknown key "${key}"${didYouMean(key, POLICY_KEYS)}; a policy has ${POLICY_KEYS.join(', ')}`);
-      }
+        const rule: DirRule = { source: src.value === 'memory' ? { kind: 'memory' } : { kind: 'host', under: path.resolve(baseDir, src.value) }, rights };
+        if (item.has('guest')) { const g = guestPath(r, item.get('guest', true), `dirs[${i}].guest`); if (g !== undefined) rule.guest = g; }
+        policy.dirs.push(rule);
+      });
+    } else if (key === 'casper') Object.assign(policy.casper, readCasper(r, v));
+    else if (key === 'argdata') {
+      const files = isMap(v) ? r.deref(v.get('files', true), 'argdata.files') : undefined;
+      if (!isScalar(files) || typeof files.value !== 'boolean') r.problem(v, 'argdata', 'argdata is { files: true | false }');
+      else policy.argdataFiles = files.value;
+    } else if (key !== undefined) {
+      r.problem(pair.key, key, `unknown key "${key}"${didYouMean(key, POLICY_KEYS)}; a policy has ${POLICY_KEYS.join(', ')}`);
     }
   }
-  if (problems.length) throw new ManifestError(file, problems);
   return policy;
 }
 
@@ -282,8 +246,8 @@ function serviceNarrows(service: string, asked: Record<string, unknown>, allowed
   const s = SERVICES[service];
   if (!s?.fromManifest || !s.limit) return undefined;
   try {
-    const old = s.fromManifest(allowed);
-    const next = s.fromManifest({ ...allowed, ...asked });
+    const old = readCasperGrant(service, allowed);
+    const next = readCasperGrant(service, { ...allowed, ...asked });
     return next === null || s.limit(old, next) === 0;
   } catch {
     return undefined;
@@ -298,48 +262,62 @@ function serviceNarrows(service: string, asked: Record<string, unknown>, allowed
  * by paths of descriptors held open there, so the run gets what was checked.
  */
 export function applyPolicy(m: Manifest, policy: Policy, defaults: Limits, file = 'manifest.yaml', baseDir = process.cwd(), held?: HeldPaths): Manifest & { limits: Limits } {
-  const problems: string[] = [];
+  const { effective, problems } = checkPolicy(m, policy, defaults, baseDir, held);
+  if (problems.length) throw new ManifestError(file, problems.map((p) => ({ line: 0, col: 0, path: '', message: p.message })));
+  return effective;
+}
+
+/** A problem found after reading: its message, and the key path whose place it is reported at. */
+export interface PlacedProblem { at: string; message: string }
+
+/**
+ * applyPolicy without throwing: the effective manifest and every excess, each with the key path of
+ * what asked for it (limits.wall, dirs[1], argdata, casper.system.dns).
+ */
+export function checkPolicy(m: Manifest, policy: Policy, defaults: Limits, baseDir = process.cwd(), held?: HeldPaths): { effective: Manifest & { limits: Limits }; problems: PlacedProblem[] } {
+  const problems: PlacedProblem[] = [];
+  const add = (at: string, message: string) => problems.push({ at, message });
   const limits = {} as Limits;
   for (const f of Object.keys(defaults) as (keyof Limits)[]) {
     const asked = m.limits[f];
     const max = policy.limits[f];
-    if (asked !== undefined && asked > max) problems.push(`limits.${MANIFEST_KEY[f]}: ${fmtLimit(f, asked)} exceeds the policy's maximum ${fmtLimit(f, max)}`);
+    if (asked !== undefined && asked > max) add(`limits.${MANIFEST_KEY[f]}`, `limits.${MANIFEST_KEY[f]}: ${fmtLimit(f, asked)} exceeds the policy's maximum ${fmtLimit(f, max)}`);
     limits[f] = asked ?? Math.min(defaults[f], max);
   }
   const dirs = m.dirs.map((d, i) => {
     const where = `dirs[${i}] (${d.guest})`;
-    let resolved: DirSource = d.source;
+    let host = d.host;
     let sourceRules = policy.dirs.filter((r) => r.source.kind === 'memory');
-    if (d.source.kind === 'host') {
-      const checked = checkHostPath(path.resolve(baseDir, d.source.path), policy, held, false, `${where}: source`);
-      if ('problem' in checked) { problems.push(checked.problem); return d; }
-      resolved = { kind: 'host', path: checked.path };
+    if (d.host !== undefined) {
+      const checked = checkHostPath(path.resolve(baseDir, d.host), policy, held, false, `${where}: source`);
+      if ('problem' in checked) { add(`dirs[${i}]`, checked.problem); return d; }
+      host = checked.path;
       sourceRules = checked.rules;
     }
     const rules = sourceRules.filter((r) => r.guest === undefined || within(d.guest, r.guest));
     if (rules.length === 0) {
-      problems.push(`${where}: source ${d.source.kind === 'memory' ? 'memory' : path.resolve(baseDir, d.source.path)} is not allowed by the policy (allowed sources: ${allowedSources(policy)})`);
+      add(`dirs[${i}]`, `${where}: source ${d.host === undefined ? 'memory' : path.resolve(baseDir, d.host)} is not allowed by the policy (allowed sources: ${allowedSources(policy)})`);
     } else if (rules.every((r) => excess(d.rights, r.rights) !== undefined)) {
       const best = rules[0]!;
-      problems.push(`${where}: ${excess(d.rights, best.rights)} exceed the policy (allowed: ${best.rights.names.join(', ')})`);
+      add(`dirs[${i}]`, `${where}: ${excess(d.rights, best.rights)} exceed the policy (allowed: ${best.rights.names.join(', ')})`);
     }
-    return { ...d, source: resolved };
+    return host === undefined ? d : { ...d, host };
   });
   const argFiles = fileNodes(m.argdata);
-  if (argFiles.length && !policy.argdataFiles) problems.push('argdata: !file is not allowed by the policy');
+  if (argFiles.length && !policy.argdataFiles) add('argdata', 'argdata: !file is not allowed by the policy');
   // A host path is judged where it really is. For a run, a directory is held itself, and a file
   // by its directory: the run opens the file's name there without following a link.
   const hostPaths = new Map<string, string>();
   for (const f of argFiles.filter((x) => x.host)) {
     const checked = checkHostPath(f.path, policy, undefined, true, 'argdata: host path');
-    if ('problem' in checked) { problems.push(checked.problem); continue; }
+    if ('problem' in checked) { add('argdata', checked.problem); continue; }
     const rule = checked.rules[0]!;
     if ((f.rights.base & ~rule.rights.inheriting & ~rule.rights.base) !== 0n) {
-      problems.push(`argdata: ${f.path} asks for ${formatRights(f.rights.base & ~rule.rights.inheriting & ~rule.rights.base)}, beyond the policy`);
+      add('argdata', `argdata: ${f.path} asks for ${formatRights(f.rights.base & ~rule.rights.inheriting & ~rule.rights.base)}, beyond the policy`);
     }
     if (held && !hostPaths.has(f.path)) {
       const kept = checkHostPath(checked.isDir ? f.path : path.dirname(f.path), policy, held, false, 'argdata: host path');
-      if ('problem' in kept) problems.push(kept.problem);
+      if ('problem' in kept) add('argdata', kept.problem);
       else hostPaths.set(f.path, checked.isDir ? kept.path : `${kept.path}/${path.basename(f.path)}`);
     }
   }
@@ -347,21 +325,22 @@ export function applyPolicy(m: Manifest, policy: Policy, defaults: Limits, file 
   // no more than that directory passes on; a numbered fd is one the guest is granted.
   for (const f of argFiles.filter((x) => !x.host)) {
     const dir = m.dirs.filter((d) => f.path.startsWith(d.guest === '/' ? '/' : d.guest + '/')).sort((a, b) => b.guest.length - a.guest.length)[0];
-    if (!dir) { problems.push(`argdata: !file ${f.path} is not inside a granted directory (granted: ${m.dirs.map((d) => d.guest).join(', ') || 'none'})`); continue; }
+    if (!dir) { add('argdata', `argdata: !file ${f.path} is not inside a granted directory (granted: ${m.dirs.map((d) => d.guest).join(', ') || 'none'})`); continue; }
     const extra = f.rights.base & ~dir.rights.inheriting;
-    if (extra) problems.push(`argdata: !file ${f.path} asks for ${formatRights(extra)}, which ${dir.guest} does not pass on (add them to its rights)`);
+    if (extra) add('argdata', `argdata: !file ${f.path} asks for ${formatRights(extra)}, which ${dir.guest} does not pass on (add them to its rights)`);
   }
   for (const fd of fdNodes(m.argdata)) {
     if (fd >= 3 + m.dirs.length) {
       const dirs = m.dirs.length === 0 ? 'no directory is granted' : m.dirs.length === 1 ? 'fd 3 is the directory' : `3-${2 + m.dirs.length} are the directories`;
-      problems.push(`argdata: !fd ${fd} is not granted; fds 0-2 are stdio and ${dirs}`);
+      add('argdata', `argdata: !fd ${fd} is not granted; fds 0-2 are stdio and ${dirs}`);
     }
   }
   // A service's effective limits: the manifest's, and the policy's for every key it leaves out.
   const casper: CasperGrants = {};
   for (const [service, lim] of Object.entries(m.casper)) {
     const allowed = policy.casper[service];
-    if (allowed === undefined) { problems.push(`casper.${service}: the policy does not allow this service`); continue; }
+    const at = `casper.${service}`;
+    if (allowed === undefined) { add(at, `${at}: the policy does not allow this service`); continue; }
     // The service's own judgement when it can read both grants; the text otherwise.
     const narrows = serviceNarrows(service, lim, allowed);
     if (narrows !== true) {
@@ -369,29 +348,33 @@ export function applyPolicy(m: Manifest, policy: Policy, defaults: Limits, file 
       const found: string[] = [];
       subsetProblems(lim, allowed, `casper.${service}`, found);
       if (found.length === 0 && narrows === false) found.push(`casper.${service}: ${JSON.stringify(lim)} is wider than the policy allows (${JSON.stringify(allowed)})`);
-      problems.push(...found);
+      for (const f of found) add(at, f);
     }
     casper[service] = { ...allowed, ...lim };
   }
-  if (problems.length) throw new ManifestError(file, problems.map((message) => ({ line: 0, col: 0, path: '', message })));
   const argdata = hostPaths.size && m.argdata ? withPaths(m.argdata, hostPaths) : m.argdata;
-  return { ...m, dirs, limits, casper, ...(argdata ? { argdata } : {}) };
+  return { effective: { ...m, dirs, limits, casper, ...(argdata ? { argdata } : {}) }, problems };
+}
+
+/** Why a service cannot read a manifest's grant (its own reader's words), or undefined when it can. */
+export function grantProblem(service: string, grant: Record<string, unknown>): string | undefined {
+  try {
+    readCasperGrant(service, grant);
+    return undefined;
+  } catch (e) {
+    return (e as Error).message.replace(`${service}: `, '');
+  }
 }
 
 /**
- * Checks that each Casper grant of an effective manifest means something to its service (the
- * service's own reader says what is wrong); throws a ManifestError listing every problem.
+ * Checks that each Casper grant of a manifest means something to its service (the service's own
+ * reader says what is wrong); throws a ManifestError listing every problem.
  */
 export function checkCasperGrants(m: Manifest, file = 'manifest.yaml'): void {
   const problems: Problem[] = [];
   for (const [service, grant] of Object.entries(m.casper)) {
-    const s = SERVICES[service];
-    if (!s?.fromManifest || Object.keys(grant).length === 0) continue;
-    try {
-      s.fromManifest(grant);
-    } catch (e) {
-      problems.push({ line: 0, col: 0, path: '', message: `casper.${service}: ${(e as Error).message.replace(`${service}: `, '')}` });
-    }
+    const p = grantProblem(service, grant);
+    if (p !== undefined) problems.push({ line: 0, col: 0, path: '', message: `casper.${service}: ${p}` });
   }
   if (problems.length) throw new ManifestError(file, problems);
 }

@@ -11,12 +11,7 @@ export function requestFromManifest(m: Manifest & { limits: Limits }): ManifestR
     args: m.args,
     env: m.env,
     limits: m.limits,
-    dirs: m.dirs.map((d) => ({
-      guest: d.guest,
-      ...(d.source.kind === 'host' ? { host: d.source.path } : {}),
-      rights: { base: d.rights.base, inheriting: d.rights.inheriting },
-      initOnly: d.initOnly,
-    })),
+    dirs: m.dirs,
     ...(m.argdata ? { argdata: m.argdata } : {}),
     ...(m.stdio ? { stdioRights: m.stdio.base } : {}),
     ...(Object.keys(m.casper).length ? { casper: m.casper } : {}),

@@ -1,19 +1,13 @@
-import type { ArgNode, RightsGrant } from '../host/grants.js';
+import type { ArgNode, DirGrant, RightsGrant } from '../host/grants.js';
 import type { Limits } from '../host/limits.js';
 
-export type { ArgNode, RightsGrant };
+export type { ArgNode, DirGrant, RightsGrant };
 
-/** Where a granted directory comes from: the host (a path) or a fresh in-memory tree. */
-export type DirSource = { kind: 'host'; path: string } | { kind: 'memory' };
-
-/** A directory the guest starts with. */
-export interface DirEntryGrant {
-  guest: string;
-  source: DirSource;
-  rights: RightsGrant;
-  /** Revoked when the guest calls cap_enter(). */
-  initOnly: boolean;
-}
+/**
+ * A directory grant as a manifest holds it: the engine's DirGrant (host path, or in-memory without
+ * one), its rights always given and named for messages, `readonly` set when they write nothing.
+ */
+export type DirEntryGrant = DirGrant & { rights: RightsGrant; initOnly: boolean; readonly: boolean };
 
 /** Casper services and the widest limits a guest may set on them (issue 5 gives them meaning). */
 export type CasperGrants = Record<string, Record<string, unknown>>;
@@ -40,6 +34,8 @@ export interface Problem {
   /** The key path, e.g. "dirs[1].rights". */
   path: string;
   message: string;
+  /** Set for what the policy refuses (the manifest itself is well-formed there). */
+  policy?: true;
 }
 
 /** Every problem of a manifest at once, each with file:line:col. */

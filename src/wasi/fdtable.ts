@@ -28,6 +28,8 @@ export interface Decision {
   decision: 'allowed' | 'denied';
   errno: number;
   message?: string | undefined;
+  /** path_open: the descriptor it opened, and the rights asked for it (base | inheriting). */
+  opened?: { fd: number; rights: bigint } | undefined;
 }
 
 /** Receives decisions; `all` also receives the allowed ones (costly: one call per syscall). */
@@ -60,8 +62,11 @@ export class FdTable {
     return this.open;
   }
 
-  /** The entry for `fd` holding at least `needed`; EBADF or ENOTCAPABLE otherwise. */
-  get(fd: number, needed: bigint, call: string, path?: string): FdEntry {
+  /**
+   * The entry for `fd` holding at least `needed`; EBADF or ENOTCAPABLE otherwise. `auditAllowed`
+   * false leaves recording an allowed decision to the caller (path_open adds what it opened).
+   */
+  get(fd: number, needed: bigint, call: string, path?: string, auditAllowed = true): FdEntry {
     const e = this.slots[fd];
     if (e === undefined) {
       this.auditor?.record({ call, fd, path, rightsNeeded: needed, rightsHeld: 0n, decision: 'denied', errno: ERRNO.BADF, message: `fd ${fd} is not open` });
@@ -72,10 +77,13 @@ export class FdTable {
       this.auditor?.record({ call, fd, path, rightsNeeded: needed, rightsHeld: e.base, decision: 'denied', errno: ERRNO.NOTCAPABLE, message });
       throw new WasiError(ERRNO.NOTCAPABLE, message);
     }
-    if (this.auditor?.level === 'all') {
-      this.auditor.record({ call, fd, path, rightsNeeded: needed, rightsHeld: e.base, decision: 'allowed', errno: 0 });
-    }
+    if (auditAllowed) this.allowed({ call, fd, path, rightsNeeded: needed, rightsHeld: e.base, errno: 0 });
     return e;
+  }
+
+  /** Records an allowed decision, at audit level "all". */
+  allowed(d: Omit<Decision, 'decision'>): void {
+    if (this.auditor?.level === 'all') this.auditor.record({ ...d, decision: 'allowed' });
   }
 
   /** The entry for `fd` or undefined; no rights check, no audit. */

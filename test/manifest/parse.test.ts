@@ -314,12 +314,12 @@ describe('the issue\'s example', () => {
       },
       dirs: [
         {
-          guest: '/in', source: { kind: 'host', path: './in' }, initOnly: false,
+          guest: '/in', host: './in', initOnly: false, readonly: true,
           // A directory holds the lookup side of rpath; reading and seeking are for the files opened through it.
           rights: { base: or('path_open', 'fd_filestat_get', 'path_filestat_get', 'fd_readdir', 'path_readlink', 'fd_advise', 'poll_fd_readwrite'), inheriting: RPATH, names: ['rpath'] },
         },
         {
-          guest: '/out', source: { kind: 'host', path: './out' }, initOnly: false,
+          guest: '/out', host: './out', initOnly: false, readonly: false,
           rights: {
             base: (RPATH | WPATH | CPATH) & ~or('fd_read', 'fd_seek', 'fd_tell', 'fd_write', 'fd_filestat_set_size', 'fd_allocate', 'fd_datasync'),
             inheriting: RPATH | WPATH | CPATH,
@@ -327,7 +327,7 @@ describe('the issue\'s example', () => {
           },
         },
         {
-          guest: '/tmp', source: { kind: 'memory' }, initOnly: true,
+          guest: '/tmp', initOnly: true, readonly: false,
           rights: { base: or('path_create_file', 'path_open'), inheriting: or('fd_read', 'fd_write', 'path_create_file', 'path_open'), names: ['CAP_READ', 'CAP_WRITE', 'CAP_CREATE', 'CAP_LOOKUP'] },
         },
       ],
@@ -445,7 +445,7 @@ describe('the rest of a manifest', () => {
 
   it('guest paths are normalised; sources are kept as written', () => {
     const m = parseManifest('dirs:\n  - { guest: /data//sub/./, source: ../x, rights: [] }\n  - { guest: /, source: memory, rights: CAP_ALL }');
-    expect(m.dirs.map((d) => [d.guest, d.source])).toEqual([['/data/sub', { kind: 'host', path: '../x' }], ['/', { kind: 'memory' }]]);
+    expect(m.dirs.map((d) => [d.guest, d.host])).toEqual([['/data/sub', '../x'], ['/', undefined]]);
     expect(m.dirs[0]!.rights).toEqual({ base: 0n, inheriting: 0n, names: [] });
     expect(m.dirs[1]!.rights).toEqual({ base: TYPE_RIGHTS.directory.base, inheriting: TYPE_RIGHTS.directory.inheriting, names: ['CAP_ALL'] });
   });

@@ -45,7 +45,7 @@ const effective = (manifest: string, policy: Policy, baseDir = '/srv/jobs') => a
 describe('parsePolicy', () => {
   const cases: [string, string, string[]][] = [
     ['limits: a scalar', 'limits: x', ['p.yaml:1:9: limits: limits is a mapping of maxima, e.g. { wall: 10s, memory: 256MiB }']],
-    ['an unknown limit', 'limits: { wal: 1s }', ['p.yaml:1:11: limits.wal: unknown limit "wal" (did you mean "wall"?)']],
+    ['an unknown limit', 'limits: { wal: 1s }', ['p.yaml:1:11: limits.wal: unknown limit "wal" (did you mean "wall"?); limits are wall, cpu, memory, output, fds, files']],
     ['a bad duration', 'limits: { wall: soon }', ['p.yaml:1:17: limits.wall: wall: cannot read "soon"; write it like "2s", "500ms" or "1m"']],
     ['a bad size', 'limits: { memory: huge }', ['p.yaml:1:19: limits.memory: memory: cannot read "huge"; write it like "64MiB", "1GiB" or "4096"']],
     ['a limit that is a list', 'limits: { wall: [1] }', ['p.yaml:1:17: limits.wall: must be a number or a size']],
@@ -56,17 +56,17 @@ describe('parsePolicy', () => {
     ['a rule without a source', 'dirs:\n  - { rights: rpath }', ['p.yaml:2:5: dirs[0].source: source is memory or a host directory']],
     ['a rule whose source is a list', 'dirs:\n  - { source: [x], rights: rpath }', ['p.yaml:2:5: dirs[0].source: source is memory or a host directory']],
     ['an unknown key in a rule', 'dirs:\n  - { source: memory, rights: rpath, gust: /x }', ['p.yaml:2:5: dirs[0].gust: unknown key "gust" (did you mean "guest"?)']],
-    ['casper: a scalar', 'casper: x', ['p.yaml:1:9: casper: casper is a mapping of services to their widest limits']],
-    ['an unknown service', 'casper: { system.dsn: {} }', ['p.yaml:1:11: casper.system.dsn: unknown service "system.dsn" (did you mean "system.dns"?)']],
+    ['casper: a scalar', 'casper: x', ['p.yaml:1:9: casper: casper is a mapping of services to their widest limits, e.g. { system.random: {} }']],
+    ['an unknown service', 'casper: { system.dsn: {} }', ['p.yaml:1:11: casper.system.dsn: unknown service "system.dsn" (did you mean "system.dns"?); services are system.dns, system.pwd, system.grp, system.random, system.sysctl, system.fileargs']],
     ['argdata without files', 'argdata: x', ['p.yaml:1:10: argdata: argdata is { files: true | false }']],
     ['argdata files: maybe', 'argdata: { files: maybe }', ['p.yaml:1:10: argdata: argdata is { files: true | false }']],
     ['an unknown key', 'foo: 1', ['p.yaml:1:1: foo: unknown key "foo"; a policy has limits, dirs, casper, argdata']],
     ['an unknown key with a suggestion', 'argdat: {}', ['p.yaml:1:1: argdat: unknown key "argdat" (did you mean "argdata"?); a policy has limits, dirs, casper, argdata']],
     ['a list instead of a mapping', '[1]', ['p.yaml:1:1: a policy is a mapping of limits, dirs, casper, argdata']],
     ['several problems at once', 'limits: { wal: 1s }\ndirs: x\ncasper: { system.dsn: {} }\nbogus: 1', [
-      'p.yaml:1:11: limits.wal: unknown limit "wal" (did you mean "wall"?)',
+      'p.yaml:1:11: limits.wal: unknown limit "wal" (did you mean "wall"?); limits are wall, cpu, memory, output, fds, files',
       'p.yaml:2:7: dirs: dirs is a list of { source: memory | HOST_PREFIX, guest?, rights }',
-      'p.yaml:3:11: casper.system.dsn: unknown service "system.dsn" (did you mean "system.dns"?)',
+      'p.yaml:3:11: casper.system.dsn: unknown service "system.dsn" (did you mean "system.dns"?); services are system.dns, system.pwd, system.grp, system.random, system.sysctl, system.fileargs',
       'p.yaml:4:1: bogus: unknown key "bogus"; a policy has limits, dirs, casper, argdata',
     ]],
   ];
@@ -151,7 +151,7 @@ describe('applyPolicy: each excess is named', () => {
   it('a rule\'s guest path constrains where the directory may appear', () => {
     expect(refusals('dirs:\n  - { guest: /other, source: ../data, rights: rpath }', POLICY))
       .toEqual([`m.yaml:0:0: dirs[0] (/other): source /srv/data is not allowed by the policy (${ALLOWED})`]);
-    expect(effective('dirs:\n  - { guest: /data/sub, source: ../data/sub, rights: rpath }', POLICY).dirs[0]!.source).toEqual({ kind: 'host', path: '/srv/data/sub' });
+    expect(effective('dirs:\n  - { guest: /data/sub, source: ../data/sub, rights: rpath }', POLICY).dirs[0]!.host).toBe('/srv/data/sub');
   });
 
   it('rights beyond the matching rule, named by CAP name', () => {
@@ -251,13 +251,13 @@ casper: { system.random: {} }`;
     const m = parseManifest(src);
     const e = applyPolicy(m, POLICY, DEFAULT_LIMITS, 'm.yaml', '/srv/jobs');
     expect(e.dirs.map((d) => d.rights)).toEqual(m.dirs.map((d) => d.rights));
-    expect(e.dirs.map((d) => [d.guest, d.source, d.initOnly])).toEqual([
-      ['/data', { kind: 'host', path: '/srv/data' }, false], ['/out', { kind: 'host', path: '/srv/out/run1' }, false], ['/tmp', { kind: 'memory' }, true],
+    expect(e.dirs.map((d) => [d.guest, d.host, d.initOnly])).toEqual([
+      ['/data', '/srv/data', false], ['/out', '/srv/out/run1', false], ['/tmp', undefined, true],
     ]);
     expect(e.casper).toEqual({ 'system.random': {} });
     expect(e.argdata).toEqual(m.argdata);
     // The manifest itself is left as written.
-    expect(m.dirs[0]!.source).toEqual({ kind: 'host', path: '../data' });
+    expect(m.dirs[0]!.host).toBe('../data');
   });
 });
 
@@ -271,8 +271,8 @@ describe('applyPolicy: defaults and sources', () => {
 
   it('relative host sources resolve against baseDir, the manifest\'s folder', () => {
     const p = parsePolicy('dirs:\n  - { source: /home/u/jobs, rights: rpath }', 'p.yaml', '/');
-    expect(effective('dirs:\n  - { guest: /in, source: ./in, rights: rpath }', p, '/home/u/jobs').dirs[0]!.source).toEqual({ kind: 'host', path: '/home/u/jobs/in' });
-    expect(effective('dirs:\n  - { guest: /in, source: in/../in/., rights: rpath }', p, '/home/u/jobs').dirs[0]!.source).toEqual({ kind: 'host', path: '/home/u/jobs/in' });
+    expect(effective('dirs:\n  - { guest: /in, source: ./in, rights: rpath }', p, '/home/u/jobs').dirs[0]!.host).toBe('/home/u/jobs/in');
+    expect(effective('dirs:\n  - { guest: /in, source: in/../in/., rights: rpath }', p, '/home/u/jobs').dirs[0]!.host).toBe('/home/u/jobs/in');
     expect(refusals('dirs:\n  - { guest: /in, source: ./in, rights: rpath }', p, '/home/u/other'))
       .toEqual(['m.yaml:0:0: dirs[0] (/in): source /home/u/other/in is not allowed by the policy (allowed sources: /home/u/jobs)']);
   });
@@ -391,7 +391,7 @@ const subset = (a: RightsGrant, b: RightsGrant) => (a.base & ~b.base) === 0n && 
 
 /** The rules of `policy` that may hold directory `d` of a manifest whose folder is `baseDir`. */
 function matchingRules(d: Manifest['dirs'][number], policy: Policy, baseDir: string): DirRule[] {
-  const host = d.source.kind === 'host' ? path.posix.resolve(baseDir, d.source.path) : undefined;
+  const host = d.host !== undefined ? path.posix.resolve(baseDir, d.host) : undefined;
   return policy.dirs.filter((r) => (r.source.kind === 'memory' ? host === undefined : host !== undefined && isWithin(host, r.source.under))
     && (r.guest === undefined || isWithin(d.guest, r.guest)));
 }
@@ -501,7 +501,7 @@ describe('property: the effective grant never exceeds the policy, and nothing is
       fc.tuple(fc.constantFrom(...asked), mask(dir)).map(([a, x]) => ({ base: a.base | x.base, inheriting: a.inheriting | x.inheriting, names: [] })),
     ), { maxLength: 3 })));
     fc.assert(fc.property(caseArb, ([asked, rules]) => {
-      const m: Manifest = { args: [], env: {}, limits: {}, casper: {}, dirs: asked.map((rights, i) => ({ guest: `/d${i}`, source: { kind: 'memory' }, rights, initOnly: false })) };
+      const m: Manifest = { args: [], env: {}, limits: {}, casper: {}, dirs: asked.map((rights, i) => ({ guest: `/d${i}`, rights, initOnly: false, readonly: false })) };
       const policy: Policy = { ...OPEN_POLICY, dirs: rules.map((rights) => ({ source: { kind: 'memory' }, rights })) };
       const bad = asked.filter((a) => !rules.some((r) => subset(a, r))).length;
       try {
@@ -556,12 +556,12 @@ describe('host paths under a policy, on a real tree', () => {
     fs.symlinkSync('allowed', path.join(base, 'alias'));
     const viaAlias = parsePolicy('dirs:\n  - { source: ./alias, rights: rpath }\n', 'p.yaml', base);
     const e = applyPolicy(parseManifest(mount('./alias/in'), 'm.yaml'), viaAlias, DEFAULT_LIMITS, 'm.yaml', base);
-    expect(e.dirs[0]!.source).toEqual({ kind: 'host', path: `${allowed}/in` });
+    expect(e.dirs[0]!.host).toBe(`${allowed}/in`);
   });
 
   it('without a policy (a rule for /), links are followed as before', () => {
     const e = applyPolicy(parseManifest(mount('./allowed/link'), 'm.yaml'), OPEN_POLICY, DEFAULT_LIMITS, 'm.yaml', base);
-    expect(e.dirs[0]!.source).toEqual({ kind: 'host', path: `${base}/secret` });
+    expect(e.dirs[0]!.host).toBe(`${base}/secret`);
   });
 
   it('argdata host files: a link on the way, or as the file, is refused; a plain file is allowed', () => {
@@ -574,7 +574,7 @@ describe('host paths under a policy, on a real tree', () => {
     const held = new HeldPaths();
     try {
       const e = applyPolicy(parseManifest(mount('./allowed/in'), 'm.yaml'), policy, DEFAULT_LIMITS, 'm.yaml', base, held);
-      const source = e.dirs[0]!.source as { kind: 'host'; path: string };
+      const source = { path: e.dirs[0]!.host! };
       expect(source.path).toMatch(/^\/proc\/self\/fd\/\d+$/);
       // The checked directory is swapped for a link to the secret before the run mounts it.
       fs.renameSync(path.join(allowed, 'in'), path.join(allowed, 'in-was'));
@@ -591,7 +591,7 @@ describe('host paths under a policy, on a real tree', () => {
   });
 
   it('a missing source is refused when it must be held, and left to the run when only checked', () => {
-    expect(effective(mount('./allowed/nope'), policy, base).dirs[0]!.source).toEqual({ kind: 'host', path: `${allowed}/nope` });
+    expect(effective(mount('./allowed/nope'), policy, base).dirs[0]!.host).toBe(`${allowed}/nope`);
     const held = new HeldPaths();
     try {
       expect(() => applyPolicy(parseManifest(mount('./allowed/nope'), 'm.yaml'), policy, DEFAULT_LIMITS, 'm.yaml', base, held)).toThrow(`dirs[0] (/d): source ${allowed}/nope cannot be opened: it does not exist`);

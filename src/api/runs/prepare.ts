@@ -6,9 +6,9 @@
 import YAML from 'yaml';
 import { z } from '@hono/zod-openapi';
 import { fileProblems } from '../../host/files.js';
-import { flowDepth, parseManifest } from '../../manifest/parse.js';
-import { applyPolicy, checkCasperGrants, parsePolicy, type Policy } from '../../manifest/policy.js';
-import { requestFromManifest } from '../../manifest/to-request.js';
+import { effectiveGrants } from '../../manifest/effective.js';
+import { flowDepth } from '../../manifest/parse.js';
+import { parsePolicy, type Policy } from '../../manifest/policy.js';
 import { ManifestError } from '../../manifest/types.js';
 import type { Tenant } from '../store/types.js';
 import { ApiError } from '../errors.js';
@@ -91,35 +91,29 @@ export function prepareRun(deps: Deps, tenant: Tenant, body: RunBody): PreparedR
   else if (typeof body.manifest === 'string') text = body.manifest;
   else text = YAML.stringify(body.manifest, { aliasDuplicateObjects: false });
 
-  let manifest;
+  // Nesting is refused before parsing (the reader checks it too; this names the field).
+  if (flowDepth(text) > 64) throw new ApiError(422, 'invalid_manifest', 'The manifest is nested deeper than 64 levels');
+  let grants;
   try {
-    // Nesting is refused before parsing (parseManifest checks it too; this names the field).
-    if (flowDepth(text) > 64) throw new ApiError(422, 'invalid_manifest', 'The manifest is nested deeper than 64 levels');
-    manifest = parseManifest(text, 'manifest');
+    // Every problem at once: the manifest's own and its excesses over the policy.
+    grants = effectiveGrants(text, { file: 'manifest', policy: tenantPolicy(deps, tenant), defaults: deps.limits.runDefaults, baseDir: process.cwd() });
   } catch (e) {
-    if (e instanceof ManifestError) throw manifestProblem(e, 'invalid_manifest', 'The manifest is not valid');
-    throw e;
+    if (!(e instanceof ManifestError)) throw e;
+    if (e.problems.every((p) => p.policy)) throw manifestProblem(e, 'policy_violation', 'The manifest asks for more than your policy allows');
+    throw manifestProblem(e, 'invalid_manifest', 'The manifest is not valid');
   }
+  const { manifest: effective, request } = grants;
 
-  if (manifest.module !== undefined && !MODULE_ID.test(manifest.module)) {
-    throw new ApiError(422, 'invalid_manifest', `The manifest's module must be a module id ("sha256:…"), not ${JSON.stringify(manifest.module)}`, [{ line: 0, col: 0, path: 'module', message: 'not a module id' }]);
+  if (effective.module !== undefined && !MODULE_ID.test(effective.module)) {
+    throw new ApiError(422, 'invalid_manifest', `The manifest's module must be a module id ("sha256:…"), not ${JSON.stringify(effective.module)}`, [{ line: 0, col: 0, path: 'module', message: 'not a module id' }]);
   }
-  if (body.module !== undefined && manifest.module !== undefined && body.module !== manifest.module) {
-    throw new ApiError(422, 'invalid_request', `The body names module ${body.module} and the manifest ${manifest.module}; give one`);
+  if (body.module !== undefined && effective.module !== undefined && body.module !== effective.module) {
+    throw new ApiError(422, 'invalid_request', `The body names module ${body.module} and the manifest ${effective.module}; give one`);
   }
-  const moduleId = body.module ?? manifest.module;
+  const moduleId = body.module ?? effective.module;
   if (moduleId === undefined) throw new ApiError(422, 'invalid_request', 'Name the module to run: "module": "sha256:…" (upload it with POST /v1/modules)', [{ path: 'module', message: 'required' }]);
   if (!deps.store.getModule(tenant.id, moduleId)) {
     throw new ApiError(422, 'unknown_module', `You have no module ${moduleId}; upload it with POST /v1/modules first`, [{ path: 'module', message: 'not found' }]);
-  }
-
-  let effective;
-  try {
-    effective = applyPolicy(manifest, tenantPolicy(deps, tenant), deps.limits.runDefaults, 'manifest');
-    checkCasperGrants(effective, 'manifest');
-  } catch (e) {
-    if (e instanceof ManifestError) throw manifestProblem(e, 'policy_violation', 'The manifest asks for more than your policy allows');
-    throw e;
   }
 
   // fromEntries defines keys (a "__proto__" path stays a path).
@@ -135,7 +129,7 @@ export function prepareRun(deps: Deps, tenant: Tenant, body: RunBody): PreparedR
   }
   const stdin = body.stdinBase64 !== undefined ? fromB64(body.stdinBase64) : body.stdin;
   const fields: StoredRunFields = {
-    ...requestFromManifest(effective),
+    ...request,
     ...(stdin !== undefined ? { stdin } : {}),
     ...(Object.keys(files).length ? { files } : {}),
     audit: body.audit ?? 'denied',

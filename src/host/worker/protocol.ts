@@ -1,19 +1,8 @@
 import type { Limits } from '../limits.js';
 import type { TrapKind } from '../trap.js';
-import type { ArgNode } from '../grants.js';
+import type { ArgNode, DirGrant } from '../grants.js';
 
-/** A directory the guest starts with: a host directory, or an in-memory one (seeded from `files`). */
-export interface DirGrant {
-  guest: string;
-  /** The host directory to mount; omit for an in-memory directory. */
-  host?: string;
-  /** Drop every right that writes or changes the namespace. */
-  readonly?: boolean;
-  /** The rights of the directory fd (narrowed further by its type); default: all a directory can hold. */
-  rights?: { base: bigint; inheriting: bigint };
-  /** Revoked when the guest calls cap_enter(). */
-  initOnly?: boolean;
-}
+export type { DirGrant };
 
 /** Everything a worker needs to run one guest, as plain data that crosses postMessage. */
 export interface GuestSpec {

@@ -73,6 +73,7 @@ class AuditCollector implements Auditor {
     };
     if (d.path !== undefined) e.path = d.path;
     if (d.message !== undefined) e.message = d.message;
+    if (d.opened) { e.openedFd = d.opened.fd; e.rightsRequested = capNames(d.opened.rights); }
     this.sink(e);
   }
 }
@@ -114,11 +115,7 @@ export function runGuest(module: WebAssembly.Module, spec: GuestSpec, io: GuestI
       seedMemDir(root, filesToSeed(spec.files));
     }
     for (const d of spec.dirs) {
-      const p: Preopen = { guest: d.guest, readonly: d.readonly ?? false, initOnly: d.initOnly ?? false };
-      if (d.rights) p.rights = d.rights;
-      if (d.host !== undefined) p.host = d.host;
-      else p.memory = memoryDir(root!, d.guest);
-      preopens.push(p);
+      preopens.push(d.host !== undefined ? d : { ...d, memory: memoryDir(root!, d.guest) });
     }
     // Without in-memory grants, each top-level directory of `files` is granted whole; with them,
     // `files` only seeds the granted directories, so nothing beyond the grants is reachable.

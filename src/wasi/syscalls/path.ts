@@ -49,8 +49,8 @@ export function pathCalls(ctx: WasiContext) {
   };
 
   /** The directory behind `fd`, which must hold `needed`. */
-  const dirOf = (fd: number, needed: bigint, call: string, path: string): { entry: FdEntry; dir: FsDir } => {
-    const entry = fds.get(fd, needed, call, path);
+  const dirOf = (fd: number, needed: bigint, call: string, path: string, auditAllowed = true): { entry: FdEntry; dir: FsDir } => {
+    const entry = fds.get(fd, needed, call, path, auditAllowed);
     if (!(entry.handle instanceof DirHandle)) return fail(ERRNO.NOTDIR, `fd ${fd} is not a directory`);
     return { entry, dir: entry.handle.dir };
   };
@@ -85,7 +85,8 @@ export function pathCalls(ctx: WasiContext) {
       let needed = R.path_open;
       if (oflags & OFLAGS.CREAT) needed |= R.path_create_file;
       if (oflags & OFLAGS.TRUNC) needed |= R.path_filestat_set_size;
-      const { entry, dir } = dirOf(dirfd, needed, 'path_open', path);
+      // Recorded once the open is done, with the descriptor it made (what `capsa learn` follows).
+      const { entry, dir } = dirOf(dirfd, needed, 'path_open', path, false);
 
       // wasmtime PR #618's rule: the new fd's rights must lie within the directory's inheriting rights.
       const base = BigInt.asUintN(64, rightsBase);
@@ -106,9 +107,10 @@ export function pathCalls(ctx: WasiContext) {
         truncate: (oflags & OFLAGS.TRUNC) !== 0,
         append: (fdflags & FDFLAGS.APPEND) !== 0,
       };
-      // EMFILE before the open, so that a refused open has created or truncated nothing.
-      fds.ensureRoom();
+      let opened: { fd: number; rights: bigint } | undefined;
       try {
+        // EMFILE before the open, so that a refused open has created or truncated nothing.
+        fds.ensureRoom();
         // A plain name of an existing regular file opens in one step where lookups are costly.
         const io = dir.openFile !== undefined && isPlainName(path) && !(oflags & (OFLAGS.EXCL | OFLAGS.DIRECTORY))
           ? dir.openFile(path, mode) : undefined;
@@ -123,9 +125,11 @@ export function pathCalls(ctx: WasiContext) {
           throw e;
         }
         mem.setU32(fdOut, fd);
+        opened = { fd, rights: wanted };
         return ERRNO.SUCCESS;
       } finally {
         endLookups();
+        fds.allowed({ call: 'path_open', fd: dirfd, path, rightsNeeded: needed, rightsHeld: entry.base, errno: 0, opened });
       }
     },
 
