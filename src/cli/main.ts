@@ -30,7 +30,7 @@ export async function main(argv: string[]): Promise<number> {
     if (cmd === 'learn') return await (await import('./learn.js')).learnCommand(rest);
     // Loaded on demand: the service's modules (HTTP, SQLite) would slow every `capsa run` down.
     if (cmd === 'serve') return await (await import('./serve.js')).serve(rest);
-    if (cmd === 'tenant') return (await import('./tenant.js')).tenant(rest);
+    if (cmd === 'tenant') return await (await import('./tenant.js')).tenant(rest);
     if (cmd === undefined || cmd === '--help' || cmd === '-h' || cmd === 'help') {
       process.stdout.write(TOP_HELP + '\n');
       return cmd === undefined ? 2 : 0;

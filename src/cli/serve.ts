@@ -187,7 +187,7 @@ export async function serve(argv: string[]): Promise<number> {
       },
     });
   } catch (e) {
-    store.close();
+    await store.close();
     lock.release();
     process.stderr.write(`capsa: cannot start the ${isolation === 'none' ? 'worker pool' : 'executors'}: ${(e as Error).message}\n`);
     return 1;
@@ -210,7 +210,7 @@ export async function serve(argv: string[]): Promise<number> {
   } catch (e) {
     process.stderr.write(`capsa: cannot listen on ${values.host}:${port}: ${(e as Error).message}\n`);
     await host.close();
-    store.close();
+    await store.close();
     lock.release();
     return 1;
   }
@@ -219,7 +219,7 @@ export async function serve(argv: string[]): Promise<number> {
   life.info({ url: `http://${hostPart}:${addr.port}`, host: addr.address, port: addr.port, data: values.data, workers, isolation, executors: host.executors().map((e) => ({ pid: e.pid, runtime: e.runtime, layers: e.layers })), pid: process.pid }, 'listening');
   // Only once the port is ours: recovery costs a crashed run its one retry, so a server that
   // cannot start must not spend it.
-  scheduler.start();
+  await scheduler.start();
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -251,7 +251,7 @@ export async function serve(argv: string[]): Promise<number> {
       server.closeAllConnections();
       await closed;
       await host.close();
-      store.close();
+      await store.close();
       lock.release();
       process.off('SIGTERM', onSignal);
       process.off('SIGINT', onSignal);

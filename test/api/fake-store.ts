@@ -5,6 +5,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { ApiKeyRecord, ModuleRecord, Page, RunEventRecord, RunRecord, RunState, Store, Tenant } from '../../src/api/store/types.js';
+import { asyncStore, type SyncStore } from '../../src/api/store/sync.js';
 
 const TERMINAL = new Set<RunState>(['exited', 'trapped', 'timeout', 'memory_limit', 'output_limit', 'cancelled', 'invalid_module', 'host_error', 'interrupted']);
 const hash = (s: string | Uint8Array) => createHash('sha256').update(s).digest('hex');
@@ -51,7 +52,7 @@ export function createFakeStore(initial?: State, now: () => number = Date.now): 
   };
   const mkey = (tenantId: string, mid: string) => `${tenantId}/${mid}`;
 
-  const store: FakeStore = {
+  const store: SyncStore & { snapshot(): State } = {
     snapshot: () => structuredClone(st),
 
     createTenant(name) {
@@ -152,5 +153,5 @@ export function createFakeStore(initial?: State, now: () => number = Date.now): 
 
     close() {},
   };
-  return store;
+  return asyncStore(store);
 }

@@ -117,7 +117,7 @@ export async function startService(o: ServiceOptions = {}): Promise<Service> {
   const logs = new LogSink();
   const logger = createLogger({ level: 'info', destination: logs });
   const scheduler = createScheduler({ store, host, logger, ...(o.quotas ? { quotas: o.quotas } : {}) });
-  if (!o.paused) scheduler.start();
+  if (!o.paused) await scheduler.start();
   const app = createApp({ store, host, scheduler, adminToken: ADMIN, logger, ...(o.limits ? { limits: o.limits } : {}) });
   const svc: Service = {
     app, store, host, scheduler, logs, dir,

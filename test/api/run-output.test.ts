@@ -72,6 +72,7 @@ describe('the scheduler stores output as it comes', () => {
     // A host whose run writes one line and then runs until it is cancelled.
     const host = {
       stats: () => ({ workers: 1, busy: 0, queued: 0, spawned: 1, cachedModules: 0, cacheBytes: 0 }),
+      has: () => false,
       start(req: RunRequest): RunHandle {
         const result = new Promise<RunResult>((resolve) => req.signal?.addEventListener('abort', () => resolve({
           status: 'cancelled', blame: 'guest', stdout: new TextEncoder().encode('looping\n'), stderr: new Uint8Array(), files: {},
@@ -89,24 +90,24 @@ describe('the scheduler stores output as it comes', () => {
       },
     } as unknown as Host;
     const store = createFakeStore();
-    const t = store.createTenant('t');
-    const mod = store.putModule(t.id, new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]), []).record;
-    const run = store.createRun({ id: 'run_q', tenantId: t.id, moduleId: mod.id, createdAt: Date.now(), request: encodeRequest('', {}) });
+    const t = await store.createTenant('t');
+    const mod = (await store.putModule(t.id, new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]), [])).record;
+    const run = await store.createRun({ id: 'run_q', tenantId: t.id, moduleId: mod.id, createdAt: Date.now(), request: encodeRequest('', {}) });
     const scheduler = createScheduler({ store, host, logger: createLogger({ level: 'silent' }) });
     // Timers stand still: only what the scheduler stores without one can show up.
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
     try {
-      scheduler.start();
+      await scheduler.start();
       scheduler.submit(t.id, run.id);
-      const stored = () => store.events(run.id, 0).filter((e) => e.type === 'stdout').map((e) => JSON.parse(e.data).data as string);
-      for (let i = 0; i < 200 && stored().length === 0; i++) await new Promise((r) => setImmediate(r));
-      expect(stored()).toEqual(['looping\n']);
-      scheduler.cancel(t.id, run.id);
-      await vi.waitFor(() => expect(store.getRun(t.id, run.id)!.state).toBe('cancelled'));
-      expect(stored()).toEqual(['looping\n', 'x'.repeat(50)]);
+      const stored = async () => (await store.events(run.id, 0)).filter((e) => e.type === 'stdout').map((e) => JSON.parse(e.data).data as string);
+      for (let i = 0; i < 200 && (await stored()).length === 0; i++) await new Promise((r) => setImmediate(r));
+      expect(await stored()).toEqual(['looping\n']);
+      await scheduler.cancel(t.id, run.id);
+      await vi.waitFor(async () => expect((await store.getRun(t.id, run.id))!.state).toBe('cancelled'));
+      expect(await stored()).toEqual(['looping\n', 'x'.repeat(50)]);
     } finally {
       vi.useRealTimers();
-      scheduler.cancel(t.id, run.id);
+      await scheduler.cancel(t.id, run.id);
       await scheduler.stop(1000);
     }
   });

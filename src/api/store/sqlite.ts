@@ -14,6 +14,7 @@ import type { ApiKeyRecord, ModuleRecord, Page, RunEventRecord, RunRecord, RunSt
 import { StoreError } from './errors.js';
 import { KEY_PREFIX, hashApiKey, moduleDigest, moduleIdOf, newApiKey, newId } from './ids.js';
 import { MIGRATIONS } from './migrations.js';
+import { asyncStore, type SyncStore } from './sync.js';
 
 export interface SqliteStoreOptions {
   /** The data dir; created if missing. */
@@ -336,7 +337,7 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
     return { runId, seq: row.seq, type, data, at, attempt: row.attempt };
   });
 
-  const store: Store = {
+  const store: SyncStore = {
     createTenant,
     getTenant: (id) => {
       const r = s.getTenant.get(id);
@@ -439,7 +440,7 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
       if (db.open) db.close();
     },
   };
-  return store;
+  return asyncStore(store);
 }
 
 /** Applies the migrations the database lacks, all in one IMMEDIATE transaction (so two openers don't race). */
