@@ -1,15 +1,20 @@
 /**
- * The SQLite store against a temp data dir: schema and durability, tenants and keys, tenant
- * isolation (BOLA), content-addressed modules, keyset pagination, the run lifecycle with its
- * restart rule, and run events.
+ * The store conformance suite: tenants and keys, tenant isolation (BOLA), content-addressed
+ * modules, keyset pagination, the run lifecycle with its restart rule, run events, durability.
+ * The 'default' vitest project runs it on the SQLite store (a temp data dir), the 'postgres'
+ * project on the PostgreSQL one (a database of this file's own, emptied before each test).
+ * Tests of SQLite's files and pragmas run on SQLite only (`onSqlite`).
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import Database from 'better-sqlite3';
-import { describe, it, expect, beforeEach, afterEach } from 'vitest';
+import { describe, it, expect, beforeAll, beforeEach, afterEach } from 'vitest';
+import pg from 'pg';
 import { createSqliteStore, INTERRUPTED_RESULT, MAX_PAGE } from '../../src/api/store/sqlite.js';
+import { createPostgresStore } from '../../src/api/store/postgres.js';
+import { freshDatabase, testStoreKind, truncateAll } from '../helpers/pg.js';
 import { StoreError, type RunRecord, type Store } from '../../src/api/store/types.js';
 import { newRunId } from '../../src/api/store/ids.js';
 import { MIGRATIONS } from '../../src/api/store/migrations.js';
@@ -18,12 +23,23 @@ let dir: string;
 let clock: number;
 const open: Store[] = [];
 
-/** A store on `dir` whose clock the test moves (`clock`). */
-function openStore(): Store {
-  const s = createSqliteStore({ dir, now: () => clock });
+const kind = testStoreKind();
+/** SQLite's own files and pragmas: what only that store has. */
+const onSqlite = kind === 'sqlite';
+let pgUrl = '';
+
+/** A store (on `dir`, or this file's database) whose clock the test moves (`clock`). */
+async function openStore(): Promise<Store> {
+  const s = onSqlite ? createSqliteStore({ dir, now: () => clock }) : await createPostgresStore({ url: pgUrl, now: () => clock, poolSize: 3 });
   open.push(s);
   return s;
 }
+
+beforeAll(async () => {
+  if (onSqlite) return;
+  pgUrl = await freshDatabase();
+  await (await createPostgresStore({ url: pgUrl })).close();
+});
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 const bytesOf = (text: string) => new Uint8Array(Buffer.from(`\0asm${text}`));
@@ -46,6 +62,7 @@ async function storeError(fn: () => Promise<unknown>): Promise<StoreError> {
 beforeEach(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-store-'));
   clock = 1_750_000_000_000;
+  if (!onSqlite) await truncateAll(pgUrl);
 });
 
 afterEach(async () => {
@@ -53,9 +70,9 @@ afterEach(async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-describe('schema', () => {
+describe.runIf(onSqlite)('schema (SQLite: its file, pragmas and migrations)', () => {
   it('creates capsa.db with the schema version, WAL mode and the tables', async () => {
-    const s = openStore();
+    const s = await openStore();
     await s.createTenant('acme');
     expect(fs.existsSync(path.join(dir, 'capsa.db'))).toBe(true);
     expect(fs.existsSync(path.join(dir, 'capsa.db-wal'))).toBe(true);
@@ -76,13 +93,13 @@ describe('schema', () => {
   });
 
   it('migrations are idempotent: opening again (or twice at once) keeps the data and the version', async () => {
-    const a = openStore();
+    const a = await openStore();
     const t = await a.createTenant('acme');
-    const b = openStore(); // a second connection while the first is open
+    const b = await openStore(); // a second connection while the first is open
     expect(await b.getTenant(t.id)).toEqual(t);
     await a.close();
     await b.close();
-    const c = openStore();
+    const c = await openStore();
     expect(await c.listTenants()).toEqual([t]);
     await c.close();
     const raw = new Database(path.join(dir, 'capsa.db'), { readonly: true });
@@ -91,7 +108,7 @@ describe('schema', () => {
   });
 
   it('refuses a database from a newer build', async () => {
-    openStore().close();
+    await (await openStore()).close();
     const raw = new Database(path.join(dir, 'capsa.db'));
     raw.pragma(`user_version = ${MIGRATIONS.length + 1}`);
     await raw.close();
@@ -99,7 +116,7 @@ describe('schema', () => {
   });
 
   it('close is idempotent and later calls throw', async () => {
-    const s = openStore();
+    const s = await openStore();
     await s.close();
     await s.close();
     await expect(s.listTenants()).rejects.toThrow();
@@ -108,7 +125,7 @@ describe('schema', () => {
 
 describe('tenants and keys', () => {
   it('creates, finds and lists tenants; names are unique', async () => {
-    const s = openStore();
+    const s = await openStore();
     const a = await s.createTenant('acme');
     clock += 1;
     const b = await s.createTenant('globex');
@@ -123,7 +140,7 @@ describe('tenants and keys', () => {
   });
 
   it('sets and clears a policy', async () => {
-    const s = openStore();
+    const s = await openStore();
     const t = await s.createTenant('acme');
     await s.setPolicy(t.id, 'limits:\n  wallMs: 1000\n');
     expect((await s.getTenant(t.id))?.policy).toBe('limits:\n  wallMs: 1000\n');
@@ -133,7 +150,7 @@ describe('tenants and keys', () => {
   });
 
   it('makes a key shown once, keeps only its hash, authenticates it, and a revoked key fails', async () => {
-    const s = openStore();
+    const s = await openStore();
     const t = await s.createTenant('acme');
     const { key, record } = await s.createKey(t.id);
     expect(key).toMatch(/^capsa_[A-Za-z0-9_-]{43}$/);
@@ -141,16 +158,27 @@ describe('tenants and keys', () => {
     expect(record.id).toMatch(/^key_[A-Za-z0-9_-]{22}$/);
     expect(await s.authenticate(key)).toEqual(t);
 
-    // Only sha256(key) is on disk.
+    // Only sha256(key) is stored.
     await s.close();
-    const raw = new Database(path.join(dir, 'capsa.db'), { readonly: true });
-    const rows = raw.prepare<[], { key_hash: string }>('SELECT key_hash FROM api_keys').all();
-    await raw.close();
-    expect(rows).toEqual([{ key_hash: createHash('sha256').update(key).digest('hex') }]);
-    const db = fs.readFileSync(path.join(dir, 'capsa.db'));
-    expect(db.includes(Buffer.from(key.slice(6)))).toBe(false);
+    const hashed = [{ key_hash: createHash('sha256').update(key).digest('hex') }];
+    if (onSqlite) {
+      const raw = new Database(path.join(dir, 'capsa.db'), { readonly: true });
+      const rows = raw.prepare<[], { key_hash: string }>('SELECT key_hash FROM api_keys').all();
+      raw.close();
+      expect(rows).toEqual(hashed);
+      const db = fs.readFileSync(path.join(dir, 'capsa.db'));
+      expect(db.includes(Buffer.from(key.slice(6)))).toBe(false);
+    } else {
+      const c = new pg.Client({ connectionString: pgUrl });
+      await c.connect();
+      const rows = (await c.query('SELECT key_hash FROM api_keys')).rows;
+      const any = (await c.query(`SELECT count(*)::int AS n FROM api_keys WHERE position($1 in key_hash) > 0`, [key.slice(6)])).rows[0];
+      await c.end();
+      expect(rows).toEqual(hashed);
+      expect(any).toEqual({ n: 0 });
+    }
 
-    const s2 = openStore();
+    const s2 = await openStore();
     clock += 1;
     const second = await s2.createKey(t.id);
     expect((await s2.listKeys(t.id)).map((k) => k.id)).toEqual([record.id, second.record.id]);
@@ -167,7 +195,7 @@ describe('tenants and keys', () => {
   });
 
   it('authenticate rejects anything but the exact key (constant-time compare of the hashes)', async () => {
-    const s = openStore();
+    const s = await openStore();
     const t = await s.createTenant('acme');
     const { key } = await s.createKey(t.id);
     const last = key.at(-1) === 'A' ? 'B' : 'A';
@@ -187,7 +215,7 @@ describe('tenants and keys', () => {
 
 describe('tenant isolation (BOLA): another tenant\'s ids are "not found"', () => {
   it('every tenant-scoped read, write and count', async () => {
-    const s = openStore();
+    const s = await openStore();
     const a = await s.createTenant('a');
     const b = await s.createTenant('b');
     const aKey = await s.createKey(a.id);
@@ -232,7 +260,7 @@ describe('tenant isolation (BOLA): another tenant\'s ids are "not found"', () =>
 
 describe('modules', () => {
   it('putModule is idempotent and stores the bytes content-addressed, atomically', async () => {
-    const s = openStore();
+    const s = await openStore();
     const t = await s.createTenant('acme');
     const bytes = bytesOf('hello');
     const first = await s.putModule(t.id, bytes, ['wasi_snapshot_preview1.fd_write', 'wasi_snapshot_preview1.proc_exit']);
@@ -241,8 +269,10 @@ describe('modules', () => {
       id: `sha256:${sha(bytes)}`, tenantId: t.id, size: bytes.byteLength,
       imports: ['wasi_snapshot_preview1.fd_write', 'wasi_snapshot_preview1.proc_exit'], createdAt: clock,
     });
-    expect(new Uint8Array(fs.readFileSync(moduleFile(sha(bytes))))).toEqual(bytes);
-    expect(fs.readdirSync(path.join(dir, 'modules', 'sha256'))).toEqual([sha(bytes)]); // no temp files left
+    if (onSqlite) {
+      expect(new Uint8Array(fs.readFileSync(moduleFile(sha(bytes))))).toEqual(bytes);
+      expect(fs.readdirSync(path.join(dir, 'modules', 'sha256'))).toEqual([sha(bytes)]); // no temp files left
+    }
 
     clock += 1000;
     const again = await s.putModule(t.id, bytes, ['wasi_snapshot_preview1.fd_write', 'wasi_snapshot_preview1.proc_exit']);
@@ -257,11 +287,27 @@ describe('modules', () => {
     expect(await s.getModule(t.id, '../../capsa.db')).toBeUndefined();
     expect(await s.moduleBytes(t.id, '../../capsa.db')).toBeUndefined();
     expect((await storeError(() => s.putModule('ten_nope', bytesOf('x'), []))).code).toBe('not_found');
-    expect(fs.existsSync(moduleFile(sha(bytesOf('x'))))).toBe(false);
+    if (onSqlite) expect(fs.existsSync(moduleFile(sha(bytesOf('x'))))).toBe(false);
   });
 
-  it('a file shared between tenants stays until its last reference is deleted', async () => {
-    const s = openStore();
+  it('bytes are shared between tenants and go with their last reference', async () => {
+    const s = await openStore();
+    const [a, b] = [await s.createTenant('a'), await s.createTenant('b')];
+    const bytes = bytesOf('shared');
+    const id = (await s.putModule(a.id, bytes, [])).record.id;
+    await s.putModule(b.id, bytes, []);
+    expect(await s.deleteModule(a.id, id)).toBe(true);
+    expect(await s.moduleBytes(a.id, id)).toBeUndefined();
+    expect(await s.moduleBytes(b.id, id)).toEqual(bytes);
+    expect(await s.deleteModule(b.id, id)).toBe(true);
+    expect(await s.deleteModule(b.id, id)).toBe(false);
+    // Uploaded again after the last reference went: stored anew.
+    await s.putModule(a.id, bytes, []);
+    expect(await s.moduleBytes(a.id, id)).toEqual(bytes);
+  });
+
+  it.runIf(onSqlite)('a file shared between tenants stays until its last reference is deleted', async () => {
+    const s = await openStore();
     const a = await s.createTenant('a');
     const b = await s.createTenant('b');
     const bytes = bytesOf('shared');
@@ -286,8 +332,8 @@ describe('modules', () => {
     expect(await s.moduleBytes(a.id, ra.record.id)).toEqual(bytes);
   });
 
-  it('repairs a missing or torn file on put, and sweeps orphans and temp files at open', async () => {
-    const s = openStore();
+  it.runIf(onSqlite)('repairs a missing or torn file on put, and sweeps orphans and temp files at open', async () => {
+    const s = await openStore();
     const t = await s.createTenant('acme');
     const bytes = bytesOf('repair');
     const { record } = await s.putModule(t.id, bytes, []);
@@ -303,13 +349,13 @@ describe('modules', () => {
     const orphan = 'f'.repeat(64);
     fs.writeFileSync(moduleFile(orphan), 'left by a crash');
     fs.writeFileSync(moduleFile(`${sha(bytes)}.tmp-abcdef`), 'half');
-    const s2 = openStore();
+    const s2 = await openStore();
     expect(fs.readdirSync(path.join(dir, 'modules', 'sha256'))).toEqual([sha(bytes)]);
     expect(await s2.moduleBytes(t.id, record.id)).toEqual(bytes);
   });
 
   it('rejects imports that are not strings', async () => {
-    const s = openStore();
+    const s = await openStore();
     const t = await s.createTenant('acme');
     expect((await storeError(() => s.putModule(t.id, bytesOf('i'), [1] as unknown as string[]))).code).toBe('invalid');
   });
@@ -317,7 +363,7 @@ describe('modules', () => {
 
 describe('pagination', () => {
   it('walks modules newest first across pages with ties, no duplicates or misses, even with inserts meanwhile', async () => {
-    const s = openStore();
+    const s = await openStore();
     const t = await s.createTenant('acme');
     const ids: string[] = [];
     for (let i = 0; i < 57; i++) {
@@ -348,7 +394,7 @@ describe('pagination', () => {
   });
 
   it('walks runs, with and without a state filter, and caps the limit at 100', async () => {
-    const s = openStore();
+    const s = await openStore();
     const t = await s.createTenant('acme');
     const mod = (await s.putModule(t.id, bytesOf('r'), [])).record;
     const all: RunRecord[] = [];
@@ -393,7 +439,7 @@ describe('pagination', () => {
   });
 
   it('rejects a cursor it did not issue', async () => {
-    const s = openStore();
+    const s = await openStore();
     const t = await s.createTenant('acme');
     for (const bad of ['', 'not base64!', Buffer.from('{"a":1}').toString('base64url'), Buffer.from('[1]').toString('base64url'),
       Buffer.from('["x","y"]').toString('base64url'), 'A'.repeat(600)]) {
@@ -405,7 +451,7 @@ describe('pagination', () => {
 
 describe('runs', () => {
   it('queued → running → terminal; a second start is refused; the first terminal state wins', async () => {
-    const s = openStore();
+    const s = await openStore();
     const t = await s.createTenant('acme');
     const mod = (await s.putModule(t.id, bytesOf('run'), [])).record;
     const run = await newRun(s, t.id, mod.id);
@@ -439,7 +485,7 @@ describe('runs', () => {
   });
 
   it('requeue rule: a run cut off once is queued again; cut off twice it ends interrupted (blame host)', async () => {
-    const s = openStore();
+    const s = await openStore();
     const t = await s.createTenant('acme');
     const mod = (await s.putModule(t.id, bytesOf('rq'), [])).record;
     const run = await newRun(s, t.id, mod.id);
@@ -468,7 +514,7 @@ describe('runs', () => {
   });
 
   it('runsInState is oldest first across tenants', async () => {
-    const s = openStore();
+    const s = await openStore();
     const a = await s.createTenant('a');
     const b = await s.createTenant('b');
     const ma = (await s.putModule(a.id, bytesOf('a'), [])).record;
@@ -484,7 +530,7 @@ describe('runs', () => {
   });
 
   it('cpuUsedSince sums the CPU of runs finished since a time', async () => {
-    const s = openStore();
+    const s = await openStore();
     const t = await s.createTenant('acme');
     const mod = (await s.putModule(t.id, bytesOf('cpu'), [])).record;
     const day = 1_750_032_000_000;
@@ -506,7 +552,7 @@ describe('runs', () => {
 
 describe('events', () => {
   it('numbers events per run from 1 and resumes after a seq', async () => {
-    const s = openStore();
+    const s = await openStore();
     const t = await s.createTenant('acme');
     const mod = (await s.putModule(t.id, bytesOf('ev'), [])).record;
     const r1 = await newRun(s, t.id, mod.id);
@@ -530,7 +576,7 @@ describe('events', () => {
   });
 
   it('stamps each event with the attempt the run is on', async () => {
-    const s = openStore();
+    const s = await openStore();
     const t = await s.createTenant('acme');
     const run = await newRun(s, t.id, (await s.putModule(t.id, bytesOf('att'), [])).record.id);
     const attempts = async () => (await s.events(run.id, 0)).map((e) => [e.type, e.attempt]);
@@ -545,7 +591,7 @@ describe('events', () => {
     expect(await attempts()).toEqual([['status', 0], ['stdout', 1], ['status', 1], ['attempt', 2], ['stdout', 2]]);
   });
 
-  it('migration 2 gives the events of an older database their attempts', async () => {
+  it.runIf(onSqlite)('migration 2 gives the events of an older database their attempts', async () => {
     const raw = new Database(path.join(dir, 'capsa.db'));
     raw.exec(MIGRATIONS[0]!);
     raw.pragma('user_version = 1');
@@ -556,14 +602,14 @@ describe('events', () => {
       ['status', '{"state":"running","attempt":2}'], ['stdout', '{"data":"a"}'], ['exit', '{"state":"exited"}']] as const;
     old.forEach(([type, data], i) => add.run('run_1', i + 1, type, data));
     await raw.close();
-    const s = openStore();
+    const s = await openStore();
     expect((await s.events('run_1', 0)).map((e) => e.attempt)).toEqual([1, 1, 1, 2, 2, 2]);
   });
 });
 
 describe('durability', () => {
   it('a reopened store has everything the closed one wrote', async () => {
-    const s = openStore();
+    const s = await openStore();
     const t = await s.createTenant('acme');
     await s.setPolicy(t.id, 'limits: {}\n');
     const { key, record: keyRec } = await s.createKey(t.id);
@@ -584,7 +630,7 @@ describe('durability', () => {
     };
     await s.close();
 
-    const s2 = openStore();
+    const s2 = await openStore();
     expect(await s2.getTenant(t.id)).toEqual(before.tenant);
     expect(await s2.listKeys(t.id)).toEqual(before.keys);
     expect((await s2.authenticate(key))?.id).toBe(t.id);
