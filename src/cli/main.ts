@@ -17,6 +17,7 @@ Commands:
   serve                   Run the multi-tenant REST service (--host, --port, --data, --policy, --workers)
   tenant create NAME      Make a tenant of the service; prints its API key
   tenant list|add-key|keys|revoke-key|set-policy
+  migrate --store URL      Bring a PostgreSQL database to this build's schema (or CAPSA_DATABASE_URL)
                           Manage the service's tenants, keys and policies
 
 Run "capsa COMMAND --help" (run, manifest, serve, tenant) for their options.`;
@@ -31,6 +32,7 @@ export async function main(argv: string[]): Promise<number> {
     // Loaded on demand: the service's modules (HTTP, SQLite) would slow every `capsa run` down.
     if (cmd === 'serve') return await (await import('./serve.js')).serve(rest);
     if (cmd === 'tenant') return await (await import('./tenant.js')).tenant(rest);
+    if (cmd === 'migrate') return await (await import('./migrate.js')).migrate(rest);
     if (cmd === undefined || cmd === '--help' || cmd === '-h' || cmd === 'help') {
       process.stdout.write(TOP_HELP + '\n');
       return cmd === undefined ? 2 : 0;

@@ -14,6 +14,8 @@ import { createApp } from '../api/app.js';
 import { defaultLogger } from '../api/log.js';
 import { createScheduler } from '../api/scheduler.js';
 import { createSqliteStore } from '../api/store/sqlite.js';
+import { createPostgresStore, serveLock } from '../api/store/postgres.js';
+import { storeUrl } from './store-url.js';
 import type { Store } from '../api/store/types.js';
 import { createHost, type Host } from '../host/host.js';
 import type { ExecutorMount } from '../host/executor/executor-pool.js';
@@ -26,7 +28,7 @@ import { DEFAULT_DATA_DIR } from './tenant.js';
 /** How long a stop waits for running guests before putting them back in the queue (--grace). */
 export const SHUTDOWN_DEADLINE_MS = 10_000;
 
-export const SERVE_HELP = `Usage: capsa serve [--host 127.0.0.1] [--port 8080] [--data ${DEFAULT_DATA_DIR}] [--policy FILE]
+export const SERVE_HELP = `Usage: capsa serve [--host 127.0.0.1] [--port 8080] [--data ${DEFAULT_DATA_DIR} | --store postgres://…] [--policy FILE]
                    [--executors N] [--workers N] [--isolation best-effort|strict|none]
                    [--executor-runtime node|deno] [--grace 10s]
 
@@ -44,6 +46,8 @@ Options:
   --port PORT       TCP port (default 8080; 0 picks a free one, printed in the log).
   --data DIR        Data directory: the SQLite store and the uploaded modules
                     (default ${DEFAULT_DATA_DIR}; made if missing).
+  --store URL       A PostgreSQL database instead (postgres://USER@HOST:PORT/DB; or
+                    CAPSA_DATABASE_URL): migrated at start, modules kept in it.
   --policy FILE     The service's default policy: the most a tenant's manifests may be
                     granted unless the tenant has its own (capsa tenant set-policy).
                     Without it: in-memory directories only, no host paths, no Casper services.
@@ -119,6 +123,7 @@ export async function serve(argv: string[]): Promise<number> {
       host: { type: 'string', default: '127.0.0.1' },
       port: { type: 'string', default: '8080' },
       data: { type: 'string', default: DEFAULT_DATA_DIR },
+      store: { type: 'string' },
       policy: { type: 'string' },
       workers: { type: 'string' },
       executors: { type: 'string' },
@@ -155,26 +160,43 @@ export async function serve(argv: string[]): Promise<number> {
   // scripts and supervisors read the URL from the first one.
   const life = log.level === 'silent' ? log : log.child({}, { level: 'info' });
 
-  try {
-    fs.mkdirSync(values.data, { recursive: true });
-  } catch (e) {
-    process.stderr.write(`capsa: cannot make the data directory ${values.data}: ${(e as Error).message}\n`);
-    return 1;
-  }
-  // One server per data directory: two schedulers would each "recover" the other's running runs.
-  const lock = lockDataDir(values.data);
-  if (typeof lock === 'string') {
-    process.stderr.write(`capsa: ${lock}\n`);
-    return 1;
-  }
-
+  const url = storeUrl(values.store);
+  let lock: { release(): void | Promise<void> };
   let store: Store;
-  try {
-    store = createSqliteStore({ dir: values.data });
-  } catch (e) {
-    lock.release();
-    process.stderr.write(`capsa: cannot open the store in ${values.data}: ${(e as Error).message}\n`);
-    return 1;
+  if (url) {
+    try {
+      const l = await serveLock(url);
+      if (typeof l === 'string') {
+        process.stderr.write(`capsa: ${l}\n`);
+        return 1;
+      }
+      lock = l;
+      store = await createPostgresStore({ url }).catch(async (e: unknown) => { await l.release(); throw e; });
+    } catch (e) {
+      process.stderr.write(`capsa: cannot open the PostgreSQL store: ${(e as Error).message}\n`);
+      return 1;
+    }
+  } else {
+    try {
+      fs.mkdirSync(values.data, { recursive: true });
+    } catch (e) {
+      process.stderr.write(`capsa: cannot make the data directory ${values.data}: ${(e as Error).message}\n`);
+      return 1;
+    }
+    // One server per data directory: two schedulers would each "recover" the other's running runs.
+    const l = lockDataDir(values.data);
+    if (typeof l === 'string') {
+      process.stderr.write(`capsa: ${l}\n`);
+      return 1;
+    }
+    lock = l;
+    try {
+      store = createSqliteStore({ dir: values.data });
+    } catch (e) {
+      l.release();
+      process.stderr.write(`capsa: cannot open the store in ${values.data}: ${(e as Error).message}\n`);
+      return 1;
+    }
   }
   let host: Host;
   try {
@@ -188,7 +210,7 @@ export async function serve(argv: string[]): Promise<number> {
     });
   } catch (e) {
     await store.close();
-    lock.release();
+    await lock.release();
     process.stderr.write(`capsa: cannot start the ${isolation === 'none' ? 'worker pool' : 'executors'}: ${(e as Error).message}\n`);
     return 1;
   }
@@ -211,12 +233,12 @@ export async function serve(argv: string[]): Promise<number> {
     process.stderr.write(`capsa: cannot listen on ${values.host}:${port}: ${(e as Error).message}\n`);
     await host.close();
     await store.close();
-    lock.release();
+    await lock.release();
     return 1;
   }
   const addr = server.address() as AddressInfo;
   const hostPart = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-  life.info({ url: `http://${hostPart}:${addr.port}`, host: addr.address, port: addr.port, data: values.data, workers, isolation, executors: host.executors().map((e) => ({ pid: e.pid, runtime: e.runtime, layers: e.layers })), pid: process.pid }, 'listening');
+  life.info({ url: `http://${hostPart}:${addr.port}`, host: addr.address, port: addr.port, store: url ? 'postgres' : values.data, workers, isolation, executors: host.executors().map((e) => ({ pid: e.pid, runtime: e.runtime, layers: e.layers })), pid: process.pid }, 'listening');
   // Only once the port is ours: recovery costs a crashed run its one retry, so a server that
   // cannot start must not spend it.
   await scheduler.start();
@@ -252,7 +274,7 @@ export async function serve(argv: string[]): Promise<number> {
       await closed;
       await host.close();
       await store.close();
-      lock.release();
+      await lock.release();
       process.off('SIGTERM', onSignal);
       process.off('SIGINT', onSignal);
       life.info({ ms: Date.now() - t0 }, 'stopped');

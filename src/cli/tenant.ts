@@ -7,6 +7,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createSqliteStore } from '../api/store/sqlite.js';
+import { createPostgresStore } from '../api/store/postgres.js';
+import { storeUrl } from './store-url.js';
 import { StoreError } from '../api/store/errors.js';
 import type { Store, Tenant } from '../api/store/types.js';
 import { parsePolicy } from '../manifest/policy.js';
@@ -22,8 +24,9 @@ export const TENANT_HELP = `Usage: capsa tenant create NAME [--data DIR]
        capsa tenant set-policy TENANT FILE [--data DIR]
        capsa tenant set-policy TENANT --clear [--data DIR]
 
-Manages the tenants of "capsa serve" in its data directory. These work on the
-store directly, also while the server runs.
+Manages the tenants of "capsa serve" in its data directory, or with --store URL (or
+CAPSA_DATABASE_URL) in its PostgreSQL database. These work on the store directly,
+also while the server runs.
 
 create       Creates the tenant NAME and its first API key. The key is printed on
              stdout alone (it is shown once; only its hash is kept), the tenant id and
@@ -62,6 +65,7 @@ export async function tenant(argv: string[]): Promise<number> {
     args: rest,
     options: {
       data: { type: 'string', default: DEFAULT_DATA_DIR },
+      store: { type: 'string' },
       json: { type: 'boolean', default: false },
       clear: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -101,13 +105,24 @@ export async function tenant(argv: string[]): Promise<number> {
     }
   }
 
-  const dir = values.data;
-  if (sub !== 'create' && !fs.existsSync(dir)) {
-    process.stderr.write(`capsa: ${dir}: no such data directory (capsa tenant create, or capsa serve --data ${dir}, makes it)\n`);
-    return 1;
+  const url = storeUrl(values.store);
+  let store: Store;
+  if (url) {
+    try {
+      store = await createPostgresStore({ url, poolSize: 1 });
+    } catch (e) {
+      process.stderr.write(`capsa: cannot open the PostgreSQL store: ${(e as Error).message}\n`);
+      return 1;
+    }
+  } else {
+    const dir = values.data;
+    if (sub !== 'create' && !fs.existsSync(dir)) {
+      process.stderr.write(`capsa: ${dir}: no such data directory (capsa tenant create, or capsa serve --data ${dir}, makes it)\n`);
+      return 1;
+    }
+    fs.mkdirSync(dir, { recursive: true });
+    store = createSqliteStore({ dir });
   }
-  fs.mkdirSync(dir, { recursive: true });
-  const store = createSqliteStore({ dir });
   try {
     return await subcommand(store, sub, positionals, values.json, policyText);
   } catch (e) {

@@ -45,7 +45,7 @@ const UNIQUE = '23505';
 const FOREIGN_KEY = '23503';
 
 /** Whether `s` names a PostgreSQL store (the `--store` value or CAPSA_DATABASE_URL). */
-export function isPostgresUrl(s: string | undefined): s is string {
+export function isPostgresUrl(s: string | undefined): boolean {
   return typeof s === 'string' && /^postgres(ql)?:\/\//.test(s);
 }
 
@@ -332,4 +332,22 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
   return store;
 }
 
-export type { RunRecord };
+/** The advisory lock a serving node holds for its life (see serveLock). */
+const SERVE_LOCK = 0x63617074;
+
+/**
+ * Takes the database's serve lock on a connection of its own, held until release(): the scheduler
+ * keeps its queue in memory and recovers every `running` run at start, so until the queue lives in
+ * the database one node serves a database at a time (as one serves a data dir). A string says why not.
+ */
+export async function serveLock(url: string): Promise<{ release(): Promise<void> } | string> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  c.on('error', () => {});
+  const r = await c.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [SERVE_LOCK]);
+  if (!r.rows[0]?.ok) {
+    await c.end();
+    return 'another capsa serve is using this database (one node per database for now)';
+  }
+  return { release: async () => { await c.end().catch(() => {}); } };
+}
