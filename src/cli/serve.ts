@@ -14,7 +14,6 @@ import { createApp } from '../api/app.js';
 import { defaultLogger } from '../api/log.js';
 import { createScheduler } from '../api/scheduler.js';
 import { createSqliteStore } from '../api/store/sqlite.js';
-import { createPostgresStore, serveLock } from '../api/store/postgres.js';
 import { storeUrl } from './store-url.js';
 import type { Store } from '../api/store/types.js';
 import { createHost, type Host } from '../host/host.js';
@@ -165,6 +164,8 @@ export async function serve(argv: string[]): Promise<number> {
   let store: Store;
   if (url) {
     try {
+      // Loaded on demand: a SQLite server does not load the PostgreSQL driver.
+      const { createPostgresStore, serveLock } = await import('../api/store/postgres.js');
       const l = await serveLock(url);
       if (typeof l === 'string') {
         process.stderr.write(`capsa: ${l}\n`);

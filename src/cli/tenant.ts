@@ -7,7 +7,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createSqliteStore } from '../api/store/sqlite.js';
-import { createPostgresStore } from '../api/store/postgres.js';
 import { storeUrl } from './store-url.js';
 import { StoreError } from '../api/store/errors.js';
 import type { Store, Tenant } from '../api/store/types.js';
@@ -109,6 +108,7 @@ export async function tenant(argv: string[]): Promise<number> {
   let store: Store;
   if (url) {
     try {
+      const { createPostgresStore } = await import('../api/store/postgres.js');
       store = await createPostgresStore({ url, poolSize: 1 });
     } catch (e) {
       process.stderr.write(`capsa: cannot open the PostgreSQL store: ${(e as Error).message}\n`);

@@ -44,11 +44,6 @@ const code = (e: unknown): string | undefined => (e as { code?: string })?.code;
 const UNIQUE = '23505';
 const FOREIGN_KEY = '23503';
 
-/** Whether `s` names a PostgreSQL store (the `--store` value or CAPSA_DATABASE_URL). */
-export function isPostgresUrl(s: string | undefined): boolean {
-  return typeof s === 'string' && /^postgres(ql)?:\/\//.test(s);
-}
-
 /** Applies the migrations the database lacks, under an advisory lock; returns [from, to] versions. */
 export async function migratePostgres(pool: pg.Pool | string): Promise<{ from: number; to: number }> {
   const own = typeof pool === 'string' ? new pg.Pool({ connectionString: pool, max: 1, types: TYPES }) : undefined;
