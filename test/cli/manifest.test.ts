@@ -256,9 +256,9 @@ describe('capsa manifest from-flags', () => {
   });
 
   it('a bad flag is a usage error (exit 2)', () => {
-    const r = capsa(['manifest', 'from-flags', '--env', 'NOEQUALS']);
+    const r = capsa(['manifest', 'from-flags', '--env', '=x']);
     expect(r.status).toBe(2);
-    expect(r.stderr).toBe('--env NOEQUALS: expected KEY=VALUE\n');
+    expect(r.stderr).toBe("capsa: --env =x: expected KEY=VALUE, or KEY to pass on the host's value\n");
   });
 });
 
@@ -363,11 +363,11 @@ describe('usage', () => {
   it('capsa manifest check without a file, or an unknown subcommand, exits 2', () => {
     const none = capsa(['manifest', 'check']);
     expect(none.status).toBe(2);
-    expect(none.stderr).toMatch(/^capsa manifest check: give one manifest file\n\nUsage: /);
+    expect(none.stderr).toMatch(/^capsa: manifest check: give one manifest file\n\nUsage: /);
     const two = capsa(['manifest', 'check', 'a.yaml', 'b.yaml']);
     expect(two.status).toBe(2);
     const bogus = capsa(['manifest', 'bogus']);
     expect(bogus.status).toBe(2);
-    expect(bogus.stderr).toMatch(/^capsa manifest: unknown subcommand "bogus"/);
+    expect(bogus.stderr).toMatch(/^capsa: manifest: unknown subcommand "bogus"/);
   });
 });

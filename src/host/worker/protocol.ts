@@ -1,5 +1,5 @@
 import type { Limits } from '../limits.js';
-import type { TrapKind } from '../trap.js';
+import type { TrapFrame, TrapKind } from '../trap.js';
 import type { ArgNode } from '../grants.js';
 
 /** A directory the guest starts with: a host directory, or an in-memory one (seeded from `files`). */
@@ -38,6 +38,8 @@ export interface GuestSpec {
   /** Write stdout/stderr straight to these host fds (the CLI), instead of posting them. */
   stdoutFd?: number;
   stderrFd?: number;
+  /** Call this export with these arguments (converted by `params`) instead of _start. */
+  invoke?: { name: string; args: string[]; params: ('i32' | 'i64' | 'f32' | 'f64')[] };
 }
 
 /** host → worker */
@@ -48,7 +50,8 @@ export type ToWorker =
 export interface WorkerOutcome {
   status: 'exited' | 'trapped' | 'memory_limit' | 'output_limit' | 'host_error';
   exitCode?: number;
-  trap?: { kind: TrapKind; message: string };
+  trap?: { kind: TrapKind; message: string; frames?: TrapFrame[] };
+  returned?: string[];
   message?: string;
   files: Record<string, Uint8Array>;
   peakMemoryBytes: number;
