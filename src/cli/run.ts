@@ -224,6 +224,10 @@ export async function run(argv: string[]): Promise<number> {
     }
   } catch (e) {
     void hostReady.then((h) => h.close(), () => undefined);
+    if (e instanceof ManifestError) {
+      process.stderr.write(`capsa: the manifest cannot be used:\n${e.message}\n`);
+      return 1;
+    }
     // Printed by main, one style for every command.
     throw e;
   } finally {

@@ -102,7 +102,25 @@ export interface RunHandle extends AsyncIterable<RunEvent> {
 
 /** The engine: runs untrusted guests in a worker pool, under limits that always end a run. */
 export interface Host {
-  /** Runs a guest to the end. Rejects only for a bad request (LimitError, TypeError) or a full queue. */
+  /**
+   * Runs a guest to the end. Rejects only for a bad request (LimitError, TypeError) or a full queue.
+   *
+   * @example
+   * ```ts
+   * import { createHost } from 'capsa';
+   *
+   * const host = await createHost();
+   * const bytes = new Uint8Array(await (await import('node:fs/promises')).readFile('plugin.wasm'));
+   * const result = await host.run({
+   *   module: bytes, args: ['x'], stdin: 'input', files: { '/data/in.txt': 'hello' },
+   *   limits: { wallMs: 2000, memoryBytes: 64 << 20 },
+   *   functions: { env: { greet: async (ctx, ptr, len) => { console.log(await ctx.readString(Number(ptr), Number(len))); return 0; } } },
+   * });
+   * if (result.status !== 'exited') console.error(result.status, result.blame, result.message);
+   * console.log(result.text(), result.text('stderr'), JSON.stringify(result));
+   * await host.close();
+   * ```
+   */
   run(request: RunRequest): Promise<RunOutput>;
   /** Runs a guest and streams its output and audit events. */
   start(request: RunRequest): RunHandle;
@@ -224,7 +242,20 @@ function runnerOf(options: HostOptions): Runner {
   return threadRunner({ ...(options.workers ? { size: options.workers } : {}), ...maxQueue });
 }
 
-/** Creates a host with a pre-warmed worker pool. */
+/**
+ * Creates a host with a pre-warmed worker pool.
+ *
+ * @example
+ * ```ts
+ * import { createHost } from 'capsa';
+ * import fs from 'node:fs';
+ *
+ * const host = await createHost({ workers: 2, limits: { defaults: { wallMs: 5000 } } });
+ * const result = await host.run({ module: fs.readFileSync('guests/build/hello.wasm'), args: ['world'] });
+ * console.log(result.status, result.exitCode, result.text()); // exited 0 "hello world\n"
+ * await host.close();
+ * ```
+ */
 export async function createHost(options: HostOptions = {}): Promise<Host> {
   const defaults = { ...DEFAULT_LIMITS, ...options.limits?.defaults };
   const max = { ...DEFAULT_MAX_LIMITS, ...options.limits?.max };

@@ -215,13 +215,13 @@ describe('capsa manifest from-flags', () => {
     expect(r.status).toBe(0);
     // The --dir's host path is resolved against the current directory: X is written as d/X.
     expect(sections(r.stdout)).toEqual({
-      head: [`module: ${cat}`, 'args:', '  - /data/f', 'env:', '  A: "1"', ''].join('\n'),
+      head: [`module: ${path.resolve(d, cat)}`, 'args:', '  - /data/f', 'env:', '  A: "1"', ''].join('\n'),
       dirs: `- { guest: /data, source: ${path.join(d, 'X')}, rights: rpath }`,
       tail: 'limits:\n  wall: 2000ms\n',
     });
 
-    // It means the same: the same table, wherever it is saved (the directory's source is absolute;
-    // the module path is as typed, relative to the current directory)...
+    // It means the same: the same table, wherever it is saved (the directory's source and the
+    // module path are absolute)...
     fs.writeFileSync(path.join(d, 'flags.yaml'), r.stdout);
     fs.mkdirSync(path.join(d, 'elsewhere'));
     fs.writeFileSync(path.join(d, 'elsewhere', 'flags.yaml'), r.stdout);
