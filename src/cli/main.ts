@@ -42,6 +42,21 @@ Exit status (every command):
 Errors are printed on stderr as "capsa: what is wrong"; manifest and policy
 problems as "FILE:LINE:COL: what is wrong", one a line.`;
 
+/**
+ * Loads a module of the service. Its store's driver (better-sqlite3) is an optional dependency,
+ * so that a library user never compiles it: when it is missing, say how to get it.
+ */
+async function serviceModule<T>(load: () => Promise<T>): Promise<T> {
+  try {
+    return await load();
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ERR_MODULE_NOT_FOUND' && /better-sqlite3/.test((e as Error).message)) {
+      throw new InputError('the service\'s store needs better-sqlite3, an optional dependency that is not installed here: run "npm install better-sqlite3" (Node 20 builds it from source if no prebuilt binary fits)');
+    }
+    throw e;
+  }
+}
+
 /** Runs the command line; returns the exit status. */
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
@@ -49,8 +64,8 @@ export async function main(argv: string[]): Promise<number> {
     if (cmd === 'run') return await run(rest);
     if (cmd === 'manifest') return manifest(rest);
     // Loaded on demand: the service's modules (HTTP, SQLite) would slow every \`capsa run\` down.
-    if (cmd === 'serve') return await (await import('./serve.js')).serve(rest);
-    if (cmd === 'tenant') return (await import('./tenant.js')).tenant(rest);
+    if (cmd === 'serve') return await (await serviceModule(() => import('./serve.js'))).serve(rest);
+    if (cmd === 'tenant') return (await serviceModule(() => import('./tenant.js'))).tenant(rest);
     if (cmd === 'completion') return (await import('./completion.js')).completion(rest);
     if (cmd === '--version' || cmd === '-V' || cmd === 'version') {
       process.stdout.write(`capsa ${version()}\n`);

@@ -90,7 +90,7 @@ export function parsePolicy(source: string, file = 'policy.yaml', baseDir = proc
           if (!spec) { at(lp.key, `limits.${k}`, `unknown limit "${k}"${didYouMean(k, Object.keys(LIMIT_KEYS))}`); continue; }
           const raw = isScalar(lp.value) ? lp.value.value : undefined;
           try {
-            if (typeof raw !== 'number' && typeof raw !== 'string') throw new RangeError('must be a number or a size');
+            if (typeof raw !== 'number' && typeof raw !== 'string') throw new RangeError(`must be a number or a ${spec.kind === 'duration' ? 'duration, e.g. 2s' : spec.kind === 'bytes' ? 'size, e.g. 64MiB' : 'count'}`);
             const v = spec.kind === 'duration' ? parseDuration(raw, k) : spec.kind === 'bytes' ? parseBytes(raw, k) : Number(raw);
             if (!Number.isInteger(v) || v <= 0) throw new RangeError(`${k} must be a positive whole number`);
             policy.limits[spec.field] = v;

@@ -48,7 +48,7 @@ describe('parsePolicy', () => {
     ['an unknown limit', 'limits: { wal: 1s }', ['p.yaml:1:11: limits.wal: unknown limit "wal" (did you mean "wall"?)']],
     ['a bad duration', 'limits: { wall: soon }', ['p.yaml:1:17: limits.wall: wall: cannot read "soon"; write it like "2s", "500ms" or "1m"']],
     ['a bad size', 'limits: { memory: huge }', ['p.yaml:1:19: limits.memory: memory: cannot read "huge"; write it like "64MiB", "1GiB" or "4096"']],
-    ['a limit that is a list', 'limits: { wall: [1] }', ['p.yaml:1:17: limits.wall: must be a number or a size']],
+    ['a limit that is a list', 'limits: { wall: [1] }', ['p.yaml:1:17: limits.wall: must be a number or a duration, e.g. 2s']],
     ['a negative limit', 'limits: { wall: -5 }', ['p.yaml:1:17: limits.wall: wall: -5 is not a non-negative number']],
     ['dirs: a scalar', 'dirs: x', ['p.yaml:1:7: dirs: dirs is a list of { source: memory | HOST_PREFIX, guest?, rights }']],
     ['a rule that is not a mapping', 'dirs: [x]', ['p.yaml:1:8: dirs[0]: a rule is { source, rights }']],
