@@ -42,3 +42,16 @@ describe('shell blocks of the README and docs', () => {
     expect(r.status).toBe(0);
   });
 });
+
+describe('drift between the docs and the code', () => {
+  it('guests/README.md lists every guest of guests/src', () => {
+    const readme = fs.readFileSync(path.join(REPO, 'guests', 'README.md'), 'utf8');
+    const missing = fs.readdirSync(path.join(REPO, 'guests', 'src')).filter((f) => f.endsWith('.c')).map((f) => f.slice(0, -2))
+      .filter((g) => !readme.includes(`| \`${g}\``));
+    expect(missing).toEqual([]);
+  });
+
+  it('the docs name limits by their manifest keys (wall, memory), not the engine\'s fields (wallMs)', () => {
+    for (const f of FILES) expect(fs.readFileSync(path.join(REPO, f), 'utf8')).not.toMatch(/limits\.(wallMs|cpuMs|memoryBytes|outputBytes)/);
+  });
+});
