@@ -35,6 +35,8 @@ describe('the tarball', () => {
   it('leaves no build step to the installer: no prepare/install script; the build runs at pack time', () => {
     for (const hook of ['prepare', 'preinstall', 'install', 'postinstall']) expect(pkg.scripts[hook]).toBeUndefined();
     expect(pkg.scripts.prepack).toBe('npm run build');
+    // In a checkout, npm test builds first (test/host/readme-example.test.ts imports the built package).
+    expect(pkg.scripts.pretest).toBe('npm run build');
   });
 });
 
