@@ -131,7 +131,7 @@ export async function serve(argv: string[]): Promise<number> {
     strict: true,
   });
   if (values.help) { process.stdout.write(SERVE_HELP + '\n'); return 0; }
-  if (positionals.length) throw new UsageError(`capsa serve: unexpected argument ${JSON.stringify(positionals[0])}\n\n${SERVE_HELP}`);
+  if (positionals.length) throw new UsageError(`serve: unexpected argument ${JSON.stringify(positionals[0])}\n\n${SERVE_HELP}`);
   const port = parsePort(values.port);
   const isolation = values.isolation;
   if (isolation !== 'best-effort' && isolation !== 'strict' && isolation !== 'none') throw new UsageError(`--isolation ${isolation}: expected best-effort, strict or none`);

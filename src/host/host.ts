@@ -12,8 +12,8 @@ import { unknownImports, unknownImportsMessage } from './imports.js';
 import { DEFAULT_LIMITS, DEFAULT_MAX_LIMITS, resolveLimits, type Limits } from './limits.js';
 import { ModuleCache, moduleId, type CachedModule } from './module-cache.js';
 import type { JobEnd, Pool } from './pool.js';
-import type { AuditEvent, RunResult } from './result.js';
-import { ModuleLimitError } from './wasm-limits.js';
+import { toRunOutput, type AuditEvent, type RunOutput, type RunResult } from './result.js';
+import { exportSignature, ModuleLimitError } from './wasm-limits.js';
 import { formatBytes } from './units.js';
 import type { DirGrant, GuestSpec } from './worker/protocol.js';
 import type { ArgNode } from './grants.js';
@@ -80,6 +80,12 @@ export interface RunRequest {
   /** Write output straight to host fds instead of collecting it (the CLI). */
   stdoutFd?: number;
   stderrFd?: number;
+  /**
+   * Call this export instead of _start (wasmtime's --invoke): `args` are converted by the
+   * function's parameter types (decimal or 0x hex integers, floats); what it returns is in
+   * `result.returned`. A reactor's _initialize runs first.
+   */
+  invoke?: { name: string; args?: string[] };
 }
 
 /** Events of a streamed run, in order; `result` is always last. */
@@ -87,17 +93,35 @@ export type RunEvent =
   | { type: 'stdout'; data: Uint8Array }
   | { type: 'stderr'; data: Uint8Array }
   | { type: 'audit'; event: AuditEvent }
-  | { type: 'result'; result: RunResult };
+  | { type: 'result'; result: RunOutput };
 
 /** A run in progress: iterate it for events, or await `result`. */
 export interface RunHandle extends AsyncIterable<RunEvent> {
-  result: Promise<RunResult>;
+  result: Promise<RunOutput>;
 }
 
 /** The engine: runs untrusted guests in a worker pool, under limits that always end a run. */
 export interface Host {
-  /** Runs a guest to the end. Rejects only for a bad request (LimitError, TypeError) or a full queue. */
-  run(request: RunRequest): Promise<RunResult>;
+  /**
+   * Runs a guest to the end. Rejects only for a bad request (LimitError, TypeError) or a full queue.
+   *
+   * @example
+   * ```ts
+   * import { createHost } from 'capsa';
+   *
+   * const host = await createHost();
+   * const bytes = new Uint8Array(await (await import('node:fs/promises')).readFile('plugin.wasm'));
+   * const result = await host.run({
+   *   module: bytes, args: ['x'], stdin: 'input', files: { '/data/in.txt': 'hello' },
+   *   limits: { wallMs: 2000, memoryBytes: 64 << 20 },
+   *   functions: { env: { greet: async (ctx, ptr, len) => { console.log(await ctx.readString(Number(ptr), Number(len))); return 0; } } },
+   * });
+   * if (result.status !== 'exited') console.error(result.status, result.blame, result.message);
+   * console.log(result.text(), result.text('stderr'), JSON.stringify(result));
+   * await host.close();
+   * ```
+   */
+  run(request: RunRequest): Promise<RunOutput>;
   /** Runs a guest and streams its output and audit events. */
   start(request: RunRequest): RunHandle;
   /** Whether a module of this id is compiled and kept (run it by id then). */
@@ -161,7 +185,8 @@ function resultOf(end: JobEnd, base: Pick<RunResult, 'stdout' | 'stderr' | 'audi
   if (end.kind === 'stopped') {
     const usage = { wallMs: end.wallMs, cpuMs: end.cpuMs, peakMemoryBytes: 0 };
     const status = end.reason === 'crashed' ? 'host_error' : end.reason === 'cancelled' ? 'cancelled' : 'timeout';
-    const r: RunResult = { ...base, status, blame: end.reason === 'crashed' || (end.reason === 'cancelled' && !req.signal?.aborted) ? 'host' : 'guest', message: end.message, files: {}, usage };
+    // A cancelled run was ended by its caller (or the host closing), never by the guest.
+    const r: RunResult = { ...base, status, blame: end.reason === 'crashed' || end.reason === 'cancelled' ? 'host' : 'guest', message: end.message, files: {}, usage };
     if (status === 'timeout') r.timeout = end.reason as 'wall' | 'cpu';
     return r;
   }
@@ -173,8 +198,39 @@ function resultOf(end: JobEnd, base: Pick<RunResult, 'stdout' | 'stderr' | 'audi
   r.audit.dropped = o.auditDropped;
   if (o.exitCode !== undefined) r.exitCode = o.exitCode;
   if (o.trap) r.trap = o.trap;
+  if (o.returned) r.returned = o.returned;
   if (o.message !== undefined) r.message = o.message;
   return r;
+}
+
+/**
+ * What keeps a module from running as asked, or the invoke spec for the worker: a command needs
+ * _start, --invoke an exported function by that name; both need the exported memory WASI writes into.
+ */
+function entryProblem(module: WebAssembly.Module, invoke: RunRequest['invoke'], bytes: () => Uint8Array): string | undefined | GuestSpec['invoke'] {
+  const exports = WebAssembly.Module.exports(module);
+  const functions = exports.filter((e) => e.kind === 'function').map((e) => e.name);
+  const list = functions.length ? `its exported functions: ${functions.slice(0, 10).join(', ')}${functions.length > 10 ? ', …' : ''}` : 'it exports no functions';
+  const memoryProblem = () => exports.some((e) => e.kind === 'memory' && e.name === 'memory') ? undefined
+    : 'it exports no memory named "memory", which WASI reads and writes the guest\'s buffers in (link it with --export-memory, the default of wasi-sdk)';
+  if (invoke === undefined) {
+    if (functions.includes('_start')) return memoryProblem();
+    return `it exports no _start function, so it is not a WASI command${functions.includes('_initialize') ? ' (it is a reactor: it exports _initialize)' : ''}; ${list}; call one with invoke (capsa run --invoke NAME MODULE ARGS)`;
+  }
+  if (!functions.includes(invoke.name)) return `it exports no function named ${JSON.stringify(invoke.name)} to invoke; ${list}`;
+  const sig = exportSignature(bytes(), invoke.name);
+  if (!sig) return `cannot read the signature of ${invoke.name}`;
+  const args = invoke.args ?? [];
+  if (args.length !== sig.params.length) return `${invoke.name} takes ${sig.params.length} argument${sig.params.length === 1 ? '' : 's'} (${sig.params.join(', ') || 'none'}), not ${args.length}`;
+  for (const [i, t] of sig.params.entries()) {
+    if (t !== 'i32' && t !== 'i64' && t !== 'f32' && t !== 'f64') return `${invoke.name}'s parameter ${i} is a ${t}, which cannot be given on a command line`;
+    const a = args[i]!;
+    const ok = t.startsWith('i') ? /^-?(\d+|0x[\da-f]+)$/i.test(a) : a.trim() !== '' && !Number.isNaN(Number(a));
+    if (!ok) return `${invoke.name}'s parameter ${i} is an ${t}; ${JSON.stringify(a)} is not one`;
+  }
+  const mp = memoryProblem();
+  if (mp) return mp;
+  return { name: invoke.name, args, params: sig.params as ('i32' | 'i64' | 'f32' | 'f64')[] };
 }
 
 /** The threads or executor processes of a new host. */
@@ -186,7 +242,20 @@ function runnerOf(options: HostOptions): Runner {
   return threadRunner({ ...(options.workers ? { size: options.workers } : {}), ...maxQueue });
 }
 
-/** Creates a host with a pre-warmed worker pool. */
+/**
+ * Creates a host with a pre-warmed worker pool.
+ *
+ * @example
+ * ```ts
+ * import { createHost } from 'capsa';
+ * import fs from 'node:fs';
+ *
+ * const host = await createHost({ workers: 2, limits: { defaults: { wallMs: 5000 } } });
+ * const result = await host.run({ module: fs.readFileSync('guests/build/hello.wasm'), args: ['world'] });
+ * console.log(result.status, result.exitCode, result.text()); // exited 0 "hello world\n"
+ * await host.close();
+ * ```
+ */
 export async function createHost(options: HostOptions = {}): Promise<Host> {
   const defaults = { ...DEFAULT_LIMITS, ...options.limits?.defaults };
   const max = { ...DEFAULT_MAX_LIMITS, ...options.limits?.max };
@@ -264,6 +333,8 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
     const fns = mergeFunctions(options.functions, req.functions);
     const unknown = unknownImports(loaded.module, functionList(fns));
     if (unknown.length) return empty('invalid_module', 'guest', unknownImportsMessage(loaded.id, unknown));
+    const entry = entryProblem(loaded.module, req.invoke, () => originalBytes(req, loaded.id));
+    if (typeof entry === 'string') return empty('invalid_module', 'guest', `Cannot run ${loaded.id}: ${entry}`);
     const warnings: string[] = [];
     const warn = (what: string, e: unknown) => {
       if (warnings.length < 100) warnings.push(`${what} failed: ${(e as Error)?.message ?? String(e)}`);
@@ -275,7 +346,7 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
     const audit: AuditEvent[] = [];
     const end = await runner.submit({
       module: loaded.module, moduleId: loaded.id, bytes: () => originalBytes(req, loaded.id), caps: caps(limits),
-      spec: specOf(req, limits, used, streaming, auditMax), signal: req.signal, serve, onBridgeError: warn, hostCpuMs: () => hostCpuMs,
+      spec: { ...specOf(req, limits, used, streaming, auditMax), ...(entry ? { invoke: entry } : {}) }, signal: req.signal, serve, onBridgeError: warn, hostCpuMs: () => hostCpuMs,
       onOutput(fd, data) {
         out[fd].push(data);
         emit(fd === 1 ? { type: 'stdout', data } : { type: 'stderr', data });
@@ -302,9 +373,9 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
       w?.();
     };
 
-    const result = runToEnd(req, limits, streaming, emit);
+    const result = runToEnd(req, limits, streaming, emit).then(toRunOutput);
     if (!streaming) return { result, [Symbol.asyncIterator]: () => { throw new Error('use host.start() to stream a run'); } };
-    let finished: RunResult | undefined;
+    let finished: RunOutput | undefined;
     let failed: unknown;
     void result.then((r) => { finished = r; }, (e: unknown) => { failed = e ?? new Error('run failed'); })
       .then(() => { const w = wake; wake = undefined; w?.(); });

@@ -30,6 +30,16 @@ export const DEFAULT_MAX_LIMITS: Readonly<Limits> = {
   wallMs: 60_000, cpuMs: 60_000, memoryBytes: 1 << 30, outputBytes: 16 << 20, fds: 1024, filesBytes: 256 << 20, tableElements: 1_000_000,
 };
 
+/**
+ * The most the engine can enforce: the maxima of someone running their own guest (the CLI without
+ * --policy), who is their own operator. Timers hold 2^31-1 ms; wasm32 memory is 4 GiB; V8 caps a
+ * table at 10,000,000 elements.
+ */
+export const ENGINE_MAX_LIMITS: Readonly<Limits> = {
+  wallMs: 2 ** 31 - 1, cpuMs: 2 ** 31 - 1, memoryBytes: 4 * 1024 ** 3, outputBytes: Number.MAX_SAFE_INTEGER,
+  fds: 1 << 20, filesBytes: Number.MAX_SAFE_INTEGER, tableElements: 10_000_000,
+};
+
 /** A request that asks for more than the operator allows, or for nonsense; names every field. */
 export class LimitError extends Error {
   constructor(readonly problems: string[]) {

@@ -1,4 +1,4 @@
-import type { TrapKind } from './trap.js';
+import type { TrapFrame, TrapKind } from './trap.js';
 
 /** How a run ended. Every run ends with exactly one. */
 export type RunStatus = 'exited' | 'trapped' | 'timeout' | 'memory_limit' | 'output_limit' | 'cancelled' | 'invalid_module' | 'host_error';
@@ -36,8 +36,10 @@ export interface RunResult {
   blame: 'guest' | 'host';
   /** For `exited`. */
   exitCode?: number;
-  /** For `trapped`. */
-  trap?: { kind: TrapKind; message: string };
+  /** For `trapped`: the kind, the engine's message, and the wasm backtrace, innermost first. */
+  trap?: { kind: TrapKind; message: string; frames?: TrapFrame[] };
+  /** For a run with `invoke`: what the function returned, as text ("42", "-1", "1.5"). */
+  returned?: string[];
   /** For `timeout`: which clock ran out. */
   timeout?: 'wall' | 'cpu';
   /** What happened, in words, for every status but a clean exit. */
@@ -50,4 +52,29 @@ export interface RunResult {
   audit: { events: AuditEvent[]; dropped: number };
   /** Problems on the host's side that did not end the run, e.g. a host function that threw. */
   warnings?: string[];
+}
+
+/** What host.run and host.start give: the result, with `text()` and a readable `JSON.stringify`. */
+export interface RunOutput extends RunResult {
+  /** stdout (or stderr) as UTF-8 text, like Extism's `output.text()`. */
+  text(stream?: 'stdout' | 'stderr'): string;
+  /** stdout, stderr and files as text (JSON.stringify of the result calls it). */
+  toJSON(): Record<string, unknown>;
+}
+
+/** Adds the accessors of a result: `text()` (Extism's `output.text()`) and a readable `toJSON()`. */
+export function toRunOutput(r: RunResult): RunOutput {
+  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
+  Object.defineProperties(r, {
+    text: { value: (stream: 'stdout' | 'stderr' = 'stdout') => decode(r[stream]), enumerable: false },
+    toJSON: {
+      enumerable: false,
+      value: () => ({
+        ...r,
+        stdout: decode(r.stdout), stderr: decode(r.stderr),
+        files: Object.fromEntries(Object.entries(r.files).map(([k, v]) => [k, decode(v)])),
+      }),
+    },
+  });
+  return r as RunOutput;
 }

@@ -46,10 +46,13 @@ export function grantRows(m: Manifest): GrantRow[] {
 /** The grants as a plain-text table. */
 export function grantTable(m: Manifest & { limits: Limits }): string {
   const rows = grantRows(m);
-  const lines = ['fd  what                 path            rights (base / inheriting)'];
+  // Columns as wide as their longest cell: a long host path does not push the next column out of line.
+  const whatWidth = Math.max(20, ...rows.map((r) => r.what.length));
+  const pathWidth = Math.max(15, ...rows.map((r) => (r.path || '-').length));
+  const lines = [`fd  ${'what'.padEnd(whatWidth)} ${'path'.padEnd(pathWidth)} rights (base / inheriting)`];
   for (const r of rows) {
     const rights = `${r.base.join(', ') || 'none'}${r.inheriting.length ? ` / ${r.inheriting.join(', ')}` : ''}`;
-    lines.push(`${String(r.fd).padEnd(3)} ${r.what.padEnd(20)} ${(r.path || '-').padEnd(15)} ${rights}${r.note ? `  [${r.note}]` : ''}`);
+    lines.push(`${String(r.fd).padEnd(3)} ${r.what.padEnd(whatWidth)} ${(r.path || '-').padEnd(pathWidth)} ${rights}${r.note ? `  [${r.note}]` : ''}`);
   }
   const l = m.limits;
   lines.push('', `limits: wall ${formatDuration(l.wallMs)}, cpu ${formatDuration(l.cpuMs)}, memory ${formatBytes(l.memoryBytes)}, `

@@ -318,7 +318,7 @@ export function readLimits(r: Reader, node: YamlNode | null, what = 'limits is a
     const raw = isScalar(v) ? v.value : undefined;
     const value = typeof raw === 'bigint' ? Number(raw) : raw;
     try {
-      if (typeof value !== 'number' && typeof value !== 'string') throw new RangeError('must be a number or a size');
+      if (typeof value !== 'number' && typeof value !== 'string') throw new RangeError(`must be a number or a ${spec.kind === 'duration' ? 'duration, e.g. 2s' : spec.kind === 'bytes' ? 'size, e.g. 64MiB' : 'count'}`);
       const parsed = spec.kind === 'duration' ? parseDuration(value, key) : spec.kind === 'bytes' ? parseBytes(value, key) : Number(value);
       if (!Number.isInteger(parsed) || parsed <= 0) throw new RangeError(`${key} must be a positive whole number`);
       out[spec.field] = parsed;

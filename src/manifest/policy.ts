@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { isMap, isScalar, isSeq, type Node as YamlNode } from 'yaml';
-import { DEFAULT_MAX_LIMITS, type Limits } from '../host/limits.js';
+import { DEFAULT_MAX_LIMITS, ENGINE_MAX_LIMITS, type Limits } from '../host/limits.js';
 import { formatBytes, formatDuration } from '../host/units.js';
 import { formatRights, RIGHTS_ALL, TYPE_RIGHTS } from '../wasi/rights.js';
 import { descriptorPath, openNoLinks, SymlinkOnPath } from '../wasi/fs/hostfs.js';
@@ -34,7 +34,8 @@ export interface Policy {
 
 /** Everything is allowed: the policy of a user running their own guest with the CLI. */
 export const OPEN_POLICY: Policy = {
-  limits: { ...DEFAULT_MAX_LIMITS },
+  // No hidden ceilings: the CLI's user is the operator; only the engine's own bounds remain.
+  limits: { ...ENGINE_MAX_LIMITS },
   dirs: [
     { source: { kind: 'memory' }, rights: { base: RIGHTS_ALL, inheriting: RIGHTS_ALL, names: ['CAP_ALL'] } },
     { source: { kind: 'host', under: '/' }, rights: { base: RIGHTS_ALL, inheriting: RIGHTS_ALL, names: ['CAP_ALL'] } },

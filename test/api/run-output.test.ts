@@ -8,7 +8,7 @@ import { createLogger } from '../../src/api/log.js';
 import { encodeRequest } from '../../src/api/runs/record.js';
 import { createScheduler } from '../../src/api/scheduler.js';
 import type { Host, RunHandle, RunRequest } from '../../src/host/host.js';
-import type { RunResult } from '../../src/host/result.js';
+import { toRunOutput, type RunResult } from '../../src/host/result.js';
 import { command } from '../helpers/wat.js';
 import { createFakeStore } from './fake-store.js';
 import { call, json, readSSE, startService, waitRun, type Service } from './helpers.js';
@@ -74,9 +74,9 @@ describe('the scheduler stores output as it comes', () => {
       stats: () => ({ workers: 1, busy: 0, queued: 0, spawned: 1, cachedModules: 0, cacheBytes: 0 }),
       start(req: RunRequest): RunHandle {
         const result = new Promise<RunResult>((resolve) => req.signal?.addEventListener('abort', () => resolve({
-          status: 'cancelled', blame: 'guest', stdout: new TextEncoder().encode('looping\n'), stderr: new Uint8Array(), files: {},
+          status: 'cancelled', blame: 'host', stdout: new TextEncoder().encode('looping\n'), stderr: new Uint8Array(), files: {},
           usage: { wallMs: 1, cpuMs: 1, peakMemoryBytes: 0 }, audit: { events: [], dropped: 0 },
-        })));
+        }))).then(toRunOutput);
         return {
           result,
           async *[Symbol.asyncIterator]() {

@@ -93,7 +93,7 @@ describe('runs in an executor process', () => {
     const p = host.start({ module: sleeper(20_000), signal: ac.signal, limits: { wallMs: 30_000 } });
     await vi.waitFor(() => expect(host.stats().busy).toBe(1));
     ac.abort();
-    expect(await p.result).toMatchObject({ status: 'cancelled', blame: 'guest' });
+    expect(await p.result).toMatchObject({ status: 'cancelled', blame: 'host' });
   });
 });
 

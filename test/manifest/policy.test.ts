@@ -48,7 +48,7 @@ describe('parsePolicy', () => {
     ['an unknown limit', 'limits: { wal: 1s }', ['p.yaml:1:11: limits.wal: unknown limit "wal" (did you mean "wall"?); limits are wall, cpu, memory, output, fds, files']],
     ['a bad duration', 'limits: { wall: soon }', ['p.yaml:1:17: limits.wall: wall: cannot read "soon"; write it like "2s", "500ms" or "1m"']],
     ['a bad size', 'limits: { memory: huge }', ['p.yaml:1:19: limits.memory: memory: cannot read "huge"; write it like "64MiB", "1GiB" or "4096"']],
-    ['a limit that is a list', 'limits: { wall: [1] }', ['p.yaml:1:17: limits.wall: must be a number or a size']],
+    ['a limit that is a list', 'limits: { wall: [1] }', ['p.yaml:1:17: limits.wall: must be a number or a duration, e.g. 2s']],
     ['a negative limit', 'limits: { wall: -5 }', ['p.yaml:1:17: limits.wall: wall: -5 is not a non-negative number']],
     ['dirs: a scalar', 'dirs: x', ['p.yaml:1:7: dirs: dirs is a list of { source: memory | HOST_PREFIX, guest?, rights }']],
     ['a rule that is not a mapping', 'dirs: [x]', ['p.yaml:1:8: dirs[0]: a rule is { source, rights }']],
@@ -286,10 +286,12 @@ describe('applyPolicy: defaults and sources', () => {
     expect(effective('dirs:\n  - { guest: /d, source: memory, rights: CAP_ALL }', SERVICE_POLICY).dirs).toHaveLength(1);
   });
 
-  it('OPEN_POLICY takes anything within the default maxima', () => {
+  it('OPEN_POLICY (the CLI without --policy) takes anything, with no maxima but the engine\'s own', () => {
     const all = `dirs:\n  - { guest: /r, source: /, rights: CAP_ALL }\ncasper: { ${['system.dns', 'system.pwd', 'system.grp', 'system.random', 'system.sysctl', 'system.fileargs'].map((s) => `${s}: {}`).join(', ')} }`;
     expect(Object.keys(effective(all, OPEN_POLICY).casper)).toHaveLength(6);
-    expect(refusals('limits: { wall: 2m }', OPEN_POLICY)).toEqual(["m.yaml:0:0: limits.wall: 120 s exceeds the policy's maximum 60 s"]);
+    expect(effective('limits: { wall: 10m, memory: 2GiB, output: 1GiB }', OPEN_POLICY).limits)
+      .toMatchObject({ wallMs: 600_000, memoryBytes: 2 * 1024 ** 3, outputBytes: 1024 ** 3 });
+    expect(refusals('limits: { memory: 5GiB }', OPEN_POLICY)).toEqual(["m.yaml:0:0: limits.memory: 5 GiB exceeds the policy's maximum 4 GiB"]);
   });
 
   it('a policy with no rules allows no directory at all', () => {

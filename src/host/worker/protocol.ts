@@ -1,5 +1,5 @@
 import type { Limits } from '../limits.js';
-import type { TrapKind } from '../trap.js';
+import type { TrapFrame, TrapKind } from '../trap.js';
 import type { ArgNode, DirGrant } from '../grants.js';
 
 export type { DirGrant };
@@ -27,6 +27,8 @@ export interface GuestSpec {
   /** Write stdout/stderr straight to these host fds (the CLI), instead of posting them. */
   stdoutFd?: number;
   stderrFd?: number;
+  /** Call this export with these arguments (converted by `params`) instead of _start. */
+  invoke?: { name: string; args: string[]; params: ('i32' | 'i64' | 'f32' | 'f64')[] };
 }
 
 /** host → worker */
@@ -37,7 +39,8 @@ export type ToWorker =
 export interface WorkerOutcome {
   status: 'exited' | 'trapped' | 'memory_limit' | 'output_limit' | 'host_error';
   exitCode?: number;
-  trap?: { kind: TrapKind; message: string };
+  trap?: { kind: TrapKind; message: string; frames?: TrapFrame[] };
+  returned?: string[];
   message?: string;
   files: Record<string, Uint8Array>;
   peakMemoryBytes: number;

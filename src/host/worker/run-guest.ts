@@ -81,6 +81,20 @@ class AuditCollector implements Auditor {
 // One WASI environment per worker, reset for each guest (createWasi's `reuse`).
 let previous: Wasi | undefined;
 
+/** Calls the export `invoke` names (wasmtime's --invoke) after the reactor's _initialize; what it returns is kept as text. */
+function invokeExport(wasi: Wasi, instance: WebAssembly.Instance, invoke: NonNullable<GuestSpec['invoke']>): Omit<WorkerOutcome, 'cpuNs' | 'files' | 'peakMemoryBytes' | 'auditDropped'> {
+  try {
+    wasi.initialize(instance);
+    const fn = instance.exports[invoke.name] as (...a: unknown[]) => unknown;
+    const args = invoke.args.map((a, i) => (invoke.params[i] === 'i64' ? (a.startsWith('-') ? -BigInt(a.slice(1)) : BigInt(a)) : Number(a)));
+    const out = fn(...args);
+    const returned = (out === undefined ? [] : Array.isArray(out) ? out : [out]).map(String);
+    return { status: 'exited', exitCode: 0, returned };
+  } finally {
+    wasi.context.fds.closeAll();
+  }
+}
+
 /** Runs one guest to completion on the calling thread and says how it ended. */
 export function runGuest(module: WebAssembly.Module, spec: GuestSpec, io: GuestIO): WorkerOutcome {
   const cpu0 = threadCpuNs();
@@ -166,7 +180,7 @@ export function runGuest(module: WebAssembly.Module, spec: GuestSpec, io: GuestI
     io.phase?.('started');
     const m = instance.exports['memory'];
     if (m instanceof WebAssembly.Memory) memory = m;
-    result = { status: 'exited', exitCode: wasi.start(instance) };
+    result = spec.invoke ? invokeExport(wasi, instance, spec.invoke) : { status: 'exited', exitCode: wasi.start(instance) };
   } catch (e) {
     if (e instanceof OutputLimitExceeded) {
       result = { status: 'output_limit', message: e.message };
