@@ -1,8 +1,8 @@
 import { bridgeDispatcher, functionHandler, functionList, type HostFunctions } from './functions.js';
-import type { ExecutorInfo, ExecutorPool, ExecutorPoolOptions } from './executor/executor-pool.js';
+import type { ExecutorInfo, ExecutorMount, ExecutorPool, ExecutorPoolOptions } from './executor/executor-pool.js';
 import { processRunner, threadRunner, type Runner } from './runner.js';
 
-export type { ExecutorInfo };
+export type { ExecutorInfo, ExecutorMount };
 import { Broker } from '../casper/broker.js';
 import { SERVICES } from '../casper/services/index.js';
 import { casperHandler } from './casper-handler.js';
@@ -110,6 +110,12 @@ export interface Host {
   readonly isolation: 'thread' | 'process';
   /** The executor processes and the layers each runs under (empty with thread isolation). */
   executors(): ExecutorInfo[];
+  /**
+   * Sets the host directories runs may mount. Under process isolation every executor is replaced
+   * (its grants are fixed when it starts): new runs go to new executors, old ones finish theirs and
+   * exit. Resolves when the new executors are ready. Threads reach the whole host: nothing to do.
+   */
+  setMounts(mounts: ExecutorMount[]): Promise<void>;
   /** Stops every run and worker. */
   close(): Promise<void>;
   /** The worker pool or the executor pool, for tests and metrics. */
@@ -326,6 +332,7 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
     pool: runner.pool,
     isolation: runner.isolation,
     executors: () => runner.executors(),
+    setMounts: (mounts) => runner.setMounts(mounts),
     start: (req) => launch(req, true),
     run: async (req) => launch(req, false).result,
     add(bytes) {

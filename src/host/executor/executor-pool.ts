@@ -7,6 +7,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
+import path from 'node:path';
 import type { BridgeCallContext, BridgeHandler } from '../bridge.js';
 import { QueueFullError, type Job, type JobEnd } from '../pool.js';
 import type { ModuleCaps } from '../wasm-limits.js';
@@ -61,6 +62,10 @@ export interface ExecutorInfo {
   busy: number;
   rssBytes: number;
   startedAt: string;
+  /** Host directories it may mount (fixed at its start). */
+  mounts: ExecutorMount[];
+  /** Replaced (the mounts changed): it takes no new runs, and exits once its runs end. */
+  draining: boolean;
 }
 
 interface Inflight {
@@ -81,8 +86,10 @@ class Executor {
   spawned = 0;
   rssBytes = 0;
   readonly startedAt = new Date().toISOString();
+  /** Replaced: finishes its runs, takes no new ones, then is ended. */
+  draining = false;
   private outbox: ToExecutor[] = [];
-  constructor(readonly pool: ExecutorPool, readonly layers: Layer[], command: string, args: string[], env: Record<string, string>, readonly wire: WireFormat) {
+  constructor(readonly pool: ExecutorPool, readonly layers: Layer[], readonly mounts: ExecutorMount[], command: string, args: string[], env: Record<string, string>, readonly wire: WireFormat) {
     this.child = spawn(command, args, { env, stdio: ['ignore', 'ignore', 'pipe', 'ipc'], serialization: wire });
     this.child.stderr!.setEncoding('utf8');
     this.child.stderr!.on('data', (s: string) => pool.log('warn', `executor ${this.child.pid}: ${s.trimEnd()}`));
@@ -116,6 +123,8 @@ class Executor {
 export class ExecutorPool {
   readonly options: Required<Omit<ExecutorPoolOptions, 'onLog' | 'denoPath'>> & Pick<ExecutorPoolOptions, 'onLog' | 'denoPath'>;
   private executors: Executor[] = [];
+  /** Replaced executors finishing the runs they hold (setMounts). */
+  private draining = new Set<Executor>();
   private queue: Inflight[] = [];
   private nextRun = 1;
   private nextOp = 1;
@@ -160,7 +169,45 @@ export class ExecutorPool {
     const plan = planExecutor(this.sandbox(), { workers: this.options.workers, cacheBytes: this.options.cacheBytes, heartbeatMs: this.options.heartbeatMs, wire });
     for (const w of plan.warnings) this.log('warn', w);
     this.spawnedExecutors++;
-    return new Executor(this, plan.layers, plan.command, plan.args, plan.env, wire);
+    return new Executor(this, plan.layers, this.options.mounts, plan.command, plan.args, plan.env, wire);
+  }
+
+  /**
+   * Changes the host directories executors may mount. An executor's grants are fixed when it
+   * starts, so every executor is replaced: new runs go to new executors at once, and the old ones
+   * finish the runs they hold, take no more, and are then ended. Resolves when the new executors
+   * can take runs; a no-op when the set of mounts is the same.
+   */
+  async setMounts(mounts: ExecutorMount[]): Promise<void> {
+    const key = (ms: ExecutorMount[]) => JSON.stringify(ms.map((m) => [path.resolve(m.path), m.write]).sort());
+    if (key(mounts) === key(this.options.mounts)) return;
+    this.options.mounts = [...mounts];
+    if (this.closed || !this.started) return;
+    const fresh: Executor[] = [];
+    for (let i = 0; i < this.executors.length; i++) {
+      const old = this.executors[i]!;
+      const next = this.spawn();
+      this.executors[i] = next;
+      fresh.push(next);
+      this.retire(old);
+      next.ready.then(() => this.dispatch(), (e: unknown) => this.log('warn', `the replacement executor did not start: ${(e as Error).message}`));
+    }
+    this.log('info', `the executors' mounts changed (${mounts.map((m) => `${m.path}${m.write ? '' : ' (read-only)'}`).join(', ') || 'none'}): ${fresh.length} executors replaced`);
+    await Promise.all(fresh.map((e) => e.ready.catch(() => {})));
+  }
+
+  /** Takes an executor out of service: it ends once the runs it holds are over. */
+  private retire(ex: Executor): void {
+    ex.draining = true;
+    this.draining.add(ex);
+    this.endIfDrained(ex);
+  }
+
+  private endIfDrained(ex: Executor): void {
+    if (!ex.draining || ex.runs.size > 0) return;
+    this.draining.delete(ex);
+    ex.dead = true;
+    if (ex.child.exitCode === null && ex.child.signalCode === null) ex.child.kill('SIGKILL');
   }
 
   /** Starts the executors and waits until each can take runs; throws (strict isolation, no runtime) if they cannot start. */
@@ -271,6 +318,7 @@ export class ExecutorPool {
     ex.runs.delete(run);
     if (p.onAbort) p.job.signal?.removeEventListener('abort', p.onAbort);
     p.resolve(end);
+    this.endIfDrained(ex);
     this.dispatch();
   }
 
@@ -279,7 +327,8 @@ export class ExecutorPool {
     if (ex.dead) return;
     ex.dead = true;
     const i = this.executors.indexOf(ex);
-    if (i < 0) return;
+    // A draining executor's runs end like any other's; it is not replaced (its successor runs).
+    if (i < 0 && !this.draining.delete(ex)) return;
     if (!ex.child.killed && ex.child.exitCode === null) ex.child.kill('SIGKILL');
     // Host functions waiting on its guests' memory get an error instead of waiting forever.
     for (const [op, m] of this.memOps) if (m.ex === ex) { this.memOps.delete(op); m.reject(new Error(message)); }
@@ -287,7 +336,7 @@ export class ExecutorPool {
       const p = ex.runs.get(run)!;
       this.finish(ex, run, { kind: 'stopped', reason: 'crashed', message, wallMs: performance.now() - p.t0, cpuMs: 0 });
     }
-    if (this.closed || !this.started) return;
+    if (this.closed || !this.started || i < 0) return;
     this.log('warn', `${message}; starting a new executor`);
     // One that died before it was ready is retried after a pause, not in a tight loop.
     const delay = ex.isReady ? 0 : 1000;
@@ -306,7 +355,7 @@ export class ExecutorPool {
       p.resolve({ kind: 'stopped', reason: 'cancelled', message: 'the run was cancelled before it started', wallMs: 0, cpuMs: 0 });
       return;
     }
-    for (const ex of this.executors) {
+    for (const ex of [...this.executors, ...this.draining]) {
       for (const [run, q] of ex.runs) if (q === p) ex.send({ t: 'cancel', run });
     }
   }
@@ -315,13 +364,15 @@ export class ExecutorPool {
   stats(): { workers: number; busy: number; queued: number; spawned: number; executors: number } {
     let workers = 0, busy = 0, spawned = 0;
     for (const ex of this.executors) { workers += ex.workers; busy += ex.runs.size; spawned += ex.spawned; }
+    for (const ex of this.draining) busy += ex.runs.size;
     return { workers, busy, queued: this.queue.length, spawned, executors: this.executors.length };
   }
 
   /** The executors now, for /healthz. */
   list(): ExecutorInfo[] {
-    return this.executors.map((ex) => ({
+    return [...this.executors, ...this.draining].map((ex) => ({
       pid: ex.child.pid, runtime: this.options.runtime, layers: ex.layers, workers: ex.workers, busy: ex.runs.size, rssBytes: ex.rssBytes, startedAt: ex.startedAt,
+      mounts: ex.mounts, draining: ex.draining,
     }));
   }
 
@@ -335,7 +386,8 @@ export class ExecutorPool {
     this.closed = true;
     if (this.watchdog) clearInterval(this.watchdog);
     for (const p of this.queue.splice(0)) p.resolve({ kind: 'stopped', reason: 'cancelled', message: 'the host closed', wallMs: 0, cpuMs: 0 });
-    const all = this.executors.splice(0);
+    const all = [...this.executors.splice(0), ...this.draining];
+    this.draining.clear();
     await Promise.all(all.map((ex) => {
       for (const run of [...ex.runs.keys()]) this.finish(ex, run, { kind: 'stopped', reason: 'cancelled', message: 'the host closed', wallMs: 0, cpuMs: 0 });
       ex.dead = true;
