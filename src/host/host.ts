@@ -187,7 +187,8 @@ function resultOf(end: JobEnd, base: Pick<RunResult, 'stdout' | 'stderr' | 'audi
 function runnerOf(options: HostOptions): Runner {
   const maxQueue = options.maxQueue ? { maxQueue: options.maxQueue } : {};
   if (options.isolation === 'process') {
-    return processRunner({ ...options.executors, ...maxQueue, ...(options.workers ? { workers: options.workers } : {}), ...(options.cacheBytes ? { cacheBytes: options.cacheBytes } : {}) });
+    const guestMemoryMb = Math.ceil((options.limits?.max?.memoryBytes ?? DEFAULT_MAX_LIMITS.memoryBytes) / (1 << 20));
+    return processRunner({ guestMemoryMb, ...options.executors, ...maxQueue, ...(options.workers ? { workers: options.workers } : {}), ...(options.cacheBytes ? { cacheBytes: options.cacheBytes } : {}) });
   }
   return threadRunner({ ...(options.workers ? { size: options.workers } : {}), ...maxQueue });
 }

@@ -12,7 +12,7 @@ import type { BridgeCallContext, BridgeHandler } from '../bridge.js';
 import { QueueFullError, type Job, type JobEnd } from '../pool.js';
 import type { ModuleCaps } from '../wasm-limits.js';
 import { decodeBatch, encodeBatch, type FromExecutor, type ToExecutor, type WireFormat } from './protocol.js';
-import { planExecutor, type ExecutorMount, type ExecutorRuntime, type Layer, type SandboxOptions } from './sandbox.js';
+import { planExecutor, releaseCgroup, type ExecutorMount, type ExecutorRuntime, type Layer, type SandboxOptions } from './sandbox.js';
 
 export type { ExecutorMount, ExecutorRuntime, Layer };
 
@@ -45,6 +45,14 @@ export interface ExecutorPoolOptions {
   runtimeFlags?: string[];
   /** V8 heap cap of each executor's own thread in MiB (default 128); workers have their own. */
   heapMb?: number;
+  /**
+   * What an executor may hold in all, in MiB, as a memory cgroup where this machine lets capsa make
+   * one (its layers then list 'cgroup-memory'); 0 for none. Default: its heap, and per worker a
+   * worker heap plus the largest guest memory a run may ask for (guestMemoryMb) and slack.
+   */
+  memoryMb?: number;
+  /** The largest linear memory a run may have, MiB (default 1024): sizes the default memoryMb. */
+  guestMemoryMb?: number;
   cacheBytes?: number;
   /** How often executors report; one silent for 10 periods (at least 5 s) is killed and replaced (default 500 ms). */
   heartbeatMs?: number;
@@ -121,7 +129,7 @@ class Executor {
 
 /** Executor processes behind the worker Pool's submit(Job) shape. */
 export class ExecutorPool {
-  readonly options: Required<Omit<ExecutorPoolOptions, 'onLog' | 'denoPath'>> & Pick<ExecutorPoolOptions, 'onLog' | 'denoPath'>;
+  readonly options: Required<Omit<ExecutorPoolOptions, 'onLog' | 'denoPath' | 'guestMemoryMb'>> & Pick<ExecutorPoolOptions, 'onLog' | 'denoPath'>;
   private executors: Executor[] = [];
   /** Replaced executors finishing the runs they hold (setMounts). */
   private draining = new Set<Executor>();
@@ -136,9 +144,11 @@ export class ExecutorPool {
   spawnedExecutors = 0;
 
   constructor(options: ExecutorPoolOptions = {}) {
+    const workers = options.workers ?? 1;
+    const heapMb = options.heapMb ?? 128;
     this.options = {
       count: options.count ?? Math.max(1, os.availableParallelism?.() ?? os.cpus().length),
-      workers: options.workers ?? 1,
+      workers,
       maxQueue: options.maxQueue ?? 1000,
       runtime: options.runtime ?? 'node',
       isolation: options.isolation ?? 'best-effort',
@@ -146,7 +156,9 @@ export class ExecutorPool {
       permissions: options.permissions ?? true,
       mounts: options.mounts ?? [],
       runtimeFlags: options.runtimeFlags ?? [],
-      heapMb: options.heapMb ?? 128,
+      heapMb,
+      // A worker's heap is 64 MiB (Pool's workerHeapMb); 32 MiB a worker and 128 for the runtime are slack.
+      memoryMb: options.memoryMb ?? heapMb + 128 + workers * (64 + (options.guestMemoryMb ?? 1024) + 32),
       cacheBytes: options.cacheBytes ?? 256 << 20,
       heartbeatMs: options.heartbeatMs ?? 500,
       onLog: options.onLog,
@@ -161,7 +173,7 @@ export class ExecutorPool {
 
   private sandbox(): SandboxOptions {
     const o = this.options;
-    return { runtime: o.runtime, bubblewrap: o.bubblewrap, permissions: o.permissions, strict: o.isolation === 'strict', mounts: o.mounts, runtimeFlags: o.runtimeFlags, heapMb: o.heapMb, denoPath: o.denoPath };
+    return { runtime: o.runtime, bubblewrap: o.bubblewrap, permissions: o.permissions, strict: o.isolation === 'strict', mounts: o.mounts, runtimeFlags: o.runtimeFlags, heapMb: o.heapMb, memoryMb: o.memoryMb, denoPath: o.denoPath };
   }
 
   private spawn(): Executor {
@@ -169,7 +181,13 @@ export class ExecutorPool {
     const plan = planExecutor(this.sandbox(), { workers: this.options.workers, cacheBytes: this.options.cacheBytes, heartbeatMs: this.options.heartbeatMs, wire });
     for (const w of plan.warnings) this.log('warn', w);
     this.spawnedExecutors++;
-    return new Executor(this, plan.layers, this.options.mounts, plan.command, plan.args, plan.env, wire);
+    const ex = new Executor(this, plan.layers, this.options.mounts, plan.command, plan.args, plan.env, wire);
+    const cgroup = plan.cgroup;
+    if (cgroup) {
+      ex.child.once('exit', () => releaseCgroup(cgroup));
+      ex.child.once('error', () => releaseCgroup(cgroup));
+    }
+    return ex;
   }
 
   /**
