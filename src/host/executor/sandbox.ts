@@ -78,11 +78,27 @@ export function memoryCgroupRoot(): { version: 1 | 2; dir: string } | string {
   return (cgroupRoot = 'no writable memory cgroup (cgroup v2 with the memory controller delegated, or the v1 memory hierarchy)');
 }
 
+/**
+ * Removes what engines that were killed (kill -9: no exit handler ran) left in `dir`: entries named
+ * capsa-executor-<pid>-… whose process is gone. A cgroup goes only once empty (rmdir).
+ */
+function sweepStale(dir: string, remove: (p: string) => void): void {
+  let names: string[] = [];
+  try { names = fs.readdirSync(dir); } catch { return; }
+  for (const name of names) {
+    const m = /^capsa-executor-(\d+)-/.exec(name);
+    if (!m || Number(m[1]) === process.pid) continue;
+    try { process.kill(Number(m[1]), 0); continue; } catch (e) { if ((e as NodeJS.ErrnoException).code === 'EPERM') continue; }
+    try { remove(path.join(dir, name)); } catch { /* in use, or not ours to remove */ }
+  }
+}
+
 let cgroupSeq = 0;
 /** Makes a memory cgroup of `mb` MiB for one executor; returns its directory, or why not. */
 function makeCgroup(mb: number): string | { error: string } {
   const root = memoryCgroupRoot();
   if (typeof root === 'string') return { error: root };
+  if (cgroupSeq === 0) sweepStale(root.dir, (p) => fs.rmdirSync(p));
   const dir = path.join(root.dir, `capsa-executor-${process.pid}-${++cgroupSeq}`);
   try {
     fs.mkdirSync(dir);
@@ -148,7 +164,9 @@ function entry(): { script: string; code: string } {
     return { script, code: path.join(packageRoot(), 'dist') };
   }
   if (!sourceBundle) {
-    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-executor-'));
+    sweepStale(os.tmpdir(), (p) => fs.rmSync(p, { recursive: true, force: true }));
+    // The pid in the name lets a later engine remove it if this one is killed before its exit handler runs.
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), `capsa-executor-${process.pid}-`));
     const esbuild = createRequire(import.meta.url)('esbuild') as typeof import('esbuild');
     esbuild.buildSync({
       entryPoints: { 'executor-main': path.join(path.dirname(HERE), 'executor-main.ts'), 'worker/guest-worker': path.join(path.dirname(HERE), '../worker/guest-worker.ts') },
