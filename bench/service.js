@@ -201,7 +201,7 @@ async function measureInterleaved(kinds) {
 
 /** host.run in this process, CLIENTS in flight: runs/s; and one at a time: p50 of a warm hello. */
 async function direct(isolation) {
-  const host = await createHost({ isolation, workers: isolation === 'process' ? 1 : WORKERS, executors: { count: WORKERS }, maxQueue: 100_000 });
+  const host = await createHost({ isolation, workers: WORKERS, executors: { count: WORKERS }, maxQueue: 100_000 });
   const id = host.add(fs.readFileSync(HELLO));
   const load = async (count) => {
     let next = 0;

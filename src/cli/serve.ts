@@ -125,7 +125,6 @@ export async function serve(argv: string[]): Promise<number> {
   // --workers is the number of guests running at once (as with threads); executors share them out.
   const workers = parseCount(values.workers, '--workers', os.availableParallelism());
   const executors = Math.min(workers, parseCount(values.executors, '--executors', workers));
-  const perExecutor = Math.ceil(workers / executors);
   let graceMs = SHUTDOWN_DEADLINE_MS;
   try {
     if (values.grace !== undefined) graceMs = parseDuration(values.grace, '--grace');
@@ -164,7 +163,7 @@ export async function serve(argv: string[]): Promise<number> {
   let host: Host;
   try {
     host = await createHost(isolation === 'none' ? { workers } : {
-      workers: perExecutor,
+      workers,
       isolation: 'process',
       executors: {
         count: executors, isolation, runtime, mounts: mountsInForce(store, policy ?? SERVICE_POLICY),

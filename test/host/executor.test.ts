@@ -97,6 +97,18 @@ describe('runs in an executor process', () => {
   });
 });
 
+describe('workers', () => {
+  it('are the guests at once, shared out among the executors (as serve --workers)', async () => {
+    const h = await createHost({ isolation: 'process', workers: 2, executors: { count: 2 } });
+    try {
+      expect(h.stats().workers).toBe(2);
+      expect(h.executors().map((e) => e.workers)).toEqual([1, 1]);
+    } finally {
+      await h.close();
+    }
+  }, 60_000);
+});
+
 describe('Casper through the engine (casperd)', () => {
   let server: ReturnType<typeof dns2.createServer>;
   let port = 0;
