@@ -41,13 +41,14 @@ describe('Host.setMounts under process isolation', () => {
       const long = host.run({ module: sleeper(1500), limits: { wallMs: 30_000 } });
       await vi.waitFor(() => expect(host.stats().busy).toBe(1));
 
-      await host.setMounts([]);
+      const replaced = host.setMounts([]);
+      // At once: the old executor still holds its run, and takes no new one.
       const now = host.executors();
-      const fresh = now.find((e) => !e.draining)!;
+      expect(now.find((e) => e.pid === old!.pid)).toMatchObject({ draining: true, busy: 1 });
+      await replaced;
+      const fresh = host.executors().find((e) => !e.draining)!;
       expect(fresh.pid).not.toBe(old!.pid);
       expect(fresh.mounts).toEqual([]);
-      // The old executor still holds its run, and takes no new one.
-      expect(now.find((e) => e.pid === old!.pid)).toMatchObject({ draining: true, busy: 1 });
       // The directory is out of the new executor's reach: the run cannot open it.
       const denied = await readIt();
       expect(denied.status === 'exited' && text(denied.stdout) === 'from the host\n').toBe(false);
