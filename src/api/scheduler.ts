@@ -130,11 +130,37 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     submitted: 0, finished: new Map(), runSeconds: new Histogram(LATENCY_BUCKETS), queueSeconds: new Histogram(LATENCY_BUCKETS), busyMs: 0,
   };
 
+  /** Announcements held until the batch that wrote them commits (see atomically). */
+  let held: (() => void)[] | undefined;
+
+  /**
+   * Runs `fn`'s store writes as one transaction (one commit instead of one per write: a run's start
+   * is two writes, its end three or four) and announces its events once they are committed.
+   */
+  const atomically = <T>(fn: () => T): T => {
+    if (held) return fn();
+    held = [];
+    // Rolled back (fn threw): nothing was stored, so nothing is announced.
+    let announce: (() => void)[] = [];
+    try {
+      const out = store.batch(fn);
+      announce = held;
+      return out;
+    } finally {
+      held = undefined;
+      for (const a of announce) a();
+    }
+  };
+
   const emit = (runId: string, type: RunEventRecord['type'], data: unknown): void => {
     const ev = store.appendEvent(runId, type, JSON.stringify(data));
-    for (const l of listeners.get(runId) ?? []) {
-      try { l(ev); } catch (e) { log.warn({ err: e, run: runId }, 'event listener failed'); }
-    }
+    const announce = (): void => {
+      for (const l of listeners.get(runId) ?? []) {
+        try { l(ev); } catch (e) { log.warn({ err: e, run: runId }, 'event listener failed'); }
+      }
+    };
+    if (held) held.push(announce);
+    else announce();
   };
 
   const wake = (runId: string): void => {
@@ -208,7 +234,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     return day.usedMs;
   };
 
-  const finish = (run: RunRecord, res: StoredResult, cpuMs: number): void => {
+  const finish = (run: RunRecord, res: StoredResult, cpuMs: number): void => atomically(() => {
     const at = now();
     // The first end wins (a cancel racing the run's own exit); only it is announced.
     if (store.finishRun(run.id, res.status, JSON.stringify(res), at, Math.round(cpuMs)) === false) {
@@ -225,7 +251,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     });
     log.info({ tenant: run.tenantId, run: run.id, state: res.status, exitCode: res.exitCode, cpuMs: Math.round(cpuMs), wallMs: res.usage.wallMs }, 'run finished');
     wake(run.id);
-  };
+  });
 
   /** Gives a run the store left `running` back to store.requeueRun and announces where it went. */
   const requeue = (run: RunRecord, why: string, enqueueAgain = true): void => {
@@ -263,14 +289,18 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     const rec = store.getRun(entry.tenantId, entry.runId);
     if (!rec || rec.state !== 'queued') return;
     const t0 = now();
-    if (!store.startRun(rec.id, t0)) return;
     const run: RunRecord = { ...rec, state: 'running', startedAt: t0, attempts: rec.attempts + 1 };
+    const started = atomically(() => {
+      if (!store.startRun(rec.id, t0)) return false;
+      // A retry starts over: its own event tells clients to drop what earlier attempts wrote.
+      if (run.attempts > 1) {
+        emit(rec.id, 'attempt', { attempt: run.attempts, at: t0, message: `The run starts over (attempt ${run.attempts}); output of earlier attempts is not part of its result` });
+      }
+      emit(rec.id, 'status', { state: 'running', at: t0, attempt: run.attempts });
+      return true;
+    });
+    if (!started) return;
     metrics.queueSeconds.observe(Math.max(0, t0 - rec.createdAt) / 1000);
-    // A retry starts over: its own event tells clients to drop what earlier attempts wrote.
-    if (run.attempts > 1) {
-      emit(rec.id, 'attempt', { attempt: run.attempts, at: t0, message: `The run starts over (attempt ${run.attempts}); output of earlier attempts is not part of its result` });
-    }
-    emit(rec.id, 'status', { state: 'running', at: t0, attempt: run.attempts });
     log.info({ tenant: rec.tenantId, run: rec.id, module: rec.moduleId, attempt: run.attempts }, 'run started');
 
     try {
@@ -299,26 +329,43 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       return;
     }
 
-    // Output: a write after a quiet spell is stored (and streamed) at once; a burst is coalesced
-    // for CHUNK_MS, so that a guest writing byte by byte does not make one event per byte.
-    let pending: { type: 'stdout' | 'stderr'; chunks: Uint8Array[]; bytes: number } | undefined;
+    // Output: a write after a quiet spell is stored (and streamed) alone, at the end of this turn of
+    // the event loop (so that a run ending in the same turn stores it in its last commit); a burst
+    // is coalesced for CHUNK_MS, so that a guest writing byte by byte does not make one event per byte.
+    type Chunk = { type: 'stdout' | 'stderr'; chunks: Uint8Array[]; bytes: number };
+    let first: Chunk | undefined;
+    let pending: Chunk | undefined;
     let timer: NodeJS.Timeout | undefined;
+    let soon: NodeJS.Immediate | undefined;
     let flushedAt = -Infinity;
+    const store1 = (p: Chunk): void => {
+      flushedAt = performance.now();
+      emit(rec.id, p.type, toText(p.chunks.length === 1 ? p.chunks[0]! : Buffer.concat(p.chunks)));
+    };
+    const flushFirst = (): void => {
+      if (soon) { clearImmediate(soon); soon = undefined; }
+      const p = first;
+      first = undefined;
+      if (p) store1(p);
+    };
     const flush = (): void => {
+      flushFirst();
       if (timer) { clearTimeout(timer); timer = undefined; }
-      if (!pending) return;
       const p = pending;
       pending = undefined;
-      flushedAt = performance.now();
-      const all = p.chunks.length === 1 ? p.chunks[0]! : Buffer.concat(p.chunks);
-      emit(rec.id, p.type, toText(all));
+      if (p) store1(p);
     };
     const output = (type: 'stdout' | 'stderr', data: Uint8Array): void => {
       if (pending && pending.type !== type) flush();
+      if (!first && !pending && !timer && performance.now() - flushedAt >= CHUNK_MS) {
+        first = { type, chunks: [data], bytes: data.length };
+        soon = setImmediate(flushFirst);
+        return;
+      }
       pending ??= { type, chunks: [], bytes: 0 };
       pending.chunks.push(data);
       pending.bytes += data.length;
-      if (pending.bytes >= CHUNK_BYTES || (!timer && performance.now() - flushedAt >= CHUNK_MS)) flush();
+      if (pending.bytes >= CHUNK_BYTES) flush();
       else timer ??= setTimeout(flush, CHUNK_MS);
     };
 
@@ -334,21 +381,24 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     } catch (e) {
       failure = e;
     } finally {
-      flush();
       metrics.busyMs += performance.now() - t1;
     }
-    if (entry.requeue) {
-      requeue(run, 'the service stopped while the run was running');
-      return;
-    }
-    if (result) {
-      metrics.runSeconds.observe(result.usage.wallMs / 1000);
-      finish(run, storedResult(result), result.usage.cpuMs);
-      return;
-    }
-    // host.start refuses a request only when it is malformed (LimitError: above the host's maxima).
-    const guest = failure instanceof LimitError || failure instanceof TypeError;
-    finish(run, syntheticResult('host_error', guest ? 'guest' : 'host', `The host refused the run: ${(failure as Error)?.message ?? String(failure)}`), 0);
+    // The last output and the end are one commit.
+    atomically(() => {
+      flush();
+      if (entry.requeue) {
+        requeue(run, 'the service stopped while the run was running');
+        return;
+      }
+      if (result) {
+        metrics.runSeconds.observe(result.usage.wallMs / 1000);
+        finish(run, storedResult(result), result.usage.cpuMs);
+        return;
+      }
+      // host.start refuses a request only when it is malformed (LimitError: above the host's maxima).
+      const guest = failure instanceof LimitError || failure instanceof TypeError;
+      finish(run, syntheticResult('host_error', guest ? 'guest' : 'host', `The host refused the run: ${(failure as Error)?.message ?? String(failure)}`), 0);
+    });
   };
 
   const utcMidnight = (t: number): number => {

@@ -1,8 +1,9 @@
+import os from 'node:os';
 import { bridgeDispatcher, functionHandler, functionList, type HostFunctions } from './functions.js';
-import type { ExecutorInfo, ExecutorPool, ExecutorPoolOptions } from './executor/executor-pool.js';
+import type { ExecutorInfo, ExecutorMount, ExecutorPool, ExecutorPoolOptions } from './executor/executor-pool.js';
 import { processRunner, threadRunner, type Runner } from './runner.js';
 
-export type { ExecutorInfo };
+export type { ExecutorInfo, ExecutorMount };
 import { Broker } from '../casper/broker.js';
 import { SERVICES } from '../casper/services/index.js';
 import { casperHandler } from './casper-handler.js';
@@ -20,7 +21,10 @@ import type { ArgNode } from './grants.js';
 
 /** Options of createHost. */
 export interface HostOptions {
-  /** Worker threads (default: one per core). */
+  /**
+   * Guests running at once (default: one per core): worker threads of this process, or, under
+   * process isolation, worker threads shared out among the executors (as `capsa serve --workers`).
+   */
   workers?: number;
   /** Runs that may wait for a worker before run() rejects with QueueFullError (default 1000). */
   maxQueue?: number;
@@ -42,7 +46,7 @@ export interface HostOptions {
    * which never see this process's memory, files, environment or network.
    */
   isolation?: 'thread' | 'process';
-  /** Executor settings when isolation is 'process'; `workers` is then the worker threads per executor (default 1). */
+  /** Executor settings when isolation is 'process' (count: default one per worker, at most `workers`). */
   executors?: Omit<ExecutorPoolOptions, 'workers' | 'maxQueue' | 'cacheBytes'>;
 }
 
@@ -134,6 +138,12 @@ export interface Host {
   readonly isolation: 'thread' | 'process';
   /** The executor processes and the layers each runs under (empty with thread isolation). */
   executors(): ExecutorInfo[];
+  /**
+   * Sets the host directories runs may mount. Under process isolation every executor is replaced
+   * (its grants are fixed when it starts): new runs go to new executors, old ones finish theirs and
+   * exit. Resolves when the new executors are ready. Threads reach the whole host: nothing to do.
+   */
+  setMounts(mounts: ExecutorMount[]): Promise<void>;
   /** Stops every run and worker. */
   close(): Promise<void>;
   /** The worker pool or the executor pool, for tests and metrics. */
@@ -237,7 +247,11 @@ function entryProblem(module: WebAssembly.Module, invoke: RunRequest['invoke'], 
 function runnerOf(options: HostOptions): Runner {
   const maxQueue = options.maxQueue ? { maxQueue: options.maxQueue } : {};
   if (options.isolation === 'process') {
-    return processRunner({ ...options.executors, ...maxQueue, ...(options.workers ? { workers: options.workers } : {}), ...(options.cacheBytes ? { cacheBytes: options.cacheBytes } : {}) });
+    const guestMemoryMb = Math.ceil((options.limits?.max?.memoryBytes ?? DEFAULT_MAX_LIMITS.memoryBytes) / (1 << 20));
+    // `workers` is the guests at once, however many processes hold them: shared out among executors.
+    const workers = options.workers ?? Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
+    const count = Math.min(workers, options.executors?.count ?? workers);
+    return processRunner({ guestMemoryMb, ...options.executors, ...maxQueue, count, workers: Math.ceil(workers / count), ...(options.cacheBytes ? { cacheBytes: options.cacheBytes } : {}) });
   }
   return threadRunner({ ...(options.workers ? { size: options.workers } : {}), ...maxQueue });
 }
@@ -397,6 +411,7 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
     pool: runner.pool,
     isolation: runner.isolation,
     executors: () => runner.executors(),
+    setMounts: (mounts) => runner.setMounts(mounts),
     start: (req) => launch(req, true),
     run: async (req) => launch(req, false).result,
     add(bytes) {

@@ -4,9 +4,9 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { AuditEvent } from './result.js';
-import type { FromWorker, GuestSpec, ToWorker, WorkerData, WorkerOutcome } from './worker/protocol.js';
+import { PHASE_INSTANTIATING, type FromWorker, type GuestSpec, type ToWorker, type WorkerData, type WorkerOutcome } from './worker/protocol.js';
 import { createRing, RecordKind, RingReader } from './worker/output-ring.js';
-import { cpuNsOfThread } from './worker/thread-cpu.js';
+import { ThreadClock } from './worker/thread-cpu.js';
 
 // Built code runs the compiled worker; from the sources (tests, tsx) the worker registers tsx first.
 const FROM_SOURCE = import.meta.url.endsWith('.ts');
@@ -56,15 +56,19 @@ const decoder = new TextDecoder();
 
 class Slot {
   worker: Worker;
-  tid: number | undefined;
+  clock: ThreadClock | undefined;
   isReady = false;
   ready: Promise<void>;
-  current: (Pending & { id: number; t0: number; cpu0: bigint | undefined; timer: NodeJS.Timeout; instantiating?: boolean }) | undefined;
+  current: (Pending & { id: number; t0: number; cpu0: bigint | undefined; timer: NodeJS.Timeout }) | undefined;
+  /** The worker's run id and phase (see WorkerData.phase). */
+  private readonly phase: Int32Array;
   /** The worker's output ring: what its runs wrote, in shared memory that outlives the worker. */
   readonly output: RingReader;
   constructor(readonly pool: Pool) {
     const ring = createRing();
-    const workerData: WorkerData = { ring };
+    const phase = new SharedArrayBuffer(8);
+    this.phase = new Int32Array(phase);
+    const workerData: WorkerData = { ring, phase };
     this.worker = newWorker({
       // Guests' linear memory lies outside the V8 heap; these bound what the worker's own JS may use.
       resourceLimits: { maxOldGenerationSizeMb: pool.options.workerHeapMb, maxYoungGenerationSizeMb: 16, stackSizeMb: 4 },
@@ -76,7 +80,7 @@ class Slot {
     this.ready = new Promise<void>((resolve, reject) => {
       const onMsg = (m: FromWorker) => {
         if (m.type === 'ready') {
-          this.tid = m.tid;
+          if (m.tid !== undefined) this.clock = new ThreadClock(m.tid);
           this.isReady = true;
           this.worker.off('error', reject);
           resolve();
@@ -89,15 +93,18 @@ class Slot {
     this.ready.catch(() => {});
     this.worker.on('message', (m: FromWorker) => this.onMessage(m));
     this.worker.on('error', (e) => {
-      // Node delivers the worker's last messages before this event, so `instantiating` is current.
-      if ((e as NodeJS.ErrnoException).code === 'ERR_WORKER_OUT_OF_MEMORY' && this.current?.instantiating) {
+      if ((e as NodeJS.ErrnoException).code === 'ERR_WORKER_OUT_OF_MEMORY' && this.instantiating()) {
         this.pool.stopForModuleHeap(this, pool.options.workerHeapMb);
       } else this.pool.lost(this, `the worker failed: ${e.message}`);
     });
     this.worker.on('exit', (code) => this.pool.lost(this, `the worker exited with code ${code}`));
   }
   cpuNs(): bigint | undefined {
-    return this.tid === undefined ? undefined : cpuNsOfThread(this.tid);
+    return this.clock?.ns();
+  }
+  /** Whether the worker is instantiating the current run's module (its own code has not started). */
+  instantiating(): boolean {
+    return this.current !== undefined && Atomics.load(this.phase, 0) === this.current.id && Atomics.load(this.phase, 1) === PHASE_INSTANTIATING;
   }
   /** Hands what the worker committed to its ring so far to the current run (in order). */
   drain(): void {
@@ -114,7 +121,6 @@ class Slot {
   private onMessage(m: FromWorker): void {
     const cur = this.current;
     if (m.type === 'ready' || !cur || m.id !== cur.id) return;
-    if (m.type === 'instantiating' || m.type === 'started') { cur.instantiating = m.type === 'instantiating'; return; }
     // The worker committed everything before it said done.
     this.drain();
     this.pool.finish(this, { kind: 'done', outcome: m.outcome, ...this.pool.usage(this) });
@@ -254,6 +260,7 @@ export class Pool {
     slot.worker.removeAllListeners('error');
     slot.worker.on('error', () => {});
     slot.output.close();
+    slot.clock?.close();
     void slot.worker.terminate();
     if (!this.closed) this.slots[i] = this.spawn();
     else this.slots.splice(i, 1);
@@ -301,7 +308,7 @@ export class Pool {
       if (s.current) this.stop(s, 'cancelled', 'the host closed');
     }
     const slots = this.slots.splice(0);
-    await Promise.all(slots.map((s) => { s.worker.removeAllListeners('exit'); s.output.close(); return s.worker.terminate(); }));
+    await Promise.all(slots.map((s) => { s.worker.removeAllListeners('exit'); s.output.close(); s.clock?.close(); return s.worker.terminate(); }));
     if (this.cpuTimer) clearInterval(this.cpuTimer);
   }
 }

@@ -4,7 +4,7 @@
  * thread; by id and bytes, for a process) and whose bridge is a handler.
  */
 import { createBridgeChannel } from './bridge.js';
-import { ExecutorPool, type ExecutorInfo, type ExecutorJob, type ExecutorPoolOptions } from './executor/executor-pool.js';
+import { ExecutorPool, type ExecutorInfo, type ExecutorJob, type ExecutorMount, type ExecutorPoolOptions } from './executor/executor-pool.js';
 import { CASPER_MAX_REQUEST_BYTES } from './casper-wire.js';
 import { serveRun } from './functions.js';
 import { Pool, type JobEnd, type PoolOptions } from './pool.js';
@@ -28,6 +28,8 @@ export interface Runner {
   stats(): RunnerStats;
   /** The executor processes (none for threads). */
   executors(): ExecutorInfo[];
+  /** Host directories runs may mount: executors are replaced when they change (threads reach the whole host anyway). */
+  setMounts(mounts: ExecutorMount[]): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -49,6 +51,7 @@ export function threadRunner(options: Partial<PoolOptions>): Runner {
     },
     stats: () => pool.stats(),
     executors: () => [],
+    setMounts: async () => {},
     close: () => pool.close(),
   };
 }
@@ -69,6 +72,7 @@ export function processRunner(options: ExecutorPoolOptions): Runner {
     },
     stats: () => { const { executors: _, ...s } = pool.stats(); return s; },
     executors: () => pool.list(),
+    setMounts: (mounts) => pool.setMounts(mounts),
     close: () => pool.close(),
   };
 }

@@ -50,6 +50,7 @@ export function createFakeStore(initial?: State, now: () => number = Date.now): 
     return seq;
   };
   const mkey = (tenantId: string, mid: string) => `${tenantId}/${mid}`;
+  let inBatch = false;
 
   const store: FakeStore = {
     snapshot: () => structuredClone(st),
@@ -150,6 +151,20 @@ export function createFakeStore(initial?: State, now: () => number = Date.now): 
     },
     events: (runId, afterSeq) => (st.events.get(runId) ?? []).filter((e) => e.seq > afterSeq).map((e) => ({ ...e })),
 
+    batch(fn) {
+      // All or nothing, like the SQLite transaction: a throw puts everything back.
+      if (inBatch) return fn();
+      const before = structuredClone(st);
+      inBatch = true;
+      try {
+        return fn();
+      } catch (e) {
+        Object.assign(st, before);
+        throw e;
+      } finally {
+        inBatch = false;
+      }
+    },
     close() {},
   };
   return store;

@@ -110,4 +110,63 @@ describe('the scheduler stores output as it comes', () => {
       await scheduler.stop(1000);
     }
   });
+
+  it('a run that writes and ends in one turn costs two commits: its start, and its output with its end', async () => {
+    const hello = new TextEncoder().encode('hello\n');
+    const host = {
+      stats: () => ({ workers: 1, busy: 0, queued: 0, spawned: 1, cachedModules: 0, cacheBytes: 0 }),
+      start(): RunHandle {
+        const result = Promise.resolve<RunResult>({
+          status: 'exited', blame: 'guest', exitCode: 0, stdout: hello, stderr: new Uint8Array(), files: {},
+          usage: { wallMs: 1, cpuMs: 1, peakMemoryBytes: 0 }, audit: { events: [], dropped: 0 },
+        });
+        return {
+          result,
+          async *[Symbol.asyncIterator]() {
+            yield { type: 'stdout' as const, data: hello };
+            yield { type: 'result' as const, result: await result };
+          },
+        };
+      },
+    } as unknown as Host;
+    const base = createFakeStore();
+    // Commits: a write outside a batch is one, a batch is one however many writes it holds.
+    const WRITES = new Set(['createRun', 'startRun', 'finishRun', 'appendEvent', 'requeueRun']);
+    let commits = 0;
+    let depth = 0;
+    const store = new Proxy(base, {
+      get(target, k: string) {
+        const v = (target as unknown as Record<string, unknown>)[k];
+        if (typeof v !== 'function') return v;
+        if (k === 'batch') {
+          return (fn: () => unknown) => {
+            if (depth++ === 0) commits++;
+            try { return target.batch(fn); } finally { depth--; }
+          };
+        }
+        return (...a: unknown[]) => {
+          if (WRITES.has(k) && depth === 0) commits++;
+          return (v as (...x: unknown[]) => unknown).apply(target, a);
+        };
+      },
+    });
+    const t = store.createTenant('t');
+    const mod = store.putModule(t.id, new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]), []).record;
+    const run = store.createRun({ id: 'run_c', tenantId: t.id, moduleId: mod.id, createdAt: Date.now(), request: encodeRequest('', {}) });
+    const seen: string[] = [];
+    const scheduler = createScheduler({ store, host, logger: createLogger({ level: 'silent' }) });
+    scheduler.onEvent(run.id, (e) => seen.push(e.type));
+    commits = 0;
+    try {
+      scheduler.start();
+      scheduler.submit(t.id, run.id);
+      await vi.waitFor(() => expect(store.getRun(t.id, run.id)!.state).toBe('exited'));
+      expect(store.events(run.id, 0).map((e) => e.type)).toEqual(['status', 'stdout', 'status', 'exit']);
+      // Every stored event was announced, after it was stored.
+      expect(seen).toEqual(['status', 'stdout', 'status', 'exit']);
+      expect(commits).toBe(2);
+    } finally {
+      await scheduler.stop(1000);
+    }
+  });
 });

@@ -434,6 +434,7 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
       return appendEventTx(runId, type, data);
     },
     events: (runId, afterSeq) => s.events.all(runId, afterSeq).map(toEvent),
+    batch: (fn) => (db.inTransaction ? fn() : db.transaction(fn)()),
 
     close: () => {
       if (db.open) db.close();

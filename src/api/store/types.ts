@@ -148,5 +148,12 @@ export interface Store {
    */
   events(runId: string, afterSeq: number): RunEventRecord[];
 
+  /**
+   * Runs `fn`, whose store writes become one transaction: all of them or none, and one commit
+   * instead of one per write (the scheduler writes a run's start, and its last output and end,
+   * this way). Nested calls join the outer one.
+   */
+  batch<T>(fn: () => T): T;
+
   close(): void;
 }

@@ -52,13 +52,21 @@ export interface WorkerOutcome {
 export interface WorkerData {
   /** Its slot's output ring (./output-ring.ts): output and audit events go there, not through messages. */
   ring: SharedArrayBuffer;
+  /**
+   * Two Int32: the id of the run the worker is on and its phase (PHASE_*). Written, never posted:
+   * a message per phase would wake the host thread twice more per run for a fact it needs only
+   * when the worker dies (did the heap run out while the module was instantiated?).
+   */
+  phase: SharedArrayBuffer;
 }
+
+/** The worker is building what the module declares (tables, element segments, start function). */
+export const PHASE_INSTANTIATING = 1;
+/** The guest's own code runs. */
+export const PHASE_STARTED = 2;
 
 /** worker → host */
 export type FromWorker =
   | { type: 'ready'; tid: number | undefined }
-  /** Sent just before the module is instantiated: until the guest's code starts, only what it declares is being built. */
-  | { type: 'instantiating'; id: number }
-  | { type: 'started'; id: number }
   /** The end of a run; everything it wrote is in the output ring by then. */
   | { type: 'done'; id: number; outcome: WorkerOutcome };
