@@ -116,10 +116,10 @@ describe('the scheduler stores output as it comes', () => {
     const host = {
       stats: () => ({ workers: 1, busy: 0, queued: 0, spawned: 1, cachedModules: 0, cacheBytes: 0 }),
       start(): RunHandle {
-        const result = Promise.resolve<RunResult>({
+        const result = Promise.resolve(toRunOutput({
           status: 'exited', blame: 'guest', exitCode: 0, stdout: hello, stderr: new Uint8Array(), files: {},
           usage: { wallMs: 1, cpuMs: 1, peakMemoryBytes: 0 }, audit: { events: [], dropped: 0 },
-        });
+        }));
         return {
           result,
           async *[Symbol.asyncIterator]() {
