@@ -153,6 +153,13 @@ function specOf(req: RunRequest, limits: Limits, used: { module: string; name: s
   };
 }
 
+/** Adds the statuses of the run's child guests, if it had any. */
+function withChildren(r: RunResult, end: JobEnd): RunResult {
+  if (end.children?.length) r.children = end.children;
+  if (end.childrenDropped) r.childrenDropped = end.childrenDropped;
+  return r;
+}
+
 /** A run's result from how the pool ended it. */
 function resultOf(end: JobEnd, base: Pick<RunResult, 'stdout' | 'stderr' | 'audit' | 'warnings'>, req: RunRequest, hostCpuMs: number): RunResult {
   if (end.kind === 'stopped' && end.reason === 'module_heap') {
@@ -163,13 +170,16 @@ function resultOf(end: JobEnd, base: Pick<RunResult, 'stdout' | 'stderr' | 'audi
     const status = end.reason === 'crashed' ? 'host_error' : end.reason === 'cancelled' ? 'cancelled' : 'timeout';
     const r: RunResult = { ...base, status, blame: end.reason === 'crashed' || (end.reason === 'cancelled' && !req.signal?.aborted) ? 'host' : 'guest', message: end.message, files: {}, usage };
     if (status === 'timeout') r.timeout = end.reason as 'wall' | 'cpu';
-    return r;
+    return withChildren(r, end);
   }
   const o = end.outcome;
+  // Children's CPU counts in the run's usage, as it counted against its limit.
+  const childrenCpuMs = (end.children ?? []).reduce((ms, c) => ms + c.usage.cpuMs, 0);
   const r: RunResult = {
     ...base, status: o.status, blame: o.status === 'host_error' ? 'host' : 'guest', files: o.files,
-    usage: { wallMs: end.wallMs, cpuMs: o.cpuNs / 1e6 + hostCpuMs, peakMemoryBytes: o.peakMemoryBytes },
+    usage: { wallMs: end.wallMs, cpuMs: o.cpuNs / 1e6 + hostCpuMs + childrenCpuMs, peakMemoryBytes: o.peakMemoryBytes },
   };
+  withChildren(r, end);
   r.audit.dropped = o.auditDropped;
   if (o.exitCode !== undefined) r.exitCode = o.exitCode;
   if (o.trap) r.trap = o.trap;

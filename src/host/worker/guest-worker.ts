@@ -23,6 +23,9 @@ port.on('message', (msg: ToWorker) => {
   ring.eager = spec.stream;
   const outcome = runGuest(msg.module, spec, {
     bridge: msg.bridge,
+    proc: msg.proc,
+    post,
+    id,
     phase: (phase) => post({ type: phase, id }),
     output(fd, chunk) {
       if (chunk.length) ring.write(fd === 1 ? RecordKind.stdout : RecordKind.stderr, chunk);
