@@ -42,6 +42,8 @@ export interface HostOptions {
    * which never see this process's memory, files, environment or network.
    */
   isolation?: 'thread' | 'process';
+  /** Child guests (capsicum.pdspawn): how many a run may have alive at once (default 8), and how many generations (default 4). */
+  processes?: { maxChildren?: number; maxDepth?: number };
   /** Executor settings when isolation is 'process'; `workers` is then the worker threads per executor (default 1). */
   executors?: Omit<ExecutorPoolOptions, 'workers' | 'maxQueue' | 'cacheBytes'>;
 }
@@ -193,7 +195,7 @@ function runnerOf(options: HostOptions): Runner {
   if (options.isolation === 'process') {
     return processRunner({ ...options.executors, ...maxQueue, ...(options.workers ? { workers: options.workers } : {}), ...(options.cacheBytes ? { cacheBytes: options.cacheBytes } : {}) });
   }
-  return threadRunner({ ...(options.workers ? { size: options.workers } : {}), ...maxQueue });
+  return threadRunner({ ...(options.workers ? { size: options.workers } : {}), ...maxQueue, ...options.processes });
 }
 
 /** Creates a host with a pre-warmed worker pool. */
