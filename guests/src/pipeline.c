@@ -4,7 +4,7 @@
  *
  * Each CMD's module is BINDIR/CMD.wasm, opened by descriptor.  The parent
  * copies its stdin into the first pipe, the last child writes to the
- * parent's stdout, and the parent exits with the last child's status.  The
+ * parent's stdout, every child writes its errors to the parent's stderr, and the parent exits with the last child's status.  The
  * parent enters capability mode before it starts anything.
  */
 
@@ -65,14 +65,14 @@ main(int argc, char *argv[])
 		perror("pipeline");
 		return (2);
 	}
-	/* Each child gets its input as fd 0 and its output as fd 1, nothing else. */
-	int fds[STAGES][2] = {
-		{ in[0], mid[0][1] },
-		{ mid[0][0], mid[1][1] },
-		{ mid[1][0], STDOUT_FILENO },
+	/* Each child gets its input, its output and stderr as fds 0-2, nothing else. */
+	int fds[STAGES][3] = {
+		{ in[0], mid[0][1], STDERR_FILENO },
+		{ mid[0][0], mid[1][1], STDERR_FILENO },
+		{ mid[1][0], STDOUT_FILENO, STDERR_FILENO },
 	};
 	for (i = 0; i < STAGES; i++) {
-		if (pdspawn(&pds[i], mods[i], stage[i], fds[i], 2, 0) < 0) {
+		if (pdspawn(&pds[i], mods[i], stage[i], fds[i], 3, 0) < 0) {
 			fprintf(stderr, "pipeline: %s: %s\n", stage[i][0], strerror(errno));
 			return (2);
 		}
