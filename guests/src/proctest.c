@@ -14,6 +14,9 @@
  *   orphan M  starts three hanging children and exits at once
  *   bomb [M]  starts copies of itself that do the same, forever
  *   poll M    poll() over a pipe, a process descriptor and a timeout
+ *   echo      (child) copies fd 0 to fd 1 a byte at a time until EOF
+ *   bench M N times N spawns of `exit7` (pdspawn alone, and to pdwait's
+ *             return) and N one-byte round trips through an `echo` child
  */
 
 #include <capsa/spawn.h>
@@ -26,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <wasi/api.h>
 
@@ -70,6 +74,30 @@ report(int pd)
 		printf("child %s signal %d\n", got == pid ? "pid-ok" : "pid-bad", WTERMSIG(status));
 	else
 		printf("child %s exit %d\n", got == pid ? "pid-ok" : "pid-bad", WEXITSTATUS(status));
+}
+
+static int64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec);
+}
+
+static int
+cmp64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return (x < y ? -1 : x > y);
+}
+
+static int64_t
+median(int64_t *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(*v), cmp64);
+	return (v[n / 2]);
 }
 
 static int
@@ -168,6 +196,56 @@ main(int argc, char *argv[])
 		k = poll(fds, 1, 10000);
 		printf("poll pipe after write: %d pipe %d\n", k, (fds[0].revents & POLLIN) != 0);
 		report(pd);
+		return (0);
+	}
+	if (strcmp(mode, "echo") == 0) {
+		char c;
+		while (read(0, &c, 1) == 1)
+			if (write(1, &c, 1) != 1)
+				return (2);
+		return (0);
+	}
+	if (strcmp(mode, "bench") == 0) {
+		int nrounds = argc > 3 ? atoi(argv[3]) : 100, status;
+		int64_t *call = calloc((size_t)nrounds, sizeof(int64_t));
+		int64_t *whole = calloc((size_t)nrounds, sizeof(int64_t));
+		int64_t *rtt = calloc((size_t)nrounds, sizeof(int64_t));
+		char *cargv[] = { "proctest", "exit7", NULL };
+		char c = 'x';
+		int none[1];
+
+		mod = openmod(argc, argv);
+		for (int i = 0; i < nrounds; i++) {
+			int64_t t0 = now_ns();
+			if (pdspawn(&pd, mod, cargv, none, 0, 0) < 0)
+				die("pdspawn");
+			int64_t t1 = now_ns();
+			if (pdwait(pd, &status, 0) < 0 || WEXITSTATUS(status) != 7)
+				die("pdwait");
+			whole[i] = now_ns() - t0;
+			call[i] = t1 - t0;
+			close(pd);
+		}
+		int in[2], out2[2];
+		if (pipe(in) != 0 || pipe(out2) != 0)
+			die("pipe");
+		char *eargv[] = { "proctest", "echo", NULL };
+		int efds[] = { in[0], out2[1] };
+		if (pdspawn(&pd, mod, eargv, efds, 2, 0) < 0)
+			die("pdspawn echo");
+		close(in[0]);
+		close(out2[1]);
+		for (int i = 0; i < nrounds; i++) {
+			int64_t t0 = now_ns();
+			if (write(in[1], &c, 1) != 1 || read(out2[0], &c, 1) != 1)
+				die("round trip");
+			rtt[i] = now_ns() - t0;
+		}
+		close(in[1]);
+		pdwait(pd, &status, 0);
+		printf("pdspawn_median_ns %lld\n", (long long)median(call, nrounds));
+		printf("spawn_to_exit_median_ns %lld\n", (long long)median(whole, nrounds));
+		printf("pipe_round_trip_median_ns %lld\n", (long long)median(rtt, nrounds));
 		return (0);
 	}
 	fprintf(stderr, "proctest: unknown mode %s\n", mode);
