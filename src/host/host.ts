@@ -46,6 +46,8 @@ export interface HostOptions {
    * which never see this process's memory, files, environment or network.
    */
   isolation?: 'thread' | 'process';
+  /** Child guests (capsicum.pdspawn): how many a run may have alive at once (default 8), and how many generations (default 4). */
+  processes?: { maxChildren?: number; maxDepth?: number };
   /** Executor settings when isolation is 'process' (count: default one per worker, at most `workers`). */
   executors?: Omit<ExecutorPoolOptions, 'workers' | 'maxQueue' | 'cacheBytes'>;
 }
@@ -187,6 +189,13 @@ function specOf(req: RunRequest, limits: Limits, used: { module: string; name: s
   };
 }
 
+/** Adds the statuses of the run's child guests, if it had any. */
+function withChildren(r: RunResult, end: JobEnd): RunResult {
+  if (end.children?.length) r.children = end.children;
+  if (end.childrenDropped) r.childrenDropped = end.childrenDropped;
+  return r;
+}
+
 /** A run's result from how the pool ended it. */
 function resultOf(end: JobEnd, base: Pick<RunResult, 'stdout' | 'stderr' | 'audit' | 'warnings'>, req: RunRequest, hostCpuMs: number): RunResult {
   if (end.kind === 'stopped' && end.reason === 'module_heap') {
@@ -198,13 +207,16 @@ function resultOf(end: JobEnd, base: Pick<RunResult, 'stdout' | 'stderr' | 'audi
     // A cancelled run was ended by its caller (or the host closing), never by the guest.
     const r: RunResult = { ...base, status, blame: end.reason === 'crashed' || end.reason === 'cancelled' ? 'host' : 'guest', message: end.message, files: {}, usage };
     if (status === 'timeout') r.timeout = end.reason as 'wall' | 'cpu';
-    return r;
+    return withChildren(r, end);
   }
   const o = end.outcome;
+  // Children's CPU counts in the run's usage, as it counted against its limit.
+  const childrenCpuMs = (end.children ?? []).reduce((ms, c) => ms + c.usage.cpuMs, 0);
   const r: RunResult = {
     ...base, status: o.status, blame: o.status === 'host_error' ? 'host' : 'guest', files: o.files,
-    usage: { wallMs: end.wallMs, cpuMs: o.cpuNs / 1e6 + hostCpuMs, peakMemoryBytes: o.peakMemoryBytes },
+    usage: { wallMs: end.wallMs, cpuMs: o.cpuNs / 1e6 + hostCpuMs + childrenCpuMs, peakMemoryBytes: o.peakMemoryBytes },
   };
+  withChildren(r, end);
   r.audit.dropped = o.auditDropped;
   if (o.exitCode !== undefined) r.exitCode = o.exitCode;
   if (o.trap) r.trap = o.trap;
@@ -253,7 +265,7 @@ function runnerOf(options: HostOptions): Runner {
     const count = Math.min(workers, options.executors?.count ?? workers);
     return processRunner({ guestMemoryMb, ...options.executors, ...maxQueue, count, workers: Math.ceil(workers / count), ...(options.cacheBytes ? { cacheBytes: options.cacheBytes } : {}) });
   }
-  return threadRunner({ ...(options.workers ? { size: options.workers } : {}), ...maxQueue });
+  return threadRunner({ ...(options.workers ? { size: options.workers } : {}), ...maxQueue, ...options.processes });
 }
 
 /**

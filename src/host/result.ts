@@ -20,6 +20,22 @@ export interface AuditEvent {
   /** path_open: the descriptor it opened, and the rights asked for it (Capsicum names). */
   openedFd?: number;
   rightsRequested?: string[];
+  /** The child guest that made the decision (capsicum.pdspawn); absent for the run's own guest. */
+  pid?: number;
+}
+
+/** How one child guest of a run ended (capsicum.pdspawn). */
+export interface ChildStatus {
+  pid: number;
+  /** The pid of the guest that started it; the run's own guest is the first pid of its tree. */
+  parentPid: number;
+  /** `killed`: by its parent's pdkill or close, or because its parent or the run ended. */
+  status: RunStatus | 'killed';
+  exitCode?: number;
+  /** For `killed`: the signal. */
+  signal?: number;
+  message?: string;
+  usage: Usage;
 }
 
 /** Resources a run used. */
@@ -50,6 +66,9 @@ export interface RunResult {
   files: Record<string, Uint8Array>;
   usage: Usage;
   audit: { events: AuditEvent[]; dropped: number };
+  /** The child guests the run started, in the order they ended (at most 256; `childrenDropped` counts the rest). */
+  children?: ChildStatus[];
+  childrenDropped?: number;
   /** Problems on the host's side that did not end the run, e.g. a host function that threw. */
   warnings?: string[];
 }

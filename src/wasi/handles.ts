@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import { ERRNO, FILETYPE, WHENCE } from './constants.js';
 import { fail } from './errors.js';
 import type { FileIO, FsDir, Stat, TimesUpdate } from './fs/types.js';
+import { R } from './rights.js';
 
 const ZERO_STAT: Omit<Stat, 'filetype'> = { dev: 0n, ino: 0n, nlink: 1n, size: 0n, atim: 0n, mtim: 0n, ctim: 0n };
 
@@ -23,8 +24,14 @@ export abstract class Handle {
   setTimes(_t: TimesUpdate): void { fail(ERRNO.NOTSUP); }
   allocate(_offset: number, _len: number): void { fail(ERRNO.NOTSUP); }
   sync(): void {}
+  /** FDFLAGS.NONBLOCK, set by fd_fdstat_set_flags: a read or write that would block fails EAGAIN. */
+  nonblocking = false;
   /** Whether fd_read would return without blocking (poll_oneoff). */
   readReady(): boolean { return true; }
+  /** Whether fd_write would return without blocking (poll_oneoff). */
+  writeReady(): boolean { return true; }
+  /** The rights a poll_oneoff subscription on this descriptor needs (a process descriptor needs only CAP_EVENT). */
+  pollRights(read: boolean): bigint { return (read ? R.fd_read : R.fd_write) | R.poll_fd_readwrite; }
   close(): void {}
 }
 

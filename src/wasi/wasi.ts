@@ -1,7 +1,9 @@
 import { FILETYPE } from './constants.js';
 import { ProcExit } from './errors.js';
 import { WasiContext, typeRights } from './context.js';
-import type { Auditor } from './fdtable.js';
+import type { Auditor, FdEntry } from './fdtable.js';
+import type { Spawner } from './procdesc.js';
+import type { Waker } from './wake.js';
 import { createHostMount } from './fs/hostfs.js';
 import { createMemFs, seedMemDir, type MemFsOptions, type MemSeed } from './fs/memfs.js';
 import type { FsDir } from './fs/types.js';
@@ -54,6 +56,17 @@ export interface WasiOptions {
   memFs?: MemFsOptions;
   auditor?: Auditor;
   onHostError?: HostErrorHandler;
+  /** Sleep on this Waker (a cell shared with the other guests of a run tree) instead of the context's own. */
+  waker?: Waker;
+  /** Starts child guests for capsicum.pdspawn (the host's); without one pdspawn is ENOSYS. */
+  spawner?: Spawner;
+  /** The guest's pid (marks the pipe ends it holds; default 1). */
+  pid?: number;
+  /**
+   * Start with exactly these descriptors as fds 0…n-1 (a child guest's, passed by its parent):
+   * no stdio and no preopens are made. Built with `waker` when they are pipes.
+   */
+  descriptors?: (waker: Waker) => FdEntry[];
 }
 
 /** What createWasi returns: node:wasi's shape plus the capsicum module and the context. */
@@ -109,13 +122,21 @@ export function createWasi(options: WasiOptions = {}, reuse?: Wasi): Wasi {
     if (k.includes('=')) throw new Error(`environment variable name ${JSON.stringify(k)} contains "="`);
     return v === undefined ? [] : [`${k}=${v}`];
   });
-  const ctxOptions = { args: options.args ?? [], env, maxFds: options.maxFds ?? 1024, auditor: options.auditor };
+  const ctxOptions = {
+    args: options.args ?? [], env, maxFds: options.maxFds ?? 1024, auditor: options.auditor,
+    waker: options.waker, spawner: options.spawner, pid: options.pid,
+  };
   const wasi = reuse ?? build(new WasiContext(ctxOptions));
   const ctx = wasi.context;
   if (reuse) ctx.reset(ctxOptions);
   hostErrorHandlers.set(ctx, options.onHostError);
   runState.set(ctx, { started: false, returnOnExit: options.returnOnExit ?? true });
   const fds = ctx.fds;
+  if (options.descriptors) {
+    const given = options.descriptors(ctx.waker);
+    for (const e of given) fds.insert(e);
+    return wasi;
+  }
 
   const tty = options.tty ?? false;
   const stdioType = tty ? FILETYPE.CHARACTER_DEVICE : FILETYPE.UNKNOWN;

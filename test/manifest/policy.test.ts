@@ -160,7 +160,7 @@ describe('applyPolicy: each excess is named', () => {
     expect(refusals('dirs:\n  - { guest: /o, source: /srv/out, rights: [rpath, wpath, cpath] }', POLICY))
       .toEqual(['m.yaml:0:0: dirs[0] (/o): CAP_MKDIRAT, CAP_CREATE, CAP_LINKAT_SOURCE, CAP_LINKAT_TARGET, CAP_RENAMEAT_SOURCE, CAP_RENAMEAT_TARGET, CAP_SYMLINKAT, CAP_RMDIRAT, CAP_UNLINKFILEAT exceed the policy (allowed: rpath, wpath)']);
     expect(refusals('dirs:\n  - { guest: /t, source: memory, rights: CAP_ALL }', POLICY))
-      .toEqual(['m.yaml:0:0: dirs[0] (/t): CAP_FCNTL, CAP_FUTIMESAT, CAP_FUTIMES exceed the policy (allowed: rpath, wpath, cpath)']);
+      .toEqual(['m.yaml:0:0: dirs[0] (/t): CAP_FCNTL, CAP_FUTIMESAT, CAP_FUTIMES, CAP_FEXECVE exceed the policy (allowed: rpath, wpath, cpath)']);
   });
 
   it('a Casper service the policy does not allow', () => {
@@ -235,7 +235,7 @@ casper: { system.pwd: {} }`;
     expect(refusals(m, POLICY)).toEqual([
       "m.yaml:0:0: limits.wall: 10 s exceeds the policy's maximum 5 s",
       `m.yaml:0:0: dirs[0] (/etc): source /etc is not allowed by the policy (${ALLOWED})`,
-      'm.yaml:0:0: dirs[1] (/t): CAP_FCNTL, CAP_FUTIMESAT, CAP_FUTIMES exceed the policy (allowed: rpath, wpath, cpath)',
+      'm.yaml:0:0: dirs[1] (/t): CAP_FCNTL, CAP_FUTIMESAT, CAP_FUTIMES, CAP_FEXECVE exceed the policy (allowed: rpath, wpath, cpath)',
       'm.yaml:0:0: casper.system.pwd: the policy does not allow this service',
     ]);
   });

@@ -24,6 +24,9 @@ port.on('message', (msg: ToWorker) => {
   ring.eager = spec.stream;
   const outcome = runGuest(msg.module, spec, {
     bridge: msg.bridge,
+    proc: msg.proc,
+    post,
+    id,
     phase: (p) => { Atomics.store(phase, 0, id); Atomics.store(phase, 1, p === 'instantiating' ? PHASE_INSTANTIATING : PHASE_STARTED); },
     output(fd, chunk) {
       if (chunk.length) ring.write(fd === 1 ? RecordKind.stdout : RecordKind.stderr, chunk);

@@ -29,11 +29,30 @@ export interface GuestSpec {
   stderrFd?: number;
   /** Call this export with these arguments (converted by `params`) instead of _start. */
   invoke?: { name: string; args: string[]; params: ('i32' | 'i64' | 'f32' | 'f64')[] };
+  /** A child guest's descriptors, passed by its parent: it starts with exactly these (fds 0…n-1), no stdio, no preopens. */
+  passed?: PassedFd[] | undefined;
+}
+
+/** A descriptor crossing from a parent guest to its child (./spawner.ts), with the rights the parent held. */
+export type PassedFd = { base: bigint; inheriting: bigint; fdflags: number } & (
+  | { kind: 'pipe'; sab: SharedArrayBuffer; side: 'read' | 'write' }
+  /** The run's stdout or stderr. */
+  | { kind: 'output'; fd: 1 | 2 }
+  /** A read-only regular file, as a copy of its bytes and the parent's offset. */
+  | { kind: 'file'; bytes: Uint8Array; offset: number });
+
+/** Who a run is in its run tree: its pid, the tree's shared Waker cell, and what a child of it may have. */
+export interface ProcessInfo {
+  pid: number;
+  /** The Int32 cell every guest of the tree sleeps on (src/wasi/wake.ts). */
+  waker: SharedArrayBuffer;
+  /** The memory cap a child module is compiled with. */
+  childMemoryBytes: number;
 }
 
 /** host → worker */
 export type ToWorker =
-  | { type: 'run'; id: number; module: WebAssembly.Module; spec: GuestSpec; bridge?: SharedArrayBuffer };
+  | { type: 'run'; id: number; module: WebAssembly.Module; spec: GuestSpec; bridge?: SharedArrayBuffer; proc?: ProcessInfo };
 
 /** What the worker decided about a run; the host adds usage and output. */
 export interface WorkerOutcome {
@@ -68,5 +87,9 @@ export const PHASE_STARTED = 2;
 /** worker → host */
 export type FromWorker =
   | { type: 'ready'; tid: number | undefined }
+  /** The guest asks for a child (capsicum.pdspawn); the host answers in `cell` (src/wasi/procdesc.ts). */
+  | { type: 'spawn'; id: number; cell: Int32Array; module: WebAssembly.Module; argv: string[]; fds: PassedFd[] }
+  /** The guest signals its child `pid` (pdkill, or the close of its process descriptor). */
+  | { type: 'kill'; id: number; pid: number; sig: number }
   /** The end of a run; everything it wrote is in the output ring by then. */
   | { type: 'done'; id: number; outcome: WorkerOutcome };

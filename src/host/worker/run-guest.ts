@@ -10,7 +10,10 @@ import { classifyTrap } from '../trap.js';
 import { bridgeClient, functionStubs } from '../functions.js';
 import { createCasperImports } from './casper-imports.js';
 import { installArgdata } from './argdata-fds.js';
-import type { GuestSpec, WorkerOutcome } from './protocol.js';
+import type { FromWorker, GuestSpec, ProcessInfo, WorkerOutcome } from './protocol.js';
+import { passedEntries, workerSpawner } from './spawner.js';
+import { Waker } from '../../wasi/wake.js';
+import type { Handle } from '../../wasi/handles.js';
 import { threadCpuNs } from './thread-cpu.js';
 
 /** Unwinds a guest that wrote past its output limit. */
@@ -28,6 +31,10 @@ export interface GuestIO {
   bridge?: SharedArrayBuffer | undefined;
   /** Told when instantiation begins and when the guest's code starts (a heap exhaustion in between is the module's). */
   phase?(phase: 'instantiating' | 'started'): void;
+  /** The run's place in its run tree, and the pool to ask for children: without them pdspawn is ENOSYS. */
+  proc?: ProcessInfo | undefined;
+  post?: ((m: FromWorker) => void) | undefined;
+  id?: number | undefined;
 }
 
 /** The in-memory directory at a guest path, made on the way if missing. */
@@ -140,17 +147,35 @@ export function runGuest(module: WebAssembly.Module, spec: GuestSpec, io: GuestI
     return outcome({ status: 'host_error', message: (e as Error).message });
   }
 
+  const proc = io.proc;
+  const waker = proc ? new Waker(new Int32Array(proc.waker)) : undefined;
+  // Which handles are the run's stdout and stderr: they may be passed to a child.
+  const outputs = new WeakMap<Handle, 1 | 2>();
+  const spawner = proc && io.post && io.id !== undefined
+    ? workerSpawner(io.post, io.id, proc.childMemoryBytes, spec.limits.tableElements, waker!, (h) => outputs.get(h))
+    : undefined;
+  const stdout = limited(1, 'stdout', spec.stdoutFd);
+  const stderr = limited(2, 'stderr', spec.stderrFd);
+  const passed = spec.passed;
   const wasi = createWasi({
+    ...(waker ? { waker } : {}), ...(spawner ? { spawner } : {}), ...(proc ? { pid: proc.pid } : {}),
+    ...(passed ? { descriptors: (w: Waker) => passedEntries(passed, proc?.pid ?? 1, w, (fd) => (fd === 1 ? stdout : stderr), spec.limits.filesBytes, outputs) } : {}),
     args: spec.args, env: spec.env, preopens, tty: spec.tty,
     ...(spec.stdioRights !== undefined ? { stdioRights: spec.stdioRights } : {}),
     stdin: spec.stdin,
-    stdout: limited(1, 'stdout', spec.stdoutFd),
-    stderr: limited(2, 'stderr', spec.stderrFd),
+    stdout,
+    stderr,
     maxFds: spec.limits.fds,
     memFs: { maxBytes: spec.limits.filesBytes },
     ...(auditor ? { auditor } : {}),
   }, previous);
   previous = wasi;
+  if (!passed) {
+    for (const fd of [1, 2] as const) {
+      const h = wasi.context.fds.peek(fd)?.handle;
+      if (h) outputs.set(h, fd);
+    }
+  }
 
   if (spec.argdata) {
     try {

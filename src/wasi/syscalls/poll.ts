@@ -2,7 +2,6 @@ import { CLOCKID, ERRNO, EVENTTYPE, FILETYPE, LIMITS, SUBCLOCKFLAGS } from '../c
 import { fail, WasiError } from '../errors.js';
 import type { WasiContext } from '../context.js';
 import { FileHandle } from '../handles.js';
-import { R } from '../rights.js';
 import { clockNow } from './env.js';
 
 const SUB_SIZE = 48;
@@ -52,14 +51,14 @@ export function pollCalls(ctx: WasiContext) {
         timers.push({ userdata, deadline, clock });
       } else if (type === EVENTTYPE.FD_READ || type === EVENTTYPE.FD_WRITE) {
         const fd = mem.u32(p + 16);
-        const needed = (type === EVENTTYPE.FD_READ ? R.fd_read : R.fd_write) | R.poll_fd_readwrite;
         try {
+          const needed = fds.peek(fd)?.handle.pollRights(type === EVENTTYPE.FD_READ) ?? 0n;
           const e = fds.get(fd, needed, 'poll_oneoff');
           let nbytes = 0n;
           if (type === EVENTTYPE.FD_READ && e.handle instanceof FileHandle) {
             nbytes = BigInt(Math.max(0, e.handle.io.size() - e.handle.offset));
           }
-          if (type === EVENTTYPE.FD_WRITE || e.handle.readReady()) ready.push({ userdata, error: 0, type, nbytes });
+          if (type === EVENTTYPE.FD_WRITE ? e.handle.writeReady() : e.handle.readReady()) ready.push({ userdata, error: 0, type, nbytes });
         } catch (e) {
           if (!(e instanceof WasiError)) throw e;
           ready.push({ userdata, error: e.errno, type, nbytes: 0n });
