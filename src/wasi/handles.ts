@@ -25,6 +25,14 @@ export abstract class Handle {
   sync(): void {}
   /** Whether fd_read would return without blocking (poll_oneoff). */
   readReady(): boolean { return true; }
+  /** Whether fd_write would return without blocking (poll_oneoff). */
+  writeReady(): boolean { return true; }
+  /** Bytes a read would return now, for poll_oneoff's `nbytes` (0 when unknown). */
+  readyBytes(): number { return 0; }
+  /** Whether the other end is gone (poll_oneoff's fd_readwrite_hangup). */
+  hungUp(): boolean { return false; }
+  /** fdflags.nonblock changed (fd_fdstat_set_flags); descriptors that can block honour it. */
+  setNonblock(_on: boolean): void {}
   close(): void {}
 }
 
@@ -76,6 +84,7 @@ export class FileHandle extends Handle {
     return next;
   }
   override tell(): bigint { return BigInt(this.offset); }
+  override readyBytes(): number { return Math.max(0, this.io.size() - this.offset); }
   override stat(): Stat { return this.io.stat(); }
   override setSize(size: number): void { this.io.truncate(size); }
   override setTimes(t: TimesUpdate): void { this.io.setTimes(t); }

@@ -10,6 +10,7 @@ import { createArgdataImports } from './argdata.js';
 import { createCapsicumImports } from './capsicum.js';
 import { createPreview1, type HostErrorHandler } from './preview1.js';
 import { READ_ONLY_MASK, R, RIGHTS_ALL } from './rights.js';
+import type { Waker } from './wake.js';
 
 /** A directory the guest starts with, at a guest path. */
 export interface Preopen {
@@ -46,6 +47,8 @@ export interface WasiOptions {
   memFs?: MemFsOptions;
   auditor?: Auditor;
   onHostError?: HostErrorHandler;
+  /** The run's Waker, when another thread wakes it (src/wasi/wake.ts). */
+  waker?: Waker;
 }
 
 /** What createWasi returns: node:wasi's shape plus the capsicum module and the context. */
@@ -87,7 +90,7 @@ export function createWasi(options: WasiOptions = {}, reuse?: Wasi): Wasi {
     if (k.includes('=')) throw new Error(`environment variable name ${JSON.stringify(k)} contains "="`);
     return `${k}=${v}`;
   });
-  const ctxOptions = { args: options.args ?? [], env, maxFds: options.maxFds ?? 1024, auditor: options.auditor };
+  const ctxOptions = { args: options.args ?? [], env, maxFds: options.maxFds ?? 1024, auditor: options.auditor, waker: options.waker };
   const wasi = reuse ?? build(new WasiContext(ctxOptions));
   const ctx = wasi.context;
   if (reuse) ctx.reset(ctxOptions);

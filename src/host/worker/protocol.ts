@@ -1,6 +1,7 @@
 import type { Limits } from '../limits.js';
 import type { TrapKind } from '../trap.js';
 import type { ArgNode } from '../grants.js';
+import type { NetSpec } from '../net/owner.js';
 
 /** A directory the guest starts with: a host directory, or an in-memory one (seeded from `files`). */
 export interface DirGrant {
@@ -25,6 +26,8 @@ export interface GuestSpec {
   dirs: DirGrant[];
   /** The CloudABI argdata tree the guest reads through the argdata imports. */
   argdata?: ArgNode | undefined;
+  /** The run's sockets, owned by the host thread (src/host/net). */
+  net?: NetSpec | undefined;
   /** Rights of fds 0-2, when narrowed (pledge's stdio). */
   stdioRights?: bigint | undefined;
   limits: Limits;

@@ -9,7 +9,11 @@ import type { AuditEvent } from '../result.js';
 import { classifyTrap } from '../trap.js';
 import { bridgeClient, functionStubs } from '../functions.js';
 import { createCasperImports } from './casper-imports.js';
-import { installArgdata } from './argdata-fds.js';
+import { installArgdata, type SocketInstaller } from './argdata-fds.js';
+import { NetBudget, NetLimitExceeded, SlotEndpoint } from '../net/endpoint.js';
+import { NetMemory } from '../net/layout.js';
+import { SocketHandle } from '../../wasi/sockets.js';
+import { Waker } from '../../wasi/wake.js';
 import type { GuestSpec, WorkerOutcome } from './protocol.js';
 import { threadCpuNs } from './thread-cpu.js';
 
@@ -129,6 +133,10 @@ export function runGuest(module: WebAssembly.Module, spec: GuestSpec, io: GuestI
     return outcome({ status: 'host_error', message: (e as Error).message });
   }
 
+  // Sockets live on the host thread; the guest reaches them through the run's net memory and
+  // sleeps on a Waker over that memory's cell, which the host thread wakes.
+  const net = spec.net ? new NetMemory(spec.net.sab) : undefined;
+  const waker = net ? new Waker(net.wakerCell()) : undefined;
   const wasi = createWasi({
     args: spec.args, env: spec.env, preopens, tty: spec.tty,
     ...(spec.stdioRights !== undefined ? { stdioRights: spec.stdioRights } : {}),
@@ -138,12 +146,28 @@ export function runGuest(module: WebAssembly.Module, spec: GuestSpec, io: GuestI
     maxFds: spec.limits.fds,
     memFs: { maxBytes: spec.limits.filesBytes },
     ...(auditor ? { auditor } : {}),
+    ...(waker ? { waker } : {}),
   }, previous);
   previous = wasi;
 
+  let sockets: SocketInstaller | undefined;
+  if (net && spec.net) {
+    const budget = new NetBudget(spec.net.maxBytes);
+    const fds = wasi.context.fds;
+    sockets = (slot, base, inheriting) => fds.insert({
+      handle: new SocketHandle(new SlotEndpoint(net, net.slots[slot]!, budget), wasi.context.waker), base, inheriting, fdflags: 0,
+    });
+    try {
+      for (const s of spec.net.preopened) sockets(s.slot, s.base, s.inheriting);
+    } catch (e) {
+      wasi.context.fds.closeAll();
+      return outcome({ status: 'host_error', message: (e as Error).message });
+    }
+  }
+
   if (spec.argdata) {
     try {
-      installArgdata(wasi.context, spec.argdata);
+      installArgdata(wasi.context, spec.argdata, sockets);
     } catch (e) {
       wasi.context.fds.closeAll();
       return outcome({ status: 'host_error', message: (e as Error).message });
@@ -171,7 +195,7 @@ export function runGuest(module: WebAssembly.Module, spec: GuestSpec, io: GuestI
     if (m instanceof WebAssembly.Memory) memory = m;
     result = { status: 'exited', exitCode: wasi.start(instance) };
   } catch (e) {
-    if (e instanceof OutputLimitExceeded) {
+    if (e instanceof OutputLimitExceeded || e instanceof NetLimitExceeded) {
       result = { status: 'output_limit', message: e.message };
     } else if (e instanceof ProcExit) {
       result = { status: 'exited', exitCode: e.code };
