@@ -145,6 +145,11 @@ static size_t start_response(struct client *c, size_t end)
 	    target[strlen(target) - 1] == '/' ? "index.html" : "");
 	int fd = open(path, O_RDONLY);
 	struct stat st;
+	if (fd < 0 && errno != ENOENT && errno != ENOTDIR && errno != ENOTCAPABLE) {
+		/* Out of descriptors (EMFILE) or the like: the file may well exist. */
+		respond_text(c, 503, "Service Unavailable");
+		return end;
+	}
 	if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
 		if (fd >= 0)
 			close(fd);
