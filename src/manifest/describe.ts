@@ -3,7 +3,7 @@ import YAML from 'yaml';
 import { capNames, TYPE_RIGHTS, R } from '../wasi/rights.js';
 import { formatBytes, formatDuration } from '../host/units.js';
 import type { Limits } from '../host/limits.js';
-import type { ArgNode, Manifest } from './types.js';
+import type { ArgNode, Manifest, SocketGrant } from './types.js';
 import { PROMISES } from './vocabulary.js';
 
 /** One descriptor the guest starts with. */
@@ -99,7 +99,17 @@ function argToYaml(n: ArgNode, doc: YAML.Document): unknown {
     case 'map': { const m = doc.createNode({}) as YAML.YAMLMap; for (const [k, v] of n.entries) m.set(argToYaml(k, doc), argToYaml(v, doc)); return m; }
     case 'fd': { const s = doc.createNode(['stdin', 'stdout', 'stderr'][n.fd] ?? n.fd); s.tag = '!fd'; return s; }
     case 'file': { const s = doc.createNode({ path: n.path, rights: n.rights.names }); s.tag = '!file'; return s; }
+    case 'socket': return socketToYaml(n.socket, doc);
+    // Only the host makes netslot nodes, after a manifest is read.
+    case 'netslot': return null;
   }
+}
+
+function socketToYaml(g: SocketGrant, doc: YAML.Document): unknown {
+  const s = doc.createNode(g.bind !== undefined ? { bind: g.bind } : { connect: g.connect }) as YAML.YAMLMap;
+  s.tag = '!socket';
+  s.flow = true;
+  return s;
 }
 
 /** A manifest as YAML that parseManifest reads back to the same manifest. */
@@ -110,6 +120,7 @@ export function manifestToYaml(m: Manifest): string {
   root.set('args', m.args);
   if (Object.keys(m.env).length) root.set('env', m.env);
   if (m.argdata) root.set('argdata', argToYaml(m.argdata, doc));
+  if (m.sockets?.length) root.set('sockets', m.sockets.map((g) => socketToYaml(g, doc)));
   if (m.dirs.length) {
     root.set('dirs', m.dirs.map((d) => {
       const node = doc.createNode({

@@ -12,7 +12,7 @@ import { descriptorPath, openNoLinks, SymlinkOnPath } from '../wasi/fs/hostfs.js
 import { CASPER_SERVICES } from './parse.js';
 import { SERVICES } from '../casper/services/index.js';
 import { didYouMean, yamlMessage } from './suggest.js';
-import { ManifestError, type ArgNode, type CasperGrants, type DirSource, type Manifest, type Problem, type RightsGrant } from './types.js';
+import { ManifestError, type ArgNode, type CasperGrants, type DirSource, type Manifest, type Problem, type RightsGrant, type SocketGrant } from './types.js';
 import { expandRights } from './vocabulary.js';
 
 /** One kind of directory the operator allows: a source (memory, or host paths under a prefix) and the most rights. */
@@ -31,7 +31,12 @@ export interface Policy {
   casper: CasperGrants;
   /** Whether argdata may open files (they must still lie inside granted directories). */
   argdataFiles: boolean;
+  /** Addresses the guest's sockets may bind and connect to (`net: { bind: [...], connect: [...] }`); none by default. */
+  net: NetRule;
 }
+
+/** Socket addresses a policy allows: "host:port" (port `*` for any, `0` for an ephemeral one) or a UNIX path prefix ending in "/". */
+export interface NetRule { bind: string[]; connect: string[] }
 
 /** Everything is allowed: the policy of a user running their own guest with the CLI. */
 export const OPEN_POLICY: Policy = {
@@ -42,6 +47,8 @@ export const OPEN_POLICY: Policy = {
   ],
   casper: Object.fromEntries(CASPER_SERVICES.map((s) => [s, {}])),
   argdataFiles: true,
+  // The user's own machine: listen and connect anywhere, as the user could.
+  net: { bind: ['*'], connect: ['*'] },
 };
 
 /** A multi-tenant default: in-memory directories only, no host paths, no Casper services. */
@@ -50,9 +57,10 @@ export const SERVICE_POLICY: Policy = {
   dirs: [{ source: { kind: 'memory' }, rights: { base: RIGHTS_ALL, inheriting: RIGHTS_ALL, names: ['CAP_ALL'] } }],
   casper: {},
   argdataFiles: true,
+  net: { bind: [], connect: [] },
 };
 
-const POLICY_KEYS = ['limits', 'dirs', 'casper', 'argdata'];
+const POLICY_KEYS = ['limits', 'dirs', 'casper', 'argdata', 'net'];
 const LIMIT_KEYS: Record<string, { field: keyof Limits; kind: 'duration' | 'bytes' | 'count' }> = {
   wall: { field: 'wallMs', kind: 'duration' }, cpu: { field: 'cpuMs', kind: 'duration' },
   memory: { field: 'memoryBytes', kind: 'bytes' }, output: { field: 'outputBytes', kind: 'bytes' },
@@ -74,7 +82,7 @@ export function parsePolicy(source: string, file = 'policy.yaml', baseDir = proc
     const pos = off === undefined ? { line: 0, col: 0 } : lc.linePos(off);
     problems.push({ line: pos.line, col: pos.col, path: p, message });
   };
-  const policy: Policy = { limits: { ...DEFAULT_MAX_LIMITS }, dirs: [], casper: {}, argdataFiles: true };
+  const policy: Policy = { limits: { ...DEFAULT_MAX_LIMITS }, dirs: [], casper: {}, argdataFiles: true, net: { bind: [], connect: [] } };
   const root = doc.contents;
   if (!problems.length && root && !isMap(root)) at(root, '', 'a policy is a mapping of limits, dirs, casper, argdata');
   if (!problems.length && isMap(root)) {
@@ -124,6 +132,15 @@ export function parsePolicy(source: string, file = 'policy.yaml', baseDir = proc
           const val = (cp.value as YamlNode | null)?.toJSON?.() ?? {};
           policy.casper[name] = (val ?? {}) as Record<string, unknown>;
         }
+      } else if (key === 'net') {
+        if (!isMap(v)) { at(v, 'net', 'net is { bind: [ADDRESS…], connect: [ADDRESS…] }, e.g. { bind: ["127.0.0.1:*"] }'); continue; }
+        for (const np of v.items) {
+          const k = String((np.key as { value?: unknown })?.value);
+          if (k !== 'bind' && k !== 'connect') { at(np.key, `net.${k}`, `unknown key "${k}"${didYouMean(k, ['bind', 'connect'])}; net has bind and connect`); continue; }
+          const list = (np.value as YamlNode | null)?.toJSON?.();
+          if (!Array.isArray(list) || list.some((x) => typeof x !== 'string')) { at(np.value, `net.${k}`, `net.${k} is a list of addresses, e.g. ["127.0.0.1:*", "/run/capsa/"]`); continue; }
+          policy.net[k] = list as string[];
+        }
       } else if (key === 'argdata') {
         const files = isMap(v) ? v.get('files') : undefined;
         if (typeof files !== 'boolean') at(v, 'argdata', 'argdata is { files: true | false }');
@@ -156,6 +173,23 @@ function fileNodes(n: ArgNode | undefined, out: Extract<ArgNode, { type: 'file' 
   else if (n?.type === 'seq') n.items.forEach((i) => fileNodes(i, out));
   else if (n?.type === 'map') n.entries.forEach(([k, v]) => { fileNodes(k, out); fileNodes(v, out); });
   return out;
+}
+
+function socketNodes(n: ArgNode | undefined, out: SocketGrant[] = []): SocketGrant[] {
+  if (!n) return out;
+  if (n.type === 'socket') out.push(n.socket);
+  else if (n.type === 'seq') for (const i of n.items) socketNodes(i, out);
+  else if (n.type === 'map') for (const [k, v] of n.entries) { socketNodes(k, out); socketNodes(v, out); }
+  return out;
+}
+
+/** Whether a policy pattern ("*", "127.0.0.1:*", "[::1]:8080", "/run/capsa/") allows an address. */
+export function addressAllowed(address: string, pattern: string): boolean {
+  if (pattern === '*') return true;
+  if (address.startsWith('/')) return pattern.endsWith('/') ? address.startsWith(pattern) && !address.slice(pattern.length).split('/').includes('..') : address === pattern;
+  const a = address.lastIndexOf(':'), p = pattern.lastIndexOf(':');
+  if (a < 0 || p < 0) return false;
+  return address.slice(0, a) === pattern.slice(0, p) && (pattern.slice(p + 1) === '*' || pattern.slice(p + 1) === address.slice(a + 1));
 }
 
 function fdNodes(n: ArgNode | undefined, out: number[] = []): number[] {
@@ -352,9 +386,19 @@ export function applyPolicy(m: Manifest, policy: Policy, defaults: Limits, file 
     if (extra) problems.push(`argdata: !file ${f.path} asks for ${formatRights(extra)}, which ${dir.guest} does not pass on (add them to its rights)`);
   }
   for (const fd of fdNodes(m.argdata)) {
-    if (fd >= 3 + m.dirs.length) {
+    if (fd >= 3 + m.dirs.length + (m.sockets?.length ?? 0)) {
       const dirs = m.dirs.length === 0 ? 'no directory is granted' : m.dirs.length === 1 ? 'fd 3 is the directory' : `3-${2 + m.dirs.length} are the directories`;
       problems.push(`argdata: !fd ${fd} is not granted; fds 0-2 are stdio and ${dirs}`);
+    }
+  }
+  // Sockets: each address must match one of the policy's (none by default).
+  const sockets = [...(m.sockets ?? []).map((g, i) => ({ g, where: `sockets[${i}]` })), ...socketNodes(m.argdata).map((g) => ({ g, where: 'argdata' }))];
+  for (const { g, where } of sockets) {
+    const which = g.bind !== undefined ? 'bind' : 'connect';
+    const addr = (g.bind ?? g.connect)!;
+    const allowed = policy.net[which];
+    if (!allowed.some((pattern) => addressAllowed(addr, pattern))) {
+      problems.push(`${where}: !socket { ${which}: ${addr} } is not allowed by the policy (net.${which} allows: ${allowed.join(', ') || 'none'})`);
     }
   }
   // A service's effective limits: the manifest's, and the policy's for every key it leaves out.

@@ -1,7 +1,7 @@
-import type { ArgNode, RightsGrant } from '../host/grants.js';
+import type { ArgNode, RightsGrant, SocketGrant } from '../host/grants.js';
 import type { Limits } from '../host/limits.js';
 
-export type { ArgNode, RightsGrant };
+export type { ArgNode, RightsGrant, SocketGrant };
 
 /** Where a granted directory comes from: the host (a path) or a fresh in-memory tree. */
 export type DirSource = { kind: 'host'; path: string } | { kind: 'memory' };
@@ -26,6 +26,8 @@ export interface Manifest {
   env: Record<string, string>;
   argdata?: ArgNode;
   dirs: DirEntryGrant[];
+  /** Socket descriptors the guest starts with, after the directories (`sockets:`, `--listen`). */
+  sockets?: SocketGrant[];
   limits: Partial<Limits>;
   casper: CasperGrants;
   /** Rights of the stdio descriptors, when the manifest narrows them (pledge's stdio). */

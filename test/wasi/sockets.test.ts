@@ -55,7 +55,7 @@ function setup() {
   const call = h.call;
   const dv = () => new DataView(h.memory.buffer);
   const out = h.alloc(8);
-  const accept = (fd: number, flags = FDFLAGS.NONBLOCK): [number, number] => [call.sock_accept!(fd, flags, out), dv().getUint32(out, true)];
+  const accept = (fd: number, flags: number = FDFLAGS.NONBLOCK): [number, number] => [call.sock_accept!(fd, flags, out), dv().getUint32(out, true)];
   const buf = h.alloc(16);
   const iov = h.iovecs([{ ptr: buf, len: 16 }]);
   const recv = (fd: number, flags = 0): [number, number, number] => {
