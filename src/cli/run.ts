@@ -31,6 +31,12 @@ Options:
                            directory (relative to FILE), as "cloudabi-run prog < FILE".
   --dir HOST::GUEST[:ro]   Mount host directory HOST at guest path GUEST; ":ro" grants
                            read-only rights (rpath). "--dir HOST" mounts HOST at the same path.
+  --listen ADDR            Hand the guest a listening socket on ADDR (127.0.0.1:8080,
+                           [::1]:8080, or a UNIX socket path; port 0 picks one and
+                           stderr names it), after its directories (repeatable). It
+                           holds CAP_ACCEPT and CAP_EVENT; accepted connections
+                           CAP_RECV, CAP_SEND, CAP_SHUTDOWN, CAP_EVENT. A server
+                           needs a --timeout long enough to serve.
   --env KEY=VALUE          Set an environment variable (repeatable). No host variable
                            is passed unless named here.
   --timeout DURATION       Wall-clock limit, e.g. 2s, 500ms, 1m (default 10s).
@@ -51,7 +57,8 @@ message says why); 2 for a usage error.
 
 Examples:
   capsa run guests/build/cat.wasm --dir ./data::/data:ro -- /data/notes.txt
-  capsa run --manifest uniq.yaml --policy policy.yaml`;
+  capsa run --manifest uniq.yaml --policy policy.yaml
+  capsa run guests/build/httpd.wasm --listen 127.0.0.1:8081 --dir ./site::/site:ro --timeout 1h`;
 
 /**
  * A guest's exit code as a process status: 0..255 as it is; any other code is 1, since the OS
@@ -105,7 +112,7 @@ export function manifestOfCommandLine(argv: string[]): { manifest: Manifest; fil
     manifest.argdata = parseArgdataDocument(text, values.argdata, path.dirname(path.resolve(values.argdata)));
   }
   const [module, ...args] = positionals;
-  manifest = applyFlags(manifest, { module, args, dirs: values.dir, env: values.env, limits: parseLimitFlags(values) });
+  manifest = applyFlags(manifest, { module, args, dirs: values.dir, env: values.env, limits: parseLimitFlags(values), listen: values.listen });
   return { manifest, file, baseDir, values };
 }
 
@@ -118,6 +125,7 @@ function parse(argv: string[]) {
       argdata: { type: 'string' },
       'casper-config': { type: 'string' },
       dir: { type: 'string', multiple: true, default: [] },
+      listen: { type: 'string', multiple: true, default: [] },
       env: { type: 'string', multiple: true, default: [] },
       timeout: { type: 'string' },
       cpu: { type: 'string' },
@@ -158,6 +166,7 @@ export async function run(argv: string[]): Promise<number> {
       const handle = host.start({
         ...requestFromManifest(effective), module: fs.readFileSync(manifest.module), argv0: manifest.module, audit,
         stdinFd: 0, stdoutFd: 1, stderrFd: 2, tty: Boolean(process.stdout.isTTY),
+        onListening: (addresses) => { for (const a of addresses) process.stderr.write(`capsa: listening on ${a}\n`); },
       });
       for await (const ev of handle) {
         if (ev.type === 'audit' && auditOut !== undefined) fs.writeSync(auditOut, JSON.stringify(ev.event) + '\n');
