@@ -29,6 +29,10 @@
 #include <wasi/api.h>
 #endif
 
+#ifndef ENOTCAPABLE
+#define ENOTCAPABLE EACCES
+#endif
+
 #define MAX_CLIENTS 256
 #define REQ_MAX 8192
 #define OUT_MAX 16384
