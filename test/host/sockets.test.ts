@@ -152,7 +152,7 @@ describe('socket limits', () => {
     const r = await s.result;
     c.destroy();
     expect(r.status).toBe('output_limit');
-    expect(r.message).toBe("the run's network traffic exceeded its limit of 4194304 bytes (limits.netBytes)");
+    expect(r.message).toBe("the run's network traffic exceeded its limit of 4194304 bytes (net.bytes)");
     expect(received).toBeLessThanOrEqual(4 << 20);
   });
 

@@ -10,10 +10,10 @@ import {
   C, GUEST_CLOSED, GUEST_SHUT_RD, GUEST_SHUT_WR, HOST_EOF, HOST_ERROR, KIND_LISTENER, type NetMemory, type Slot,
 } from './layout.js';
 
-/** Unwinds a guest whose sockets moved more bytes than its limit (limits.netBytes). */
+/** Unwinds a guest whose sockets moved more bytes than its limit (net.bytes). */
 export class NetLimitExceeded extends RunTermination {
   constructor(readonly limit: number) {
-    super(`the run's network traffic exceeded its limit of ${limit} bytes (limits.netBytes)`);
+    super(`the run's network traffic exceeded its limit of ${limit} bytes (net.bytes)`);
   }
 }
 

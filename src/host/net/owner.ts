@@ -167,7 +167,7 @@ export class NetOwner {
     if (this.closed) return void socket.destroy();
     if (l.waiting >= this.options.backlog) return refuse(`${l.waiting} connections already wait for sock_accept (backlog ${this.options.backlog})`);
     const slot = this.freeSlot();
-    if (!slot) return refuse(`the run has ${this.options.connections} connections open, its limit (limits.connections)`);
+    if (!slot) return refuse(`the run has ${this.options.connections} connections open, its limit (net.connections)`);
     this.attach(slot, socket, peer);
     l.waiting++;
     const word = new Uint8Array(4);
