@@ -84,7 +84,7 @@ export function parsePolicy(source: string, file = 'policy.yaml', baseDir = proc
   };
   const policy: Policy = { limits: { ...DEFAULT_MAX_LIMITS }, dirs: [], casper: {}, argdataFiles: true, net: { bind: [], connect: [] } };
   const root = doc.contents;
-  if (!problems.length && root && !isMap(root)) at(root, '', 'a policy is a mapping of limits, dirs, casper, argdata');
+  if (!problems.length && root && !isMap(root)) at(root, '', 'a policy is a mapping of limits, dirs, casper, argdata, net');
   if (!problems.length && isMap(root)) {
     for (const pair of root.items) {
       const key = String((pair.key as { value?: unknown })?.value);

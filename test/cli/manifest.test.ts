@@ -161,7 +161,7 @@ describe('capsa manifest check', () => {
     expect(r.status).toBe(1);
     expect(r.stderr.split('\n')).toEqual([
       'p.yaml:1:11: limits.wal: unknown limit "wal" (did you mean "wall"?)',
-      'p.yaml:2:1: dirz: unknown key "dirz" (did you mean "dirs"?); a policy has limits, dirs, casper, argdata',
+      'p.yaml:2:1: dirz: unknown key "dirz" (did you mean "dirs"?); a policy has limits, dirs, casper, argdata, net',
       '',
     ]);
   });

@@ -7,7 +7,7 @@ import { DEFAULT_LIMITS } from '../../src/host/limits.js';
 import { parseManifest } from '../../src/manifest/parse.js';
 import { addressAllowed, applyPolicy, OPEN_POLICY, parsePolicy, SERVICE_POLICY } from '../../src/manifest/policy.js';
 import { requestFromManifest } from '../../src/manifest/to-request.js';
-import { manifestToYaml } from '../../src/manifest/describe.js';
+import { grantRows, manifestToYaml } from '../../src/manifest/describe.js';
 
 const EXAMPLE = `%TAG ! tag:nuxi.nl,2015:cloudabi/
 ---
@@ -26,6 +26,14 @@ describe('!socket in manifests', () => {
     expect(parseManifest(manifestToYaml(m), 'again.yaml')).toEqual(m);
     const effective = applyPolicy(m, OPEN_POLICY, DEFAULT_LIMITS, 'm.yaml');
     expect(requestFromManifest(effective).sockets).toEqual([{ bind: '/run/capsa/app.sock', type: 'stream' }]);
+  });
+
+  it('manifest check lists the sockets in fd order: after the directories, then argdata\'s', () => {
+    const rows = grantRows(parseManifest(EXAMPLE, 'm.yaml')).slice(3);
+    expect(rows.map((r) => [r.fd, r.what, r.path, r.base.join(' '), r.inheriting.join(' ')])).toEqual([
+      [3, 'socket (listening)', '/run/capsa/app.sock', 'CAP_FCNTL CAP_FSTAT CAP_EVENT CAP_ACCEPT', 'CAP_READ CAP_FCNTL CAP_WRITE CAP_FSTAT CAP_EVENT CAP_SHUTDOWN'],
+      [4, 'socket (argdata)', '0.0.0.0:12345', 'CAP_FCNTL CAP_FSTAT CAP_EVENT CAP_ACCEPT', 'CAP_READ CAP_FCNTL CAP_WRITE CAP_FSTAT CAP_EVENT CAP_SHUTDOWN'],
+    ]);
   });
 
   it('a policy that allows no network refuses every socket, naming the address and what it allows', () => {
