@@ -10,7 +10,7 @@ import net from 'node:net';
 import { ERRNO } from '../../wasi/constants.js';
 import { LISTENER_RIGHTS, STREAM_SOCKET_RIGHTS } from '../../wasi/sockets.js';
 import { Waker } from '../../wasi/wake.js';
-import type { ArgNode, RightsGrant, SocketGrant } from '../grants.js';
+import type { ArgNode, SocketGrant } from '../grants.js';
 import { formatSocketAddress, parseSocketAddress } from './address.js';
 import { setPeer } from './endpoint.js';
 import {
@@ -296,6 +296,3 @@ export class NetOwner {
     return this.streams.size;
   }
 }
-
-/** Rights of a socket grant, for callers that have only names. */
-export type SocketRights = RightsGrant;
