@@ -3,7 +3,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Limits } from '../host/limits.js';
 import { expandRights } from '../manifest/vocabulary.js';
-import type { DirEntryGrant, Manifest } from '../manifest/types.js';
+import type { DirEntryGrant, Manifest, SocketGrant } from '../manifest/types.js';
+import { parseSocketAddress } from '../host/net/address.js';
 import { parseBytes, parseDuration } from '../host/units.js';
 import { TYPE_RIGHTS } from '../wasi/rights.js';
 
@@ -141,9 +142,21 @@ export function parseLimitFlags(v: LimitFlags): Partial<Limits> {
   }
 }
 
+/** Parses --listen ADDR (TCP host:port, [v6]:port, or a UNIX path) into a socket grant. */
+export function parseListen(spec: string): SocketGrant {
+  try {
+    const a = parseSocketAddress(spec);
+    return { bind: a.kind === 'unix' ? path.resolve(a.path) : spec, type: 'stream' };
+  } catch (e) {
+    throw new UsageError(`--listen ${spec}: ${(e as Error).message}`);
+  }
+}
+
 /** Adds what the flags say to a manifest (flags win), as `capsa manifest from-flags` prints it. */
-export function applyFlags(m: Manifest, f: { module?: string | undefined; args?: string[] | undefined; dirs: string[]; env: string[]; limits: Partial<Limits> }): Manifest {
+export function applyFlags(m: Manifest, f: { module?: string | undefined; args?: string[] | undefined; dirs: string[]; env: string[]; limits: Partial<Limits>; listen?: string[] | undefined }): Manifest {
   const out: Manifest = { ...m, env: { ...m.env, ...parseEnv(f.env) }, limits: { ...m.limits, ...f.limits }, dirs: [...m.dirs] };
+  // Listening sockets come after the manifest's own, as descriptors after the directories.
+  if (f.listen?.length) out.sockets = [...(m.sockets ?? []), ...f.listen.map(parseListen)];
   for (const d of f.dirs.map(parseDir)) {
     out.dirs = out.dirs.filter((x) => x.guest !== d.guest);
     out.dirs.push(dirGrant(d));

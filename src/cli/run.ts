@@ -38,6 +38,12 @@ Options:
                            directory (relative to FILE), as "cloudabi-run prog < FILE".
   --dir HOST::GUEST[:ro]   Mount host directory HOST at guest path GUEST; ":ro" grants
                            read-only rights (rpath). "--dir HOST" mounts HOST at the same path.
+  --listen ADDR            Hand the guest a listening socket on ADDR (127.0.0.1:8080,
+                           [::1]:8080, or a UNIX socket path; port 0 picks one and
+                           stderr names it), after its directories (repeatable). It
+                           holds CAP_ACCEPT and CAP_EVENT; accepted connections
+                           CAP_RECV, CAP_SEND, CAP_SHUTDOWN, CAP_EVENT. A server
+                           needs a --timeout long enough to serve.
   --env KEY=VALUE          Set an environment variable (repeatable). "--env KEY" passes
                            the host's value of KEY on. No other host variable is passed.
   --timeout DURATION       Wall-clock limit, e.g. 2s, 500ms, 10m (default 10s).
@@ -72,7 +78,8 @@ Examples:
   capsa run guests/build/hello.wasm world
   capsa run --dir ./data::/data:ro guests/build/cat.wasm /data/notes.txt
   capsa run guests/build/cat.wasm --dir ./data::/data:ro -- /data/notes.txt
-  capsa run --manifest uniq.yaml --policy policy.yaml`;
+  capsa run --manifest uniq.yaml --policy policy.yaml
+  capsa run guests/build/httpd.wasm --listen 127.0.0.1:8081 --dir ./site::/site:ro --timeout 1h`;
 
 /**
  * A guest's exit code as a process status: 0..255 as it is; any other code is 1, since the OS
@@ -138,7 +145,7 @@ export function commandLine(argv: string[]): { text: string; file: string; baseD
       if (m.argdata) throw new UsageError('--argdata: the manifest has argdata already; give one or the other');
       m.argdata = argdata;
     }
-    return applyFlags(m, { module, args, dirs: values.dir, env: values.env, limits });
+    return applyFlags(m, { module, args, dirs: values.dir, env: values.env, limits, listen: values.listen });
   };
   return { text, file, baseDir, flags, values };
 }
@@ -156,6 +163,7 @@ const RUN_OPTIONS = {
       argdata: { type: 'string' },
       'casper-config': { type: 'string' },
       dir: { type: 'string', multiple: true, default: [] },
+      listen: { type: 'string', multiple: true, default: [] },
       env: { type: 'string', multiple: true, default: [] },
       timeout: { type: 'string' },
       cpu: { type: 'string' },
@@ -214,6 +222,7 @@ export async function run(argv: string[]): Promise<number> {
         ...request, module: fs.readFileSync(module), argv0: module, audit,
         stdinFd: 0, stdoutFd: 1, stderrFd: 2, tty: Boolean(process.stdout.isTTY),
         ...(values.invoke !== undefined ? { invoke: { name: values.invoke, args: request.args ?? [] } } : {}),
+        onListening: (addresses) => { for (const a of addresses) process.stderr.write(`capsa: listening on ${a}\n`); },
       });
       const counts = { events: 0, denied: 0 };
       for await (const ev of handle) {

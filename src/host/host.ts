@@ -17,7 +17,9 @@ import { toRunOutput, type AuditEvent, type RunOutput, type RunResult } from './
 import { exportSignature, ModuleLimitError } from './wasm-limits.js';
 import { formatBytes } from './units.js';
 import type { DirGrant, GuestSpec } from './worker/protocol.js';
-import type { ArgNode } from './grants.js';
+import type { ArgNode, SocketGrant } from './grants.js';
+import { DEFAULT_NET_LIMITS, type NetLimits } from './limits.js';
+import { NetOwner, type NetAuditEntry } from './net/owner.js';
 
 /** Options of createHost. */
 export interface HostOptions {
@@ -69,6 +71,17 @@ export interface RunRequest {
   argdata?: ArgNode;
   /** Narrowed rights of fds 0-2 (pledge's stdio). */
   stdioRights?: bigint;
+  /**
+   * Sockets the guest starts with (`--listen`, a manifest's `!socket` descriptors): bound or
+   * connected by the host before the guest starts, installed after the preopened directories.
+   * Trusted callers only, as host `dirs` are: the addresses are not checked here (the manifest
+   * policy checks them). Argdata `socket` nodes are opened the same way.
+   */
+  sockets?: SocketGrant[];
+  /** Told the addresses the run listens on, as bound (a port 0 becomes the real port), before the guest starts. */
+  onListening?: (addresses: string[]) => void;
+  /** Limits of the run's sockets (default DEFAULT_NET_LIMITS). */
+  net?: Partial<NetLimits>;
   /** Casper services the guest may open, each with its widest limits (a manifest's `casper`). */
   casper?: Record<string, Record<string, unknown>>;
   limits?: Partial<Limits>;
@@ -195,6 +208,15 @@ function withChildren(r: RunResult, end: JobEnd): RunResult {
   if (end.childrenDropped) r.childrenDropped = end.childrenDropped;
   return r;
 }
+/** Socket nodes in an argdata tree. */
+function countSocketNodes(n: ArgNode | undefined): number {
+  if (!n) return 0;
+  if (n.type === 'socket') return 1;
+  if (n.type === 'seq') return n.items.reduce((c, i) => c + countSocketNodes(i), 0);
+  if (n.type === 'map') return n.entries.reduce((c, [k, v]) => c + countSocketNodes(k) + countSocketNodes(v), 0);
+  return 0;
+}
+const hasSocketNode = (n: ArgNode | undefined): boolean => countSocketNodes(n) > 0;
 
 /** A run's result from how the pool ended it. */
 function resultOf(end: JobEnd, base: Pick<RunResult, 'stdout' | 'stderr' | 'audit' | 'warnings'>, req: RunRequest, hostCpuMs: number): RunResult {
@@ -370,19 +392,53 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
     const { used, serve } = bridgeOf(req, limits, loaded.module, fns, warn, (ms) => { hostCpuMs += ms; });
     const out: Record<1 | 2, Uint8Array[]> = { 1: [], 2: [] };
     const audit: AuditEvent[] = [];
-    const end = await runner.submit({
-      module: loaded.module, moduleId: loaded.id, bytes: () => originalBytes(req, loaded.id), caps: caps(limits),
-      spec: { ...specOf(req, limits, used, streaming, auditMax), ...(entry ? { invoke: entry } : {}) }, signal: req.signal, serve, onBridgeError: warn, hostCpuMs: () => hostCpuMs,
-      onOutput(fd, data) {
-        out[fd].push(data);
-        emit(fd === 1 ? { type: 'stdout', data } : { type: 'stderr', data });
-      },
-      onAudit(evs) {
-        for (const event of evs) { audit.push(event); emit({ type: 'audit', event }); }
-      },
+    const spec: GuestSpec = { ...specOf(req, limits, used, streaming, auditMax), ...(entry ? { invoke: entry } : {}) };
+    const t0 = performance.now();
+    const owner = socketsOf(req, (e) => {
+      if ((req.audit ?? 'off') === 'off' || audit.length >= auditMax) return;
+      const event: AuditEvent = {
+        seq: audit.length, t: Math.round((performance.now() - t0) * 1000) / 1000, call: e.call, fd: -1, path: e.address,
+        rightsNeeded: [], rightsHeld: [], decision: e.errno === 0 ? 'allowed' : 'denied', errno: e.errno, message: e.message,
+      };
+      audit.push(event);
+      emit({ type: 'audit', event });
     });
+    let end: JobEnd;
+    try {
+      if (owner) {
+        const opened = await owner.open(req.sockets ?? [], req.argdata);
+        spec.net = opened.spec;
+        if (opened.argdata) spec.argdata = opened.argdata;
+        req.onListening?.(owner.addresses);
+      }
+      end = await runner.submit({
+        module: loaded.module, moduleId: loaded.id, bytes: () => originalBytes(req, loaded.id), caps: caps(limits),
+        spec, signal: req.signal, serve, onBridgeError: warn, hostCpuMs: () => hostCpuMs,
+        onOutput(fd, data) {
+          out[fd].push(data);
+          emit(fd === 1 ? { type: 'stdout', data } : { type: 'stderr', data });
+        },
+        onAudit(evs) {
+          for (const event of evs) { audit.push(event); emit({ type: 'audit', event }); }
+        },
+      });
+    } finally {
+      owner?.close();
+    }
     const base = { stdout: concat(out[1]), stderr: concat(out[2]), audit: { events: audit, dropped: 0 }, ...(warnings.length ? { warnings } : {}) };
     return resultOf(end, base, req, hostCpuMs);
+  };
+
+  /** The run's sockets, when it has any: refused under process isolation, whose executors have no network. */
+  const socketsOf = (req: RunRequest, audit: (e: NetAuditEntry) => void): NetOwner | undefined => {
+    if (!req.sockets?.length && !hasSocketNode(req.argdata)) return undefined;
+    if (runner.isolation === 'process') {
+      throw new TypeError('Cannot run with sockets under process isolation: executors have no network; run this guest on worker threads (isolation "thread")');
+    }
+    const l = { ...DEFAULT_NET_LIMITS, ...req.net };
+    return new NetOwner((req.sockets?.length ?? 0) + countSocketNodes(req.argdata), {
+      connections: l.connections, backlog: l.backlog, maxBytes: l.bytes, audit,
+    });
   };
 
   const launch = (req: RunRequest, streaming: boolean): RunHandle => {

@@ -78,3 +78,16 @@ export function resolveLimits(requested: Partial<Limits> | undefined, defaults: 
   if (problems.length) throw new LimitError(problems);
   return out;
 }
+
+/** What a run's sockets may use (src/host/net): apart from Limits, since only runs with sockets have them. */
+export interface NetLimits {
+  /** Connections (accepted or connected) open at once; past it new ones are refused. */
+  connections: number;
+  /** Bytes received and sent by the guest together; past it the run ends with output_limit. */
+  bytes: number;
+  /** Connections that may wait on a listener for sock_accept; past it new ones are refused. */
+  backlog: number;
+}
+
+/** A run's socket limits when it asks for none. */
+export const DEFAULT_NET_LIMITS: Readonly<NetLimits> = { connections: 128, bytes: 256 << 20, backlog: 128 };

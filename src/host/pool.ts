@@ -9,6 +9,7 @@ import { ERRNO } from '../wasi/constants.js';
 import { claimPipeHolder, releasePipeHolder } from '../wasi/pipe.js';
 import { exitStatus, PROC_ENDED, PROC_PID, PROC_RUNNING, PROC_STATE, PROC_STATUS, signalStatus, SIGNALS } from '../wasi/procdesc.js';
 import { createRing, RecordKind, RingReader } from './worker/output-ring.js';
+import { NetMemory } from './net/layout.js';
 import { ThreadClock } from './worker/thread-cpu.js';
 
 // Built code runs the compiled worker; from the sources (tests, tsx) the worker registers tsx first.
@@ -255,7 +256,8 @@ export class Pool {
       // of the run's memory on top of the run's own guest.
       const share = Math.floor(limits.memoryBytes / (2 * this.options.maxChildren) / 65536) * 65536;
       const family: Family = {
-        waker: new Int32Array(new SharedArrayBuffer(4)), job: p.job, t0: performance.now(),
+        // One cell for the whole run tree; a run with sockets uses its net memory's, which the host thread wakes.
+        waker: p.job.spec.net ? new NetMemory(p.job.spec.net.sab).wakerCell() : new Int32Array(new SharedArrayBuffer(4)), job: p.job, t0: performance.now(),
         childMemoryBytes: Math.max(65536, share), live: new Map(), ended: [], dropped: 0, endedCpuMs: 0,
       };
       this.runOn(slot, p, { pid: this.nextId++, depth: 0, family });
@@ -269,7 +271,7 @@ export class Pool {
     const timer = setTimeout(() => this.stop(slot, 'wall', `the run exceeded its wall-clock limit of ${limits.wallMs} ms`), limits.wallMs);
     slot.current = { ...p, id, t0: performance.now(), cpu0: slot.cpuNs(), timer, run };
     p.job.onStart?.();
-    const proc = { pid: id, waker: run.family.waker.buffer as SharedArrayBuffer, childMemoryBytes: run.family.childMemoryBytes };
+    const proc = { pid: id, waker: run.family.waker, childMemoryBytes: run.family.childMemoryBytes };
     const msg: ToWorker = { type: 'run', id, module: p.job.module, spec: p.job.spec, ...(p.job.bridge ? { bridge: p.job.bridge } : {}), proc };
     slot.worker.postMessage(msg);
     this.watchCpu();

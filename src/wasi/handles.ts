@@ -32,6 +32,10 @@ export abstract class Handle {
   writeReady(): boolean { return true; }
   /** The rights a poll_oneoff subscription on this descriptor needs (a process descriptor needs only CAP_EVENT). */
   pollRights(read: boolean): bigint { return (read ? R.fd_read : R.fd_write) | R.poll_fd_readwrite; }
+  /** Bytes a read would return now, for poll_oneoff's `nbytes` (0 when unknown). */
+  readyBytes(): number { return 0; }
+  /** Whether the other end is gone (poll_oneoff's fd_readwrite_hangup). */
+  hungUp(): boolean { return false; }
   close(): void {}
 }
 
@@ -83,6 +87,7 @@ export class FileHandle extends Handle {
     return next;
   }
   override tell(): bigint { return BigInt(this.offset); }
+  override readyBytes(): number { return Math.max(0, this.io.size() - this.offset); }
   override stat(): Stat { return this.io.stat(); }
   override setSize(size: number): void { this.io.truncate(size); }
   override setTimes(t: TimesUpdate): void { this.io.setTimes(t); }

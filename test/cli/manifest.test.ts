@@ -101,7 +101,7 @@ describe('capsa manifest check', () => {
     expect(r.status).toBe(1);
     expect(r.stdout).toBe('');
     expect(r.stderr.split('\n')).toEqual([
-      'bad.yaml:1:1: modul: unknown key "modul" (did you mean "module"?); a manifest may have module, args, env, argdata, dirs, limits, casper, pledge',
+      'bad.yaml:1:1: modul: unknown key "modul" (did you mean "module"?); a manifest may have module, args, env, argdata, dirs, sockets, limits, casper, pledge',
       'bad.yaml:2:11: args[1]: an argument must be a string',
       'bad.yaml:4:14: dirs[0].guest: guest path "data" must be absolute and must not contain "..", e.g. /data',
       'bad.yaml:5:39: dirs[1].rights: unknown right "CAP_RAED" (did you mean "CAP_READ"?); use a Capsicum name such as CAP_READ or a promise such as rpath',
@@ -161,7 +161,7 @@ describe('capsa manifest check', () => {
     expect(r.status).toBe(1);
     expect(r.stderr.split('\n')).toEqual([
       'p.yaml:1:11: limits.wal: unknown limit "wal" (did you mean "wall"?); limits are wall, cpu, memory, output, fds, files',
-      'p.yaml:2:1: dirz: unknown key "dirz" (did you mean "dirs"?); a policy has limits, dirs, casper, argdata',
+      'p.yaml:2:1: dirz: unknown key "dirz" (did you mean "dirs"?); a policy has limits, dirs, casper, argdata, net',
       '',
     ]);
   });

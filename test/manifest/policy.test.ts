@@ -60,14 +60,14 @@ describe('parsePolicy', () => {
     ['an unknown service', 'casper: { system.dsn: {} }', ['p.yaml:1:11: casper.system.dsn: unknown service "system.dsn" (did you mean "system.dns"?); services are system.dns, system.pwd, system.grp, system.random, system.sysctl, system.fileargs']],
     ['argdata without files', 'argdata: x', ['p.yaml:1:10: argdata: argdata is { files: true | false }']],
     ['argdata files: maybe', 'argdata: { files: maybe }', ['p.yaml:1:10: argdata: argdata is { files: true | false }']],
-    ['an unknown key', 'foo: 1', ['p.yaml:1:1: foo: unknown key "foo"; a policy has limits, dirs, casper, argdata']],
-    ['an unknown key with a suggestion', 'argdat: {}', ['p.yaml:1:1: argdat: unknown key "argdat" (did you mean "argdata"?); a policy has limits, dirs, casper, argdata']],
-    ['a list instead of a mapping', '[1]', ['p.yaml:1:1: a policy is a mapping of limits, dirs, casper, argdata']],
+    ['an unknown key', 'foo: 1', ['p.yaml:1:1: foo: unknown key "foo"; a policy has limits, dirs, casper, argdata, net']],
+    ['an unknown key with a suggestion', 'argdat: {}', ['p.yaml:1:1: argdat: unknown key "argdat" (did you mean "argdata"?); a policy has limits, dirs, casper, argdata, net']],
+    ['a list instead of a mapping', '[1]', ['p.yaml:1:1: a policy is a mapping of limits, dirs, casper, argdata, net']],
     ['several problems at once', 'limits: { wal: 1s }\ndirs: x\ncasper: { system.dsn: {} }\nbogus: 1', [
       'p.yaml:1:11: limits.wal: unknown limit "wal" (did you mean "wall"?); limits are wall, cpu, memory, output, fds, files',
       'p.yaml:2:7: dirs: dirs is a list of { source: memory | HOST_PREFIX, guest?, rights }',
       'p.yaml:3:11: casper.system.dsn: unknown service "system.dsn" (did you mean "system.dns"?); services are system.dns, system.pwd, system.grp, system.random, system.sysctl, system.fileargs',
-      'p.yaml:4:1: bogus: unknown key "bogus"; a policy has limits, dirs, casper, argdata',
+      'p.yaml:4:1: bogus: unknown key "bogus"; a policy has limits, dirs, casper, argdata, net',
     ]],
   ];
 
@@ -85,7 +85,7 @@ describe('parsePolicy', () => {
   });
 
   it('an empty policy is the default maxima, no directories, no services, argdata files allowed', () => {
-    expect(parsePolicy('', 'p.yaml', '/srv')).toEqual({ limits: { ...DEFAULT_MAX_LIMITS }, dirs: [], casper: {}, argdataFiles: true });
+    expect(parsePolicy('', 'p.yaml', '/srv')).toEqual({ limits: { ...DEFAULT_MAX_LIMITS }, dirs: [], casper: {}, argdataFiles: true, net: { bind: [], connect: [] } });
   });
 
   it('the happy path: limits, rules (relative sources resolve against baseDir), services, argdata', () => {

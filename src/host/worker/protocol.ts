@@ -1,6 +1,7 @@
 import type { Limits } from '../limits.js';
 import type { TrapFrame, TrapKind } from '../trap.js';
 import type { ArgNode, DirGrant } from '../grants.js';
+import type { NetSpec } from '../net/owner.js';
 
 export type { DirGrant };
 
@@ -14,6 +15,8 @@ export interface GuestSpec {
   dirs: DirGrant[];
   /** The CloudABI argdata tree the guest reads through the argdata imports. */
   argdata?: ArgNode | undefined;
+  /** The run's sockets, owned by the host thread (src/host/net). */
+  net?: NetSpec | undefined;
   /** Rights of fds 0-2, when narrowed (pledge's stdio). */
   stdioRights?: bigint | undefined;
   limits: Limits;
@@ -44,8 +47,8 @@ export type PassedFd = { base: bigint; inheriting: bigint; fdflags: number } & (
 /** Who a run is in its run tree: its pid, the tree's shared Waker cell, and what a child of it may have. */
 export interface ProcessInfo {
   pid: number;
-  /** The Int32 cell every guest of the tree sleeps on (src/wasi/wake.ts). */
-  waker: SharedArrayBuffer;
+  /** The Int32 cell every guest of the tree sleeps on (src/wasi/wake.ts), a view into shared memory. */
+  waker: Int32Array;
   /** The memory cap a child module is compiled with. */
   childMemoryBytes: number;
 }

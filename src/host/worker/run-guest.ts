@@ -9,9 +9,12 @@ import type { AuditEvent } from '../result.js';
 import { classifyTrap } from '../trap.js';
 import { bridgeClient, functionStubs } from '../functions.js';
 import { createCasperImports } from './casper-imports.js';
-import { installArgdata } from './argdata-fds.js';
+import { installArgdata, type SocketInstaller } from './argdata-fds.js';
 import type { FromWorker, GuestSpec, ProcessInfo, WorkerOutcome } from './protocol.js';
 import { passedEntries, workerSpawner } from './spawner.js';
+import { NetBudget, NetLimitExceeded, SlotEndpoint } from '../net/endpoint.js';
+import { NetMemory } from '../net/layout.js';
+import { SocketHandle } from '../../wasi/sockets.js';
 import { Waker } from '../../wasi/wake.js';
 import type { Handle } from '../../wasi/handles.js';
 import { threadCpuNs } from './thread-cpu.js';
@@ -148,7 +151,11 @@ export function runGuest(module: WebAssembly.Module, spec: GuestSpec, io: GuestI
   }
 
   const proc = io.proc;
-  const waker = proc ? new Waker(new Int32Array(proc.waker)) : undefined;
+  // Sockets live on the host thread; the guest reaches them through the run's net memory. The
+  // guest sleeps on one cell whatever wakes it: its run tree's (pipes, children; the pool makes
+  // it the net memory's cell when the run has sockets), else the net memory's.
+  const net = spec.net ? new NetMemory(spec.net.sab) : undefined;
+  const waker = proc ? new Waker(proc.waker) : net ? new Waker(net.wakerCell()) : undefined;
   // Which handles are the run's stdout and stderr: they may be passed to a child.
   const outputs = new WeakMap<Handle, 1 | 2>();
   const spawner = proc && io.post && io.id !== undefined
@@ -177,9 +184,24 @@ export function runGuest(module: WebAssembly.Module, spec: GuestSpec, io: GuestI
     }
   }
 
+  let sockets: SocketInstaller | undefined;
+  if (net && spec.net) {
+    const budget = new NetBudget(spec.net.maxBytes);
+    const fds = wasi.context.fds;
+    sockets = (slot, base, inheriting) => fds.insert({
+      handle: new SocketHandle(new SlotEndpoint(net, net.slots[slot]!, budget), wasi.context.waker), base, inheriting, fdflags: 0,
+    });
+    try {
+      for (const s of spec.net.preopened) sockets(s.slot, s.base, s.inheriting);
+    } catch (e) {
+      wasi.context.fds.closeAll();
+      return outcome({ status: 'host_error', message: (e as Error).message });
+    }
+  }
+
   if (spec.argdata) {
     try {
-      installArgdata(wasi.context, spec.argdata);
+      installArgdata(wasi.context, spec.argdata, sockets);
     } catch (e) {
       wasi.context.fds.closeAll();
       return outcome({ status: 'host_error', message: (e as Error).message });
@@ -207,7 +229,7 @@ export function runGuest(module: WebAssembly.Module, spec: GuestSpec, io: GuestI
     if (m instanceof WebAssembly.Memory) memory = m;
     result = spec.invoke ? invokeExport(wasi, instance, spec.invoke) : { status: 'exited', exitCode: wasi.start(instance) };
   } catch (e) {
-    if (e instanceof OutputLimitExceeded) {
+    if (e instanceof OutputLimitExceeded || e instanceof NetLimitExceeded) {
       result = { status: 'output_limit', message: e.message };
     } else if (e instanceof ProcExit) {
       result = { status: 'exited', exitCode: e.code };
