@@ -8,6 +8,9 @@ import { ExecutorPool, type ExecutorInfo, type ExecutorJob, type ExecutorMount, 
 import { CASPER_MAX_REQUEST_BYTES } from './casper-wire.js';
 import { serveRun } from './functions.js';
 import { Pool, type JobEnd, type PoolOptions } from './pool.js';
+import type { GuestSpec } from './worker/protocol.js';
+import { createInputRing, inputNeedsPump, startInputPump, type InputPump } from '../wasi/input-pump.js';
+import { Waker } from '../wasi/wake.js';
 
 /** A run for a Runner. */
 export interface RunnerJob extends ExecutorJob {
@@ -43,10 +46,12 @@ export function threadRunner(options: Partial<PoolOptions>): Runner {
     async submit(job) {
       const channel = job.serve ? createBridgeChannel() : undefined;
       const server = channel && job.serve ? serveRun(channel, job.serve, job.onBridgeError, { maxRequestBytes: CASPER_MAX_REQUEST_BYTES }) : undefined;
+      const stdin = pumpStdin(job.spec);
       try {
-        return await pool.submit({ ...job, bridge: channel?.sab });
+        return await pool.submit({ ...job, ...(stdin ? { spec: stdin.spec } : {}), bridge: channel?.sab });
       } finally {
         server?.close();
+        stdin?.pump.stop();
       }
     },
     stats: () => pool.stats(),
@@ -54,6 +59,19 @@ export function threadRunner(options: Partial<PoolOptions>): Runner {
     setMounts: async () => {},
     close: () => pool.close(),
   };
+}
+
+/**
+ * stdin from a host pipe, socket or terminal is read on this thread and handed to the guest
+ * through a ring (src/wasi/input-pump.ts): the guest's thread never blocks in read(2), where it
+ * could not be terminated. Regular files stay with the guest's thread, which reads them directly.
+ */
+function pumpStdin(spec: GuestSpec): { spec: GuestSpec; pump: InputPump } | undefined {
+  if (typeof spec.stdin !== 'number' || !inputNeedsPump(spec.stdin)) return undefined;
+  const waker = new Waker();
+  const ring = createInputRing();
+  const pump = startInputPump(spec.stdin, ring.pump, () => waker.wake());
+  return { spec: { ...spec, stdin: ring, waker: waker.cell.buffer as SharedArrayBuffer }, pump };
 }
 
 /** Guests in sandboxed executor processes; a run's bridge calls come back here over IPC. */

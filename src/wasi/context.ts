@@ -32,13 +32,15 @@ export interface ContextOptions {
   env: readonly string[];
   maxFds: number;
   auditor?: Auditor | undefined;
+  /** The run's Waker, when another thread must be able to wake it (a stdin pump on the host thread). */
+  waker?: Waker | undefined;
 }
 
 /** Everything one guest's syscalls share: its memory, its descriptors, its arguments, its mode. */
 export class WasiContext {
   readonly mem = new GuestMemory();
   /** Where the guest's thread sleeps while it waits for a descriptor or a clock (poll_oneoff). */
-  readonly waker = new Waker();
+  waker: Waker;
   readonly fds: FdTable;
   args: StringList;
   env: StringList;
@@ -51,6 +53,7 @@ export class WasiContext {
     this.args = new StringList(opts.args);
     this.env = new StringList(opts.env);
     this.fds = new FdTable(opts.maxFds, opts.auditor);
+    this.waker = opts.waker ?? new Waker();
   }
 
   /**
@@ -65,6 +68,7 @@ export class WasiContext {
     this.capMode = false;
     this.capEnterHooks = [];
     this.argdata = new Uint8Array(0);
+    if (opts.waker) this.waker = opts.waker;
   }
 
   /** Whether the guest has entered capability mode (cap_getmode). */

@@ -10,6 +10,7 @@ import { createArgdataImports } from './argdata.js';
 import { createCapsicumImports } from './capsicum.js';
 import { createPreview1, type HostErrorHandler } from './preview1.js';
 import { READ_ONLY_MASK, R, RIGHTS_ALL } from './rights.js';
+import type { Waker } from './wake.js';
 
 /** A directory the guest starts with, at a guest path. */
 export interface Preopen {
@@ -54,6 +55,8 @@ export interface WasiOptions {
   memFs?: MemFsOptions;
   auditor?: Auditor;
   onHostError?: HostErrorHandler;
+  /** The run's Waker, for stdin pumped by another thread (see ./input-pump.ts). */
+  waker?: Waker;
 }
 
 /** What createWasi returns: node:wasi's shape plus the capsicum module and the context. */
@@ -109,7 +112,7 @@ export function createWasi(options: WasiOptions = {}, reuse?: Wasi): Wasi {
     if (k.includes('=')) throw new Error(`environment variable name ${JSON.stringify(k)} contains "="`);
     return v === undefined ? [] : [`${k}=${v}`];
   });
-  const ctxOptions = { args: options.args ?? [], env, maxFds: options.maxFds ?? 1024, auditor: options.auditor };
+  const ctxOptions = { args: options.args ?? [], env, maxFds: options.maxFds ?? 1024, auditor: options.auditor, waker: options.waker };
   const wasi = reuse ?? build(new WasiContext(ctxOptions));
   const ctx = wasi.context;
   if (reuse) ctx.reset(ctxOptions);
@@ -124,7 +127,7 @@ export function createWasi(options: WasiOptions = {}, reuse?: Wasi): Wasi {
   const stdin = 'stdin' in options ? options.stdin : 0;
   const stdout = 'stdout' in options ? options.stdout : 1;
   const stderr = 'stderr' in options ? options.stderr : 2;
-  fds.insert({ handle: new InputHandle(stdin, stdioType), base: stdioRights & ~R.fd_write, inheriting: 0n, fdflags: 0 });
+  fds.insert({ handle: new InputHandle(stdin, stdioType, ctx.waker), base: stdioRights & ~R.fd_write, inheriting: 0n, fdflags: 0 });
   fds.insert({ handle: new OutputHandle(stdout, stdioType), base: stdioRights & ~R.fd_read, inheriting: 0n, fdflags: 0 });
   fds.insert({ handle: new OutputHandle(stderr, stdioType), base: stdioRights & ~R.fd_read, inheriting: 0n, fdflags: 0 });
 

@@ -1,6 +1,7 @@
 import type { Limits } from '../limits.js';
 import type { TrapFrame, TrapKind } from '../trap.js';
 import type { ArgNode, DirGrant } from '../grants.js';
+import type { PumpedInput } from '../../wasi/input-pump.js';
 
 export type { DirGrant };
 
@@ -8,7 +9,10 @@ export type { DirGrant };
 export interface GuestSpec {
   args: string[];
   env: Record<string, string>;
-  stdin: Uint8Array | number | undefined;
+  /** Bytes, a host fd read by the guest's thread (a regular file), or a ring the host pumps a pipe into. */
+  stdin: Uint8Array | number | PumpedInput | undefined;
+  /** The cell of the run's Waker, shared with the host thread when it pumps stdin. */
+  waker?: SharedArrayBuffer | undefined;
   /** In-memory files by guest path; each top-level directory becomes a preopen. */
   files: Record<string, string | Uint8Array>;
   dirs: DirGrant[];

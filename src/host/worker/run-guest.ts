@@ -5,6 +5,7 @@ import { filesToSeed } from '../files.js';
 import { capNames } from '../../wasi/rights.js';
 import { createWasi, type Preopen, type Wasi } from '../../wasi/wasi.js';
 import { writeAll } from '../../wasi/handles.js';
+import { Waker } from '../../wasi/wake.js';
 import type { AuditEvent } from '../result.js';
 import { classifyTrap } from '../trap.js';
 import { bridgeClient, functionStubs } from '../functions.js';
@@ -144,6 +145,7 @@ export function runGuest(module: WebAssembly.Module, spec: GuestSpec, io: GuestI
     args: spec.args, env: spec.env, preopens, tty: spec.tty,
     ...(spec.stdioRights !== undefined ? { stdioRights: spec.stdioRights } : {}),
     stdin: spec.stdin,
+    ...(spec.waker ? { waker: new Waker(new Int32Array(spec.waker)) } : {}),
     stdout: limited(1, 'stdout', spec.stdoutFd),
     stderr: limited(2, 'stderr', spec.stderrFd),
     maxFds: spec.limits.fds,
