@@ -120,7 +120,19 @@ describe('stdin from a pipe', () => {
   });
 });
 
-describe('a run waiting on an idle stdin pipe still ends', () => {
+/**
+ * An ended run takes nothing more from the pipe: what is written after its end goes to the next
+ * reader. (A guest thread left in read(2), which cannot be terminated, would take it.)
+ */
+async function nothingMoreTaken(p: { read: number; write: number | undefined }): Promise<void> {
+  fs.writeSync(p.write!, 'for the next run\n');
+  fs.closeSync(p.write!);
+  open.splice(open.indexOf(p.write!), 1);
+  const next = await host.run({ module: cat, stdinFd: p.read });
+  expect(text(next.stdout)).toBe('for the next run\n');
+}
+
+describe('a run waiting on an idle stdin pipe ends, and takes nothing more from it', () => {
   it('cancel', async () => {
     const p = fifo();
     const ac = new AbortController();
@@ -130,12 +142,14 @@ describe('a run waiting on an idle stdin pipe still ends', () => {
     await vi.waitFor(() => expect(run.seen.audit).toContain('fd_read'), STATE_WAIT);
     ac.abort();
     expect(await run.result).toMatchObject({ status: 'cancelled' });
+    await nothingMoreTaken(p);
   });
 
   it('wall-clock limit', async () => {
     const p = fifo();
     const r = await host.run({ module: cat, stdinFd: p.read, limits: { wallMs: 500 } });
     expect(r).toMatchObject({ status: 'timeout', timeout: 'wall' });
+    await nothingMoreTaken(p);
   });
 
   it('a pipe whose writer wrote and left before the run: the bytes, then the end', async () => {
