@@ -38,7 +38,7 @@ const waitAsync = (Atomics as unknown as {
 }).waitAsync;
 
 /** Resolves once ctl[index] is no longer `value` (or at once if it is not). */
-function changed(ctl: Int32Array, index: number, value: number): Promise<unknown> {
+export function changed(ctl: Int32Array, index: number, value: number): Promise<unknown> {
   const w = waitAsync(ctl, index, value);
   return w.async ? w.value : Promise.resolve();
 }
@@ -65,9 +65,9 @@ const socketStreams = new Map<number, { stream: net.Socket; dev: number; ino: nu
  * A descriptor of our own for `fd`'s pipe or terminal: a new open file description, so libuv's
  * O_NONBLOCK does not change the caller's, and closing it closes nothing of theirs.
  */
-function reopen(fd: number): number | undefined {
+export function reopen(fd: number, mode = fs.constants.O_RDONLY): number | undefined {
   try {
-    return fs.openSync(`/proc/self/fd/${fd}`, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY);
+    return fs.openSync(`/proc/self/fd/${fd}`, mode | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY);
   } catch {
     return undefined;
   }

@@ -2,6 +2,7 @@ import type { Limits } from '../limits.js';
 import type { TrapFrame, TrapKind } from '../trap.js';
 import type { ArgNode, DirGrant } from '../grants.js';
 import type { PumpedInput } from '../../wasi/input-pump.js';
+import type { PumpedOutput } from '../../wasi/output-pump.js';
 
 export type { DirGrant };
 
@@ -33,6 +34,9 @@ export interface GuestSpec {
   stderrFd?: number;
   /** Call this export with these arguments (converted by `params`) instead of _start. */
   invoke?: { name: string; args: string[]; params: ('i32' | 'i64' | 'f32' | 'f64')[] };
+  /** Rings the host thread writes to stdoutFd and stderrFd, when those are pipes or terminals. */
+  stdoutPump?: PumpedOutput | undefined;
+  stderrPump?: PumpedOutput | undefined;
 }
 
 /** host → worker */

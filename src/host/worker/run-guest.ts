@@ -6,6 +6,7 @@ import { capNames } from '../../wasi/rights.js';
 import { createWasi, type Preopen, type Wasi } from '../../wasi/wasi.js';
 import { writeAll } from '../../wasi/handles.js';
 import { Waker } from '../../wasi/wake.js';
+import { OutputRingWriter, type PumpedOutput } from '../../wasi/output-pump.js';
 import type { AuditEvent } from '../result.js';
 import { classifyTrap } from '../trap.js';
 import { bridgeClient, functionStubs } from '../functions.js';
@@ -105,10 +106,12 @@ export function runGuest(module: WebAssembly.Module, spec: GuestSpec, io: GuestI
 
   const auditor = spec.audit === 'off' ? undefined : new AuditCollector(spec.audit, spec.auditMax, t0, io.audit);
   // Output goes to the host (collected or streamed) or straight to a host fd (the CLI); the cap holds either way.
-  const limited = (fd: 1 | 2, stream: 'stdout' | 'stderr', hostFd: number | undefined) => {
+  const limited = (fd: 1 | 2, stream: 'stdout' | 'stderr', hostFd: number | undefined, pumped: PumpedOutput | undefined) => {
     let total = 0;
     const limit = spec.limits.outputBytes;
-    const send = hostFd === undefined ? (c: Uint8Array) => io.output(fd, c) : (c: Uint8Array) => writeAll(hostFd, c);
+    const writer = pumped ? new OutputRingWriter(pumped) : undefined;
+    const send = writer ? (c: Uint8Array) => writer.write(c)
+      : hostFd === undefined ? (c: Uint8Array) => io.output(fd, c) : (c: Uint8Array) => writeAll(hostFd, c);
     return (chunk: Uint8Array) => {
       if (total + chunk.length > limit) {
         const keep = limit - total;
@@ -146,8 +149,8 @@ export function runGuest(module: WebAssembly.Module, spec: GuestSpec, io: GuestI
     ...(spec.stdioRights !== undefined ? { stdioRights: spec.stdioRights } : {}),
     stdin: spec.stdin,
     ...(spec.waker ? { waker: new Waker(new Int32Array(spec.waker)) } : {}),
-    stdout: limited(1, 'stdout', spec.stdoutFd),
-    stderr: limited(2, 'stderr', spec.stderrFd),
+    stdout: limited(1, 'stdout', spec.stdoutFd, spec.stdoutPump),
+    stderr: limited(2, 'stderr', spec.stderrFd, spec.stderrPump),
     maxFds: spec.limits.fds,
     memFs: { maxBytes: spec.limits.filesBytes },
     ...(auditor ? { auditor } : {}),

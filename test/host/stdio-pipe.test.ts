@@ -2,10 +2,12 @@
  * stdin from a host pipe (the CLI's `producer | capsa run`): the host thread pumps it into the run
  * (src/wasi/input-pump.ts), so the guest's thread never sits in read(2). Every byte arrives
  * whatever the writer's pace, poll_oneoff tells the truth about stdin, the end of input is seen,
- * and a run waiting on an idle pipe can still be cancelled or timed out.
+ * and a run waiting on an idle pipe can still be cancelled or timed out. stdout to a pipe
+ * (`capsa run … | consumer`) likewise (src/wasi/output-pump.ts): every byte, and a run whose
+ * reader stopped reading still ends.
  *
- * The pipes are FIFOs whose read end is opened blocking, as a shell's pipe is: a guest thread
- * that read it with read(2) could not be terminated.
+ * The pipes are FIFOs whose guest end is opened blocking, as a shell's pipe is: a guest thread
+ * that read or wrote it with read(2) or write(2) could not be terminated.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -13,6 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createHost, type Host, type RunEvent, type RunHandle } from '../../src/host/host.js';
+import { command } from '../helpers/wat.js';
 import { STATE_WAIT } from '../helpers/host.js';
 
 const GUESTS = path.resolve(__dirname, '../../guests/build');
@@ -161,5 +164,66 @@ describe('a run waiting on an idle stdin pipe ends, and takes nothing more from 
     expect(r).toMatchObject({ status: 'exited', exitCode: 0 });
     expect(text(r.stdout)).toBe('again\n');
     expect(host.stats()).toMatchObject({ busy: 0 });
+  });
+});
+
+/** A FIFO the guest writes to through a blocking write end; the test reads it with `cat` in a child process. */
+function outFifo(): { path: string; probe: number; write: number } {
+  const p = path.join(dir, `o${n++}`);
+  execFileSync('mkfifo', [p]);
+  const probe = fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  const write = fs.openSync(p, fs.constants.O_WRONLY);
+  open.push(probe, write);
+  return { path: p, probe, write };
+}
+
+const FD_WRITE = '(import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))';
+/** Writes 64 KiB of 'x' to stdout forever. */
+const flooding = command(`
+  (memory.fill (i32.const 1024) (i32.const 120) (i32.const 65536))
+  (i32.store (i32.const 0) (i32.const 1024)) (i32.store (i32.const 4) (i32.const 65536))
+  (loop $l (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))) (br $l))`, FD_WRITE, '(memory (export "memory") 2)');
+
+describe('stdout to a pipe', () => {
+  it('4 MiB through a pipe read by another process: every byte', async () => {
+    const p = outFifo();
+    const reader = spawn('sh', ['-c', `wc -c < "${p.path}"`], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let counted = '';
+    reader.stdout.on('data', (d: Buffer) => { counted += d.toString(); });
+    const exited = new Promise((resolve) => reader.once('exit', resolve));
+    const bytes = 4 << 20;
+    const r = await host.run({ module: cat, stdin: new Uint8Array(bytes).fill(7), stdoutFd: p.write, limits: { outputBytes: bytes } });
+    expect(r).toMatchObject({ status: 'exited', exitCode: 0 });
+    for (const fd of open.splice(0)) fs.closeSync(fd);
+    await exited;
+    expect(counted.trim()).toBe(String(bytes));
+  });
+
+  it('a reader that stopped reading: the wall-clock limit ends the run, and nothing more reaches the pipe after its end', async () => {
+    const p = outFifo();
+    const r = await host.run({ module: flooding, stdoutFd: p.write, limits: { wallMs: 500 } });
+    expect(r).toMatchObject({ status: 'timeout', timeout: 'wall' });
+    // What the pipe holds now is all it will ever get: at most one pipe buffer (64 KiB), written
+    // while the run was running. (A guest thread left in write(2) would add its write once the
+    // pipe drains.) Read it through the FIFO's other read end, which does not block: every byte
+    // until the pipe is empty, then the end once every writer has gone.
+    fs.closeSync(p.write);
+    open.splice(open.indexOf(p.write), 1);
+    const buf = Buffer.alloc(1 << 20);
+    let total = 0;
+    await vi.waitFor(() => {
+      for (;;) {
+        let got: number;
+        try {
+          got = fs.readSync(p.probe, buf, 0, buf.length, null);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code === 'EAGAIN') throw new Error(`${total} bytes so far; a writer is still open`);
+          throw e;
+        }
+        if (got === 0) return;
+        total += got;
+      }
+    }, STATE_WAIT);
+    expect(total).toBeLessThanOrEqual(64 << 10);
   });
 });
