@@ -37,6 +37,22 @@ const waitAsync = (Atomics as unknown as {
   waitAsync(ta: Int32Array, index: number, value: number): { async: false; value: 'not-equal' | 'timed-out' } | { async: true; value: Promise<'ok' | 'timed-out'> };
 }).waitAsync;
 
+/** Copies `bytes` into ring data area `data` at position `pos` (wrapping around its end). */
+export function ringPut(data: Uint8Array, pos: number, bytes: Uint8Array): void {
+  const at = pos % data.length;
+  const first = Math.min(bytes.length, data.length - at);
+  data.set(bytes.subarray(0, first), at);
+  if (first < bytes.length) data.set(bytes.subarray(first), 0);
+}
+
+/** Fills `out` from ring data area `data` at position `pos` (wrapping around its end). */
+export function ringGet(data: Uint8Array, pos: number, out: Uint8Array): void {
+  const at = pos % data.length;
+  const first = Math.min(out.length, data.length - at);
+  out.set(data.subarray(at, at + first), 0);
+  if (first < out.length) out.set(data.subarray(0, out.length - first), first);
+}
+
 /** Resolves once ctl[index] is no longer `value` (or at once if it is not). */
 export function changed(ctl: Int32Array, index: number, value: number): Promise<unknown> {
   const w = waitAsync(ctl, index, value);
@@ -108,10 +124,7 @@ export function startInputPump(fd: number, sab: SharedArrayBuffer, wake: () => v
     const free = cap - ((w - (Atomics.load(ctl, READ) >>> 0)) >>> 0);
     const n = Math.min(free, chunk.length);
     if (n === 0) return chunk;
-    const at = w % cap;
-    const first = Math.min(n, cap - at);
-    data.set(chunk.subarray(0, first), at);
-    if (first < n) data.set(chunk.subarray(first, n), 0);
+    ringPut(data, w, chunk.subarray(0, n));
     w = (w + n) >>> 0;
     Atomics.store(ctl, WRITE, w | 0);
     wake();
@@ -221,12 +234,10 @@ export function createInputRing(dataBytes = INPUT_RING_BYTES): PumpedInput {
 export class InputRingReader {
   private readonly ctl: Int32Array;
   private readonly data: Uint8Array;
-  private readonly cap: number;
   private r: number;
   constructor(input: PumpedInput, private readonly waker: Waker) {
     this.ctl = new Int32Array(input.pump, 0, 4);
     this.data = new Uint8Array(input.pump, HEADER_BYTES);
-    this.cap = this.data.length;
     this.r = Atomics.load(this.ctl, READ) >>> 0;
   }
 
@@ -251,10 +262,7 @@ export class InputRingReader {
     for (const b of bufs) {
       const n = Math.min(b.length, (end - this.r) >>> 0);
       if (n === 0) { if (b.length === 0) continue; break; }
-      const at = this.r % this.cap;
-      const first = Math.min(n, this.cap - at);
-      b.set(this.data.subarray(at, at + first), 0);
-      if (first < n) b.set(this.data.subarray(0, n - first), first);
+      ringGet(this.data, this.r, b.subarray(0, n));
       this.r = (this.r + n) >>> 0;
       total += n;
     }

@@ -16,7 +16,7 @@ import tty from 'node:tty';
 import type { Writable } from 'node:stream';
 import { ERRNO } from './constants.js';
 import { fail } from './errors.js';
-import { changed, reopen } from './input-pump.js';
+import { changed, reopen, ringGet, ringPut } from './input-pump.js';
 
 const WRITE = 0;
 const READ = 1;
@@ -60,7 +60,6 @@ export interface OutputPump { stop(): void }
 export function startOutputPump(fd: number, sab: SharedArrayBuffer): OutputPump {
   const ctl = new Int32Array(sab, 0, 3);
   const data = new Uint8Array(sab, HEADER_BYTES);
-  const cap = data.length;
   let r = Atomics.load(ctl, READ) >>> 0;
   let stream: Writable | undefined;
   let stopped = false;
@@ -89,10 +88,7 @@ export function startOutputPump(fd: number, sab: SharedArrayBuffer): OutputPump 
     }
     const n = (w - r) >>> 0;
     const chunk = Buffer.allocUnsafe(n);
-    const at = r % cap;
-    const first = Math.min(n, cap - at);
-    chunk.set(data.subarray(at, at + first), 0);
-    if (first < n) chunk.set(data.subarray(0, n - first), first);
+    ringGet(data, r, chunk);
     try {
       stream ??= open();
     } catch {
@@ -142,10 +138,7 @@ export class OutputRingWriter {
       if (off === bytes.length && inFlight === 0) return;
       const n = Math.min(this.cap - inFlight, bytes.length - off);
       if (n > 0) {
-        const at = this.w % this.cap;
-        const first = Math.min(n, this.cap - at);
-        this.data.set(bytes.subarray(off, off + first), at);
-        if (first < n) this.data.set(bytes.subarray(off + first, off + n), 0);
+        ringPut(this.data, this.w, bytes.subarray(off, off + n));
         off += n;
         this.w = (this.w + n) >>> 0;
         Atomics.store(this.ctl, WRITE, this.w | 0);
