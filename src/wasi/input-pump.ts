@@ -196,6 +196,8 @@ export function startInputPump(fd: number, sab: SharedArrayBuffer, wake: () => v
       if (own === undefined) {
         stream = socketStream(fd);
         owned = false;
+        // A kept socket whose end an earlier run read ends at once.
+        if (stream.readableEnded) { finish(EOF); return; }
         listen(true);
         return;
       }
