@@ -20,6 +20,7 @@ import type { DirGrant, GuestSpec } from './worker/protocol.js';
 import type { ArgNode, SocketGrant } from './grants.js';
 import { DEFAULT_NET_LIMITS, type NetLimits } from './limits.js';
 import { NetOwner, type NetAuditEntry } from './net/owner.js';
+import { NetMemory } from './net/layout.js';
 
 /** Options of createHost. */
 export interface HostOptions {
@@ -408,6 +409,8 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
       if (owner) {
         const opened = await owner.open(req.sockets ?? [], req.argdata);
         spec.net = opened.spec;
+        // The host thread wakes the guest through the net memory's cell: that is the run's cell.
+        spec.waker = new NetMemory(opened.spec.sab).wakerCell();
         if (opened.argdata) spec.argdata = opened.argdata;
         req.onListening?.(owner.addresses);
       }

@@ -9,7 +9,6 @@ import { ERRNO } from '../wasi/constants.js';
 import { claimPipeHolder, releasePipeHolder } from '../wasi/pipe.js';
 import { exitStatus, PROC_ENDED, PROC_PID, PROC_RUNNING, PROC_STATE, PROC_STATUS, signalStatus, SIGNALS } from '../wasi/procdesc.js';
 import { createRing, RecordKind, RingReader } from './worker/output-ring.js';
-import { NetMemory } from './net/layout.js';
 import { ThreadClock } from './worker/thread-cpu.js';
 
 // Built code runs the compiled worker; from the sources (tests, tsx) the worker registers tsx first.
@@ -256,8 +255,8 @@ export class Pool {
       // of the run's memory on top of the run's own guest.
       const share = Math.floor(limits.memoryBytes / (2 * this.options.maxChildren) / 65536) * 65536;
       const family: Family = {
-        // One cell for the whole run tree; a run with sockets uses its net memory's, which the host thread wakes.
-        waker: p.job.spec.net ? new NetMemory(p.job.spec.net.sab).wakerCell() : new Int32Array(new SharedArrayBuffer(4)), job: p.job, t0: performance.now(),
+        // One cell for the whole run tree: the run's own when the host thread wakes it (stdin, sockets).
+        waker: p.job.spec.waker ?? new Int32Array(new SharedArrayBuffer(4)), job: p.job, t0: performance.now(),
         childMemoryBytes: Math.max(65536, share), live: new Map(), ended: [], dropped: 0, endedCpuMs: 0,
       };
       this.runOn(slot, p, { pid: this.nextId++, depth: 0, family });

@@ -8,6 +8,10 @@ import { ExecutorPool, type ExecutorInfo, type ExecutorJob, type ExecutorMount, 
 import { CASPER_MAX_REQUEST_BYTES } from './casper-wire.js';
 import { serveRun } from './functions.js';
 import { Pool, type JobEnd, type PoolOptions } from './pool.js';
+import type { GuestSpec } from './worker/protocol.js';
+import { createInputRing, inputNeedsPump, startInputPump } from '../wasi/input-pump.js';
+import { createOutputRing, outputNeedsPump, startOutputPump } from '../wasi/output-pump.js';
+import { Waker } from '../wasi/wake.js';
 
 /** A run for a Runner. */
 export interface RunnerJob extends ExecutorJob {
@@ -43,10 +47,12 @@ export function threadRunner(options: Partial<PoolOptions>): Runner {
     async submit(job) {
       const channel = job.serve ? createBridgeChannel() : undefined;
       const server = channel && job.serve ? serveRun(channel, job.serve, job.onBridgeError, { maxRequestBytes: CASPER_MAX_REQUEST_BYTES }) : undefined;
+      const stdio = pumpStdio(job.spec);
       try {
-        return await pool.submit({ ...job, bridge: channel?.sab });
+        return await pool.submit({ ...job, spec: stdio.spec, bridge: channel?.sab });
       } finally {
         server?.close();
+        for (const p of stdio.pumps) p.stop();
       }
     },
     stats: () => pool.stats(),
@@ -54,6 +60,31 @@ export function threadRunner(options: Partial<PoolOptions>): Runner {
     setMounts: async () => {},
     close: () => pool.close(),
   };
+}
+
+/**
+ * stdin from a host pipe, socket or terminal is read on this thread and handed to the guest
+ * through a ring (src/wasi/input-pump.ts), and stdout and stderr to a pipe or terminal are written
+ * from one (src/wasi/output-pump.ts): the guest's thread never blocks in read(2) or write(2),
+ * where it could not be terminated. Regular files stay with the guest's thread.
+ */
+function pumpStdio(spec: GuestSpec): { spec: GuestSpec; pumps: { stop(): void }[] } {
+  const pumps: { stop(): void }[] = [];
+  let out = spec;
+  if (typeof spec.stdin === 'number' && inputNeedsPump(spec.stdin)) {
+    // The run's cell if it has one already (its sockets'), so one wake reaches the guest.
+    const waker = new Waker(spec.waker);
+    const ring = createInputRing();
+    pumps.push(startInputPump(spec.stdin, ring.pump, () => waker.wake()));
+    out = { ...out, stdin: ring, waker: waker.cell };
+  }
+  for (const [key, fd] of [['stdoutPump', spec.stdoutFd], ['stderrPump', spec.stderrFd]] as const) {
+    if (fd === undefined || !outputNeedsPump(fd)) continue;
+    const ring = createOutputRing();
+    pumps.push(startOutputPump(fd, ring.pump));
+    out = { ...out, [key]: ring };
+  }
+  return { spec: out, pumps };
 }
 
 /** Guests in sandboxed executor processes; a run's bridge calls come back here over IPC. */

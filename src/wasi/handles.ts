@@ -3,6 +3,8 @@ import { ERRNO, FILETYPE, WHENCE } from './constants.js';
 import { fail } from './errors.js';
 import type { FileIO, FsDir, Stat, TimesUpdate } from './fs/types.js';
 import { R } from './rights.js';
+import { InputRingReader, type PumpedInput } from './input-pump.js';
+import type { Waker } from './wake.js';
 
 const ZERO_STAT: Omit<Stat, 'filetype'> = { dev: 0n, ino: 0n, nlink: 1n, size: 0n, atim: 0n, mtim: 0n, ctim: 0n };
 
@@ -113,22 +115,37 @@ export class DirHandle extends Handle {
   override setTimes(t: TimesUpdate): void { this.dir.setTimes(t); }
 }
 
-/** Where a guest's stdin comes from: bytes given up front, a host fd read on demand, or nothing. */
-export type InputSource = string | Uint8Array | number | undefined;
+/**
+ * Where a guest's stdin comes from: bytes given up front, a host fd read on demand, a ring a
+ * host-thread pump fills from a pipe (./input-pump.ts), or nothing.
+ */
+export type InputSource = string | Uint8Array | number | PumpedInput | undefined;
 
 const napping = new Int32Array(new SharedArrayBuffer(4));
 
-/** stdin. Reads from a host fd block the guest's thread, as a blocking read(2) would. */
+/**
+ * stdin. Reads from a host fd block the guest's thread, as a blocking read(2) would; reads from a
+ * pumped pipe sleep on the run's Waker until the pump brings bytes.
+ */
 export class InputHandle extends Handle {
   private data: Uint8Array | undefined;
   private pos = 0;
   private eof = false;
-  constructor(private readonly source: InputSource, readonly filetype: number = FILETYPE.CHARACTER_DEVICE) {
+  private readonly ring: InputRingReader | undefined;
+  constructor(private readonly source: InputSource, readonly filetype: number = FILETYPE.CHARACTER_DEVICE, waker?: Waker) {
     super();
     if (typeof source === 'string') this.data = new TextEncoder().encode(source);
     else if (source instanceof Uint8Array) this.data = source;
+    else if (typeof source === 'object') {
+      if (!waker) throw new TypeError('stdin from a pump needs the run\'s Waker');
+      this.ring = new InputRingReader(source, waker);
+    }
+  }
+  override readReady(): boolean {
+    return this.ring ? this.ring.ready() : true;
   }
   override read(bufs: Uint8Array[]): number {
+    if (this.ring) return this.ring.read(bufs);
     const src = this.source;
     if (typeof src === 'number') {
       if (this.eof) return 0;
@@ -141,7 +158,8 @@ export class InputHandle extends Handle {
           } catch (e) {
             const code = (e as NodeJS.ErrnoException).code;
             if (code === 'EOF') n = 0;
-            // Node leaves pipes non-blocking; a guest's read(2) blocks, so wait for data here.
+            // A non-blocking host fd read on the guest's own thread (the in-thread library: no
+            // host thread is free to pump it). The host pumps pipes instead (./input-pump.ts).
             else if (code === 'EAGAIN') Atomics.wait(napping, 0, 0, 2);
             else throw e;
           }

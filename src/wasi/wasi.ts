@@ -145,7 +145,7 @@ export function createWasi(options: WasiOptions = {}, reuse?: Wasi): Wasi {
   const stdin = 'stdin' in options ? options.stdin : 0;
   const stdout = 'stdout' in options ? options.stdout : 1;
   const stderr = 'stderr' in options ? options.stderr : 2;
-  fds.insert({ handle: new InputHandle(stdin, stdioType), base: stdioRights & ~R.fd_write, inheriting: 0n, fdflags: 0 });
+  fds.insert({ handle: new InputHandle(stdin, stdioType, ctx.waker), base: stdioRights & ~R.fd_write, inheriting: 0n, fdflags: 0 });
   fds.insert({ handle: new OutputHandle(stdout, stdioType), base: stdioRights & ~R.fd_read, inheriting: 0n, fdflags: 0 });
   fds.insert({ handle: new OutputHandle(stderr, stdioType), base: stdioRights & ~R.fd_read, inheriting: 0n, fdflags: 0 });
 

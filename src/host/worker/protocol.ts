@@ -2,6 +2,8 @@ import type { Limits } from '../limits.js';
 import type { TrapFrame, TrapKind } from '../trap.js';
 import type { ArgNode, DirGrant } from '../grants.js';
 import type { NetSpec } from '../net/owner.js';
+import type { PumpedInput } from '../../wasi/input-pump.js';
+import type { PumpedOutput } from '../../wasi/output-pump.js';
 
 export type { DirGrant };
 
@@ -9,7 +11,14 @@ export type { DirGrant };
 export interface GuestSpec {
   args: string[];
   env: Record<string, string>;
-  stdin: Uint8Array | number | undefined;
+  /** Bytes, a host fd read by the guest's thread (a regular file), or a ring the host pumps a pipe into. */
+  stdin: Uint8Array | number | PumpedInput | undefined;
+  /**
+   * The cell of the run's Waker (src/wasi/wake.ts), when another thread must wake the guest: the
+   * host thread pumping stdin, or serving its sockets (then it is the net memory's cell). One cell
+   * per run, whatever wakes it; the run's children sleep on it too (the pool's run tree).
+   */
+  waker?: Int32Array | undefined;
   /** In-memory files by guest path; each top-level directory becomes a preopen. */
   files: Record<string, string | Uint8Array>;
   dirs: DirGrant[];
@@ -32,6 +41,9 @@ export interface GuestSpec {
   stderrFd?: number;
   /** Call this export with these arguments (converted by `params`) instead of _start. */
   invoke?: { name: string; args: string[]; params: ('i32' | 'i64' | 'f32' | 'f64')[] };
+  /** Rings the host thread writes to stdoutFd and stderrFd, when those are pipes or terminals. */
+  stdoutPump?: PumpedOutput | undefined;
+  stderrPump?: PumpedOutput | undefined;
   /** A child guest's descriptors, passed by its parent: it starts with exactly these (fds 0…n-1), no stdio, no preopens. */
   passed?: PassedFd[] | undefined;
 }

@@ -5,6 +5,8 @@ import { filesToSeed } from '../files.js';
 import { capNames } from '../../wasi/rights.js';
 import { createWasi, type Preopen, type Wasi } from '../../wasi/wasi.js';
 import { writeAll } from '../../wasi/handles.js';
+import { Waker } from '../../wasi/wake.js';
+import { OutputRingWriter, type PumpedOutput } from '../../wasi/output-pump.js';
 import type { AuditEvent } from '../result.js';
 import { classifyTrap } from '../trap.js';
 import { bridgeClient, functionStubs } from '../functions.js';
@@ -15,7 +17,6 @@ import { passedEntries, workerSpawner } from './spawner.js';
 import { NetBudget, NetLimitExceeded, SlotEndpoint } from '../net/endpoint.js';
 import { NetMemory } from '../net/layout.js';
 import { SocketHandle } from '../../wasi/sockets.js';
-import { Waker } from '../../wasi/wake.js';
 import type { Handle } from '../../wasi/handles.js';
 import { threadCpuNs } from './thread-cpu.js';
 
@@ -114,10 +115,12 @@ export function runGuest(module: WebAssembly.Module, spec: GuestSpec, io: GuestI
 
   const auditor = spec.audit === 'off' ? undefined : new AuditCollector(spec.audit, spec.auditMax, t0, io.audit);
   // Output goes to the host (collected or streamed) or straight to a host fd (the CLI); the cap holds either way.
-  const limited = (fd: 1 | 2, stream: 'stdout' | 'stderr', hostFd: number | undefined) => {
+  const limited = (fd: 1 | 2, stream: 'stdout' | 'stderr', hostFd: number | undefined, pumped: PumpedOutput | undefined) => {
     let total = 0;
     const limit = spec.limits.outputBytes;
-    const send = hostFd === undefined ? (c: Uint8Array) => io.output(fd, c) : (c: Uint8Array) => writeAll(hostFd, c);
+    const writer = pumped ? new OutputRingWriter(pumped) : undefined;
+    const send = writer ? (c: Uint8Array) => writer.write(c)
+      : hostFd === undefined ? (c: Uint8Array) => io.output(fd, c) : (c: Uint8Array) => writeAll(hostFd, c);
     return (chunk: Uint8Array) => {
       if (total + chunk.length > limit) {
         const keep = limit - total;
@@ -152,17 +155,18 @@ export function runGuest(module: WebAssembly.Module, spec: GuestSpec, io: GuestI
 
   const proc = io.proc;
   // Sockets live on the host thread; the guest reaches them through the run's net memory. The
-  // guest sleeps on one cell whatever wakes it: its run tree's (pipes, children; the pool makes
-  // it the net memory's cell when the run has sockets), else the net memory's.
+  // guest sleeps on one cell whatever wakes it: its run tree's (pipes, children), which the pool
+  // makes the run's own cell (spec.waker) when the host thread wakes it (stdin, sockets).
   const net = spec.net ? new NetMemory(spec.net.sab) : undefined;
-  const waker = proc ? new Waker(proc.waker) : net ? new Waker(net.wakerCell()) : undefined;
+  const cell = proc?.waker ?? spec.waker;
+  const waker = cell ? new Waker(cell) : undefined;
   // Which handles are the run's stdout and stderr: they may be passed to a child.
   const outputs = new WeakMap<Handle, 1 | 2>();
   const spawner = proc && io.post && io.id !== undefined
     ? workerSpawner(io.post, io.id, proc.childMemoryBytes, spec.limits.tableElements, waker!, (h) => outputs.get(h))
     : undefined;
-  const stdout = limited(1, 'stdout', spec.stdoutFd);
-  const stderr = limited(2, 'stderr', spec.stderrFd);
+  const stdout = limited(1, 'stdout', spec.stdoutFd, spec.stdoutPump);
+  const stderr = limited(2, 'stderr', spec.stderrFd, spec.stderrPump);
   const passed = spec.passed;
   const wasi = createWasi({
     ...(waker ? { waker } : {}), ...(spawner ? { spawner } : {}), ...(proc ? { pid: proc.pid } : {}),
