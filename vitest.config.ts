@@ -15,7 +15,7 @@ export default defineConfig({
         extends: true,
         test: {
           name: 'process-executors',
-          include: ['test/api/bola.test.ts', 'test/api/restart.test.ts', 'test/api/quotas.test.ts'],
+          include: ['test/api/bola.test.ts', 'test/api/restart.test.ts', 'test/api/quotas.test.ts', 'test/api/procdesc.test.ts'],
           env: { CAPSA_TEST_ISOLATION: 'process' },
         },
       },

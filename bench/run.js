@@ -1,5 +1,5 @@
 // npm run bench [-- SCENARIO...]: capsa against node:wasi and browser_wasi_shim, in one run.
-// Scenarios: write files hash startup engine casper service (default: all). Prints a Markdown report and writes it
+// Scenarios: write files hash startup stdin engine casper service procdesc httpd (default: all). Prints a Markdown report and writes it
 // to bench/results.md. Exits 1 if any contestant produced wrong output.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -7,7 +7,7 @@ import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { fmt, ROOT } from './lib.js';
 
-const SCENARIOS = ['write', 'files', 'hash', 'startup', 'engine', 'casper', 'service'];
+const SCENARIOS = ['write', 'files', 'hash', 'startup', 'stdin', 'engine', 'casper', 'service', 'procdesc', 'httpd'];
 
 // node:wasi warns once that it is experimental; that is known, so keep the report clean.
 process.removeAllListeners('warning');

@@ -1,5 +1,6 @@
-// (g) the REST service: a real `capsa serve` (bin/capsa.js, a child process) on 127.0.0.1 with a
-// fresh data directory; a tenant made with `capsa tenant create`, hello.wasm uploaded, then CLIENTS
+// (g) the REST service: two real `capsa serve` (bin/capsa.js, child processes) on 127.0.0.1, guests
+// on threads in one and in executor processes in the other, both running at once and measured in
+// alternating turns, each with a fresh data directory; a tenant made with `capsa tenant create`, hello.wasm uploaded, then CLIENTS
 // keep-alive clients POST /v1/runs {module, manifest: "args: [world]\n", stdin: "", wait: 5} for
 // REQUESTS requests, each answer checked (201, exited, "hello world\n"). Latency is per request as
 // the client sees it, including the run's persistence (queued → running → exited and its events in
@@ -25,6 +26,8 @@ const CLIENTS = 32;
 const WARMUP = 1000;
 const REQUESTS = 5000;
 const SOLO = 500;
+/** Turns of the interleaved measurement: each server serves REQUESTS / PHASES requests a turn. */
+const PHASES = 10;
 const WORKERS = 2;
 const TARGET_RPS = 1000;
 const TARGET_P99 = 20;
@@ -95,86 +98,110 @@ function treeRssMb(pid) {
   return own === undefined ? undefined : kids.reduce((n, k) => n + (treeRssMb(k) ?? 0), own);
 }
 
-/** A real server with `extra` flags under CLIENTS clients: throughput, latency, CPU, memory. */
-async function measure(extra) {
+/** A real server with `extra` flags, a tenant and hello.wasm uploaded: `once()` makes one checked run. */
+async function service(extra) {
   const data = fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-bench-service-'));
   const server = startServer(data, extra);
   const agent = new http.Agent({ keepAlive: true, maxSockets: CLIENTS });
+  const close = async () => {
+    agent.destroy();
+    if (server.proc.exitCode === null && server.proc.signalCode === null) {
+      server.proc.kill('SIGTERM');
+      const end = await Promise.race([server.exited, new Promise((r) => setTimeout(() => r({ code: 'no exit within 20 s' }), 20_000))]);
+      if (server.proc.exitCode === null && server.proc.signalCode === null) server.proc.kill('SIGKILL');
+      check(end.code === 0, `capsa serve after SIGTERM: ${JSON.stringify(end)} ${server.stderr()}`);
+    }
+    fs.rmSync(data, { recursive: true, force: true });
+  };
   try {
     const url = await server.url;
     check(new URL(url).hostname === '127.0.0.1', `the server listens on ${url}, not loopback`);
     const t = spawnSync(process.execPath, [BIN, 'tenant', 'create', 'bench', '--data', data], { cwd: ROOT, encoding: 'utf8', timeout: 20_000 });
     check(t.status === 0 && /^\S+\n$/.test(t.stdout), `capsa tenant create: ${t.stderr}`);
     const key = t.stdout.trim();
-
     const up = await request(agent, url, 'POST', '/v1/modules', { authorization: `Bearer ${key}`, 'content-type': 'application/wasm' }, fs.readFileSync(HELLO));
     check(up.status === 201, `upload: ${up.status} ${up.text}`);
     const moduleId = JSON.parse(up.text).id;
     const body = Buffer.from(JSON.stringify({ module: moduleId, manifest: 'args: [world]\n', stdin: '', wait: 5 }));
     const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
-
     const once = async () => {
       const r = await request(agent, url, 'POST', '/v1/runs', headers, body);
       check(r.status === 201, `POST /v1/runs: ${r.status} ${r.text.slice(0, 300)}`);
       const v = JSON.parse(r.text);
       check(v.status === 'exited' && v.exitCode === 0 && v.stdout === 'hello world\n', `run: ${r.text.slice(0, 300)}`);
     };
-    const load = async (count, lat) => {
-      let next = 0;
-      await Promise.all(Array.from({ length: CLIENTS }, async () => {
-        while (next < count) {
-          next++;
-          const t0 = performance.now();
-          await once();
-          lat?.push(performance.now() - t0);
-        }
-      }));
-    };
+    const dbBytes = () => fs.readdirSync(data).filter((f) => f.startsWith('capsa.db')).reduce((n, f) => n + fs.statSync(path.join(data, f)).size, 0);
+    return { once, close, server, dbBytes };
+  } catch (e) {
+    await close().catch(() => {});
+    throw e;
+  }
+}
 
-    await load(WARMUP);
-    // One client, one request at a time: the service's own latency, nothing queued behind others.
-    const solo = [];
-    for (let i = 0; i < SOLO; i++) {
-      const t = performance.now();
-      await once();
-      solo.push(performance.now() - t);
+/** `count` runs by CLIENTS closed-loop clients; latencies pushed to `lat`. */
+async function load(svc, count, lat) {
+  let next = 0;
+  await Promise.all(Array.from({ length: CLIENTS }, async () => {
+    while (next < count) {
+      next++;
+      const t0 = performance.now();
+      await svc.once();
+      lat?.push(performance.now() - t0);
     }
-    solo.sort((a, b) => a - b);
-    globalThis.gc?.();
-    const lat = [];
-    const cpu0 = treeCpuMs(server.proc.pid);
-    const client0 = process.cpuUsage();
-    const lines0 = server.logLines();
-    const t0 = performance.now();
-    await load(REQUESTS, lat);
-    const seconds = (performance.now() - t0) / 1000;
-    const cpu1 = treeCpuMs(server.proc.pid);
-    const client = process.cpuUsage(client0);
-    const logLines = server.logLines() - lines0;
-    const rss = treeRssMb(server.proc.pid);
-    const dbBytes = fs.readdirSync(data).filter((f) => f.startsWith('capsa.db')).reduce((n, f) => n + fs.statSync(path.join(data, f)).size, 0);
-    const rps = REQUESTS / seconds;
-    lat.sort((a, b) => a - b);
-    const p50 = pct(lat, 50), p90 = pct(lat, 90), p99 = pct(lat, 99);
+  }));
+}
 
-    agent.destroy();
-    server.proc.kill('SIGTERM');
-    const end = await Promise.race([server.exited, new Promise((r) => setTimeout(() => r({ code: 'no exit within 20 s' }), 20_000))]);
-    check(end.code === 0, `capsa serve after SIGTERM: ${JSON.stringify(end)} ${server.stderr()}`);
-
-    const serverCpu = cpu0 !== undefined && cpu1 !== undefined ? (cpu1 - cpu0) / REQUESTS : undefined;
-    const clientCpu = (client.user + client.system) / 1000 / REQUESTS;
-    return { rps, p50, p90, p99, lat, solo, serverCpu, clientCpu, logLines, rss, dbBytes };
+/**
+ * Both servers at once, measured in turns (thread, process, thread, …; PHASES each), so that the
+ * shared machine's load, which drifts, falls on both alike: throughput, latency, CPU, memory.
+ */
+async function measureInterleaved(kinds) {
+  const svcs = [];
+  try {
+    for (const k of kinds) svcs.push(await service(k.flags));
+    const acc = svcs.map(() => ({ lat: [], seconds: 0, cpuMs: 0, clientMs: 0, logLines: 0, solo: [] }));
+    for (const svc of svcs) await load(svc, WARMUP);
+    const chunk = Math.ceil(REQUESTS / PHASES);
+    for (let phase = 0; phase < PHASES; phase++) {
+      for (let i = 0; i < svcs.length; i++) {
+        const j = (i + phase) % svcs.length; // rotate who goes first
+        const svc = svcs[j], a = acc[j];
+        globalThis.gc?.();
+        const cpu0 = treeCpuMs(svc.server.proc.pid), client0 = process.cpuUsage(), lines0 = svc.server.logLines();
+        const t0 = performance.now();
+        await load(svc, chunk, a.lat);
+        a.seconds += (performance.now() - t0) / 1000;
+        const cpu1 = treeCpuMs(svc.server.proc.pid);
+        if (cpu0 !== undefined && cpu1 !== undefined) a.cpuMs += cpu1 - cpu0; else a.cpuMs = NaN;
+        const c = process.cpuUsage(client0);
+        a.clientMs += (c.user + c.system) / 1000;
+        a.logLines += svc.server.logLines() - lines0;
+        // One client, one request at a time: the service's own latency, nothing queued behind others.
+        for (let k = 0; k < SOLO / PHASES; k++) {
+          const t = performance.now();
+          await svc.once();
+          a.solo.push(performance.now() - t);
+        }
+      }
+    }
+    return acc.map((a, i) => {
+      const n = a.lat.length;
+      a.lat.sort((x, y) => x - y);
+      a.solo.sort((x, y) => x - y);
+      return {
+        rps: n / a.seconds, p50: pct(a.lat, 50), p90: pct(a.lat, 90), p99: pct(a.lat, 99), lat: a.lat, solo: a.solo,
+        serverCpu: Number.isNaN(a.cpuMs) ? undefined : a.cpuMs / n, clientCpu: a.clientMs / n, logLines: a.logLines,
+        rss: treeRssMb(svcs[i].server.proc.pid), dbBytes: svcs[i].dbBytes(), n,
+      };
+    });
   } finally {
-    agent.destroy();
-    if (server.proc.exitCode === null && server.proc.signalCode === null) server.proc.kill('SIGKILL');
-    fs.rmSync(data, { recursive: true, force: true });
+    for (const svc of svcs) await svc.close();
   }
 }
 
 /** host.run in this process, CLIENTS in flight: runs/s; and one at a time: p50 of a warm hello. */
 async function direct(isolation) {
-  const host = await createHost({ isolation, workers: isolation === 'process' ? 1 : WORKERS, executors: { count: WORKERS }, maxQueue: 100_000 });
+  const host = await createHost({ isolation, workers: WORKERS, executors: { count: WORKERS }, maxQueue: 100_000 });
   const id = host.add(fs.readFileSync(HELLO));
   const load = async (count) => {
     let next = 0;
@@ -208,19 +235,25 @@ export async function run() {
     { name: 'process', flags: ['--executors', String(WORKERS), '--workers', String(WORKERS)] },
   ];
   const m = {};
-  for (const k of kinds) {
-    process.stderr.write(`[${k.name}: service `);
-    const service = await measure(k.flags);
-    process.stderr.write(`${fmt(service.rps, 0)} runs/s; engine `);
-    m[k.name] = { service, direct: await direct(k.name) };
-    process.stderr.write(`${fmt(m[k.name].direct.rps, 0)} runs/s] `);
+  process.stderr.write('[services, interleaved: ');
+  const measured = await measureInterleaved(kinds);
+  kinds.forEach((k, i) => { m[k.name] = { service: measured[i] }; });
+  process.stderr.write(`${kinds.map((k) => `${k.name} ${fmt(m[k.name].service.rps, 0)}`).join(', ')} runs/s] `);
+  // The engine alone, in turns too (thread, process, thread, process).
+  for (const round of [0, 1]) {
+    for (const k of kinds) {
+      const d = await direct(k.name);
+      const prev = m[k.name].direct;
+      m[k.name].direct = prev ? { rps: (prev.rps + d.rps) / 2, p50: (prev.p50 + d.p50) / 2, layers: d.layers } : d;
+      if (round === 1) process.stderr.write(`[${k.name}: engine ${fmt(m[k.name].direct.rps, 0)} runs/s, warm p50 ${fmt(m[k.name].direct.p50, 2)} ms] `);
+    }
   }
   const SERVICE = (k) => `capsa serve, ${k} executors: POST /v1/runs wait (${CLIENTS} clients)`;
   const DIRECT = (k) => `host.run in-process, isolation '${k}' (${CLIENTS} in flight)`;
   const results = new Map();
   for (const k of kinds) {
     const s = m[k.name].service, d = m[k.name].direct;
-    results.set(SERVICE(k.name), { median: s.p50, min: s.lat[0], max: s.lat.at(-1), n: s.lat.length, rps: s.rps });
+    results.set(SERVICE(k.name), { median: s.p50, min: s.lat[0], max: s.lat.at(-1), n: s.n, rps: s.rps });
     results.set(DIRECT(k.name), { median: 1000 * CLIENTS / d.rps, min: 1000 * CLIENTS / d.rps, max: 1000 * CLIENTS / d.rps, n: REQUESTS, rps: d.rps });
   }
   const met = (s) => s.rps >= TARGET_RPS && s.p99 <= TARGET_P99;
@@ -233,7 +266,8 @@ export async function run() {
     throughput: (name) => results.get(name).rps,
     comparisons: kinds.map((k) => ({ capsa: SERVICE(k.name), peer: DIRECT(k.name), ratio: m[k.name].service.rps / m[k.name].direct.rps, goal: `≥ ${fmt(TARGET_RPS)} runs/s, p99 ≤ ${TARGET_P99} ms`, met: met(m[k.name].service) })),
     notes: [
-      `Two real \`capsa serve\` (bin/capsa.js) on 127.0.0.1, one after the other, each with a fresh data directory: guests on`,
+      `Two real \`capsa serve\` (bin/capsa.js) on 127.0.0.1 at once, each with a fresh data directory, measured in ${PHASES} alternating turns`,
+      `(so that the shared machine's drifting load falls on both alike): guests on`,
       `${WORKERS} worker threads inside the API process (\`--isolation none\`), then in ${WORKERS} executor processes of one worker each`,
       `(the default: bubblewrap and Node's permission model where available; layers: ${m.process.direct.layers}).`,
       `${CLIENTS} keep-alive clients (node:http, in the bench process, on the same ${os.cpus().length} cores) POST hello-world runs with`,
@@ -251,9 +285,9 @@ export async function run() {
       row('the engine alone, warm hello p50, one at a time', (x) => `${fmt(x.direct.p50, 2)} ms`, () => '≤ 1 ms (processes)'),
       row('server CPU per run (API process + executors)', (x) => (x.service.serverCpu !== undefined ? `${fmt(x.service.serverCpu, 3)} ms` : 'n/a')),
       row('load generator CPU per request', (x) => `${fmt(x.service.clientCpu, 3)} ms`),
-      row('log lines per run (info level)', (x) => fmt(x.service.logLines / REQUESTS, 1)),
+      row('log lines per run (info level)', (x) => fmt(x.service.logLines / x.service.n, 1)),
       row('server RSS after the run (with executors)', (x) => (x.service.rss !== undefined ? `${fmt(x.service.rss, 0)} MB` : 'n/a')),
-      row(`SQLite database (+ WAL) after ${fmt(WARMUP + REQUESTS)} runs`, (x) => `${fmt(x.service.dbBytes / 1e6, 1)} MB`),
+      row(`SQLite database (+ WAL) after ${fmt(WARMUP + REQUESTS + SOLO)} runs`, (x) => `${fmt(x.service.dbBytes / 1e6, 1)} MB`),
     ],
   };
 }

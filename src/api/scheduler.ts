@@ -314,26 +314,43 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       return;
     }
 
-    // Output: a write after a quiet spell is stored (and streamed) at once; a burst is coalesced
-    // for CHUNK_MS, so that a guest writing byte by byte does not make one event per byte.
-    let pending: { type: 'stdout' | 'stderr'; chunks: Uint8Array[]; bytes: number } | undefined;
+    // Output: a write after a quiet spell is stored (and streamed) alone, at the end of this turn of
+    // the event loop (so that a run ending in the same turn stores it before its end); a burst
+    // is coalesced for CHUNK_MS, so that a guest writing byte by byte does not make one event per byte.
+    type Chunk = { type: 'stdout' | 'stderr'; chunks: Uint8Array[]; bytes: number };
+    let first: Chunk | undefined;
+    let pending: Chunk | undefined;
     let timer: NodeJS.Timeout | undefined;
+    let soon: NodeJS.Immediate | undefined;
     let flushedAt = -Infinity;
+    const store1 = (p: Chunk): void => {
+      flushedAt = performance.now();
+      void emit(rec.id, p.type, toText(p.chunks.length === 1 ? p.chunks[0]! : Buffer.concat(p.chunks)));
+    };
+    const flushFirst = (): void => {
+      if (soon) { clearImmediate(soon); soon = undefined; }
+      const p = first;
+      first = undefined;
+      if (p) store1(p);
+    };
     const flush = (): void => {
+      flushFirst();
       if (timer) { clearTimeout(timer); timer = undefined; }
-      if (!pending) return;
       const p = pending;
       pending = undefined;
-      flushedAt = performance.now();
-      const all = p.chunks.length === 1 ? p.chunks[0]! : Buffer.concat(p.chunks);
-      void emit(rec.id, p.type, toText(all));
+      if (p) store1(p);
     };
     const output = (type: 'stdout' | 'stderr', data: Uint8Array): void => {
       if (pending && pending.type !== type) flush();
+      if (!first && !pending && !timer && performance.now() - flushedAt >= CHUNK_MS) {
+        first = { type, chunks: [data], bytes: data.length };
+        soon = setImmediate(flushFirst);
+        return;
+      }
       pending ??= { type, chunks: [], bytes: 0 };
       pending.chunks.push(data);
       pending.bytes += data.length;
-      if (pending.bytes >= CHUNK_BYTES || (!timer && performance.now() - flushedAt >= CHUNK_MS)) flush();
+      if (pending.bytes >= CHUNK_BYTES) flush();
       else timer ??= setTimeout(flush, CHUNK_MS);
     };
 
@@ -349,9 +366,9 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     } catch (e) {
       failure = e;
     } finally {
-      flush();
       metrics.busyMs += performance.now() - t1;
     }
+    flush();
     if (entry.requeue) {
       await requeue(run, 'the service stopped while the run was running');
       return;

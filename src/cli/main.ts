@@ -1,14 +1,26 @@
 /** The capsa command: dispatches subcommands and turns usage errors into exit status 2. */
+import { readFileSync } from 'node:fs';
 import { PolicyFileError } from '../manifest/policy.js';
 import { ManifestError } from '../manifest/types.js';
-import { UsageError } from './flags.js';
+import { InputError, UsageError } from './flags.js';
 import { manifest } from './manifest.js';
 import { run } from './run.js';
+
+/** capsa's version, from package.json (read at run time: the bundle and the sources sit at different depths). */
+export function version(): string {
+  for (const rel of ['../../package.json', '../../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'capsa' && pkg.version) return pkg.version;
+    } catch { /* the next candidate */ }
+  }
+  return 'unknown';
+}
 
 const TOP_HELP = `Usage: capsa <command> [options]
 
 Commands:
-  run MODULE.wasm         Run a WASI command under a Capsicum rights table
+  run MODULE.wasm [ARGS]  Run a WASI command under a Capsicum rights table
   manifest check FILE     Validate a manifest and print what it grants
   manifest from-flags     Print the manifest that run flags stand for
   manifest diff M --audit run.jsonl
@@ -17,10 +29,37 @@ Commands:
   serve                   Run the multi-tenant REST service (--host, --port, --data, --policy, --workers)
   tenant create NAME      Make a tenant of the service; prints its API key
   tenant list|add-key|keys|revoke-key|set-policy
-  migrate --store URL      Bring a PostgreSQL database to this build's schema (or CAPSA_DATABASE_URL)
                           Manage the service's tenants, keys and policies
+  migrate --store URL     Bring a PostgreSQL database to this build's schema (or CAPSA_DATABASE_URL)
+  completion bash|zsh|fish
+                          Print a shell completion script ("source <(capsa completion bash)")
 
-Run "capsa COMMAND --help" (run, manifest, serve, tenant) for their options.`;
+Options:
+  -h, --help              Show this help ("capsa COMMAND --help" for a command's options)
+  -V, --version           Print capsa's version
+
+Exit status (every command):
+  0        success (for run: the guest's own exit code; capsa run --help lists the rest)
+  1        a file, module, manifest or policy named on the command line cannot be read or used
+  2        a usage error: an unknown command or option, a missing or malformed value
+  70       capsa itself failed (a bug: please report it)
+Errors are printed on stderr as "capsa: what is wrong"; manifest and policy
+problems as "FILE:LINE:COL: what is wrong", one a line.`;
+
+/**
+ * Loads a module of the service. Its store's driver (better-sqlite3) is an optional dependency,
+ * so that a library user never compiles it: when it is missing, say how to get it.
+ */
+async function serviceModule<T>(load: () => Promise<T>): Promise<T> {
+  try {
+    return await load();
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ERR_MODULE_NOT_FOUND' && /better-sqlite3/.test((e as Error).message)) {
+      throw new InputError('the service\'s store needs better-sqlite3, an optional dependency that is not installed here: run "npm install better-sqlite3" (Node 20 builds it from source if no prebuilt binary fits)');
+    }
+    throw e;
+  }
+}
 
 /** Runs the command line; returns the exit status. */
 export async function main(argv: string[]): Promise<number> {
@@ -30,16 +69,21 @@ export async function main(argv: string[]): Promise<number> {
     if (cmd === 'manifest') return manifest(rest);
     if (cmd === 'learn') return await (await import('./learn.js')).learnCommand(rest);
     // Loaded on demand: the service's modules (HTTP, SQLite) would slow every `capsa run` down.
-    if (cmd === 'serve') return await (await import('./serve.js')).serve(rest);
-    if (cmd === 'tenant') return await (await import('./tenant.js')).tenant(rest);
-    if (cmd === 'migrate') return await (await import('./migrate.js')).migrate(rest);
+    if (cmd === 'serve') return await (await serviceModule(() => import('./serve.js'))).serve(rest);
+    if (cmd === 'tenant') return await (await serviceModule(() => import('./tenant.js'))).tenant(rest);
+    if (cmd === 'migrate') return await (await serviceModule(() => import('./migrate.js'))).migrate(rest);
+    if (cmd === 'completion') return (await import('./completion.js')).completion(rest);
+    if (cmd === '--version' || cmd === '-V' || cmd === 'version') {
+      process.stdout.write(`capsa ${version()}\n`);
+      return 0;
+    }
     if (cmd === undefined || cmd === '--help' || cmd === '-h' || cmd === 'help') {
-      process.stdout.write(TOP_HELP + '\n');
+      (cmd === undefined ? process.stderr : process.stdout).write(TOP_HELP + '\n');
       return cmd === undefined ? 2 : 0;
     }
-    throw new UsageError(`capsa: unknown command ${JSON.stringify(cmd)}\n\n${TOP_HELP}`);
+    throw new UsageError(`unknown command ${JSON.stringify(cmd)}\n\n${TOP_HELP}`);
   } catch (e) {
-    if (e instanceof PolicyFileError) {
+    if (e instanceof PolicyFileError || e instanceof InputError) {
       process.stderr.write(`capsa: ${e.message}\n`);
       return 1;
     }
@@ -48,9 +92,10 @@ export async function main(argv: string[]): Promise<number> {
       return 1;
     }
     if (e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`${(e as Error).message}\n`);
+      process.stderr.write(`capsa: ${(e as Error).message}\n`);
       return 2;
     }
-    throw e;
+    process.stderr.write(`capsa: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
+    return 70;
   }
 }

@@ -10,19 +10,26 @@ import { parseArgdataDocument } from '../manifest/parse.js';
 import { HeldPaths, loadPolicy, OPEN_POLICY } from '../manifest/policy.js';
 import { ManifestError, type ArgNode, type Manifest } from '../manifest/types.js';
 import type { RunResult } from '../host/result.js';
-import { applyFlags, hostDirProblem, parseDir, parseEnv, parseLimitFlags, UsageError } from './flags.js';
+import { formatBacktrace } from '../host/trap.js';
+import { applyFlags, hostDirProblem, InputError, parseDir, parseEnv, parseLimitFlags, splitGuestArgv, UsageError, type OptionSpec } from './flags.js';
 
-export const RUN_HELP = `Usage: capsa run [MODULE.wasm] [options] [--] [ARGS...]
+export const RUN_HELP = `Usage: capsa run [options] MODULE.wasm [ARGS...]
+       capsa run MODULE.wasm [options] -- [ARGS...]
 
 Runs a WebAssembly (WASI preview1) command. The guest gets nothing but what is
 granted: stdio, the directories given with --dir or the manifest, the variables
 given with --env or the manifest. Every descriptor carries Capsicum rights;
 lookups stay beneath their directory.
 
+Everything after MODULE.wasm is the guest's, as with wasmtime: "capsa run m.wasm
+--exit=3" passes --exit=3 on. Options may also follow the module when a "--" ends
+them: "capsa run m.wasm --dir d -- ARGS".
+
 Options:
   --manifest FILE          Take the grants from a YAML manifest (docs/manifest.md);
                            the flags below add to it, and MODULE/ARGS replace its own.
   --policy FILE            Refuse a manifest that asks for more than this policy allows.
+                           Without it there are no maxima: you are the operator.
   --casper-config FILE     The operator's configuration of Casper services (YAML), e.g.
                            "system.dns: { servers: [127.0.0.1:5353] }" or a virtual
                            passwd database under system.pwd (docs/casper.md).
@@ -31,27 +38,48 @@ Options:
                            directory (relative to FILE), as "cloudabi-run prog < FILE".
   --dir HOST::GUEST[:ro]   Mount host directory HOST at guest path GUEST; ":ro" grants
                            read-only rights (rpath). "--dir HOST" mounts HOST at the same path.
-  --env KEY=VALUE          Set an environment variable (repeatable). No host variable
-                           is passed unless named here.
-  --timeout DURATION       Wall-clock limit, e.g. 2s, 500ms, 1m (default 10s).
+  --listen ADDR            Hand the guest a listening socket on ADDR (127.0.0.1:8080,
+                           [::1]:8080, or a UNIX socket path; port 0 picks one and
+                           stderr names it), after its directories (repeatable). It
+                           holds CAP_ACCEPT and CAP_EVENT; accepted connections
+                           CAP_RECV, CAP_SEND, CAP_SHUTDOWN, CAP_EVENT. A server
+                           needs a --timeout long enough to serve.
+  --env KEY=VALUE          Set an environment variable (repeatable). "--env KEY" passes
+                           the host's value of KEY on. No other host variable is passed.
+  --timeout DURATION       Wall-clock limit, e.g. 2s, 500ms, 10m (default 10s).
   --cpu DURATION           CPU-time limit of the guest's thread (default 10s).
-  --memory SIZE            Most linear memory the guest may grow to, e.g. 64MiB
+  --memory SIZE            Most linear memory the guest may grow to, e.g. 64MiB, 2GiB
                            (default 256MiB); memory.grow past it returns -1.
   --output-limit SIZE      Most bytes on stdout and on stderr each (default 1MiB).
+  --invoke NAME            Call the exported function NAME with ARGS (numbers) instead
+                           of _start, and print what it returns, one value a line.
   --audit denied|all       Record capability decisions as JSON lines on stderr.
   --audit-file FILE        Write the audit lines to FILE instead.
+  --json                   At the end, write the run's result (status, exitCode, blame,
+                           usage, an audit summary) as one JSON line on stderr.
+  --json-file FILE         Write that JSON object to FILE instead.
   -h, --help               Show this help.
 
-Exit status: the guest's exit code when it is 0..255; 1 for any other code, which
-stderr then names (a status keeps 8 bits, so 256 would read as 0, success;
-wasmtime exits 1 for the codes it refuses, too); 134 when the guest traps (the
-trap is printed to stderr); 124 when it runs out of time; 125 when it hits its
-memory or output limit; 1 when the module or the manifest cannot be used (the
-message says why); 2 for a usage error.
+Exit status:
+  0..255  the guest's exit code (also when it ended near its memory limit)
+  1       the guest's code was outside 0..255 (stderr names it: a status keeps 8
+          bits, so 256 would read as 0, success; wasmtime exits 1 too); or a file
+          named on the command line, the module, the manifest or the policy cannot
+          be read or used (invalid_module: not WebAssembly, no _start or no memory
+          exported, an import nobody provides)
+  2       a usage error: an unknown option, a missing or malformed value
+  70      the host failed (host_error, blamed on the host)
+  124     the guest ran out of time (wall-clock or CPU)
+  125     the guest hit its memory or output limit
+  130     the run was cancelled
+  134     the guest trapped (the trap and its backtrace are printed to stderr)
 
 Examples:
+  capsa run guests/build/hello.wasm world
+  capsa run --dir ./data::/data:ro guests/build/cat.wasm /data/notes.txt
   capsa run guests/build/cat.wasm --dir ./data::/data:ro -- /data/notes.txt
-  capsa run --manifest uniq.yaml --policy policy.yaml`;
+  capsa run --manifest uniq.yaml --policy policy.yaml
+  capsa run guests/build/httpd.wasm --listen 127.0.0.1:8081 --dir ./site::/site:ro --timeout 1h`;
 
 /**
  * A guest's exit code as a process status: 0..255 as it is; any other code is 1, since the OS
@@ -68,7 +96,8 @@ export function exitStatus(r: RunResult): number {
     case 'exited': return processStatus(r.exitCode ?? 0);
     case 'trapped': return 134;
     case 'timeout': return 124;
-    case 'memory_limit':
+    // A guest that exited near its memory cap chose its code: that is its status (as the result says).
+    case 'memory_limit': return r.exitCode !== undefined ? processStatus(r.exitCode) : 125;
     case 'output_limit': return 125;
     case 'cancelled': return 130;
     case 'invalid_module': return 1;
@@ -88,7 +117,7 @@ export function commandLine(argv: string[]): { text: string; file: string; baseD
     try {
       text = fs.readFileSync(file, 'utf8');
     } catch (e) {
-      throw new UsageError(`Cannot read the manifest ${file}: ${(e as Error).message}`);
+      throw new InputError(`Cannot read the manifest ${file}: ${(e as Error).message}`);
     }
     baseDir = path.dirname(path.resolve(file));
   }
@@ -98,7 +127,7 @@ export function commandLine(argv: string[]): { text: string; file: string; baseD
     try {
       doc = fs.readFileSync(values.argdata, 'utf8');
     } catch (e) {
-      throw new UsageError(`Cannot read ${values.argdata}: ${(e as Error).message}`);
+      throw new InputError(`Cannot read ${values.argdata}: ${(e as Error).message}`);
     }
     argdata = parseArgdataDocument(doc, values.argdata, path.dirname(path.resolve(values.argdata)));
   }
@@ -116,7 +145,7 @@ export function commandLine(argv: string[]): { text: string; file: string; baseD
       if (m.argdata) throw new UsageError('--argdata: the manifest has argdata already; give one or the other');
       m.argdata = argdata;
     }
-    return applyFlags(m, { module, args, dirs: values.dir, env: values.env, limits });
+    return applyFlags(m, { module, args, dirs: values.dir, env: values.env, limits, listen: values.listen });
   };
   return { text, file, baseDir, flags, values };
 }
@@ -127,24 +156,36 @@ export function manifestOfCommandLine(argv: string[]): { manifest: Manifest; fil
   return { manifest: manifestOf(text, { file, flags }), file, baseDir, values };
 }
 
-function parse(argv: string[]) {
-  return parseArgs({
-    args: argv,
-    options: {
+/** The options of `capsa run` (and of `capsa manifest from-flags`, which takes the same). */
+const RUN_OPTIONS = {
       manifest: { type: 'string' },
       policy: { type: 'string' },
       argdata: { type: 'string' },
       'casper-config': { type: 'string' },
       dir: { type: 'string', multiple: true, default: [] },
+      listen: { type: 'string', multiple: true, default: [] },
       env: { type: 'string', multiple: true, default: [] },
       timeout: { type: 'string' },
       cpu: { type: 'string' },
       memory: { type: 'string' },
       'output-limit': { type: 'string' },
+      invoke: { type: 'string' },
       audit: { type: 'string' },
       'audit-file': { type: 'string' },
+      json: { type: 'boolean', default: false },
+      'json-file': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
-    },
+} as const satisfies OptionSpec;
+
+/** Whether the command line asks for help (before the module: after it, --help is the guest's). */
+export function wantsHelp(argv: string[]): boolean {
+  return Boolean(parse(argv).values.help);
+}
+
+function parse(argv: string[]) {
+  return parseArgs({
+    args: splitGuestArgv(argv, RUN_OPTIONS),
+    options: RUN_OPTIONS,
     allowPositionals: true,
     strict: true,
   });
@@ -152,8 +193,8 @@ function parse(argv: string[]) {
 
 /** Runs `capsa run`; returns the exit status. */
 export async function run(argv: string[]): Promise<number> {
+  if (wantsHelp(argv)) { process.stdout.write(RUN_HELP + '\n'); return 0; }
   const { text, file, baseDir, flags, values } = commandLine(argv);
-  if (values.help) { process.stdout.write(RUN_HELP + '\n'); return 0; }
   // --audit-file alone records every decision: it is what `capsa manifest diff --audit` reads.
   const audit = values.audit ?? (values['audit-file'] !== undefined ? 'all' : 'off');
   if (audit !== 'off' && audit !== 'denied' && audit !== 'all') throw new UsageError(`--audit ${audit}: expected denied or all`);
@@ -169,11 +210,10 @@ export async function run(argv: string[]): Promise<number> {
     const module = effective.module;
     if (module === undefined) {
       void hostReady.then((h) => h.close(), () => undefined);
-      process.stderr.write('capsa run: missing MODULE.wasm (or a module: in the manifest)\n\n' + RUN_HELP + '\n');
-      return 2;
+      throw new UsageError('run: missing MODULE.wasm (or a module: in the manifest)\n\n' + RUN_HELP);
     }
     const problem = checkInputs(module, effective);
-    if (problem !== undefined) throw new UsageError(problem);
+    if (problem !== undefined) throw new InputError(problem);
     const host = await hostReady;
     let auditOut: number | undefined;
     if (audit !== 'off') auditOut = values['audit-file'] ? fs.openSync(values['audit-file'], 'w') : 2;
@@ -181,15 +221,28 @@ export async function run(argv: string[]): Promise<number> {
       const handle = host.start({
         ...request, module: fs.readFileSync(module), argv0: module, audit,
         stdinFd: 0, stdoutFd: 1, stderrFd: 2, tty: Boolean(process.stdout.isTTY),
+        ...(values.invoke !== undefined ? { invoke: { name: values.invoke, args: request.args ?? [] } } : {}),
+        onListening: (addresses) => { for (const a of addresses) process.stderr.write(`capsa: listening on ${a}\n`); },
       });
+      const counts = { events: 0, denied: 0 };
       for await (const ev of handle) {
-        if (ev.type === 'audit' && auditOut !== undefined) fs.writeSync(auditOut, JSON.stringify(ev.event) + '\n');
+        if (ev.type === 'audit') {
+          counts.events++;
+          if (ev.event.decision === 'denied') counts.denied++;
+          if (auditOut !== undefined) fs.writeSync(auditOut, JSON.stringify(ev.event) + '\n');
+        }
         if (ev.type === 'result') {
           const r = ev.result;
+          if (r.returned?.length) fs.writeSync(1, r.returned.join('\n') + '\n');
           if (r.status !== 'exited') process.stderr.write(`capsa: ${describe(r)}\n`);
           const status = exitStatus(r);
           if (r.status === 'exited' && status !== r.exitCode) {
             process.stderr.write(`capsa: the guest exited with code ${r.exitCode}, which a process status cannot carry; exiting ${status}\n`);
+          }
+          if (values.json || values['json-file'] !== undefined) {
+            const line = JSON.stringify(resultSummary(r, counts, status)) + '\n';
+            if (values['json-file'] !== undefined) fs.writeFileSync(values['json-file'], line);
+            else process.stderr.write(line);
           }
           return status;
         }
@@ -205,10 +258,7 @@ export async function run(argv: string[]): Promise<number> {
       process.stderr.write(`capsa: the manifest cannot be used:\n${e.message}\n`);
       return 1;
     }
-    if (e instanceof UsageError) {
-      process.stderr.write(`capsa: ${e.message}\n`);
-      return 1;
-    }
+    // Printed by main, one style for every command.
     throw e;
   } finally {
     held.close();
@@ -216,8 +266,17 @@ export async function run(argv: string[]): Promise<number> {
 }
 
 function describe(r: RunResult): string {
-  if (r.status === 'trapped' && r.trap) return `guest trapped: ${r.trap.message} (${r.trap.kind})`;
+  if (r.status === 'trapped' && r.trap) {
+    const where = r.trap.frames?.length ? `\n${formatBacktrace(r.trap.frames)}` : '';
+    return `guest trapped: ${r.trap.message} (${r.trap.kind})${where}`;
+  }
   return `${r.status}: ${r.message ?? ''}`;
+}
+
+/** The run's end for scripts (--json): everything but the output, which went to stdout and stderr. */
+export function resultSummary(r: RunResult, audit: { events: number; denied: number }, exitStatus: number): Record<string, unknown> {
+  const { stdout: _o, stderr: _e, files: _f, audit: a, ...rest } = r;
+  return { ...rest, processExitStatus: exitStatus, audit: { ...audit, dropped: a.dropped } };
 }
 
 function readCasperConfig(file: string): Record<string, unknown> {
@@ -225,10 +284,10 @@ function readCasperConfig(file: string): Record<string, unknown> {
   try {
     value = YAML.parse(fs.readFileSync(file, 'utf8'));
   } catch (e) {
-    throw new UsageError(`Cannot read ${file}: ${(e as Error).message}`);
+    throw new InputError(`Cannot read ${file}: ${(e as Error).message}`);
   }
   if (value === null || value === undefined) return {};
-  if (typeof value !== 'object' || Array.isArray(value)) throw new UsageError(`${file}: a Casper configuration is a mapping of service names`);
+  if (typeof value !== 'object' || Array.isArray(value)) throw new InputError(`${file}: a Casper configuration is a mapping of service names`);
   return value as Record<string, unknown>;
 }
 

@@ -17,9 +17,8 @@ import { createSqliteStore } from '../api/store/sqlite.js';
 import { storeUrl } from './store-url.js';
 import type { Store } from '../api/store/types.js';
 import { createHost, type Host } from '../host/host.js';
-import type { ExecutorMount } from '../host/executor/executor-pool.js';
-import { loadPolicy, type Policy } from '../manifest/policy.js';
-import { READ_ONLY_MASK } from '../wasi/rights.js';
+import { loadPolicy, SERVICE_POLICY } from '../manifest/policy.js';
+import { mountsInForce, syncMounts } from '../api/mounts.js';
 import { parseDuration } from '../host/units.js';
 import { UsageError } from './flags.js';
 import { DEFAULT_DATA_DIR } from './tenant.js';
@@ -100,20 +99,6 @@ function parseCount(s: string | undefined, flag: string, fallback: number): numb
   return n;
 }
 
-/**
- * The host directories executors may mount: those the service policy's rules allow, writable where
- * a rule grants writing. Tenants' own policies (capsa tenant set-policy) cannot reach past these.
- */
-function policyMounts(policy: Policy | undefined): ExecutorMount[] {
-  const out: ExecutorMount[] = [];
-  for (const d of policy?.dirs ?? []) {
-    if (d.source.kind !== 'host') continue;
-    if (!fs.existsSync(d.source.under)) continue;
-    out.push({ path: d.source.under, write: (d.rights.base & ~READ_ONLY_MASK) !== 0n });
-  }
-  return out;
-}
-
 /** Runs `capsa serve` until a signal stops it; returns the exit status. */
 export async function serve(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -135,7 +120,7 @@ export async function serve(argv: string[]): Promise<number> {
     strict: true,
   });
   if (values.help) { process.stdout.write(SERVE_HELP + '\n'); return 0; }
-  if (positionals.length) throw new UsageError(`capsa serve: unexpected argument ${JSON.stringify(positionals[0])}\n\n${SERVE_HELP}`);
+  if (positionals.length) throw new UsageError(`serve: unexpected argument ${JSON.stringify(positionals[0])}\n\n${SERVE_HELP}`);
   const port = parsePort(values.port);
   const isolation = values.isolation;
   if (isolation !== 'best-effort' && isolation !== 'strict' && isolation !== 'none') throw new UsageError(`--isolation ${isolation}: expected best-effort, strict or none`);
@@ -144,7 +129,6 @@ export async function serve(argv: string[]): Promise<number> {
   // --workers is the number of guests running at once (as with threads); executors share them out.
   const workers = parseCount(values.workers, '--workers', os.availableParallelism());
   const executors = Math.min(workers, parseCount(values.executors, '--executors', workers));
-  const perExecutor = Math.ceil(workers / executors);
   let graceMs = SHUTDOWN_DEADLINE_MS;
   try {
     if (values.grace !== undefined) graceMs = parseDuration(values.grace, '--grace');
@@ -202,10 +186,10 @@ export async function serve(argv: string[]): Promise<number> {
   let host: Host;
   try {
     host = await createHost(isolation === 'none' ? { workers } : {
-      workers: perExecutor,
+      workers,
       isolation: 'process',
       executors: {
-        count: executors, isolation, runtime, mounts: policyMounts(policy),
+        count: executors, isolation, runtime, mounts: await mountsInForce(store, policy ?? SERVICE_POLICY),
         onLog: (level, msg) => log[level]({ component: 'executors' }, msg),
       },
     });
@@ -243,6 +227,11 @@ export async function serve(argv: string[]): Promise<number> {
   // Only once the port is ours: recovery costs a crashed run its one retry, so a server that
   // cannot start must not spend it.
   await scheduler.start();
+  // Policies set with \`capsa tenant\` (straight into the store) reach the executors' mounts too.
+  const mountSync = setInterval(() => {
+    syncMounts({ store, host, policy: policy ?? SERVICE_POLICY }).catch((e: unknown) => log.warn({ err: e }, 'cannot update the executors\' mounts'));
+  }, 5000);
+  mountSync.unref();
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -267,6 +256,7 @@ export async function serve(argv: string[]): Promise<number> {
       const closed = new Promise<void>((r) => server.close(() => r()));
       server.closeIdleConnections();
       // Running guests finish within the deadline or go back to the queue.
+      clearInterval(mountSync);
       await scheduler.stop(graceMs);
       // Answers in progress get a moment more; then what is still open is cut: event streams of
       // runs that went back to the queue (clients resume with Last-Event-ID), waits on such runs.

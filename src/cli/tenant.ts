@@ -74,17 +74,17 @@ export async function tenant(argv: string[]): Promise<number> {
   });
   if (values.help) { process.stdout.write(TENANT_HELP + '\n'); return 0; }
   const want = (n: number, what: string) => {
-    if (positionals.length !== n) throw new UsageError(`capsa tenant ${sub}: expected ${what}\n\n${TENANT_HELP}`);
+    if (positionals.length !== n) throw new UsageError(`tenant ${sub}: expected ${what}\n\n${TENANT_HELP}`);
   };
-  if (values.json && sub !== 'list') throw new UsageError(`capsa tenant ${sub}: --json is for list`);
-  if (values.clear && sub !== 'set-policy') throw new UsageError(`capsa tenant ${sub}: --clear is for set-policy`);
+  if (values.json && sub !== 'list') throw new UsageError(`tenant ${sub}: --json is for list`);
+  if (values.clear && sub !== 'set-policy') throw new UsageError(`tenant ${sub}: --clear is for set-policy`);
   switch (sub) {
     case 'create': want(1, 'NAME'); break;
     case 'list': want(0, 'no arguments'); break;
     case 'add-key': case 'keys': want(1, 'TENANT'); break;
     case 'revoke-key': want(2, 'TENANT KEY_ID'); break;
     case 'set-policy': want(values.clear ? 1 : 2, values.clear ? 'TENANT with --clear' : 'TENANT FILE (or TENANT --clear)'); break;
-    default: throw new UsageError(`capsa tenant: unknown subcommand ${JSON.stringify(sub)}\n\n${TENANT_HELP}`);
+    default: throw new UsageError(`tenant: unknown subcommand ${JSON.stringify(sub)}\n\n${TENANT_HELP}`);
   }
   // Read and check a policy before opening anything: a mistake changes nothing.
   let policyText: string | null = null;
@@ -140,7 +140,7 @@ async function subcommand(store: Store, sub: string, args: string[], json: boole
   switch (sub) {
     case 'create': {
       const name = args[0]!;
-      if (!name.trim()) throw new UsageError('capsa tenant create: NAME is empty');
+      if (!name.trim()) throw new UsageError('tenant create: NAME is empty');
       if (await store.findTenantByName(name)) throw new TenantError(`a tenant named ${JSON.stringify(name)} exists already (capsa tenant add-key ${name} makes another key)`);
       const t = await store.createTenant(name);
       const { key, record } = await store.createKey(t.id);
@@ -198,7 +198,7 @@ async function subcommand(store: Store, sub: string, args: string[], json: boole
       return 0;
     }
   }
-  throw new UsageError(`capsa tenant: unknown subcommand ${JSON.stringify(sub)}`);
+  throw new UsageError(`tenant: unknown subcommand ${JSON.stringify(sub)}`);
 }
 
 /** A tenant by id, else by name. */

@@ -26,7 +26,24 @@ export type ArgNode =
    * A file opened for the guest with exactly these rights: by guest path inside a granted
    * directory, or (cloudabi-run documents, `host: true`) a host file or directory by host path.
    */
-  | { type: 'file'; path: string; rights: RightsGrant; host?: boolean };
+  | { type: 'file'; path: string; rights: RightsGrant; host?: boolean }
+  /** A socket opened for the guest (cloudabi-run's `!socket`); an fd when the run starts. */
+  | { type: 'socket'; socket: SocketGrant }
+  /** A socket the host has opened: slot `slot` of the run's net memory (set by the host, never by callers). */
+  | { type: 'netslot'; slot: number; rights?: RightsGrant | undefined };
+
+/**
+ * A socket the guest is handed (cloudabi-run's `!socket`, `--listen`): bound and listening, or
+ * connected, by the host before the guest starts. `bind`/`connect` is "host:port", "[v6]:port"
+ * or an absolute UNIX path. Rights only narrow what a socket of its kind may hold.
+ */
+export interface SocketGrant {
+  bind?: string;
+  connect?: string;
+  /** Only 'stream' is supported; 'dgram' is refused with a message. */
+  type?: 'stream' | 'dgram';
+  rights?: RightsGrant;
+}
 
 /**
  * A directory the guest starts with: the one shape from the manifest (src/manifest) through the

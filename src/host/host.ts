@@ -1,8 +1,9 @@
+import os from 'node:os';
 import { bridgeDispatcher, functionHandler, functionList, type HostFunctions } from './functions.js';
-import type { ExecutorInfo, ExecutorPool, ExecutorPoolOptions } from './executor/executor-pool.js';
+import type { ExecutorInfo, ExecutorMount, ExecutorPool, ExecutorPoolOptions } from './executor/executor-pool.js';
 import { processRunner, threadRunner, type Runner } from './runner.js';
 
-export type { ExecutorInfo };
+export type { ExecutorInfo, ExecutorMount };
 import { Broker } from '../casper/broker.js';
 import { SERVICES } from '../casper/services/index.js';
 import { casperHandler } from './casper-handler.js';
@@ -12,15 +13,21 @@ import { unknownImports, unknownImportsMessage } from './imports.js';
 import { DEFAULT_LIMITS, DEFAULT_MAX_LIMITS, resolveLimits, type Limits } from './limits.js';
 import { ModuleCache, moduleId, type CachedModule } from './module-cache.js';
 import type { JobEnd, Pool } from './pool.js';
-import type { AuditEvent, RunResult } from './result.js';
-import { ModuleLimitError } from './wasm-limits.js';
+import { toRunOutput, type AuditEvent, type RunOutput, type RunResult } from './result.js';
+import { exportSignature, ModuleLimitError } from './wasm-limits.js';
 import { formatBytes } from './units.js';
 import type { DirGrant, GuestSpec } from './worker/protocol.js';
-import type { ArgNode } from './grants.js';
+import type { ArgNode, SocketGrant } from './grants.js';
+import { DEFAULT_NET_LIMITS, type NetLimits } from './limits.js';
+import { NetOwner, type NetAuditEntry } from './net/owner.js';
+import { NetMemory } from './net/layout.js';
 
 /** Options of createHost. */
 export interface HostOptions {
-  /** Worker threads (default: one per core). */
+  /**
+   * Guests running at once (default: one per core): worker threads of this process, or, under
+   * process isolation, worker threads shared out among the executors (as `capsa serve --workers`).
+   */
   workers?: number;
   /** Runs that may wait for a worker before run() rejects with QueueFullError (default 1000). */
   maxQueue?: number;
@@ -42,7 +49,9 @@ export interface HostOptions {
    * which never see this process's memory, files, environment or network.
    */
   isolation?: 'thread' | 'process';
-  /** Executor settings when isolation is 'process'; `workers` is then the worker threads per executor (default 1). */
+  /** Child guests (capsicum.pdspawn): how many a run may have alive at once (default 8), and how many generations (default 4). */
+  processes?: { maxChildren?: number; maxDepth?: number };
+  /** Executor settings when isolation is 'process' (count: default one per worker, at most `workers`). */
   executors?: Omit<ExecutorPoolOptions, 'workers' | 'maxQueue' | 'cacheBytes'>;
 }
 
@@ -63,6 +72,17 @@ export interface RunRequest {
   argdata?: ArgNode;
   /** Narrowed rights of fds 0-2 (pledge's stdio). */
   stdioRights?: bigint;
+  /**
+   * Sockets the guest starts with (`--listen`, a manifest's `!socket` descriptors): bound or
+   * connected by the host before the guest starts, installed after the preopened directories.
+   * Trusted callers only, as host `dirs` are: the addresses are not checked here (the manifest
+   * policy checks them). Argdata `socket` nodes are opened the same way.
+   */
+  sockets?: SocketGrant[];
+  /** Told the addresses the run listens on, as bound (a port 0 becomes the real port), before the guest starts. */
+  onListening?: (addresses: string[]) => void;
+  /** Limits of the run's sockets (default DEFAULT_NET_LIMITS). */
+  net?: Partial<NetLimits>;
   /** Casper services the guest may open, each with its widest limits (a manifest's `casper`). */
   casper?: Record<string, Record<string, unknown>>;
   limits?: Partial<Limits>;
@@ -80,6 +100,12 @@ export interface RunRequest {
   /** Write output straight to host fds instead of collecting it (the CLI). */
   stdoutFd?: number;
   stderrFd?: number;
+  /**
+   * Call this export instead of _start (wasmtime's --invoke): `args` are converted by the
+   * function's parameter types (decimal or 0x hex integers, floats); what it returns is in
+   * `result.returned`. A reactor's _initialize runs first.
+   */
+  invoke?: { name: string; args?: string[] };
 }
 
 /** Events of a streamed run, in order; `result` is always last. */
@@ -87,17 +113,35 @@ export type RunEvent =
   | { type: 'stdout'; data: Uint8Array }
   | { type: 'stderr'; data: Uint8Array }
   | { type: 'audit'; event: AuditEvent }
-  | { type: 'result'; result: RunResult };
+  | { type: 'result'; result: RunOutput };
 
 /** A run in progress: iterate it for events, or await `result`. */
 export interface RunHandle extends AsyncIterable<RunEvent> {
-  result: Promise<RunResult>;
+  result: Promise<RunOutput>;
 }
 
 /** The engine: runs untrusted guests in a worker pool, under limits that always end a run. */
 export interface Host {
-  /** Runs a guest to the end. Rejects only for a bad request (LimitError, TypeError) or a full queue. */
-  run(request: RunRequest): Promise<RunResult>;
+  /**
+   * Runs a guest to the end. Rejects only for a bad request (LimitError, TypeError) or a full queue.
+   *
+   * @example
+   * ```ts
+   * import { createHost } from 'capsa';
+   *
+   * const host = await createHost();
+   * const bytes = new Uint8Array(await (await import('node:fs/promises')).readFile('plugin.wasm'));
+   * const result = await host.run({
+   *   module: bytes, args: ['x'], stdin: 'input', files: { '/data/in.txt': 'hello' },
+   *   limits: { wallMs: 2000, memoryBytes: 64 << 20 },
+   *   functions: { env: { greet: async (ctx, ptr, len) => { console.log(await ctx.readString(Number(ptr), Number(len))); return 0; } } },
+   * });
+   * if (result.status !== 'exited') console.error(result.status, result.blame, result.message);
+   * console.log(result.text(), result.text('stderr'), JSON.stringify(result));
+   * await host.close();
+   * ```
+   */
+  run(request: RunRequest): Promise<RunOutput>;
   /** Runs a guest and streams its output and audit events. */
   start(request: RunRequest): RunHandle;
   /** Whether a module of this id is compiled and kept (run it by id then). */
@@ -110,6 +154,12 @@ export interface Host {
   readonly isolation: 'thread' | 'process';
   /** The executor processes and the layers each runs under (empty with thread isolation). */
   executors(): ExecutorInfo[];
+  /**
+   * Sets the host directories runs may mount. Under process isolation every executor is replaced
+   * (its grants are fixed when it starts): new runs go to new executors, old ones finish theirs and
+   * exit. Resolves when the new executors are ready. Threads reach the whole host: nothing to do.
+   */
+  setMounts(mounts: ExecutorMount[]): Promise<void>;
   /** Stops every run and worker. */
   close(): Promise<void>;
   /** The worker pool or the executor pool, for tests and metrics. */
@@ -153,6 +203,22 @@ function specOf(req: RunRequest, limits: Limits, used: { module: string; name: s
   };
 }
 
+/** Adds the statuses of the run's child guests, if it had any. */
+function withChildren(r: RunResult, end: JobEnd): RunResult {
+  if (end.children?.length) r.children = end.children;
+  if (end.childrenDropped) r.childrenDropped = end.childrenDropped;
+  return r;
+}
+/** Socket nodes in an argdata tree. */
+function countSocketNodes(n: ArgNode | undefined): number {
+  if (!n) return 0;
+  if (n.type === 'socket') return 1;
+  if (n.type === 'seq') return n.items.reduce((c, i) => c + countSocketNodes(i), 0);
+  if (n.type === 'map') return n.entries.reduce((c, [k, v]) => c + countSocketNodes(k) + countSocketNodes(v), 0);
+  return 0;
+}
+const hasSocketNode = (n: ArgNode | undefined): boolean => countSocketNodes(n) > 0;
+
 /** A run's result from how the pool ended it. */
 function resultOf(end: JobEnd, base: Pick<RunResult, 'stdout' | 'stderr' | 'audit' | 'warnings'>, req: RunRequest, hostCpuMs: number): RunResult {
   if (end.kind === 'stopped' && end.reason === 'module_heap') {
@@ -161,32 +227,84 @@ function resultOf(end: JobEnd, base: Pick<RunResult, 'stdout' | 'stderr' | 'audi
   if (end.kind === 'stopped') {
     const usage = { wallMs: end.wallMs, cpuMs: end.cpuMs, peakMemoryBytes: 0 };
     const status = end.reason === 'crashed' ? 'host_error' : end.reason === 'cancelled' ? 'cancelled' : 'timeout';
-    const r: RunResult = { ...base, status, blame: end.reason === 'crashed' || (end.reason === 'cancelled' && !req.signal?.aborted) ? 'host' : 'guest', message: end.message, files: {}, usage };
+    // A cancelled run was ended by its caller (or the host closing), never by the guest.
+    const r: RunResult = { ...base, status, blame: end.reason === 'crashed' || end.reason === 'cancelled' ? 'host' : 'guest', message: end.message, files: {}, usage };
     if (status === 'timeout') r.timeout = end.reason as 'wall' | 'cpu';
-    return r;
+    return withChildren(r, end);
   }
   const o = end.outcome;
+  // Children's CPU counts in the run's usage, as it counted against its limit.
+  const childrenCpuMs = (end.children ?? []).reduce((ms, c) => ms + c.usage.cpuMs, 0);
   const r: RunResult = {
     ...base, status: o.status, blame: o.status === 'host_error' ? 'host' : 'guest', files: o.files,
-    usage: { wallMs: end.wallMs, cpuMs: o.cpuNs / 1e6 + hostCpuMs, peakMemoryBytes: o.peakMemoryBytes },
+    usage: { wallMs: end.wallMs, cpuMs: o.cpuNs / 1e6 + hostCpuMs + childrenCpuMs, peakMemoryBytes: o.peakMemoryBytes },
   };
+  withChildren(r, end);
   r.audit.dropped = o.auditDropped;
   if (o.exitCode !== undefined) r.exitCode = o.exitCode;
   if (o.trap) r.trap = o.trap;
+  if (o.returned) r.returned = o.returned;
   if (o.message !== undefined) r.message = o.message;
   return r;
+}
+
+/**
+ * What keeps a module from running as asked, or the invoke spec for the worker: a command needs
+ * _start, --invoke an exported function by that name; both need the exported memory WASI writes into.
+ */
+function entryProblem(module: WebAssembly.Module, invoke: RunRequest['invoke'], bytes: () => Uint8Array): string | undefined | GuestSpec['invoke'] {
+  const exports = WebAssembly.Module.exports(module);
+  const functions = exports.filter((e) => e.kind === 'function').map((e) => e.name);
+  const list = functions.length ? `its exported functions: ${functions.slice(0, 10).join(', ')}${functions.length > 10 ? ', …' : ''}` : 'it exports no functions';
+  const memoryProblem = () => exports.some((e) => e.kind === 'memory' && e.name === 'memory') ? undefined
+    : 'it exports no memory named "memory", which WASI reads and writes the guest\'s buffers in (link it with --export-memory, the default of wasi-sdk)';
+  if (invoke === undefined) {
+    if (functions.includes('_start')) return memoryProblem();
+    return `it exports no _start function, so it is not a WASI command${functions.includes('_initialize') ? ' (it is a reactor: it exports _initialize)' : ''}; ${list}; call one with invoke (capsa run --invoke NAME MODULE ARGS)`;
+  }
+  if (!functions.includes(invoke.name)) return `it exports no function named ${JSON.stringify(invoke.name)} to invoke; ${list}`;
+  const sig = exportSignature(bytes(), invoke.name);
+  if (!sig) return `cannot read the signature of ${invoke.name}`;
+  const args = invoke.args ?? [];
+  if (args.length !== sig.params.length) return `${invoke.name} takes ${sig.params.length} argument${sig.params.length === 1 ? '' : 's'} (${sig.params.join(', ') || 'none'}), not ${args.length}`;
+  for (const [i, t] of sig.params.entries()) {
+    if (t !== 'i32' && t !== 'i64' && t !== 'f32' && t !== 'f64') return `${invoke.name}'s parameter ${i} is a ${t}, which cannot be given on a command line`;
+    const a = args[i]!;
+    const ok = t.startsWith('i') ? /^-?(\d+|0x[\da-f]+)$/i.test(a) : a.trim() !== '' && !Number.isNaN(Number(a));
+    if (!ok) return `${invoke.name}'s parameter ${i} is an ${t}; ${JSON.stringify(a)} is not one`;
+  }
+  const mp = memoryProblem();
+  if (mp) return mp;
+  return { name: invoke.name, args, params: sig.params as ('i32' | 'i64' | 'f32' | 'f64')[] };
 }
 
 /** The threads or executor processes of a new host. */
 function runnerOf(options: HostOptions): Runner {
   const maxQueue = options.maxQueue ? { maxQueue: options.maxQueue } : {};
   if (options.isolation === 'process') {
-    return processRunner({ ...options.executors, ...maxQueue, ...(options.workers ? { workers: options.workers } : {}), ...(options.cacheBytes ? { cacheBytes: options.cacheBytes } : {}) });
+    const guestMemoryMb = Math.ceil((options.limits?.max?.memoryBytes ?? DEFAULT_MAX_LIMITS.memoryBytes) / (1 << 20));
+    // `workers` is the guests at once, however many processes hold them: shared out among executors.
+    const workers = options.workers ?? Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
+    const count = Math.min(workers, options.executors?.count ?? workers);
+    return processRunner({ guestMemoryMb, ...options.executors, ...maxQueue, count, workers: Math.ceil(workers / count), ...(options.cacheBytes ? { cacheBytes: options.cacheBytes } : {}) });
   }
-  return threadRunner({ ...(options.workers ? { size: options.workers } : {}), ...maxQueue });
+  return threadRunner({ ...(options.workers ? { size: options.workers } : {}), ...maxQueue, ...options.processes });
 }
 
-/** Creates a host with a pre-warmed worker pool. */
+/**
+ * Creates a host with a pre-warmed worker pool.
+ *
+ * @example
+ * ```ts
+ * import { createHost } from 'capsa';
+ * import fs from 'node:fs';
+ *
+ * const host = await createHost({ workers: 2, limits: { defaults: { wallMs: 5000 } } });
+ * const result = await host.run({ module: fs.readFileSync('guests/build/hello.wasm'), args: ['world'] });
+ * console.log(result.status, result.exitCode, result.text()); // exited 0 "hello world\n"
+ * await host.close();
+ * ```
+ */
 export async function createHost(options: HostOptions = {}): Promise<Host> {
   const defaults = { ...DEFAULT_LIMITS, ...options.limits?.defaults };
   const max = { ...DEFAULT_MAX_LIMITS, ...options.limits?.max };
@@ -264,6 +382,8 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
     const fns = mergeFunctions(options.functions, req.functions);
     const unknown = unknownImports(loaded.module, functionList(fns));
     if (unknown.length) return empty('invalid_module', 'guest', unknownImportsMessage(loaded.id, unknown));
+    const entry = entryProblem(loaded.module, req.invoke, () => originalBytes(req, loaded.id));
+    if (typeof entry === 'string') return empty('invalid_module', 'guest', `Cannot run ${loaded.id}: ${entry}`);
     const warnings: string[] = [];
     const warn = (what: string, e: unknown) => {
       if (warnings.length < 100) warnings.push(`${what} failed: ${(e as Error)?.message ?? String(e)}`);
@@ -273,19 +393,55 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
     const { used, serve } = bridgeOf(req, limits, loaded.module, fns, warn, (ms) => { hostCpuMs += ms; });
     const out: Record<1 | 2, Uint8Array[]> = { 1: [], 2: [] };
     const audit: AuditEvent[] = [];
-    const end = await runner.submit({
-      module: loaded.module, moduleId: loaded.id, bytes: () => originalBytes(req, loaded.id), caps: caps(limits),
-      spec: specOf(req, limits, used, streaming, auditMax), signal: req.signal, serve, onBridgeError: warn, hostCpuMs: () => hostCpuMs,
-      onOutput(fd, data) {
-        out[fd].push(data);
-        emit(fd === 1 ? { type: 'stdout', data } : { type: 'stderr', data });
-      },
-      onAudit(evs) {
-        for (const event of evs) { audit.push(event); emit({ type: 'audit', event }); }
-      },
+    const spec: GuestSpec = { ...specOf(req, limits, used, streaming, auditMax), ...(entry ? { invoke: entry } : {}) };
+    const t0 = performance.now();
+    const owner = socketsOf(req, (e) => {
+      if ((req.audit ?? 'off') === 'off' || audit.length >= auditMax) return;
+      const event: AuditEvent = {
+        seq: audit.length, t: Math.round((performance.now() - t0) * 1000) / 1000, call: e.call, fd: -1, path: e.address,
+        rightsNeeded: [], rightsHeld: [], decision: e.errno === 0 ? 'allowed' : 'denied', errno: e.errno, message: e.message,
+      };
+      audit.push(event);
+      emit({ type: 'audit', event });
     });
+    let end: JobEnd;
+    try {
+      if (owner) {
+        const opened = await owner.open(req.sockets ?? [], req.argdata);
+        spec.net = opened.spec;
+        // The host thread wakes the guest through the net memory's cell: that is the run's cell.
+        spec.waker = new NetMemory(opened.spec.sab).wakerCell();
+        if (opened.argdata) spec.argdata = opened.argdata;
+        req.onListening?.(owner.addresses);
+      }
+      end = await runner.submit({
+        module: loaded.module, moduleId: loaded.id, bytes: () => originalBytes(req, loaded.id), caps: caps(limits),
+        spec, signal: req.signal, serve, onBridgeError: warn, hostCpuMs: () => hostCpuMs,
+        onOutput(fd, data) {
+          out[fd].push(data);
+          emit(fd === 1 ? { type: 'stdout', data } : { type: 'stderr', data });
+        },
+        onAudit(evs) {
+          for (const event of evs) { audit.push(event); emit({ type: 'audit', event }); }
+        },
+      });
+    } finally {
+      owner?.close();
+    }
     const base = { stdout: concat(out[1]), stderr: concat(out[2]), audit: { events: audit, dropped: 0 }, ...(warnings.length ? { warnings } : {}) };
     return resultOf(end, base, req, hostCpuMs);
+  };
+
+  /** The run's sockets, when it has any: refused under process isolation, whose executors have no network. */
+  const socketsOf = (req: RunRequest, audit: (e: NetAuditEntry) => void): NetOwner | undefined => {
+    if (!req.sockets?.length && !hasSocketNode(req.argdata)) return undefined;
+    if (runner.isolation === 'process') {
+      throw new TypeError('Cannot run with sockets under process isolation: executors have no network; run this guest on worker threads (isolation "thread")');
+    }
+    const l = { ...DEFAULT_NET_LIMITS, ...req.net };
+    return new NetOwner((req.sockets?.length ?? 0) + countSocketNodes(req.argdata), {
+      connections: l.connections, backlog: l.backlog, maxBytes: l.bytes, audit,
+    });
   };
 
   const launch = (req: RunRequest, streaming: boolean): RunHandle => {
@@ -302,9 +458,9 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
       w?.();
     };
 
-    const result = runToEnd(req, limits, streaming, emit);
+    const result = runToEnd(req, limits, streaming, emit).then(toRunOutput);
     if (!streaming) return { result, [Symbol.asyncIterator]: () => { throw new Error('use host.start() to stream a run'); } };
-    let finished: RunResult | undefined;
+    let finished: RunOutput | undefined;
     let failed: unknown;
     void result.then((r) => { finished = r; }, (e: unknown) => { failed = e ?? new Error('run failed'); })
       .then(() => { const w = wake; wake = undefined; w?.(); });
@@ -326,6 +482,7 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
     pool: runner.pool,
     isolation: runner.isolation,
     executors: () => runner.executors(),
+    setMounts: (mounts) => runner.setMounts(mounts),
     start: (req) => launch(req, true),
     run: async (req) => launch(req, false).result,
     add(bytes) {

@@ -5,6 +5,11 @@ const PROVIDED = new Set<string>([
   ...PREVIEW1_FUNCTIONS.map((n) => `wasi_snapshot_preview1.${n}`),
   'capsicum.cap_enter',
   'capsicum.cap_getmode',
+  'capsicum.pipe',
+  'capsicum.pdspawn',
+  'capsicum.pdwait',
+  'capsicum.pdkill',
+  'capsicum.pdgetpid',
   'argdata.argdata_size',
   'argdata.argdata_get',
   'casper.init',
@@ -26,5 +31,13 @@ export function unknownImports(module: WebAssembly.Module, extra: { module: stri
 /** The message for a module with unknown imports: which, and what capsa offers instead. */
 export function unknownImportsMessage(what: string, unknown: string[]): string {
   const list = unknown.slice(0, 10).join(', ') + (unknown.length > 10 ? `, and ${unknown.length - 10} more` : '');
-  return `Cannot run ${what}: it imports ${list}, which capsa does not provide (capsa provides functions of ${PROVIDED_MODULES.join(' and ')})`;
+  // How an embedder provides the first missing function: host functions by module and name.
+  const fn = unknown.map((u) => /^(.*)\.([^.]*) \(function\)$/.exec(u)).find((m) => m !== null);
+  const how = fn ? `; an embedder provides it as a host function: createHost({ functions: { ${key(fn[1]!)}: { ${key(fn[2]!)}: (ctx, ...args) => 0 } } }) or host.run({ module, functions: … })` : '';
+  return `Cannot run ${what}: it imports ${list}, which capsa does not provide (capsa provides functions of ${PROVIDED_MODULES.join(' and ')})${how}`;
+}
+
+/** A name as an object key in a code hint: bare when it is an identifier. */
+function key(name: string): string {
+  return /^[A-Za-z_$][\w$]*$/.test(name) ? name : JSON.stringify(name);
 }

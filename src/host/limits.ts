@@ -30,6 +30,16 @@ export const DEFAULT_MAX_LIMITS: Readonly<Limits> = {
   wallMs: 60_000, cpuMs: 60_000, memoryBytes: 1 << 30, outputBytes: 16 << 20, fds: 1024, filesBytes: 256 << 20, tableElements: 1_000_000,
 };
 
+/**
+ * The most the engine can enforce: the maxima of someone running their own guest (the CLI without
+ * --policy), who is their own operator. Timers hold 2^31-1 ms; wasm32 memory is 4 GiB; V8 caps a
+ * table at 10,000,000 elements.
+ */
+export const ENGINE_MAX_LIMITS: Readonly<Limits> = {
+  wallMs: 2 ** 31 - 1, cpuMs: 2 ** 31 - 1, memoryBytes: 4 * 1024 ** 3, outputBytes: Number.MAX_SAFE_INTEGER,
+  fds: 1 << 20, filesBytes: Number.MAX_SAFE_INTEGER, tableElements: 10_000_000,
+};
+
 /** A request that asks for more than the operator allows, or for nonsense; names every field. */
 export class LimitError extends Error {
   constructor(readonly problems: string[]) {
@@ -68,3 +78,16 @@ export function resolveLimits(requested: Partial<Limits> | undefined, defaults: 
   if (problems.length) throw new LimitError(problems);
   return out;
 }
+
+/** What a run's sockets may use (src/host/net): apart from Limits, since only runs with sockets have them. */
+export interface NetLimits {
+  /** Connections (accepted or connected) open at once; past it new ones are refused. */
+  connections: number;
+  /** Bytes received and sent by the guest together; past it the run ends with output_limit. */
+  bytes: number;
+  /** Connections that may wait on a listener for sock_accept; past it new ones are refused. */
+  backlog: number;
+}
+
+/** A run's socket limits when it asks for none. */
+export const DEFAULT_NET_LIMITS: Readonly<NetLimits> = { connections: 128, bytes: 256 << 20, backlog: 128 };

@@ -4,10 +4,14 @@
  * thread; by id and bytes, for a process) and whose bridge is a handler.
  */
 import { createBridgeChannel } from './bridge.js';
-import { ExecutorPool, type ExecutorInfo, type ExecutorJob, type ExecutorPoolOptions } from './executor/executor-pool.js';
+import { ExecutorPool, type ExecutorInfo, type ExecutorJob, type ExecutorMount, type ExecutorPoolOptions } from './executor/executor-pool.js';
 import { CASPER_MAX_REQUEST_BYTES } from './casper-wire.js';
 import { serveRun } from './functions.js';
 import { Pool, type JobEnd, type PoolOptions } from './pool.js';
+import type { GuestSpec } from './worker/protocol.js';
+import { createInputRing, inputNeedsPump, startInputPump } from '../wasi/input-pump.js';
+import { createOutputRing, outputNeedsPump, startOutputPump } from '../wasi/output-pump.js';
+import { Waker } from '../wasi/wake.js';
 
 /** A run for a Runner. */
 export interface RunnerJob extends ExecutorJob {
@@ -28,6 +32,8 @@ export interface Runner {
   stats(): RunnerStats;
   /** The executor processes (none for threads). */
   executors(): ExecutorInfo[];
+  /** Host directories runs may mount: executors are replaced when they change (threads reach the whole host anyway). */
+  setMounts(mounts: ExecutorMount[]): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -41,16 +47,44 @@ export function threadRunner(options: Partial<PoolOptions>): Runner {
     async submit(job) {
       const channel = job.serve ? createBridgeChannel() : undefined;
       const server = channel && job.serve ? serveRun(channel, job.serve, job.onBridgeError, { maxRequestBytes: CASPER_MAX_REQUEST_BYTES }) : undefined;
+      const stdio = pumpStdio(job.spec);
       try {
-        return await pool.submit({ ...job, bridge: channel?.sab });
+        return await pool.submit({ ...job, spec: stdio.spec, bridge: channel?.sab });
       } finally {
         server?.close();
+        for (const p of stdio.pumps) p.stop();
       }
     },
     stats: () => pool.stats(),
     executors: () => [],
+    setMounts: async () => {},
     close: () => pool.close(),
   };
+}
+
+/**
+ * stdin from a host pipe, socket or terminal is read on this thread and handed to the guest
+ * through a ring (src/wasi/input-pump.ts), and stdout and stderr to a pipe or terminal are written
+ * from one (src/wasi/output-pump.ts): the guest's thread never blocks in read(2) or write(2),
+ * where it could not be terminated. Regular files stay with the guest's thread.
+ */
+function pumpStdio(spec: GuestSpec): { spec: GuestSpec; pumps: { stop(): void }[] } {
+  const pumps: { stop(): void }[] = [];
+  let out = spec;
+  if (typeof spec.stdin === 'number' && inputNeedsPump(spec.stdin)) {
+    // The run's cell if it has one already (its sockets'), so one wake reaches the guest.
+    const waker = new Waker(spec.waker);
+    const ring = createInputRing();
+    pumps.push(startInputPump(spec.stdin, ring.pump, () => waker.wake()));
+    out = { ...out, stdin: ring, waker: waker.cell };
+  }
+  for (const [key, fd] of [['stdoutPump', spec.stdoutFd], ['stderrPump', spec.stderrFd]] as const) {
+    if (fd === undefined || !outputNeedsPump(fd)) continue;
+    const ring = createOutputRing();
+    pumps.push(startOutputPump(fd, ring.pump));
+    out = { ...out, [key]: ring };
+  }
+  return { spec: out, pumps };
 }
 
 /** Guests in sandboxed executor processes; a run's bridge calls come back here over IPC. */
@@ -69,6 +103,7 @@ export function processRunner(options: ExecutorPoolOptions): Runner {
     },
     stats: () => { const { executors: _, ...s } = pool.stats(); return s; },
     executors: () => pool.list(),
+    setMounts: (mounts) => pool.setMounts(mounts),
     close: () => pool.close(),
   };
 }

@@ -2,8 +2,38 @@
 export type TrapKind = 'unreachable' | 'memory_out_of_bounds' | 'stack_overflow' | 'integer_divide_by_zero'
   | 'integer_overflow' | 'invalid_conversion' | 'indirect_call' | 'table_out_of_bounds' | 'null_reference' | 'other';
 
-/** Whether an exception thrown out of guest code is a WebAssembly trap, and which. */
-export function classifyTrap(e: unknown): { kind: TrapKind; message: string } | undefined {
+/** One frame of a trap's wasm backtrace: the function's index, its name (from the name section) when the module has one, and the byte offset in the module. */
+export interface TrapFrame { func: number; name?: string; offset: number }
+
+/** The wasm frames of an engine error's stack, innermost first (V8 names them from the name section). */
+export function trapFrames(e: unknown): TrapFrame[] {
+  const stack = (e as Error)?.stack;
+  if (typeof stack !== 'string') return [];
+  const frames: TrapFrame[] = [];
+  for (const line of stack.split('\n')) {
+    const m = /^\s*at (?:(.+?) \()?wasm:\/\/wasm\/[^:]*:wasm-function\[(\d+)\]:(0x[\da-f]+)\)?\s*$/i.exec(line);
+    if (!m) continue;
+    const f: TrapFrame = { func: Number(m[2]), offset: Number(m[3]) };
+    if (m[1] !== undefined) f.name = m[1];
+    frames.push(f);
+  }
+  return frames;
+}
+
+/** A backtrace as wasmtime prints it: "    0:   0x37 - name" (or wasm-function[N] without a name section). */
+export function formatBacktrace(frames: TrapFrame[]): string {
+  const width = Math.max(...frames.map((f) => f.offset.toString(16).length + 2));
+  return ['wasm backtrace:', ...frames.map((f, i) => `  ${String(i).padStart(3)}: ${('0x' + f.offset.toString(16)).padStart(width)} - ${f.name ?? `wasm-function[${f.func}]`}`)].join('\n');
+}
+
+/** Whether an exception thrown out of guest code is a WebAssembly trap, and which, with its wasm backtrace. */
+export function classifyTrap(e: unknown): { kind: TrapKind; message: string; frames?: TrapFrame[] } | undefined {
+  const frames = trapFrames(e);
+  const t = classifyKind(e);
+  return t && frames.length ? { ...t, frames } : t;
+}
+
+function classifyKind(e: unknown): { kind: TrapKind; message: string } | undefined {
   if (e instanceof RangeError && /call stack/i.test(e.message)) return { kind: 'stack_overflow', message: 'stack overflow' };
   if (!(e instanceof WebAssembly.RuntimeError)) return undefined;
   const m = e.message;

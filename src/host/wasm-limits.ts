@@ -228,6 +228,72 @@ function parse(bytes: Uint8Array): { sections: Section[]; sites: LimitsSite[]; e
   return { sections, sites, elements };
 }
 
+/** A value type of a function signature, by its text-format name. */
+export type ValType = 'i32' | 'i64' | 'f32' | 'f64' | 'v128' | 'ref';
+
+const VALTYPES: Record<number, ValType> = { 0x7f: 'i32', 0x7e: 'i64', 0x7d: 'f32', 0x7c: 'f64', 0x7b: 'v128' };
+
+function readValType(r: Reader): ValType {
+  const b = r.bytes[r.pos];
+  if (b !== undefined && VALTYPES[b] && r.pos < r.end) { r.pos++; return VALTYPES[b]!; }
+  skipRefType(r);
+  return 'ref';
+}
+
+/**
+ * The signature of the function a module exports as `name` (what `--invoke` converts its
+ * arguments by: JS cannot ask a function for its type), or undefined when no function has that name.
+ */
+export function exportSignature(bytes: Uint8Array, name: string): { params: ValType[]; results: ValType[] } | undefined {
+  const { sections } = parse(bytes);
+  const types: { params: ValType[]; results: ValType[] }[] = [];
+  const funcTypes: number[] = [];
+  const decoder = new TextDecoder();
+  for (const sec of sections) {
+    const r = new Reader(bytes, sec.payloadStart, sec.end);
+    if (sec.id === 1) {
+      const n = r.u32('the type count');
+      for (let i = 0; i < n; i++) {
+        // A GC module's rec and sub types are not plain signatures: --invoke does not go there.
+        if (r.byte('a type form') !== 0x60) return undefined;
+        const params = Array.from({ length: r.u32('a parameter count') }, () => readValType(r));
+        const results = Array.from({ length: r.u32('a result count') }, () => readValType(r));
+        types.push({ params, results });
+      }
+    } else if (sec.id === SECTION_IMPORT) {
+      const n = r.u32('the import count');
+      for (let i = 0; i < n; i++) {
+        r.skip(r.u32('an import module name length'), 'an import module name');
+        r.skip(r.u32('an import field name length'), 'an import field name');
+        const kind = r.byte('an import kind');
+        if (kind === 0x00) funcTypes.push(r.u32('a function import type index'));
+        else if (kind === 0x01) { skipRefType(r); readLimits(r, 'table', 0, true); }
+        else if (kind === 0x02) readLimits(r, 'memory', 0, true);
+        else if (kind === 0x03) { readValType(r); r.byte('a global import mutability'); }
+        else if (kind === 0x04) { r.byte('a tag import attribute'); r.u32('a tag import type index'); }
+        else throw invalid(`import ${i} has unknown kind ${hex(kind)}`);
+      }
+    } else if (sec.id === 3) {
+      const n = r.u32('the function count');
+      for (let i = 0; i < n; i++) funcTypes.push(r.u32('a function type index'));
+    } else if (sec.id === 7) {
+      const n = r.u32('the export count');
+      for (let i = 0; i < n; i++) {
+        const len = r.u32('an export name length');
+        const at = r.pos;
+        r.skip(len, 'an export name');
+        const kind = r.byte('an export kind');
+        const index = r.u32('an export index');
+        if (kind === 0x00 && decoder.decode(bytes.subarray(at, at + len)) === name) {
+          const t = funcTypes[index];
+          return t === undefined ? undefined : types[t];
+        }
+      }
+    }
+  }
+  return undefined;
+}
+
 type Counts = { memory: number; table: number };
 
 function parseImports(r: Reader, sites: LimitsSite[], counts: Counts): void {

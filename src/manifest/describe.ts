@@ -1,9 +1,10 @@
 /** Manifests for people: the effective grants as a table, and a manifest as YAML. */
 import YAML from 'yaml';
 import { capNames, TYPE_RIGHTS, R } from '../wasi/rights.js';
+import { LISTENER_RIGHTS, STREAM_SOCKET_RIGHTS } from '../wasi/sockets.js';
 import { formatBytes, formatDuration } from '../host/units.js';
 import type { Limits } from '../host/limits.js';
-import type { ArgNode, Manifest } from './types.js';
+import type { ArgNode, Manifest, SocketGrant } from './types.js';
 import { PROMISES } from './vocabulary.js';
 
 /** One descriptor the guest starts with. */
@@ -16,15 +17,26 @@ export interface GrantRow {
   note?: string;
 }
 
-function files(node: ArgNode | undefined, out: Extract<ArgNode, { type: 'file' }>[] = []): Extract<ArgNode, { type: 'file' }>[] {
+type Opened = Extract<ArgNode, { type: 'file' | 'socket' }>;
+
+/** The argdata nodes that become descriptors (files and sockets), in tree order, as the run opens them. */
+function opened(node: ArgNode | undefined, out: Opened[] = []): Opened[] {
   if (!node) return out;
-  if (node.type === 'file') out.push(node);
-  else if (node.type === 'seq') node.items.forEach((n) => files(n, out));
-  else if (node.type === 'map') node.entries.forEach(([k, v]) => { files(k, out); files(v, out); });
+  if (node.type === 'file' || node.type === 'socket') out.push(node);
+  else if (node.type === 'seq') node.items.forEach((n) => opened(n, out));
+  else if (node.type === 'map') node.entries.forEach(([k, v]) => { opened(k, out); opened(v, out); });
   return out;
 }
 
-/** The descriptors of an effective manifest in fd order: stdio, directories, then argdata files. */
+function socketRow(fd: number, g: SocketGrant, what: string): GrantRow {
+  const listening = g.bind !== undefined;
+  return {
+    fd, what, path: (g.bind ?? g.connect)!,
+    base: capNames(listening ? LISTENER_RIGHTS : STREAM_SOCKET_RIGHTS), inheriting: capNames(listening ? STREAM_SOCKET_RIGHTS : 0n),
+  };
+}
+
+/** The descriptors of an effective manifest in fd order: stdio, directories, sockets, then argdata's files and sockets. */
 export function grantRows(m: Manifest): GrantRow[] {
   const stdio = TYPE_RIGHTS.characterDevice.base & (m.stdio?.base ?? TYPE_RIGHTS.characterDevice.base);
   const rows: GrantRow[] = [
@@ -39,17 +51,25 @@ export function grantRows(m: Manifest): GrantRow[] {
       base: capNames(d.rights.base), inheriting: capNames(d.rights.inheriting), ...(d.initOnly ? { note: 'init-only' } : {}),
     });
   }
-  for (const f of files(m.argdata)) rows.push({ fd: fd++, what: 'file (argdata)', path: f.path, base: capNames(f.rights.base), inheriting: [] });
+  for (const g of m.sockets ?? []) rows.push(socketRow(fd++, g, g.bind !== undefined ? 'socket (listening)' : 'socket (connected)'));
+  for (const n of opened(m.argdata)) {
+    rows.push(n.type === 'file'
+      ? { fd: fd++, what: 'file (argdata)', path: n.path, base: capNames(n.rights.base), inheriting: [] }
+      : socketRow(fd++, n.socket, 'socket (argdata)'));
+  }
   return rows;
 }
 
 /** The grants as a plain-text table. */
 export function grantTable(m: Manifest & { limits: Limits }): string {
   const rows = grantRows(m);
-  const lines = ['fd  what                 path            rights (base / inheriting)'];
+  // Columns as wide as their longest cell: a long host path does not push the next column out of line.
+  const whatWidth = Math.max(20, ...rows.map((r) => r.what.length));
+  const pathWidth = Math.max(15, ...rows.map((r) => (r.path || '-').length));
+  const lines = [`fd  ${'what'.padEnd(whatWidth)} ${'path'.padEnd(pathWidth)} rights (base / inheriting)`];
   for (const r of rows) {
     const rights = `${r.base.join(', ') || 'none'}${r.inheriting.length ? ` / ${r.inheriting.join(', ')}` : ''}`;
-    lines.push(`${String(r.fd).padEnd(3)} ${r.what.padEnd(20)} ${(r.path || '-').padEnd(15)} ${rights}${r.note ? `  [${r.note}]` : ''}`);
+    lines.push(`${String(r.fd).padEnd(3)} ${r.what.padEnd(whatWidth)} ${(r.path || '-').padEnd(pathWidth)} ${rights}${r.note ? `  [${r.note}]` : ''}`);
   }
   const l = m.limits;
   lines.push('', `limits: wall ${formatDuration(l.wallMs)}, cpu ${formatDuration(l.cpuMs)}, memory ${formatBytes(l.memoryBytes)}, `
@@ -99,7 +119,17 @@ function argToYaml(n: ArgNode, doc: YAML.Document): unknown {
     case 'map': { const m = doc.createNode({}) as YAML.YAMLMap; for (const [k, v] of n.entries) m.set(argToYaml(k, doc), argToYaml(v, doc)); return m; }
     case 'fd': { const s = doc.createNode(['stdin', 'stdout', 'stderr'][n.fd] ?? n.fd); s.tag = '!fd'; return s; }
     case 'file': { const s = doc.createNode({ path: n.path, rights: n.rights.names }); s.tag = '!file'; return s; }
+    case 'socket': return socketToYaml(n.socket, doc);
+    // Only the host makes netslot nodes, after a manifest is read.
+    case 'netslot': return null;
   }
+}
+
+function socketToYaml(g: SocketGrant, doc: YAML.Document): unknown {
+  const s = doc.createNode(g.bind !== undefined ? { bind: g.bind } : { connect: g.connect }) as YAML.YAMLMap;
+  s.tag = '!socket';
+  s.flow = true;
+  return s;
 }
 
 /** A manifest as YAML that parseManifest reads back to the same manifest. */
@@ -121,6 +151,7 @@ export function manifestDocument(m: Manifest): YAML.Document {
   root.set('args', m.args);
   if (Object.keys(m.env).length) root.set('env', m.env);
   if (m.argdata) root.set('argdata', argToYaml(m.argdata, doc));
+  if (m.sockets?.length) root.set('sockets', m.sockets.map((g) => socketToYaml(g, doc)));
   if (m.dirs.length) {
     root.set('dirs', m.dirs.map((d) => {
       const node = doc.createNode({

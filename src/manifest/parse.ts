@@ -12,6 +12,8 @@ import { ManifestError } from './types.js';
 import { expandRights, PROMISES } from './vocabulary.js';
 import { SERVICES } from '../casper/services/index.js';
 import { READ_ONLY_MASK, TYPE_RIGHTS } from '../wasi/rights.js';
+import type { SocketGrant } from '../host/grants.js';
+import { parseSocketAddress } from '../host/net/address.js';
 
 /** Caps on what a manifest may make the parser do. */
 export interface ParseLimits {
@@ -27,7 +29,7 @@ export const DEFAULT_PARSE_LIMITS: ParseLimits = { maxBytes: 1 << 20, maxAliases
 export const CASPER_SERVICES: readonly string[] = Object.keys(SERVICES);
 
 const CLOUDABI = 'tag:nuxi.nl,2015:cloudabi/';
-const TOP_KEYS = ['module', 'args', 'env', 'argdata', 'dirs', 'limits', 'casper', 'pledge'];
+const TOP_KEYS = ['module', 'args', 'env', 'argdata', 'dirs', 'sockets', 'limits', 'casper', 'pledge'];
 const DIR_KEYS = ['guest', 'source', 'rights', 'init_only'];
 /** How manifests and policies spell each limit, and how its value is written. */
 export const LIMIT_KEYS: Record<string, { field: keyof Limits; kind: 'duration' | 'bytes' | 'count' }> = {
@@ -176,6 +178,13 @@ function readTop(r: Reader, root: YamlNode | null): Manifest {
       case 'env': m.env = readEnv(r, value); break;
       case 'argdata': m.argdata = readArg(r, value, 'argdata', 0); break;
       case 'dirs': m.dirs = readDirs(r, value); break;
+      case 'sockets': {
+        // Preopened socket descriptors, after the directories: a list of !socket (the tag may be left out).
+        const n = r.deref(value, 'sockets');
+        if (!isSeq(n)) { r.problem(n, 'sockets', 'sockets is a list of !socket { bind: host:port }'); break; }
+        m.sockets = n.items.flatMap((item, i) => readSocket(r, r.deref(item, `sockets[${i}]`), `sockets[${i}]`) ?? []);
+        break;
+      }
       case 'limits': m.limits = readLimits(r, value); break;
       case 'casper': mergeCasper(m.casper, readCasper(r, value)); break;
       case 'pledge': {
@@ -318,7 +327,7 @@ export function readLimits(r: Reader, node: YamlNode | null, what = 'limits is a
     const raw = isScalar(v) ? v.value : undefined;
     const value = typeof raw === 'bigint' ? Number(raw) : raw;
     try {
-      if (typeof value !== 'number' && typeof value !== 'string') throw new RangeError('must be a number or a size');
+      if (typeof value !== 'number' && typeof value !== 'string') throw new RangeError(`must be a number or a ${spec.kind === 'duration' ? 'duration, e.g. 2s' : spec.kind === 'bytes' ? 'size, e.g. 64MiB' : 'count'}`);
       const parsed = spec.kind === 'duration' ? parseDuration(value, key) : spec.kind === 'bytes' ? parseBytes(value, key) : Number(value);
       if (!Number.isInteger(parsed) || parsed <= 0) throw new RangeError(`${key} must be a positive whole number`);
       out[spec.field] = parsed;
@@ -376,6 +385,29 @@ function tagOf(n: YamlNode): string | undefined {
 }
 
 /** One argdata node; CloudABI's tags become descriptors, plain YAML becomes argdata values. */
+/** cloudabi-run's `!socket { bind | connect, type }`: one address, "host:port", "[v6]:port" or a UNIX path. */
+function readSocket(r: Reader, n: YamlNode | null, path: string): SocketGrant | undefined {
+  if (!isMap(n)) { r.problem(n, path, '!socket takes { bind: host:port, type: stream } or { connect: host:port }'); return undefined; }
+  for (const pair of n.items) {
+    const key = r.string(pair.key, path, 'a key');
+    if (key !== undefined && !['bind', 'connect', 'type'].includes(key)) {
+      r.problem(pair.key as YamlNode, path ? `${path}.${key}` : key, `unknown key "${key}"${didYouMean(key, ['bind', 'connect', 'type'])}; !socket has bind or connect, and type`);
+    }
+  }
+  const bind = n.get('bind'), connect = n.get('connect'), type = n.get('type') ?? 'stream';
+  if ((bind === undefined) === (connect === undefined)) { r.problem(n, path, '!socket takes bind: host:port or connect: host:port'); return undefined; }
+  if (!['stream', 'dgram'].includes(String(type))) { r.problem(n, `${path}.type`, '!socket type is stream or dgram'); return undefined; }
+  if (type === 'dgram') { r.problem(n, `${path}.type`, 'dgram sockets are not supported: capsa hands out stream sockets only'); return undefined; }
+  const which = bind !== undefined ? 'bind' : 'connect';
+  try {
+    parseSocketAddress(String(bind ?? connect));
+  } catch (e) {
+    r.problem(n, `${path}.${which}`, (e as Error).message);
+    return undefined;
+  }
+  return { [which]: String(bind ?? connect), type: 'stream' };
+}
+
 function readArg(r: Reader, node: unknown, path: string, depth: number): ArgNode {
   const n = r.deref(node, path);
   // Containers count, the root being level 1, as argdata's own encoder counts them.
@@ -410,20 +442,8 @@ function readArg(r: Reader, node: unknown, path: string, depth: number): ArgNode
     return r.hostBase === undefined ? { type: 'file', path: p, rights } : { type: 'file', path: p, rights, host: true };
   }
   if (tag === '!socket') {
-    if (isMap(n)) {
-      for (const pair of n.items) {
-        const key = r.string(pair.key, path, 'a key');
-        if (key !== undefined && !['bind', 'connect', 'type'].includes(key)) {
-          r.problem(pair.key as YamlNode, path ? `${path}.${key}` : key, `unknown key "${key}"${didYouMean(key, ['bind', 'connect', 'type'])}; !socket has bind or connect, and type`);
-        }
-      }
-      const bind = n.get('bind'), connect = n.get('connect'), type = n.get('type') ?? 'stream';
-      if ((bind === undefined) === (connect === undefined)) r.problem(n, path, '!socket takes bind: host:port or connect: host:port');
-      else if (!['stream', 'dgram'].includes(String(type))) r.problem(n, `${path}.type`, '!socket type is stream or dgram');
-      else if (!/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(String(bind ?? connect))) r.problem(n, path, `${bind !== undefined ? 'bind' : 'connect'} must be host:port, e.g. 127.0.0.1:8080`);
-      else r.problem(n, path, '!socket is not supported yet: capsa grants no sockets to guests');
-    } else r.problem(n, path, '!socket takes { bind: host:port, type: stream }');
-    return { type: 'null' };
+    const socket = readSocket(r, n, path);
+    return socket ? { type: 'socket', socket } : { type: 'null' };
   }
   if (isMap(n)) {
     if (tag !== undefined && tag !== '!!map') r.problem(n, path, `unknown tag ${tag} on a mapping`);

@@ -5,14 +5,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { isMap, isScalar, isSeq, type Node as YamlNode } from 'yaml';
-import { DEFAULT_MAX_LIMITS, type Limits } from '../host/limits.js';
+import { DEFAULT_MAX_LIMITS, ENGINE_MAX_LIMITS, type Limits } from '../host/limits.js';
 import { formatBytes, formatDuration } from '../host/units.js';
 import { formatRights, RIGHTS_ALL, TYPE_RIGHTS } from '../wasi/rights.js';
 import { descriptorPath, openNoLinks, SymlinkOnPath } from '../wasi/fs/hostfs.js';
 import { CASPER_SERVICES, DEFAULT_PARSE_LIMITS, guestPath, LIMIT_KEYS, readCasper, readLimits, readRights, readYaml, type Reader } from './parse.js';
 import { readCasperGrant, SERVICES } from '../casper/services/index.js';
 import { didYouMean } from './suggest.js';
-import { ManifestError, type ArgNode, type CasperGrants, type Manifest, type Problem, type RightsGrant } from './types.js';
+import { ManifestError, type ArgNode, type CasperGrants, type Manifest, type Problem, type RightsGrant, type SocketGrant } from './types.js';
 
 /** One kind of directory the operator allows: a source (memory, or host paths under a prefix) and the most rights. */
 export interface DirRule {
@@ -30,17 +30,25 @@ export interface Policy {
   casper: CasperGrants;
   /** Whether argdata may open files (they must still lie inside granted directories). */
   argdataFiles: boolean;
+  /** Addresses the guest's sockets may bind and connect to (`net: { bind: [...], connect: [...] }`); none by default. */
+  net: NetRule;
 }
+
+/** Socket addresses a policy allows: "host:port" (port `*` for any, `0` for an ephemeral one) or a UNIX path prefix ending in "/". */
+export interface NetRule { bind: string[]; connect: string[] }
 
 /** Everything is allowed: the policy of a user running their own guest with the CLI. */
 export const OPEN_POLICY: Policy = {
-  limits: { ...DEFAULT_MAX_LIMITS },
+  // No hidden ceilings: the CLI's user is the operator; only the engine's own bounds remain.
+  limits: { ...ENGINE_MAX_LIMITS },
   dirs: [
     { source: { kind: 'memory' }, rights: { base: RIGHTS_ALL, inheriting: RIGHTS_ALL, names: ['CAP_ALL'] } },
     { source: { kind: 'host', under: '/' }, rights: { base: RIGHTS_ALL, inheriting: RIGHTS_ALL, names: ['CAP_ALL'] } },
   ],
   casper: Object.fromEntries(CASPER_SERVICES.map((s) => [s, {}])),
   argdataFiles: true,
+  // The user's own machine: listen and connect anywhere, as the user could.
+  net: { bind: ['*'], connect: ['*'] },
 };
 
 /** A multi-tenant default: in-memory directories only, no host paths, no Casper services. */
@@ -49,9 +57,10 @@ export const SERVICE_POLICY: Policy = {
   dirs: [{ source: { kind: 'memory' }, rights: { base: RIGHTS_ALL, inheriting: RIGHTS_ALL, names: ['CAP_ALL'] } }],
   casper: {},
   argdataFiles: true,
+  net: { bind: [], connect: [] },
 };
 
-const POLICY_KEYS = ['limits', 'dirs', 'casper', 'argdata'];
+const POLICY_KEYS = ['limits', 'dirs', 'casper', 'argdata', 'net'];
 
 /** How a manifest spells each limit. */
 const MANIFEST_KEY = Object.fromEntries(Object.entries(LIMIT_KEYS).map(([k, v]) => [v.field, k])) as Record<keyof Limits, string>;
@@ -66,9 +75,9 @@ export function parsePolicy(source: string, file = 'policy.yaml', baseDir = proc
 }
 
 function readPolicy(r: Reader, root: YamlNode | null, baseDir: string): Policy {
-  const policy: Policy = { limits: { ...DEFAULT_MAX_LIMITS }, dirs: [], casper: {}, argdataFiles: true };
+  const policy: Policy = { limits: { ...DEFAULT_MAX_LIMITS }, dirs: [], casper: {}, argdataFiles: true, net: { bind: [], connect: [] } };
   if (root === null || (isScalar(root) && root.value === null)) return policy;
-  if (!isMap(root)) { r.problem(root, '', 'a policy is a mapping of limits, dirs, casper, argdata'); return policy; }
+  if (!isMap(root)) { r.problem(root, '', 'a policy is a mapping of limits, dirs, casper, argdata, net'); return policy; }
   for (const pair of root.items) {
     const key = r.string(pair.key, '', 'a key');
     const v = r.deref(pair.value, key ?? '');
@@ -90,6 +99,16 @@ function readPolicy(r: Reader, root: YamlNode | null, baseDir: string): Policy {
         policy.dirs.push(rule);
       });
     } else if (key === 'casper') Object.assign(policy.casper, readCasper(r, v));
+    else if (key === 'net') {
+      if (!isMap(v)) { r.problem(v, 'net', 'net is { bind: [ADDRESS…], connect: [ADDRESS…] }, e.g. { bind: ["127.0.0.1:*"] }'); continue; }
+      for (const np of v.items) {
+        const k = r.string(np.key, 'net', 'a key');
+        if (k !== 'bind' && k !== 'connect') { r.problem(np.key, `net.${k}`, `unknown key "${k}"${didYouMean(k ?? '', ['bind', 'connect'])}; net has bind and connect`); continue; }
+        const list = (r.deref(np.value, `net.${k}`) as YamlNode | null)?.toJSON?.();
+        if (!Array.isArray(list) || list.some((x) => typeof x !== 'string')) { r.problem(np.value, `net.${k}`, `net.${k} is a list of addresses, e.g. ["127.0.0.1:*", "/run/capsa/"]`); continue; }
+        policy.net[k] = list as string[];
+      }
+    }
     else if (key === 'argdata') {
       const files = isMap(v) ? r.deref(v.get('files', true), 'argdata.files') : undefined;
       if (!isScalar(files) || typeof files.value !== 'boolean') r.problem(v, 'argdata', 'argdata is { files: true | false }');
@@ -120,6 +139,23 @@ function fileNodes(n: ArgNode | undefined, out: Extract<ArgNode, { type: 'file' 
   else if (n?.type === 'seq') n.items.forEach((i) => fileNodes(i, out));
   else if (n?.type === 'map') n.entries.forEach(([k, v]) => { fileNodes(k, out); fileNodes(v, out); });
   return out;
+}
+
+function socketNodes(n: ArgNode | undefined, out: SocketGrant[] = []): SocketGrant[] {
+  if (!n) return out;
+  if (n.type === 'socket') out.push(n.socket);
+  else if (n.type === 'seq') for (const i of n.items) socketNodes(i, out);
+  else if (n.type === 'map') for (const [k, v] of n.entries) { socketNodes(k, out); socketNodes(v, out); }
+  return out;
+}
+
+/** Whether a policy pattern ("*", "127.0.0.1:*", "[::1]:8080", "/run/capsa/") allows an address. */
+export function addressAllowed(address: string, pattern: string): boolean {
+  if (pattern === '*') return true;
+  if (address.startsWith('/')) return pattern.endsWith('/') ? address.startsWith(pattern) && !address.slice(pattern.length).split('/').includes('..') : address === pattern;
+  const a = address.lastIndexOf(':'), p = pattern.lastIndexOf(':');
+  if (a < 0 || p < 0) return false;
+  return address.slice(0, a) === pattern.slice(0, p) && (pattern.slice(p + 1) === '*' || pattern.slice(p + 1) === address.slice(a + 1));
 }
 
 function fdNodes(n: ArgNode | undefined, out: number[] = []): number[] {
@@ -330,9 +366,19 @@ export function checkPolicy(m: Manifest, policy: Policy, defaults: Limits, baseD
     if (extra) add('argdata', `argdata: !file ${f.path} asks for ${formatRights(extra)}, which ${dir.guest} does not pass on (add them to its rights)`);
   }
   for (const fd of fdNodes(m.argdata)) {
-    if (fd >= 3 + m.dirs.length) {
+    if (fd >= 3 + m.dirs.length + (m.sockets?.length ?? 0)) {
       const dirs = m.dirs.length === 0 ? 'no directory is granted' : m.dirs.length === 1 ? 'fd 3 is the directory' : `3-${2 + m.dirs.length} are the directories`;
       add('argdata', `argdata: !fd ${fd} is not granted; fds 0-2 are stdio and ${dirs}`);
+    }
+  }
+  // Sockets: each address must match one of the policy's (none by default).
+  const sockets = [...(m.sockets ?? []).map((g, i) => ({ g, where: `sockets[${i}]` })), ...socketNodes(m.argdata).map((g) => ({ g, where: 'argdata' }))];
+  for (const { g, where } of sockets) {
+    const which = g.bind !== undefined ? 'bind' : 'connect';
+    const addr = (g.bind ?? g.connect)!;
+    const allowed = policy.net[which];
+    if (!allowed.some((pattern) => addressAllowed(addr, pattern))) {
+      add(where, `${where}: !socket { ${which}: ${addr} } is not allowed by the policy (net.${which} allows: ${allowed.join(', ') || 'none'})`);
     }
   }
   // A service's effective limits: the manifest's, and the policy's for every key it leaves out.

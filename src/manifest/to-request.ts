@@ -3,7 +3,7 @@ import type { Limits } from '../host/limits.js';
 import type { Manifest } from './types.js';
 
 /** The parts of a run request an effective manifest decides. */
-export type ManifestRequest = Pick<RunRequest, 'args' | 'env' | 'dirs' | 'limits' | 'argdata' | 'stdioRights' | 'casper'>;
+export type ManifestRequest = Pick<RunRequest, 'args' | 'env' | 'dirs' | 'limits' | 'argdata' | 'stdioRights' | 'casper' | 'sockets'>;
 
 /** Turns an effective manifest (after applyPolicy) into run request fields. */
 export function requestFromManifest(m: Manifest & { limits: Limits }): ManifestRequest {
@@ -13,6 +13,7 @@ export function requestFromManifest(m: Manifest & { limits: Limits }): ManifestR
     limits: m.limits,
     dirs: m.dirs,
     ...(m.argdata ? { argdata: m.argdata } : {}),
+    ...(m.sockets?.length ? { sockets: m.sockets } : {}),
     ...(m.stdio ? { stdioRights: m.stdio.base } : {}),
     ...(Object.keys(m.casper).length ? { casper: m.casper } : {}),
   };

@@ -1,7 +1,7 @@
-import type { ArgNode, DirGrant, RightsGrant } from '../host/grants.js';
+import type { ArgNode, DirGrant, RightsGrant, SocketGrant } from '../host/grants.js';
 import type { Limits } from '../host/limits.js';
 
-export type { ArgNode, DirGrant, RightsGrant };
+export type { ArgNode, DirGrant, RightsGrant, SocketGrant };
 
 /**
  * A directory grant as a manifest holds it: the engine's DirGrant (host path, or in-memory without
@@ -20,6 +20,8 @@ export interface Manifest {
   env: Record<string, string>;
   argdata?: ArgNode;
   dirs: DirEntryGrant[];
+  /** Socket descriptors the guest starts with, after the directories (`sockets:`, `--listen`). */
+  sockets?: SocketGrant[];
   limits: Partial<Limits>;
   casper: CasperGrants;
   /** Rights of the stdio descriptors, when the manifest narrows them (pledge's stdio). */

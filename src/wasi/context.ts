@@ -3,6 +3,7 @@ import { fail } from './errors.js';
 import { FdTable, type Auditor } from './fdtable.js';
 import { GuestMemory } from './memory.js';
 import { TYPE_RIGHTS } from './rights.js';
+import type { Spawner } from './procdesc.js';
 import { Waker } from './wake.js';
 
 const encoder = new TextEncoder();
@@ -32,13 +33,22 @@ export interface ContextOptions {
   env: readonly string[];
   maxFds: number;
   auditor?: Auditor | undefined;
+  /** A Waker over a cell shared with other threads (a run tree shares one: pipes, child exits); default: the context's own. */
+  waker?: Waker | undefined;
+  /** Starts child guests (capsicum.pdspawn); without one pdspawn is ENOSYS. */
+  spawner?: Spawner | undefined;
+  /** This guest's pid: it marks the pipe ends it holds (default 1). */
+  pid?: number | undefined;
 }
 
 /** Everything one guest's syscalls share: its memory, its descriptors, its arguments, its mode. */
 export class WasiContext {
   readonly mem = new GuestMemory();
+  private readonly ownWaker = new Waker();
   /** Where the guest's thread sleeps while it waits for a descriptor or a clock (poll_oneoff). */
-  readonly waker = new Waker();
+  waker: Waker;
+  spawner: Spawner | undefined;
+  pid: number;
   readonly fds: FdTable;
   args: StringList;
   env: StringList;
@@ -51,6 +61,9 @@ export class WasiContext {
     this.args = new StringList(opts.args);
     this.env = new StringList(opts.env);
     this.fds = new FdTable(opts.maxFds, opts.auditor);
+    this.waker = opts.waker ?? this.ownWaker;
+    this.spawner = opts.spawner;
+    this.pid = opts.pid ?? 1;
   }
 
   /**
@@ -61,10 +74,14 @@ export class WasiContext {
     this.args = new StringList(opts.args);
     this.env = new StringList(opts.env);
     this.fds.reset(opts.maxFds, opts.auditor);
+    this.waker = opts.waker ?? this.ownWaker;
+    this.spawner = opts.spawner;
+    this.pid = opts.pid ?? 1;
     this.mem.unbind();
     this.capMode = false;
     this.capEnterHooks = [];
     this.argdata = new Uint8Array(0);
+    if (opts.waker) this.waker = opts.waker;
   }
 
   /** Whether the guest has entered capability mode (cap_getmode). */

@@ -97,6 +97,11 @@ export class FdTable {
     throw new WasiError(d.errno, d.message);
   }
 
+  /** Records an event the audit trail always keeps, whatever its level (an accepted or refused connection). */
+  note(d: Omit<Decision, 'decision'>): void {
+    this.auditor?.record({ ...d, decision: d.errno === 0 ? 'allowed' : 'denied' });
+  }
+
   /** Fails with EMFILE when no slot is free, so a call can check before it changes anything. */
   ensureRoom(): void {
     if (this.open >= this.maxFds) fail(ERRNO.MFILE, `the run is limited to ${this.maxFds} open descriptors`);

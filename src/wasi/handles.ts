@@ -2,6 +2,9 @@ import fs from 'node:fs';
 import { ERRNO, FILETYPE, WHENCE } from './constants.js';
 import { fail } from './errors.js';
 import type { FileIO, FsDir, Stat, TimesUpdate } from './fs/types.js';
+import { R } from './rights.js';
+import { InputRingReader, type PumpedInput } from './input-pump.js';
+import type { Waker } from './wake.js';
 
 const ZERO_STAT: Omit<Stat, 'filetype'> = { dev: 0n, ino: 0n, nlink: 1n, size: 0n, atim: 0n, mtim: 0n, ctim: 0n };
 
@@ -23,8 +26,18 @@ export abstract class Handle {
   setTimes(_t: TimesUpdate): void { fail(ERRNO.NOTSUP); }
   allocate(_offset: number, _len: number): void { fail(ERRNO.NOTSUP); }
   sync(): void {}
+  /** FDFLAGS.NONBLOCK, set by fd_fdstat_set_flags: a read or write that would block fails EAGAIN. */
+  nonblocking = false;
   /** Whether fd_read would return without blocking (poll_oneoff). */
   readReady(): boolean { return true; }
+  /** Whether fd_write would return without blocking (poll_oneoff). */
+  writeReady(): boolean { return true; }
+  /** The rights a poll_oneoff subscription on this descriptor needs (a process descriptor needs only CAP_EVENT). */
+  pollRights(read: boolean): bigint { return (read ? R.fd_read : R.fd_write) | R.poll_fd_readwrite; }
+  /** Bytes a read would return now, for poll_oneoff's `nbytes` (0 when unknown). */
+  readyBytes(): number { return 0; }
+  /** Whether the other end is gone (poll_oneoff's fd_readwrite_hangup). */
+  hungUp(): boolean { return false; }
   close(): void {}
 }
 
@@ -76,6 +89,7 @@ export class FileHandle extends Handle {
     return next;
   }
   override tell(): bigint { return BigInt(this.offset); }
+  override readyBytes(): number { return Math.max(0, this.io.size() - this.offset); }
   override stat(): Stat { return this.io.stat(); }
   override setSize(size: number): void { this.io.truncate(size); }
   override setTimes(t: TimesUpdate): void { this.io.setTimes(t); }
@@ -101,22 +115,37 @@ export class DirHandle extends Handle {
   override setTimes(t: TimesUpdate): void { this.dir.setTimes(t); }
 }
 
-/** Where a guest's stdin comes from: bytes given up front, a host fd read on demand, or nothing. */
-export type InputSource = string | Uint8Array | number | undefined;
+/**
+ * Where a guest's stdin comes from: bytes given up front, a host fd read on demand, a ring a
+ * host-thread pump fills from a pipe (./input-pump.ts), or nothing.
+ */
+export type InputSource = string | Uint8Array | number | PumpedInput | undefined;
 
 const napping = new Int32Array(new SharedArrayBuffer(4));
 
-/** stdin. Reads from a host fd block the guest's thread, as a blocking read(2) would. */
+/**
+ * stdin. Reads from a host fd block the guest's thread, as a blocking read(2) would; reads from a
+ * pumped pipe sleep on the run's Waker until the pump brings bytes.
+ */
 export class InputHandle extends Handle {
   private data: Uint8Array | undefined;
   private pos = 0;
   private eof = false;
-  constructor(private readonly source: InputSource, readonly filetype: number = FILETYPE.CHARACTER_DEVICE) {
+  private readonly ring: InputRingReader | undefined;
+  constructor(private readonly source: InputSource, readonly filetype: number = FILETYPE.CHARACTER_DEVICE, waker?: Waker) {
     super();
     if (typeof source === 'string') this.data = new TextEncoder().encode(source);
     else if (source instanceof Uint8Array) this.data = source;
+    else if (typeof source === 'object') {
+      if (!waker) throw new TypeError('stdin from a pump needs the run\'s Waker');
+      this.ring = new InputRingReader(source, waker);
+    }
+  }
+  override readReady(): boolean {
+    return this.ring ? this.ring.ready() : true;
   }
   override read(bufs: Uint8Array[]): number {
+    if (this.ring) return this.ring.read(bufs);
     const src = this.source;
     if (typeof src === 'number') {
       if (this.eof) return 0;
@@ -129,7 +158,8 @@ export class InputHandle extends Handle {
           } catch (e) {
             const code = (e as NodeJS.ErrnoException).code;
             if (code === 'EOF') n = 0;
-            // Node leaves pipes non-blocking; a guest's read(2) blocks, so wait for data here.
+            // A non-blocking host fd read on the guest's own thread (the in-thread library: no
+            // host thread is free to pump it). The host pumps pipes instead (./input-pump.ts).
             else if (code === 'EAGAIN') Atomics.wait(napping, 0, 0, 2);
             else throw e;
           }

@@ -27,7 +27,7 @@ export interface RightInfo {
 const row = (index: number, wasi: string, cap: string, origin: 'freebsd' | 'capsa', allows: string): RightInfo =>
   ({ index, bit: 1n << BigInt(index), wasi, cap, origin, allows });
 
-/** All 30 WASI preview1 rights, in bit order. */
+/** The 30 WASI preview1 rights and capsa's 4 process rights (bits 30-33), in bit order. */
 export const RIGHTS_TABLE: readonly RightInfo[] = [
   row(0, 'fd_datasync', 'CAP_FDATASYNC', 'capsa', 'fd_datasync; path_open with fdflags dsync'),
   row(1, 'fd_read', 'CAP_READ', 'freebsd', 'fd_read, sock_recv; with CAP_SEEK_SET also fd_pread'),
@@ -59,6 +59,11 @@ export const RIGHTS_TABLE: readonly RightInfo[] = [
   row(27, 'poll_fd_readwrite', 'CAP_EVENT', 'freebsd', 'poll_oneoff fd_read/fd_write subscriptions'),
   row(28, 'sock_shutdown', 'CAP_SHUTDOWN', 'freebsd', 'sock_shutdown'),
   row(29, 'sock_accept', 'CAP_ACCEPT', 'freebsd', 'sock_accept'),
+  // Bits WASI leaves undefined, for FreeBSD rights of calls capsa adds in its `capsicum` module.
+  row(30, 'capsa_fexecve', 'CAP_FEXECVE', 'freebsd', 'capsicum.pdspawn: start a child from this module file (fexecve)'),
+  row(31, 'capsa_pdgetpid', 'CAP_PDGETPID', 'freebsd', 'capsicum.pdgetpid on a process descriptor'),
+  row(32, 'capsa_pdwait', 'CAP_PDWAIT', 'freebsd', 'capsicum.pdwait on a process descriptor'),
+  row(33, 'capsa_pdkill', 'CAP_PDKILL', 'freebsd', 'capsicum.pdkill on a process descriptor'),
 ];
 
 /** Rights masks by WASI name, e.g. `R.fd_read`. */
@@ -72,10 +77,11 @@ export const R = Object.fromEntries(RIGHTS_TABLE.map((r) => [r.wasi, r.bit])) as
   readonly path_filestat_set_times: bigint; readonly fd_filestat_get: bigint; readonly fd_filestat_set_size: bigint;
   readonly fd_filestat_set_times: bigint; readonly path_symlink: bigint; readonly path_remove_directory: bigint;
   readonly path_unlink_file: bigint; readonly poll_fd_readwrite: bigint; readonly sock_shutdown: bigint;
-  readonly sock_accept: bigint;
+  readonly sock_accept: bigint; readonly capsa_fexecve: bigint; readonly capsa_pdgetpid: bigint;
+  readonly capsa_pdwait: bigint; readonly capsa_pdkill: bigint;
 };
 
-/** Every defined right. Bits 30..63 are undefined and never granted. */
+/** Every defined right. Bits 34..63 are undefined and never granted. */
 export const RIGHTS_ALL = RIGHTS_TABLE.reduce((m, r) => m | r.bit, 0n);
 
 const or = (...names: string[]): bigint => names.reduce((m, n) => {
@@ -103,12 +109,15 @@ export const COMPOSITE_RIGHTS: Readonly<Record<string, bigint>> = {
 
 // Types, per uvwasi's wasi_rights.h: the most a descriptor of each type can hold.
 const REGULAR_FILE_BASE = or('fd_datasync', 'fd_read', 'fd_seek', 'fd_fdstat_set_flags', 'fd_sync', 'fd_tell', 'fd_write',
-  'fd_advise', 'fd_allocate', 'fd_filestat_get', 'fd_filestat_set_size', 'fd_filestat_set_times', 'poll_fd_readwrite');
+  'fd_advise', 'fd_allocate', 'fd_filestat_get', 'fd_filestat_set_size', 'fd_filestat_set_times', 'poll_fd_readwrite',
+  'CAP_FEXECVE');
 const DIRECTORY_BASE = or('fd_fdstat_set_flags', 'fd_sync', 'fd_advise', 'path_create_directory', 'path_create_file',
   'path_link_source', 'path_link_target', 'path_open', 'fd_readdir', 'path_readlink', 'path_rename_source',
   'path_rename_target', 'path_filestat_get', 'path_filestat_set_size', 'path_filestat_set_times', 'fd_filestat_get',
   'fd_filestat_set_times', 'path_symlink', 'path_unlink_file', 'path_remove_directory', 'poll_fd_readwrite');
 const TTY_BASE = or('fd_read', 'fd_fdstat_set_flags', 'fd_write', 'fd_filestat_get', 'poll_fd_readwrite');
+const PIPE_BASE = or('fd_read', 'fd_write', 'fd_fdstat_set_flags', 'fd_filestat_get', 'poll_fd_readwrite');
+const PROCESS_BASE = or('CAP_PDGETPID', 'CAP_PDWAIT', 'CAP_PDKILL', 'poll_fd_readwrite', 'fd_filestat_get');
 const SOCKET_BASE = or('fd_read', 'fd_fdstat_set_flags', 'fd_write', 'fd_filestat_get', 'poll_fd_readwrite', 'sock_shutdown', 'sock_accept');
 
 /** The widest rights a descriptor of a given kind may carry; path_open masks requests with these. */
@@ -117,6 +126,10 @@ export const TYPE_RIGHTS = {
   directory: { base: DIRECTORY_BASE, inheriting: DIRECTORY_BASE | REGULAR_FILE_BASE },
   characterDevice: { base: TTY_BASE, inheriting: 0n },
   socket: { base: SOCKET_BASE, inheriting: RIGHTS_ALL },
+  /** pipe(): the read end drops CAP_WRITE, the write end CAP_READ. */
+  pipe: { base: PIPE_BASE, inheriting: 0n },
+  /** A process descriptor from pdspawn. */
+  process: { base: PROCESS_BASE, inheriting: 0n },
 } as const;
 
 /** Rights a read-only grant keeps: everything that neither writes data nor changes the namespace. */

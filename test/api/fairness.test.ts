@@ -5,7 +5,7 @@ import { createScheduler } from '../../src/api/scheduler.js';
 import { encodeRequest } from '../../src/api/runs/record.js';
 import { createLogger } from '../../src/api/log.js';
 import type { Host, RunHandle, RunRequest } from '../../src/host/host.js';
-import type { RunResult } from '../../src/host/result.js';
+import { toRunOutput, type RunResult } from '../../src/host/result.js';
 import { createFakeStore } from './fake-store.js';
 import { call, json, slowGuest, startService, waitRun, type Service } from './helpers.js';
 
@@ -60,7 +60,7 @@ describe('the scheduler\'s order (fake host, in-memory store)', () => {
         const done = new Promise<RunResult>((resolve) => {
           pending.push(() => resolve(result));
           req.signal?.addEventListener('abort', () => resolve({ ...result, status: 'cancelled' }));
-        });
+        }).then(toRunOutput);
         return {
           result: done,
           async *[Symbol.asyncIterator]() { yield { type: 'result' as const, result: await done }; },

@@ -8,7 +8,7 @@ import { createLogger } from '../../src/api/log.js';
 import { encodeRequest } from '../../src/api/runs/record.js';
 import { createScheduler } from '../../src/api/scheduler.js';
 import type { Host, RunHandle, RunRequest } from '../../src/host/host.js';
-import type { RunResult } from '../../src/host/result.js';
+import { toRunOutput, type RunResult } from '../../src/host/result.js';
 import { command } from '../helpers/wat.js';
 import { createFakeStore } from './fake-store.js';
 import { call, json, readSSE, startService, waitRun, type Service } from './helpers.js';
@@ -75,9 +75,9 @@ describe('the scheduler stores output as it comes', () => {
       has: () => false,
       start(req: RunRequest): RunHandle {
         const result = new Promise<RunResult>((resolve) => req.signal?.addEventListener('abort', () => resolve({
-          status: 'cancelled', blame: 'guest', stdout: new TextEncoder().encode('looping\n'), stderr: new Uint8Array(), files: {},
+          status: 'cancelled', blame: 'host', stdout: new TextEncoder().encode('looping\n'), stderr: new Uint8Array(), files: {},
           usage: { wallMs: 1, cpuMs: 1, peakMemoryBytes: 0 }, audit: { events: [], dropped: 0 },
-        })));
+        }))).then(toRunOutput);
         return {
           result,
           async *[Symbol.asyncIterator]() {
@@ -108,6 +108,44 @@ describe('the scheduler stores output as it comes', () => {
     } finally {
       vi.useRealTimers();
       await scheduler.cancel(t.id, run.id);
+      await scheduler.stop(1000);
+    }
+  });
+
+  it('a run that writes and ends in one turn stores and announces its output before its end', async () => {
+    const hello = new TextEncoder().encode('hello\n');
+    const host = {
+      stats: () => ({ workers: 1, busy: 0, queued: 0, spawned: 1, cachedModules: 0, cacheBytes: 0 }),
+      has: () => false,
+      start(): RunHandle {
+        const result = Promise.resolve(toRunOutput({
+          status: 'exited', blame: 'guest', exitCode: 0, stdout: hello, stderr: new Uint8Array(), files: {},
+          usage: { wallMs: 1, cpuMs: 1, peakMemoryBytes: 0 }, audit: { events: [], dropped: 0 },
+        }));
+        return {
+          result,
+          async *[Symbol.asyncIterator]() {
+            yield { type: 'stdout' as const, data: hello };
+            yield { type: 'result' as const, result: await result };
+          },
+        };
+      },
+    } as unknown as Host;
+    const store = createFakeStore();
+    const t = await store.createTenant('t');
+    const mod = (await store.putModule(t.id, new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]), [])).record;
+    const run = await store.createRun({ id: 'run_c', tenantId: t.id, moduleId: mod.id, createdAt: Date.now(), request: encodeRequest('', {}) });
+    const seen: string[] = [];
+    const scheduler = createScheduler({ store, host, logger: createLogger({ level: 'silent' }) });
+    scheduler.onEvent(run.id, (e) => seen.push(e.type));
+    try {
+      await scheduler.start();
+      scheduler.submit(t.id, run.id);
+      await vi.waitFor(async () => expect((await store.getRun(t.id, run.id))!.state).toBe('exited'));
+      expect((await store.events(run.id, 0)).map((e) => e.type)).toEqual(['status', 'stdout', 'status', 'exit']);
+      // Every stored event was announced, after it was stored.
+      await vi.waitFor(() => expect(seen).toEqual(['status', 'stdout', 'status', 'exit']));
+    } finally {
       await scheduler.stop(1000);
     }
   });

@@ -1,45 +1,30 @@
 // Casper end to end: the C example guests and hand-made nvlists against the real broker and
 // services, through createHost, with a DNS server on loopback.
-import dns2 from 'dns2';
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NvList } from '../../src/casper/nvlist.js';
 import { packNvlist, unpackNvlist } from '../../src/casper/nvlist-codec.js';
 import { createHost, type Host } from '../../src/host/host.js';
 import { ERRNO } from '../../src/wasi/constants.js';
+import { startDnsServer, type DnsFixture } from '../helpers/dns.js';
 import { wat } from '../helpers/wat.js';
 
 const guest = (name: string) => fs.readFileSync(new URL(`../../guests/build/${name}.wasm`, import.meta.url));
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 
-let server: ReturnType<typeof dns2.createServer>;
+let dns: DnsFixture;
 let host: Host;
-const queries: string[] = [];
+let queries: string[];
 
 beforeAll(async () => {
-  const { Packet } = dns2;
-  server = dns2.createServer({
-    udp: true,
-    handle: (request, send) => {
-      const response = Packet.createResponseFromRequest(request);
-      const q = request.questions[0]!;
-      queries.push(q.name);
-      if (q.name === '30.2.0.192.in-addr.arpa' && q.type === Packet.TYPE.PTR) {
-        response.answers.push({ name: q.name, type: Packet.TYPE.PTR, class: Packet.CLASS.IN, ttl: 60, domain: 'www.example.org' } as never);
-      } else if (q.name === 'www.example.org' && q.type === Packet.TYPE.A) {
-        response.answers.push({ name: q.name, type: Packet.TYPE.A, class: Packet.CLASS.IN, ttl: 60, address: '192.0.2.30' } as never);
-      } else {
-        response.header.rcode = 3;
-      }
-      send(response);
-    },
-  });
-  const addr = await server.listen({ udp: { port: 0, address: '127.0.0.1' } });
+  dns = await startDnsServer({ forward: true });
+  queries = dns.queries;
+  const addr = { udp: { port: dns.port } };
   host = await createHost({ workers: 1, casperConfig: { 'system.dns': { servers: [`127.0.0.1:${addr.udp!.port}`], timeout: 2000, tries: 2 } } });
 });
 afterAll(async () => {
   await host.close();
-  await server.close();
+  await dns.close();
 });
 
 describe('the example guests', () => {

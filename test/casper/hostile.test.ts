@@ -25,15 +25,22 @@ function scenario(name: string): Report {
   return JSON.parse(r.stdout) as Report;
 }
 
-// Generous bounds: what a bounded host uses on a loaded 2-core VM is a fraction of each (its event
-// loop delay there is mostly the scheduler's: 0.3-1.7 s at a load average of 15-18 on 2 cores).
+// Generous bounds: what a bounded host uses on a loaded 2-core VM is a fraction of each.
 const HEAP_GROWTH_MB = 100;
-const MAX_EVENT_LOOP_DELAY_MS = 3000;
+/**
+ * CPU time the host thread may spend during a run beyond what the run is charged (its guest's
+ * thread and the host's work on its messages): measured, 250 ms of host-thread CPU during runs
+ * charged 280-300 ms. A host thread stalled by uncharged work shows here as CPU time, whatever the
+ * machine's load;
+ * its event-loop delay, a wall-clock figure, is reported but not judged (on a loaded machine it is
+ * mostly the scheduler's: 0.3-1.7 s at a load average of 15-20 on 2 cores).
+ */
+const UNCHARGED_HOST_CPU_MS = 1000;
 
-/** What every hostile run must leave: a bounded heap and event loop during it, an idle host after. */
+/** What every hostile run must leave: a bounded heap and host thread during it, an idle host after. */
 function expectBounded(r: Report): void {
   expect(r.heapGrowthMB).toBeLessThan(HEAP_GROWTH_MB);
-  expect(r.maxDelayMs).toBeLessThan(MAX_EVENT_LOOP_DELAY_MS);
+  expect(r.mainThreadCpuMs - r.cpuMs, `host thread CPU ${r.mainThreadCpuMs} ms during a run charged ${r.cpuMs} ms`).toBeLessThan(UNCHARGED_HOST_CPU_MS);
   // After the run: its memory is gone and the host thread is idle.
   expect(r.heapAfterMB).toBeLessThan(16);
   expect(r.afterCpuMs).toBeLessThan(500);

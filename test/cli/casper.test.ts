@@ -1,17 +1,17 @@
 // The Casper issue's example program (guests/src/talk.c, the talk's code as written), run under a
 // manifest with `capsa run`, against a DNS server on loopback.
 import { spawn } from 'node:child_process';
-import dns2 from 'dns2';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { startDnsServer, type DnsFixture } from '../helpers/dns.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
-let server: ReturnType<typeof dns2.createServer>;
+let dns: DnsFixture;
 let dir: string;
-const queries: string[] = [];
+let queries: string[];
 
 // Async, so the DNS server in this process can answer while the CLI runs.
 function capsa(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
@@ -25,20 +25,9 @@ function capsa(args: string[]): Promise<{ status: number | null; stdout: string;
 }
 
 beforeAll(async () => {
-  const { Packet } = dns2;
-  server = dns2.createServer({
-    udp: true,
-    handle: (request, send) => {
-      const response = Packet.createResponseFromRequest(request);
-      const q = request.questions[0]!;
-      queries.push(q.name);
-      if (q.name === '30.2.0.192.in-addr.arpa') {
-        response.answers.push({ name: q.name, type: Packet.TYPE.PTR, class: Packet.CLASS.IN, ttl: 60, domain: 'www.example.org' } as never);
-      } else response.header.rcode = 3;
-      send(response);
-    },
-  });
-  const addr = await server.listen({ udp: { port: 0, address: '127.0.0.1' } });
+  dns = await startDnsServer();
+  queries = dns.queries;
+  const addr = { udp: { port: dns.port } };
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-casper-'));
   fs.writeFileSync(path.join(dir, 'casper.yaml'), `system.dns: { servers: ["127.0.0.1:${addr.udp!.port}"] }\n`);
   fs.writeFileSync(path.join(dir, 'talk.yaml'), [
@@ -50,7 +39,7 @@ beforeAll(async () => {
   ].join('\n'));
 });
 afterAll(async () => {
-  await server.close();
+  await dns.close();
   fs.rmSync(dir, { recursive: true, force: true });
 });
 

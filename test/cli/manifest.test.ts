@@ -101,7 +101,7 @@ describe('capsa manifest check', () => {
     expect(r.status).toBe(1);
     expect(r.stdout).toBe('');
     expect(r.stderr.split('\n')).toEqual([
-      'bad.yaml:1:1: modul: unknown key "modul" (did you mean "module"?); a manifest may have module, args, env, argdata, dirs, limits, casper, pledge',
+      'bad.yaml:1:1: modul: unknown key "modul" (did you mean "module"?); a manifest may have module, args, env, argdata, dirs, sockets, limits, casper, pledge',
       'bad.yaml:2:11: args[1]: an argument must be a string',
       'bad.yaml:4:14: dirs[0].guest: guest path "data" must be absolute and must not contain "..", e.g. /data',
       'bad.yaml:5:39: dirs[1].rights: unknown right "CAP_RAED" (did you mean "CAP_READ"?); use a Capsicum name such as CAP_READ or a promise such as rpath',
@@ -161,7 +161,7 @@ describe('capsa manifest check', () => {
     expect(r.status).toBe(1);
     expect(r.stderr.split('\n')).toEqual([
       'p.yaml:1:11: limits.wal: unknown limit "wal" (did you mean "wall"?); limits are wall, cpu, memory, output, fds, files',
-      'p.yaml:2:1: dirz: unknown key "dirz" (did you mean "dirs"?); a policy has limits, dirs, casper, argdata',
+      'p.yaml:2:1: dirz: unknown key "dirz" (did you mean "dirs"?); a policy has limits, dirs, casper, argdata, net',
       '',
     ]);
   });
@@ -215,13 +215,13 @@ describe('capsa manifest from-flags', () => {
     expect(r.status).toBe(0);
     // The --dir's host path is resolved against the current directory: X is written as d/X.
     expect(sections(r.stdout)).toEqual({
-      head: [`module: ${cat}`, 'args:', '  - /data/f', 'env:', '  A: "1"', ''].join('\n'),
+      head: [`module: ${path.resolve(d, cat)}`, 'args:', '  - /data/f', 'env:', '  A: "1"', ''].join('\n'),
       dirs: `- { guest: /data, source: ${path.join(d, 'X')}, rights: rpath }`,
       tail: 'limits:\n  wall: 2000ms\n',
     });
 
-    // It means the same: the same table, wherever it is saved (the directory's source is absolute;
-    // the module path is as typed, relative to the current directory)...
+    // It means the same: the same table, wherever it is saved (the directory's source and the
+    // module path are absolute)...
     fs.writeFileSync(path.join(d, 'flags.yaml'), r.stdout);
     fs.mkdirSync(path.join(d, 'elsewhere'));
     fs.writeFileSync(path.join(d, 'elsewhere', 'flags.yaml'), r.stdout);
@@ -256,9 +256,9 @@ describe('capsa manifest from-flags', () => {
   });
 
   it('a bad flag is a usage error (exit 2)', () => {
-    const r = capsa(['manifest', 'from-flags', '--env', 'NOEQUALS']);
+    const r = capsa(['manifest', 'from-flags', '--env', '=x']);
     expect(r.status).toBe(2);
-    expect(r.stderr).toBe('--env NOEQUALS: expected KEY=VALUE\n');
+    expect(r.stderr).toBe("capsa: --env =x: expected KEY=VALUE, or KEY to pass on the host's value\n");
   });
 });
 
@@ -364,11 +364,11 @@ describe('usage', () => {
   it('capsa manifest check without a file, or an unknown subcommand, exits 2', () => {
     const none = capsa(['manifest', 'check']);
     expect(none.status).toBe(2);
-    expect(none.stderr).toMatch(/^capsa manifest check: give one manifest file\n\nUsage: /);
+    expect(none.stderr).toMatch(/^capsa: manifest check: give one manifest file\n\nUsage: /);
     const two = capsa(['manifest', 'check', 'a.yaml', 'b.yaml']);
     expect(two.status).toBe(2);
     const bogus = capsa(['manifest', 'bogus']);
     expect(bogus.status).toBe(2);
-    expect(bogus.stderr).toMatch(/^capsa manifest: unknown subcommand "bogus"/);
+    expect(bogus.stderr).toMatch(/^capsa: manifest: unknown subcommand "bogus"/);
   });
 });

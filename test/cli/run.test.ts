@@ -173,7 +173,7 @@ describe('escape.wasm', () => {
   beforeAll(() => {
     data = dir('escape', { 'notes.txt': 'the notes\n' });
     fs.symlinkSync('/etc/passwd', path.join(data, 'link-out'));
-    r = capsa(['run', GUEST('escape'), '--dir', `${data}::/data:ro`]);
+    r = capsa(['run', '--dir', `${data}::/data:ro`, GUEST('escape')]);
     lines = parseEscape(r.stdout);
   });
 
@@ -197,7 +197,7 @@ describe('escape.wasm', () => {
 
   it('read-write mount: the guest may write, but still cannot create links that leave the mount', () => {
     const rw = dir('escape-rw', { 'notes.txt': 'the notes\n' });
-    const res = capsa(['run', GUEST('escape'), '--dir', `${rw}::/data`]);
+    const res = capsa(['run', '--dir', `${rw}::/data`, GUEST('escape')]);
     const l = parseEscape(res.stdout);
     expect(res.status).toBe(0);
     expect(l.get('write-readonly')).toBe('ok');
@@ -393,14 +393,14 @@ describe('usage', () => {
   });
 
   it.each([['::/data'], ['somewhere::'], ['::'], ['::/data:ro']])('bad --dir %j exits 2 with a message', (spec) => {
-    const r = capsa(['run', GUEST('hello'), '--dir', spec]);
+    const r = capsa(['run', '--dir', spec, GUEST('hello')]);
     expect(r.status).toBe(2);
     expect(r.stderr).toContain('--dir');
     expect(r.stdout).toBe('');
   });
 
-  it.each([['NOEQUALS'], ['=value']])('bad --env %j exits 2 with a message', (item) => {
-    const r = capsa(['run', GUEST('hello'), '--env', item]);
+  it.each([['=value'], ['']])('bad --env %j exits 2 with a message', (item) => {
+    const r = capsa(['run', '--env', item, GUEST('hello')]);
     expect(r.status).toBe(2);
     expect(r.stderr).toContain('--env');
     expect(r.stderr).toContain(item);
@@ -408,14 +408,14 @@ describe('usage', () => {
   });
 
   it('an unknown option exits 2', () => {
-    const r = capsa(['run', GUEST('hello'), '--no-such-option']);
+    const r = capsa(['run', '--no-such-option', GUEST('hello')]);
     expect(r.status).toBe(2);
     expect(r.stdout).toBe('');
   });
 
   it('a missing host directory for --dir exits 1 with a message naming it', () => {
     const missing = path.join(tmp, 'does-not-exist');
-    const r = capsa(['run', GUEST('hello'), '--dir', `${missing}::/data`]);
+    const r = capsa(['run', '--dir', `${missing}::/data`, GUEST('hello')]);
     expect(r.status).toBe(1);
     expect(r.stderr).toContain(missing);
     expect(r.stdout).toBe('');
@@ -433,7 +433,7 @@ describe('environment', () => {
   });
 
   it('only the variables given with --env are, exactly', () => {
-    const r = capsa(['run', wasm['env']!, '--env', 'A=1', '--env', 'B=two=2', '--env', 'EMPTY='], { env: hostEnv });
+    const r = capsa(['run', '--env', 'A=1', '--env', 'B=two=2', '--env', 'EMPTY=', wasm['env']!], { env: hostEnv });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(3);
     expect(r.stdout).toBe('A=1\0B=two=2\0EMPTY=\0');

@@ -34,7 +34,8 @@ export interface Harness {
 
 /** A WASI environment bound to a 4-page memory; scratch allocations start at 1024. */
 export function harness(options: WasiOptions = {}): Harness {
-  const wasi = createWasi(options);
+  // No stdio of the test process unless a test asks (createWasi defaults to fds 0-2, as node:wasi).
+  const wasi = createWasi({ stdin: undefined, stdout: undefined, stderr: undefined, ...options });
   const memory = new WebAssembly.Memory({ initial: 4, maximum: 16 });
   wasi.context.mem.bind(memory);
   let next = 1024;

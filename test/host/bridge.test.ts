@@ -146,7 +146,8 @@ function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void; reject: 
   return { promise, resolve, reject };
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+/** Resolves on a later turn of the event loop: an answer that comes after the call returned, whatever the clock says. */
+const later = () => new Promise<void>((r) => setImmediate(r));
 /** Resolves after `p` settled and the callbacks it queued ran (a macrotask later). */
 const settled = async (p: Promise<unknown>) => { await p; await new Promise(setImmediate); };
 
@@ -189,7 +190,7 @@ describe('sync bridge', () => {
   test('an async handler is awaited', async () => {
     const r = await rig();
     r.handle(async (req) => {
-      await sleep(30);
+      await later();
       return enc.encode(`late:${dec.decode(req)}`);
     });
     expect(text(await r.call('a'))).toBe('late:a');
@@ -202,7 +203,7 @@ describe('sync bridge', () => {
     });
     expect(failure(await r.call('x'))).toMatchObject({ code: 'host_error', message: 'sync boom' });
     r.handle(async () => {
-      await sleep(5);
+      await later();
       throw new Error('async boom');
     });
     expect(failure(await r.call('x'))).toMatchObject({ code: 'host_error', message: 'async boom' });

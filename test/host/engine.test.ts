@@ -159,7 +159,7 @@ describe('cancellation and failures', () => {
     const p = host.run({ module: sleeper, signal: ac.signal });
     await vi.waitFor(() => expect(host.stats().busy).toBe(1), STATE_WAIT);
     ac.abort();
-    expect(await p).toMatchObject({ status: 'cancelled', blame: 'guest', message: 'the run was cancelled' });
+    expect(await p).toMatchObject({ status: 'cancelled', blame: 'host', message: 'the run was cancelled' });
   });
 
   it('replaces a worker that dies, and its run ends with host_error', async () => {

@@ -92,7 +92,8 @@ async function probe(layers: { bubblewrap: boolean; permissions: boolean; runtim
   const options: HostOptions = {
     isolation: 'process', workers: 1,
     executors: {
-      count: 1, ...layers, isolation: 'best-effort',
+      // No memory cgroup: it bounds memory, not access, and each access layer is tested alone here.
+      count: 1, ...layers, isolation: 'best-effort', memoryMb: 0,
       mounts: [{ path: ro, write: false }, { path: rw, write: true }],
       // Each runtime's own preload flag.
       runtimeFlags: layers.runtime === 'deno' ? [`--preload=${probeUrl}`] : ['--import', probeUrl],

@@ -1,11 +1,11 @@
 // Executor processes (createHost({ isolation: 'process' })): runs, host functions and Casper
 // through the engine, limits, cancellation, and faults (kill -9, a frozen executor).
-import dns2 from 'dns2';
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createHost, type Host } from '../../src/host/host.js';
 import type { ExecutorPool } from '../../src/host/executor/executor-pool.js';
 import type { RunResult } from '../../src/host/result.js';
+import { startDnsServer, type DnsFixture } from '../helpers/dns.js';
 import { command } from '../helpers/wat.js';
 
 const guest = (name: string) => fs.readFileSync(new URL(`../../guests/build/${name}.wasm`, import.meta.url));
@@ -93,28 +93,30 @@ describe('runs in an executor process', () => {
     const p = host.start({ module: sleeper(20_000), signal: ac.signal, limits: { wallMs: 30_000 } });
     await vi.waitFor(() => expect(host.stats().busy).toBe(1));
     ac.abort();
-    expect(await p.result).toMatchObject({ status: 'cancelled', blame: 'guest' });
+    expect(await p.result).toMatchObject({ status: 'cancelled', blame: 'host' });
   });
 });
 
+describe('workers', () => {
+  it('are the guests at once, shared out among the executors (as serve --workers)', async () => {
+    const h = await createHost({ isolation: 'process', workers: 2, executors: { count: 2 } });
+    try {
+      expect(h.stats().workers).toBe(2);
+      expect(h.executors().map((e) => e.workers)).toEqual([1, 1]);
+    } finally {
+      await h.close();
+    }
+  }, 60_000);
+});
+
 describe('Casper through the engine (casperd)', () => {
-  let server: ReturnType<typeof dns2.createServer>;
+  let dns: DnsFixture;
   let port = 0;
   beforeAll(async () => {
-    const { Packet } = dns2;
-    server = dns2.createServer({
-      udp: true,
-      handle: (request, send) => {
-        const response = Packet.createResponseFromRequest(request);
-        const q = request.questions[0]!;
-        if (q.name === '30.2.0.192.in-addr.arpa') response.answers.push({ name: q.name, type: Packet.TYPE.PTR, class: Packet.CLASS.IN, ttl: 60, domain: 'www.example.org' } as never);
-        else response.header.rcode = 3;
-        send(response);
-      },
-    });
-    port = (await server.listen({ udp: { port: 0, address: '127.0.0.1' } })).udp!.port;
+    dns = await startDnsServer();
+    port = dns.port;
   });
-  afterAll(async () => { await server.close(); });
+  afterAll(async () => { await dns.close(); });
 
   it('cap_gethostbyaddr from an executor without network resolves through the engine\'s broker', async () => {
     const dnsHost = await createHost({ isolation: 'process', workers: 1, executors: { count: 1 }, casperConfig: { 'system.dns': { servers: [`127.0.0.1:${port}`] } } });

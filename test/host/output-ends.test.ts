@@ -69,7 +69,7 @@ describe('a run ended from outside keeps what the guest wrote', () => {
     await told;
     ac.abort();
     const r = await p;
-    expect(r).toMatchObject({ status: 'cancelled', blame: 'guest' });
+    expect(r).toMatchObject({ status: 'cancelled', blame: 'host' });
     expect(text(r.stdout)).toBe('looping\n');
   });
 

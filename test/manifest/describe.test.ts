@@ -85,6 +85,21 @@ describe('grantRows and grantTable', () => {
     });
   });
 
+  it('columns stay aligned when a host path is longer than its column', () => {
+    const long = '/w/a/rather/long/host/directory/name';
+    const lines = grantTable(open(`dirs:\n  - { guest: /data/with/a/long/guest/path, source: memory, rights: rpath }\n  - { guest: /d, source: ${long}, rights: rpath }`)).split('\n');
+    const rows = lines.slice(0, lines.indexOf(''));
+    // Every row's path column and rights column start where the header's do.
+    const pathAt = rows[0]!.indexOf('path'), rightsAt = rows[0]!.indexOf('rights');
+    for (const row of rows.slice(1)) {
+      expect(row[pathAt - 1]).toBe(' ');
+      expect(row[pathAt]).not.toBe(' ');
+      expect(row[rightsAt - 1]).toBe(' ');
+      expect(row.slice(rightsAt)).toMatch(/^CAP_/);
+    }
+    expect(rows.some((r) => r.includes(`dir (${long})`))).toBe(true);
+  });
+
   it('an empty manifest: stdio only, the default limits, no services, no promises', () => {
     expect(grantTable(open('')).split('\n')).toEqual([
       'fd  what                 path            rights (base / inheriting)',

@@ -17,7 +17,7 @@ const REPO = fileURLToPath(new URL('../../', import.meta.url));
 
 /** The CloudABI tag handle; documents that start with it have their first key on line 3. */
 const T = '%TAG ! tag:nuxi.nl,2015:cloudabi/\n---\n';
-const TOP = 'a manifest may have module, args, env, argdata, dirs, limits, casper, pledge';
+const TOP = 'a manifest may have module, args, env, argdata, dirs, sockets, limits, casper, pledge';
 const USE = 'use a Capsicum name such as CAP_READ or a promise such as rpath';
 const TAGS = 'argdata knows !fd, !file, !socket, !!int, !!str, !!bool, !!float, !!binary, !!timestamp';
 
@@ -120,8 +120,8 @@ describe('error paths: each with its message and line:col', () => {
     ['a bad cpu duration', 'limits: { cpu: fast }', ['m.yaml:1:16: limits.cpu: cpu: cannot read "fast"; write it like "2s", "500ms" or "1m"']],
     ['a bad size', 'limits: { memory: lots }', ['m.yaml:1:19: limits.memory: memory: cannot read "lots"; write it like "64MiB", "1GiB" or "4096"']],
     ['a bad output size', 'limits: { output: 1 parsec }', ['m.yaml:1:19: limits.output: output: cannot read "1 parsec"; write it like "64MiB", "1GiB" or "4096"']],
-    ['a limit that is a list', 'limits: { fds: [1] }', ['m.yaml:1:16: limits.fds: must be a number or a size']],
-    ['a limit that is a boolean', 'limits: { wall: true }', ['m.yaml:1:17: limits.wall: must be a number or a size']],
+    ['a limit that is a list', 'limits: { fds: [1] }', ['m.yaml:1:16: limits.fds: must be a number or a count']],
+    ['a limit that is a boolean', 'limits: { wall: true }', ['m.yaml:1:17: limits.wall: must be a number or a duration, e.g. 2s']],
     ['wall: 0', 'limits: { wall: 0 }', ['m.yaml:1:17: limits.wall: wall must be a positive whole number']],
     ['wall: 0s', 'limits: { wall: 0s }', ['m.yaml:1:17: limits.wall: wall must be a positive whole number']],
     ['wall: -1', 'limits: { wall: -1 }', ['m.yaml:1:17: limits.wall: wall: -1 is not a non-negative number']],
@@ -165,20 +165,20 @@ describe('error paths: each with its message and line:col', () => {
     ['!file with an unknown right', `${T}argdata: !file { path: /in/x, rights: [CAP_REED] }`,
       [`m.yaml:3:39: argdata.rights: unknown right "CAP_REED" (did you mean "CAP_READ"?); ${USE}`]],
 
-    // argdata: !socket, parsed and validated, then refused.
+    // argdata: !socket, parsed and validated.
     ['!socket without bind or connect', `${T}argdata: !socket { type: stream }`, ['m.yaml:3:18: argdata: !socket takes bind: host:port or connect: host:port']],
     ['!socket with both bind and connect', `${T}argdata: !socket { bind: 'a:1', connect: 'b:2' }`,
       ['m.yaml:3:18: argdata: !socket takes bind: host:port or connect: host:port']],
     ['!socket with a bad type', `${T}argdata: !socket { bind: '127.0.0.1:8080', type: raw }`, ['m.yaml:3:18: argdata.type: !socket type is stream or dgram']],
     ['!socket binding an address without a port', `${T}argdata: !socket { bind: localhost }`,
-      ['m.yaml:3:18: argdata: bind must be host:port, e.g. 127.0.0.1:8080']],
+      ['m.yaml:3:18: argdata.bind: socket address "localhost": expected HOST:PORT, [IPV6]:PORT or an absolute UNIX path, e.g. 127.0.0.1:8080']],
     ['!socket connecting to a port of six digits', `${T}argdata: !socket { connect: '10.0.0.1:123456' }`,
-      ['m.yaml:3:18: argdata: connect must be host:port, e.g. 127.0.0.1:8080']],
-    ['!socket on a scalar', `${T}argdata: !socket 127.0.0.1:80`, ['m.yaml:3:18: argdata: !socket takes { bind: host:port, type: stream }']],
-    ['a valid !socket (bind, stream) is not supported yet', `${T}argdata: !socket { bind: '127.0.0.1:8080', type: stream }`,
-      ['m.yaml:3:18: argdata: !socket is not supported yet: capsa grants no sockets to guests']],
-    ['a valid !socket (connect [::1], dgram) is not supported yet', `${T}argdata:\n  peer: !socket { connect: '[::1]:53', type: dgram }`,
-      ['m.yaml:4:17: argdata.peer: !socket is not supported yet: capsa grants no sockets to guests']],
+      ['m.yaml:3:18: argdata.connect: socket address "10.0.0.1:123456": expected HOST:PORT, [IPV6]:PORT or an absolute UNIX path, e.g. 127.0.0.1:8080']],
+    ['!socket on a scalar', `${T}argdata: !socket 127.0.0.1:80`, ['m.yaml:3:18: argdata: !socket takes { bind: host:port, type: stream } or { connect: host:port }']],
+    ['a !socket of type dgram', `${T}argdata:\n  peer: !socket { connect: '[::1]:53', type: dgram }`,
+      ['m.yaml:4:17: argdata.peer.type: dgram sockets are not supported: capsa hands out stream sockets only']],
+    ['sockets: a list of !socket', `${T}sockets: [!socket { bind: 'nohost' }]`,
+      ['m.yaml:3:19: sockets[0].bind: socket address "nohost": expected HOST:PORT, [IPV6]:PORT or an absolute UNIX path, e.g. 127.0.0.1:8080']],
 
     // Tags.
     ['an unknown CloudABI tag on a scalar', `${T}argdata: !pipe x`, [`m.yaml:3:16: argdata: unknown tag !pipe; ${TAGS}`]],

@@ -48,7 +48,7 @@ describe('parsePolicy', () => {
     ['an unknown limit', 'limits: { wal: 1s }', ['p.yaml:1:11: limits.wal: unknown limit "wal" (did you mean "wall"?); limits are wall, cpu, memory, output, fds, files']],
     ['a bad duration', 'limits: { wall: soon }', ['p.yaml:1:17: limits.wall: wall: cannot read "soon"; write it like "2s", "500ms" or "1m"']],
     ['a bad size', 'limits: { memory: huge }', ['p.yaml:1:19: limits.memory: memory: cannot read "huge"; write it like "64MiB", "1GiB" or "4096"']],
-    ['a limit that is a list', 'limits: { wall: [1] }', ['p.yaml:1:17: limits.wall: must be a number or a size']],
+    ['a limit that is a list', 'limits: { wall: [1] }', ['p.yaml:1:17: limits.wall: must be a number or a duration, e.g. 2s']],
     ['a negative limit', 'limits: { wall: -5 }', ['p.yaml:1:17: limits.wall: wall: -5 is not a non-negative number']],
     ['dirs: a scalar', 'dirs: x', ['p.yaml:1:7: dirs: dirs is a list of { source: memory | HOST_PREFIX, guest?, rights }']],
     ['a rule that is not a mapping', 'dirs: [x]', ['p.yaml:1:8: dirs[0]: a rule is { source, rights }']],
@@ -60,14 +60,14 @@ describe('parsePolicy', () => {
     ['an unknown service', 'casper: { system.dsn: {} }', ['p.yaml:1:11: casper.system.dsn: unknown service "system.dsn" (did you mean "system.dns"?); services are system.dns, system.pwd, system.grp, system.random, system.sysctl, system.fileargs']],
     ['argdata without files', 'argdata: x', ['p.yaml:1:10: argdata: argdata is { files: true | false }']],
     ['argdata files: maybe', 'argdata: { files: maybe }', ['p.yaml:1:10: argdata: argdata is { files: true | false }']],
-    ['an unknown key', 'foo: 1', ['p.yaml:1:1: foo: unknown key "foo"; a policy has limits, dirs, casper, argdata']],
-    ['an unknown key with a suggestion', 'argdat: {}', ['p.yaml:1:1: argdat: unknown key "argdat" (did you mean "argdata"?); a policy has limits, dirs, casper, argdata']],
-    ['a list instead of a mapping', '[1]', ['p.yaml:1:1: a policy is a mapping of limits, dirs, casper, argdata']],
+    ['an unknown key', 'foo: 1', ['p.yaml:1:1: foo: unknown key "foo"; a policy has limits, dirs, casper, argdata, net']],
+    ['an unknown key with a suggestion', 'argdat: {}', ['p.yaml:1:1: argdat: unknown key "argdat" (did you mean "argdata"?); a policy has limits, dirs, casper, argdata, net']],
+    ['a list instead of a mapping', '[1]', ['p.yaml:1:1: a policy is a mapping of limits, dirs, casper, argdata, net']],
     ['several problems at once', 'limits: { wal: 1s }\ndirs: x\ncasper: { system.dsn: {} }\nbogus: 1', [
       'p.yaml:1:11: limits.wal: unknown limit "wal" (did you mean "wall"?); limits are wall, cpu, memory, output, fds, files',
       'p.yaml:2:7: dirs: dirs is a list of { source: memory | HOST_PREFIX, guest?, rights }',
       'p.yaml:3:11: casper.system.dsn: unknown service "system.dsn" (did you mean "system.dns"?); services are system.dns, system.pwd, system.grp, system.random, system.sysctl, system.fileargs',
-      'p.yaml:4:1: bogus: unknown key "bogus"; a policy has limits, dirs, casper, argdata',
+      'p.yaml:4:1: bogus: unknown key "bogus"; a policy has limits, dirs, casper, argdata, net',
     ]],
   ];
 
@@ -85,7 +85,7 @@ describe('parsePolicy', () => {
   });
 
   it('an empty policy is the default maxima, no directories, no services, argdata files allowed', () => {
-    expect(parsePolicy('', 'p.yaml', '/srv')).toEqual({ limits: { ...DEFAULT_MAX_LIMITS }, dirs: [], casper: {}, argdataFiles: true });
+    expect(parsePolicy('', 'p.yaml', '/srv')).toEqual({ limits: { ...DEFAULT_MAX_LIMITS }, dirs: [], casper: {}, argdataFiles: true, net: { bind: [], connect: [] } });
   });
 
   it('the happy path: limits, rules (relative sources resolve against baseDir), services, argdata', () => {
@@ -160,7 +160,7 @@ describe('applyPolicy: each excess is named', () => {
     expect(refusals('dirs:\n  - { guest: /o, source: /srv/out, rights: [rpath, wpath, cpath] }', POLICY))
       .toEqual(['m.yaml:0:0: dirs[0] (/o): CAP_MKDIRAT, CAP_CREATE, CAP_LINKAT_SOURCE, CAP_LINKAT_TARGET, CAP_RENAMEAT_SOURCE, CAP_RENAMEAT_TARGET, CAP_SYMLINKAT, CAP_RMDIRAT, CAP_UNLINKFILEAT exceed the policy (allowed: rpath, wpath)']);
     expect(refusals('dirs:\n  - { guest: /t, source: memory, rights: CAP_ALL }', POLICY))
-      .toEqual(['m.yaml:0:0: dirs[0] (/t): CAP_FCNTL, CAP_FUTIMESAT, CAP_FUTIMES exceed the policy (allowed: rpath, wpath, cpath)']);
+      .toEqual(['m.yaml:0:0: dirs[0] (/t): CAP_FCNTL, CAP_FUTIMESAT, CAP_FUTIMES, CAP_FEXECVE exceed the policy (allowed: rpath, wpath, cpath)']);
   });
 
   it('a Casper service the policy does not allow', () => {
@@ -235,7 +235,7 @@ casper: { system.pwd: {} }`;
     expect(refusals(m, POLICY)).toEqual([
       "m.yaml:0:0: limits.wall: 10 s exceeds the policy's maximum 5 s",
       `m.yaml:0:0: dirs[0] (/etc): source /etc is not allowed by the policy (${ALLOWED})`,
-      'm.yaml:0:0: dirs[1] (/t): CAP_FCNTL, CAP_FUTIMESAT, CAP_FUTIMES exceed the policy (allowed: rpath, wpath, cpath)',
+      'm.yaml:0:0: dirs[1] (/t): CAP_FCNTL, CAP_FUTIMESAT, CAP_FUTIMES, CAP_FEXECVE exceed the policy (allowed: rpath, wpath, cpath)',
       'm.yaml:0:0: casper.system.pwd: the policy does not allow this service',
     ]);
   });
@@ -286,10 +286,12 @@ describe('applyPolicy: defaults and sources', () => {
     expect(effective('dirs:\n  - { guest: /d, source: memory, rights: CAP_ALL }', SERVICE_POLICY).dirs).toHaveLength(1);
   });
 
-  it('OPEN_POLICY takes anything within the default maxima', () => {
+  it('OPEN_POLICY (the CLI without --policy) takes anything, with no maxima but the engine\'s own', () => {
     const all = `dirs:\n  - { guest: /r, source: /, rights: CAP_ALL }\ncasper: { ${['system.dns', 'system.pwd', 'system.grp', 'system.random', 'system.sysctl', 'system.fileargs'].map((s) => `${s}: {}`).join(', ')} }`;
     expect(Object.keys(effective(all, OPEN_POLICY).casper)).toHaveLength(6);
-    expect(refusals('limits: { wall: 2m }', OPEN_POLICY)).toEqual(["m.yaml:0:0: limits.wall: 120 s exceeds the policy's maximum 60 s"]);
+    expect(effective('limits: { wall: 10m, memory: 2GiB, output: 1GiB }', OPEN_POLICY).limits)
+      .toMatchObject({ wallMs: 600_000, memoryBytes: 2 * 1024 ** 3, outputBytes: 1024 ** 3 });
+    expect(refusals('limits: { memory: 5GiB }', OPEN_POLICY)).toEqual(["m.yaml:0:0: limits.memory: 5 GiB exceeds the policy's maximum 4 GiB"]);
   });
 
   it('a policy with no rules allows no directory at all', () => {

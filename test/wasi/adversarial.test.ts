@@ -122,6 +122,7 @@ function run(src: string, options: WasiOptions = {}, keepStdout = true): RunResu
   let stdoutBytes = 0;
   const hostErrors: unknown[] = [];
   const wasi = createWasi({
+    stdin: undefined, stderr: undefined,
     ...options,
     stdout: (c) => { stdoutBytes += c.length; if (keepStdout) chunks.push(c.slice()); },
     onHostError: (callName, e) => { hostErrors.push([callName, e]); allHostErrors.push([callName, e]); },

@@ -16,6 +16,7 @@ import { DirHandle } from '../../src/wasi/handles.js';
 import type { Preview1Name } from '../../src/wasi/preview1.js';
 import { R, RIGHTS_TABLE, TYPE_RIGHTS } from '../../src/wasi/rights.js';
 import { harness, type Harness } from '../helpers/harness.js';
+import { createProcessCell, exitStatus, PROC_ENDED, PROC_PID, PROC_STATE, PROC_STATUS, type Spawner } from '../../src/wasi/procdesc.js';
 
 type Sys = Record<Preview1Name, (...a: any[]) => number>;
 const sys = (h: Harness): Sys => h.call as unknown as Sys;
@@ -182,6 +183,38 @@ const dropSeek = (h: Harness, fd: number): void => {
   expect(sys(h).fd_fdstat_set_rights(fd, st.base & ~R.fd_seek, st.inheriting)).toBe(ERRNO.SUCCESS);
 };
 const dir = (): Fds => ({ dir: 3 });
+
+// capsa's own calls (the `capsicum` module): pipes and process descriptors.
+const caps = (h: Harness) => h.wasi.getImportObject()['capsicum'] as Record<string, (...a: number[]) => number>;
+/** A spawner whose children have already exited with status 3, as pid 42. */
+const endedChild: Spawner = {
+  spawn: () => {
+    const c = createProcessCell();
+    c[PROC_PID] = 42; c[PROC_STATUS] = exitStatus(3); c[PROC_STATE] = PROC_ENDED;
+    return c;
+  },
+  kill: () => {},
+};
+const pdspawn = (h: Harness, modfd: number): number => {
+  const out = h.alloc(8);
+  const rc = caps(h).pdspawn!(modfd, 0, 0, 0, 0, 0, out, out + 4);
+  return rc === ERRNO.SUCCESS ? h.u32(out) : -rc;
+};
+const proc = (h: Harness): Fds => {
+  h.wasi.context.spawner = endedChild;
+  const pd = pdspawn(h, openFile(h));
+  expect(pd).toBeGreaterThan(0);
+  return { pd };
+};
+/** A pipe holding one byte, so that a read does not block. */
+const pipe = (h: Harness): Fds => {
+  const out = h.alloc(8);
+  expect(caps(h).pipe!(out)).toBe(ERRNO.SUCCESS);
+  const fds = { r: h.u32(out), w: h.u32(out + 4) };
+  expect(h.write(fds.w, 'x')).toBe(ERRNO.SUCCESS);
+  return fds;
+};
+const forModfd = (h: Harness): Fds => { h.wasi.context.spawner = endedChild; return file(h); };
 
 const CASES: Case[] = [
   {
@@ -414,6 +447,52 @@ const CASES: Case[] = [
     call: 'poll_oneoff fd_write', needs: { file: [R.fd_write, R.poll_fd_readwrite] }, setup: file,
     run: (h, f) => pollFd(h, f.file!, EVENTTYPE.FD_WRITE),
   },
+  {
+    call: 'pdspawn', needs: { file: [R.capsa_fexecve] }, setup: forModfd,
+    run: (h, f) => { const pd = pdspawn(h, f.file!); return pd < 0 ? -pd : ERRNO.SUCCESS; },
+  },
+  {
+    call: 'pdwait', needs: { pd: [R.capsa_pdwait] }, setup: proc,
+    run: (h, f) => {
+      const st = h.alloc(4);
+      const rc = caps(h).pdwait!(f.pd!, st, 0);
+      if (rc === ERRNO.SUCCESS) expect(h.u32(st)).toBe(exitStatus(3));
+      return rc;
+    },
+  },
+  {
+    call: 'pdkill', needs: { pd: [R.capsa_pdkill] }, setup: proc,
+    run: (h, f) => caps(h).pdkill!(f.pd!, 15),
+  },
+  {
+    call: 'pdgetpid', needs: { pd: [R.capsa_pdgetpid] }, setup: proc,
+    run: (h, f) => {
+      const out = h.alloc(4);
+      const rc = caps(h).pdgetpid!(f.pd!, out);
+      if (rc === ERRNO.SUCCESS) expect(h.u32(out)).toBe(42);
+      return rc;
+    },
+  },
+  {
+    call: 'poll_oneoff fd_read (process descriptor)', needs: { pd: [R.poll_fd_readwrite] }, setup: proc,
+    run: (h, f) => pollFd(h, f.pd!, EVENTTYPE.FD_READ),
+  },
+  {
+    call: 'fd_read (pipe)', needs: { r: [R.fd_read] }, setup: pipe,
+    run: (h, f) => h.read(f.r!)[0],
+  },
+  {
+    call: 'fd_write (pipe)', needs: { w: [R.fd_write] }, setup: pipe,
+    run: (h, f) => h.write(f.w!, 'y'),
+  },
+  {
+    call: 'poll_oneoff fd_read (pipe)', needs: { r: [R.fd_read, R.poll_fd_readwrite] }, setup: pipe,
+    run: (h, f) => pollFd(h, f.r!, EVENTTYPE.FD_READ),
+  },
+  {
+    call: 'poll_oneoff fd_write (pipe)', needs: { w: [R.fd_write, R.poll_fd_readwrite] }, setup: pipe,
+    run: (h, f) => pollFd(h, f.w!, EVENTTYPE.FD_WRITE),
+  },
 ];
 
 interface Row { c: Case; role: string; right: bigint; label: string }
@@ -427,10 +506,11 @@ describe('rights matrix', () => {
     for (const name of ['fd_advise', 'fd_allocate', 'fd_datasync', 'fd_sync', 'fd_fdstat_set_flags', 'fd_filestat_get',
       'fd_filestat_set_size', 'fd_filestat_set_times', 'fd_read', 'fd_write', 'fd_pread', 'fd_pwrite', 'fd_seek', 'fd_tell',
       'fd_readdir', 'path_open', 'path_create_directory', 'path_filestat_get', 'path_filestat_set_times', 'path_link',
-      'path_rename', 'path_readlink', 'path_symlink', 'path_remove_directory', 'path_unlink_file', 'poll_oneoff']) {
+      'path_rename', 'path_readlink', 'path_symlink', 'path_remove_directory', 'path_unlink_file', 'poll_oneoff',
+      'pdspawn', 'pdwait', 'pdkill', 'pdgetpid']) {
       expect(calls.has(name), name).toBe(true);
     }
-    expect(ROWS.length).toBe(43);
+    expect(ROWS.length).toBe(54);
   });
 
   for (const mount of MOUNTS) {

@@ -3,7 +3,7 @@
  * fields, stdin and files), the engine's result, and the view the API answers with.
  */
 import type { RunRequest } from '../../host/host.js';
-import type { RunResult, Usage } from '../../host/result.js';
+import type { ChildStatus, RunResult, Usage } from '../../host/result.js';
 import type { RunEventRecord, RunRecord, RunState } from '../store/types.js';
 import { b64, decodeTagged, encodeTagged, fromB64, toText, type Encoding } from '../encoding.js';
 
@@ -50,6 +50,7 @@ export interface StoredResult {
   usage: Usage;
   audit: { events: number; dropped: number };
   warnings?: string[];
+  children?: ChildStatus[];
 }
 
 export function storedResult(r: RunResult): StoredResult {
@@ -66,6 +67,7 @@ export function storedResult(r: RunResult): StoredResult {
   if (r.timeout) out.timeout = r.timeout;
   if (r.message !== undefined) out.message = r.message;
   if (r.warnings?.length) out.warnings = r.warnings;
+  if (r.children?.length) out.children = r.children;
   return out;
 }
 
@@ -99,6 +101,7 @@ export interface RunView {
   usage?: Usage;
   audit?: { events: number; dropped: number };
   warnings?: string[];
+  children?: ChildStatus[];
 }
 
 export function runView(r: RunRecord): RunView {
@@ -125,6 +128,7 @@ export function runView(r: RunRecord): RunView {
   if (res.files && Object.keys(res.files).length) view.files = Object.fromEntries(Object.entries(res.files).map(([p, f]) => [p, toText(fromB64(f))]));
   if (res.filesOmitted) view.filesOmitted = res.filesOmitted;
   if (res.warnings) view.warnings = res.warnings;
+  if (res.children) view.children = res.children;
   return view;
 }
 

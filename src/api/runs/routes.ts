@@ -17,6 +17,13 @@ const text = z.string().nullable();
 const encoding = z.enum(['utf8', 'base64']);
 const UsageSchema = z.object({ wallMs: z.number(), cpuMs: z.number(), peakMemoryBytes: z.number() });
 
+const ChildSchema = z.object({
+  pid: z.number().int(), parentPid: z.number().int(),
+  status: z.string().openapi({ description: 'A run status, or killed (by its parent, or because its parent or the run ended)' }),
+  exitCode: z.number().int().optional(), signal: z.number().int().optional(), message: z.string().optional(),
+  usage: UsageSchema,
+}).openapi('ChildStatus');
+
 export const RunSchema = z.object({
   id: z.string().openapi({ example: 'run_9x2…' }),
   module: z.string(),
@@ -39,6 +46,7 @@ export const RunSchema = z.object({
   usage: UsageSchema.optional(),
   audit: z.object({ events: z.number(), dropped: z.number() }).optional(),
   warnings: z.array(z.string()).optional(),
+  children: z.array(ChildSchema).optional().openapi({ description: 'The child guests the run started (capsicum.pdspawn), as they ended' }),
 }).openapi('Run');
 
 const RunSummarySchema = RunSchema.pick({ id: true, module: true, status: true, createdAt: true, startedAt: true, finishedAt: true, attempts: true, exitCode: true }).openapi('RunSummary');

@@ -10,6 +10,7 @@ import { ApiError, notFound } from '../errors.js';
 import { defineRoute, errorResponses, jsonContent, parseJson, readJson } from '../http.js';
 import type { AppEnv, Deps } from '../options.js';
 import { manifestProblem } from '../runs/prepare.js';
+import { syncMounts } from '../mounts.js';
 
 const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
 
@@ -84,6 +85,8 @@ export function registerTenantRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void
     if (policy !== null) await store.setPolicy(tenant.id, policy);
     const { key, record } = await store.createKey(tenant.id);
     c.get('log').info({ tenant: tenant.id, keyId: record.id }, 'tenant created');
+    // A tenant under the service's policy may bring its host directories into force.
+    await syncMounts(deps);
     return c.json({ tenant: tenantView(await store.getTenant(tenant.id) ?? tenant), key: { id: record.id, createdAt: iso(record.createdAt)!, key } }, 201);
   });
 
@@ -157,6 +160,8 @@ export function registerTenantRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void
     }
     await store.setPolicy(t.id, policy);
     c.get('log').info({ tenant: t.id, policy: policy === null ? 'service' : 'own' }, 'policy set');
+    // Executors never hold more than the policies in force allow: replaced if that changed.
+    await syncMounts(deps);
     return c.json(tenantView(await store.getTenant(t.id) ?? t), 200);
   });
 }

@@ -7,11 +7,12 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
+import path from 'node:path';
 import type { BridgeCallContext, BridgeHandler } from '../bridge.js';
 import { QueueFullError, type Job, type JobEnd } from '../pool.js';
 import type { ModuleCaps } from '../wasm-limits.js';
 import { decodeBatch, encodeBatch, type FromExecutor, type ToExecutor, type WireFormat } from './protocol.js';
-import { planExecutor, type ExecutorMount, type ExecutorRuntime, type Layer, type SandboxOptions } from './sandbox.js';
+import { planExecutor, releaseCgroup, type ExecutorMount, type ExecutorRuntime, type Layer, type SandboxOptions } from './sandbox.js';
 
 export type { ExecutorMount, ExecutorRuntime, Layer };
 
@@ -44,6 +45,14 @@ export interface ExecutorPoolOptions {
   runtimeFlags?: string[];
   /** V8 heap cap of each executor's own thread in MiB (default 128); workers have their own. */
   heapMb?: number;
+  /**
+   * What an executor may hold in all, in MiB, as a memory cgroup where this machine lets capsa make
+   * one (its layers then list 'cgroup-memory'); 0 for none. Default: its heap, and per worker a
+   * worker heap plus the largest guest memory a run may ask for (guestMemoryMb) and slack.
+   */
+  memoryMb?: number;
+  /** The largest linear memory a run may have, MiB (default 1024): sizes the default memoryMb. */
+  guestMemoryMb?: number;
   cacheBytes?: number;
   /** How often executors report; one silent for 10 periods (at least 5 s) is killed and replaced (default 500 ms). */
   heartbeatMs?: number;
@@ -61,6 +70,10 @@ export interface ExecutorInfo {
   busy: number;
   rssBytes: number;
   startedAt: string;
+  /** Host directories it may mount (fixed at its start). */
+  mounts: ExecutorMount[];
+  /** Replaced (the mounts changed): it takes no new runs, and exits once its runs end. */
+  draining: boolean;
 }
 
 interface Inflight {
@@ -81,8 +94,10 @@ class Executor {
   spawned = 0;
   rssBytes = 0;
   readonly startedAt = new Date().toISOString();
+  /** Replaced: finishes its runs, takes no new ones, then is ended. */
+  draining = false;
   private outbox: ToExecutor[] = [];
-  constructor(readonly pool: ExecutorPool, readonly layers: Layer[], command: string, args: string[], env: Record<string, string>, readonly wire: WireFormat) {
+  constructor(readonly pool: ExecutorPool, readonly layers: Layer[], readonly mounts: ExecutorMount[], command: string, args: string[], env: Record<string, string>, readonly wire: WireFormat) {
     this.child = spawn(command, args, { env, stdio: ['ignore', 'ignore', 'pipe', 'ipc'], serialization: wire });
     this.child.stderr!.setEncoding('utf8');
     this.child.stderr!.on('data', (s: string) => pool.log('warn', `executor ${this.child.pid}: ${s.trimEnd()}`));
@@ -114,8 +129,10 @@ class Executor {
 
 /** Executor processes behind the worker Pool's submit(Job) shape. */
 export class ExecutorPool {
-  readonly options: Required<Omit<ExecutorPoolOptions, 'onLog' | 'denoPath'>> & Pick<ExecutorPoolOptions, 'onLog' | 'denoPath'>;
+  readonly options: Required<Omit<ExecutorPoolOptions, 'onLog' | 'denoPath' | 'guestMemoryMb'>> & Pick<ExecutorPoolOptions, 'onLog' | 'denoPath'>;
   private executors: Executor[] = [];
+  /** Replaced executors finishing the runs they hold (setMounts). */
+  private draining = new Set<Executor>();
   private queue: Inflight[] = [];
   private nextRun = 1;
   private nextOp = 1;
@@ -127,9 +144,11 @@ export class ExecutorPool {
   spawnedExecutors = 0;
 
   constructor(options: ExecutorPoolOptions = {}) {
+    const workers = options.workers ?? 1;
+    const heapMb = options.heapMb ?? 128;
     this.options = {
       count: options.count ?? Math.max(1, os.availableParallelism?.() ?? os.cpus().length),
-      workers: options.workers ?? 1,
+      workers,
       maxQueue: options.maxQueue ?? 1000,
       runtime: options.runtime ?? 'node',
       isolation: options.isolation ?? 'best-effort',
@@ -137,7 +156,9 @@ export class ExecutorPool {
       permissions: options.permissions ?? true,
       mounts: options.mounts ?? [],
       runtimeFlags: options.runtimeFlags ?? [],
-      heapMb: options.heapMb ?? 128,
+      heapMb,
+      // A worker's heap is 64 MiB (Pool's workerHeapMb); 32 MiB a worker and 128 for the runtime are slack.
+      memoryMb: options.memoryMb ?? heapMb + 128 + workers * (64 + (options.guestMemoryMb ?? 1024) + 32),
       cacheBytes: options.cacheBytes ?? 256 << 20,
       heartbeatMs: options.heartbeatMs ?? 500,
       onLog: options.onLog,
@@ -152,7 +173,7 @@ export class ExecutorPool {
 
   private sandbox(): SandboxOptions {
     const o = this.options;
-    return { runtime: o.runtime, bubblewrap: o.bubblewrap, permissions: o.permissions, strict: o.isolation === 'strict', mounts: o.mounts, runtimeFlags: o.runtimeFlags, heapMb: o.heapMb, denoPath: o.denoPath };
+    return { runtime: o.runtime, bubblewrap: o.bubblewrap, permissions: o.permissions, strict: o.isolation === 'strict', mounts: o.mounts, runtimeFlags: o.runtimeFlags, heapMb: o.heapMb, memoryMb: o.memoryMb, denoPath: o.denoPath };
   }
 
   private spawn(): Executor {
@@ -160,7 +181,51 @@ export class ExecutorPool {
     const plan = planExecutor(this.sandbox(), { workers: this.options.workers, cacheBytes: this.options.cacheBytes, heartbeatMs: this.options.heartbeatMs, wire });
     for (const w of plan.warnings) this.log('warn', w);
     this.spawnedExecutors++;
-    return new Executor(this, plan.layers, plan.command, plan.args, plan.env, wire);
+    const ex = new Executor(this, plan.layers, this.options.mounts, plan.command, plan.args, plan.env, wire);
+    const cgroup = plan.cgroup;
+    if (cgroup) {
+      ex.child.once('exit', () => releaseCgroup(cgroup));
+      ex.child.once('error', () => releaseCgroup(cgroup));
+    }
+    return ex;
+  }
+
+  /**
+   * Changes the host directories executors may mount. An executor's grants are fixed when it
+   * starts, so every executor is replaced: new runs go to new executors at once, and the old ones
+   * finish the runs they hold, take no more, and are then ended. Resolves when the new executors
+   * can take runs; a no-op when the set of mounts is the same.
+   */
+  async setMounts(mounts: ExecutorMount[]): Promise<void> {
+    const key = (ms: ExecutorMount[]) => JSON.stringify(ms.map((m) => [path.resolve(m.path), m.write]).sort());
+    if (key(mounts) === key(this.options.mounts)) return;
+    this.options.mounts = [...mounts];
+    if (this.closed || !this.started) return;
+    const fresh: Executor[] = [];
+    for (let i = 0; i < this.executors.length; i++) {
+      const old = this.executors[i]!;
+      const next = this.spawn();
+      this.executors[i] = next;
+      fresh.push(next);
+      this.retire(old);
+      next.ready.then(() => this.dispatch(), (e: unknown) => this.log('warn', `the replacement executor did not start: ${(e as Error).message}`));
+    }
+    this.log('info', `the executors' mounts changed (${mounts.map((m) => `${m.path}${m.write ? '' : ' (read-only)'}`).join(', ') || 'none'}): ${fresh.length} executors replaced`);
+    await Promise.all(fresh.map((e) => e.ready.catch(() => {})));
+  }
+
+  /** Takes an executor out of service: it ends once the runs it holds are over. */
+  private retire(ex: Executor): void {
+    ex.draining = true;
+    this.draining.add(ex);
+    this.endIfDrained(ex);
+  }
+
+  private endIfDrained(ex: Executor): void {
+    if (!ex.draining || ex.runs.size > 0) return;
+    this.draining.delete(ex);
+    ex.dead = true;
+    if (ex.child.exitCode === null && ex.child.signalCode === null) ex.child.kill('SIGKILL');
   }
 
   /** Starts the executors and waits until each can take runs; throws (strict isolation, no runtime) if they cannot start. */
@@ -271,6 +336,7 @@ export class ExecutorPool {
     ex.runs.delete(run);
     if (p.onAbort) p.job.signal?.removeEventListener('abort', p.onAbort);
     p.resolve(end);
+    this.endIfDrained(ex);
     this.dispatch();
   }
 
@@ -279,7 +345,8 @@ export class ExecutorPool {
     if (ex.dead) return;
     ex.dead = true;
     const i = this.executors.indexOf(ex);
-    if (i < 0) return;
+    // A draining executor's runs end like any other's; it is not replaced (its successor runs).
+    if (i < 0 && !this.draining.delete(ex)) return;
     if (!ex.child.killed && ex.child.exitCode === null) ex.child.kill('SIGKILL');
     // Host functions waiting on its guests' memory get an error instead of waiting forever.
     for (const [op, m] of this.memOps) if (m.ex === ex) { this.memOps.delete(op); m.reject(new Error(message)); }
@@ -287,7 +354,7 @@ export class ExecutorPool {
       const p = ex.runs.get(run)!;
       this.finish(ex, run, { kind: 'stopped', reason: 'crashed', message, wallMs: performance.now() - p.t0, cpuMs: 0 });
     }
-    if (this.closed || !this.started) return;
+    if (this.closed || !this.started || i < 0) return;
     this.log('warn', `${message}; starting a new executor`);
     // One that died before it was ready is retried after a pause, not in a tight loop.
     const delay = ex.isReady ? 0 : 1000;
@@ -306,7 +373,7 @@ export class ExecutorPool {
       p.resolve({ kind: 'stopped', reason: 'cancelled', message: 'the run was cancelled before it started', wallMs: 0, cpuMs: 0 });
       return;
     }
-    for (const ex of this.executors) {
+    for (const ex of [...this.executors, ...this.draining]) {
       for (const [run, q] of ex.runs) if (q === p) ex.send({ t: 'cancel', run });
     }
   }
@@ -315,13 +382,15 @@ export class ExecutorPool {
   stats(): { workers: number; busy: number; queued: number; spawned: number; executors: number } {
     let workers = 0, busy = 0, spawned = 0;
     for (const ex of this.executors) { workers += ex.workers; busy += ex.runs.size; spawned += ex.spawned; }
+    for (const ex of this.draining) busy += ex.runs.size;
     return { workers, busy, queued: this.queue.length, spawned, executors: this.executors.length };
   }
 
   /** The executors now, for /healthz. */
   list(): ExecutorInfo[] {
-    return this.executors.map((ex) => ({
+    return [...this.executors, ...this.draining].map((ex) => ({
       pid: ex.child.pid, runtime: this.options.runtime, layers: ex.layers, workers: ex.workers, busy: ex.runs.size, rssBytes: ex.rssBytes, startedAt: ex.startedAt,
+      mounts: ex.mounts, draining: ex.draining,
     }));
   }
 
@@ -335,7 +404,8 @@ export class ExecutorPool {
     this.closed = true;
     if (this.watchdog) clearInterval(this.watchdog);
     for (const p of this.queue.splice(0)) p.resolve({ kind: 'stopped', reason: 'cancelled', message: 'the host closed', wallMs: 0, cpuMs: 0 });
-    const all = this.executors.splice(0);
+    const all = [...this.executors.splice(0), ...this.draining];
+    this.draining.clear();
     await Promise.all(all.map((ex) => {
       for (const run of [...ex.runs.keys()]) this.finish(ex, run, { kind: 'stopped', reason: 'cancelled', message: 'the host closed', wallMs: 0, cpuMs: 0 });
       ex.dead = true;

@@ -15,7 +15,7 @@ import os from 'node:os';
 export type ExecutorRuntime = 'node' | 'deno';
 
 /** A layer of isolation, as /healthz names it. */
-export type Layer = 'bubblewrap' | 'node-permission' | 'deno-permission' | 'capsicum-rights';
+export type Layer = 'bubblewrap' | 'node-permission' | 'deno-permission' | 'cgroup-memory' | 'capsicum-rights';
 
 /** A host directory the executor's runs may mount; fixed when the executor starts. */
 export interface ExecutorMount { path: string; write: boolean }
@@ -34,6 +34,8 @@ export interface SandboxOptions {
   runtimeFlags: string[];
   /** V8 old-generation cap of the executor's own thread, MiB. */
   heapMb: number;
+  /** The executor's memory (all its threads, guests' linear memories included) in a cgroup, MiB; 0: no cgroup. */
+  memoryMb: number;
   /** The Deno binary (default: the `deno` npm package's, else `deno` on the PATH). */
   denoPath?: string | undefined;
 }
@@ -46,6 +48,90 @@ export interface LaunchPlan {
   layers: Layer[];
   /** Why a layer asked for is not in force (logged as a warning). */
   warnings: string[];
+  /** The executor's memory cgroup, made for it: remove it with releaseCgroup once the executor exited. */
+  cgroup?: string;
+}
+
+let cgroupRoot: { version: 1 | 2; dir: string } | string | undefined;
+/**
+ * Where executors' memory cgroups can go (checked once): below this process's own cgroup in a
+ * cgroup v2 hierarchy whose memory controller is enabled for children, or in the v1 memory
+ * hierarchy; else why not.
+ */
+export function memoryCgroupRoot(): { version: 1 | 2; dir: string } | string {
+  if (cgroupRoot !== undefined) return cgroupRoot;
+  let lines: string[] = [];
+  try { lines = fs.readFileSync('/proc/self/cgroup', 'utf8').split('\n'); } catch { return (cgroupRoot = 'no /proc/self/cgroup (not Linux)'); }
+  const writable = (d: string) => { try { fs.accessSync(d, fs.constants.W_OK); return true; } catch { return false; } };
+  const v2 = lines.find((l) => l.startsWith('0::'))?.slice(3);
+  if (v2 !== undefined && fs.existsSync('/sys/fs/cgroup/cgroup.controllers')) {
+    const dir = path.join('/sys/fs/cgroup', v2);
+    let sub = '';
+    try { sub = fs.readFileSync(path.join(dir, 'cgroup.subtree_control'), 'utf8'); } catch { /* none */ }
+    if (/\bmemory\b/.test(sub) && writable(dir)) return (cgroupRoot = { version: 2, dir });
+  }
+  const v1 = lines.map((l) => l.split(':')).find((f) => f[1]?.split(',').includes('memory'))?.[2];
+  if (v1 !== undefined && fs.existsSync('/sys/fs/cgroup/memory')) {
+    const dir = path.join('/sys/fs/cgroup/memory', v1);
+    if (writable(dir)) return (cgroupRoot = { version: 1, dir });
+  }
+  return (cgroupRoot = 'no writable memory cgroup (cgroup v2 with the memory controller delegated, or the v1 memory hierarchy)');
+}
+
+/**
+ * Removes what engines that were killed (kill -9: no exit handler ran) left in `dir`: entries named
+ * capsa-executor-<pid>-… whose process is gone. A cgroup goes only once empty (rmdir).
+ */
+function sweepStale(dir: string, remove: (p: string) => void): void {
+  let names: string[] = [];
+  try { names = fs.readdirSync(dir); } catch { return; }
+  for (const name of names) {
+    const m = /^capsa-executor-(\d+)-/.exec(name);
+    if (!m || Number(m[1]) === process.pid) continue;
+    try { process.kill(Number(m[1]), 0); continue; } catch (e) { if ((e as NodeJS.ErrnoException).code === 'EPERM') continue; }
+    try { remove(path.join(dir, name)); } catch { /* in use, or not ours to remove */ }
+  }
+}
+
+let cgroupSeq = 0;
+/** Makes a memory cgroup of `mb` MiB for one executor; returns its directory, or why not. */
+function makeCgroup(mb: number): string | { error: string } {
+  const root = memoryCgroupRoot();
+  if (typeof root === 'string') return { error: root };
+  if (cgroupSeq === 0) sweepStale(root.dir, (p) => fs.rmdirSync(p));
+  const dir = path.join(root.dir, `capsa-executor-${process.pid}-${++cgroupSeq}`);
+  try {
+    fs.mkdirSync(dir);
+    const bytes = String(mb * 1024 * 1024);
+    if (root.version === 2) {
+      fs.writeFileSync(path.join(dir, 'memory.max'), bytes);
+      try { fs.writeFileSync(path.join(dir, 'memory.swap.max'), '0'); } catch { /* no swap accounting */ }
+    } else {
+      fs.writeFileSync(path.join(dir, 'memory.limit_in_bytes'), bytes);
+    }
+    return dir;
+  } catch (e) {
+    try { fs.rmdirSync(dir); } catch { /* not made */ }
+    return { error: `cannot make a memory cgroup in ${root.dir}: ${(e as Error).message}` };
+  }
+}
+
+/** Removes an executor's cgroup once its processes are gone (the kernel refuses it until then). */
+export function releaseCgroup(dir: string, tries = 20): void {
+  try {
+    fs.rmdirSync(dir);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EBUSY' && tries > 0) setTimeout(() => releaseCgroup(dir, tries - 1), 100).unref();
+  }
+}
+
+/** An executable's absolute path from this process's PATH (the executor's own environment is empty). */
+function onPath(name: string): string {
+  for (const dir of (process.env['PATH'] ?? '').split(path.delimiter)) {
+    if (dir && fs.existsSync(path.join(dir, name))) return path.join(dir, name);
+  }
+  return name;
 }
 
 const HERE = fileURLToPath(import.meta.url);
@@ -78,7 +164,9 @@ function entry(): { script: string; code: string } {
     return { script, code: path.join(packageRoot(), 'dist') };
   }
   if (!sourceBundle) {
-    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-executor-'));
+    sweepStale(os.tmpdir(), (p) => fs.rmSync(p, { recursive: true, force: true }));
+    // The pid in the name lets a later engine remove it if this one is killed before its exit handler runs.
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), `capsa-executor-${process.pid}-`));
     const esbuild = createRequire(import.meta.url)('esbuild') as typeof import('esbuild');
     esbuild.buildSync({
       entryPoints: { 'executor-main': path.join(path.dirname(HERE), 'executor-main.ts'), 'worker/guest-worker': path.join(path.dirname(HERE), '../worker/guest-worker.ts') },
@@ -181,7 +269,7 @@ export function planExecutor(o: SandboxOptions, config: object): LaunchPlan {
         '--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp', ...binds,
         '--chdir', '/tmp', '--', command, ...args,
       ];
-      command = 'bwrap';
+      command = onPath('bwrap');
       layers.push('bubblewrap');
     } else {
       warnings.push(`executors run without bubblewrap: ${status}`);
@@ -193,6 +281,20 @@ export function planExecutor(o: SandboxOptions, config: object): LaunchPlan {
       throw new Error(`Cannot start executors in strict isolation: ${warnings.join('; ') || 'a layer is turned off'} (install bubblewrap, or use best-effort isolation)`);
     }
   }
+  // The cgroup is entered before anything else runs: sh writes its own pid, then becomes the
+  // sandbox, so that bwrap, the runtime and every thread they start are counted.
+  let cgroup: string | undefined;
+  if (o.memoryMb > 0) {
+    const cg = makeCgroup(o.memoryMb);
+    if (typeof cg === 'string') {
+      cgroup = cg;
+      args = ['-c', 'echo $$ > "$0" && exec "$@"', path.join(cg, 'cgroup.procs'), command, ...args];
+      command = '/bin/sh';
+      layers.push('cgroup-memory');
+    } else {
+      warnings.push(`executors run without a memory cgroup: ${cg.error}; their memory is bounded by V8's heap flags and the runs' memory limits only`);
+    }
+  }
   layers.push('capsicum-rights');
-  return { command, args, env, layers, warnings };
+  return { command, args, env, layers, warnings, ...(cgroup ? { cgroup } : {}) };
 }

@@ -89,21 +89,28 @@ function openFile(ctx: WasiContext, node: Extract<ArgNode, { type: 'file' }>): n
   return node.host ? openHostPath(ctx, node) : openGuestFile(ctx, node.path, node.rights.base, 'argdata');
 }
 
-function walk(ctx: WasiContext, n: ArgNode): ArgdataValue {
+/** Installs slot `slot` of the run's net memory as a socket descriptor with these rights. */
+export type SocketInstaller = (slot: number, base: bigint, inheriting: bigint) => number;
+
+function walk(ctx: WasiContext, n: ArgNode, sockets: SocketInstaller | undefined): ArgdataValue {
   switch (n.type) {
     case 'file': return { type: 'fd', fd: openFile(ctx, n) };
     case 'fd':
       if (!ctx.fds.peek(n.fd)) throw new Error(`argdata: fd ${n.fd} is not a descriptor the guest is granted`);
       return n;
-    case 'seq': return { type: 'seq', items: n.items.map((i) => walk(ctx, i)) };
-    case 'map': return { type: 'map', entries: n.entries.map(([k, v]) => [walk(ctx, k), walk(ctx, v)]) };
+    case 'socket': throw new Error('argdata: a socket node reached the worker unopened (capsa bug)');
+    case 'netslot':
+      if (!sockets) throw new Error(`argdata: the run has no sockets for slot ${n.slot}`);
+      return { type: 'fd', fd: sockets(n.slot, n.rights?.base ?? 0n, n.rights?.inheriting ?? 0n) };
+    case 'seq': return { type: 'seq', items: n.items.map((i) => walk(ctx, i, sockets)) };
+    case 'map': return { type: 'map', entries: n.entries.map(([k, v]) => [walk(ctx, k, sockets), walk(ctx, v, sockets)]) };
     default: return n;
   }
 }
 
 /** Opens the tree's files (in tree order, after the preopens) and installs the encoded tree. */
-export function installArgdata(ctx: WasiContext, tree: ArgNode): void {
-  ctx.argdata = encodeArgdata(walk(ctx, tree));
+export function installArgdata(ctx: WasiContext, tree: ArgNode, sockets?: SocketInstaller): void {
+  ctx.argdata = encodeArgdata(walk(ctx, tree, sockets));
 }
 
 /** lstat of a guest path (no final symlink followed), for Casper's fileargs; a WasiError's errno on failure. */

@@ -5,7 +5,7 @@
  * loses none of them), and posts back an outcome.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import type { FromWorker, ToWorker, WorkerData } from './protocol.js';
+import { PHASE_INSTANTIATING, PHASE_STARTED, type FromWorker, type ToWorker, type WorkerData } from './protocol.js';
 import { RecordKind, RingWriter } from './output-ring.js';
 import { runGuest } from './run-guest.js';
 import { threadId } from './thread-cpu.js';
@@ -14,6 +14,7 @@ const port = parentPort;
 if (!port) throw new Error('guest-worker must run in a worker thread');
 const post = (m: FromWorker) => port.postMessage(m);
 const ring = new RingWriter((workerData as WorkerData).ring);
+const phase = new Int32Array((workerData as WorkerData).phase);
 const encoder = new TextEncoder();
 
 port.on('message', (msg: ToWorker) => {
@@ -23,7 +24,10 @@ port.on('message', (msg: ToWorker) => {
   ring.eager = spec.stream;
   const outcome = runGuest(msg.module, spec, {
     bridge: msg.bridge,
-    phase: (phase) => post({ type: phase, id }),
+    proc: msg.proc,
+    post,
+    id,
+    phase: (p) => { Atomics.store(phase, 0, id); Atomics.store(phase, 1, p === 'instantiating' ? PHASE_INSTANTIATING : PHASE_STARTED); },
     output(fd, chunk) {
       if (chunk.length) ring.write(fd === 1 ? RecordKind.stdout : RecordKind.stderr, chunk);
     },

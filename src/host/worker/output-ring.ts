@@ -40,10 +40,72 @@ class Ring {
   protected readonly ctl: Int32Array;
   protected readonly data: Uint8Array;
   protected readonly capacity: number;
-  constructor(sab: SharedArrayBuffer) {
-    this.ctl = new Int32Array(sab, 0, 2);
-    this.data = new Uint8Array(sab, HEADER_BYTES);
+  /** A ring at `offset` of `sab` (16 bytes of header, then `dataBytes`, a power of two; default: the rest of `sab`). */
+  constructor(sab: SharedArrayBuffer, offset = 0, dataBytes?: number) {
+    this.ctl = new Int32Array(sab, offset, 2);
+    this.data = new Uint8Array(sab, offset + HEADER_BYTES, dataBytes);
     this.capacity = this.data.length;
+  }
+
+  protected put(pos: number, bytes: Uint8Array): void {
+    const at = pos % this.capacity;
+    const first = Math.min(bytes.length, this.capacity - at);
+    this.data.set(bytes.subarray(0, first), at);
+    if (first < bytes.length) this.data.set(bytes.subarray(first), 0);
+  }
+
+  protected copyOut(pos: number, len: number, into: Uint8Array, at: number): void {
+    const from = pos % this.capacity;
+    const first = Math.min(len, this.capacity - from);
+    into.set(this.data.subarray(from, from + first), at);
+    if (first < len) into.set(this.data.subarray(0, len - first), at + first);
+  }
+}
+
+/** Bytes a byte ring at some offset takes: its header and its data area. */
+export const byteRingBytes = (dataBytes: number): number => HEADER_BYTES + dataBytes;
+
+/**
+ * A byte stream through shared memory (a socket's receive or send side): one writer, one reader,
+ * on any two threads, neither of which ever blocks here. The writer writes what fits and is told
+ * how much; the reader reads, peeks, or sees what is there. Whoever waits for the other side
+ * sleeps elsewhere (the run's Waker, or the host thread's event loop), so no call here waits.
+ */
+export class ByteRing extends Ring {
+  /** Bytes written and not yet read. */
+  available(): number {
+    return (Atomics.load(this.ctl, WRITE) - Atomics.load(this.ctl, READ)) >>> 0;
+  }
+
+  /** Bytes the writer may still write. */
+  room(): number {
+    return this.capacity - this.available();
+  }
+
+  /** Writes as much of `bytes` as fits; returns how much that was. */
+  write(bytes: Uint8Array): number {
+    const n = Math.min(bytes.length, this.room());
+    if (n === 0) return 0;
+    const w = Atomics.load(this.ctl, WRITE) >>> 0;
+    this.put(w, n === bytes.length ? bytes : bytes.subarray(0, n));
+    Atomics.store(this.ctl, WRITE, (w + n) | 0);
+    return n;
+  }
+
+  /** Copies up to `into.length` bytes out; consumes them unless `peek`. */
+  read(into: Uint8Array, peek = false): number {
+    const n = Math.min(into.length, this.available());
+    if (n === 0) return 0;
+    const r = Atomics.load(this.ctl, READ) >>> 0;
+    this.copyOut(r, n, into, 0);
+    if (!peek) Atomics.store(this.ctl, READ, (r + n) | 0);
+    return n;
+  }
+
+  /** Empties the ring (both positions back to 0); only while neither side uses it. */
+  clear(): void {
+    Atomics.store(this.ctl, WRITE, 0);
+    Atomics.store(this.ctl, READ, 0);
   }
 }
 
@@ -91,12 +153,6 @@ export class RingWriter extends Ring {
     Atomics.notify(this.ctl, WRITE);
   }
 
-  private put(pos: number, bytes: Uint8Array): void {
-    const at = pos % this.capacity;
-    const first = Math.min(bytes.length, this.capacity - at);
-    this.data.set(bytes.subarray(0, first), at);
-    if (first < bytes.length) this.data.set(bytes.subarray(first), 0);
-  }
 }
 
 /** The host thread's end: drains committed records, and waits for commits without blocking. */
@@ -169,12 +225,5 @@ export class RingReader extends Ring {
   close(): void {
     this.closed = true;
     Atomics.notify(this.ctl, WRITE);
-  }
-
-  private copyOut(pos: number, len: number, into: Uint8Array, at: number): void {
-    const from = pos % this.capacity;
-    const first = Math.min(len, this.capacity - from);
-    into.set(this.data.subarray(from, from + first), at);
-    if (first < len) into.set(this.data.subarray(0, len - first), at + first);
   }
 }

@@ -5,12 +5,19 @@ import { filesToSeed } from '../files.js';
 import { capNames } from '../../wasi/rights.js';
 import { createWasi, type Preopen, type Wasi } from '../../wasi/wasi.js';
 import { writeAll } from '../../wasi/handles.js';
+import { Waker } from '../../wasi/wake.js';
+import { OutputRingWriter, type PumpedOutput } from '../../wasi/output-pump.js';
 import type { AuditEvent } from '../result.js';
 import { classifyTrap } from '../trap.js';
 import { bridgeClient, functionStubs } from '../functions.js';
 import { createCasperImports } from './casper-imports.js';
-import { installArgdata } from './argdata-fds.js';
-import type { GuestSpec, WorkerOutcome } from './protocol.js';
+import { installArgdata, type SocketInstaller } from './argdata-fds.js';
+import type { FromWorker, GuestSpec, ProcessInfo, WorkerOutcome } from './protocol.js';
+import { passedEntries, workerSpawner } from './spawner.js';
+import { NetBudget, NetLimitExceeded, SlotEndpoint } from '../net/endpoint.js';
+import { NetMemory } from '../net/layout.js';
+import { SocketHandle } from '../../wasi/sockets.js';
+import type { Handle } from '../../wasi/handles.js';
 import { threadCpuNs } from './thread-cpu.js';
 
 /** Unwinds a guest that wrote past its output limit. */
@@ -28,6 +35,10 @@ export interface GuestIO {
   bridge?: SharedArrayBuffer | undefined;
   /** Told when instantiation begins and when the guest's code starts (a heap exhaustion in between is the module's). */
   phase?(phase: 'instantiating' | 'started'): void;
+  /** The run's place in its run tree, and the pool to ask for children: without them pdspawn is ENOSYS. */
+  proc?: ProcessInfo | undefined;
+  post?: ((m: FromWorker) => void) | undefined;
+  id?: number | undefined;
 }
 
 /** The in-memory directory at a guest path, made on the way if missing. */
@@ -81,6 +92,20 @@ class AuditCollector implements Auditor {
 // One WASI environment per worker, reset for each guest (createWasi's `reuse`).
 let previous: Wasi | undefined;
 
+/** Calls the export `invoke` names (wasmtime's --invoke) after the reactor's _initialize; what it returns is kept as text. */
+function invokeExport(wasi: Wasi, instance: WebAssembly.Instance, invoke: NonNullable<GuestSpec['invoke']>): Omit<WorkerOutcome, 'cpuNs' | 'files' | 'peakMemoryBytes' | 'auditDropped'> {
+  try {
+    wasi.initialize(instance);
+    const fn = instance.exports[invoke.name] as (...a: unknown[]) => unknown;
+    const args = invoke.args.map((a, i) => (invoke.params[i] === 'i64' ? (a.startsWith('-') ? -BigInt(a.slice(1)) : BigInt(a)) : Number(a)));
+    const out = fn(...args);
+    const returned = (out === undefined ? [] : Array.isArray(out) ? out : [out]).map(String);
+    return { status: 'exited', exitCode: 0, returned };
+  } finally {
+    wasi.context.fds.closeAll();
+  }
+}
+
 /** Runs one guest to completion on the calling thread and says how it ended. */
 export function runGuest(module: WebAssembly.Module, spec: GuestSpec, io: GuestIO): WorkerOutcome {
   const cpu0 = threadCpuNs();
@@ -90,10 +115,12 @@ export function runGuest(module: WebAssembly.Module, spec: GuestSpec, io: GuestI
 
   const auditor = spec.audit === 'off' ? undefined : new AuditCollector(spec.audit, spec.auditMax, t0, io.audit);
   // Output goes to the host (collected or streamed) or straight to a host fd (the CLI); the cap holds either way.
-  const limited = (fd: 1 | 2, stream: 'stdout' | 'stderr', hostFd: number | undefined) => {
+  const limited = (fd: 1 | 2, stream: 'stdout' | 'stderr', hostFd: number | undefined, pumped: PumpedOutput | undefined) => {
     let total = 0;
     const limit = spec.limits.outputBytes;
-    const send = hostFd === undefined ? (c: Uint8Array) => io.output(fd, c) : (c: Uint8Array) => writeAll(hostFd, c);
+    const writer = pumped ? new OutputRingWriter(pumped) : undefined;
+    const send = writer ? (c: Uint8Array) => writer.write(c)
+      : hostFd === undefined ? (c: Uint8Array) => io.output(fd, c) : (c: Uint8Array) => writeAll(hostFd, c);
     return (chunk: Uint8Array) => {
       if (total + chunk.length > limit) {
         const keep = limit - total;
@@ -126,21 +153,59 @@ export function runGuest(module: WebAssembly.Module, spec: GuestSpec, io: GuestI
     return outcome({ status: 'host_error', message: (e as Error).message });
   }
 
+  const proc = io.proc;
+  // Sockets live on the host thread; the guest reaches them through the run's net memory. The
+  // guest sleeps on one cell whatever wakes it: its run tree's (pipes, children), which the pool
+  // makes the run's own cell (spec.waker) when the host thread wakes it (stdin, sockets).
+  const net = spec.net ? new NetMemory(spec.net.sab) : undefined;
+  const cell = proc?.waker ?? spec.waker;
+  const waker = cell ? new Waker(cell) : undefined;
+  // Which handles are the run's stdout and stderr: they may be passed to a child.
+  const outputs = new WeakMap<Handle, 1 | 2>();
+  const spawner = proc && io.post && io.id !== undefined
+    ? workerSpawner(io.post, io.id, proc.childMemoryBytes, spec.limits.tableElements, waker!, (h) => outputs.get(h))
+    : undefined;
+  const stdout = limited(1, 'stdout', spec.stdoutFd, spec.stdoutPump);
+  const stderr = limited(2, 'stderr', spec.stderrFd, spec.stderrPump);
+  const passed = spec.passed;
   const wasi = createWasi({
+    ...(waker ? { waker } : {}), ...(spawner ? { spawner } : {}), ...(proc ? { pid: proc.pid } : {}),
+    ...(passed ? { descriptors: (w: Waker) => passedEntries(passed, proc?.pid ?? 1, w, (fd) => (fd === 1 ? stdout : stderr), spec.limits.filesBytes, outputs) } : {}),
     args: spec.args, env: spec.env, preopens, tty: spec.tty,
     ...(spec.stdioRights !== undefined ? { stdioRights: spec.stdioRights } : {}),
     stdin: spec.stdin,
-    stdout: limited(1, 'stdout', spec.stdoutFd),
-    stderr: limited(2, 'stderr', spec.stderrFd),
+    stdout,
+    stderr,
     maxFds: spec.limits.fds,
     memFs: { maxBytes: spec.limits.filesBytes },
     ...(auditor ? { auditor } : {}),
   }, previous);
   previous = wasi;
+  if (!passed) {
+    for (const fd of [1, 2] as const) {
+      const h = wasi.context.fds.peek(fd)?.handle;
+      if (h) outputs.set(h, fd);
+    }
+  }
+
+  let sockets: SocketInstaller | undefined;
+  if (net && spec.net) {
+    const budget = new NetBudget(spec.net.maxBytes);
+    const fds = wasi.context.fds;
+    sockets = (slot, base, inheriting) => fds.insert({
+      handle: new SocketHandle(new SlotEndpoint(net, net.slots[slot]!, budget), wasi.context.waker), base, inheriting, fdflags: 0,
+    });
+    try {
+      for (const s of spec.net.preopened) sockets(s.slot, s.base, s.inheriting);
+    } catch (e) {
+      wasi.context.fds.closeAll();
+      return outcome({ status: 'host_error', message: (e as Error).message });
+    }
+  }
 
   if (spec.argdata) {
     try {
-      installArgdata(wasi.context, spec.argdata);
+      installArgdata(wasi.context, spec.argdata, sockets);
     } catch (e) {
       wasi.context.fds.closeAll();
       return outcome({ status: 'host_error', message: (e as Error).message });
@@ -166,9 +231,9 @@ export function runGuest(module: WebAssembly.Module, spec: GuestSpec, io: GuestI
     io.phase?.('started');
     const m = instance.exports['memory'];
     if (m instanceof WebAssembly.Memory) memory = m;
-    result = { status: 'exited', exitCode: wasi.start(instance) };
+    result = spec.invoke ? invokeExport(wasi, instance, spec.invoke) : { status: 'exited', exitCode: wasi.start(instance) };
   } catch (e) {
-    if (e instanceof OutputLimitExceeded) {
+    if (e instanceof OutputLimitExceeded || e instanceof NetLimitExceeded) {
       result = { status: 'output_limit', message: e.message };
     } else if (e instanceof ProcExit) {
       result = { status: 'exited', exitCode: e.code };

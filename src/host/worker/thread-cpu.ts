@@ -26,11 +26,28 @@ export function threadId(): number | undefined {
   }
 }
 
-/** CPU time in ns of thread `tid` of this process, read by another thread; undefined if unknown. */
-export function cpuNsOfThread(tid: number): bigint | undefined {
-  try {
-    return BigInt(fs.readFileSync(`/proc/self/task/${tid}/schedstat`, 'latin1').split(' ', 1)[0]!);
-  } catch {
-    return undefined;
+/**
+ * Another thread's CPU clock, read by this one: the pool samples each busy worker every 10 ms and
+ * at each run's start and end, so its schedstat file stays open (one pread a sample, not three calls).
+ */
+export class ThreadClock {
+  private fd: number | undefined;
+  private readonly buf = Buffer.alloc(64);
+  constructor(tid: number) {
+    try { this.fd = fs.openSync(`/proc/self/task/${tid}/schedstat`, 'r'); } catch { this.fd = undefined; }
+  }
+  /** The thread's CPU time in ns; undefined if unknown (not Linux, or the thread is gone). */
+  ns(): bigint | undefined {
+    if (this.fd === undefined) return undefined;
+    try {
+      const n = fs.readSync(this.fd, this.buf, 0, this.buf.length, 0);
+      return BigInt(this.buf.toString('latin1', 0, n).split(' ', 1)[0]!);
+    } catch {
+      return undefined;
+    }
+  }
+  close(): void {
+    if (this.fd !== undefined) try { fs.closeSync(this.fd); } catch { /* already gone */ }
+    this.fd = undefined;
   }
 }

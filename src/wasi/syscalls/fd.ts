@@ -116,6 +116,7 @@ export function fdCalls(ctx: WasiContext) {
       // Synchronous-I/O flags cannot be changed after open on Linux either.
       if ((flags ^ e.fdflags) & (FDFLAGS.DSYNC | FDFLAGS.RSYNC | FDFLAGS.SYNC)) fail(ERRNO.NOTSUP, 'sync flags are fixed at open');
       if (e.handle instanceof FileHandle) e.handle.append = (flags & FDFLAGS.APPEND) !== 0;
+      e.handle.nonblocking = (flags & FDFLAGS.NONBLOCK) !== 0;
       e.fdflags = flags & ~FDFLAGS.APPEND;
       return ERRNO.SUCCESS;
     },

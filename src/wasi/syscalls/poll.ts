@@ -1,25 +1,31 @@
-import { CLOCKID, ERRNO, EVENTTYPE, FILETYPE, LIMITS, SUBCLOCKFLAGS } from '../constants.js';
+import { CLOCKID, ERRNO, EVENTTYPE, FDFLAGS, FILETYPE, LIMITS, SUBCLOCKFLAGS } from '../constants.js';
 import { fail, WasiError } from '../errors.js';
 import type { WasiContext } from '../context.js';
-import { FileHandle } from '../handles.js';
 import { R } from '../rights.js';
+import { RIFLAGS, SocketHandle, STREAM_SOCKET_RIGHTS } from '../sockets.js';
 import { clockNow } from './env.js';
 
 const SUB_SIZE = 48;
 const EVENT_SIZE = 32;
 
-interface Ev { userdata: bigint; error: number; type: number; nbytes: bigint }
+interface Ev { userdata: bigint; error: number; type: number; nbytes: bigint; hangup?: boolean }
+/** eventrwflags.fd_readwrite_hangup */
+const HANGUP = 0x1;
 interface Timer { userdata: bigint; deadline: bigint; clock: number }
 
-/** poll_oneoff and the sock_* calls (capsa grants no sockets yet, so those fail cleanly). */
+/** poll_oneoff and the sock_* calls. */
 export function pollCalls(ctx: WasiContext) {
   const { mem, fds } = ctx;
 
-  const sock = (fd: number): number => {
+  /** The socket behind `fd` holding `needed`: ENOTSOCK for anything else, whatever its rights. */
+  const sock = (fd: number, needed: bigint, call: string): SocketHandle => {
     const e = fds.peek(fd) ?? fail(ERRNO.BADF, `fd ${fd} is not open`);
     const t = e.handle.filetype;
     if (t !== FILETYPE.SOCKET_STREAM && t !== FILETYPE.SOCKET_DGRAM) fail(ERRNO.NOTSOCK, `fd ${fd} is not a socket`);
-    return fail(ERRNO.NOTSUP);
+    const h = fds.get(fd, needed, call).handle;
+    // A Casper channel is a socket to the guest, but it speaks only casper.xfer.
+    if (!(h instanceof SocketHandle)) return fail(ERRNO.NOTSUP, `fd ${fd} is a Casper channel; use casper.xfer`);
+    return h;
   };
 
   /** One pass over the subscriptions: the events ready now, and the clocks still to wait for. */
@@ -52,14 +58,11 @@ export function pollCalls(ctx: WasiContext) {
         timers.push({ userdata, deadline, clock });
       } else if (type === EVENTTYPE.FD_READ || type === EVENTTYPE.FD_WRITE) {
         const fd = mem.u32(p + 16);
-        const needed = (type === EVENTTYPE.FD_READ ? R.fd_read : R.fd_write) | R.poll_fd_readwrite;
         try {
-          const e = fds.get(fd, needed, 'poll_oneoff');
-          let nbytes = 0n;
-          if (type === EVENTTYPE.FD_READ && e.handle instanceof FileHandle) {
-            nbytes = BigInt(Math.max(0, e.handle.io.size() - e.handle.offset));
-          }
-          if (type === EVENTTYPE.FD_WRITE || e.handle.readReady()) ready.push({ userdata, error: 0, type, nbytes });
+          const needed = fds.peek(fd)?.handle.pollRights(type === EVENTTYPE.FD_READ) ?? 0n;
+          const h = fds.get(fd, needed, 'poll_oneoff').handle;
+          const nbytes = type === EVENTTYPE.FD_READ ? BigInt(h.readyBytes()) : 0n;
+          if (type === EVENTTYPE.FD_READ ? h.readReady() : h.writeReady()) ready.push({ userdata, error: 0, type, nbytes, hangup: h.hungUp() });
         } catch (e) {
           if (!(e instanceof WasiError)) throw e;
           ready.push({ userdata, error: e.errno, type, nbytes: 0n });
@@ -118,16 +121,52 @@ export function pollCalls(ctx: WasiContext) {
         mem.setU8(q + 11, 0);
         mem.setU32(q + 12, 0);
         mem.setU64(q + 16, ev.nbytes);
-        mem.setU16(q + 24, 0);
+        mem.setU16(q + 24, ev.hangup ? HANGUP : 0);
       });
       mem.setU32(neventsPtr, ready.length);
       return ERRNO.SUCCESS;
     },
 
-    sock_accept: (fd: number, _flags: number, _out: number): number => sock(fd),
-    sock_recv: (fd: number, _ri: number, _rl: number, _f: number, _nr: number, _of: number): number => sock(fd),
-    sock_send: (fd: number, _si: number, _sl: number, _f: number, _nw: number): number => sock(fd),
-    sock_shutdown: (fd: number, _how: number): number => sock(fd),
+    sock_accept(fd: number, flags: number, fdOut: number): number {
+      mem.sync().check(fdOut >>> 0, 4);
+      const h = sock(fd, R.sock_accept, 'sock_accept');
+      if (flags & ~FDFLAGS.NONBLOCK) fail(ERRNO.INVAL, `sock_accept takes only fdflags.nonblock, not ${flags}`);
+      // EMFILE before the connection is taken off the queue, so that none is lost.
+      fds.ensureRoom();
+      const listener = fds.peek(fd)!;
+      const endpoint = h.accept();
+      const nonblock = (flags & FDFLAGS.NONBLOCK) !== 0;
+      const newFd = fds.insert({
+        handle: new SocketHandle(endpoint, ctx.waker, nonblock),
+        // What a listener passes on (its inheriting rights) is all an accepted socket can hold.
+        base: listener.inheriting & STREAM_SOCKET_RIGHTS, inheriting: 0n, fdflags: flags & FDFLAGS.NONBLOCK,
+      });
+      fds.note({ call: 'sock_accept', fd: newFd, path: endpoint.peer, rightsNeeded: R.sock_accept, rightsHeld: listener.base, errno: 0, message: `accepted ${endpoint.peer ?? 'a connection'} on fd ${fd}` });
+      mem.setU32(fdOut, newFd);
+      return ERRNO.SUCCESS;
+    },
+    sock_recv(fd: number, riData: number, riLen: number, riFlags: number, roDatalen: number, roFlags: number): number {
+      mem.sync().check(roDatalen >>> 0, 4);
+      mem.check(roFlags >>> 0, 2);
+      const h = sock(fd, R.fd_read, 'sock_recv');
+      if (riFlags & ~(RIFLAGS.RECV_PEEK | RIFLAGS.RECV_WAITALL)) fail(ERRNO.INVAL, `unknown riflags ${riFlags}`);
+      const n = h.recv(mem.iovecs(riData, riLen, LIMITS.iovs), (riFlags & RIFLAGS.RECV_PEEK) !== 0, (riFlags & RIFLAGS.RECV_WAITALL) !== 0);
+      mem.setU32(roDatalen, n);
+      // roflags.recv_data_truncated is for datagrams only; a stream never truncates.
+      mem.setU16(roFlags, 0);
+      return ERRNO.SUCCESS;
+    },
+    sock_send(fd: number, siData: number, siLen: number, siFlags: number, soDatalen: number): number {
+      mem.sync().check(soDatalen >>> 0, 4);
+      const h = sock(fd, R.fd_write, 'sock_send');
+      if (siFlags !== 0) fail(ERRNO.INVAL, `siflags ${siFlags}: preview1 defines none`);
+      mem.setU32(soDatalen, h.write(mem.iovecs(siData, siLen, LIMITS.iovs)));
+      return ERRNO.SUCCESS;
+    },
+    sock_shutdown(fd: number, how: number): number {
+      sock(fd, R.sock_shutdown, 'sock_shutdown').shutdown(how);
+      return ERRNO.SUCCESS;
+    },
   };
 }
 

@@ -63,6 +63,11 @@ typedef struct cap_rights {
 #define CAP_EVENT		((uint64_t)0x0000000008000000ULL)	/* poll_fd_readwrite */
 #define CAP_SHUTDOWN		((uint64_t)0x0000000010000000ULL)	/* sock_shutdown */
 #define CAP_ACCEPT		((uint64_t)0x0000000020000000ULL)	/* sock_accept */
+/* Bits WASI leaves undefined: capsa's process calls (<sys/procdesc.h>, <capsa/spawn.h>). */
+#define CAP_FEXECVE		((uint64_t)0x0000000040000000ULL)	/* capsicum.pdspawn */
+#define CAP_PDGETPID		((uint64_t)0x0000000080000000ULL)	/* capsicum.pdgetpid */
+#define CAP_PDWAIT		((uint64_t)0x0000000100000000ULL)	/* capsicum.pdwait */
+#define CAP_PDKILL		((uint64_t)0x0000000200000000ULL)	/* capsicum.pdkill */
 
 /* Composite rights: COMPOSITE_RIGHTS in src/wasi/rights.ts. */
 #define CAP_SEEK		((uint64_t)0x0000000000000024ULL)	/* SEEK_SET|SEEK_TELL */
@@ -74,7 +79,7 @@ typedef struct cap_rights {
 #define CAP_SOCK_CLIENT		((uint64_t)0x0000000010000042ULL)	/* READ|WRITE|SHUTDOWN */
 #define CAP_SOCK_SERVER		((uint64_t)0x0000000030000042ULL)	/* SOCK_CLIENT|ACCEPT */
 #define CAP_POLL_EVENT		((uint64_t)0x0000000008000000ULL)	/* EVENT */
-#define CAP_ALL			((uint64_t)0x000000003fffffffULL)	/* all 30 bits */
+#define CAP_ALL			((uint64_t)0x00000003ffffffffULL)	/* all 34 bits */
 
 /*
  * The variadic calls end their list with 0, as FreeBSD's do; no right is 0.

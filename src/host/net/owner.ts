@@ -1,0 +1,298 @@
+/**
+ * The host thread's end of a run's sockets: it binds and connects what the run was granted,
+ * accepts connections into free slots of the run's net memory (./layout.ts), and moves bytes
+ * between Node's sockets and the slots' rings, pausing a socket whose receive ring is full and
+ * waiting for 'drain' before it takes more from a send ring. It wakes the guest's thread through
+ * the run's Waker cell whenever a slot may have become ready, and is woken by the guest's doorbell.
+ * Everything it opened is closed when the run ends, however it ends.
+ */
+import net from 'node:net';
+import { ERRNO } from '../../wasi/constants.js';
+import { LISTENER_RIGHTS, STREAM_SOCKET_RIGHTS } from '../../wasi/sockets.js';
+import { Waker } from '../../wasi/wake.js';
+import type { ArgNode, SocketGrant } from '../grants.js';
+import { formatSocketAddress, parseSocketAddress } from './address.js';
+import { setPeer } from './endpoint.js';
+import {
+  C, createNetMemory, GUEST_CLOSED, GUEST_SHUT_RD, GUEST_SHUT_WR, H, HOST_EOF, HOST_ERROR, KIND_FREE, KIND_LISTENER, KIND_STREAM,
+  NetMemory, type Slot,
+} from './layout.js';
+
+// Node has Atomics.waitAsync since 16; TypeScript declares it only in lib es2024, above this project's.
+const waitAsync = (Atomics as unknown as {
+  waitAsync(ta: Int32Array, index: number, value: number): { async: false; value: string } | { async: true; value: Promise<string> };
+}).waitAsync;
+
+/** A socket the guest starts with: its slot and rights (preopened, or an argdata node's). */
+export interface OpenedSocket { slot: number; base: bigint; inheriting: bigint }
+
+/** What the worker needs to give the guest its sockets. */
+export interface NetSpec {
+  sab: SharedArrayBuffer;
+  /** Installed as descriptors after the preopened directories, in order. */
+  preopened: OpenedSocket[];
+  /** limits.netBytes: bytes received and sent together. */
+  maxBytes: number;
+}
+
+/** A refusal or an accepted connection, for the run's audit trail. */
+export interface NetAuditEntry { call: string; address: string; errno: number; message: string }
+
+/** Options of a run's NetOwner. */
+export interface NetOwnerOptions {
+  /** Connections (accepted or connected) open at once. */
+  connections: number;
+  /** Connections that may wait on a listener for sock_accept; past it new ones are closed. */
+  backlog: number;
+  maxBytes: number;
+  audit(e: NetAuditEntry): void;
+}
+
+const errnoOf = (e: unknown): number => {
+  const code = (e as NodeJS.ErrnoException)?.code;
+  return (typeof code === 'string' && (ERRNO as Record<string, number>)[code.slice(1)]) || ERRNO.IO;
+};
+
+interface Stream {
+  slot: Slot;
+  socket: net.Socket;
+  /** Bytes received that did not fit the receive ring; the socket is paused while there are any. */
+  pending: Uint8Array | undefined;
+  draining: boolean;
+  ended: boolean;
+  finishing?: boolean;
+  done: boolean;
+}
+
+interface Listener { slot: Slot; server: net.Server; address: string; waiting: number }
+
+/** A run's sockets on the host thread. */
+export class NetOwner {
+  private readonly mem: NetMemory;
+  private readonly waker: Waker;
+  private readonly streams = new Map<number, Stream>();
+  private readonly listeners: Listener[] = [];
+  private closed = false;
+  private doorbell = 0;
+  /** Addresses the run listens on, as bound ("127.0.0.1:41234"), in grant order. */
+  readonly addresses: string[] = [];
+
+  /** Net memory for `grants` sockets plus `options.connections` connections. */
+  constructor(grants: number, private readonly options: NetOwnerOptions) {
+    this.mem = new NetMemory(createNetMemory(grants + options.connections));
+    this.waker = new Waker(this.mem.wakerCell());
+  }
+
+  /**
+   * Opens the run's sockets: the preopened grants and the argdata tree's `socket` nodes (which
+   * come back as `netslot` nodes). Rejects with a message naming the address when one cannot
+   * be bound or connected; everything opened so far is closed then.
+   */
+  async open(preopened: SocketGrant[], argdata: ArgNode | undefined): Promise<{ spec: NetSpec; argdata: ArgNode | undefined }> {
+    try {
+      const opened: OpenedSocket[] = [];
+      for (const g of preopened) opened.push(await this.openGrant(g));
+      const tree = argdata ? await this.resolveTree(argdata) : undefined;
+      this.watch();
+      return { spec: { sab: this.mem.sab, preopened: opened, maxBytes: this.options.maxBytes }, argdata: tree };
+    } catch (e) {
+      this.close();
+      throw e;
+    }
+  }
+
+  private async resolveTree(n: ArgNode): Promise<ArgNode> {
+    switch (n.type) {
+      case 'socket': {
+        const o = await this.openGrant(n.socket);
+        return { type: 'netslot', slot: o.slot, rights: { base: o.base, inheriting: o.inheriting, names: n.socket.rights?.names ?? [] } };
+      }
+      case 'seq': return { type: 'seq', items: await Promise.all(n.items.map((i) => this.resolveTree(i))) };
+      case 'map': return { type: 'map', entries: await Promise.all(n.entries.map(async ([k, v]) => [await this.resolveTree(k), await this.resolveTree(v)] as [ArgNode, ArgNode])) };
+      default: return n;
+    }
+  }
+
+  private freeSlot(): Slot | undefined {
+    return this.mem.slots.find((s) => s.kind === KIND_FREE && !this.streams.has(s.index));
+  }
+
+  private async openGrant(g: SocketGrant): Promise<OpenedSocket> {
+    if ((g.type ?? 'stream') !== 'stream') throw new TypeError(`Cannot open a ${g.type} socket: only stream sockets are supported`);
+    if ((g.bind === undefined) === (g.connect === undefined)) throw new TypeError('A socket grant needs exactly one of bind or connect');
+    const rights = g.rights;
+    const slot = this.freeSlot()!;
+    if (g.bind !== undefined) {
+      const addr = parseSocketAddress(g.bind);
+      const server = net.createServer({ pauseOnConnect: false, allowHalfOpen: true });
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', (e) => reject(new Error(`Cannot listen on ${g.bind}: ${(e as Error).message}`)));
+        if (addr.kind === 'unix') server.listen({ path: addr.path, backlog: this.options.backlog }, resolve);
+        else server.listen({ host: addr.host, port: addr.port, backlog: this.options.backlog, exclusive: true }, resolve);
+      });
+      const a = server.address();
+      const address = typeof a === 'string' || a === null ? (addr.kind === 'unix' ? addr.path : String(a)) : formatSocketAddress({ kind: 'tcp', host: a.address, port: a.port });
+      Atomics.store(slot.ctl, C.KIND, KIND_LISTENER);
+      const l: Listener = { slot, server, address, waiting: 0 };
+      this.listeners.push(l);
+      this.addresses.push(address);
+      server.on('connection', (s) => this.incoming(l, s));
+      server.on('error', () => {});
+      return { slot: slot.index, base: LISTENER_RIGHTS & (rights?.base ?? LISTENER_RIGHTS), inheriting: STREAM_SOCKET_RIGHTS & (rights?.inheriting ?? STREAM_SOCKET_RIGHTS) };
+    }
+    const addr = parseSocketAddress(g.connect!);
+    const socket = await new Promise<net.Socket>((resolve, reject) => {
+      const s = addr.kind === 'unix' ? net.connect({ path: addr.path, allowHalfOpen: true }) : net.connect({ host: addr.host, port: addr.port, allowHalfOpen: true });
+      s.once('connect', () => resolve(s));
+      s.once('error', (e) => reject(new Error(`Cannot connect to ${g.connect}: ${(e as Error).message}`)));
+    });
+    this.attach(slot, socket, formatSocketAddress(addr));
+    return { slot: slot.index, base: STREAM_SOCKET_RIGHTS & (rights?.base ?? STREAM_SOCKET_RIGHTS), inheriting: 0n };
+  }
+
+  /** Adopts a connection the host made for the guest (Casper's system.net): its slot number, or undefined when none is free. */
+  adopt(socket: net.Socket, address: string): number | undefined {
+    const slot = this.freeSlot();
+    if (!slot) return undefined;
+    this.attach(slot, socket, address);
+    return slot.index;
+  }
+
+  private incoming(l: Listener, socket: net.Socket): void {
+    const peer = socket.remoteAddress !== undefined ? formatSocketAddress({ kind: 'tcp', host: socket.remoteAddress, port: socket.remotePort ?? 0 }) : l.address;
+    const refuse = (message: string): void => {
+      this.options.audit({ call: 'sock_accept', address: peer, errno: ERRNO.CONNREFUSED, message: `Refused a connection from ${peer} on ${l.address}: ${message}` });
+      socket.destroy();
+    };
+    if (this.closed) return void socket.destroy();
+    if (l.waiting >= this.options.backlog) return refuse(`${l.waiting} connections already wait for sock_accept (backlog ${this.options.backlog})`);
+    const slot = this.freeSlot();
+    if (!slot) return refuse(`the run has ${this.options.connections} connections open, its limit (net.connections)`);
+    this.attach(slot, socket, peer);
+    l.waiting++;
+    const word = new Uint8Array(4);
+    new DataView(word.buffer).setUint32(0, slot.index, true);
+    if (l.slot.rx.write(word) !== 4) { this.detach(slot.index); return refuse('the accept queue is full'); }
+    this.waker.wake();
+  }
+
+  private attach(slot: Slot, socket: net.Socket, peer: string): void {
+    slot.rx.clear();
+    slot.tx.clear();
+    Atomics.store(slot.ctl, C.HOST, 0);
+    Atomics.store(slot.ctl, C.ERRNO, 0);
+    Atomics.store(slot.ctl, C.GUEST, 0);
+    setPeer(slot, peer);
+    Atomics.store(slot.ctl, C.KIND, KIND_STREAM);
+    const st: Stream = { slot, socket, pending: undefined, draining: false, ended: false, done: false };
+    this.streams.set(slot.index, st);
+    socket.setNoDelay(true);
+    // A freed slot may carry a new connection before this socket's last events arrive.
+    const live = (): boolean => this.streams.get(slot.index) === st;
+    socket.on('data', (chunk: Buffer) => {
+      if (!live() || slot.guestFlags() & (GUEST_SHUT_RD | GUEST_CLOSED)) return;
+      const n = slot.rx.write(chunk);
+      if (n < chunk.length) {
+        st.pending = chunk.subarray(n);
+        socket.pause();
+      }
+      if (n > 0) this.waker.wake();
+    });
+    socket.on('end', () => { if (live()) { Atomics.or(slot.ctl, C.HOST, HOST_EOF); this.waker.wake(); } });
+    socket.on('error', (e) => {
+      if (!live()) return;
+      Atomics.store(slot.ctl, C.ERRNO, errnoOf(e));
+      Atomics.or(slot.ctl, C.HOST, HOST_ERROR);
+      this.waker.wake();
+    });
+    socket.on('close', () => {
+      st.done = true;
+      if (!live()) return;
+      Atomics.or(slot.ctl, C.HOST, HOST_EOF);
+      this.waker.wake();
+      this.pump(st);
+    });
+  }
+
+  /** Frees a slot whose socket is gone; the guest no longer refers to it. */
+  private detach(index: number): void {
+    const st = this.streams.get(index);
+    if (!st) return;
+    this.streams.delete(index);
+    st.socket.destroy();
+    Atomics.store(st.slot.ctl, C.KIND, KIND_FREE);
+  }
+
+  /** Moves what can move on one connection, after the guest rang or the socket drained. */
+  private pump(st: Stream): void {
+    const { slot, socket } = st;
+    const guest = slot.guestFlags();
+    if (st.pending && !(guest & GUEST_SHUT_RD)) {
+      const n = slot.rx.write(st.pending);
+      st.pending = n === st.pending.length ? undefined : st.pending.subarray(n);
+      if (n > 0) this.waker.wake();
+      if (!st.pending && !st.done) socket.resume();
+    } else if (guest & GUEST_SHUT_RD && st.pending) {
+      st.pending = undefined;
+      if (!st.done) socket.resume();
+    }
+    if (!st.draining && !st.done) {
+      const avail = slot.tx.available();
+      if (avail > 0) {
+        const buf = Buffer.allocUnsafe(avail);
+        slot.tx.read(buf);
+        this.waker.wake();
+        if (!socket.write(buf)) {
+          st.draining = true;
+          socket.once('drain', () => { st.draining = false; this.pump(st); });
+        }
+      }
+    }
+    const txEmpty = slot.tx.available() === 0 && !st.draining;
+    if (!txEmpty) return;
+    if (guest & GUEST_CLOSED) {
+      // Closed by the guest: the slot is freed once its last bytes are out (or the peer is gone).
+      if (st.done || socket.writableFinished) this.detach(slot.index);
+      else if (!st.ended) { st.ended = true; socket.end(() => this.detach(slot.index)); }
+      else if (!st.finishing) { st.finishing = true; socket.once('finish', () => this.detach(slot.index)); }
+    } else if (guest & GUEST_SHUT_WR && !st.ended && !st.done) {
+      st.ended = true;
+      socket.end();
+    }
+  }
+
+  /** Watches the guest's doorbell until close(). */
+  private watch(): void {
+    const arm = (): void => {
+      if (this.closed) return;
+      const w = waitAsync(this.mem.header, H.DOORBELL, this.doorbell);
+      if (w.async) void w.value.then(ring);
+      else setImmediate(ring);
+    };
+    const ring = (): void => {
+      if (this.closed) return;
+      this.doorbell = Atomics.load(this.mem.header, H.DOORBELL);
+      for (const l of this.listeners) l.waiting = l.slot.rx.available() >>> 2;
+      for (const st of [...this.streams.values()]) this.pump(st);
+      arm();
+    };
+    arm();
+  }
+
+  /** Closes every socket and server of the run (its end, whatever its status). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    // Releases the pending doorbell wait.
+    Atomics.add(this.mem.header, H.DOORBELL, 1);
+    Atomics.notify(this.mem.header, H.DOORBELL);
+    for (const l of this.listeners) l.server.close();
+    for (const st of this.streams.values()) st.socket.destroy();
+    this.streams.clear();
+  }
+
+  /** Connections open now (for tests and metrics). */
+  get openConnections(): number {
+    return this.streams.size;
+  }
+}
