@@ -1,7 +1,8 @@
 /**
  * `capsa learn` on the example guests: the learned manifest (a) runs with the same output, (b) is
  * refused any grant it did not need (one right less → ENOTCAPABLE), (c) passes `manifest check`
- * against a tight policy; the same for flite, a third-party WASI program from npm. Also `capsa manifest diff` and `capsa run --audit-file`.
+ * against a tight policy; the same for flite, a third-party WASI program from npm. Also
+ * `capsa manifest diff` and `capsa run --audit-file`.
  */
 import { spawn } from 'node:child_process';
 import dns2 from 'dns2';
