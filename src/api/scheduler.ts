@@ -315,8 +315,9 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
 
   const runOnHost = async (entry: InFlight, rec: RunRecord, run: RunRecord): Promise<void> => {
     let fields;
+    let learn;
     try {
-      fields = decodeRequest(rec.request).fields;
+      ({ fields, learn } = decodeRequest(rec.request));
     } catch (e) {
       finish(run, syntheticResult('host_error', 'host', `The stored run request cannot be read: ${(e as Error).message}`), 0);
       return;
@@ -383,6 +384,8 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     } finally {
       metrics.busyMs += performance.now() - t1;
     }
+    // Learned before the commit: reading the audit is work the transaction need not wait for.
+    const stored = result ? storedResult(result, learn) : undefined;
     // The last output and the end are one commit.
     atomically(() => {
       flush();
@@ -390,9 +393,9 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         requeue(run, 'the service stopped while the run was running');
         return;
       }
-      if (result) {
+      if (result && stored) {
         metrics.runSeconds.observe(result.usage.wallMs / 1000);
-        finish(run, storedResult(result), result.usage.cpuMs);
+        finish(run, stored, result.usage.cpuMs);
         return;
       }
       // host.start refuses a request only when it is malformed (LimitError: above the host's maxima).
