@@ -299,8 +299,9 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
 
   const runOnHost = async (entry: InFlight, rec: RunRecord, run: RunRecord): Promise<void> => {
     let fields;
+    let learn;
     try {
-      fields = decodeRequest(rec.request).fields;
+      ({ fields, learn } = decodeRequest(rec.request));
     } catch (e) {
       await finish(run, syntheticResult('host_error', 'host', `The stored run request cannot be read: ${(e as Error).message}`), 0);
       return;
@@ -375,7 +376,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     }
     if (result) {
       metrics.runSeconds.observe(result.usage.wallMs / 1000);
-      await finish(run, storedResult(result), result.usage.cpuMs);
+      await finish(run, storedResult(result, learn), result.usage.cpuMs);
       return;
     }
     // host.start refuses a request only when it is malformed (LimitError: above the host's maxima).

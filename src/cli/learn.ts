@@ -6,7 +6,7 @@ import { createHost, type RunRequest } from '../host/host.js';
 import { DEFAULT_LIMITS } from '../host/limits.js';
 import type { AuditEvent, RunResult } from '../host/result.js';
 import { effectiveGrants, manifestOf } from '../manifest/effective.js';
-import { grantDiff, learnedYaml, learnManifest, usagesOf, widenByRefusals } from '../manifest/learn.js';
+import { grantDiff, learnedYaml, learnManifest, observedOf, usagesOf, widenByRefusals } from '../manifest/learn.js';
 import { HeldPaths, loadPolicy, OPEN_POLICY } from '../manifest/policy.js';
 import type { Manifest } from '../manifest/types.js';
 import { UsageError } from './flags.js';
@@ -51,7 +51,7 @@ export async function learn(argv: string[]): Promise<{ yaml: string; reproduced:
     const first = await runOnce(host, { ...grants.request, argv0: modulePath }, module);
     if (first.audit.dropped) throw new UsageError(`capsa learn: ${first.audit.dropped} audit events were dropped; the run cannot be learned whole`);
     const usages = usagesOf(given, first.audit.events);
-    const seen = { usage: first.usage, outputBytes: Math.max(first.stdout.length, first.stderr.length), exitCode: first.exitCode };
+    const seen = observedOf(first);
     const what = `a run of ${path.basename(modulePath)}`;
     let yaml = '';
     let reproduced = false;

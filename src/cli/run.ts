@@ -79,7 +79,7 @@ Examples:
   capsa run --dir ./data::/data:ro guests/build/cat.wasm /data/notes.txt
   capsa run guests/build/cat.wasm --dir ./data::/data:ro -- /data/notes.txt
   capsa run --manifest uniq.yaml --policy policy.yaml
-  capsa run guests/build/httpd.wasm --listen 127.0.0.1:8081 --dir ./site::/site:ro --timeout 1h`;
+  capsa run --listen 127.0.0.1:8081 --dir ./site::/site:ro --timeout 1h guests/build/httpd.wasm`;
 
 /**
  * A guest's exit code as a process status: 0..255 as it is; any other code is 1, since the OS

@@ -6,7 +6,7 @@
  * `capsa manifest diff` uses the same reading of an audit to list what a manifest grants unused.
  */
 import YAML from 'yaml';
-import type { AuditEvent, Usage } from '../host/result.js';
+import type { AuditEvent, RunResult, Usage } from '../host/result.js';
 import { formatBytes, formatDuration } from '../host/units.js';
 import { capNames, rightByName, TYPE_RIGHTS } from '../wasi/rights.js';
 import { manifestToYaml } from './describe.js';
@@ -92,7 +92,7 @@ const NARROW: Record<string, (grant: Record<string, unknown>, cmds: Set<string>)
   },
 };
 
-/** Margins applied to observed usage, stated in the learned manifest's comments. */
+/** Margins applied to observed usage (capped at the limits the run had), stated in the learned manifest's comments. */
 export const LEARN_MARGIN = { time: 4, minTimeMs: 2000, memory: 2, output: 2, minOutputBytes: 64 << 10, fds: 2, minFds: 16 } as const;
 
 /** What a run observed, besides its audit. */
@@ -100,6 +100,11 @@ export interface Observed {
   usage: Usage;
   outputBytes: number;
   exitCode?: number | undefined;
+}
+
+/** What a run observed, from its result: the larger of its two outputs. */
+export function observedOf(r: RunResult): Observed {
+  return { usage: r.usage, outputBytes: Math.max(r.stdout.length, r.stderr.length), exitCode: r.exitCode };
 }
 
 /**
@@ -138,17 +143,20 @@ export function learnManifest(given: Manifest, u: Usages, seen: Observed): Manif
     casper[service] = NARROW[service]?.(grant, cmds) ?? grant;
   }
   const round = (n: number, step: number) => Math.ceil(n / step) * step;
-  const wall = Math.max(LEARN_MARGIN.minTimeMs, round(seen.usage.wallMs * LEARN_MARGIN.time, 100));
-  const cpu = Math.max(LEARN_MARGIN.minTimeMs, round(seen.usage.cpuMs * LEARN_MARGIN.time, 100));
+  // Never above what the run was given: the margin must not carry the manifest over a policy's maxima.
+  const atMost = (n: number, given: number | undefined) => (given === undefined ? n : Math.min(n, given));
+  const g = given.limits;
+  const wall = atMost(Math.max(LEARN_MARGIN.minTimeMs, round(seen.usage.wallMs * LEARN_MARGIN.time, 100)), g.wallMs);
+  const cpu = atMost(Math.max(LEARN_MARGIN.minTimeMs, round(seen.usage.cpuMs * LEARN_MARGIN.time, 100)), g.cpuMs);
   return {
     ...(given.module !== undefined ? { module: given.module } : {}),
     args: given.args, env: given.env, ...(given.argdata ? { argdata: given.argdata } : {}),
     dirs,
     limits: {
       wallMs: wall, cpuMs: cpu,
-      memoryBytes: round(Math.max(seen.usage.peakMemoryBytes, 65536) * LEARN_MARGIN.memory, 1 << 20),
-      outputBytes: Math.max(LEARN_MARGIN.minOutputBytes, round(seen.outputBytes * LEARN_MARGIN.output, 1024)),
-      fds: Math.max(LEARN_MARGIN.minFds, (u.maxFd + 1) * LEARN_MARGIN.fds),
+      memoryBytes: atMost(round(Math.max(seen.usage.peakMemoryBytes, 65536) * LEARN_MARGIN.memory, 1 << 20), g.memoryBytes),
+      outputBytes: atMost(Math.max(LEARN_MARGIN.minOutputBytes, round(seen.outputBytes * LEARN_MARGIN.output, 1024)), g.outputBytes),
+      fds: atMost(Math.max(LEARN_MARGIN.minFds, (u.maxFd + 1) * LEARN_MARGIN.fds), g.fds),
     },
     casper,
     ...(given.stdio ? { stdio: given.stdio } : {}),
@@ -178,7 +186,7 @@ export function learnedYaml(learned: Manifest, given: Manifest, u: Usages, seen:
   const limits = root.get('limits') as YAML.YAMLMap | undefined;
   if (limits) {
     limits.commentBefore = ` observed: wall ${formatDuration(Math.round(seen.usage.wallMs))}, cpu ${formatDuration(Math.round(seen.usage.cpuMs))}, peak memory ${formatBytes(seen.usage.peakMemoryBytes)}, `
-      + `output ${formatBytes(seen.outputBytes)}, highest fd ${u.maxFd}\n margin: time x${LEARN_MARGIN.time} (at least ${formatDuration(LEARN_MARGIN.minTimeMs)}), memory and output x${LEARN_MARGIN.memory}, fds x${LEARN_MARGIN.fds} (at least ${LEARN_MARGIN.minFds})`;
+      + `output ${formatBytes(seen.outputBytes)}, highest fd ${u.maxFd}\n margin: time x${LEARN_MARGIN.time} (at least ${formatDuration(LEARN_MARGIN.minTimeMs)}), memory and output x${LEARN_MARGIN.memory}, fds x${LEARN_MARGIN.fds} (at least ${LEARN_MARGIN.minFds}); never above the limits the run had`;
   }
   const casper = root.get('casper') as YAML.YAMLMap | undefined;
   for (const pair of casper?.items ?? []) {

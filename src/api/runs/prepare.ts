@@ -9,7 +9,7 @@ import { fileProblems } from '../../host/files.js';
 import { effectiveGrants } from '../../manifest/effective.js';
 import { flowDepth } from '../../manifest/parse.js';
 import { parsePolicy, type Policy } from '../../manifest/policy.js';
-import { ManifestError } from '../../manifest/types.js';
+import { ManifestError, type Manifest } from '../../manifest/types.js';
 import type { Tenant } from '../store/types.js';
 import { ApiError } from '../errors.js';
 import { fromB64, isBase64 } from '../encoding.js';
@@ -28,6 +28,8 @@ export const RunBodySchema = z.strictObject({
   files: z.record(z.string(), z.string()).optional().openapi({ description: 'In-memory files by guest path, as text, e.g. {"/data/in.txt": "hello"}' }),
   filesBase64: z.record(z.string(), z.string().refine(isBase64, 'must be base64')).optional().openapi({ description: 'In-memory files by guest path, as base64' }),
   audit: z.enum(['off', 'denied', 'all']).optional().openapi({ description: 'Which capability decisions to record (default denied)' }),
+  learn: z.boolean({ error: 'must be true or false (a JSON boolean, not a string)' }).optional()
+    .openapi({ description: 'Run with audit "all" and put in the result (`learnedManifest`) the least manifest that grants only what this run used, as YAML to submit again' }),
   wait: z.number().min(0).optional().openapi({ description: 'Seconds to wait for the run to end before answering (lowered to the service\'s cap)' }),
 }).openapi('RunRequest');
 
@@ -37,6 +39,8 @@ export interface PreparedRun {
   moduleId: string;
   manifest: string;
   fields: StoredRunFields;
+  /** With learn: the effective manifest that runs, which the learned one is narrowed from. */
+  learn?: Manifest;
 }
 
 const policyCache = new WeakMap<Deps, Map<string, { text: string; policy: Policy }>>();
@@ -75,6 +79,9 @@ function checkFiles(files: Record<string, unknown>, field: string): { path: stri
 
 /** Validates a run body for a tenant; throws ApiError (404/422) naming what is wrong. */
 export async function prepareRun(deps: Deps, tenant: Tenant, body: RunBody): Promise<PreparedRun> {
+  if (body.learn && body.audit !== undefined && body.audit !== 'all') {
+    throw new ApiError(422, 'invalid_request', `learn records every decision: drop "audit" or set it to "all" (not ${JSON.stringify(body.audit)})`, [{ path: 'audit', message: 'conflicts with learn' }]);
+  }
   if (body.stdin !== undefined && body.stdinBase64 !== undefined) {
     throw new ApiError(422, 'invalid_request', 'Give stdin or stdinBase64, not both', [{ path: 'stdinBase64', message: 'conflicts with stdin' }]);
   }
@@ -132,7 +139,8 @@ export async function prepareRun(deps: Deps, tenant: Tenant, body: RunBody): Pro
     ...request,
     ...(stdin !== undefined ? { stdin } : {}),
     ...(Object.keys(files).length ? { files } : {}),
-    audit: body.audit ?? 'denied',
+    audit: body.learn ? 'all' : body.audit ?? 'denied',
   };
-  return { moduleId, manifest: text, fields };
+  // The learned manifest names the module, so that it can be submitted again on its own.
+  return { moduleId, manifest: text, fields, ...(body.learn ? { learn: { ...effective, module: moduleId } } : {}) };
 }

@@ -4,6 +4,8 @@
  */
 import type { RunRequest } from '../../host/host.js';
 import type { ChildStatus, RunResult, Usage } from '../../host/result.js';
+import { learnedYaml, learnManifest, observedOf, usagesOf } from '../../manifest/learn.js';
+import type { Manifest } from '../../manifest/types.js';
 import type { RunEventRecord, RunRecord, RunState } from '../store/types.js';
 import { b64, decodeTagged, encodeTagged, fromB64, toText, type Encoding } from '../encoding.js';
 
@@ -18,17 +20,21 @@ interface StoredRequest {
   /** The manifest as the tenant sent it (YAML), for the record. */
   manifest: string;
   run: unknown;
+  /** With learn: the effective manifest the learned one is narrowed from. */
+  learn?: unknown;
 }
 
-export function encodeRequest(manifest: string, fields: StoredRunFields): string {
-  const stored: StoredRequest = { v: 1, manifest, run: encodeTagged(fields) };
+/** A run request as the store keeps it (JSON text); `learn` is the effective manifest of a learning run. */
+export function encodeRequest(manifest: string, fields: StoredRunFields, learn?: Manifest): string {
+  const stored: StoredRequest = { v: 1, manifest, run: encodeTagged(fields), ...(learn ? { learn: encodeTagged(learn) } : {}) };
   return JSON.stringify(stored);
 }
 
-export function decodeRequest(text: string): { manifest: string; fields: StoredRunFields } {
+/** The inverse of encodeRequest. */
+export function decodeRequest(text: string): { manifest: string; fields: StoredRunFields; learn?: Manifest } {
   const stored = JSON.parse(text) as StoredRequest;
   if (stored?.v !== 1) throw new TypeError(`unknown run request version ${JSON.stringify(stored?.v)}`);
-  return { manifest: stored.manifest, fields: decodeTagged(stored.run) as StoredRunFields };
+  return { manifest: stored.manifest, fields: decodeTagged(stored.run) as StoredRunFields, ...(stored.learn !== undefined ? { learn: decodeTagged(stored.learn) as Manifest } : {}) };
 }
 
 /** Most bytes of in-memory files kept with a result; past it the files are listed by size only. */
@@ -51,9 +57,15 @@ export interface StoredResult {
   audit: { events: number; dropped: number };
   warnings?: string[];
   children?: ChildStatus[];
+  /** With learn: the least manifest for what the run used (YAML). */
+  learnedManifest?: string;
 }
 
-export function storedResult(r: RunResult): StoredResult {
+/**
+ * The engine's result as stored; with `learn` (the effective manifest a learning run had), the
+ * least manifest read from its audit, or a warning saying why there is none.
+ */
+export function storedResult(r: RunResult, learn?: Manifest): StoredResult {
   const total = Object.values(r.files).reduce((n, f) => n + f.length, 0);
   const keep = total <= RESULT_FILES_BYTES;
   const out: StoredResult = {
@@ -68,6 +80,15 @@ export function storedResult(r: RunResult): StoredResult {
   if (r.message !== undefined) out.message = r.message;
   if (r.warnings?.length) out.warnings = r.warnings;
   if (r.children?.length) out.children = r.children;
+  if (learn) {
+    // A partial audit would learn a manifest that lacks what the dropped decisions used.
+    if (r.audit.dropped) out.warnings = [...out.warnings ?? [], `learn: ${r.audit.dropped} audit events were dropped (the service keeps ${r.audit.events.length} a run); no manifest was learned`];
+    else {
+      const u = usagesOf(learn, r.audit.events);
+      const seen = observedOf(r);
+      out.learnedManifest = learnedYaml(learnManifest(learn, u, seen), learn, u, seen, `a run of ${learn.module ?? 'the module'}`);
+    }
+  }
   return out;
 }
 
@@ -102,6 +123,7 @@ export interface RunView {
   audit?: { events: number; dropped: number };
   warnings?: string[];
   children?: ChildStatus[];
+  learnedManifest?: string;
 }
 
 export function runView(r: RunRecord): RunView {
@@ -129,6 +151,7 @@ export function runView(r: RunRecord): RunView {
   if (res.filesOmitted) view.filesOmitted = res.filesOmitted;
   if (res.warnings) view.warnings = res.warnings;
   if (res.children) view.children = res.children;
+  if (res.learnedManifest !== undefined) view.learnedManifest = res.learnedManifest;
   return view;
 }
 

@@ -47,6 +47,7 @@ export const RunSchema = z.object({
   audit: z.object({ events: z.number(), dropped: z.number() }).optional(),
   warnings: z.array(z.string()).optional(),
   children: z.array(ChildSchema).optional().openapi({ description: 'The child guests the run started (capsicum.pdspawn), as they ended' }),
+  learnedManifest: z.string().optional().openapi({ description: 'With learn: the least manifest (YAML, with comments saying why each grant is there) that grants only what this run used; submit it again as `manifest` (with the same files)' }),
 }).openapi('Run');
 
 const RunSummarySchema = RunSchema.pick({ id: true, module: true, status: true, createdAt: true, startedAt: true, finishedAt: true, attempts: true, exitCode: true }).openapi('RunSummary');
@@ -81,7 +82,7 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
     // Persisted before it is acknowledged (and before the scheduler may start it).
     const run = await store.createRun({
       id: newRunId(), tenantId: tenant.id, moduleId: prepared.moduleId,
-      request: encodeRequest(prepared.manifest, prepared.fields), createdAt: Date.now(),
+      request: encodeRequest(prepared.manifest, prepared.fields, prepared.learn), createdAt: Date.now(),
     });
     scheduler.submit(tenant.id, run.id);
     return run;
