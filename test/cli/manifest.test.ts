@@ -67,13 +67,16 @@ describe('capsa manifest check', () => {
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     const lines = r.stdout.split('\n');
-    expect(lines.slice(0, 3)).toEqual(['uniq.yaml: ok', '', 'fd  what                 path            rights (base / inheriting)']);
-    expect(lines[3]).toBe('0   stdin                -               CAP_READ, CAP_FCNTL, CAP_FSTAT, CAP_EVENT');
-    expect(lines[4]).toBe('1   stdout               -               CAP_FCNTL, CAP_WRITE, CAP_FSTAT, CAP_EVENT');
+    // The "what" column is as wide as its longest entry (the host paths of the temporary directory).
+    const w = Math.max(20, `dir (${d}/out)`.length);
+    const row = (fd: number, what: string, p: string) => `${String(fd).padEnd(3)} ${what.padEnd(w)} ${p.padEnd(15)} `;
+    expect(lines.slice(0, 3)).toEqual(['uniq.yaml: ok', '', `fd  ${'what'.padEnd(w)} ${'path'.padEnd(15)} rights (base / inheriting)`]);
+    expect(lines[3]).toBe(row(0, 'stdin', '-') + 'CAP_READ, CAP_FCNTL, CAP_FSTAT, CAP_EVENT');
+    expect(lines[4]).toBe(row(1, 'stdout', '-') + 'CAP_FCNTL, CAP_WRITE, CAP_FSTAT, CAP_EVENT');
     expect(lines[6]).toMatch(new RegExp(`^3   dir \\(${d}/in\\) +/in +CAP_FADVISE, CAP_LOOKUP, .* / CAP_READ, CAP_SEEK_SET, `));
     expect(lines[7]).toMatch(new RegExp(`^4   dir \\(${d}/out\\) +/out +.*CAP_CREATE.* / .*CAP_WRITE`));
-    expect(lines[8]).toBe('5   dir (memory)         /tmp            CAP_CREATE, CAP_LOOKUP / CAP_READ, CAP_WRITE, CAP_CREATE, CAP_LOOKUP  [init-only]');
-    expect(lines[9]).toBe('6   file (argdata)       /in/words.txt   CAP_READ, CAP_SEEK_SET, CAP_SEEK_TELL, CAP_FSTAT');
+    expect(lines[8]).toBe(row(5, 'dir (memory)', '/tmp') + 'CAP_CREATE, CAP_LOOKUP / CAP_READ, CAP_WRITE, CAP_CREATE, CAP_LOOKUP  [init-only]');
+    expect(lines[9]).toBe(row(6, 'file (argdata)', '/in/words.txt') + 'CAP_READ, CAP_SEEK_SET, CAP_SEEK_TELL, CAP_FSTAT');
     expect(r.stdout).toContain('\nlimits: wall 2 s, cpu 1 s, memory 64 MiB, output 1 MiB, fds 64, files 64 MiB\ncasper: none\n');
     expect(r.stdout).toMatch(/\npromises:\n  rpath: CAP_READ, .* \(look up, read and stat files and directories\)\n  wpath: .*\n  cpath: .*\n$/);
   });
