@@ -8,7 +8,7 @@ export default defineConfig({
     pool: 'forks',
     reporters: ['default', './test/summary-reporter.ts'],
     projects: [
-      { extends: true, test: { name: 'default', include: ['test/**/*.test.ts'] } },
+      { extends: true, test: { name: 'default', include: ['test/**/*.test.ts'], exclude: ['test/api/postgres*.test.ts', '**/node_modules/**'] } },
       // The service's isolation, authorization, restart and quota rules hold with guests in
       // executor processes too: the same files, their hosts made by test/api/helpers.ts's testHost.
       {
@@ -17,6 +17,18 @@ export default defineConfig({
           name: 'process-executors',
           include: ['test/api/bola.test.ts', 'test/api/restart.test.ts', 'test/api/quotas.test.ts', 'test/api/procdesc.test.ts'],
           env: { CAPSA_TEST_ISOLATION: 'process' },
+        },
+      },
+      // The store conformance suite and the service's authorization and quota rules on PostgreSQL:
+      // the same files, on a database of their own (test/helpers/pg.ts). The server is CI's
+      // (CAPSA_TEST_DATABASE_URL) or one test/pg-setup.ts starts.
+      {
+        extends: true,
+        test: {
+          name: 'postgres',
+          include: ['test/api/store.test.ts', 'test/api/bola.test.ts', 'test/api/quotas.test.ts', 'test/api/postgres*.test.ts'],
+          env: { CAPSA_TEST_STORE: 'postgres' },
+          globalSetup: ['test/pg-setup.ts'],
         },
       },
     ],

@@ -98,7 +98,7 @@ async function soak(mode) {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', resolve);
   });
-  scheduler.start();
+  await scheduler.start();
   const url = `http://127.0.0.1:${server.address().port}`;
   const agent = new http.Agent({ keepAlive: true, maxSockets: CLIENTS });
 
@@ -107,10 +107,11 @@ async function soak(mode) {
   let figures;
 
   try {
-    const tenants = ['soak-a', 'soak-b'].map((name) => {
-      const t = store.createTenant(name);
-      return { id: t.id, key: store.createKey(t.id).key };
-    });
+    const tenants = [];
+    for (const name of ['soak-a', 'soak-b']) {
+      const t = await store.createTenant(name);
+      tenants.push({ id: t.id, key: (await store.createKey(t.id)).key });
+    }
     const modules = [];
     for (const t of tenants) {
       for (const [bytes, kind] of [[HELLO, 'hello'], [NAP, 'nap']]) {
@@ -216,18 +217,21 @@ async function soak(mode) {
     // Every accepted run ended exactly once.
     const states = new Map();
     for (const [id, a] of accepted) {
-      const run = store.getRun(a.tenant.id, id);
+      const run = await store.getRun(a.tenant.id, id);
       if (!run) { problem(`${id}: accepted but not in the store`); continue; }
       states.set(run.state, (states.get(run.state) ?? 0) + 1);
       if (!isTerminal(run.state) || !run.result) problem(`${id}: ${run.state}, ${run.result ? 'with' : 'without'} a result`);
       if (isTerminal(a.answered) && a.answered !== run.state) problem(`${id}: answered ${a.answered}, stored ${run.state}`);
-      const events = store.events(id, 0);
+      const events = await store.events(id, 0);
       const exits = events.filter((e) => e.type === 'exit').length;
       const ends = events.filter((e) => e.type === 'status' && isTerminal(JSON.parse(e.data).state)).length;
       if (exits !== 1 || ends !== 1 || events.at(-1)?.type !== 'exit') problem(`${id}: ${exits} exit and ${ends} terminal status events (${events.map((e) => e.type).join(' ')})`);
       if (run.state === 'host_error' && JSON.parse(run.result).blame !== 'host') problem(`${id}: host_error not blamed on the host`);
     }
-    for (const s of ['queued', 'running']) if (store.runsInState(s).length) problem(`${store.runsInState(s).length} runs left ${s}`);
+    for (const s of ['queued', 'running']) {
+      const left = (await store.runsInState(s)).length;
+      if (left) problem(`${left} runs left ${s}`);
+    }
     const hostErrors = states.get('host_error') ?? 0;
     if (hostErrors > kills) problem(`${hostErrors} runs ended host_error but only ${kills} ${mode === 'thread' ? 'workers' : 'executors'} were killed`);
     if (kills === 0) problem(`no ${mode === 'thread' ? 'worker' : 'executor'} was killed`);
@@ -266,7 +270,7 @@ async function soak(mode) {
     await new Promise((r) => server.close(r));
     await scheduler.stop(5000);
     await host.close();
-    store.close();
+    await store.close();
     fs.rmSync(dir, { recursive: true, force: true });
   }
   return figures;

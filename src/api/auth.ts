@@ -20,7 +20,7 @@ export function tenantAuth(deps: Deps): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const token = bearer(c.req.header('authorization'));
     if (token === undefined) throw new ApiError(401, 'unauthorized', 'Send an API key as "Authorization: Bearer <key>"');
-    const tenant = deps.store.authenticate(token);
+    const tenant = await deps.store.authenticate(token);
     if (!tenant) throw new ApiError(401, 'unauthorized', 'The API key is unknown or revoked');
     c.set('tenant', tenant);
     c.set('log', c.get('log').child({ tenant: tenant.id }));

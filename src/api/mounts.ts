@@ -23,8 +23,8 @@ export function policyMounts(policy: Policy | undefined): ExecutorMount[] {
 }
 
 /** The union of the host directories the policies in force allow (see the file's comment). */
-export function mountsInForce(store: Store, servicePolicy: Policy): ExecutorMount[] {
-  const underService = store.listTenants().some((t) => t.policy === null || t.policy.trim() === '');
+export async function mountsInForce(store: Store, servicePolicy: Policy): Promise<ExecutorMount[]> {
+  const underService = (await store.listTenants()).some((t) => t.policy === null || t.policy.trim() === '');
   return underService ? policyMounts(servicePolicy) : [];
 }
 
@@ -33,5 +33,5 @@ export function mountsInForce(store: Store, servicePolicy: Policy): ExecutorMoun
  * if it changed; resolves once the new executors can take runs.
  */
 export async function syncMounts(deps: Pick<Deps, 'store' | 'policy' | 'host'>): Promise<void> {
-  await deps.host.setMounts(mountsInForce(deps.store, deps.policy));
+  await deps.host.setMounts(await mountsInForce(deps.store, deps.policy));
 }

@@ -74,18 +74,18 @@ export interface Scheduler {
   /** Queues a run the store holds as `queued` (persist first, then submit). */
   submit(tenantId: string, runId: string): void;
   /** Why `count` more runs of the tenant cannot be queued now (429/503), or undefined. */
-  admit(tenantId: string, count?: number): ApiError | undefined;
+  admit(tenantId: string, count?: number): Promise<ApiError | undefined>;
   /**
    * Cancels a run: a queued one ends `cancelled` at once, a running one is aborted (it ends
    * `cancelled` shortly). Undefined when the tenant has no such run.
    */
-  cancel(tenantId: string, runId: string): { run: RunRecord; outcome: 'cancelled' | 'cancelling' | 'finished' } | undefined;
+  cancel(tenantId: string, runId: string): Promise<{ run: RunRecord; outcome: 'cancelled' | 'cancelling' | 'finished' } | undefined>;
   /** Live events of a run, after they are stored; returns the unsubscribe function. */
   onEvent(runId: string, listener: EventListener): () => void;
   /** Resolves when the run ends or after `ms`, whichever is first (check the store first). */
   waitFor(runId: string, ms: number): Promise<void>;
   /** Recovers the store's runs (the restart rule) and starts dispatching. */
-  start(): void;
+  start(): Promise<void>;
   /** Takes no new work; waits for running runs up to `deadlineMs`, then aborts and requeues them. */
   stop(deadlineMs: number): Promise<void>;
   stats(): { queued: number; running: number; concurrency: number; tenantsWaiting: number; stopping: boolean };
@@ -130,37 +130,21 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     submitted: 0, finished: new Map(), runSeconds: new Histogram(LATENCY_BUCKETS), queueSeconds: new Histogram(LATENCY_BUCKETS), busyMs: 0,
   };
 
-  /** Announcements held until the batch that wrote them commits (see atomically). */
-  let held: (() => void)[] | undefined;
-
-  /**
-   * Runs `fn`'s store writes as one transaction (one commit instead of one per write: a run's start
-   * is two writes, its end three or four) and announces its events once they are committed.
-   */
-  const atomically = <T>(fn: () => T): T => {
-    if (held) return fn();
-    held = [];
-    // Rolled back (fn threw): nothing was stored, so nothing is announced.
-    let announce: (() => void)[] = [];
-    try {
-      const out = store.batch(fn);
-      announce = held;
-      return out;
-    } finally {
-      held = undefined;
-      for (const a of announce) a();
-    }
-  };
-
-  const emit = (runId: string, type: RunEventRecord['type'], data: unknown): void => {
-    const ev = store.appendEvent(runId, type, JSON.stringify(data));
-    const announce = (): void => {
+  // A run's events are appended one after another (an output flush from a timer must not pass the
+  // status before it): each run has a chain of appends, and an event is announced once stored.
+  const chains = new Map<string, Promise<unknown>>();
+  const emit = (runId: string, type: RunEventRecord['type'], data: unknown): Promise<void> => {
+    const text = JSON.stringify(data);
+    const next = (chains.get(runId) ?? Promise.resolve()).then(async () => {
+      const ev = await store.appendEvent(runId, type, text);
       for (const l of listeners.get(runId) ?? []) {
         try { l(ev); } catch (e) { log.warn({ err: e, run: runId }, 'event listener failed'); }
       }
-    };
-    if (held) held.push(announce);
-    else announce();
+    });
+    const settled = next.catch(() => {});
+    chains.set(runId, settled);
+    void settled.then(() => { if (chains.get(runId) === settled) chains.delete(runId); });
+    return next;
   };
 
   const wake = (runId: string): void => {
@@ -228,44 +212,48 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   // CPU milliseconds each tenant used today (UTC), read from the store once a day and then kept
   // up to date as runs finish: the quota check is on every request and must not sum the day's runs.
   const cpuToday = new Map<string, { since: number; usedMs: number }>();
-  const cpuUsedToday = (tenantId: string, since: number): number => {
+  const cpuUsedToday = async (tenantId: string, since: number): Promise<number> => {
     let day = cpuToday.get(tenantId);
-    if (!day || day.since !== since) cpuToday.set(tenantId, day = { since, usedMs: store.cpuUsedSince(tenantId, since) });
+    if (!day || day.since !== since) {
+      const usedMs = await store.cpuUsedSince(tenantId, since);
+      day = cpuToday.get(tenantId);
+      if (!day || day.since !== since) cpuToday.set(tenantId, day = { since, usedMs });
+    }
     return day.usedMs;
   };
 
-  const finish = (run: RunRecord, res: StoredResult, cpuMs: number): void => atomically(() => {
+  const finish = async (run: RunRecord, res: StoredResult, cpuMs: number): Promise<void> => {
     const at = now();
     // The first end wins (a cancel racing the run's own exit); only it is announced.
-    if (store.finishRun(run.id, res.status, JSON.stringify(res), at, Math.round(cpuMs)) === false) {
+    if (await store.finishRun(run.id, res.status, JSON.stringify(res), at, Math.round(cpuMs)) === false) {
       wake(run.id);
       return;
     }
     const day = cpuToday.get(run.tenantId);
     if (day && at >= day.since) day.usedMs += Math.round(cpuMs);
     metrics.finished.set(res.status, (metrics.finished.get(res.status) ?? 0) + 1);
-    emit(run.id, 'status', { state: res.status, at });
-    emit(run.id, 'exit', {
+    void emit(run.id, 'status', { state: res.status, at });
+    await emit(run.id, 'exit', {
       state: res.status, blame: res.blame, exitCode: res.exitCode ?? null,
       ...(res.message !== undefined ? { message: res.message } : {}), usage: res.usage,
     });
     log.info({ tenant: run.tenantId, run: run.id, state: res.status, exitCode: res.exitCode, cpuMs: Math.round(cpuMs), wallMs: res.usage.wallMs }, 'run finished');
     wake(run.id);
-  });
+  };
 
   /** Gives a run the store left `running` back to store.requeueRun and announces where it went. */
-  const requeue = (run: RunRecord, why: string, enqueueAgain = true): void => {
-    store.requeueRun(run.id);
-    const after = store.getRun(run.tenantId, run.id);
+  const requeue = async (run: RunRecord, why: string, enqueueAgain = true): Promise<void> => {
+    await store.requeueRun(run.id);
+    const after = await store.getRun(run.tenantId, run.id);
     const state = after?.state ?? 'interrupted';
-    emit(run.id, 'status', { state, at: now(), message: why });
+    void emit(run.id, 'status', { state, at: now(), message: why });
     log.warn({ tenant: run.tenantId, run: run.id, state, attempts: run.attempts }, why);
     if (state === 'queued') {
       if (enqueueAgain && started && !stopping) enqueue(run.tenantId, run.id);
     } else if (isTerminal(state)) {
       metrics.finished.set(state, (metrics.finished.get(state) ?? 0) + 1);
       const res = after?.result ? (JSON.parse(after.result) as Partial<StoredResult>) : {};
-      emit(run.id, 'exit', { state, blame: res.blame ?? 'host', exitCode: null, message: res.message ?? why, usage: res.usage ?? { wallMs: 0, cpuMs: 0, peakMemoryBytes: 0 } });
+      await emit(run.id, 'exit', { state, blame: res.blame ?? 'host', exitCode: null, message: res.message ?? why, usage: res.usage ?? { wallMs: 0, cpuMs: 0, peakMemoryBytes: 0 } });
       wake(run.id);
     }
   };
@@ -286,21 +274,17 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   };
 
   const execute = async (entry: InFlight): Promise<void> => {
-    const rec = store.getRun(entry.tenantId, entry.runId);
+    const rec = await store.getRun(entry.tenantId, entry.runId);
     if (!rec || rec.state !== 'queued') return;
     const t0 = now();
+    if (!await store.startRun(rec.id, t0)) return;
     const run: RunRecord = { ...rec, state: 'running', startedAt: t0, attempts: rec.attempts + 1 };
-    const started = atomically(() => {
-      if (!store.startRun(rec.id, t0)) return false;
-      // A retry starts over: its own event tells clients to drop what earlier attempts wrote.
-      if (run.attempts > 1) {
-        emit(rec.id, 'attempt', { attempt: run.attempts, at: t0, message: `The run starts over (attempt ${run.attempts}); output of earlier attempts is not part of its result` });
-      }
-      emit(rec.id, 'status', { state: 'running', at: t0, attempt: run.attempts });
-      return true;
-    });
-    if (!started) return;
     metrics.queueSeconds.observe(Math.max(0, t0 - rec.createdAt) / 1000);
+    // A retry starts over: its own event tells clients to drop what earlier attempts wrote.
+    if (run.attempts > 1) {
+      void emit(rec.id, 'attempt', { attempt: run.attempts, at: t0, message: `The run starts over (attempt ${run.attempts}); output of earlier attempts is not part of its result` });
+    }
+    void emit(rec.id, 'status', { state: 'running', at: t0, attempt: run.attempts });
     log.info({ tenant: rec.tenantId, run: rec.id, module: rec.moduleId, attempt: run.attempts }, 'run started');
 
     try {
@@ -308,8 +292,8 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     } catch (e) {
       // The store or the scheduler failed (not the guest): end the run rather than leave it running.
       log.error({ err: e, tenant: rec.tenantId, run: rec.id }, 'run failed in the scheduler');
-      const cur = store.getRun(rec.tenantId, rec.id);
-      if (cur?.state === 'running') finish(run, syntheticResult('host_error', 'host', `The service failed to run it: ${(e as Error)?.message ?? String(e)}`), 0);
+      const cur = await store.getRun(rec.tenantId, rec.id);
+      if (cur?.state === 'running') await finish(run, syntheticResult('host_error', 'host', `The service failed to run it: ${(e as Error)?.message ?? String(e)}`), 0);
     }
   };
 
@@ -319,19 +303,20 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     try {
       ({ fields, learn } = decodeRequest(rec.request));
     } catch (e) {
-      finish(run, syntheticResult('host_error', 'host', `The stored run request cannot be read: ${(e as Error).message}`), 0);
+      await finish(run, syntheticResult('host_error', 'host', `The stored run request cannot be read: ${(e as Error).message}`), 0);
       return;
     }
-    // The engine keeps compiled modules by the same sha256 id; the store's file is read only when
-    // the engine's cache does not hold it (any more).
-    const bytes = store.getModule(rec.tenantId, rec.moduleId) ? rec.moduleId : undefined;
+    // The engine keeps compiled modules by the same sha256 id (a node's local cache); the store's
+    // bytes are read only when the engine's cache does not hold it (any more).
+    const known = await store.getModule(rec.tenantId, rec.moduleId);
+    const bytes = !known ? undefined : host.has(rec.moduleId) ? rec.moduleId : await store.moduleBytes(rec.tenantId, rec.moduleId);
     if (!bytes) {
-      finish(run, syntheticResult('invalid_module', 'guest', `Module ${rec.moduleId} was deleted before the run started`), 0);
+      await finish(run, syntheticResult('invalid_module', 'guest', `Module ${rec.moduleId} was deleted before the run started`), 0);
       return;
     }
 
     // Output: a write after a quiet spell is stored (and streamed) alone, at the end of this turn of
-    // the event loop (so that a run ending in the same turn stores it in its last commit); a burst
+    // the event loop (so that a run ending in the same turn stores it before its end); a burst
     // is coalesced for CHUNK_MS, so that a guest writing byte by byte does not make one event per byte.
     type Chunk = { type: 'stdout' | 'stderr'; chunks: Uint8Array[]; bytes: number };
     let first: Chunk | undefined;
@@ -341,7 +326,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     let flushedAt = -Infinity;
     const store1 = (p: Chunk): void => {
       flushedAt = performance.now();
-      emit(rec.id, p.type, toText(p.chunks.length === 1 ? p.chunks[0]! : Buffer.concat(p.chunks)));
+      void emit(rec.id, p.type, toText(p.chunks.length === 1 ? p.chunks[0]! : Buffer.concat(p.chunks)));
     };
     const flushFirst = (): void => {
       if (soon) { clearImmediate(soon); soon = undefined; }
@@ -374,34 +359,29 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     let failure: unknown;
     const t1 = performance.now();
     try {
-      const handle = host.start({ ...fields, module: bytes, moduleLoader: () => store.moduleBytes(rec.tenantId, rec.moduleId), signal: entry.abort.signal });
+      const handle = host.start({ ...fields, module: bytes, signal: entry.abort.signal });
       for await (const ev of handle as AsyncIterable<RunEvent>) {
         if (ev.type === 'stdout' || ev.type === 'stderr') output(ev.type, ev.data);
-        else if (ev.type === 'audit') { flush(); emit(rec.id, 'audit', ev.event); } else result = ev.result;
+        else if (ev.type === 'audit') { flush(); void emit(rec.id, 'audit', ev.event); } else result = ev.result;
       }
     } catch (e) {
       failure = e;
     } finally {
       metrics.busyMs += performance.now() - t1;
     }
-    // Learned before the commit: reading the audit is work the transaction need not wait for.
-    const stored = result ? storedResult(result, learn) : undefined;
-    // The last output and the end are one commit.
-    atomically(() => {
-      flush();
-      if (entry.requeue) {
-        requeue(run, 'the service stopped while the run was running');
-        return;
-      }
-      if (result && stored) {
-        metrics.runSeconds.observe(result.usage.wallMs / 1000);
-        finish(run, stored, result.usage.cpuMs);
-        return;
-      }
-      // host.start refuses a request only when it is malformed (LimitError: above the host's maxima).
-      const guest = failure instanceof LimitError || failure instanceof TypeError;
-      finish(run, syntheticResult('host_error', guest ? 'guest' : 'host', `The host refused the run: ${(failure as Error)?.message ?? String(failure)}`), 0);
-    });
+    flush();
+    if (entry.requeue) {
+      await requeue(run, 'the service stopped while the run was running');
+      return;
+    }
+    if (result) {
+      metrics.runSeconds.observe(result.usage.wallMs / 1000);
+      await finish(run, storedResult(result, learn), result.usage.cpuMs);
+      return;
+    }
+    // host.start refuses a request only when it is malformed (LimitError: above the host's maxima).
+    const guest = failure instanceof LimitError || failure instanceof TypeError;
+    await finish(run, syntheticResult('host_error', guest ? 'guest' : 'host', `The host refused the run: ${(failure as Error)?.message ?? String(failure)}`), 0);
   };
 
   const utcMidnight = (t: number): number => {
@@ -416,32 +396,32 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       enqueue(tenantId, runId);
       pump();
     },
-    admit(tenantId, count = 1) {
+    async admit(tenantId, count = 1) {
       if (stopping) return new ApiError(503, 'shutting_down', 'The service is shutting down; retry shortly', undefined, 5);
       if (queued.size + count > quotas.globalQueuedRuns) {
         return new ApiError(503, 'queue_full', `The run queue is full (${quotas.globalQueuedRuns} runs waiting); retry later`, undefined, 5);
       }
-      const waiting = store.countRuns(tenantId, 'queued');
+      const waiting = await store.countRuns(tenantId, 'queued');
       if (waiting + count > quotas.queuedRuns) {
         return new ApiError(429, 'quota_exceeded', `You have ${waiting} queued runs; the quota is ${quotas.queuedRuns}. Wait for some to finish`,
           { quota: 'queuedRuns', limit: quotas.queuedRuns, used: waiting }, 5);
       }
       const t = now();
       const since = utcMidnight(t);
-      const usedMs = cpuUsedToday(tenantId, since);
+      const usedMs = await cpuUsedToday(tenantId, since);
       if (usedMs >= quotas.cpuSecondsPerDay * 1000) {
         return new ApiError(429, 'quota_exceeded', `Your runs used ${Math.round(usedMs / 1000)} CPU seconds today (UTC); the daily quota is ${quotas.cpuSecondsPerDay}`,
           { quota: 'cpuSecondsPerDay', limit: quotas.cpuSecondsPerDay, used: usedMs / 1000 }, (since + 86_400_000 - t) / 1000);
       }
       return undefined;
     },
-    cancel(tenantId, runId) {
-      const rec = store.getRun(tenantId, runId);
+    async cancel(tenantId, runId) {
+      const rec = await store.getRun(tenantId, runId);
       if (!rec) return undefined;
       if (rec.state === 'queued') {
         dequeue(tenantId, runId);
-        finish(rec, syntheticResult('cancelled', 'guest', 'Cancelled before it started'), 0);
-        return { run: store.getRun(tenantId, runId) ?? rec, outcome: 'cancelled' };
+        await finish(rec, syntheticResult('cancelled', 'guest', 'Cancelled before it started'), 0);
+        return { run: await store.getRun(tenantId, runId) ?? rec, outcome: 'cancelled' };
       }
       if (rec.state === 'running') {
         const entry = inFlight.get(runId);
@@ -450,8 +430,8 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
           return { run: rec, outcome: 'cancelling' };
         }
         // Left running by a process that died, not yet recovered by start().
-        finish(rec, syntheticResult('cancelled', 'guest', 'Cancelled'), 0);
-        return { run: store.getRun(tenantId, runId) ?? rec, outcome: 'cancelled' };
+        await finish(rec, syntheticResult('cancelled', 'guest', 'Cancelled'), 0);
+        return { run: await store.getRun(tenantId, runId) ?? rec, outcome: 'cancelled' };
       }
       return { run: rec, outcome: 'finished' };
     },
@@ -479,12 +459,12 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         set.add(done);
       });
     },
-    start() {
+    async start() {
       if (started) return;
       started = true;
       stopping = false;
-      for (const run of store.runsInState('running')) requeue(run, 'the service restarted while the run was running', false);
-      for (const run of store.runsInState('queued')) enqueue(run.tenantId, run.id);
+      for (const run of await store.runsInState('running')) await requeue(run, 'the service restarted while the run was running', false);
+      for (const run of await store.runsInState('queued')) enqueue(run.tenantId, run.id);
       log.info({ queued: queued.size, concurrency }, 'scheduler started');
       pump();
     },

@@ -30,6 +30,7 @@ Commands:
   tenant create NAME      Make a tenant of the service; prints its API key
   tenant list|add-key|keys|revoke-key|set-policy
                           Manage the service's tenants, keys and policies
+  migrate --store URL     Bring a PostgreSQL database to this build's schema (or CAPSA_DATABASE_URL)
   completion bash|zsh|fish
                           Print a shell completion script ("source <(capsa completion bash)")
 
@@ -69,7 +70,8 @@ export async function main(argv: string[]): Promise<number> {
     if (cmd === 'learn') return await (await import('./learn.js')).learnCommand(rest);
     // Loaded on demand: the service's modules (HTTP, SQLite) would slow every `capsa run` down.
     if (cmd === 'serve') return await (await serviceModule(() => import('./serve.js'))).serve(rest);
-    if (cmd === 'tenant') return (await serviceModule(() => import('./tenant.js'))).tenant(rest);
+    if (cmd === 'tenant') return await (await serviceModule(() => import('./tenant.js'))).tenant(rest);
+    if (cmd === 'migrate') return await (await serviceModule(() => import('./migrate.js'))).migrate(rest);
     if (cmd === 'completion') return (await import('./completion.js')).completion(rest);
     if (cmd === '--version' || cmd === '-V' || cmd === 'version') {
       process.stdout.write(`capsa ${version()}\n`);

@@ -14,6 +14,7 @@ import { createApp } from '../api/app.js';
 import { defaultLogger } from '../api/log.js';
 import { createScheduler } from '../api/scheduler.js';
 import { createSqliteStore } from '../api/store/sqlite.js';
+import { storeUrl } from './store-url.js';
 import type { Store } from '../api/store/types.js';
 import { createHost, type Host } from '../host/host.js';
 import { loadPolicy, SERVICE_POLICY } from '../manifest/policy.js';
@@ -25,7 +26,7 @@ import { DEFAULT_DATA_DIR } from './tenant.js';
 /** How long a stop waits for running guests before putting them back in the queue (--grace). */
 export const SHUTDOWN_DEADLINE_MS = 10_000;
 
-export const SERVE_HELP = `Usage: capsa serve [--host 127.0.0.1] [--port 8080] [--data ${DEFAULT_DATA_DIR}] [--policy FILE]
+export const SERVE_HELP = `Usage: capsa serve [--host 127.0.0.1] [--port 8080] [--data ${DEFAULT_DATA_DIR} | --store postgres://…] [--policy FILE]
                    [--executors N] [--workers N] [--isolation best-effort|strict|none]
                    [--executor-runtime node|deno] [--grace 10s]
 
@@ -43,6 +44,8 @@ Options:
   --port PORT       TCP port (default 8080; 0 picks a free one, printed in the log).
   --data DIR        Data directory: the SQLite store and the uploaded modules
                     (default ${DEFAULT_DATA_DIR}; made if missing).
+  --store URL       A PostgreSQL database instead (postgres://USER@HOST:PORT/DB; or
+                    CAPSA_DATABASE_URL): migrated at start, modules kept in it.
   --policy FILE     The service's default policy: the most a tenant's manifests may be
                     granted unless the tenant has its own (capsa tenant set-policy).
                     Without it: in-memory directories only, no host paths, no Casper services.
@@ -104,6 +107,7 @@ export async function serve(argv: string[]): Promise<number> {
       host: { type: 'string', default: '127.0.0.1' },
       port: { type: 'string', default: '8080' },
       data: { type: 'string', default: DEFAULT_DATA_DIR },
+      store: { type: 'string' },
       policy: { type: 'string' },
       workers: { type: 'string' },
       executors: { type: 'string' },
@@ -139,26 +143,45 @@ export async function serve(argv: string[]): Promise<number> {
   // scripts and supervisors read the URL from the first one.
   const life = log.level === 'silent' ? log : log.child({}, { level: 'info' });
 
-  try {
-    fs.mkdirSync(values.data, { recursive: true });
-  } catch (e) {
-    process.stderr.write(`capsa: cannot make the data directory ${values.data}: ${(e as Error).message}\n`);
-    return 1;
-  }
-  // One server per data directory: two schedulers would each "recover" the other's running runs.
-  const lock = lockDataDir(values.data);
-  if (typeof lock === 'string') {
-    process.stderr.write(`capsa: ${lock}\n`);
-    return 1;
-  }
-
+  const url = storeUrl(values.store);
+  let lock: { release(): void | Promise<void> };
   let store: Store;
-  try {
-    store = createSqliteStore({ dir: values.data });
-  } catch (e) {
-    lock.release();
-    process.stderr.write(`capsa: cannot open the store in ${values.data}: ${(e as Error).message}\n`);
-    return 1;
+  if (url) {
+    try {
+      // Loaded on demand: a SQLite server does not load the PostgreSQL driver.
+      const { createPostgresStore, serveLock } = await import('../api/store/postgres.js');
+      const l = await serveLock(url);
+      if (typeof l === 'string') {
+        process.stderr.write(`capsa: ${l}\n`);
+        return 1;
+      }
+      lock = l;
+      store = await createPostgresStore({ url }).catch(async (e: unknown) => { await l.release(); throw e; });
+    } catch (e) {
+      process.stderr.write(`capsa: cannot open the PostgreSQL store: ${(e as Error).message}\n`);
+      return 1;
+    }
+  } else {
+    try {
+      fs.mkdirSync(values.data, { recursive: true });
+    } catch (e) {
+      process.stderr.write(`capsa: cannot make the data directory ${values.data}: ${(e as Error).message}\n`);
+      return 1;
+    }
+    // One server per data directory: two schedulers would each "recover" the other's running runs.
+    const l = lockDataDir(values.data);
+    if (typeof l === 'string') {
+      process.stderr.write(`capsa: ${l}\n`);
+      return 1;
+    }
+    lock = l;
+    try {
+      store = createSqliteStore({ dir: values.data });
+    } catch (e) {
+      l.release();
+      process.stderr.write(`capsa: cannot open the store in ${values.data}: ${(e as Error).message}\n`);
+      return 1;
+    }
   }
   let host: Host;
   try {
@@ -166,13 +189,13 @@ export async function serve(argv: string[]): Promise<number> {
       workers,
       isolation: 'process',
       executors: {
-        count: executors, isolation, runtime, mounts: mountsInForce(store, policy ?? SERVICE_POLICY),
+        count: executors, isolation, runtime, mounts: await mountsInForce(store, policy ?? SERVICE_POLICY),
         onLog: (level, msg) => log[level]({ component: 'executors' }, msg),
       },
     });
   } catch (e) {
-    store.close();
-    lock.release();
+    await store.close();
+    await lock.release();
     process.stderr.write(`capsa: cannot start the ${isolation === 'none' ? 'worker pool' : 'executors'}: ${(e as Error).message}\n`);
     return 1;
   }
@@ -194,16 +217,16 @@ export async function serve(argv: string[]): Promise<number> {
   } catch (e) {
     process.stderr.write(`capsa: cannot listen on ${values.host}:${port}: ${(e as Error).message}\n`);
     await host.close();
-    store.close();
-    lock.release();
+    await store.close();
+    await lock.release();
     return 1;
   }
   const addr = server.address() as AddressInfo;
   const hostPart = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-  life.info({ url: `http://${hostPart}:${addr.port}`, host: addr.address, port: addr.port, data: values.data, workers, isolation, executors: host.executors().map((e) => ({ pid: e.pid, runtime: e.runtime, layers: e.layers })), pid: process.pid }, 'listening');
+  life.info({ url: `http://${hostPart}:${addr.port}`, host: addr.address, port: addr.port, store: url ? 'postgres' : values.data, workers, isolation, executors: host.executors().map((e) => ({ pid: e.pid, runtime: e.runtime, layers: e.layers })), pid: process.pid }, 'listening');
   // Only once the port is ours: recovery costs a crashed run its one retry, so a server that
   // cannot start must not spend it.
-  scheduler.start();
+  await scheduler.start();
   // Policies set with \`capsa tenant\` (straight into the store) reach the executors' mounts too.
   const mountSync = setInterval(() => {
     syncMounts({ store, host, policy: policy ?? SERVICE_POLICY }).catch((e: unknown) => log.warn({ err: e }, 'cannot update the executors\' mounts'));
@@ -241,8 +264,8 @@ export async function serve(argv: string[]): Promise<number> {
       server.closeAllConnections();
       await closed;
       await host.close();
-      store.close();
-      lock.release();
+      await store.close();
+      await lock.release();
       process.off('SIGTERM', onSignal);
       process.off('SIGINT', onSignal);
       life.info({ ms: Date.now() - t0 }, 'stopped');

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createSqliteStore } from '../api/store/sqlite.js';
+import { storeUrl } from './store-url.js';
 import { StoreError } from '../api/store/errors.js';
 import type { Store, Tenant } from '../api/store/types.js';
 import { parsePolicy } from '../manifest/policy.js';
@@ -22,8 +23,9 @@ export const TENANT_HELP = `Usage: capsa tenant create NAME [--data DIR]
        capsa tenant set-policy TENANT FILE [--data DIR]
        capsa tenant set-policy TENANT --clear [--data DIR]
 
-Manages the tenants of "capsa serve" in its data directory. These work on the
-store directly, also while the server runs.
+Manages the tenants of "capsa serve" in its data directory, or with --store URL (or
+CAPSA_DATABASE_URL) in its PostgreSQL database. These work on the store directly,
+also while the server runs.
 
 create       Creates the tenant NAME and its first API key. The key is printed on
              stdout alone (it is shown once; only its hash is kept), the tenant id and
@@ -52,7 +54,7 @@ used (the message says why); 2 for a usage error.`;
 class TenantError extends Error {}
 
 /** Runs `capsa tenant ...`; returns the exit status. */
-export function tenant(argv: string[]): number {
+export async function tenant(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub === undefined || sub === '--help' || sub === '-h' || sub === 'help') {
     process.stdout.write(TENANT_HELP + '\n');
@@ -62,6 +64,7 @@ export function tenant(argv: string[]): number {
     args: rest,
     options: {
       data: { type: 'string', default: DEFAULT_DATA_DIR },
+      store: { type: 'string' },
       json: { type: 'boolean', default: false },
       clear: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -101,15 +104,27 @@ export function tenant(argv: string[]): number {
     }
   }
 
-  const dir = values.data;
-  if (sub !== 'create' && !fs.existsSync(dir)) {
-    process.stderr.write(`capsa: ${dir}: no such data directory (capsa tenant create, or capsa serve --data ${dir}, makes it)\n`);
-    return 1;
+  const url = storeUrl(values.store);
+  let store: Store;
+  if (url) {
+    try {
+      const { createPostgresStore } = await import('../api/store/postgres.js');
+      store = await createPostgresStore({ url, poolSize: 1 });
+    } catch (e) {
+      process.stderr.write(`capsa: cannot open the PostgreSQL store: ${(e as Error).message}\n`);
+      return 1;
+    }
+  } else {
+    const dir = values.data;
+    if (sub !== 'create' && !fs.existsSync(dir)) {
+      process.stderr.write(`capsa: ${dir}: no such data directory (capsa tenant create, or capsa serve --data ${dir}, makes it)\n`);
+      return 1;
+    }
+    fs.mkdirSync(dir, { recursive: true });
+    store = createSqliteStore({ dir });
   }
-  fs.mkdirSync(dir, { recursive: true });
-  const store = createSqliteStore({ dir });
   try {
-    return subcommand(store, sub, positionals, values.json, policyText);
+    return await subcommand(store, sub, positionals, values.json, policyText);
   } catch (e) {
     if (e instanceof TenantError || e instanceof StoreError) {
       process.stderr.write(`capsa: ${e.message}\n`);
@@ -117,28 +132,29 @@ export function tenant(argv: string[]): number {
     }
     throw e;
   } finally {
-    store.close();
+    await store.close();
   }
 }
 
-function subcommand(store: Store, sub: string, args: string[], json: boolean, policyText: string | null): number {
+async function subcommand(store: Store, sub: string, args: string[], json: boolean, policyText: string | null): Promise<number> {
   switch (sub) {
     case 'create': {
       const name = args[0]!;
       if (!name.trim()) throw new UsageError('tenant create: NAME is empty');
-      if (store.findTenantByName(name)) throw new TenantError(`a tenant named ${JSON.stringify(name)} exists already (capsa tenant add-key ${name} makes another key)`);
-      const t = store.createTenant(name);
-      const { key, record } = store.createKey(t.id);
+      if (await store.findTenantByName(name)) throw new TenantError(`a tenant named ${JSON.stringify(name)} exists already (capsa tenant add-key ${name} makes another key)`);
+      const t = await store.createTenant(name);
+      const { key, record } = await store.createKey(t.id);
       process.stderr.write(`capsa: tenant ${t.id} (${t.name}) created with key ${record.id}; the key is printed once, on stdout\n`);
       process.stdout.write(key + '\n');
       return 0;
     }
     case 'list': {
-      const rows = store.listTenants().map((t) => {
-        const keys = store.listKeys(t.id);
+      const rows = [];
+      for (const t of await store.listTenants()) {
+        const keys = await store.listKeys(t.id);
         const active = keys.filter((k) => k.revokedAt === null).length;
-        return { id: t.id, name: t.name, createdAt: t.createdAt, keys: active, revokedKeys: keys.length - active, policy: t.policy === null ? 'default' : 'own' };
-      });
+        rows.push({ id: t.id, name: t.name, createdAt: t.createdAt, keys: active, revokedKeys: keys.length - active, policy: t.policy === null ? 'default' : 'own' });
+      }
       if (json) {
         for (const r of rows) process.stdout.write(JSON.stringify({ ...r, created: iso(r.createdAt) }) + '\n');
         return 0;
@@ -148,34 +164,34 @@ function subcommand(store: Store, sub: string, args: string[], json: boolean, po
       return 0;
     }
     case 'add-key': {
-      const t = find(store, args[0]!);
-      const { key, record } = store.createKey(t.id);
+      const t = await find(store, args[0]!);
+      const { key, record } = await store.createKey(t.id);
       process.stderr.write(`capsa: key ${record.id} added to tenant ${t.id} (${t.name}); the key is printed once, on stdout\n`);
       process.stdout.write(key + '\n');
       return 0;
     }
     case 'keys': {
-      const t = find(store, args[0]!);
+      const t = await find(store, args[0]!);
       process.stdout.write(table(['KEY_ID', 'CREATED', 'REVOKED'],
-        store.listKeys(t.id).map((k) => [k.id, iso(k.createdAt), k.revokedAt === null ? '-' : iso(k.revokedAt)])));
+        (await store.listKeys(t.id)).map((k) => [k.id, iso(k.createdAt), k.revokedAt === null ? '-' : iso(k.revokedAt)])));
       return 0;
     }
     case 'revoke-key': {
-      const t = find(store, args[0]!);
+      const t = await find(store, args[0]!);
       const keyId = args[1]!;
-      const known = store.listKeys(t.id).find((k) => k.id === keyId);
+      const known = (await store.listKeys(t.id)).find((k) => k.id === keyId);
       if (!known) throw new TenantError(`tenant ${t.id} (${t.name}) has no key ${keyId} (capsa tenant keys ${t.name} lists them)`);
       if (known.revokedAt !== null) {
         process.stderr.write(`capsa: key ${keyId} of tenant ${t.id} was revoked already, at ${iso(known.revokedAt)}\n`);
         return 0;
       }
-      if (!store.revokeKey(t.id, keyId)) throw new TenantError(`cannot revoke key ${keyId} of tenant ${t.id}`);
+      if (!await store.revokeKey(t.id, keyId)) throw new TenantError(`cannot revoke key ${keyId} of tenant ${t.id}`);
       process.stderr.write(`capsa: key ${keyId} of tenant ${t.id} (${t.name}) revoked\n`);
       return 0;
     }
     case 'set-policy': {
-      const t = find(store, args[0]!);
-      store.setPolicy(t.id, policyText);
+      const t = await find(store, args[0]!);
+      await store.setPolicy(t.id, policyText);
       process.stderr.write(policyText === null
         ? `capsa: tenant ${t.id} (${t.name}) is back on the service's default policy\n`
         : `capsa: policy of tenant ${t.id} (${t.name}) set from ${args[1]!}\n`);
@@ -186,8 +202,8 @@ function subcommand(store: Store, sub: string, args: string[], json: boolean, po
 }
 
 /** A tenant by id, else by name. */
-function find(store: Store, ref: string): Tenant {
-  const t = store.getTenant(ref) ?? store.findTenantByName(ref);
+async function find(store: Store, ref: string): Promise<Tenant> {
+  const t = await store.getTenant(ref) ?? await store.findTenantByName(ref);
   if (!t) throw new TenantError(`no tenant ${JSON.stringify(ref)} (capsa tenant list shows them)`);
   return t;
 }

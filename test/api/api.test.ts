@@ -268,10 +268,12 @@ describe('events and audit', () => {
     const res = await call(svc.app, 'GET', `/v1/runs/${run.id}/events`, { key });
     // Live: the stream had output while the run was still running (its exit came later).
     let stateAtFirstOutput: string | undefined;
+    let stateRead: Promise<void> | undefined;
     const evs = await readSSE(res, (e) => {
-      if (e.event === 'stdout' && stateAtFirstOutput === undefined) stateAtFirstOutput = svc.store.getRun(tenantId, run.id)!.state;
+      if (e.event === 'stdout' && stateRead === undefined) stateRead = svc.store.getRun(tenantId, run.id).then((r) => { stateAtFirstOutput = r!.state; });
       return false;
     });
+    await stateRead;
     expect(stateAtFirstOutput).toBe('running');
     const out = evs.filter((e) => e.event === 'stdout').map((e) => JSON.parse(e.data).data).join('');
     expect(out).toBe('tick\n'.repeat(4));

@@ -27,9 +27,9 @@ describe('through the API, on a real host with 2 workers', () => {
       aIds.push(...batch.items.map((x: { run: { id: string } }) => x.run.id));
     }
     expect(aIds).toHaveLength(50);
-    svc.scheduler.start();
+    await svc.scheduler.start();
     // A's first two take both workers; 48 wait.
-    await vi.waitFor(() => expect(svc.store.countRuns(a.id, 'running')).toBe(2), STATE_WAIT);
+    await vi.waitFor(async () => expect(await svc.store.countRuns(a.id, 'running')).toBe(2), STATE_WAIT);
     const bRun = await json(await call(svc.app, 'POST', '/v1/runs', { key: b.key, json: { module: slowB, wait: 20 } }));
     expect(bRun.status).toBe('exited');
     const aRuns = [];
@@ -74,26 +74,27 @@ describe('the scheduler\'s order (fake host, in-memory store)', () => {
     const store = createFakeStore();
     const { host, started, finishOne } = fakeHost(1);
     const scheduler = createScheduler({ store, host, logger: createLogger({ level: 'silent' }) });
-    const tenants = ['A', 'B', 'C'].map((n) => store.createTenant(n));
-    const mods = tenants.map((t) => store.putModule(t.id, new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]), []).record);
+    const tenants = [await store.createTenant('A'), await store.createTenant('B'), await store.createTenant('C')];
+    const mods = [];
+    for (const t of tenants) mods.push((await store.putModule(t.id, new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]), [])).record);
     const plan: [number, number][] = [[0, 5], [1, 2], [2, 1]];
     for (const [t, n] of plan) {
       for (let i = 0; i < n; i++) {
-        const run = store.createRun({
+        const run = await store.createRun({
           id: `run_${'ABC'[t]}${i}`, tenantId: tenants[t]!.id, moduleId: mods[t]!.id, createdAt: Date.now(),
           request: encodeRequest('', { args: [`${'ABC'[t]}${i}`] }),
         });
         scheduler.submit(tenants[t]!.id, run.id);
       }
     }
-    scheduler.start();
+    await scheduler.start();
     for (let i = 0; i < 8; i++) {
-      await vi.waitFor(() => expect(started).toHaveLength(i + 1), STATE_WAIT);
+      await vi.waitFor(async () => expect(started).toHaveLength(i + 1), STATE_WAIT);
       finishOne();
     }
-    await vi.waitFor(() => expect(store.runsInState('running')).toEqual([]), STATE_WAIT);
+    await vi.waitFor(async () => expect(await store.runsInState('running')).toEqual([]), STATE_WAIT);
     expect(started).toEqual(['A0', 'B0', 'C0', 'A1', 'B1', 'A2', 'A3', 'A4']);
-    expect(store.countRuns(tenants[0]!.id, 'queued')).toBe(0);
+    expect(await store.countRuns(tenants[0]!.id, 'queued')).toBe(0);
     await scheduler.stop(100);
   });
 
@@ -101,27 +102,27 @@ describe('the scheduler\'s order (fake host, in-memory store)', () => {
     const store = createFakeStore();
     const { host, started, finishOne } = fakeHost(1);
     const scheduler = createScheduler({ store, host, logger: createLogger({ level: 'silent' }) });
-    scheduler.start();
-    const [a, b] = ['A', 'B'].map((n) => store.createTenant(n));
-    const ma = store.putModule(a!.id, new Uint8Array([1]), []).record;
-    const mb = store.putModule(b!.id, new Uint8Array([2]), []).record;
-    const submit = (t: typeof a, m: typeof ma, name: string) => {
-      const run = store.createRun({ id: `run_${name}`, tenantId: t!.id, moduleId: m.id, createdAt: Date.now(), request: encodeRequest('', { args: [name] }) });
+    await scheduler.start();
+    const [a, b] = [await store.createTenant('A'), await store.createTenant('B')];
+    const ma = (await store.putModule(a!.id, new Uint8Array([1]), [])).record;
+    const mb = (await store.putModule(b!.id, new Uint8Array([2]), [])).record;
+    const submit = async (t: typeof a, m: typeof ma, name: string) => {
+      const run = await store.createRun({ id: `run_${name}`, tenantId: t!.id, moduleId: m.id, createdAt: Date.now(), request: encodeRequest('', { args: [name] }) });
       scheduler.submit(t!.id, run.id);
     };
-    for (let i = 0; i < 1000; i++) submit(a, ma, `A${i}`);
-    await vi.waitFor(() => expect(started).toHaveLength(1), STATE_WAIT);
+    for (let i = 0; i < 1000; i++) await submit(a, ma, `A${i}`);
+    await vi.waitFor(async () => expect(started).toHaveLength(1), STATE_WAIT);
     finishOne();
-    await vi.waitFor(() => expect(started).toHaveLength(2), STATE_WAIT);
-    submit(b, mb, 'B0');
+    await vi.waitFor(async () => expect(started).toHaveLength(2), STATE_WAIT);
+    await submit(b, mb, 'B0');
     for (let i = 0; i < 3; i++) {
-      await vi.waitFor(() => expect(started).toHaveLength(i + 2), STATE_WAIT);
+      await vi.waitFor(async () => expect(started).toHaveLength(i + 2), STATE_WAIT);
       finishOne();
     }
-    await vi.waitFor(() => expect(started).toHaveLength(5), STATE_WAIT);
+    await vi.waitFor(async () => expect(started).toHaveLength(5), STATE_WAIT);
     expect(started.slice(0, 4)).toEqual(['A0', 'A1', 'B0', 'A2']);
     await scheduler.stop(0);
     // stop() with runs in flight gives them back to the queue.
-    expect(store.countRuns(a!.id, 'running')).toBe(0);
+    expect(await store.countRuns(a!.id, 'running')).toBe(0);
   });
 });

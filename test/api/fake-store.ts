@@ -5,6 +5,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { ApiKeyRecord, ModuleRecord, Page, RunEventRecord, RunRecord, RunState, Store, Tenant } from '../../src/api/store/types.js';
+import { asyncStore, type SyncStore } from '../../src/api/store/sync.js';
 
 const TERMINAL = new Set<RunState>(['exited', 'trapped', 'timeout', 'memory_limit', 'output_limit', 'cancelled', 'invalid_module', 'host_error', 'interrupted']);
 const hash = (s: string | Uint8Array) => createHash('sha256').update(s).digest('hex');
@@ -50,9 +51,8 @@ export function createFakeStore(initial?: State, now: () => number = Date.now): 
     return seq;
   };
   const mkey = (tenantId: string, mid: string) => `${tenantId}/${mid}`;
-  let inBatch = false;
 
-  const store: FakeStore = {
+  const store: SyncStore & { snapshot(): State } = {
     snapshot: () => structuredClone(st),
 
     createTenant(name) {
@@ -151,21 +151,7 @@ export function createFakeStore(initial?: State, now: () => number = Date.now): 
     },
     events: (runId, afterSeq) => (st.events.get(runId) ?? []).filter((e) => e.seq > afterSeq).map((e) => ({ ...e })),
 
-    batch(fn) {
-      // All or nothing, like the SQLite transaction: a throw puts everything back.
-      if (inBatch) return fn();
-      const before = structuredClone(st);
-      inBatch = true;
-      try {
-        return fn();
-      } catch (e) {
-        Object.assign(st, before);
-        throw e;
-      } finally {
-        inBatch = false;
-      }
-    },
     close() {},
   };
-  return store;
+  return asyncStore(store);
 }

@@ -1,4 +1,4 @@
-/** A service under test: a real host, a store (SQLite in a temp dir, or the in-memory fake), the app. */
+/** A service under test: a real host, a store (SQLite in a temp dir, PostgreSQL in the 'postgres' project, or the in-memory fake), the app. */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -7,6 +7,8 @@ import { createApp, type AppOptions } from '../../src/api/app.js';
 import { createLogger } from '../../src/api/log.js';
 import { createScheduler, type Quotas, type Scheduler } from '../../src/api/scheduler.js';
 import { createSqliteStore } from '../../src/api/store/sqlite.js';
+import { createPostgresStore } from '../../src/api/store/postgres.js';
+import { freshDatabase, testStoreKind } from '../helpers/pg.js';
 import type { Store } from '../../src/api/store/types.js';
 import { createHost, type Host, type HostOptions } from '../../src/host/host.js';
 import { command } from '../helpers/wat.js';
@@ -111,13 +113,16 @@ export interface ServiceOptions {
 
 export async function startService(o: ServiceOptions = {}): Promise<Service> {
   const dir = mkdtempSync(path.join(tmpdir(), 'capsa-api-'));
-  const store = o.store === 'fake' ? createFakeStore() : createSqliteStore({ dir });
+  // The 'postgres' vitest project runs the same files on PostgreSQL, a database per service.
+  const store = o.store === 'fake' ? createFakeStore()
+    : testStoreKind() === 'postgres' ? await createPostgresStore({ url: await freshDatabase(), poolSize: 4 })
+      : createSqliteStore({ dir });
   const ownHost = !o.host;
   const host = o.host ?? await testHost({ workers: o.workers ?? 2 });
   const logs = new LogSink();
   const logger = createLogger({ level: 'info', destination: logs });
   const scheduler = createScheduler({ store, host, logger, ...(o.quotas ? { quotas: o.quotas } : {}) });
-  if (!o.paused) scheduler.start();
+  if (!o.paused) await scheduler.start();
   const app = createApp({ store, host, scheduler, adminToken: ADMIN, logger, ...(o.limits ? { limits: o.limits } : {}) });
   const svc: Service = {
     app, store, host, scheduler, logs, dir,
@@ -135,7 +140,7 @@ export async function startService(o: ServiceOptions = {}): Promise<Service> {
     async close() {
       await scheduler.stop(2000);
       if (ownHost) await host.close();
-      store.close();
+      await store.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -36,7 +36,7 @@ describe('quotas', () => {
     // Nothing was stored for the refused ones.
     expect((await json(await call(svc.app, 'GET', '/v1/runs', { key: a.key }))).items).toHaveLength(2);
     // Once the queue drains, the tenant may submit again.
-    svc.scheduler.start();
+    await svc.scheduler.start();
     for (const run of (await json(await call(svc.app, 'GET', '/v1/runs', { key: a.key }))).items) await waitRun(svc.app, a.key, run.id);
     expect((await call(svc.app, 'POST', '/v1/runs', { key: a.key, json: { module: ma } })).status).toBe(201);
   });
@@ -101,7 +101,7 @@ describe('quotas', () => {
     const ids = [];
     for (let i = 0; i < 3; i++) ids.push((await json(await call(svc.app, 'POST', '/v1/runs', { key: a.key, json: { module: ticker } }))).id);
     const bRun = (await json(await call(svc.app, 'POST', '/v1/runs', { key: b.key, json: { module: tb } }))).id;
-    svc.scheduler.start();
+    await svc.scheduler.start();
     const runs = [];
     for (const id of ids) runs.push(await waitRun(svc.app, a.key, id));
     const spans = runs.map((r) => [Date.parse(r.startedAt), Date.parse(r.finishedAt)] as const).sort((x, y) => x[0] - y[0]);

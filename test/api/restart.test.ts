@@ -24,17 +24,17 @@ const open: Store[] = [];
 
 beforeAll(async () => { host = await testHost({ workers: 2 }); });
 afterAll(async () => {
-  for (const s of open) s.close();
+  for (const s of open) await s.close();
   await host.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 /** A "process": a store on the data dir, a scheduler and the app (the scheduler started unless paused). */
-function boot(paused = false, on: { host?: Host; dir?: string } = {}) {
+async function boot(paused = false, on: { host?: Host; dir?: string } = {}) {
   const store = createSqliteStore({ dir: on.dir ?? dir });
   open.push(store);
   const scheduler = createScheduler({ store, host: on.host ?? host, logger });
-  if (!paused) scheduler.start();
+  if (!paused) await scheduler.start();
   const app = createApp({ store, host: on.host ?? host, scheduler, adminToken: ADMIN, logger });
   return { store, scheduler, app };
 }
@@ -42,14 +42,14 @@ function boot(paused = false, on: { host?: Host; dir?: string } = {}) {
 describe('restart safety', () => {
   it('queued runs of a killed process run after the restart', async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'capsa-restart-'));
-    const first = boot(true);
+    const first = await boot(true);
     const t = await json(await call(first.app, 'POST', '/v1/admin/tenants', { headers: { authorization: `Bearer ${ADMIN}` }, json: { name: 'acme' } }));
     const key = t.key.key;
     const mod = (await json(await call(first.app, 'POST', '/v1/modules', { key, body: HELLO, headers: { 'content-type': 'application/wasm' } }))).id;
     const ids = [];
     for (const w of ['one', 'two', 'three']) ids.push((await json(await call(first.app, 'POST', '/v1/runs', { key, json: { module: mod, manifest: { args: [w] } } }))).id);
     // kill -9: nothing is stopped or closed; a second process opens the same dir.
-    const second = boot();
+    const second = await boot();
     const out = [];
     for (const id of ids) out.push(await waitRun(second.app, key, id));
     expect(out.map((r) => r.stdout)).toEqual(['hello one\n', 'hello two\n', 'hello three\n']);
@@ -58,19 +58,19 @@ describe('restart safety', () => {
   });
 
   it('a run left running is retried once; one that had its retry ends interrupted', async () => {
-    const first = boot(true);
-    const t = first.store.findTenantByName('acme')!;
-    const key = first.store.createKey(t.id).key;
+    const first = await boot(true);
+    const t = (await first.store.findTenantByName('acme'))!;
+    const key = (await first.store.createKey(t.id)).key;
     const mod = (await json(await call(first.app, 'POST', '/v1/modules', { key, body: HELLO, headers: { 'content-type': 'application/wasm' } }))).id;
     const retry = (await json(await call(first.app, 'POST', '/v1/runs', { key, json: { module: mod, manifest: { args: ['again'] } } }))).id;
     const lost = (await json(await call(first.app, 'POST', '/v1/runs', { key, json: { module: mod } }))).id;
     // The process died while running both; `lost` was already on its second attempt.
-    expect(first.store.startRun(retry, Date.now())).toBe(true);
-    expect(first.store.startRun(lost, Date.now())).toBe(true);
-    first.store.requeueRun(lost);
-    expect(first.store.startRun(lost, Date.now())).toBe(true);
+    expect(await first.store.startRun(retry, Date.now())).toBe(true);
+    expect(await first.store.startRun(lost, Date.now())).toBe(true);
+    await first.store.requeueRun(lost);
+    expect(await first.store.startRun(lost, Date.now())).toBe(true);
 
-    const second = boot();
+    const second = await boot();
     const r1 = await waitRun(second.app, key, retry);
     expect(r1).toMatchObject({ status: 'exited', stdout: 'hello again\n', attempts: 2 });
     const r2 = await waitRun(second.app, key, lost);
@@ -84,14 +84,14 @@ describe('restart safety', () => {
   });
 
   it('stop() waits for runs that end before the deadline', async () => {
-    const svc = boot();
-    const t = svc.store.findTenantByName('acme')!;
-    const key = svc.store.createKey(t.id).key;
+    const svc = await boot();
+    const t = (await svc.store.findTenantByName('acme'))!;
+    const key = (await svc.store.createKey(t.id)).key;
     const mod = (await json(await call(svc.app, 'POST', '/v1/modules', { key, body: slowGuest(200), headers: { 'content-type': 'application/wasm' } }))).id;
     const id = (await json(await call(svc.app, 'POST', '/v1/runs', { key, json: { module: mod } }))).id;
-    await vi.waitFor(() => expect(svc.store.getRun(t.id, id)!.state).toBe('running'), STATE_WAIT);
+    await vi.waitFor(async () => expect((await svc.store.getRun(t.id, id))!.state).toBe('running'), STATE_WAIT);
     await svc.scheduler.stop(20_000);
-    expect(svc.store.getRun(t.id, id)).toMatchObject({ state: 'exited', attempts: 1 });
+    expect(await svc.store.getRun(t.id, id)).toMatchObject({ state: 'exited', attempts: 1 });
     // A stopping service refuses new runs and says so on /healthz.
     const refused = await call(svc.app, 'POST', '/v1/runs', { key, json: { module: mod } });
     expect(refused.status).toBe(503);
@@ -100,9 +100,9 @@ describe('restart safety', () => {
   });
 
   it('stop() past its deadline aborts running runs and requeues them; the next process runs them', async () => {
-    const svc = boot();
-    const t = svc.store.findTenantByName('acme')!;
-    const key = svc.store.createKey(t.id).key;
+    const svc = await boot();
+    const t = (await svc.store.findTenantByName('acme'))!;
+    const key = (await svc.store.createKey(t.id)).key;
     // Longer than any stall of a loaded machine, so that these runs are still running when stop() gives up.
     const mod = (await json(await call(svc.app, 'POST', '/v1/modules', { key, body: slowGuest(25_000), headers: { 'content-type': 'application/wasm' } }))).id;
     const quick = (await json(await call(svc.app, 'POST', '/v1/modules', { key, body: HELLO, headers: { 'content-type': 'application/wasm' } }))).id;
@@ -111,14 +111,14 @@ describe('restart safety', () => {
     // Both workers busy, so these stay queued.
     const long2 = (await json(await call(svc.app, 'POST', '/v1/runs', { key, json: { module: mod, manifest: 'limits: { wall: 30s, cpu: 30s }' } }))).id;
     for (let i = 0; i < 2; i++) waiting.push((await json(await call(svc.app, 'POST', '/v1/runs', { key, json: { module: quick } }))).id);
-    await vi.waitFor(() => expect(svc.store.getRun(t.id, long)!.state).toBe('running'), STATE_WAIT);
+    await vi.waitFor(async () => expect((await svc.store.getRun(t.id, long))!.state).toBe('running'), STATE_WAIT);
     await svc.scheduler.stop(100);
-    expect(svc.store.getRun(t.id, long)).toMatchObject({ state: 'queued', attempts: 1 });
-    for (const id of waiting) expect(svc.store.getRun(t.id, id)!.state).toBe('queued');
-    const evs = svc.store.events(long, 0).map((e) => [e.type, JSON.parse(e.data).state]);
+    expect(await svc.store.getRun(t.id, long)).toMatchObject({ state: 'queued', attempts: 1 });
+    for (const id of waiting) expect((await svc.store.getRun(t.id, id))!.state).toBe('queued');
+    const evs = (await svc.store.events(long, 0)).map((e) => [e.type, JSON.parse(e.data).state]);
     expect(evs).toEqual([['status', 'running'], ['status', 'queued']]);
 
-    const next = boot();
+    const next = await boot();
     // The requeued runs start again (second attempt) before the runs queued after them.
     for (const id of [long, long2]) {
       const c = await json(await call(next.app, 'DELETE', `/v1/runs/${id}`, { key }));
@@ -133,7 +133,7 @@ describe('restart safety', () => {
     const dirB = mkdtempSync(path.join(tmpdir(), 'capsa-retry-b-'));
     const hostA = await createHost({ workers: 2 });
     try {
-      const a = boot(false, { host: hostA, dir: dirA });
+      const a = await boot(false, { host: hostA, dir: dirA });
       const t = await json(await call(a.app, 'POST', '/v1/admin/tenants', { headers: { authorization: `Bearer ${ADMIN}` }, json: { name: 'retry' } }));
       const key = t.key.key as string;
       const upload = async (bytes: Uint8Array) => (await json(await call(a.app, 'POST', '/v1/modules', { key, body: bytes as Uint8Array<ArrayBuffer>, headers: { 'content-type': 'application/wasm' } }))).id as string;
@@ -146,15 +146,15 @@ describe('restart safety', () => {
       const long = 'limits: { wall: 60s, cpu: 60s }';
       const spinning = (await json(await call(a.app, 'POST', '/v1/runs', { key, json: { module: started, manifest: long } }))).id as string;
       const ticking = (await json(await call(a.app, 'POST', '/v1/runs', { key, json: { module: ticker, manifest: long } }))).id as string;
-      const wrote = (s: Store, id: string, attempt: number) => s.events(id, 0).some((e) => e.type === 'stdout' && e.attempt === attempt);
-      await vi.waitFor(() => { expect(wrote(a.store, spinning, 1) && wrote(a.store, ticking, 1)).toBe(true); }, { timeout: 20_000 });
+      const wrote = async (s: Store, id: string, attempt: number) => (await s.events(id, 0)).some((e) => e.type === 'stdout' && e.attempt === attempt);
+      await vi.waitFor(async () => { expect(await wrote(a.store, spinning, 1) && await wrote(a.store, ticking, 1)).toBe(true); }, { timeout: 20_000 });
       // kill -9 now: the next process finds the data dir as it is at this instant (the WAL included).
       cpSync(dirA, dirB, { recursive: true, filter: (src) => !src.endsWith('-shm') });
-      expect(a.store.getRun(t.tenant.id, ticking)!.state).toBe('running');
+      expect((await a.store.getRun(t.tenant.id, ticking))!.state).toBe('running');
       await a.scheduler.stop(0);
       await hostA.close();
 
-      const b = boot(false, { dir: dirB });
+      const b = await boot(false, { dir: dirB });
       try {
         // The run that ends by itself: its result holds its second attempt's output, once.
         const done = await waitRun(b.app, key, ticking, 30_000);
@@ -171,7 +171,7 @@ describe('restart safety', () => {
         expect(out(2)).toBe(done.stdout);
 
         // The run still running its retry: polling shows this attempt's output only, and so does its end.
-        await vi.waitFor(() => { expect(wrote(b.store, spinning, 2)).toBe(true); }, { timeout: 20_000 });
+        await vi.waitFor(async () => { expect(await wrote(b.store, spinning, 2)).toBe(true); }, { timeout: 20_000 });
         expect(await json(await call(b.app, 'GET', `/v1/runs/${spinning}`, { key }))).toMatchObject({ status: 'running', attempts: 2, stdout: 'started\n' });
         expect(await json(await call(b.app, 'DELETE', `/v1/runs/${spinning}`, { key }))).toMatchObject({ status: 'cancelled', attempts: 2, stdout: 'started\n' });
       } finally {

@@ -1,15 +1,20 @@
 /**
- * The SQLite store against a temp data dir: schema and durability, tenants and keys, tenant
- * isolation (BOLA), content-addressed modules, keyset pagination, the run lifecycle with its
- * restart rule, and run events.
+ * The store conformance suite: tenants and keys, tenant isolation (BOLA), content-addressed
+ * modules, keyset pagination, the run lifecycle with its restart rule, run events, durability.
+ * The 'default' vitest project runs it on the SQLite store (a temp data dir), the 'postgres'
+ * project on the PostgreSQL one (a database of this file's own, emptied before each test).
+ * Tests of SQLite's files and pragmas run on SQLite only (`onSqlite`).
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import Database from 'better-sqlite3';
-import { describe, it, expect, beforeEach, afterEach } from 'vitest';
+import { describe, it, expect, beforeAll, beforeEach, afterEach } from 'vitest';
+import pg from 'pg';
 import { createSqliteStore, INTERRUPTED_RESULT, MAX_PAGE } from '../../src/api/store/sqlite.js';
+import { createPostgresStore } from '../../src/api/store/postgres.js';
+import { freshDatabase, testStoreKind, truncateAll } from '../helpers/pg.js';
 import { StoreError, type RunRecord, type Store } from '../../src/api/store/types.js';
 import { newRunId } from '../../src/api/store/ids.js';
 import { MIGRATIONS } from '../../src/api/store/migrations.js';
@@ -18,24 +23,35 @@ let dir: string;
 let clock: number;
 const open: Store[] = [];
 
-/** A store on `dir` whose clock the test moves (`clock`). */
-function openStore(): Store {
-  const s = createSqliteStore({ dir, now: () => clock });
+const kind = testStoreKind();
+/** SQLite's own files and pragmas: what only that store has. */
+const onSqlite = kind === 'sqlite';
+let pgUrl = '';
+
+/** A store (on `dir`, or this file's database) whose clock the test moves (`clock`). */
+async function openStore(): Promise<Store> {
+  const s = onSqlite ? createSqliteStore({ dir, now: () => clock }) : await createPostgresStore({ url: pgUrl, now: () => clock, poolSize: 3 });
   open.push(s);
   return s;
 }
+
+beforeAll(async () => {
+  if (onSqlite) return;
+  pgUrl = await freshDatabase();
+  await (await createPostgresStore({ url: pgUrl })).close();
+});
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 const bytesOf = (text: string) => new Uint8Array(Buffer.from(`\0asm${text}`));
 const moduleFile = (hex: string) => path.join(dir, 'modules', 'sha256', hex);
 
-function newRun(s: Store, tenantId: string, moduleId: string, createdAt = clock): RunRecord {
+async function newRun(s: Store, tenantId: string, moduleId: string, createdAt = clock): Promise<RunRecord> {
   return s.createRun({ id: newRunId(), tenantId, moduleId, request: JSON.stringify({ stdin: '' }), createdAt });
 }
 
-function storeError(fn: () => unknown): StoreError {
+async function storeError(fn: () => Promise<unknown>): Promise<StoreError> {
   try {
-    fn();
+    await fn();
   } catch (e) {
     expect(e).toBeInstanceOf(StoreError);
     return e as StoreError;
@@ -43,20 +59,21 @@ function storeError(fn: () => unknown): StoreError {
   throw new Error('expected a StoreError');
 }
 
-beforeEach(() => {
+beforeEach(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-store-'));
   clock = 1_750_000_000_000;
+  if (!onSqlite) await truncateAll(pgUrl);
 });
 
-afterEach(() => {
-  for (const s of open.splice(0)) s.close();
+afterEach(async () => {
+  for (const s of open.splice(0)) await s.close();
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-describe('schema', () => {
-  it('creates capsa.db with the schema version, WAL mode and the tables', () => {
-    const s = openStore();
-    s.createTenant('acme');
+describe.runIf(onSqlite)('schema (SQLite: its file, pragmas and migrations)', () => {
+  it('creates capsa.db with the schema version, WAL mode and the tables', async () => {
+    const s = await openStore();
+    await s.createTenant('acme');
     expect(fs.existsSync(path.join(dir, 'capsa.db'))).toBe(true);
     expect(fs.existsSync(path.join(dir, 'capsa.db-wal'))).toBe(true);
     expect(fs.existsSync(path.join(dir, 'capsa.db-shm'))).toBe(true);
@@ -71,270 +88,299 @@ describe('schema', () => {
       const indexes = raw.prepare<[], { name: string }>(`SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%'`).all().map((r) => r.name);
       expect(indexes).toEqual(expect.arrayContaining(['runs_tenant_created', 'runs_state_created']));
     } finally {
-      raw.close();
+      await raw.close();
     }
   });
 
-  it('migrations are idempotent: opening again (or twice at once) keeps the data and the version', () => {
-    const a = openStore();
-    const t = a.createTenant('acme');
-    const b = openStore(); // a second connection while the first is open
-    expect(b.getTenant(t.id)).toEqual(t);
-    a.close();
-    b.close();
-    const c = openStore();
-    expect(c.listTenants()).toEqual([t]);
-    c.close();
+  it('migrations are idempotent: opening again (or twice at once) keeps the data and the version', async () => {
+    const a = await openStore();
+    const t = await a.createTenant('acme');
+    const b = await openStore(); // a second connection while the first is open
+    expect(await b.getTenant(t.id)).toEqual(t);
+    await a.close();
+    await b.close();
+    const c = await openStore();
+    expect(await c.listTenants()).toEqual([t]);
+    await c.close();
     const raw = new Database(path.join(dir, 'capsa.db'), { readonly: true });
     expect(raw.pragma('user_version', { simple: true })).toBe(MIGRATIONS.length);
-    raw.close();
+    await raw.close();
   });
 
-  it('refuses a database from a newer build', () => {
-    openStore().close();
+  it('refuses a database from a newer build', async () => {
+    await (await openStore()).close();
     const raw = new Database(path.join(dir, 'capsa.db'));
     raw.pragma(`user_version = ${MIGRATIONS.length + 1}`);
-    raw.close();
+    await raw.close();
     expect(() => createSqliteStore({ dir })).toThrow(/newer than this build/);
   });
 
-  it('close is idempotent and later calls throw', () => {
-    const s = openStore();
-    s.close();
-    s.close();
-    expect(() => s.listTenants()).toThrow();
+  it('close is idempotent and later calls throw', async () => {
+    const s = await openStore();
+    await s.close();
+    await s.close();
+    await expect(s.listTenants()).rejects.toThrow();
   });
 });
 
 describe('tenants and keys', () => {
-  it('creates, finds and lists tenants; names are unique', () => {
-    const s = openStore();
-    const a = s.createTenant('acme');
+  it('creates, finds and lists tenants; names are unique', async () => {
+    const s = await openStore();
+    const a = await s.createTenant('acme');
     clock += 1;
-    const b = s.createTenant('globex');
+    const b = await s.createTenant('globex');
     expect(a.id).toMatch(/^ten_[A-Za-z0-9_-]{22}$/);
     expect(a).toEqual({ id: a.id, name: 'acme', createdAt: 1_750_000_000_000, policy: null });
-    expect(s.getTenant(a.id)).toEqual(a);
-    expect(s.findTenantByName('globex')).toEqual(b);
-    expect(s.findTenantByName('nope')).toBeUndefined();
-    expect(s.getTenant('ten_nope')).toBeUndefined();
-    expect(s.listTenants()).toEqual([a, b]);
-    expect(storeError(() => s.createTenant('acme')).code).toBe('conflict');
+    expect(await s.getTenant(a.id)).toEqual(a);
+    expect(await s.findTenantByName('globex')).toEqual(b);
+    expect(await s.findTenantByName('nope')).toBeUndefined();
+    expect(await s.getTenant('ten_nope')).toBeUndefined();
+    expect(await s.listTenants()).toEqual([a, b]);
+    expect((await storeError(() => s.createTenant('acme'))).code).toBe('conflict');
   });
 
-  it('sets and clears a policy', () => {
-    const s = openStore();
-    const t = s.createTenant('acme');
-    s.setPolicy(t.id, 'limits:\n  wallMs: 1000\n');
-    expect(s.getTenant(t.id)?.policy).toBe('limits:\n  wallMs: 1000\n');
-    s.setPolicy(t.id, null);
-    expect(s.getTenant(t.id)?.policy).toBeNull();
-    expect(storeError(() => s.setPolicy('ten_nope', null)).code).toBe('not_found');
+  it('sets and clears a policy', async () => {
+    const s = await openStore();
+    const t = await s.createTenant('acme');
+    await s.setPolicy(t.id, 'limits:\n  wallMs: 1000\n');
+    expect((await s.getTenant(t.id))?.policy).toBe('limits:\n  wallMs: 1000\n');
+    await s.setPolicy(t.id, null);
+    expect((await s.getTenant(t.id))?.policy).toBeNull();
+    expect((await storeError(() => s.setPolicy('ten_nope', null))).code).toBe('not_found');
   });
 
-  it('makes a key shown once, keeps only its hash, authenticates it, and a revoked key fails', () => {
-    const s = openStore();
-    const t = s.createTenant('acme');
-    const { key, record } = s.createKey(t.id);
+  it('makes a key shown once, keeps only its hash, authenticates it, and a revoked key fails', async () => {
+    const s = await openStore();
+    const t = await s.createTenant('acme');
+    const { key, record } = await s.createKey(t.id);
     expect(key).toMatch(/^capsa_[A-Za-z0-9_-]{43}$/);
     expect(record).toEqual({ id: record.id, tenantId: t.id, createdAt: clock, revokedAt: null });
     expect(record.id).toMatch(/^key_[A-Za-z0-9_-]{22}$/);
-    expect(s.authenticate(key)).toEqual(t);
+    expect(await s.authenticate(key)).toEqual(t);
 
-    // Only sha256(key) is on disk.
-    s.close();
-    const raw = new Database(path.join(dir, 'capsa.db'), { readonly: true });
-    const rows = raw.prepare<[], { key_hash: string }>('SELECT key_hash FROM api_keys').all();
-    raw.close();
-    expect(rows).toEqual([{ key_hash: createHash('sha256').update(key).digest('hex') }]);
-    const db = fs.readFileSync(path.join(dir, 'capsa.db'));
-    expect(db.includes(Buffer.from(key.slice(6)))).toBe(false);
+    // Only sha256(key) is stored.
+    await s.close();
+    const hashed = [{ key_hash: createHash('sha256').update(key).digest('hex') }];
+    if (onSqlite) {
+      const raw = new Database(path.join(dir, 'capsa.db'), { readonly: true });
+      const rows = raw.prepare<[], { key_hash: string }>('SELECT key_hash FROM api_keys').all();
+      raw.close();
+      expect(rows).toEqual(hashed);
+      const db = fs.readFileSync(path.join(dir, 'capsa.db'));
+      expect(db.includes(Buffer.from(key.slice(6)))).toBe(false);
+    } else {
+      const c = new pg.Client({ connectionString: pgUrl });
+      await c.connect();
+      const rows = (await c.query('SELECT key_hash FROM api_keys')).rows;
+      const any = (await c.query(`SELECT count(*)::int AS n FROM api_keys WHERE position($1 in key_hash) > 0`, [key.slice(6)])).rows[0];
+      await c.end();
+      expect(rows).toEqual(hashed);
+      expect(any).toEqual({ n: 0 });
+    }
 
-    const s2 = openStore();
+    const s2 = await openStore();
     clock += 1;
-    const second = s2.createKey(t.id);
-    expect(s2.listKeys(t.id).map((k) => k.id)).toEqual([record.id, second.record.id]);
+    const second = await s2.createKey(t.id);
+    expect((await s2.listKeys(t.id)).map((k) => k.id)).toEqual([record.id, second.record.id]);
     clock += 5;
-    expect(s2.revokeKey(t.id, record.id)).toBe(true);
-    expect(s2.authenticate(key)).toBeUndefined();
-    expect(s2.authenticate(second.key)).toEqual(t);
+    expect(await s2.revokeKey(t.id, record.id)).toBe(true);
+    expect(await s2.authenticate(key)).toBeUndefined();
+    expect(await s2.authenticate(second.key)).toEqual(t);
     // Revoking again is idempotent and keeps the first time.
     clock += 5;
-    expect(s2.revokeKey(t.id, record.id)).toBe(true);
-    expect(s2.listKeys(t.id)[0]?.revokedAt).toBe(clock - 5);
-    expect(s2.revokeKey(t.id, 'key_nope')).toBe(false);
-    expect(storeError(() => s2.createKey('ten_nope')).code).toBe('not_found');
+    expect(await s2.revokeKey(t.id, record.id)).toBe(true);
+    expect((await s2.listKeys(t.id))[0]?.revokedAt).toBe(clock - 5);
+    expect(await s2.revokeKey(t.id, 'key_nope')).toBe(false);
+    expect((await storeError(() => s2.createKey('ten_nope'))).code).toBe('not_found');
   });
 
-  it('authenticate rejects anything but the exact key (constant-time compare of the hashes)', () => {
-    const s = openStore();
-    const t = s.createTenant('acme');
-    const { key } = s.createKey(t.id);
+  it('authenticate rejects anything but the exact key (constant-time compare of the hashes)', async () => {
+    const s = await openStore();
+    const t = await s.createTenant('acme');
+    const { key } = await s.createKey(t.id);
     const last = key.at(-1) === 'A' ? 'B' : 'A';
     const wrong = [
       '', 'capsa_', key.slice(0, -1), key + 'A', key.slice(0, -1) + last, key.toUpperCase() === key ? key.toLowerCase() : key.toUpperCase(),
       ' ' + key, key + '\n', key.replace('capsa_', 'capsb_'), key.slice(6), 'capsa_' + 'x'.repeat(43), `capsa_${'é'.repeat(43)}`,
       'capsa_' + 'A'.repeat(10_000), createHash('sha256').update(key).digest('hex'),
     ];
-    for (const w of wrong) expect(s.authenticate(w), JSON.stringify(w.slice(0, 60))).toBeUndefined();
-    expect(s.authenticate(key)).toEqual(t);
+    for (const w of wrong) expect(await s.authenticate(w), JSON.stringify(w.slice(0, 60))).toBeUndefined();
+    expect(await s.authenticate(key)).toEqual(t);
     // A second tenant's key authenticates as that tenant, never the first.
-    const u = s.createTenant('globex');
-    const k2 = s.createKey(u.id).key;
-    expect(s.authenticate(k2)?.id).toBe(u.id);
+    const u = await s.createTenant('globex');
+    const k2 = (await s.createKey(u.id)).key;
+    expect((await s.authenticate(k2))?.id).toBe(u.id);
   });
 });
 
 describe('tenant isolation (BOLA): another tenant\'s ids are "not found"', () => {
-  it('every tenant-scoped read, write and count', () => {
-    const s = openStore();
-    const a = s.createTenant('a');
-    const b = s.createTenant('b');
-    const aKey = s.createKey(a.id);
-    const mod = s.putModule(a.id, bytesOf('only-a'), ['wasi_snapshot_preview1.fd_write']).record;
-    const run = newRun(s, a.id, mod.id);
-    expect(s.startRun(run.id, clock)).toBe(true);
-    expect(s.finishRun(run.id, 'exited', '{}', clock, 70)).toBe(true);
-    const queued = newRun(s, a.id, mod.id);
+  it('every tenant-scoped read, write and count', async () => {
+    const s = await openStore();
+    const a = await s.createTenant('a');
+    const b = await s.createTenant('b');
+    const aKey = await s.createKey(a.id);
+    const mod = (await s.putModule(a.id, bytesOf('only-a'), ['wasi_snapshot_preview1.fd_write'])).record;
+    const run = await newRun(s, a.id, mod.id);
+    expect(await s.startRun(run.id, clock)).toBe(true);
+    expect(await s.finishRun(run.id, 'exited', '{}', clock, 70)).toBe(true);
+    const queued = await newRun(s, a.id, mod.id);
 
-    expect(s.getModule(b.id, mod.id)).toBeUndefined();
-    expect(s.moduleBytes(b.id, mod.id)).toBeUndefined();
-    expect(s.listModules(b.id, { limit: 100 }).items).toEqual([]);
-    expect(s.moduleStorage(b.id)).toBe(0);
-    expect(s.deleteModule(b.id, mod.id)).toBe(false);
-    expect(s.getModule(a.id, mod.id)).toEqual(mod);
+    expect(await s.getModule(b.id, mod.id)).toBeUndefined();
+    expect(await s.moduleBytes(b.id, mod.id)).toBeUndefined();
+    expect((await s.listModules(b.id, { limit: 100 })).items).toEqual([]);
+    expect(await s.moduleStorage(b.id)).toBe(0);
+    expect(await s.deleteModule(b.id, mod.id)).toBe(false);
+    expect(await s.getModule(a.id, mod.id)).toEqual(mod);
 
-    expect(s.getRun(b.id, run.id)).toBeUndefined();
-    expect(s.getRun(b.id, queued.id)).toBeUndefined();
-    expect(s.listRuns(b.id, { limit: 100 }).items).toEqual([]);
-    expect(s.listRuns(b.id, { limit: 100, state: 'queued' }).items).toEqual([]);
-    expect(s.countRuns(b.id, 'queued')).toBe(0);
-    expect(s.cpuUsedSince(b.id, 0)).toBe(0);
+    expect(await s.getRun(b.id, run.id)).toBeUndefined();
+    expect(await s.getRun(b.id, queued.id)).toBeUndefined();
+    expect((await s.listRuns(b.id, { limit: 100 })).items).toEqual([]);
+    expect((await s.listRuns(b.id, { limit: 100, state: 'queued' })).items).toEqual([]);
+    expect(await s.countRuns(b.id, 'queued')).toBe(0);
+    expect(await s.cpuUsedSince(b.id, 0)).toBe(0);
 
-    expect(s.listKeys(b.id)).toEqual([]);
-    expect(s.revokeKey(b.id, aKey.record.id)).toBe(false);
-    expect(s.authenticate(aKey.key)?.id).toBe(a.id);
+    expect(await s.listKeys(b.id)).toEqual([]);
+    expect(await s.revokeKey(b.id, aKey.record.id)).toBe(false);
+    expect((await s.authenticate(aKey.key))?.id).toBe(a.id);
 
     // A run may not name a module its tenant lacks, even by the right hash.
-    expect(storeError(() => newRun(s, b.id, mod.id)).code).toBe('not_found');
+    expect((await storeError(() => newRun(s, b.id, mod.id))).code).toBe('not_found');
     // A cursor made from a's listing leaks nothing of a's into b's.
-    const aPage = s.listRuns(a.id, { limit: 1 });
+    const aPage = await s.listRuns(a.id, { limit: 1 });
     expect(aPage.next).toBeDefined();
-    expect(s.listRuns(b.id, { limit: 100, cursor: aPage.next! }).items).toEqual([]);
+    expect((await s.listRuns(b.id, { limit: 100, cursor: aPage.next! })).items).toEqual([]);
 
     // And a's view is intact.
-    expect(s.getRun(a.id, run.id)?.state).toBe('exited');
-    expect(s.countRuns(a.id, 'queued')).toBe(1);
-    expect(s.cpuUsedSince(a.id, 0)).toBe(70);
-    expect(s.moduleStorage(a.id)).toBe(mod.size);
+    expect((await s.getRun(a.id, run.id))?.state).toBe('exited');
+    expect(await s.countRuns(a.id, 'queued')).toBe(1);
+    expect(await s.cpuUsedSince(a.id, 0)).toBe(70);
+    expect(await s.moduleStorage(a.id)).toBe(mod.size);
   });
 });
 
 describe('modules', () => {
-  it('putModule is idempotent and stores the bytes content-addressed, atomically', () => {
-    const s = openStore();
-    const t = s.createTenant('acme');
+  it('putModule is idempotent and stores the bytes content-addressed, atomically', async () => {
+    const s = await openStore();
+    const t = await s.createTenant('acme');
     const bytes = bytesOf('hello');
-    const first = s.putModule(t.id, bytes, ['wasi_snapshot_preview1.fd_write', 'wasi_snapshot_preview1.proc_exit']);
+    const first = await s.putModule(t.id, bytes, ['wasi_snapshot_preview1.fd_write', 'wasi_snapshot_preview1.proc_exit']);
     expect(first.created).toBe(true);
     expect(first.record).toEqual({
       id: `sha256:${sha(bytes)}`, tenantId: t.id, size: bytes.byteLength,
       imports: ['wasi_snapshot_preview1.fd_write', 'wasi_snapshot_preview1.proc_exit'], createdAt: clock,
     });
-    expect(new Uint8Array(fs.readFileSync(moduleFile(sha(bytes))))).toEqual(bytes);
-    expect(fs.readdirSync(path.join(dir, 'modules', 'sha256'))).toEqual([sha(bytes)]); // no temp files left
+    if (onSqlite) {
+      expect(new Uint8Array(fs.readFileSync(moduleFile(sha(bytes))))).toEqual(bytes);
+      expect(fs.readdirSync(path.join(dir, 'modules', 'sha256'))).toEqual([sha(bytes)]); // no temp files left
+    }
 
     clock += 1000;
-    const again = s.putModule(t.id, bytes, ['wasi_snapshot_preview1.fd_write', 'wasi_snapshot_preview1.proc_exit']);
+    const again = await s.putModule(t.id, bytes, ['wasi_snapshot_preview1.fd_write', 'wasi_snapshot_preview1.proc_exit']);
     expect(again).toEqual({ record: first.record, created: false });
-    expect(s.getModule(t.id, first.record.id)).toEqual(first.record);
-    expect(s.moduleBytes(t.id, first.record.id)).toEqual(bytes);
-    expect(s.moduleStorage(t.id)).toBe(bytes.byteLength);
+    expect(await s.getModule(t.id, first.record.id)).toEqual(first.record);
+    expect(await s.moduleBytes(t.id, first.record.id)).toEqual(bytes);
+    expect(await s.moduleStorage(t.id)).toBe(bytes.byteLength);
 
-    const other = s.putModule(t.id, bytesOf('other!'), []).record;
-    expect(s.moduleStorage(t.id)).toBe(bytes.byteLength + other.size);
-    expect(s.getModule(t.id, 'sha256:' + '0'.repeat(64))).toBeUndefined();
-    expect(s.getModule(t.id, '../../capsa.db')).toBeUndefined();
-    expect(s.moduleBytes(t.id, '../../capsa.db')).toBeUndefined();
-    expect(storeError(() => s.putModule('ten_nope', bytesOf('x'), [])).code).toBe('not_found');
-    expect(fs.existsSync(moduleFile(sha(bytesOf('x'))))).toBe(false);
+    const other = (await s.putModule(t.id, bytesOf('other!'), [])).record;
+    expect(await s.moduleStorage(t.id)).toBe(bytes.byteLength + other.size);
+    expect(await s.getModule(t.id, 'sha256:' + '0'.repeat(64))).toBeUndefined();
+    expect(await s.getModule(t.id, '../../capsa.db')).toBeUndefined();
+    expect(await s.moduleBytes(t.id, '../../capsa.db')).toBeUndefined();
+    expect((await storeError(() => s.putModule('ten_nope', bytesOf('x'), []))).code).toBe('not_found');
+    if (onSqlite) expect(fs.existsSync(moduleFile(sha(bytesOf('x'))))).toBe(false);
   });
 
-  it('a file shared between tenants stays until its last reference is deleted', () => {
-    const s = openStore();
-    const a = s.createTenant('a');
-    const b = s.createTenant('b');
+  it('bytes are shared between tenants and go with their last reference', async () => {
+    const s = await openStore();
+    const [a, b] = [await s.createTenant('a'), await s.createTenant('b')];
     const bytes = bytesOf('shared');
-    const ra = s.putModule(a.id, bytes, []);
-    const rb = s.putModule(b.id, bytes, []);
+    const id = (await s.putModule(a.id, bytes, [])).record.id;
+    await s.putModule(b.id, bytes, []);
+    expect(await s.deleteModule(a.id, id)).toBe(true);
+    expect(await s.moduleBytes(a.id, id)).toBeUndefined();
+    expect(await s.moduleBytes(b.id, id)).toEqual(bytes);
+    expect(await s.deleteModule(b.id, id)).toBe(true);
+    expect(await s.deleteModule(b.id, id)).toBe(false);
+    // Uploaded again after the last reference went: stored anew.
+    await s.putModule(a.id, bytes, []);
+    expect(await s.moduleBytes(a.id, id)).toEqual(bytes);
+  });
+
+  it.runIf(onSqlite)('a file shared between tenants stays until its last reference is deleted', async () => {
+    const s = await openStore();
+    const a = await s.createTenant('a');
+    const b = await s.createTenant('b');
+    const bytes = bytesOf('shared');
+    const ra = await s.putModule(a.id, bytes, []);
+    const rb = await s.putModule(b.id, bytes, []);
     expect(rb.created).toBe(true); // a new record for b, the same file
     expect(rb.record.id).toBe(ra.record.id);
     expect(fs.readdirSync(path.join(dir, 'modules', 'sha256'))).toEqual([sha(bytes)]);
 
-    expect(s.deleteModule(a.id, ra.record.id)).toBe(true);
-    expect(s.deleteModule(a.id, ra.record.id)).toBe(false);
-    expect(s.getModule(a.id, ra.record.id)).toBeUndefined();
+    expect(await s.deleteModule(a.id, ra.record.id)).toBe(true);
+    expect(await s.deleteModule(a.id, ra.record.id)).toBe(false);
+    expect(await s.getModule(a.id, ra.record.id)).toBeUndefined();
     expect(fs.existsSync(moduleFile(sha(bytes)))).toBe(true);
-    expect(s.moduleBytes(b.id, rb.record.id)).toEqual(bytes);
+    expect(await s.moduleBytes(b.id, rb.record.id)).toEqual(bytes);
 
-    expect(s.deleteModule(b.id, rb.record.id)).toBe(true);
+    expect(await s.deleteModule(b.id, rb.record.id)).toBe(true);
     expect(fs.existsSync(moduleFile(sha(bytes)))).toBe(false);
-    expect(s.moduleStorage(b.id)).toBe(0);
+    expect(await s.moduleStorage(b.id)).toBe(0);
 
     // Uploading again after the file is gone writes it again.
-    s.putModule(a.id, bytes, []);
-    expect(s.moduleBytes(a.id, ra.record.id)).toEqual(bytes);
+    await s.putModule(a.id, bytes, []);
+    expect(await s.moduleBytes(a.id, ra.record.id)).toEqual(bytes);
   });
 
-  it('repairs a missing or torn file on put, and sweeps orphans and temp files at open', () => {
-    const s = openStore();
-    const t = s.createTenant('acme');
+  it.runIf(onSqlite)('repairs a missing or torn file on put, and sweeps orphans and temp files at open', async () => {
+    const s = await openStore();
+    const t = await s.createTenant('acme');
     const bytes = bytesOf('repair');
-    const { record } = s.putModule(t.id, bytes, []);
+    const { record } = await s.putModule(t.id, bytes, []);
     fs.writeFileSync(moduleFile(sha(bytes)), 'torn');
-    s.putModule(t.id, bytes, []);
-    expect(s.moduleBytes(t.id, record.id)).toEqual(bytes);
+    await s.putModule(t.id, bytes, []);
+    expect(await s.moduleBytes(t.id, record.id)).toEqual(bytes);
     fs.unlinkSync(moduleFile(sha(bytes)));
-    expect(() => s.moduleBytes(t.id, record.id)).toThrow(/ENOENT/); // damage is a host error, not "not found"
-    s.putModule(t.id, bytes, []);
-    expect(s.moduleBytes(t.id, record.id)).toEqual(bytes);
-    s.close();
+    await expect(s.moduleBytes(t.id, record.id)).rejects.toThrow(/ENOENT/); // damage is a host error, not "not found"
+    await s.putModule(t.id, bytes, []);
+    expect(await s.moduleBytes(t.id, record.id)).toEqual(bytes);
+    await s.close();
 
     const orphan = 'f'.repeat(64);
     fs.writeFileSync(moduleFile(orphan), 'left by a crash');
     fs.writeFileSync(moduleFile(`${sha(bytes)}.tmp-abcdef`), 'half');
-    const s2 = openStore();
+    const s2 = await openStore();
     expect(fs.readdirSync(path.join(dir, 'modules', 'sha256'))).toEqual([sha(bytes)]);
-    expect(s2.moduleBytes(t.id, record.id)).toEqual(bytes);
+    expect(await s2.moduleBytes(t.id, record.id)).toEqual(bytes);
   });
 
-  it('rejects imports that are not strings', () => {
-    const s = openStore();
-    const t = s.createTenant('acme');
-    expect(storeError(() => s.putModule(t.id, bytesOf('i'), [1] as unknown as string[])).code).toBe('invalid');
+  it('rejects imports that are not strings', async () => {
+    const s = await openStore();
+    const t = await s.createTenant('acme');
+    expect((await storeError(() => s.putModule(t.id, bytesOf('i'), [1] as unknown as string[]))).code).toBe('invalid');
   });
 });
 
 describe('pagination', () => {
-  it('walks modules newest first across pages with ties, no duplicates or misses, even with inserts meanwhile', () => {
-    const s = openStore();
-    const t = s.createTenant('acme');
+  it('walks modules newest first across pages with ties, no duplicates or misses, even with inserts meanwhile', async () => {
+    const s = await openStore();
+    const t = await s.createTenant('acme');
     const ids: string[] = [];
     for (let i = 0; i < 57; i++) {
       if (i % 3 === 0) clock += 1; // three modules share each created_at
-      ids.push(s.putModule(t.id, bytesOf(`m${i}`), []).record.id);
+      ids.push((await s.putModule(t.id, bytesOf(`m${i}`), [])).record.id);
     }
     const seen: string[] = [];
     let cursor: string | undefined;
     let pages = 0;
     do {
-      const page = s.listModules(t.id, cursor === undefined ? { limit: 10 } : { limit: 10, cursor });
+      const page = await s.listModules(t.id, cursor === undefined ? { limit: 10 } : { limit: 10, cursor });
       pages += 1;
       expect(page.items.length).toBeLessThanOrEqual(10);
       seen.push(...page.items.map((m) => m.id));
       if (pages === 2) {
         clock += 1;
-        s.putModule(t.id, bytesOf('newer, after the walk started'), []); // must not appear
+        await s.putModule(t.id, bytesOf('newer, after the walk started'), []); // must not appear
       }
       cursor = page.next;
     } while (cursor !== undefined);
@@ -342,24 +388,25 @@ describe('pagination', () => {
     expect(new Set(seen).size).toBe(seen.length);
     expect(new Set(seen)).toEqual(new Set(ids));
     // Newest first: createdAt never increases along the walk.
-    const created = seen.map((id) => s.getModule(t.id, id)!.createdAt);
+    const created: number[] = [];
+    for (const id of seen) created.push((await s.getModule(t.id, id))!.createdAt);
     expect(created).toEqual([...created].sort((x, y) => y - x));
   });
 
-  it('walks runs, with and without a state filter, and caps the limit at 100', () => {
-    const s = openStore();
-    const t = s.createTenant('acme');
-    const mod = s.putModule(t.id, bytesOf('r'), []).record;
+  it('walks runs, with and without a state filter, and caps the limit at 100', async () => {
+    const s = await openStore();
+    const t = await s.createTenant('acme');
+    const mod = (await s.putModule(t.id, bytesOf('r'), [])).record;
     const all: RunRecord[] = [];
-    for (let i = 0; i < 230; i++) all.push(newRun(s, t.id, mod.id, clock + Math.floor(i / 7)));
+    for (let i = 0; i < 230; i++) all.push(await newRun(s, t.id, mod.id, clock + Math.floor(i / 7)));
     const finished = new Set<string>();
     for (const r of all.filter((_, i) => i % 4 === 0)) {
-      s.startRun(r.id, clock);
-      s.finishRun(r.id, 'exited', '{}', clock, 1);
+      await s.startRun(r.id, clock);
+      await s.finishRun(r.id, 'exited', '{}', clock, 1);
       finished.add(r.id);
     }
 
-    const walk = (state?: 'queued' | 'exited', limit = 1000) => {
+    const walk = async (state?: 'queued' | 'exited', limit = 1000) => {
       const out: string[] = [];
       let cursor: string | undefined;
       let pages = 0;
@@ -367,7 +414,7 @@ describe('pagination', () => {
         const o: { state?: 'queued' | 'exited'; cursor?: string; limit: number } = { limit };
         if (state) o.state = state;
         if (cursor) o.cursor = cursor;
-        const page = s.listRuns(t.id, o);
+        const page = await s.listRuns(t.id, o);
         expect(page.items.length).toBeLessThanOrEqual(MAX_PAGE);
         out.push(...page.items.map((r) => r.id));
         pages += 1;
@@ -375,176 +422,176 @@ describe('pagination', () => {
         cursor = page.next;
       }
     };
-    const everything = walk();
+    const everything = await walk();
     expect(everything.pages).toBe(3); // 100 + 100 + 30
     expect(everything.out).toEqual([...all].sort((x, y) => y.createdAt - x.createdAt || (y.id < x.id ? -1 : 1)).map((r) => r.id));
-    const exited = walk('exited', 7);
+    const exited = await walk('exited', 7);
     expect(new Set(exited.out)).toEqual(finished);
     expect(exited.out.length).toBe(finished.size);
-    const queued = walk('queued', 50);
+    const queued = await walk('queued', 50);
     expect(queued.out.length + exited.out.length).toBe(230);
     expect(queued.out.some((id) => finished.has(id))).toBe(false);
 
     // A limit below 1 still returns a page; a full last page has no `next`.
-    expect(s.listRuns(t.id, { limit: 0 }).items).toHaveLength(1);
-    expect(s.listRuns(t.id, { limit: 230 }).items).toHaveLength(100);
-    expect(s.listModules(t.id, { limit: 1 }).next).toBeUndefined();
+    expect((await s.listRuns(t.id, { limit: 0 })).items).toHaveLength(1);
+    expect((await s.listRuns(t.id, { limit: 230 })).items).toHaveLength(100);
+    expect((await s.listModules(t.id, { limit: 1 })).next).toBeUndefined();
   });
 
-  it('rejects a cursor it did not issue', () => {
-    const s = openStore();
-    const t = s.createTenant('acme');
+  it('rejects a cursor it did not issue', async () => {
+    const s = await openStore();
+    const t = await s.createTenant('acme');
     for (const bad of ['', 'not base64!', Buffer.from('{"a":1}').toString('base64url'), Buffer.from('[1]').toString('base64url'),
       Buffer.from('["x","y"]').toString('base64url'), 'A'.repeat(600)]) {
-      expect(storeError(() => s.listRuns(t.id, { limit: 10, cursor: bad })).code).toBe('invalid');
-      expect(storeError(() => s.listModules(t.id, { limit: 10, cursor: bad })).code).toBe('invalid');
+      expect((await storeError(() => s.listRuns(t.id, { limit: 10, cursor: bad }))).code).toBe('invalid');
+      expect((await storeError(() => s.listModules(t.id, { limit: 10, cursor: bad }))).code).toBe('invalid');
     }
   });
 });
 
 describe('runs', () => {
-  it('queued → running → terminal; a second start is refused; the first terminal state wins', () => {
-    const s = openStore();
-    const t = s.createTenant('acme');
-    const mod = s.putModule(t.id, bytesOf('run'), []).record;
-    const run = newRun(s, t.id, mod.id);
+  it('queued → running → terminal; a second start is refused; the first terminal state wins', async () => {
+    const s = await openStore();
+    const t = await s.createTenant('acme');
+    const mod = (await s.putModule(t.id, bytesOf('run'), [])).record;
+    const run = await newRun(s, t.id, mod.id);
     expect(run).toMatchObject({ state: 'queued', result: null, startedAt: null, finishedAt: null, attempts: 0, cpuMs: 0 });
     expect(run.id).toMatch(/^run_[A-Za-z0-9_-]{22}$/);
-    expect(s.getRun(t.id, run.id)).toEqual(run);
-    expect(s.countRuns(t.id, 'queued')).toBe(1);
-    expect(s.runsInState('queued').map((r) => r.id)).toEqual([run.id]);
+    expect(await s.getRun(t.id, run.id)).toEqual(run);
+    expect(await s.countRuns(t.id, 'queued')).toBe(1);
+    expect((await s.runsInState('queued')).map((r) => r.id)).toEqual([run.id]);
 
-    expect(s.startRun(run.id, clock + 1)).toBe(true);
-    expect(s.startRun(run.id, clock + 2)).toBe(false); // the race: only one worker gets it
-    expect(s.getRun(t.id, run.id)).toMatchObject({ state: 'running', startedAt: clock + 1, attempts: 1 });
-    expect(s.countRuns(t.id, 'queued')).toBe(0);
-    expect(s.countRuns(t.id, 'running')).toBe(1);
+    expect(await s.startRun(run.id, clock + 1)).toBe(true);
+    expect(await s.startRun(run.id, clock + 2)).toBe(false); // the race: only one worker gets it
+    expect(await s.getRun(t.id, run.id)).toMatchObject({ state: 'running', startedAt: clock + 1, attempts: 1 });
+    expect(await s.countRuns(t.id, 'queued')).toBe(0);
+    expect(await s.countRuns(t.id, 'running')).toBe(1);
 
-    expect(s.finishRun(run.id, 'exited', '{"exitCode":0}', clock + 9, 42.4)).toBe(true);
-    expect(s.finishRun(run.id, 'cancelled', '{}', clock + 10, 0)).toBe(false);
-    expect(s.getRun(t.id, run.id)).toMatchObject({ state: 'exited', result: '{"exitCode":0}', finishedAt: clock + 9, cpuMs: 42, attempts: 1 });
-    expect(s.startRun(run.id, clock + 11)).toBe(false);
+    expect(await s.finishRun(run.id, 'exited', '{"exitCode":0}', clock + 9, 42.4)).toBe(true);
+    expect(await s.finishRun(run.id, 'cancelled', '{}', clock + 10, 0)).toBe(false);
+    expect(await s.getRun(t.id, run.id)).toMatchObject({ state: 'exited', result: '{"exitCode":0}', finishedAt: clock + 9, cpuMs: 42, attempts: 1 });
+    expect(await s.startRun(run.id, clock + 11)).toBe(false);
 
     // Cancelled while queued: never starts.
-    const c = newRun(s, t.id, mod.id);
-    expect(s.finishRun(c.id, 'cancelled', '{}', clock, 0)).toBe(true);
-    expect(s.startRun(c.id, clock)).toBe(false);
-    expect(s.getRun(t.id, c.id)?.attempts).toBe(0);
+    const c = await newRun(s, t.id, mod.id);
+    expect(await s.finishRun(c.id, 'cancelled', '{}', clock, 0)).toBe(true);
+    expect(await s.startRun(c.id, clock)).toBe(false);
+    expect((await s.getRun(t.id, c.id))?.attempts).toBe(0);
 
-    expect(storeError(() => s.finishRun(c.id, 'running', '{}', clock, 0)).code).toBe('invalid');
-    expect(s.startRun('run_nope', clock)).toBe(false);
-    expect(s.finishRun('run_nope', 'exited', '{}', clock, 0)).toBe(false);
-    expect(storeError(() => s.createRun({ id: run.id, tenantId: t.id, moduleId: mod.id, request: '{}', createdAt: clock })).code).toBe('conflict');
+    expect((await storeError(() => s.finishRun(c.id, 'running', '{}', clock, 0))).code).toBe('invalid');
+    expect(await s.startRun('run_nope', clock)).toBe(false);
+    expect(await s.finishRun('run_nope', 'exited', '{}', clock, 0)).toBe(false);
+    expect((await storeError(() => s.createRun({ id: run.id, tenantId: t.id, moduleId: mod.id, request: '{}', createdAt: clock }))).code).toBe('conflict');
   });
 
-  it('requeue rule: a run cut off once is queued again; cut off twice it ends interrupted (blame host)', () => {
-    const s = openStore();
-    const t = s.createTenant('acme');
-    const mod = s.putModule(t.id, bytesOf('rq'), []).record;
-    const run = newRun(s, t.id, mod.id);
+  it('requeue rule: a run cut off once is queued again; cut off twice it ends interrupted (blame host)', async () => {
+    const s = await openStore();
+    const t = await s.createTenant('acme');
+    const mod = (await s.putModule(t.id, bytesOf('rq'), [])).record;
+    const run = await newRun(s, t.id, mod.id);
 
-    s.requeueRun(run.id); // queued: untouched
-    expect(s.getRun(t.id, run.id)).toMatchObject({ state: 'queued', attempts: 0 });
+    await s.requeueRun(run.id); // queued: untouched
+    expect(await s.getRun(t.id, run.id)).toMatchObject({ state: 'queued', attempts: 0 });
 
-    expect(s.startRun(run.id, clock + 1)).toBe(true);
-    s.requeueRun(run.id);
-    expect(s.getRun(t.id, run.id)).toMatchObject({ state: 'queued', attempts: 1, startedAt: null, result: null, finishedAt: null });
+    expect(await s.startRun(run.id, clock + 1)).toBe(true);
+    await s.requeueRun(run.id);
+    expect(await s.getRun(t.id, run.id)).toMatchObject({ state: 'queued', attempts: 1, startedAt: null, result: null, finishedAt: null });
 
-    expect(s.startRun(run.id, clock + 2)).toBe(true);
-    expect(s.getRun(t.id, run.id)?.attempts).toBe(2);
+    expect(await s.startRun(run.id, clock + 2)).toBe(true);
+    expect((await s.getRun(t.id, run.id))?.attempts).toBe(2);
     clock += 50;
-    s.requeueRun(run.id);
-    const ended = s.getRun(t.id, run.id)!;
+    await s.requeueRun(run.id);
+    const ended = (await s.getRun(t.id, run.id))!;
     expect(ended).toMatchObject({ state: 'interrupted', attempts: 2, finishedAt: clock });
     expect(JSON.parse(ended.result!)).toEqual({
       status: 'interrupted', blame: 'host', message: 'the server stopped while the run was running; it was retried once',
     });
     expect(ended.result).toBe(INTERRUPTED_RESULT);
 
-    s.requeueRun(run.id); // terminal: untouched
-    expect(s.getRun(t.id, run.id)).toEqual(ended);
-    expect(s.startRun(run.id, clock)).toBe(false);
+    await s.requeueRun(run.id); // terminal: untouched
+    expect(await s.getRun(t.id, run.id)).toEqual(ended);
+    expect(await s.startRun(run.id, clock)).toBe(false);
   });
 
-  it('runsInState is oldest first across tenants', () => {
-    const s = openStore();
-    const a = s.createTenant('a');
-    const b = s.createTenant('b');
-    const ma = s.putModule(a.id, bytesOf('a'), []).record;
-    const mb = s.putModule(b.id, bytesOf('b'), []).record;
-    const r1 = newRun(s, b.id, mb.id, clock + 1);
-    const r2 = newRun(s, a.id, ma.id, clock + 2);
-    const r3 = newRun(s, b.id, mb.id, clock + 3);
-    const r0 = newRun(s, a.id, ma.id, clock);
-    expect(s.runsInState('queued').map((r) => r.id)).toEqual([r0.id, r1.id, r2.id, r3.id]);
-    s.startRun(r2.id, clock);
-    expect(s.runsInState('running').map((r) => r.id)).toEqual([r2.id]);
-    expect(s.runsInState('queued').map((r) => r.id)).toEqual([r0.id, r1.id, r3.id]);
+  it('runsInState is oldest first across tenants', async () => {
+    const s = await openStore();
+    const a = await s.createTenant('a');
+    const b = await s.createTenant('b');
+    const ma = (await s.putModule(a.id, bytesOf('a'), [])).record;
+    const mb = (await s.putModule(b.id, bytesOf('b'), [])).record;
+    const r1 = await newRun(s, b.id, mb.id, clock + 1);
+    const r2 = await newRun(s, a.id, ma.id, clock + 2);
+    const r3 = await newRun(s, b.id, mb.id, clock + 3);
+    const r0 = await newRun(s, a.id, ma.id, clock);
+    expect((await s.runsInState('queued')).map((r) => r.id)).toEqual([r0.id, r1.id, r2.id, r3.id]);
+    await s.startRun(r2.id, clock);
+    expect((await s.runsInState('running')).map((r) => r.id)).toEqual([r2.id]);
+    expect((await s.runsInState('queued')).map((r) => r.id)).toEqual([r0.id, r1.id, r3.id]);
   });
 
-  it('cpuUsedSince sums the CPU of runs finished since a time', () => {
-    const s = openStore();
-    const t = s.createTenant('acme');
-    const mod = s.putModule(t.id, bytesOf('cpu'), []).record;
+  it('cpuUsedSince sums the CPU of runs finished since a time', async () => {
+    const s = await openStore();
+    const t = await s.createTenant('acme');
+    const mod = (await s.putModule(t.id, bytesOf('cpu'), [])).record;
     const day = 1_750_032_000_000;
-    const fin = (at: number, cpu: number) => {
-      const r = newRun(s, t.id, mod.id, at - 10);
-      s.startRun(r.id, at - 5);
-      s.finishRun(r.id, 'exited', '{}', at, cpu);
+    const fin = async (at: number, cpu: number) => {
+      const r = await newRun(s, t.id, mod.id, at - 10);
+      await s.startRun(r.id, at - 5);
+      await s.finishRun(r.id, 'exited', '{}', at, cpu);
     };
-    fin(day - 1, 1000); // yesterday
-    fin(day, 250);
-    fin(day + 3_600_000, 125);
-    const running = newRun(s, t.id, mod.id, day);
-    s.startRun(running.id, day); // not finished: counts nothing yet
-    expect(s.cpuUsedSince(t.id, day)).toBe(375);
-    expect(s.cpuUsedSince(t.id, 0)).toBe(1375);
-    expect(s.cpuUsedSince(t.id, day + 3_600_001)).toBe(0);
+    await fin(day - 1, 1000); // yesterday
+    await fin(day, 250);
+    await fin(day + 3_600_000, 125);
+    const running = await newRun(s, t.id, mod.id, day);
+    await s.startRun(running.id, day); // not finished: counts nothing yet
+    expect(await s.cpuUsedSince(t.id, day)).toBe(375);
+    expect(await s.cpuUsedSince(t.id, 0)).toBe(1375);
+    expect(await s.cpuUsedSince(t.id, day + 3_600_001)).toBe(0);
   });
 });
 
 describe('events', () => {
-  it('numbers events per run from 1 and resumes after a seq', () => {
-    const s = openStore();
-    const t = s.createTenant('acme');
-    const mod = s.putModule(t.id, bytesOf('ev'), []).record;
-    const r1 = newRun(s, t.id, mod.id);
-    const r2 = newRun(s, t.id, mod.id);
-    const e1 = s.appendEvent(r1.id, 'status', '{"state":"running"}');
+  it('numbers events per run from 1 and resumes after a seq', async () => {
+    const s = await openStore();
+    const t = await s.createTenant('acme');
+    const mod = (await s.putModule(t.id, bytesOf('ev'), [])).record;
+    const r1 = await newRun(s, t.id, mod.id);
+    const r2 = await newRun(s, t.id, mod.id);
+    const e1 = await s.appendEvent(r1.id, 'status', '{"state":"running"}');
     expect(e1).toEqual({ runId: r1.id, seq: 1, type: 'status', data: '{"state":"running"}', at: clock, attempt: 0 });
     clock += 1;
-    s.appendEvent(r1.id, 'stdout', '"aGk="');
-    expect(s.appendEvent(r2.id, 'status', '{}').seq).toBe(1);
-    s.appendEvent(r1.id, 'audit', '{}');
-    const exit = s.appendEvent(r1.id, 'exit', '{"state":"exited"}');
+    await s.appendEvent(r1.id, 'stdout', '"aGk="');
+    expect((await s.appendEvent(r2.id, 'status', '{}')).seq).toBe(1);
+    await s.appendEvent(r1.id, 'audit', '{}');
+    const exit = await s.appendEvent(r1.id, 'exit', '{"state":"exited"}');
     expect(exit.seq).toBe(4);
 
-    expect(s.events(r1.id, 0).map((e) => [e.seq, e.type])).toEqual([[1, 'status'], [2, 'stdout'], [3, 'audit'], [4, 'exit']]);
-    expect(s.events(r1.id, 2).map((e) => e.seq)).toEqual([3, 4]);
-    expect(s.events(r1.id, 4)).toEqual([]);
-    expect(s.events(r2.id, 0)).toHaveLength(1);
-    expect(s.events('run_nope', 0)).toEqual([]);
-    expect(storeError(() => s.appendEvent('run_nope', 'status', '{}')).code).toBe('not_found');
-    expect(storeError(() => s.appendEvent(r1.id, 'bogus' as 'status', '{}')).code).toBe('invalid');
+    expect((await s.events(r1.id, 0)).map((e) => [e.seq, e.type])).toEqual([[1, 'status'], [2, 'stdout'], [3, 'audit'], [4, 'exit']]);
+    expect((await s.events(r1.id, 2)).map((e) => e.seq)).toEqual([3, 4]);
+    expect(await s.events(r1.id, 4)).toEqual([]);
+    expect(await s.events(r2.id, 0)).toHaveLength(1);
+    expect(await s.events('run_nope', 0)).toEqual([]);
+    expect((await storeError(() => s.appendEvent('run_nope', 'status', '{}'))).code).toBe('not_found');
+    expect((await storeError(() => s.appendEvent(r1.id, 'bogus' as 'status', '{}'))).code).toBe('invalid');
   });
 
-  it('stamps each event with the attempt the run is on', () => {
-    const s = openStore();
-    const t = s.createTenant('acme');
-    const run = newRun(s, t.id, s.putModule(t.id, bytesOf('att'), []).record.id);
-    const attempts = () => s.events(run.id, 0).map((e) => [e.type, e.attempt]);
-    s.appendEvent(run.id, 'status', '{}');
-    s.startRun(run.id, clock);
-    s.appendEvent(run.id, 'stdout', '{}');
-    s.requeueRun(run.id);
-    s.appendEvent(run.id, 'status', '{}');
-    s.startRun(run.id, clock);
-    expect(s.appendEvent(run.id, 'attempt', '{}').attempt).toBe(2);
-    s.appendEvent(run.id, 'stdout', '{}');
-    expect(attempts()).toEqual([['status', 0], ['stdout', 1], ['status', 1], ['attempt', 2], ['stdout', 2]]);
+  it('stamps each event with the attempt the run is on', async () => {
+    const s = await openStore();
+    const t = await s.createTenant('acme');
+    const run = await newRun(s, t.id, (await s.putModule(t.id, bytesOf('att'), [])).record.id);
+    const attempts = async () => (await s.events(run.id, 0)).map((e) => [e.type, e.attempt]);
+    await s.appendEvent(run.id, 'status', '{}');
+    await s.startRun(run.id, clock);
+    await s.appendEvent(run.id, 'stdout', '{}');
+    await s.requeueRun(run.id);
+    await s.appendEvent(run.id, 'status', '{}');
+    await s.startRun(run.id, clock);
+    expect((await s.appendEvent(run.id, 'attempt', '{}')).attempt).toBe(2);
+    await s.appendEvent(run.id, 'stdout', '{}');
+    expect(await attempts()).toEqual([['status', 0], ['stdout', 1], ['status', 1], ['attempt', 2], ['stdout', 2]]);
   });
 
-  it('migration 2 gives the events of an older database their attempts', () => {
+  it.runIf(onSqlite)('migration 2 gives the events of an older database their attempts', async () => {
     const raw = new Database(path.join(dir, 'capsa.db'));
     raw.exec(MIGRATIONS[0]!);
     raw.pragma('user_version = 1');
@@ -554,47 +601,47 @@ describe('events', () => {
     const old = [['status', '{"state":"running","attempt":1}'], ['stdout', '{"data":"a"}'], ['status', '{"state":"queued"}'],
       ['status', '{"state":"running","attempt":2}'], ['stdout', '{"data":"a"}'], ['exit', '{"state":"exited"}']] as const;
     old.forEach(([type, data], i) => add.run('run_1', i + 1, type, data));
-    raw.close();
-    const s = openStore();
-    expect(s.events('run_1', 0).map((e) => e.attempt)).toEqual([1, 1, 1, 2, 2, 2]);
+    await raw.close();
+    const s = await openStore();
+    expect((await s.events('run_1', 0)).map((e) => e.attempt)).toEqual([1, 1, 1, 2, 2, 2]);
   });
 });
 
 describe('durability', () => {
-  it('a reopened store has everything the closed one wrote', () => {
-    const s = openStore();
-    const t = s.createTenant('acme');
-    s.setPolicy(t.id, 'limits: {}\n');
-    const { key, record: keyRec } = s.createKey(t.id);
-    const revoked = s.createKey(t.id);
-    s.revokeKey(t.id, revoked.record.id);
+  it('a reopened store has everything the closed one wrote', async () => {
+    const s = await openStore();
+    const t = await s.createTenant('acme');
+    await s.setPolicy(t.id, 'limits: {}\n');
+    const { key, record: keyRec } = await s.createKey(t.id);
+    const revoked = await s.createKey(t.id);
+    await s.revokeKey(t.id, revoked.record.id);
     const bytes = bytesOf('durable');
-    const mod = s.putModule(t.id, bytes, ['env.f']).record;
-    const done = newRun(s, t.id, mod.id);
-    s.startRun(done.id, clock);
-    s.finishRun(done.id, 'trapped', '{"trap":"unreachable"}', clock + 3, 12);
-    const running = newRun(s, t.id, mod.id, clock + 1);
-    s.startRun(running.id, clock + 2);
-    s.appendEvent(done.id, 'status', '{}');
-    s.appendEvent(done.id, 'exit', '{}');
+    const mod = (await s.putModule(t.id, bytes, ['env.f'])).record;
+    const done = await newRun(s, t.id, mod.id);
+    await s.startRun(done.id, clock);
+    await s.finishRun(done.id, 'trapped', '{"trap":"unreachable"}', clock + 3, 12);
+    const running = await newRun(s, t.id, mod.id, clock + 1);
+    await s.startRun(running.id, clock + 2);
+    await s.appendEvent(done.id, 'status', '{}');
+    await s.appendEvent(done.id, 'exit', '{}');
     const before = {
-      tenant: s.getTenant(t.id), keys: s.listKeys(t.id), module: s.getModule(t.id, mod.id),
-      runs: s.listRuns(t.id, { limit: 100 }), events: s.events(done.id, 0),
+      tenant: await s.getTenant(t.id), keys: await s.listKeys(t.id), module: await s.getModule(t.id, mod.id),
+      runs: await s.listRuns(t.id, { limit: 100 }), events: await s.events(done.id, 0),
     };
-    s.close();
+    await s.close();
 
-    const s2 = openStore();
-    expect(s2.getTenant(t.id)).toEqual(before.tenant);
-    expect(s2.listKeys(t.id)).toEqual(before.keys);
-    expect(s2.authenticate(key)?.id).toBe(t.id);
-    expect(s2.authenticate(revoked.key)).toBeUndefined();
+    const s2 = await openStore();
+    expect(await s2.getTenant(t.id)).toEqual(before.tenant);
+    expect(await s2.listKeys(t.id)).toEqual(before.keys);
+    expect((await s2.authenticate(key))?.id).toBe(t.id);
+    expect(await s2.authenticate(revoked.key)).toBeUndefined();
     expect(keyRec.revokedAt).toBeNull();
-    expect(s2.getModule(t.id, mod.id)).toEqual(before.module);
-    expect(s2.moduleBytes(t.id, mod.id)).toEqual(bytes);
-    expect(s2.listRuns(t.id, { limit: 100 })).toEqual(before.runs);
-    expect(s2.events(done.id, 0)).toEqual(before.events);
+    expect(await s2.getModule(t.id, mod.id)).toEqual(before.module);
+    expect(await s2.moduleBytes(t.id, mod.id)).toEqual(bytes);
+    expect(await s2.listRuns(t.id, { limit: 100 })).toEqual(before.runs);
+    expect(await s2.events(done.id, 0)).toEqual(before.events);
     // Restart recovery sees the run left running, and event numbering continues.
-    expect(s2.runsInState('running').map((r) => r.id)).toEqual([running.id]);
-    expect(s2.appendEvent(done.id, 'audit', '{}').seq).toBe(3);
+    expect((await s2.runsInState('running')).map((r) => r.id)).toEqual([running.id]);
+    expect((await s2.appendEvent(done.id, 'audit', '{}')).seq).toBe(3);
   });
 });

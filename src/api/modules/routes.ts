@@ -95,8 +95,8 @@ export function registerModuleRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void
         unknown.map((name) => ({ import: name, message: 'not provided by capsa' })));
     }
     const id = moduleId(bytes);
-    if (!store.getModule(tenant.id, id)) {
-      const used = store.moduleStorage(tenant.id);
+    if (!await store.getModule(tenant.id, id)) {
+      const used = await store.moduleStorage(tenant.id);
       const quota = scheduler.quotas.moduleStorageBytes;
       if (used + bytes.length > quota) {
         // No Retry-After: waiting does not free storage, deleting modules does.
@@ -105,7 +105,7 @@ export function registerModuleRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void
       }
     }
     const imports = WebAssembly.Module.imports(compiled).map((i) => `${i.module}.${i.name}`);
-    const { record, created } = store.putModule(tenant.id, bytes, imports);
+    const { record, created } = await store.putModule(tenant.id, bytes, imports);
     c.header('Location', `/v1/modules/${record.id}`);
     return c.json(moduleView(record), created ? 201 : 200);
   });
@@ -116,9 +116,9 @@ export function registerModuleRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void
     summary: 'List your modules',
     request: { query: listQuery },
     responses: { 200: jsonContent(pageSchema(ModuleSchema, 'ModulePage'), 'A page of modules'), ...errorResponses([422, 'Bad query parameters']) },
-  }, (c) => {
+  }, async (c) => {
     const q = readQuery(c, listQuery);
-    const page = store.listModules(c.get('tenant').id, { limit: q.limit ?? limits.pageDefault, ...(q.cursor !== undefined ? { cursor: q.cursor } : {}) });
+    const page = await store.listModules(c.get('tenant').id, { limit: q.limit ?? limits.pageDefault, ...(q.cursor !== undefined ? { cursor: q.cursor } : {}) });
     return c.json({ items: page.items.map(moduleView), ...(page.next !== undefined ? { next: page.next } : {}) }, 200);
   });
 
@@ -127,9 +127,9 @@ export function registerModuleRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void
     summary: 'A module',
     request: { params: idParam },
     responses: { 200: jsonContent(ModuleSchema, 'The module'), ...errorResponses([404, 'You have no such module']) },
-  }, (c) => {
+  }, async (c) => {
     const id = c.req.param('id') ?? '';
-    const m = store.getModule(c.get('tenant').id, id);
+    const m = await store.getModule(c.get('tenant').id, id);
     if (!m) throw notFound(`Module ${id}`);
     return c.json(moduleView(m), 200);
   });
@@ -140,9 +140,9 @@ export function registerModuleRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void
     description: 'Queued runs of the module end invalid_module when their turn comes.',
     request: { params: idParam },
     responses: { 204: { description: 'Deleted' }, ...errorResponses([404, 'You have no such module']) },
-  }, (c) => {
+  }, async (c) => {
     const id = c.req.param('id') ?? '';
-    if (!store.deleteModule(c.get('tenant').id, id)) throw notFound(`Module ${id}`);
+    if (!await store.deleteModule(c.get('tenant').id, id)) throw notFound(`Module ${id}`);
     return c.body(null, 204);
   });
 }

@@ -78,7 +78,7 @@ function checkFiles(files: Record<string, unknown>, field: string): { path: stri
 }
 
 /** Validates a run body for a tenant; throws ApiError (404/422) naming what is wrong. */
-export function prepareRun(deps: Deps, tenant: Tenant, body: RunBody): PreparedRun {
+export async function prepareRun(deps: Deps, tenant: Tenant, body: RunBody): Promise<PreparedRun> {
   if (body.learn && body.audit !== undefined && body.audit !== 'all') {
     throw new ApiError(422, 'invalid_request', `learn records every decision: drop "audit" or set it to "all" (not ${JSON.stringify(body.audit)})`, [{ path: 'audit', message: 'conflicts with learn' }]);
   }
@@ -119,7 +119,7 @@ export function prepareRun(deps: Deps, tenant: Tenant, body: RunBody): PreparedR
   }
   const moduleId = body.module ?? effective.module;
   if (moduleId === undefined) throw new ApiError(422, 'invalid_request', 'Name the module to run: "module": "sha256:…" (upload it with POST /v1/modules)', [{ path: 'module', message: 'required' }]);
-  if (!deps.store.getModule(tenant.id, moduleId)) {
+  if (!await deps.store.getModule(tenant.id, moduleId)) {
     throw new ApiError(422, 'unknown_module', `You have no module ${moduleId}; upload it with POST /v1/modules first`, [{ path: 'module', message: 'not found' }]);
   }
 

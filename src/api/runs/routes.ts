@@ -75,12 +75,12 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
   const { store, scheduler, limits } = deps;
 
   /** Validates, checks quotas, persists and queues one run. Throws ApiError. */
-  const createOne = (tenant: Tenant, body: RunBody): RunRecord => {
-    const prepared = prepareRun(deps, tenant, body);
-    const refused = scheduler.admit(tenant.id);
+  const createOne = async (tenant: Tenant, body: RunBody): Promise<RunRecord> => {
+    const prepared = await prepareRun(deps, tenant, body);
+    const refused = await scheduler.admit(tenant.id);
     if (refused) throw refused;
     // Persisted before it is acknowledged (and before the scheduler may start it).
-    const run = store.createRun({
+    const run = await store.createRun({
       id: newRunId(), tenantId: tenant.id, moduleId: prepared.moduleId,
       request: encodeRequest(prepared.manifest, prepared.fields, prepared.learn), createdAt: Date.now(),
     });
@@ -89,11 +89,11 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
   };
 
   /** The full view; a running run's output so far included. */
-  const fullView = (r: RunRecord): RunView => (r.state === 'running' ? withProgress(runView(r), store.events(r.id, 0)) : runView(r));
+  const fullView = async (r: RunRecord): Promise<RunView> => (r.state === 'running' ? withProgress(runView(r), await store.events(r.id, 0)) : runView(r));
 
-  const ownRun = (c: Context<AppEnv>): RunRecord => {
+  const ownRun = async (c: Context<AppEnv>): Promise<RunRecord> => {
     const id = c.req.param('id') ?? '';
-    const run = store.getRun(c.get('tenant').id, id);
+    const run = await store.getRun(c.get('tenant').id, id);
     if (!run) throw notFound(`Run ${id}`);
     c.set('runId', run.id);
     return run;
@@ -112,15 +112,15 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
   }, async (c) => {
     const tenant = c.get('tenant');
     const body = await readJson(c, deps, RunBodySchema);
-    const run = createOne(tenant, body);
+    const run = await createOne(tenant, body);
     c.set('runId', run.id);
     const wait = Math.min(body.wait ?? 0, limits.waitSeconds);
     if (wait > 0) {
-      const cur = store.getRun(tenant.id, run.id);
+      const cur = await store.getRun(tenant.id, run.id);
       if (cur && !isTerminal(cur.state)) await scheduler.waitFor(run.id, wait * 1000);
     }
     c.header('Location', `/v1/runs/${run.id}`);
-    return c.json(fullView(store.getRun(tenant.id, run.id) ?? run), 201);
+    return c.json(await fullView(await store.getRun(tenant.id, run.id) ?? run), 201);
   });
 
   defineRoute(app, deps, {
@@ -139,20 +139,22 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
     if (!items) throw new ApiError(422, 'invalid_request', 'A batch is a JSON array of run requests, or { "runs": [...] }');
     if (items.length === 0) throw new ApiError(422, 'invalid_request', 'The batch is empty');
     if (items.length > limits.batchMax) throw new ApiError(422, 'invalid_request', `The batch has ${items.length} runs; at most ${limits.batchMax} are allowed`);
-    const out = items.map((item, index) => {
-      try {
+    // One after another: each item's quota check sees the items before it.
+    const out = [];
+    for (const [index, item] of items.entries()) {
+      out.push(await (async () => { try {
         const r = RunBodySchema.safeParse(item);
         if (!r.success) {
           const details = r.error.issues.map((i) => ({ path: i.path.map(String).join('.'), message: i.message }));
           throw new ApiError(422, 'invalid_request', `Invalid run: ${details.map((d) => (d.path ? `${d.path}: ${d.message}` : d.message)).join('; ')}`, details);
         }
         if (r.data.wait !== undefined) throw new ApiError(422, 'invalid_request', 'wait is not supported in a batch; poll the runs or stream their events', [{ path: 'wait', message: 'not allowed' }]);
-        return { index, status: 201, run: runView(createOne(tenant, r.data)) };
+        return { index, status: 201, run: runView(await createOne(tenant, r.data)) };
       } catch (e) {
         if (!(e instanceof ApiError) || e.status >= 500 && e.code === 'internal') throw e;
         return { index, status: e.status, error: { code: e.code, message: e.message, ...(e.details !== undefined ? { details: e.details } : {}) } };
-      }
-    });
+      } })());
+    }
     return c.json({ items: out }, 200);
   });
 
@@ -162,9 +164,9 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
     summary: 'List your runs, newest first',
     request: { query: listQuery },
     responses: { 200: jsonContent(pageSchema(RunSummarySchema, 'RunPage'), 'A page of runs'), ...errorResponses([422, 'Bad query parameters']) },
-  }, (c) => {
+  }, async (c) => {
     const q = readQuery(c, listQuery);
-    const page = store.listRuns(c.get('tenant').id, {
+    const page = await store.listRuns(c.get('tenant').id, {
       limit: q.limit ?? limits.pageDefault, ...(q.status ? { state: q.status } : {}), ...(q.cursor !== undefined ? { cursor: q.cursor } : {}),
     });
     return c.json({ items: page.items.map(summary), ...(page.next !== undefined ? { next: page.next } : {}) }, 200);
@@ -175,7 +177,7 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
     summary: 'A run: status, exit code, output, usage, timestamps',
     request: { params: idParam },
     responses: { 200: jsonContent(RunSchema, 'The run'), ...errorResponses([404, 'You have no such run']) },
-  }, (c) => c.json(fullView(ownRun(c)), 200));
+  }, async (c) => c.json(await fullView(await ownRun(c)), 200));
 
   defineRoute(app, deps, {
     method: 'delete', path: '/v1/runs/{id}', auth: 'tenant', tags: ['runs'],
@@ -188,14 +190,14 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
       ...errorResponses([404, 'You have no such run'], [409, 'The run already ended']),
     },
   }, async (c) => {
-    const run = ownRun(c);
+    const run = await ownRun(c);
     const tenant = c.get('tenant');
-    const r = scheduler.cancel(tenant.id, run.id);
+    const r = await scheduler.cancel(tenant.id, run.id);
     if (!r) throw notFound(`Run ${run.id}`);
     if (r.outcome === 'finished') throw new ApiError(409, 'conflict', `Run ${run.id} already ended (${r.run.state})`);
     if (r.outcome === 'cancelling') await scheduler.waitFor(run.id, 5000);
-    const now = store.getRun(tenant.id, run.id) ?? r.run;
-    return c.json(fullView(now), isTerminal(now.state) ? 200 : 202);
+    const now = await store.getRun(tenant.id, run.id) ?? r.run;
+    return c.json(await fullView(now), isTerminal(now.state) ? 200 : 202);
   });
 
   defineRoute(app, deps, {
@@ -206,9 +208,9 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
       200: { description: 'Audit events so far (application/x-ndjson)', content: { 'application/x-ndjson': { schema: { type: 'string' } } } },
       ...errorResponses([404, 'You have no such run']),
     },
-  }, (c) => {
-    const run = ownRun(c);
-    const lines = store.events(run.id, 0).filter((e) => e.type === 'audit').map((e) => eventJson(e) + '\n').join('');
+  }, async (c) => {
+    const run = await ownRun(c);
+    const lines = (await store.events(run.id, 0)).filter((e) => e.type === 'audit').map((e) => eventJson(e) + '\n').join('');
     return c.body(lines, 200, { 'Content-Type': 'application/x-ndjson; charset=utf-8' });
   });
 
@@ -228,8 +230,8 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
       200: { description: 'An event stream', content: { 'text/event-stream': { schema: { type: 'string' } } } },
       ...errorResponses([404, 'You have no such run']),
     },
-  }, (c) => {
-    const run = ownRun(c);
+  }, async (c) => {
+    const run = await ownRun(c);
     const tenantId = c.get('tenant').id;
     const from = c.req.header('last-event-id') ?? c.req.query('lastEventId') ?? '0';
     let last = /^\d{1,15}$/.test(from.trim()) ? Number(from.trim()) : 0;
@@ -247,16 +249,16 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
         return e.type === 'exit';
       };
       try {
-        for (const e of store.events(run.id, last)) if (await send(e)) return;
+        for (const e of await store.events(run.id, last)) if (await send(e)) return;
         while (!closed) {
           const e = pending.shift();
           if (e) {
             if (await send(e)) return;
             continue;
           }
-          const cur = store.getRun(tenantId, run.id);
+          const cur = await store.getRun(tenantId, run.id);
           if (!cur || isTerminal(cur.state)) {
-            for (const e2 of store.events(run.id, last)) if (await send(e2)) return;
+            for (const e2 of await store.events(run.id, last)) if (await send(e2)) return;
             return;
           }
           let timer: NodeJS.Timeout | undefined;

@@ -85,75 +85,72 @@ export interface Page<T> {
   next?: string;
 }
 
-/** The store's operations. All are synchronous (better-sqlite3); a PostgreSQL store would make them async. */
+/**
+ * The store's operations, all asynchronous: the SQLite store answers at once (better-sqlite3 is
+ * synchronous), the PostgreSQL one over the network. Callers must not assume two calls on one run
+ * complete in order unless the second is started after the first resolved.
+ */
 export interface Store {
-  createTenant(name: string): Tenant;
-  getTenant(id: string): Tenant | undefined;
-  findTenantByName(name: string): Tenant | undefined;
-  listTenants(): Tenant[];
-  setPolicy(tenantId: string, policy: string | null): void;
+  createTenant(name: string): Promise<Tenant>;
+  getTenant(id: string): Promise<Tenant | undefined>;
+  findTenantByName(name: string): Promise<Tenant | undefined>;
+  listTenants(): Promise<Tenant[]>;
+  setPolicy(tenantId: string, policy: string | null): Promise<void>;
 
   /** Makes a key and returns it once (only its hash is kept). */
-  createKey(tenantId: string): { key: string; record: ApiKeyRecord };
+  createKey(tenantId: string): Promise<{ key: string; record: ApiKeyRecord }>;
   /** The tenant a presented key belongs to, compared in constant time; undefined if unknown or revoked. */
-  authenticate(key: string): Tenant | undefined;
-  listKeys(tenantId: string): ApiKeyRecord[];
-  revokeKey(tenantId: string, keyId: string): boolean;
+  authenticate(key: string): Promise<Tenant | undefined>;
+  listKeys(tenantId: string): Promise<ApiKeyRecord[]>;
+  revokeKey(tenantId: string, keyId: string): Promise<boolean>;
 
   /** Stores a module's bytes under the data dir (by sha256) and its record for the tenant; idempotent. */
-  putModule(tenantId: string, bytes: Uint8Array, imports: string[]): { record: ModuleRecord; created: boolean };
-  getModule(tenantId: string, id: string): ModuleRecord | undefined;
-  listModules(tenantId: string, opts: { cursor?: string; limit: number }): Page<ModuleRecord>;
-  deleteModule(tenantId: string, id: string): boolean;
+  putModule(tenantId: string, bytes: Uint8Array, imports: string[]): Promise<{ record: ModuleRecord; created: boolean }>;
+  getModule(tenantId: string, id: string): Promise<ModuleRecord | undefined>;
+  listModules(tenantId: string, opts: { cursor?: string; limit: number }): Promise<Page<ModuleRecord>>;
+  deleteModule(tenantId: string, id: string): Promise<boolean>;
   /** The bytes of a module the tenant has. */
-  moduleBytes(tenantId: string, id: string): Uint8Array | undefined;
+  moduleBytes(tenantId: string, id: string): Promise<Uint8Array | undefined>;
   /** Bytes of modules the tenant holds, for its storage quota. */
-  moduleStorage(tenantId: string): number;
+  moduleStorage(tenantId: string): Promise<number>;
 
   /**
    * Persists a queued run. The caller makes the id (`newRunId()` in ./ids.ts). Throws StoreError
    * 'not_found' unless `run.tenantId` holds `run.moduleId` (module bytes are shared between tenants,
    * so a run must never name a module by hash alone).
    */
-  createRun(run: Omit<RunRecord, 'state' | 'result' | 'startedAt' | 'finishedAt' | 'attempts' | 'cpuMs'>): RunRecord;
-  getRun(tenantId: string, id: string): RunRecord | undefined;
-  listRuns(tenantId: string, opts: { state?: RunState; cursor?: string; limit: number }): Page<RunRecord>;
+  createRun(run: Omit<RunRecord, 'state' | 'result' | 'startedAt' | 'finishedAt' | 'attempts' | 'cpuMs'>): Promise<RunRecord>;
+  getRun(tenantId: string, id: string): Promise<RunRecord | undefined>;
+  listRuns(tenantId: string, opts: { state?: RunState; cursor?: string; limit: number }): Promise<Page<RunRecord>>;
   /** Marks a queued run running (attempts + 1); false when it was not queued (e.g. cancelled meanwhile). */
-  startRun(id: string, at: number): boolean;
+  startRun(id: string, at: number): Promise<boolean>;
   /**
    * Records the end of a run (terminal state, result JSON, CPU ms). Only a queued or running run
    * ends: the first terminal state wins, and the answer says whether this call was it (false when the
    * run had already ended, e.g. a worker's exit racing a cancel). Added to the interface (was void)
    * so the API emits one `exit` event per run without a read-then-write.
    */
-  finishRun(id: string, state: RunState, result: string, at: number, cpuMs: number): boolean;
+  finishRun(id: string, state: RunState, result: string, at: number, cpuMs: number): Promise<boolean>;
   /**
    * Puts a running run back in the queue (restart rule), or ends it `interrupted`: a run that ran
    * once (attempts < 2) is queued again; one whose retry was cut off too ends `interrupted` (blame
    * host). Runs in other states are left alone.
    */
-  requeueRun(id: string): void;
+  requeueRun(id: string): Promise<void>;
   /** Runs in a state, oldest first, across tenants (the scheduler and restart recovery). */
-  runsInState(state: 'queued' | 'running'): RunRecord[];
+  runsInState(state: 'queued' | 'running'): Promise<RunRecord[]>;
   /** Counts of a tenant's runs in a state (quotas). */
-  countRuns(tenantId: string, state: 'queued' | 'running'): number;
+  countRuns(tenantId: string, state: 'queued' | 'running'): Promise<number>;
   /** CPU milliseconds of the tenant's runs finished since `since` (the per-day quota). */
-  cpuUsedSince(tenantId: string, since: number): number;
+  cpuUsedSince(tenantId: string, since: number): Promise<number>;
 
   /** Appends an event to the run's attempt in progress (its `attempts`). */
-  appendEvent(runId: string, type: RunEventRecord['type'], data: string): RunEventRecord;
+  appendEvent(runId: string, type: RunEventRecord['type'], data: string): Promise<RunEventRecord>;
   /**
    * Events of a run after `afterSeq` (SSE resume), in seq order. Like startRun/finishRun this takes
    * a bare run id: the API must first check the run is the tenant's with getRun(tenantId, id).
    */
-  events(runId: string, afterSeq: number): RunEventRecord[];
+  events(runId: string, afterSeq: number): Promise<RunEventRecord[]>;
 
-  /**
-   * Runs `fn`, whose store writes become one transaction: all of them or none, and one commit
-   * instead of one per write (the scheduler writes a run's start, and its last output and end,
-   * this way). Nested calls join the outer one.
-   */
-  batch<T>(fn: () => T): T;
-
-  close(): void;
+  close(): Promise<void>;
 }

@@ -101,7 +101,7 @@ export function registerSystemRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void
     method: 'get', path: '/v1/limits', auth: 'tenant', tags: ['system'],
     summary: 'Your effective limits: run defaults and maxima, policy, quotas and their use, API caps',
     responses: { 200: jsonContent(EffectiveLimitsSchema, 'The limits') },
-  }, (c) => {
+  }, async (c) => {
     const tenant = c.get('tenant');
     const policy = tenantPolicy(deps, tenant);
     const defaults = Object.fromEntries(LIMIT_FIELDS.map((f) => [f, Math.min(limits.runDefaults[f], policy.limits[f])]));
@@ -121,10 +121,10 @@ export function registerSystemRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void
         argdataFiles: policy.argdataFiles,
       },
       quotas: {
-        concurrentRuns: { limit: q.concurrentRuns, used: store.countRuns(tenant.id, 'running') },
-        queuedRuns: { limit: q.queuedRuns, used: store.countRuns(tenant.id, 'queued') },
-        moduleStorageBytes: { limit: q.moduleStorageBytes, used: store.moduleStorage(tenant.id) },
-        cpuSecondsPerDay: { limit: q.cpuSecondsPerDay, used: store.cpuUsedSince(tenant.id, midnight) / 1000 },
+        concurrentRuns: { limit: q.concurrentRuns, used: await store.countRuns(tenant.id, 'running') },
+        queuedRuns: { limit: q.queuedRuns, used: await store.countRuns(tenant.id, 'queued') },
+        moduleStorageBytes: { limit: q.moduleStorageBytes, used: await store.moduleStorage(tenant.id) },
+        cpuSecondsPerDay: { limit: q.cpuSecondsPerDay, used: await store.cpuUsedSince(tenant.id, midnight) / 1000 },
       },
       api: {
         moduleBytes: limits.moduleBytes, runBodyBytes: limits.runBodyBytes, batchBodyBytes: limits.batchBodyBytes,

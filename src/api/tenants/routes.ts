@@ -61,9 +61,9 @@ export function checkTenantPolicy(text: string): string | null {
 
 export function registerTenantRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
   const { store, limits } = deps;
-  const tenantOr404 = (c: Context<AppEnv>): Tenant => {
+  const tenantOr404 = async (c: Context<AppEnv>): Promise<Tenant> => {
     const id = c.req.param('id') ?? '';
-    const t = store.getTenant(id);
+    const t = await store.getTenant(id);
     if (!t) throw notFound(`Tenant ${id}`);
     return t;
   };
@@ -80,30 +80,34 @@ export function registerTenantRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void
   }, async (c) => {
     const body = await readJson(c, deps, CreateTenantSchema);
     const policy = body.policy !== undefined ? checkTenantPolicy(body.policy) : null;
-    if (store.findTenantByName(body.name)) throw new ApiError(409, 'conflict', `A tenant named ${body.name} exists`);
-    const tenant = store.createTenant(body.name);
-    if (policy !== null) store.setPolicy(tenant.id, policy);
-    const { key, record } = store.createKey(tenant.id);
+    if (await store.findTenantByName(body.name)) throw new ApiError(409, 'conflict', `A tenant named ${body.name} exists`);
+    const tenant = await store.createTenant(body.name);
+    if (policy !== null) await store.setPolicy(tenant.id, policy);
+    const { key, record } = await store.createKey(tenant.id);
     c.get('log').info({ tenant: tenant.id, keyId: record.id }, 'tenant created');
     // A tenant under the service's policy may bring its host directories into force.
     await syncMounts(deps);
-    return c.json({ tenant: tenantView(store.getTenant(tenant.id) ?? tenant), key: { id: record.id, createdAt: iso(record.createdAt)!, key } }, 201);
+    return c.json({ tenant: tenantView(await store.getTenant(tenant.id) ?? tenant), key: { id: record.id, createdAt: iso(record.createdAt)!, key } }, 201);
   });
 
   defineRoute(app, deps, {
     method: 'get', path: '/v1/admin/tenants', auth: 'admin', tags: ['admin'],
     summary: 'List tenants with their keys (ids only)',
     responses: { 200: jsonContent(z.object({ items: z.array(TenantSchema) }), 'Every tenant') },
-  }, (c) => c.json({ items: store.listTenants().map((t) => tenantView(t, store.listKeys(t.id))) }, 200));
+  }, async (c) => {
+    const items = [];
+    for (const t of await store.listTenants()) items.push(tenantView(t, await store.listKeys(t.id)));
+    return c.json({ items }, 200);
+  });
 
   defineRoute(app, deps, {
     method: 'post', path: '/v1/admin/tenants/{id}/keys', auth: 'admin', tags: ['admin'],
     summary: 'Make another API key for a tenant (shown once)',
     request: { params: idParam },
     responses: { 201: jsonContent(NewKeySchema, 'The key'), ...errorResponses([404, 'No such tenant']) },
-  }, (c) => {
-    const t = tenantOr404(c);
-    const { key, record } = store.createKey(t.id);
+  }, async (c) => {
+    const t = await tenantOr404(c);
+    const { key, record } = await store.createKey(t.id);
     c.get('log').info({ tenant: t.id, keyId: record.id }, 'key created');
     return c.json({ id: record.id, createdAt: iso(record.createdAt)!, key }, 201);
   });
@@ -113,10 +117,10 @@ export function registerTenantRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void
     summary: 'Revoke an API key',
     request: { params: idParam.extend({ keyId: z.string().openapi({ param: { name: 'keyId', in: 'path' } }) }) },
     responses: { 204: { description: 'Revoked' }, ...errorResponses([404, 'No such tenant or key']) },
-  }, (c) => {
-    const t = tenantOr404(c);
+  }, async (c) => {
+    const t = await tenantOr404(c);
     const keyId = c.req.param('keyId') ?? '';
-    if (!store.revokeKey(t.id, keyId)) throw notFound(`Key ${keyId}`);
+    if (!await store.revokeKey(t.id, keyId)) throw notFound(`Key ${keyId}`);
     c.get('log').info({ tenant: t.id, keyId }, 'key revoked');
     return c.body(null, 204);
   });
@@ -137,7 +141,7 @@ export function registerTenantRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void
     },
     responses: { 200: jsonContent(TenantSchema, 'The tenant with its policy'), ...errorResponses([404, 'No such tenant'], [422, 'The policy is invalid (each problem with line:col)']) },
   }, async (c) => {
-    const t = tenantOr404(c);
+    const t = await tenantOr404(c);
     const type = (c.req.header('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
     let text: string;
     try {
@@ -154,10 +158,10 @@ export function registerTenantRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void
     } else {
       policy = checkTenantPolicy(text);
     }
-    store.setPolicy(t.id, policy);
+    await store.setPolicy(t.id, policy);
     c.get('log').info({ tenant: t.id, policy: policy === null ? 'service' : 'own' }, 'policy set');
     // Executors never hold more than the policies in force allow: replaced if that changed.
     await syncMounts(deps);
-    return c.json(tenantView(store.getTenant(t.id) ?? t), 200);
+    return c.json(tenantView(await store.getTenant(t.id) ?? t), 200);
   });
 }

@@ -1,0 +1,74 @@
+/**
+ * The PostgreSQL schema, as an ordered list of migrations (the SQLite one is ./migrations.ts; the
+ * two describe the same records). Migration N (1-based) takes `capsa_schema.version` from N-1 to N;
+ * `migratePostgres` applies the missing ones in one transaction under an advisory lock, so nodes
+ * starting together do not race. Never edit a migration that has shipped: append a new one.
+ *
+ * Times are milliseconds since the epoch (BIGINT). JSON columns are TEXT.
+ */
+export const PG_MIGRATIONS: readonly string[] = [
+  // 1: the schema of SQLite's migrations 1-2, with module bytes in the database.
+  `
+  CREATE TABLE tenants (
+    id         TEXT PRIMARY KEY,
+    name       TEXT NOT NULL UNIQUE,
+    created_at BIGINT NOT NULL,
+    policy     TEXT
+  );
+
+  CREATE TABLE api_keys (
+    id         TEXT PRIMARY KEY,
+    tenant_id  TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    key_hash   TEXT NOT NULL UNIQUE,
+    created_at BIGINT NOT NULL,
+    revoked_at BIGINT
+  );
+  CREATE INDEX api_keys_tenant ON api_keys (tenant_id, created_at);
+
+  -- Content-addressed bytes, shared by every tenant that uploaded them (and by every node).
+  CREATE TABLE module_blobs (
+    id    TEXT PRIMARY KEY,
+    size  BIGINT NOT NULL,
+    bytes BYTEA NOT NULL
+  );
+
+  CREATE TABLE modules (
+    tenant_id  TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    id         TEXT NOT NULL REFERENCES module_blobs(id),
+    size       BIGINT NOT NULL,
+    imports    TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+  );
+  CREATE INDEX modules_tenant_created ON modules (tenant_id, created_at, id);
+  CREATE INDEX modules_id ON modules (id);
+
+  CREATE TABLE runs (
+    id          TEXT PRIMARY KEY,
+    tenant_id   TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    module_id   TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    request     TEXT NOT NULL,
+    result      TEXT,
+    created_at  BIGINT NOT NULL,
+    started_at  BIGINT,
+    finished_at BIGINT,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    cpu_ms      BIGINT NOT NULL DEFAULT 0
+  );
+  CREATE INDEX runs_tenant_created ON runs (tenant_id, created_at, id);
+  CREATE INDEX runs_state_created ON runs (state, created_at, id);
+  CREATE INDEX runs_tenant_state_created ON runs (tenant_id, state, created_at, id);
+  CREATE INDEX runs_tenant_finished ON runs (tenant_id, finished_at);
+
+  CREATE TABLE run_events (
+    run_id  TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    seq     INTEGER NOT NULL,
+    type    TEXT NOT NULL,
+    data    TEXT NOT NULL,
+    at      BIGINT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, seq)
+  );
+  `,
+];

@@ -1,0 +1,348 @@
+/**
+ * The PostgreSQL store (driver `pg`): the same Store contract as the SQLite one, for a cluster of
+ * capsa servers sharing one database. Module bytes live in the database (`module_blobs`, by
+ * sha256, shared between tenants), so every node can load every module.
+ *
+ * Every statement that must see a consistent state runs in one transaction on one pooled client;
+ * the rest are single statements (atomic on their own). Integers are BIGINT, read back as numbers
+ * (milliseconds and counts stay far below 2^53).
+ */
+import { timingSafeEqual } from 'node:crypto';
+import pg from 'pg';
+import type { ApiKeyRecord, ModuleRecord, RunEventRecord, RunRecord, Store, Tenant } from './types.js';
+import { StoreError } from './errors.js';
+import { KEY_PREFIX, hashApiKey, moduleIdOf, newApiKey, newId } from './ids.js';
+import { PG_MIGRATIONS } from './pg-migrations.js';
+import {
+  EVENT_TYPES, INTERRUPTED_RESULT, MAX_KEY_LENGTH, TERMINAL, checkImports, decodeCursor, pageSize, toEvent, toKey, toModule, toPage, toRun, toTenant,
+  type AuthRow, type EventRow, type KeyRow, type ModuleRow, type RunRow, type TenantRow,
+} from './rows.js';
+
+export interface PostgresStoreOptions {
+  /** postgres://user:pass@host:port/db */
+  url: string;
+  /** The clock for the times the store stamps itself; tests pin it. */
+  now?: () => number;
+  /** Connections in the pool (default 10). */
+  poolSize?: number;
+  /** Apply missing migrations at open (default true; `capsa migrate` does it explicitly). */
+  migrate?: boolean;
+}
+
+/** BIGINT (int8) and NUMERIC sums as JS numbers rather than strings. */
+const TYPES = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') => {
+    if (oid === 20 || oid === 1700) return (v: string) => Number(v);
+    return pg.types.getTypeParser(oid, format);
+  }) as typeof pg.types.getTypeParser,
+};
+
+/** The key of the advisory lock that serialises migrations across nodes starting at once. */
+const MIGRATION_LOCK = 0x63617073; // "caps"
+
+const code = (e: unknown): string | undefined => (e as { code?: string })?.code;
+const UNIQUE = '23505';
+const FOREIGN_KEY = '23503';
+
+/** Applies the migrations the database lacks, under an advisory lock; returns [from, to] versions. */
+export async function migratePostgres(pool: pg.Pool | string): Promise<{ from: number; to: number }> {
+  const own = typeof pool === 'string' ? new pg.Pool({ connectionString: pool, max: 1, types: TYPES }) : undefined;
+  const client = await (own ?? (pool as pg.Pool)).connect();
+  try {
+    await client.query('BEGIN');
+    await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+    await client.query('CREATE TABLE IF NOT EXISTS capsa_schema (version INTEGER NOT NULL)');
+    const r = await client.query<{ version: number }>('SELECT version FROM capsa_schema');
+    const from = r.rows[0]?.version ?? 0;
+    if (from > PG_MIGRATIONS.length) {
+      throw new Error(`the database has capsa schema version ${from}, newer than this build knows (${PG_MIGRATIONS.length})`);
+    }
+    for (let v = from; v < PG_MIGRATIONS.length; v++) await client.query(PG_MIGRATIONS[v]!);
+    if (r.rows.length === 0) await client.query('INSERT INTO capsa_schema (version) VALUES ($1)', [PG_MIGRATIONS.length]);
+    else if (from !== PG_MIGRATIONS.length) await client.query('UPDATE capsa_schema SET version = $1', [PG_MIGRATIONS.length]);
+    await client.query('COMMIT');
+    return { from, to: PG_MIGRATIONS.length };
+  } catch (e) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw e;
+  } finally {
+    client.release();
+    await own?.end();
+  }
+}
+
+/** Connects (and migrates unless told not to) the store at `opts.url`. */
+export async function createPostgresStore(opts: PostgresStoreOptions): Promise<Store & { pool: pg.Pool }> {
+  const now = opts.now ?? Date.now;
+  const pool = new pg.Pool({ connectionString: opts.url, max: opts.poolSize ?? 10, types: TYPES });
+  // An idle client's error (the server restarted) must not crash the process; the next query reconnects.
+  pool.on('error', () => {});
+  try {
+    if (opts.migrate !== false) await migratePostgres(pool);
+    else await pool.query('SELECT 1');
+  } catch (e) {
+    await pool.end();
+    throw e;
+  }
+  let closed = false;
+
+  const q = async <R extends pg.QueryResultRow>(text: string, values: unknown[] = []): Promise<pg.QueryResult<R>> => {
+    if (closed) throw new Error('the store is closed');
+    return pool.query<R>(text, values);
+  };
+  const one = async <R extends pg.QueryResultRow>(text: string, values: unknown[] = []): Promise<R | undefined> => (await q<R>(text, values)).rows[0];
+
+  /** Runs `fn` in a transaction on one client; rolls back on a throw. */
+  const tx = async <T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> => {
+    if (closed) throw new Error('the store is closed');
+    const c = await pool.connect();
+    try {
+      await c.query('BEGIN');
+      const out = await fn(c);
+      await c.query('COMMIT');
+      return out;
+    } catch (e) {
+      await c.query('ROLLBACK').catch(() => {});
+      throw e;
+    } finally {
+      c.release();
+    }
+  };
+
+  const NO_HASH = Buffer.alloc(32);
+
+  const store: Store & { pool: pg.Pool } = {
+    pool,
+    async createTenant(name) {
+      const t: Tenant = { id: newId('ten'), name, createdAt: now(), policy: null };
+      try {
+        await q('INSERT INTO tenants (id, name, created_at, policy) VALUES ($1, $2, $3, NULL)', [t.id, t.name, t.createdAt]);
+      } catch (e) {
+        if (code(e) === UNIQUE) throw new StoreError('conflict', `a tenant named ${JSON.stringify(name)} exists`);
+        throw e;
+      }
+      return t;
+    },
+    async getTenant(id) {
+      const r = await one<TenantRow>('SELECT * FROM tenants WHERE id = $1', [id]);
+      return r && toTenant(r);
+    },
+    async findTenantByName(name) {
+      const r = await one<TenantRow>('SELECT * FROM tenants WHERE name = $1', [name]);
+      return r && toTenant(r);
+    },
+    async listTenants() {
+      return (await q<TenantRow>('SELECT * FROM tenants ORDER BY created_at, id')).rows.map(toTenant);
+    },
+    async setPolicy(tenantId, policy) {
+      if ((await q('UPDATE tenants SET policy = $1 WHERE id = $2', [policy, tenantId])).rowCount !== 1) throw new StoreError('not_found', 'unknown tenant');
+    },
+
+    async createKey(tenantId) {
+      const key = newApiKey();
+      const record: ApiKeyRecord = { id: newId('key'), tenantId, createdAt: now(), revokedAt: null };
+      try {
+        await q('INSERT INTO api_keys (id, tenant_id, key_hash, created_at) VALUES ($1, $2, $3, $4)', [record.id, tenantId, hashApiKey(key), record.createdAt]);
+      } catch (e) {
+        if (code(e) === FOREIGN_KEY) throw new StoreError('not_found', 'unknown tenant');
+        throw e;
+      }
+      return { key, record };
+    },
+    async authenticate(key) {
+      if (typeof key !== 'string' || key.length > MAX_KEY_LENGTH || !key.startsWith(KEY_PREFIX)) return undefined;
+      const presented = Buffer.from(hashApiKey(key), 'hex');
+      // As in the SQLite store: looked up by the hash of a 256-bit secret, decided by a constant-time compare.
+      const row = await one<AuthRow>(
+        `SELECT k.key_hash, k.revoked_at, t.id AS t_id, t.name AS t_name, t.created_at AS t_created_at, t.policy AS t_policy
+         FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.key_hash = $1`, [presented.toString('hex')]);
+      const stored = row ? Buffer.from(row.key_hash, 'hex') : NO_HASH;
+      const same = stored.length === presented.length && timingSafeEqual(stored, presented);
+      if (!row || !same || row.revoked_at !== null) return undefined;
+      return { id: row.t_id, name: row.t_name, createdAt: row.t_created_at, policy: row.t_policy };
+    },
+    async listKeys(tenantId) {
+      return (await q<KeyRow>('SELECT id, tenant_id, created_at, revoked_at FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id', [tenantId])).rows.map(toKey);
+    },
+    async revokeKey(tenantId, keyId) {
+      // Idempotent, like SQLite's: true when the tenant has the key, revoked now or before.
+      const r = await one<{ id: string }>(
+        `WITH k AS (SELECT id FROM api_keys WHERE id = $1 AND tenant_id = $2),
+              u AS (UPDATE api_keys SET revoked_at = $3 WHERE id = $1 AND tenant_id = $2 AND revoked_at IS NULL)
+         SELECT id FROM k`, [keyId, tenantId, now()]);
+      return r !== undefined;
+    },
+
+    async putModule(tenantId, bytes, imports) {
+      const importList = checkImports(imports);
+      const id = moduleIdOf(bytes);
+      const existing = await one<ModuleRow>('SELECT * FROM modules WHERE tenant_id = $1 AND id = $2', [tenantId, id]);
+      if (existing) return { record: toModule(existing), created: false };
+      const record: ModuleRecord = { id, tenantId, size: bytes.byteLength, imports: [...importList], createdAt: now() };
+      try {
+        return await tx(async (c) => {
+          // The upsert locks the blob's row, so a concurrent delete of its last reference waits for this commit.
+          await c.query(`INSERT INTO module_blobs (id, size, bytes) VALUES ($1, $2, $3)
+                         ON CONFLICT (id) DO UPDATE SET size = EXCLUDED.size`, [id, bytes.byteLength, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)]);
+          const ins = await c.query(`INSERT INTO modules (tenant_id, id, size, imports, created_at) VALUES ($1, $2, $3, $4, $5)
+                                     ON CONFLICT (tenant_id, id) DO NOTHING`, [tenantId, id, record.size, JSON.stringify(record.imports), record.createdAt]);
+          if (ins.rowCount === 1) return { record, created: true };
+          // The same tenant uploaded it meanwhile.
+          const r = await c.query<ModuleRow>('SELECT * FROM modules WHERE tenant_id = $1 AND id = $2', [tenantId, id]);
+          return { record: toModule(r.rows[0]!), created: false };
+        });
+      } catch (e) {
+        if (code(e) === FOREIGN_KEY) throw new StoreError('not_found', 'unknown tenant');
+        throw e;
+      }
+    },
+    async getModule(tenantId, id) {
+      const r = await one<ModuleRow>('SELECT * FROM modules WHERE tenant_id = $1 AND id = $2', [tenantId, id]);
+      return r && toModule(r);
+    },
+    async listModules(tenantId, o) {
+      const size = pageSize(o.limit);
+      const c = o.cursor === undefined ? undefined : decodeCursor(o.cursor);
+      const rows = c
+        ? (await q<ModuleRow>(`SELECT * FROM modules WHERE tenant_id = $1 AND (created_at, id) < ($2, $3)
+                               ORDER BY created_at DESC, id DESC LIMIT $4`, [tenantId, c.createdAt, c.id, size + 1])).rows
+        : (await q<ModuleRow>('SELECT * FROM modules WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2', [tenantId, size + 1])).rows;
+      return toPage(rows, size, toModule);
+    },
+    async deleteModule(tenantId, id) {
+      return tx(async (c) => {
+        if ((await c.query('DELETE FROM modules WHERE tenant_id = $1 AND id = $2', [tenantId, id])).rowCount !== 1) return false;
+        // The last reference takes the bytes with it. A concurrent put of the same bytes holds the
+        // blob's row (see putModule); if it won, the foreign key refuses the delete and the bytes stay.
+        await c.query('SAVEPOINT blob');
+        try {
+          await c.query('DELETE FROM module_blobs b WHERE b.id = $1 AND NOT EXISTS (SELECT 1 FROM modules m WHERE m.id = $1)', [id]);
+        } catch (e) {
+          if (code(e) !== FOREIGN_KEY) throw e;
+          await c.query('ROLLBACK TO SAVEPOINT blob');
+        }
+        return true;
+      });
+    },
+    async moduleBytes(tenantId, id) {
+      const r = await one<{ bytes: Buffer }>(
+        'SELECT b.bytes FROM modules m JOIN module_blobs b ON b.id = m.id WHERE m.tenant_id = $1 AND m.id = $2', [tenantId, id]);
+      return r && new Uint8Array(r.bytes.buffer, r.bytes.byteOffset, r.bytes.byteLength);
+    },
+    async moduleStorage(tenantId) {
+      return (await one<{ n: number }>('SELECT coalesce(sum(size), 0) AS n FROM modules WHERE tenant_id = $1', [tenantId]))?.n ?? 0;
+    },
+
+    async createRun(run) {
+      try {
+        // One statement: the run is inserted only if its tenant holds the module.
+        const r = await q(`INSERT INTO runs (id, tenant_id, module_id, state, request, created_at)
+                           SELECT $1, $2, $3, 'queued', $4, $5 WHERE EXISTS (SELECT 1 FROM modules WHERE tenant_id = $2 AND id = $3)`,
+        [run.id, run.tenantId, run.moduleId, run.request, run.createdAt]);
+        if (r.rowCount !== 1) throw new StoreError('not_found', 'unknown module');
+      } catch (e) {
+        if (code(e) === UNIQUE) throw new StoreError('conflict', 'run id exists');
+        throw e;
+      }
+      return {
+        id: run.id, tenantId: run.tenantId, moduleId: run.moduleId, state: 'queued', request: run.request, result: null,
+        createdAt: run.createdAt, startedAt: null, finishedAt: null, attempts: 0, cpuMs: 0,
+      };
+    },
+    async getRun(tenantId, id) {
+      const r = await one<RunRow>('SELECT * FROM runs WHERE tenant_id = $1 AND id = $2', [tenantId, id]);
+      return r && toRun(r);
+    },
+    async listRuns(tenantId, o) {
+      const size = pageSize(o.limit);
+      const c = o.cursor === undefined ? undefined : decodeCursor(o.cursor);
+      const where = ['tenant_id = $1'];
+      const args: unknown[] = [tenantId];
+      if (o.state !== undefined) { args.push(o.state); where.push(`state = $${args.length}`); }
+      if (c) { args.push(c.createdAt, c.id); where.push(`(created_at, id) < ($${args.length - 1}, $${args.length})`); }
+      args.push(size + 1);
+      const rows = (await q<RunRow>(`SELECT * FROM runs WHERE ${where.join(' AND ')} ORDER BY created_at DESC, id DESC LIMIT $${args.length}`, args)).rows;
+      return toPage(rows, size, toRun);
+    },
+    async startRun(id, at) {
+      return (await q(`UPDATE runs SET state = 'running', started_at = $1, attempts = attempts + 1 WHERE id = $2 AND state = 'queued'`, [at, id])).rowCount === 1;
+    },
+    async finishRun(id, state, result, at, cpuMs) {
+      if (!TERMINAL.has(state)) throw new StoreError('invalid', `finishRun: ${state} is not a terminal state`);
+      // The row lock the UPDATE takes makes the first terminal state win across nodes.
+      return (await q(`UPDATE runs SET state = $1, result = $2, finished_at = $3, cpu_ms = $4 WHERE id = $5 AND state IN ('queued', 'running')`,
+        [state, result, at, Math.max(0, Math.round(cpuMs)), id])).rowCount === 1;
+    },
+    async requeueRun(id) {
+      // The restart rule (see the SQLite store): retried once, else interrupted, blame host. One
+      // statement, so two nodes recovering the same run cannot both act on it.
+      await q(`UPDATE runs SET
+                 state = CASE WHEN attempts < 2 THEN 'queued' ELSE 'interrupted' END,
+                 started_at = CASE WHEN attempts < 2 THEN NULL ELSE started_at END,
+                 result = CASE WHEN attempts < 2 THEN result ELSE $2 END,
+                 finished_at = CASE WHEN attempts < 2 THEN finished_at ELSE $3 END
+               WHERE id = $1 AND state = 'running'`, [id, INTERRUPTED_RESULT, now()]);
+    },
+    async runsInState(state) {
+      return (await q<RunRow>('SELECT * FROM runs WHERE state = $1 ORDER BY created_at, id', [state])).rows.map(toRun);
+    },
+    async countRuns(tenantId, state) {
+      return (await one<{ n: number }>('SELECT count(*) AS n FROM runs WHERE tenant_id = $1 AND state = $2', [tenantId, state]))?.n ?? 0;
+    },
+    async cpuUsedSince(tenantId, since) {
+      return (await one<{ n: number }>('SELECT coalesce(sum(cpu_ms), 0) AS n FROM runs WHERE tenant_id = $1 AND finished_at >= $2', [tenantId, since]))?.n ?? 0;
+    },
+
+    async appendEvent(runId, type, data) {
+      if (!EVENT_TYPES.has(type)) throw new StoreError('invalid', `unknown event type ${String(type)}`);
+      // Two nodes may append to one run at once (a cancel and the run's own output): the loser of
+      // the primary key retries with the next seq.
+      for (let tries = 0; ; tries++) {
+        const at = now();
+        try {
+          const r = await one<{ seq: number; attempt: number }>(
+            `INSERT INTO run_events (run_id, seq, type, data, at, attempt)
+             SELECT $1, coalesce((SELECT max(seq) FROM run_events WHERE run_id = $1), 0) + 1, $2, $3, $4,
+                    coalesce((SELECT attempts FROM runs WHERE id = $1), 0)
+             RETURNING seq, attempt`, [runId, type, data, at]);
+          if (!r) throw new Error('appendEvent: no row inserted');
+          return { runId, seq: r.seq, type, data, at, attempt: r.attempt } satisfies RunEventRecord;
+        } catch (e) {
+          if (code(e) === FOREIGN_KEY) throw new StoreError('not_found', 'unknown run');
+          if (code(e) === UNIQUE && tries < 20) continue;
+          throw e;
+        }
+      }
+    },
+    async events(runId, afterSeq) {
+      return (await q<EventRow>('SELECT * FROM run_events WHERE run_id = $1 AND seq > $2 ORDER BY seq', [runId, afterSeq])).rows.map(toEvent);
+    },
+
+    async close() {
+      if (closed) return;
+      closed = true;
+      await pool.end();
+    },
+  };
+  return store;
+}
+
+/** The advisory lock a serving node holds for its life (see serveLock). */
+const SERVE_LOCK = 0x63617074;
+
+/**
+ * Takes the database's serve lock on a connection of its own, held until release(): the scheduler
+ * keeps its queue in memory and recovers every `running` run at start, so until the queue lives in
+ * the database one node serves a database at a time (as one serves a data dir). A string says why not.
+ */
+export async function serveLock(url: string): Promise<{ release(): Promise<void> } | string> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  c.on('error', () => {});
+  const r = await c.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [SERVE_LOCK]);
+  if (!r.rows[0]?.ok) {
+    await c.end();
+    return 'another capsa serve is using this database (one node per database for now)';
+  }
+  return { release: async () => { await c.end().catch(() => {}); } };
+}

@@ -1,0 +1,90 @@
+/**
+ * What the SQLite and PostgreSQL stores share: the rows' shapes and their mapping to records, the
+ * opaque page cursors, the constants of the Store contract. The SQL itself stays in each store.
+ */
+import type { ApiKeyRecord, ModuleRecord, Page, RunEventRecord, RunRecord, RunState, Tenant } from './types.js';
+import { StoreError } from './errors.js';
+
+/** Listings never return more than this many items a page. */
+export const MAX_PAGE = 100;
+
+/** The result `requeueRun` records when it gives up on a run. */
+export const INTERRUPTED_RESULT = JSON.stringify({
+  status: 'interrupted',
+  blame: 'host',
+  message: 'the server stopped while the run was running; it was retried once',
+});
+
+/** The states `finishRun` accepts. */
+export const TERMINAL: ReadonlySet<RunState> = new Set<RunState>([
+  'exited', 'trapped', 'timeout', 'memory_limit', 'output_limit', 'cancelled', 'invalid_module', 'host_error', 'interrupted',
+]);
+export const EVENT_TYPES: ReadonlySet<RunEventRecord['type']> = new Set<RunEventRecord['type']>(['status', 'attempt', 'stdout', 'stderr', 'audit', 'exit']);
+/** A key longer than this is not one of ours; don't hash megabytes for it. */
+export const MAX_KEY_LENGTH = 256;
+
+export interface TenantRow { id: string; name: string; created_at: number; policy: string | null }
+export interface KeyRow { id: string; tenant_id: string; created_at: number; revoked_at: number | null }
+export interface AuthRow { key_hash: string; revoked_at: number | null; t_id: string; t_name: string; t_created_at: number; t_policy: string | null }
+export interface ModuleRow { tenant_id: string; id: string; size: number; imports: string; created_at: number }
+export interface RunRow {
+  id: string; tenant_id: string; module_id: string; state: RunState; request: string; result: string | null;
+  created_at: number; started_at: number | null; finished_at: number | null; attempts: number; cpu_ms: number;
+}
+export interface EventRow { run_id: string; seq: number; type: RunEventRecord['type']; data: string; at: number; attempt: number }
+
+export const toTenant = (r: TenantRow): Tenant => ({ id: r.id, name: r.name, createdAt: r.created_at, policy: r.policy });
+export const toKey = (r: KeyRow): ApiKeyRecord => ({ id: r.id, tenantId: r.tenant_id, createdAt: r.created_at, revokedAt: r.revoked_at });
+export const toModule = (r: ModuleRow): ModuleRecord => ({
+  id: r.id, tenantId: r.tenant_id, size: r.size, imports: JSON.parse(r.imports) as string[], createdAt: r.created_at,
+});
+export const toRun = (r: RunRow): RunRecord => ({
+  id: r.id, tenantId: r.tenant_id, moduleId: r.module_id, state: r.state, request: r.request, result: r.result,
+  createdAt: r.created_at, startedAt: r.started_at, finishedAt: r.finished_at, attempts: r.attempts, cpuMs: r.cpu_ms,
+});
+export const toEvent = (r: EventRow): RunEventRecord => ({ runId: r.run_id, seq: r.seq, type: r.type, data: r.data, at: r.at, attempt: r.attempt });
+
+// ---- cursors: opaque base64url of [createdAt, id], the last item of the page before ----
+
+export function encodeCursor(createdAt: number, id: string): string {
+  return Buffer.from(JSON.stringify([createdAt, id]), 'utf8').toString('base64url');
+}
+
+export function decodeCursor(cursor: string): { createdAt: number; id: string } {
+  const bad = () => new StoreError('invalid', 'invalid cursor');
+  if (cursor.length > 512 || !/^[A-Za-z0-9_-]+$/.test(cursor)) throw bad();
+  let v: unknown;
+  try {
+    v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    throw bad();
+  }
+  if (!Array.isArray(v) || v.length !== 2) throw bad();
+  const [createdAt, id] = v as unknown[];
+  if (typeof createdAt !== 'number' || !Number.isSafeInteger(createdAt) || typeof id !== 'string') throw bad();
+  return { createdAt, id };
+}
+
+/** 1..MAX_PAGE; a limit that is not a number gets the maximum. */
+export function pageSize(limit: number): number {
+  if (!Number.isFinite(limit)) return MAX_PAGE;
+  return Math.min(MAX_PAGE, Math.max(1, Math.floor(limit)));
+}
+
+/** `rows` holds up to size + 1 rows; the extra one only says that there is a next page. */
+export function toPage<R extends { created_at: number; id: string }, T>(rows: R[], size: number, map: (r: R) => T): Page<T> {
+  const more = rows.length > size;
+  const kept = more ? rows.slice(0, size) : rows;
+  const page: Page<T> = { items: kept.map(map) };
+  const last = kept[kept.length - 1];
+  if (more && last) page.next = encodeCursor(last.created_at, last.id);
+  return page;
+}
+
+/** The imports list of a module record, checked. */
+export function checkImports(imports: unknown): string[] {
+  if (!Array.isArray(imports) || !imports.every((i) => typeof i === 'string')) {
+    throw new StoreError('invalid', 'imports must be an array of strings');
+  }
+  return imports as string[];
+}
