@@ -248,7 +248,7 @@ function remember(ctx: ServiceContext, entries: Resolved[]): void {
 /** Refuses a call: audited, answered ENOTCAPABLE. */
 function refuse(ctx: ServiceContext, call: string, address: string, why: string): never {
   const message = `system.net refused ${call} ${address}: ${why}`;
-  ctx.audit?.({ call: `system.net.${call}`, address, errno: ERRNO.NOTCAPABLE, message });
+  ctx.audit?.({ call: `cap_${call}`, address, errno: ERRNO.NOTCAPABLE, message });
   throw new CasperError(ERRNO.NOTCAPABLE, message);
 }
 
@@ -300,11 +300,11 @@ async function open(ctx: ServiceContext, call: string, sa: Sockaddr, how: Servic
     index = await how({ host: ipText(sa), port: sa.port });
   } catch (e) {
     const errno = errnoOf(e);
-    const d: NetDecision = { call: `system.net.${call}`, address, errno, message: `system.net ${call} ${address} failed: ${(e as Error)?.message ?? String(e)}` };
+    const d: NetDecision = { call: `cap_${call}`, address, errno, message: `system.net ${call} ${address} failed: ${(e as Error)?.message ?? String(e)}` };
     ctx.audit?.(d);
     throw new CasperError(errno, d.message);
   }
-  ctx.audit?.({ call: `system.net.${call}`, address, errno: 0, message: `system.net ${call} ${address}` });
+  ctx.audit?.({ call: `cap_${call}`, address, errno: 0, message: `system.net ${call} ${address}` });
   return new NvList().addDescriptor('s', index);
 }
 

@@ -156,7 +156,7 @@ describe('connect', () => {
     expect(r.reply.get('s', 'descriptor')?.value).toBe(0);
     expect(r.descriptors).toEqual([{ kind: 'socket', slot: 100, listening: false }]);
     await expect.poll(() => seen).toBe(before + 1);
-    expect(decisions.at(-1)).toMatchObject({ call: 'system.net.connect', address: `127.0.0.1:${port}`, errno: 0 });
+    expect(decisions.at(-1)).toMatchObject({ call: 'cap_connect', address: `127.0.0.1:${port}`, errno: 0 });
   });
 
   it('refuses an address outside the limits before any packet leaves: the server sees no connection', async () => {
@@ -181,7 +181,7 @@ describe('connect', () => {
     expect(await limitSet(b, ch, new Limit(CAPNET.NAME2ADDR))).toBe(0);
     expect((await connect(b, ch, '10.0.0.1:80')).error).toBe(ERRNO.NOTCAPABLE);
     expect(decisions).toEqual([expect.objectContaining({
-      call: 'system.net.connect', address: '10.0.0.1:80', errno: ERRNO.NOTCAPABLE,
+      call: 'cap_connect', address: '10.0.0.1:80', errno: ERRNO.NOTCAPABLE,
       message: expect.stringContaining('CAPNET_CONNECT'),
     })]);
   });
