@@ -349,7 +349,8 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
   });
 
   /** The bridge handlers of a run whose guest imports host functions or Casper: what crosses, and who answers. */
-  const bridgeOf = (req: RunRequest, limits: Limits, module: WebAssembly.Module, fns: HostFunctions, warn: (what: string, e: unknown) => void, charge: (ms: number) => void) => {
+  const bridgeOf = (req: RunRequest, limits: Limits, module: WebAssembly.Module, fns: HostFunctions, warn: (what: string, e: unknown) => void, charge: (ms: number) => void,
+    owner: NetOwner | undefined, netAudit: (e: NetAuditEntry) => void) => {
     const fnList = functionList(fns);
     // Only the functions the module imports cross to the worker.
     const imported = new Set(WebAssembly.Module.imports(module).map((i) => `${i.module}.${i.name}`));
@@ -365,6 +366,15 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
           onServiceError: (service, e) => warn(`Casper service ${service}`, e),
           // Every channel is a descriptor of the guest: it can never hold more than its fds.
           maxChannels: limits.fds,
+          // system.net's connections are the run's sockets, under its net limits.
+          ...(owner ? {
+            sockets: {
+              connect: (to) => owner.connect({ kind: 'tcp', ...to }),
+              listen: (at) => owner.listen({ kind: 'tcp', ...at }),
+              release: (slot) => owner.release(slot),
+            },
+          } : {}),
+          audit: netAudit,
         }), { maxMessageBytes: CASPER_MAX_MESSAGE_BYTES, charge }),
       } : {}),
     });
@@ -388,14 +398,10 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
     const warn = (what: string, e: unknown) => {
       if (warnings.length < 100) warnings.push(`${what} failed: ${(e as Error)?.message ?? String(e)}`);
     };
-    // The host thread's time on the run's Casper requests counts against the run's CPU limit.
-    let hostCpuMs = 0;
-    const { used, serve } = bridgeOf(req, limits, loaded.module, fns, warn, (ms) => { hostCpuMs += ms; });
     const out: Record<1 | 2, Uint8Array[]> = { 1: [], 2: [] };
     const audit: AuditEvent[] = [];
-    const spec: GuestSpec = { ...specOf(req, limits, used, streaming, auditMax), ...(entry ? { invoke: entry } : {}) };
     const t0 = performance.now();
-    const owner = socketsOf(req, (e) => {
+    const netAudit = (e: NetAuditEntry): void => {
       if ((req.audit ?? 'off') === 'off' || audit.length >= auditMax) return;
       const event: AuditEvent = {
         seq: audit.length, t: Math.round((performance.now() - t0) * 1000) / 1000, call: e.call, fd: -1, path: e.address,
@@ -403,7 +409,13 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
       };
       audit.push(event);
       emit({ type: 'audit', event });
-    });
+    };
+    const casperNet = req.casper?.['system.net'] !== undefined && WebAssembly.Module.imports(loaded.module).some((i) => i.module === 'casper');
+    const owner = socketsOf(req, netAudit, casperNet);
+    // The host thread's time on the run's Casper requests counts against the run's CPU limit.
+    let hostCpuMs = 0;
+    const { used, serve } = bridgeOf(req, limits, loaded.module, fns, warn, (ms) => { hostCpuMs += ms; }, owner, netAudit);
+    const spec: GuestSpec = { ...specOf(req, limits, used, streaming, auditMax), ...(entry ? { invoke: entry } : {}) };
     let end: JobEnd;
     try {
       if (owner) {
@@ -432,10 +444,15 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
     return resultOf(end, base, req, hostCpuMs);
   };
 
-  /** The run's sockets, when it has any: refused under process isolation, whose executors have no network. */
-  const socketsOf = (req: RunRequest, audit: (e: NetAuditEntry) => void): NetOwner | undefined => {
-    if (!req.sockets?.length && !hasSocketNode(req.argdata)) return undefined;
+  /**
+   * The run's sockets, when it has any or may get some from Casper's system.net: refused under
+   * process isolation, whose executors have no network (system.net's connect then answers ENOTSUP).
+   */
+  const socketsOf = (req: RunRequest, audit: (e: NetAuditEntry) => void, casperNet: boolean): NetOwner | undefined => {
+    const granted = (req.sockets?.length ?? 0) > 0 || hasSocketNode(req.argdata);
+    if (!granted && !casperNet) return undefined;
     if (runner.isolation === 'process') {
+      if (!granted) return undefined;
       throw new TypeError('Cannot run with sockets under process isolation: executors have no network; run this guest on worker threads (isolation "thread")');
     }
     const l = { ...DEFAULT_NET_LIMITS, ...req.net };
