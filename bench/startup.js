@@ -64,6 +64,6 @@ export function run({ iterations = 10 } = {}) {
       vs(CAPSA, NAIVE, 1.1),
       ...(hasFlite ? [vs(CAPSA_FLITE, NAIVE_FLITE, 1.05)] : []),
     ],
-    notes: hasFlite ? [] : ['flite is not installed (npm install: it is a devDependency), so its row is missing.'],
+    ...(hasFlite ? {} : { notes: ['flite is not installed (npm install: it is a devDependency), so its row is missing.'] }),
   };
 }
