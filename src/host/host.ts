@@ -33,7 +33,10 @@ export interface HostOptions {
   maxQueue?: number;
   /** Limits a run gets by default, and the most it may ask for. */
   limits?: { defaults?: Partial<Limits>; max?: Partial<Limits> };
-  /** Bytes of modules (originals plus compiled copies) to keep compiled (default 256 MiB). */
+  /**
+   * Bytes of modules (originals plus compiled copies) to keep compiled (default 256 MiB). 0 keeps
+   * none: every run compiles its module and no module is hashed unless its id is needed (the CLI).
+   */
   cacheBytes?: number;
   /** The largest module accepted, in bytes (default 64 MiB). */
   maxModuleBytes?: number;
@@ -427,7 +430,8 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
         req.onListening?.(owner.addresses);
       }
       end = await runner.submit({
-        module: loaded.module, moduleId: loaded.id, bytes: () => originalBytes(req, loaded.id), caps: caps(limits),
+        // The id only when an executor asks for it: hashing a large module costs more than running it once.
+        module: loaded.module, get moduleId() { return loaded.id; }, bytes: () => originalBytes(req, loaded.id), caps: caps(limits),
         spec, signal: req.signal, serve, onBridgeError: warn, hostCpuMs: () => hostCpuMs,
         onOutput(fd, data) {
           out[fd].push(data);
