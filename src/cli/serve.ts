@@ -14,6 +14,7 @@ import { createApp } from '../api/app.js';
 import { defaultLogger } from '../api/log.js';
 import { createScheduler } from '../api/scheduler.js';
 import { createSqliteStore } from '../api/store/sqlite.js';
+import { NoSqliteDriverError } from '../api/store/sqlite-driver.js';
 import { storeUrl } from './store-url.js';
 import type { Store } from '../api/store/types.js';
 import { createHost, type Host } from '../host/host.js';
@@ -62,8 +63,9 @@ Options:
                     none: guests on worker threads inside this process (no executors:
                     for trusted guests and comparisons only).
   --executor-runtime RUNTIME
-                    node (default): Node's permission model. deno: Deno's (the deno
-                    package), which also denies the network without bubblewrap.
+                    node: Node's permission model. deno: Deno's (the deno package), which
+                    also denies the network without bubblewrap. Default: the runtime
+                    capsa itself runs on.
   --grace DURATION  On SIGTERM/SIGINT, how long running guests may take to finish before
                     they are queued again for the next start (default ${SHUTDOWN_DEADLINE_MS / 1000}s).
   -h, --help        Show this help.
@@ -112,7 +114,7 @@ export async function serve(argv: string[]): Promise<number> {
       workers: { type: 'string' },
       executors: { type: 'string' },
       isolation: { type: 'string', default: 'best-effort' },
-      'executor-runtime': { type: 'string', default: 'node' },
+      'executor-runtime': { type: 'string' },
       grace: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -125,7 +127,7 @@ export async function serve(argv: string[]): Promise<number> {
   const isolation = values.isolation;
   if (isolation !== 'best-effort' && isolation !== 'strict' && isolation !== 'none') throw new UsageError(`--isolation ${isolation}: expected best-effort, strict or none`);
   const runtime = values['executor-runtime'];
-  if (runtime !== 'node' && runtime !== 'deno') throw new UsageError(`--executor-runtime ${runtime}: expected node or deno`);
+  if (runtime !== undefined && runtime !== 'node' && runtime !== 'deno') throw new UsageError(`--executor-runtime ${runtime}: expected node or deno`);
   // --workers is the number of guests running at once (as with threads); executors share them out.
   const workers = parseCount(values.workers, '--workers', os.availableParallelism());
   const executors = Math.min(workers, parseCount(values.executors, '--executors', workers));
@@ -179,6 +181,7 @@ export async function serve(argv: string[]): Promise<number> {
       store = createSqliteStore({ dir: values.data });
     } catch (e) {
       l.release();
+      if (e instanceof NoSqliteDriverError) throw e;
       process.stderr.write(`capsa: cannot open the store in ${values.data}: ${(e as Error).message}\n`);
       return 1;
     }
@@ -189,7 +192,7 @@ export async function serve(argv: string[]): Promise<number> {
       workers,
       isolation: 'process',
       executors: {
-        count: executors, isolation, runtime, mounts: await mountsInForce(store, policy ?? SERVICE_POLICY),
+        count: executors, isolation, ...(runtime ? { runtime } : {}), mounts: await mountsInForce(store, policy ?? SERVICE_POLICY),
         onLog: (level, msg) => log[level]({ component: 'executors' }, msg),
       },
     });

@@ -14,6 +14,7 @@ import { DEFAULT_LIMITS, DEFAULT_MAX_LIMITS, resolveLimits, type Limits } from '
 import { ModuleCache, moduleId, type CachedModule } from './module-cache.js';
 import type { JobEnd, Pool } from './pool.js';
 import { toRunOutput, type AuditEvent, type RunOutput, type RunResult } from './result.js';
+import { withSourceLines } from './trap.js';
 import { exportSignature, ModuleLimitError } from './wasm-limits.js';
 import { formatBytes } from './units.js';
 import type { DirGrant, GuestSpec } from './worker/protocol.js';
@@ -445,7 +446,12 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
       owner?.close();
     }
     const base = { stdout: concat(out[1]), stderr: concat(out[2]), audit: { events: audit, dropped: 0 }, ...(warnings.length ? { warnings } : {}) };
-    return resultOf(end, base, req, hostCpuMs);
+    const r = resultOf(end, base, req, hostCpuMs);
+    // A trap's frames get file:line where the module carries DWARF line information (clang -g).
+    if (r.trap?.frames && WebAssembly.Module.customSections(loaded.module, '.debug_line').length) {
+      r.trap.frames = withSourceLines(r.trap.frames, originalBytes(req, loaded.id));
+    }
+    return r;
   };
 
   /**

@@ -12,11 +12,13 @@ import type { FromWorker, WorkerData } from './worker/protocol.js';
 
 // Built code runs the compiled worker; from the sources (tests, tsx) the worker registers tsx first.
 const FROM_SOURCE = import.meta.url.endsWith('.ts');
+// Deno runs TypeScript itself: only Node running the sources needs tsx in the worker.
+const NEEDS_TSX = FROM_SOURCE && !(process.versions as Record<string, string | undefined>)['deno'];
 const WORKER_URL = new URL(FROM_SOURCE ? './worker/guest-worker.ts' : './worker/guest-worker.js', import.meta.url);
 
-/** Starts a worker thread on `url` (the guest worker by default), registering tsx first when running from the sources. */
+/** Starts a worker thread on `url` (the guest worker by default), registering tsx first when Node runs the sources. */
 export function newWorker(options: WorkerOptions, url: URL = WORKER_URL): Worker {
-  if (!FROM_SOURCE) return new Worker(url, options);
+  if (!NEEDS_TSX) return new Worker(url, options);
   // Resolved here, not in the worker: a bare specifier there would resolve from the process's cwd.
   // (require.resolve would pick tsx's CommonJS build, which cannot be imported from a worker.)
   const pkg = createRequire(import.meta.url).resolve('tsx/package.json');

@@ -3,16 +3,17 @@
  * modules, keyset pagination, the run lifecycle with its restart rule, run events, durability.
  * The 'default' vitest project runs it on the SQLite store (a temp data dir), the 'postgres'
  * project on the PostgreSQL one (a database of this file's own, emptied before each test).
- * Tests of SQLite's files and pragmas run on SQLite only (`onSqlite`).
+ * Tests of SQLite's files and pragmas run on SQLite only (`onSqlite`). Under Deno (test/deno.test.ts
+ * runs this file there) the SQLite store is on node:sqlite, else on better-sqlite3.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
-import Database from 'better-sqlite3';
 import { describe, it, expect, beforeAll, beforeEach, afterEach } from 'vitest';
 import pg from 'pg';
 import { createSqliteStore, INTERRUPTED_RESULT, MAX_PAGE } from '../../src/api/store/sqlite.js';
+import { openSqlite, type SqliteDriverName } from '../../src/api/store/sqlite-driver.js';
 import { createPostgresStore } from '../../src/api/store/postgres.js';
 import { freshDatabase, testStoreKind, truncateAll } from '../helpers/pg.js';
 import { StoreError, type RunRecord, type Store } from '../../src/api/store/types.js';
@@ -26,11 +27,15 @@ const open: Store[] = [];
 const kind = testStoreKind();
 /** SQLite's own files and pragmas: what only that store has. */
 const onSqlite = kind === 'sqlite';
+/** The driver the SQLite store runs on here: Deno loads only node:sqlite. */
+const driver: SqliteDriverName = (process.versions as Record<string, string | undefined>)['deno'] ? 'node:sqlite' : 'better-sqlite3';
+/** A connection of the test's own to the store's database file, on the same driver. */
+const rawDb = (o: { readonly?: boolean } = {}) => openSqlite(path.join(dir, 'capsa.db'), { driver, ...o });
 let pgUrl = '';
 
 /** A store (on `dir`, or this file's database) whose clock the test moves (`clock`). */
 async function openStore(): Promise<Store> {
-  const s = onSqlite ? createSqliteStore({ dir, now: () => clock }) : await createPostgresStore({ url: pgUrl, now: () => clock, poolSize: 3 });
+  const s = onSqlite ? createSqliteStore({ dir, now: () => clock, driver }) : await createPostgresStore({ url: pgUrl, now: () => clock, poolSize: 3 });
   open.push(s);
   return s;
 }
@@ -79,10 +84,10 @@ describe.runIf(onSqlite)('schema (SQLite: its file, pragmas and migrations)', ()
     expect(fs.existsSync(path.join(dir, 'capsa.db-shm'))).toBe(true);
     expect(fs.statSync(path.join(dir, 'modules', 'sha256')).isDirectory()).toBe(true);
 
-    const raw = new Database(path.join(dir, 'capsa.db'), { readonly: true });
+    const raw = rawDb({ readonly: true });
     try {
-      expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
-      expect(raw.pragma('user_version', { simple: true })).toBe(MIGRATIONS.length);
+      expect(raw.pragma('journal_mode')).toBe('wal');
+      expect(raw.pragma('user_version')).toBe(MIGRATIONS.length);
       const tables = raw.prepare<[], { name: string }>(`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`).all().map((r) => r.name);
       expect(tables).toEqual(['api_keys', 'modules', 'run_events', 'runs', 'tenants']);
       const indexes = raw.prepare<[], { name: string }>(`SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%'`).all().map((r) => r.name);
@@ -102,17 +107,17 @@ describe.runIf(onSqlite)('schema (SQLite: its file, pragmas and migrations)', ()
     const c = await openStore();
     expect(await c.listTenants()).toEqual([t]);
     await c.close();
-    const raw = new Database(path.join(dir, 'capsa.db'), { readonly: true });
-    expect(raw.pragma('user_version', { simple: true })).toBe(MIGRATIONS.length);
+    const raw = rawDb({ readonly: true });
+    expect(raw.pragma('user_version')).toBe(MIGRATIONS.length);
     await raw.close();
   });
 
   it('refuses a database from a newer build', async () => {
     await (await openStore()).close();
-    const raw = new Database(path.join(dir, 'capsa.db'));
-    raw.pragma(`user_version = ${MIGRATIONS.length + 1}`);
+    const raw = rawDb();
+    raw.exec(`PRAGMA user_version = ${MIGRATIONS.length + 1}`);
     await raw.close();
-    expect(() => createSqliteStore({ dir })).toThrow(/newer than this build/);
+    expect(() => createSqliteStore({ dir, driver })).toThrow(/newer than this build/);
   });
 
   it('close is idempotent and later calls throw', async () => {
@@ -162,7 +167,7 @@ describe('tenants and keys', () => {
     await s.close();
     const hashed = [{ key_hash: createHash('sha256').update(key).digest('hex') }];
     if (onSqlite) {
-      const raw = new Database(path.join(dir, 'capsa.db'), { readonly: true });
+      const raw = rawDb({ readonly: true });
       const rows = raw.prepare<[], { key_hash: string }>('SELECT key_hash FROM api_keys').all();
       raw.close();
       expect(rows).toEqual(hashed);
@@ -592,9 +597,9 @@ describe('events', () => {
   });
 
   it.runIf(onSqlite)('migration 2 gives the events of an older database their attempts', async () => {
-    const raw = new Database(path.join(dir, 'capsa.db'));
+    const raw = rawDb();
     raw.exec(MIGRATIONS[0]!);
-    raw.pragma('user_version = 1');
+    raw.exec('PRAGMA user_version = 1');
     raw.prepare(`INSERT INTO tenants (id, name, created_at) VALUES ('ten_1', 'old', 0)`).run();
     raw.prepare(`INSERT INTO runs (id, tenant_id, module_id, state, request, created_at, attempts) VALUES ('run_1', 'ten_1', 'sha256:00', 'exited', '{}', 0, 2)`).run();
     const add = raw.prepare('INSERT INTO run_events (run_id, seq, type, data, at) VALUES (?, ?, ?, ?, 0)');

@@ -1,5 +1,5 @@
 /**
- * The SQLite store (better-sqlite3): one file `<dir>/capsa.db` in WAL mode, module bytes
+ * The SQLite store (on better-sqlite3 or node:sqlite, see sqlite-driver.ts): one file `<dir>/capsa.db` in WAL mode, module bytes
  * content-addressed under `<dir>/modules/sha256/<hex>`.
  *
  * One process owns a data dir. Every method is synchronous, so within that process no two store
@@ -9,12 +9,12 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import Database from 'better-sqlite3';
 import type { ApiKeyRecord, ModuleRecord, Page, RunEventRecord, RunRecord, RunState, Store, Tenant } from './types.js';
 import { StoreError } from './errors.js';
 import { KEY_PREFIX, hashApiKey, moduleDigest, moduleIdOf, newApiKey, newId } from './ids.js';
 import { MIGRATIONS } from './migrations.js';
 import { asyncStore, type SyncStore } from './sync.js';
+import { constraintOf, openSqlite, type SqlDatabase, type SqliteDriverName } from './sqlite-driver.js';
 import {
   EVENT_TYPES, INTERRUPTED_RESULT, MAX_KEY_LENGTH, TERMINAL, checkImports, decodeCursor, pageSize, toEvent, toKey, toModule, toPage, toRun, toTenant,
   type AuthRow, type EventRow, type KeyRow, type ModuleRow, type RunRow, type TenantRow,
@@ -29,6 +29,8 @@ export interface SqliteStoreOptions {
   now?: () => number;
   /** How long a statement waits for another connection's lock, ms (default 5000). */
   busyTimeoutMs?: number;
+  /** The driver (default: better-sqlite3 where it loads, else node:sqlite). */
+  driver?: SqliteDriverName;
 }
 
 // ---- module files ----
@@ -78,12 +80,12 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
   const modulesDir = join(opts.dir, 'modules', 'sha256');
   mkdirSync(modulesDir, { recursive: true });
 
-  const db = new Database(join(opts.dir, 'capsa.db'));
+  const db = openSqlite(join(opts.dir, 'capsa.db'), { driver: opts.driver });
   try {
-    db.pragma(`busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs ?? 5000))}`);
-    db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = NORMAL');
-    db.pragma('foreign_keys = ON');
+    db.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs ?? 5000))}`);
+    db.exec('PRAGMA journal_mode = WAL');
+    db.exec('PRAGMA synchronous = NORMAL');
+    db.exec('PRAGMA foreign_keys = ON');
     migrate(db);
   } catch (e) {
     db.close();
@@ -172,7 +174,7 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
     try {
       s.insertTenant.run(t.id, t.name, t.createdAt);
     } catch (e) {
-      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
+      if (constraintOf(e) === 'unique') {
         throw new StoreError('conflict', `a tenant named ${JSON.stringify(name)} exists`);
       }
       throw e;
@@ -209,7 +211,7 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
       s.insertModule.run(tenantId, id, record.size, JSON.stringify(record.imports), record.createdAt);
     } catch (e) {
       if ((s.moduleRefs.get(id)?.n ?? 0) === 0) unlinkQuiet(path);
-      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_FOREIGNKEY') throw new StoreError('not_found', 'unknown tenant');
+      if (constraintOf(e) === 'foreignkey') throw new StoreError('not_found', 'unknown tenant');
       throw e;
     }
     return { record, created: true };
@@ -226,7 +228,7 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
     try {
       s.insertRun.run(run.id, run.tenantId, run.moduleId, run.request, run.createdAt);
     } catch (e) {
-      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new StoreError('conflict', 'run id exists');
+      if (constraintOf(e) === 'primarykey') throw new StoreError('conflict', 'run id exists');
       throw e;
     }
     return {
@@ -253,7 +255,7 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
     try {
       row = s.appendEvent.get(runId, type, data, at, runId, runId);
     } catch (e) {
-      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_FOREIGNKEY') throw new StoreError('not_found', 'unknown run');
+      if (constraintOf(e) === 'foreignkey') throw new StoreError('not_found', 'unknown run');
       throw e;
     }
     if (!row) throw new Error('appendEvent: no row inserted');
@@ -281,7 +283,7 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
       try {
         s.insertKey.run(record.id, tenantId, hashApiKey(key), record.createdAt);
       } catch (e) {
-        if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_FOREIGNKEY') throw new StoreError('not_found', 'unknown tenant');
+        if (constraintOf(e) === 'foreignkey') throw new StoreError('not_found', 'unknown tenant');
         throw e;
       }
       return { key, record };
@@ -360,25 +362,25 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
     events: (runId, afterSeq) => s.events.all(runId, afterSeq).map(toEvent),
 
     close: () => {
-      if (db.open) db.close();
+      db.close();
     },
   };
   return asyncStore(store);
 }
 
 /** Applies the migrations the database lacks, all in one IMMEDIATE transaction (so two openers don't race). */
-function migrate(db: Database.Database): void {
+function migrate(db: SqlDatabase): void {
   const apply = db.transaction(() => {
-    const current = db.pragma('user_version', { simple: true }) as number;
+    const current = db.pragma('user_version') as number;
     if (current > MIGRATIONS.length) {
       throw new Error(`capsa.db has schema version ${current}, newer than this build knows (${MIGRATIONS.length})`);
     }
     for (let v = current; v < MIGRATIONS.length; v++) {
       db.exec(MIGRATIONS[v] as string);
     }
-    if (current !== MIGRATIONS.length) db.pragma(`user_version = ${MIGRATIONS.length}`);
-  });
-  apply.immediate();
+    if (current !== MIGRATIONS.length) db.exec(`PRAGMA user_version = ${MIGRATIONS.length}`);
+  }, 'immediate');
+  apply();
 }
 
 /** Removes temp files and files no tenant references; `referenced` gets the hex digest. */
