@@ -29,7 +29,7 @@ export interface AuthRow { key_hash: string; revoked_at: number | null; t_id: st
 export interface ModuleRow { tenant_id: string; id: string; size: number; imports: string; created_at: number }
 export interface RunRow {
   id: string; tenant_id: string; module_id: string; state: RunState; request: string; result: string | null;
-  created_at: number; started_at: number | null; finished_at: number | null; attempts: number; cpu_ms: number;
+  created_at: number; started_at: number | null; finished_at: number | null; attempts: number; cpu_ms: number; node_id: string | null;
 }
 export interface EventRow { run_id: string; seq: number; type: RunEventRecord['type']; data: string; at: number; attempt: number }
 
@@ -41,6 +41,12 @@ export const toModule = (r: ModuleRow): ModuleRecord => ({
 export const toRun = (r: RunRow): RunRecord => ({
   id: r.id, tenantId: r.tenant_id, moduleId: r.module_id, state: r.state, request: r.request, result: r.result,
   createdAt: r.created_at, startedAt: r.started_at, finishedAt: r.finished_at, attempts: r.attempts, cpuMs: r.cpu_ms,
+  nodeId: r.node_id ?? null,
+});
+/** A queued run as createRun returns it. */
+export const newQueuedRun = (run: { id: string; tenantId: string; moduleId: string; request: string; createdAt: number }): RunRecord => ({
+  id: run.id, tenantId: run.tenantId, moduleId: run.moduleId, state: 'queued', request: run.request, result: null,
+  createdAt: run.createdAt, startedAt: null, finishedAt: null, attempts: 0, cpuMs: 0, nodeId: null,
 });
 export const toEvent = (r: EventRow): RunEventRecord => ({ runId: r.run_id, seq: r.seq, type: r.type, data: r.data, at: r.at, attempt: r.attempt });
 
