@@ -148,9 +148,10 @@ export function createFakeStore(initial?: State, now: () => number = Date.now): 
     },
     claimRuns(o) {
       const out: RunRecord[] = [];
+      const oldest = (tid: string) => Math.min(...runsOf(tid, 'queued').map((r) => r.createdAt));
       const order = () => [...st.tenants.values()]
         .filter((t) => runsOf(t.id, 'queued').length > 0 && runsOf(t.id, 'running').length < o.concurrentRuns)
-        .sort((a, b) => (st.served.get(a.id) ?? 0) - (st.served.get(b.id) ?? 0) || a.createdAt - b.createdAt);
+        .sort((a, b) => (st.served.get(a.id) ?? 0) - (st.served.get(b.id) ?? 0) || oldest(a.id) - oldest(b.id));
       for (let t = order()[0]; t && out.length < o.max; t = order()[0]) {
         const r = runsOf(t.id, 'queued').sort((a, b) => a.createdAt - b.createdAt)[0]!;
         Object.assign(r, { state: 'running', startedAt: o.at, attempts: r.attempts + 1, nodeId: o.node });

@@ -291,7 +291,7 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
             `SELECT t.id FROM tenants t
              WHERE t.id IN (SELECT tenant_id FROM runs WHERE state = 'queued') AND NOT (t.id = ANY($1::text[]))
                AND (SELECT count(*) FROM runs r WHERE r.tenant_id = t.id AND r.state = 'running') < $2
-             ORDER BY t.served_seq, t.created_at, t.id LIMIT 1 FOR UPDATE OF t SKIP LOCKED`, [full, o.concurrentRuns])).rows[0];
+             ORDER BY t.served_seq, (SELECT min(created_at) FROM runs r WHERE r.tenant_id = t.id AND r.state = 'queued'), t.id LIMIT 1 FOR UPDATE OF t SKIP LOCKED`, [full, o.concurrentRuns])).rows[0];
           if (!t) break;
           const running = (await c.query<{ n: number }>(`SELECT count(*) AS n FROM runs WHERE tenant_id = $1 AND state = 'running'`, [t.id])).rows[0]!.n;
           const row = running >= o.concurrentRuns ? undefined : (await c.query<RunRow>(

@@ -159,11 +159,11 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
       `SELECT coalesce(sum(state = 'queued'), 0) AS queued, coalesce(sum(state = 'running'), 0) AS running,
               count(DISTINCT CASE WHEN state = 'queued' THEN tenant_id END) AS tenants
        FROM runs WHERE state IN ('queued', 'running')`),
-    // The fair order (see claimRuns): served longest ago first, then the oldest tenant.
+    // The fair order (see claimRuns): served longest ago first, then the one whose oldest run waited longest.
     claimOrder: db.prepare<[], { id: string; running: number }>(
       `SELECT t.id, (SELECT count(*) FROM runs r WHERE r.tenant_id = t.id AND r.state = 'running') AS running
        FROM tenants t WHERE t.id IN (SELECT tenant_id FROM runs WHERE state = 'queued')
-       ORDER BY t.served_seq, t.created_at, t.id`),
+       ORDER BY t.served_seq, (SELECT min(created_at) FROM runs r WHERE r.tenant_id = t.id AND r.state = 'queued'), t.id`),
     claimOldest: db.prepare<[number, string, number, string], RunRow>(
       `UPDATE runs SET state = 'running', started_at = ?, node_id = ?, lease_until = ?, attempts = attempts + 1
        WHERE rowid = (SELECT rowid FROM runs WHERE tenant_id = ? AND state = 'queued' ORDER BY created_at, rowid LIMIT 1)

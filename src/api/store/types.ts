@@ -163,7 +163,8 @@ export interface Store {
   startRun(id: string, at: number, nodeId?: string): Promise<boolean>;
   /**
    * Claims up to `max` queued runs for `node`, in one transaction: each time the tenant with queued
-   * runs that is below `concurrentRuns` and was served longest ago (then the oldest tenant) gives its
+   * runs that is below `concurrentRuns` and was served longest ago (then the one whose oldest queued
+   * run waited longest) gives its
    * oldest queued run, which becomes `running` (attempts + 1) with the node and a lease. The tenant's
    * row lock makes the concurrency bound exact across nodes (every transition to running takes it);
    * on PostgreSQL tenants and runs locked by another claimer are skipped, not waited for.
