@@ -193,7 +193,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     if (free <= 0) return;
     claiming = true;
     again = false;
-    store.claimRuns({ node: nodeId, max: free, leaseMs, concurrentRuns: quotas.concurrentRuns, at: now() }).then((runs) => {
+    store.claimRuns({ node: nodeId, max: free, leaseMs, concurrentRuns: quotas.concurrentRuns }).then((runs) => {
       depth.queued = Math.max(0, depth.queued - runs.length);
       for (const run of runs) launch(run);
       claiming = false;

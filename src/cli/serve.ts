@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import { createAdaptorServer } from '@hono/node-server';
 import { createApp } from '../api/app.js';
 import { defaultLogger } from '../api/log.js';
-import { createScheduler } from '../api/scheduler.js';
+import { createScheduler, DEFAULT_QUOTAS } from '../api/scheduler.js';
 import { createSqliteStore } from '../api/store/sqlite.js';
 import { storeUrl } from './store-url.js';
 import type { Store } from '../api/store/types.js';
@@ -29,6 +29,7 @@ export const SHUTDOWN_DEADLINE_MS = 10_000;
 export const SERVE_HELP = `Usage: capsa serve [--host 127.0.0.1] [--port 8080] [--data ${DEFAULT_DATA_DIR} | --store postgres://…] [--policy FILE]
                    [--executors N] [--workers N] [--isolation best-effort|strict|none]
                    [--executor-runtime node|deno] [--grace 10s] [--node-id ID] [--lease 30s]
+                   [--concurrent-runs N]
 
 Runs the capsa REST service: tenants upload modules (POST /v1/modules) and run them
 under manifests (POST /v1/runs), each run checked against the tenant's policy, queued,
@@ -66,6 +67,9 @@ Options:
                     package), which also denies the network without bubblewrap.
   --grace DURATION  On SIGTERM/SIGINT, how long running guests may take to finish before
                     they are queued again for the next start (default ${SHUTDOWN_DEADLINE_MS / 1000}s).
+  --concurrent-runs N
+                    A tenant's runs running at once, across all the servers of a
+                    --store (default ${DEFAULT_QUOTAS.concurrentRuns}); its other runs wait their turn in the queue.
   --node-id ID      This node's id, kept on the runs it runs (default HOST-PID-RANDOM).
   --lease DURATION  With --store: how long a node's claim on a run holds unless renewed
                     (every third of it); a node that dies has its runs recovered by the
@@ -120,6 +124,7 @@ export async function serve(argv: string[]): Promise<number> {
       'executor-runtime': { type: 'string', default: 'node' },
       grace: { type: 'string' },
       'node-id': { type: 'string' },
+      'concurrent-runs': { type: 'string' },
       lease: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -213,6 +218,7 @@ export async function serve(argv: string[]): Promise<number> {
   // the last process and is recovered at once; PostgreSQL: when its node's lease expires.
   const scheduler = createScheduler({
     store, host, logger: log, exclusive: !url,
+    ...(values['concurrent-runs'] !== undefined ? { quotas: { concurrentRuns: parseCount(values['concurrent-runs'], '--concurrent-runs', DEFAULT_QUOTAS.concurrentRuns) } } : {}),
     ...(values['node-id'] !== undefined ? { nodeId: values['node-id'] } : {}),
     ...(leaseMs !== undefined ? { leaseMs } : {}),
   });

@@ -154,8 +154,9 @@ export function createFakeStore(initial?: State, now: () => number = Date.now): 
         .sort((a, b) => (st.served.get(a.id) ?? 0) - (st.served.get(b.id) ?? 0) || oldest(a.id) - oldest(b.id));
       for (let t = order()[0]; t && out.length < o.max; t = order()[0]) {
         const r = runsOf(t.id, 'queued').sort((a, b) => a.createdAt - b.createdAt)[0]!;
-        Object.assign(r, { state: 'running', startedAt: o.at, attempts: r.attempts + 1, nodeId: o.node });
-        st.leases.set(r.id, o.at + o.leaseMs);
+        const at = now();
+        Object.assign(r, { state: 'running', startedAt: at, attempts: r.attempts + 1, nodeId: o.node });
+        st.leases.set(r.id, at + o.leaseMs);
         st.served.set(t.id, Math.max(0, ...st.served.values()) + 1);
         out.push({ ...r });
       }

@@ -553,7 +553,7 @@ describe('runs', () => {
 
 describe('the queue: claims, leases, quotas', () => {
   const claim = (s: Store, max: number, o: Partial<ClaimOptions> = {}) =>
-    s.claimRuns({ node: 'n1', max, leaseMs: 1000, concurrentRuns: 100, at: clock, ...o });
+    s.claimRuns({ node: 'n1', max, leaseMs: 1000, concurrentRuns: 100, ...o });
   /** Tenants named by letter, each with its module; `runs(t, n)` queues n runs of it, a ms apart. */
   async function tenants(s: Store, names: string[]) {
     const out = new Map<string, { id: string; mod: string }>();
@@ -658,9 +658,10 @@ describe('the queue: claims, leases, quotas', () => {
     expect(await s.renewLeases('n1', [{ id: r1.id, attempt: 1 }], 1000, clock + 1960)).toEqual([]);
     expect(await s.finishRun(r1.id, 'exited', '{}', clock + 1960, 5, 1)).toBe(false);
     // Another node claims the retry; the first node's late end of attempt 1 still cannot end it.
-    const [retry] = await claim(s, 1, { node: 'n2', at: clock + 2000 });
+    clock += 2000;
+    const [retry] = await claim(s, 1, { node: 'n2' });
     expect(retry).toMatchObject({ id: r1.id, attempts: 2, nodeId: 'n2' });
-    expect(await s.finishRun(r1.id, 'exited', '{}', clock + 2001, 5, 1)).toBe(false);
+    expect(await s.finishRun(r1.id, 'exited', '{}', clock + 1, 5, 1)).toBe(false);
     expect(await s.requeueRun(r1.id, 1)).toBeUndefined();
     expect(await s.getRun(a.id, r1.id)).toMatchObject({ state: 'running', attempts: 2 });
     // The retry's lease expires too: it ends interrupted, blame host.
@@ -670,7 +671,7 @@ describe('the queue: claims, leases, quotas', () => {
     expect(ended[0]!.result).toBe(INTERRUPTED_RESULT);
     expect(await s.finishRun(r1.id, 'exited', '{}', clock, 5, 2)).toBe(false);
     // A run started without a lease (startRun) counts as expired.
-    const [again] = await claim(s, 1, { at: clock });
+    const [again] = await claim(s, 1);
     expect(again!.id).toBe(r2.id);
     expect(await s.finishRun(r2.id, 'exited', '{}', clock, 5, 2)).toBe(true);
     const r3 = await newRun(s, a.id, a.mod);

@@ -294,10 +294,11 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
              ORDER BY t.served_seq, (SELECT min(created_at) FROM runs r WHERE r.tenant_id = t.id AND r.state = 'queued'), t.id LIMIT 1 FOR UPDATE OF t SKIP LOCKED`, [full, o.concurrentRuns])).rows[0];
           if (!t) break;
           const running = (await c.query<{ n: number }>(`SELECT count(*) AS n FROM runs WHERE tenant_id = $1 AND state = 'running'`, [t.id])).rows[0]!.n;
+          const at = now();
           const row = running >= o.concurrentRuns ? undefined : (await c.query<RunRow>(
             `UPDATE runs SET state = 'running', started_at = $2, node_id = $3, lease_until = $4, attempts = attempts + 1
              WHERE id = (SELECT id FROM runs WHERE tenant_id = $1 AND state = 'queued' ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
-             RETURNING *`, [t.id, o.at, o.node, o.at + o.leaseMs])).rows[0];
+             RETURNING *`, [t.id, at, o.node, at + o.leaseMs])).rows[0];
           if (!row) { full.push(t.id); continue; }
           out.push(toRun(row));
           await c.query(`UPDATE tenants SET served_seq = nextval('capsa_served_seq') WHERE id = $1`, [t.id]);

@@ -276,7 +276,8 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
       const i = order.findIndex((t) => t.running < o.concurrentRuns);
       if (i < 0) break;
       const t = order[i]!;
-      const row = s.claimOldest.get(o.at, o.node, o.at + o.leaseMs, t.id);
+      const at = now();
+      const row = s.claimOldest.get(at, o.node, at + o.leaseMs, t.id);
       order.splice(i, 1);
       if (!row) continue;
       out.push(toRun(row));

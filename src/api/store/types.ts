@@ -78,12 +78,10 @@ export interface ClaimOptions {
   node: string;
   /** Runs to claim at most (the node's free workers). */
   max: number;
-  /** The lease: the run is this node's until `at + leaseMs`, unless renewed (renewLeases). */
+  /** The lease: the run is this node's until its start + leaseMs, unless renewed (renewLeases). */
   leaseMs: number;
   /** A tenant's runs running at once across all nodes, at most. */
   concurrentRuns: number;
-  /** Now, milliseconds (the nodes' clocks must agree to well within a lease). */
-  at: number;
 }
 
 /** One attempt of a run a node holds: the guard of renewals, requeues and ends. */
@@ -167,7 +165,9 @@ export interface Store {
    * run waited longest) gives its
    * oldest queued run, which becomes `running` (attempts + 1) with the node and a lease. The tenant's
    * row lock makes the concurrency bound exact across nodes (every transition to running takes it);
-   * on PostgreSQL tenants and runs locked by another claimer are skipped, not waited for.
+   * on PostgreSQL tenants and runs locked by another claimer are skipped, not waited for. A run's
+   * `startedAt` (and its lease's start) is the store's clock once its tenant's count was read, so
+   * it is never before the end of a run whose slot it took.
    */
   claimRuns(o: ClaimOptions): Promise<RunRecord[]>;
   /**
