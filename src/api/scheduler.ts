@@ -240,7 +240,8 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
 
   /** Announces where the restart rule put a run: back in the queue, or ended `interrupted`. */
   const announceRequeued = async (after: RunRecord, why: string): Promise<void> => {
-    void emit(after.id, 'status', { state: after.state, at: now(), message: why });
+    // Stored before any node can start the retry, so it belongs to the attempt that was cut off.
+    await emit(after.id, 'status', { state: after.state, at: now(), message: why });
     log.warn({ tenant: after.tenantId, run: after.id, state: after.state, attempts: after.attempts, node: after.nodeId }, why);
     if (isTerminal(after.state)) {
       metrics.finished.set(after.state, (metrics.finished.get(after.state) ?? 0) + 1);
@@ -500,7 +501,8 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       if (options.exclusive) {
         for (const run of await store.runsInState('running')) await requeue(run, 'the service restarted while the run was running');
       }
-      watch = await store.watchQueue(() => pump());
+      // After this turn: a requeue's own status event is stored before the retry can be claimed.
+      watch = await store.watchQueue(() => { setImmediate(pump); });
       await Promise.all([expire(), recount()]);
       timers = [
         setInterval(tick(renew, 'cannot renew the leases of this node\'s runs'), leaseMs / 3),
