@@ -23,6 +23,8 @@ import { defaultLogger } from './log.js';
 import { Histogram, LATENCY_BUCKETS } from './metrics.js';
 import { decodeRequest, isTerminal, storedResult, syntheticResult, type StoredResult } from './runs/record.js';
 import type { RunEventRecord, RunRecord, RunState, Store } from './store/types.js';
+import { createRunEvents, type RunEvents } from './events.js';
+import { defaultNodeId } from './node.js';
 
 /** Per-tenant quotas, and the global queue bound. */
 export interface Quotas {
@@ -55,9 +57,11 @@ export interface SchedulerOptions {
   logger?: Logger;
   /** Milliseconds of clock (tests). */
   now?: () => number;
+  /** This node's id, recorded on the runs it starts (default: defaultNodeId()). */
+  nodeId?: string;
+  /** The node's run events (default: a hub on `store`). */
+  events?: RunEvents;
 }
-
-export type EventListener = (event: RunEventRecord) => void;
 
 /** Counters for /metrics. */
 export interface SchedulerMetrics {
@@ -71,6 +75,10 @@ export interface SchedulerMetrics {
 
 export interface Scheduler {
   readonly quotas: Quotas;
+  /** This node's id. */
+  readonly nodeId: string;
+  /** Run events of any node: what `wait` and the event streams follow. */
+  readonly events: RunEvents;
   /** Queues a run the store holds as `queued` (persist first, then submit). */
   submit(tenantId: string, runId: string): void;
   /** Why `count` more runs of the tenant cannot be queued now (429/503), or undefined. */
@@ -80,10 +88,6 @@ export interface Scheduler {
    * `cancelled` shortly). Undefined when the tenant has no such run.
    */
   cancel(tenantId: string, runId: string): Promise<{ run: RunRecord; outcome: 'cancelled' | 'cancelling' | 'finished' } | undefined>;
-  /** Live events of a run, after they are stored; returns the unsubscribe function. */
-  onEvent(runId: string, listener: EventListener): () => void;
-  /** Resolves when the run ends or after `ms`, whichever is first (check the store first). */
-  waitFor(runId: string, ms: number): Promise<void>;
   /** Recovers the store's runs (the restart rule) and starts dispatching. */
   start(): Promise<void>;
   /** Takes no new work; waits for running runs up to `deadlineMs`, then aborts and requeues them. */
@@ -111,6 +115,8 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   const log = (options.logger ?? defaultLogger()).child({ component: 'scheduler' });
   const now = options.now ?? Date.now;
   const concurrency = Math.max(1, options.concurrency ?? host.stats().workers);
+  const nodeId = options.nodeId ?? defaultNodeId();
+  const events = options.events ?? createRunEvents({ store, logger: log });
 
   /** Queued run ids per tenant, oldest first. */
   const queues = new Map<string, string[]>();
@@ -121,8 +127,6 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   const queued = new Set<string>();
   const inFlight = new Map<string, InFlight>();
   const runningByTenant = new Map<string, number>();
-  const listeners = new Map<string, Set<EventListener>>();
-  const waiters = new Map<string, Set<() => void>>();
   let started = false;
   let stopping = false;
 
@@ -130,28 +134,9 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     submitted: 0, finished: new Map(), runSeconds: new Histogram(LATENCY_BUCKETS), queueSeconds: new Histogram(LATENCY_BUCKETS), busyMs: 0,
   };
 
-  // A run's events are appended one after another (an output flush from a timer must not pass the
-  // status before it): each run has a chain of appends, and an event is announced once stored.
-  const chains = new Map<string, Promise<unknown>>();
-  const emit = (runId: string, type: RunEventRecord['type'], data: unknown): Promise<void> => {
-    const text = JSON.stringify(data);
-    const next = (chains.get(runId) ?? Promise.resolve()).then(async () => {
-      const ev = await store.appendEvent(runId, type, text);
-      for (const l of listeners.get(runId) ?? []) {
-        try { l(ev); } catch (e) { log.warn({ err: e, run: runId }, 'event listener failed'); }
-      }
-    });
-    const settled = next.catch(() => {});
-    chains.set(runId, settled);
-    void settled.then(() => { if (chains.get(runId) === settled) chains.delete(runId); });
-    return next;
-  };
-
-  const wake = (runId: string): void => {
-    const ws = waiters.get(runId);
-    if (!ws) return;
-    waiters.delete(runId);
-    for (const w of ws) w();
+  // Stored in order per run, then announced to every node (events.ts).
+  const emit = async (runId: string, type: RunEventRecord['type'], data: unknown): Promise<void> => {
+    await events.publish(runId, type, data);
   };
 
   const enqueue = (tenantId: string, runId: string): void => {
@@ -224,11 +209,8 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
 
   const finish = async (run: RunRecord, res: StoredResult, cpuMs: number): Promise<void> => {
     const at = now();
-    // The first end wins (a cancel racing the run's own exit); only it is announced.
-    if (await store.finishRun(run.id, res.status, JSON.stringify(res), at, Math.round(cpuMs)) === false) {
-      wake(run.id);
-      return;
-    }
+    // The first end wins (a cancel racing the run's own exit, on this node or another); only it is announced.
+    if (await store.finishRun(run.id, res.status, JSON.stringify(res), at, Math.round(cpuMs)) === false) return;
     const day = cpuToday.get(run.tenantId);
     if (day && at >= day.since) day.usedMs += Math.round(cpuMs);
     metrics.finished.set(res.status, (metrics.finished.get(res.status) ?? 0) + 1);
@@ -238,7 +220,6 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       ...(res.message !== undefined ? { message: res.message } : {}), usage: res.usage,
     });
     log.info({ tenant: run.tenantId, run: run.id, state: res.status, exitCode: res.exitCode, cpuMs: Math.round(cpuMs), wallMs: res.usage.wallMs }, 'run finished');
-    wake(run.id);
   };
 
   /** Gives a run the store left `running` back to store.requeueRun and announces where it went. */
@@ -254,7 +235,6 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       metrics.finished.set(state, (metrics.finished.get(state) ?? 0) + 1);
       const res = after?.result ? (JSON.parse(after.result) as Partial<StoredResult>) : {};
       await emit(run.id, 'exit', { state, blame: res.blame ?? 'host', exitCode: null, message: res.message ?? why, usage: res.usage ?? { wallMs: 0, cpuMs: 0, peakMemoryBytes: 0 } });
-      wake(run.id);
     }
   };
 
@@ -277,8 +257,11 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     const rec = await store.getRun(entry.tenantId, entry.runId);
     if (!rec || rec.state !== 'queued') return;
     const t0 = now();
-    if (!await store.startRun(rec.id, t0)) return;
-    const run: RunRecord = { ...rec, state: 'running', startedAt: t0, attempts: rec.attempts + 1 };
+    if (!await store.startRun(rec.id, t0, nodeId)) return;
+    const run: RunRecord = { ...rec, state: 'running', startedAt: t0, attempts: rec.attempts + 1, nodeId };
+    // A cancel on another node ends the run in the store and stores its exit: stop the guest here.
+    const unfollow = await events.subscribe(rec.id, (n) => { if (n !== 'resync' && n.type === 'exit') entry.abort.abort(); })
+      .catch((e: unknown) => { log.warn({ err: e, run: rec.id }, 'cannot follow the run\'s events: a cancel on another node will not stop it here'); return () => {}; });
     metrics.queueSeconds.observe(Math.max(0, t0 - rec.createdAt) / 1000);
     // A retry starts over: its own event tells clients to drop what earlier attempts wrote.
     if (run.attempts > 1) {
@@ -294,6 +277,8 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       log.error({ err: e, tenant: rec.tenantId, run: rec.id }, 'run failed in the scheduler');
       const cur = await store.getRun(rec.tenantId, rec.id);
       if (cur?.state === 'running') await finish(run, syntheticResult('host_error', 'host', `The service failed to run it: ${(e as Error)?.message ?? String(e)}`), 0);
+    } finally {
+      unfollow();
     }
   };
 
@@ -391,6 +376,8 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
 
   return {
     quotas,
+    nodeId,
+    events,
     submit(tenantId, runId) {
       metrics.submitted++;
       enqueue(tenantId, runId);
@@ -429,35 +416,12 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
           entry.abort.abort();
           return { run: rec, outcome: 'cancelling' };
         }
-        // Left running by a process that died, not yet recovered by start().
-        await finish(rec, syntheticResult('cancelled', 'guest', 'Cancelled'), 0);
+        // Running on another node (which stops it when it hears the exit event this stores), or
+        // left running by a process that died.
+        await finish(rec, syntheticResult('cancelled', 'guest', rec.nodeId && rec.nodeId !== nodeId ? `Cancelled while it ran on node ${rec.nodeId}` : 'Cancelled'), 0);
         return { run: await store.getRun(tenantId, runId) ?? rec, outcome: 'cancelled' };
       }
       return { run: rec, outcome: 'finished' };
-    },
-    onEvent(runId, listener) {
-      let set = listeners.get(runId);
-      if (!set) { set = new Set(); listeners.set(runId, set); }
-      set.add(listener);
-      return () => {
-        const s = listeners.get(runId);
-        s?.delete(listener);
-        if (s && s.size === 0) listeners.delete(runId);
-      };
-    },
-    waitFor(runId, ms) {
-      return new Promise<void>((resolve) => {
-        let set = waiters.get(runId);
-        if (!set) { set = new Set(); waiters.set(runId, set); }
-        const done = (): void => { clearTimeout(timer); resolve(); };
-        const timer = setTimeout(() => {
-          const s = waiters.get(runId);
-          s?.delete(done);
-          if (s && s.size === 0) waiters.delete(runId);
-          resolve();
-        }, Math.max(0, ms));
-        set.add(done);
-      });
     },
     async start() {
       if (started) return;

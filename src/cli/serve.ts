@@ -258,12 +258,15 @@ export async function serve(argv: string[]): Promise<number> {
       // Running guests finish within the deadline or go back to the queue.
       clearInterval(mountSync);
       await scheduler.stop(graceMs);
+      // Event streams still open are told to reconnect (elsewhere, with Last-Event-ID) and end.
+      scheduler.events.drain();
       // Answers in progress get a moment more; then what is still open is cut: event streams of
       // runs that went back to the queue (clients resume with Last-Event-ID), waits on such runs.
       await Promise.race([closed, new Promise((r) => setTimeout(r, 1000).unref())]);
       server.closeAllConnections();
       await closed;
       await host.close();
+      await scheduler.events.close();
       await store.close();
       await lock.release();
       process.off('SIGTERM', onSignal);

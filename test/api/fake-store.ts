@@ -4,7 +4,7 @@
  * everything, which is what a process killed with kill -9 leaves behind.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import type { ApiKeyRecord, ModuleRecord, Page, RunEventRecord, RunRecord, RunState, Store, Tenant } from '../../src/api/store/types.js';
+import type { ApiKeyRecord, EventWatcher, ModuleRecord, Page, RunEventRecord, RunRecord, RunState, Store, Tenant } from '../../src/api/store/types.js';
 import { asyncStore, type SyncStore } from '../../src/api/store/sync.js';
 
 const TERMINAL = new Set<RunState>(['exited', 'trapped', 'timeout', 'memory_limit', 'output_limit', 'cancelled', 'invalid_module', 'host_error', 'interrupted']);
@@ -43,6 +43,7 @@ export interface FakeStore extends Store {
 
 export function createFakeStore(initial?: State, now: () => number = Date.now): FakeStore {
   const st: State = initial ? structuredClone(initial) : empty();
+  const watchers = new Set<EventWatcher>();
   let seq = 0;
   const tick = () => {
     // createdAt strictly increasing keeps listings deterministic.
@@ -110,7 +111,7 @@ export function createFakeStore(initial?: State, now: () => number = Date.now): 
     createRun(run) {
       if (!st.modules.has(mkey(run.tenantId, run.moduleId))) throw new Error('unknown module');
       if (st.runs.has(run.id)) throw new Error('run id exists');
-      const r: RunRecord = { ...run, state: 'queued', result: null, startedAt: null, finishedAt: null, attempts: 0, cpuMs: 0 };
+      const r: RunRecord = { ...run, state: 'queued', result: null, startedAt: null, finishedAt: null, attempts: 0, cpuMs: 0, nodeId: null };
       st.runs.set(r.id, r);
       return { ...r };
     },
@@ -118,10 +119,10 @@ export function createFakeStore(initial?: State, now: () => number = Date.now): 
     listRuns: (tenantId, o) => paginate([...st.runs.values()]
       .filter((r) => r.tenantId === tenantId && (o.state === undefined || r.state === o.state))
       .sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? 1 : -1)), o),
-    startRun(rid, at) {
+    startRun(rid, at, nodeId) {
       const r = st.runs.get(rid);
       if (!r || r.state !== 'queued') return false;
-      Object.assign(r, { state: 'running', startedAt: at, attempts: r.attempts + 1 });
+      Object.assign(r, { state: 'running', startedAt: at, attempts: r.attempts + 1, nodeId: nodeId ?? null });
       return true;
     },
     finishRun(rid, state, result, at, cpuMs) {
@@ -147,8 +148,18 @@ export function createFakeStore(initial?: State, now: () => number = Date.now): 
       const ev: RunEventRecord = { runId, seq: list.length + 1, type, data, at: now(), attempt: st.runs.get(runId)!.attempts };
       list.push(ev);
       st.events.set(runId, list);
+      for (const w of watchers) w({ runId, seq: ev.seq, type });
       return { ...ev };
     },
+    watchEvents(w) {
+      watchers.add(w);
+      return { close: async () => { watchers.delete(w); } };
+    },
+    ping() {},
+    runCounts: () => ({
+      queued: [...st.runs.values()].filter((r) => r.state === 'queued').length,
+      running: [...st.runs.values()].filter((r) => r.state === 'running').length,
+    }),
     events: (runId, afterSeq) => (st.events.get(runId) ?? []).filter((e) => e.seq > afterSeq).map((e) => ({ ...e })),
 
     close() {},

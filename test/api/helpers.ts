@@ -139,6 +139,7 @@ export async function startService(o: ServiceOptions = {}): Promise<Service> {
     },
     async close() {
       await scheduler.stop(2000);
+      await scheduler.events.close();
       if (ownHost) await host.close();
       await store.close();
       rmSync(dir, { recursive: true, force: true });

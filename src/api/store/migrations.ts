@@ -76,4 +76,8 @@ export const MIGRATIONS: readonly string[] = [
       AND s.type = 'status' AND json_extract(s.data, '$.state') = 'running'
   );
   `,
+  // 3: the node that started a run's latest attempt (`capsa serve --node-id`).
+  `
+  ALTER TABLE runs ADD COLUMN node_id TEXT;
+  `,
 ];

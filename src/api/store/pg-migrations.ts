@@ -71,4 +71,8 @@ export const PG_MIGRATIONS: readonly string[] = [
     PRIMARY KEY (run_id, seq)
   );
   `,
+  // 2: the node that started a run's latest attempt (`capsa serve --node-id`).
+  `
+  ALTER TABLE runs ADD COLUMN node_id TEXT;
+  `,
 ];

@@ -14,7 +14,7 @@ import { StoreError } from './errors.js';
 import { KEY_PREFIX, hashApiKey, moduleIdOf, newApiKey, newId } from './ids.js';
 import { PG_MIGRATIONS } from './pg-migrations.js';
 import {
-  EVENT_TYPES, INTERRUPTED_RESULT, MAX_KEY_LENGTH, TERMINAL, checkImports, decodeCursor, pageSize, toEvent, toKey, toModule, toPage, toRun, toTenant,
+  EVENT_TYPES, INTERRUPTED_RESULT, MAX_KEY_LENGTH, TERMINAL, checkImports, decodeCursor, pageSize, parseNotice, toEvent, toKey, toModule, toPage, toRun, toTenant,
   type AuthRow, type EventRow, type KeyRow, type ModuleRow, type RunRow, type TenantRow,
 } from './rows.js';
 
@@ -246,7 +246,7 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
       }
       return {
         id: run.id, tenantId: run.tenantId, moduleId: run.moduleId, state: 'queued', request: run.request, result: null,
-        createdAt: run.createdAt, startedAt: null, finishedAt: null, attempts: 0, cpuMs: 0,
+        createdAt: run.createdAt, startedAt: null, finishedAt: null, attempts: 0, cpuMs: 0, nodeId: null,
       };
     },
     async getRun(tenantId, id) {
@@ -264,8 +264,9 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
       const rows = (await q<RunRow>(`SELECT * FROM runs WHERE ${where.join(' AND ')} ORDER BY created_at DESC, id DESC LIMIT $${args.length}`, args)).rows;
       return toPage(rows, size, toRun);
     },
-    async startRun(id, at) {
-      return (await q(`UPDATE runs SET state = 'running', started_at = $1, attempts = attempts + 1 WHERE id = $2 AND state = 'queued'`, [at, id])).rowCount === 1;
+    async startRun(id, at, nodeId) {
+      return (await q(`UPDATE runs SET state = 'running', started_at = $1, node_id = $3, attempts = attempts + 1 WHERE id = $2 AND state = 'queued'`,
+        [at, id, nodeId ?? null])).rowCount === 1;
     },
     async finishRun(id, state, result, at, cpuMs) {
       if (!TERMINAL.has(state)) throw new StoreError('invalid', `finishRun: ${state} is not a terminal state`);
@@ -296,15 +297,18 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
     async appendEvent(runId, type, data) {
       if (!EVENT_TYPES.has(type)) throw new StoreError('invalid', `unknown event type ${String(type)}`);
       // Two nodes may append to one run at once (a cancel and the run's own output): the loser of
-      // the primary key retries with the next seq.
+      // the primary key retries with the next seq. The NOTIFY is part of the insert's transaction:
+      // every node's listeners hear of the event once it is committed, and never of one rolled back.
       for (let tries = 0; ; tries++) {
         const at = now();
         try {
           const r = await one<{ seq: number; attempt: number }>(
-            `INSERT INTO run_events (run_id, seq, type, data, at, attempt)
-             SELECT $1, coalesce((SELECT max(seq) FROM run_events WHERE run_id = $1), 0) + 1, $2, $3, $4,
-                    coalesce((SELECT attempts FROM runs WHERE id = $1), 0)
-             RETURNING seq, attempt`, [runId, type, data, at]);
+            `WITH ev AS (
+               INSERT INTO run_events (run_id, seq, type, data, at, attempt)
+               SELECT $1, coalesce((SELECT max(seq) FROM run_events WHERE run_id = $1), 0) + 1, $2, $3, $4,
+                      coalesce((SELECT attempts FROM runs WHERE id = $1), 0)
+               RETURNING seq, attempt)
+             SELECT seq, attempt, pg_notify('${EVENTS_CHANNEL}', $1 || ':' || seq || ':' || $2) FROM ev`, [runId, type, data, at]);
           if (!r) throw new Error('appendEvent: no row inserted');
           return { runId, seq: r.seq, type, data, at, attempt: r.attempt } satisfies RunEventRecord;
         } catch (e) {
@@ -318,6 +322,23 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
       return (await q<EventRow>('SELECT * FROM run_events WHERE run_id = $1 AND seq > $2 ORDER BY seq', [runId, afterSeq])).rows.map(toEvent);
     },
 
+    async watchEvents(watcher) {
+      if (closed) throw new Error('the store is closed');
+      return listen(opts.url, EVENTS_CHANNEL, (payload) => {
+        const n = parseNotice(payload);
+        if (n) watcher(n);
+      }, () => watcher('resync'));
+    },
+    async ping() {
+      await q('SELECT 1');
+    },
+    async runCounts() {
+      const r = await one<{ queued: number; running: number }>(
+        `SELECT count(*) FILTER (WHERE state = 'queued') AS queued, count(*) FILTER (WHERE state = 'running') AS running
+         FROM runs WHERE state IN ('queued', 'running')`);
+      return { queued: r?.queued ?? 0, running: r?.running ?? 0 };
+    },
+
     async close() {
       if (closed) return;
       closed = true;
@@ -325,6 +346,55 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
     },
   };
   return store;
+}
+
+/** The channel appendEvent NOTIFYs with '<run>:<seq>:<type>' (read back by parseNotice in ./rows.ts). */
+export const EVENTS_CHANNEL = 'capsa_events';
+
+/**
+ * LISTENs on `channel` on a connection of its own and calls `onPayload` with each notification's
+ * payload. A lost connection (the server restarted, a partition) is made again, backing off up to
+ * 5 s; then `onResync` is called, since what was notified meanwhile is lost. Resolves once the first
+ * LISTEN is in force (rejects when that fails); close() ends it for good.
+ */
+async function listen(url: string, channel: string, onPayload: (payload: string) => void, onResync: () => void): Promise<{ close(): Promise<void> }> {
+  let stopped = false;
+  let client: pg.Client | undefined;
+  let retry: NodeJS.Timeout | undefined;
+  const connect = async (): Promise<pg.Client> => {
+    const c = new pg.Client({ connectionString: url });
+    c.on('error', () => {});
+    c.on('notification', (m) => { if (m.channel === channel && m.payload !== undefined) onPayload(m.payload); });
+    try {
+      await c.connect();
+      await c.query(`LISTEN ${channel}`);
+    } catch (e) {
+      await c.end().catch(() => {});
+      throw e;
+    }
+    c.once('end', () => { if (!stopped) reconnect(200); });
+    return c;
+  };
+  const reconnect = (ms: number): void => {
+    client = undefined;
+    retry = setTimeout(() => {
+      retry = undefined;
+      connect().then(async (c) => {
+        if (stopped) { await c.end().catch(() => {}); return; }
+        client = c;
+        onResync();
+      }, () => { if (!stopped) reconnect(Math.min(ms * 2, 5000)); });
+    }, ms);
+    retry.unref?.();
+  };
+  client = await connect();
+  return {
+    async close() {
+      stopped = true;
+      if (retry) clearTimeout(retry);
+      await client?.end().catch(() => {});
+    },
+  };
 }
 
 /** The advisory lock a serving node holds for its life (see serveLock). */

@@ -10,7 +10,7 @@ import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, r
 import { join } from 'node:path';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import Database from 'better-sqlite3';
-import type { ApiKeyRecord, ModuleRecord, Page, RunEventRecord, RunRecord, RunState, Store, Tenant } from './types.js';
+import type { ApiKeyRecord, EventWatcher, ModuleRecord, Page, RunEventRecord, RunRecord, RunState, Store, Tenant } from './types.js';
 import { StoreError } from './errors.js';
 import { KEY_PREFIX, hashApiKey, moduleDigest, moduleIdOf, newApiKey, newId } from './ids.js';
 import { MIGRATIONS } from './migrations.js';
@@ -141,8 +141,8 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
     listRunsStateAfter: db.prepare<[string, string, number, string, number], RunRow>(
       `SELECT * FROM runs WHERE tenant_id = ? AND state = ? AND (created_at, id) < (?, ?)
        ORDER BY created_at DESC, id DESC LIMIT ?`),
-    startRun: db.prepare<[number, string], void>(
-      `UPDATE runs SET state = 'running', started_at = ?, attempts = attempts + 1 WHERE id = ? AND state = 'queued'`),
+    startRun: db.prepare<[number, string | null, string], void>(
+      `UPDATE runs SET state = 'running', started_at = ?, node_id = ?, attempts = attempts + 1 WHERE id = ? AND state = 'queued'`),
     finishRun: db.prepare<[string, string, number, number, string], void>(
       `UPDATE runs SET state = ?, result = ?, finished_at = ?, cpu_ms = ?
        WHERE id = ? AND state IN ('queued', 'running')`),
@@ -152,6 +152,10 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
       `UPDATE runs SET state = 'interrupted', result = ?, finished_at = ? WHERE id = ? AND state = 'running'`),
     runsInState: db.prepare<[string], RunRow>('SELECT * FROM runs WHERE state = ? ORDER BY created_at, id'),
     countRuns: db.prepare<[string, string], { n: number }>('SELECT count(*) AS n FROM runs WHERE tenant_id = ? AND state = ?'),
+    runCounts: db.prepare<[], { queued: number; running: number }>(
+      `SELECT coalesce(sum(state = 'queued'), 0) AS queued, coalesce(sum(state = 'running'), 0) AS running
+       FROM runs WHERE state IN ('queued', 'running')`),
+    ping: db.prepare<[], { one: number }>('SELECT 1 AS one'),
     cpuUsedSince: db.prepare<[string, number], { n: number }>(
       'SELECT coalesce(sum(cpu_ms), 0) AS n FROM runs WHERE tenant_id = ? AND finished_at >= ?'),
 
@@ -231,7 +235,7 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
     }
     return {
       id: run.id, tenantId: run.tenantId, moduleId: run.moduleId, state: 'queued', request: run.request, result: null,
-      createdAt: run.createdAt, startedAt: null, finishedAt: null, attempts: 0, cpuMs: 0,
+      createdAt: run.createdAt, startedAt: null, finishedAt: null, attempts: 0, cpuMs: 0, nodeId: null,
     };
   });
 
@@ -259,6 +263,8 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
     if (!row) throw new Error('appendEvent: no row inserted');
     return { runId, seq: row.seq, type, data, at, attempt: row.attempt };
   });
+
+  const watchers = new Set<EventWatcher>();
 
   const store: SyncStore = {
     createTenant,
@@ -341,7 +347,7 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
       }
       return toPage(rows, size, toRun);
     },
-    startRun: (id, at) => s.startRun.run(at, id).changes === 1,
+    startRun: (id, at, nodeId) => s.startRun.run(at, nodeId ?? null, id).changes === 1,
     finishRun: (id, state, result, at, cpuMs) => {
       if (!TERMINAL.has(state)) throw new StoreError('invalid', `finishRun: ${state} is not a terminal state`);
       return s.finishRun.run(state, result, at, Math.max(0, Math.round(cpuMs)), id).changes === 1;
@@ -355,9 +361,22 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
 
     appendEvent: (runId, type, data) => {
       if (!EVENT_TYPES.has(type)) throw new StoreError('invalid', `unknown event type ${String(type)}`);
-      return appendEventTx(runId, type, data);
+      const ev = appendEventTx(runId, type, data);
+      // One process per data dir: its own appends are all there is to announce.
+      for (const w of watchers) {
+        try { w({ runId, seq: ev.seq, type }); } catch { /* a watcher's failure is its own */ }
+      }
+      return ev;
     },
     events: (runId, afterSeq) => s.events.all(runId, afterSeq).map(toEvent),
+    watchEvents: (watcher) => {
+      watchers.add(watcher);
+      return { close: async () => { watchers.delete(watcher); } };
+    },
+    ping: () => {
+      s.ping.get();
+    },
+    runCounts: () => s.runCounts.get() ?? { queued: 0, running: 0 },
 
     close: () => {
       if (db.open) db.close();

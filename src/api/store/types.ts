@@ -59,6 +59,8 @@ export interface RunRecord {
   attempts: number;
   /** CPU milliseconds it used, for the per-day quota. */
   cpuMs: number;
+  /** The node that started its latest attempt (`capsa serve --node-id`), null before it started. */
+  nodeId: string | null;
 }
 
 /** One event of a run, for SSE; `seq` orders them and resumes a stream (Last-Event-ID). */
@@ -73,6 +75,19 @@ export interface RunEventRecord {
   /** The attempt of the run it belongs to: the run's `attempts` when it was appended (0 before the first start). */
   attempt: number;
 }
+
+/** A stored event as a store announces it: listeners read the event itself with `events()`. */
+export interface EventNotice {
+  runId: string;
+  seq: number;
+  type: RunEventRecord['type'];
+}
+
+/**
+ * Told of each event a store appends; 'resync' when notices may have been lost (the PostgreSQL
+ * LISTEN connection dropped and was made again): re-read what you follow.
+ */
+export type EventWatcher = (notice: EventNotice | 'resync') => void;
 
 /** A page of a listing. */
 export interface Page<T> {
@@ -119,11 +134,11 @@ export interface Store {
    * 'not_found' unless `run.tenantId` holds `run.moduleId` (module bytes are shared between tenants,
    * so a run must never name a module by hash alone).
    */
-  createRun(run: Omit<RunRecord, 'state' | 'result' | 'startedAt' | 'finishedAt' | 'attempts' | 'cpuMs'>): Promise<RunRecord>;
+  createRun(run: Omit<RunRecord, 'state' | 'result' | 'startedAt' | 'finishedAt' | 'attempts' | 'cpuMs' | 'nodeId'>): Promise<RunRecord>;
   getRun(tenantId: string, id: string): Promise<RunRecord | undefined>;
   listRuns(tenantId: string, opts: { state?: RunState; cursor?: string; limit: number }): Promise<Page<RunRecord>>;
-  /** Marks a queued run running (attempts + 1); false when it was not queued (e.g. cancelled meanwhile). */
-  startRun(id: string, at: number): Promise<boolean>;
+  /** Marks a queued run running (attempts + 1) on `nodeId`; false when it was not queued (e.g. cancelled meanwhile). */
+  startRun(id: string, at: number, nodeId?: string): Promise<boolean>;
   /**
    * Records the end of a run (terminal state, result JSON, CPU ms). Only a queued or running run
    * ends: the first terminal state wins, and the answer says whether this call was it (false when the
@@ -151,6 +166,18 @@ export interface Store {
    * a bare run id: the API must first check the run is the tenant's with getRun(tenantId, id).
    */
   events(runId: string, afterSeq: number): Promise<RunEventRecord[]>;
+  /**
+   * Calls `watcher` for each event appended from now on by any process sharing the store: on
+   * PostgreSQL, appendEvent NOTIFYs `capsa_events` with '<run>:<seq>:<type>' in its own transaction
+   * and each call holds one LISTEN connection (made again when lost, then 'resync'); on SQLite (one
+   * process per data dir) the store's own appends. Resolves once listening.
+   */
+  watchEvents(watcher: EventWatcher): Promise<{ close(): Promise<void> }>;
+
+  /** Resolves when the database answers a trivial query (/healthz); rejects when it cannot be reached. */
+  ping(): Promise<void>;
+  /** Runs queued and running across all tenants: the queue depth of the whole cluster (/metrics). */
+  runCounts(): Promise<{ queued: number; running: number }>;
 
   close(): Promise<void>;
 }
