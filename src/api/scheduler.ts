@@ -18,10 +18,10 @@ import type { Host, RunEvent } from '../host/host.js';
 import { LimitError } from '../host/limits.js';
 import type { RunResult } from '../host/result.js';
 import { ApiError } from './errors.js';
-import { toText } from './encoding.js';
+import { b64, toText } from './encoding.js';
 import { defaultLogger } from './log.js';
 import { Histogram, LATENCY_BUCKETS } from './metrics.js';
-import { decodeRequest, isTerminal, storedResult, syntheticResult, type StoredResult } from './runs/record.js';
+import { decodeRequest, isTerminal, outputSoFar, storedResult, syntheticResult, type StoredResult } from './runs/record.js';
 import type { RunEventRecord, RunRecord, RunState, Store } from './store/types.js';
 import { createRunEvents, type RunEvents } from './events.js';
 import { defaultNodeId } from './node.js';
@@ -416,9 +416,14 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
           entry.abort.abort();
           return { run: rec, outcome: 'cancelling' };
         }
-        // Running on another node (which stops it when it hears the exit event this stores), or
-        // left running by a process that died.
-        await finish(rec, syntheticResult('cancelled', 'guest', rec.nodeId && rec.nodeId !== nodeId ? `Cancelled while it ran on node ${rec.nodeId}` : 'Cancelled'), 0);
+        // Running on another node (which stops its guest when it hears the exit event stored
+        // here), or left running by a process that died. The result keeps what it wrote so far.
+        const elsewhere = rec.nodeId !== null && rec.nodeId !== nodeId;
+        const out = outputSoFar(await store.events(rec.id, 0), rec.attempts);
+        await finish(rec, {
+          ...syntheticResult('cancelled', 'guest', elsewhere ? `Cancelled while it ran on node ${rec.nodeId}` : 'Cancelled'),
+          stdout: b64(out.stdout), stderr: b64(out.stderr),
+        }, 0);
         return { run: await store.getRun(tenantId, runId) ?? rec, outcome: 'cancelled' };
       }
       return { run: rec, outcome: 'finished' };

@@ -348,6 +348,9 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
   return store;
 }
 
+/** The application_name of the LISTEN connections. */
+export const LISTENER_NAME = 'capsa-listen';
+
 /** The channel appendEvent NOTIFYs with '<run>:<seq>:<type>' (read back by parseNotice in ./rows.ts). */
 export const EVENTS_CHANNEL = 'capsa_events';
 
@@ -362,7 +365,8 @@ async function listen(url: string, channel: string, onPayload: (payload: string)
   let client: pg.Client | undefined;
   let retry: NodeJS.Timeout | undefined;
   const connect = async (): Promise<pg.Client> => {
-    const c = new pg.Client({ connectionString: url });
+    // Named, so that an operator sees each node's listener in pg_stat_activity.
+    const c = new pg.Client({ connectionString: url, application_name: LISTENER_NAME });
     c.on('error', () => {});
     c.on('notification', (m) => { if (m.channel === channel && m.payload !== undefined) onPayload(m.payload); });
     try {
