@@ -25,13 +25,13 @@ import type { Host, RunEvent } from '../host/host.js';
 import { LimitError } from '../host/limits.js';
 import type { RunResult } from '../host/result.js';
 import { ApiError } from './errors.js';
-import { toText } from './encoding.js';
+import { b64, toText } from './encoding.js';
 import { defaultLogger } from './log.js';
 import { Histogram, LATENCY_BUCKETS } from './metrics.js';
-import { decodeRequest, isTerminal, storedResult, syntheticResult, type StoredResult } from './runs/record.js';
-import { hostname } from 'node:os';
-import { randomBytes } from 'node:crypto';
+import { decodeRequest, isTerminal, outputSoFar, storedResult, syntheticResult, type StoredResult } from './runs/record.js';
 import { QuotaError, type RunEventRecord, type RunRecord, type RunState, type Store } from './store/types.js';
+import { createRunEvents, type RunEvents } from './events.js';
+import { defaultNodeId } from './node.js';
 
 /** Per-tenant quotas, and the global queue bound. */
 export interface Quotas {
@@ -64,8 +64,10 @@ export interface SchedulerOptions {
   logger?: Logger;
   /** Milliseconds of clock (tests); also the clock of leases, which nodes must agree on to well within a lease. */
   now?: () => number;
-  /** This node's id, kept on the runs it claims (default `<hostname>-<pid>-<random>`). */
+  /** This node's id, kept on the runs it claims (default: defaultNodeId()). */
   nodeId?: string;
+  /** The node's run events (default: a hub on `store`). */
+  events?: RunEvents;
   /** How long a claim holds without renewal, ms (default 30 s): a dead node's runs are recovered this long after. */
   leaseMs?: number;
   /** The backstop poll (claims missed wake-ups, expires leases), ms (default 2 s or lease/3, whichever is less). */
@@ -74,12 +76,6 @@ export interface SchedulerOptions {
   exclusive?: boolean;
 }
 
-/** A node id for this process: the host, the pid and a random part (a restarted process is another node). */
-export function defaultNodeId(): string {
-  return `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
-}
-
-export type EventListener = (event: RunEventRecord) => void;
 
 /** Counters for /metrics. */
 export interface SchedulerMetrics {
@@ -95,6 +91,8 @@ export interface Scheduler {
   readonly quotas: Quotas;
   /** This node's id. */
   readonly nodeId: string;
+  /** Run events of any node: what `wait` and the event streams follow. */
+  readonly events: RunEvents;
   /** Says a run was queued in the store (by createRun): claim now rather than on the next wake-up. */
   submit(tenantId: string, runId: string): void;
   /**
@@ -108,10 +106,6 @@ export interface Scheduler {
    * `cancelled` shortly). Undefined when the tenant has no such run.
    */
   cancel(tenantId: string, runId: string): Promise<{ run: RunRecord; outcome: 'cancelled' | 'cancelling' | 'finished' } | undefined>;
-  /** Live events of a run, after they are stored; returns the unsubscribe function. */
-  onEvent(runId: string, listener: EventListener): () => void;
-  /** Resolves when the run ends or after `ms`, whichever is first (check the store first). */
-  waitFor(runId: string, ms: number): Promise<void>;
   /** Starts claiming (after recovering every running run when the store is exclusive). */
   start(): Promise<void>;
   /** Takes no new work; waits for running runs up to `deadlineMs`, then aborts and requeues them. */
@@ -141,12 +135,11 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   const now = options.now ?? Date.now;
   const concurrency = Math.max(1, options.concurrency ?? host.stats().workers);
   const nodeId = options.nodeId ?? defaultNodeId();
+  const events = options.events ?? createRunEvents({ store, logger: log });
   const leaseMs = Math.max(30, options.leaseMs ?? 30_000);
   const pollMs = Math.max(10, options.pollMs ?? Math.min(2000, leaseMs / 3));
 
   const inFlight = new Map<string, InFlight>();
-  const listeners = new Map<string, Set<EventListener>>();
-  const waiters = new Map<string, Set<() => void>>();
   let started = false;
   let stopping = false;
   /** A claim is in progress; `again`: something may have been queued meanwhile, claim once more after it. */
@@ -161,28 +154,9 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     submitted: 0, finished: new Map(), runSeconds: new Histogram(LATENCY_BUCKETS), queueSeconds: new Histogram(LATENCY_BUCKETS), busyMs: 0,
   };
 
-  // A run's events are appended one after another (an output flush from a timer must not pass the
-  // status before it): each run has a chain of appends, and an event is announced once stored.
-  const chains = new Map<string, Promise<unknown>>();
-  const emit = (runId: string, type: RunEventRecord['type'], data: unknown): Promise<void> => {
-    const text = JSON.stringify(data);
-    const next = (chains.get(runId) ?? Promise.resolve()).then(async () => {
-      const ev = await store.appendEvent(runId, type, text);
-      for (const l of listeners.get(runId) ?? []) {
-        try { l(ev); } catch (e) { log.warn({ err: e, run: runId }, 'event listener failed'); }
-      }
-    });
-    const settled = next.catch(() => {});
-    chains.set(runId, settled);
-    void settled.then(() => { if (chains.get(runId) === settled) chains.delete(runId); });
-    return next;
-  };
-
-  const wake = (runId: string): void => {
-    const ws = waiters.get(runId);
-    if (!ws) return;
-    waiters.delete(runId);
-    for (const w of ws) w();
+  // Stored in order per run, then announced to every node (events.ts).
+  const emit = async (runId: string, type: RunEventRecord['type'], data: unknown): Promise<void> => {
+    await events.publish(runId, type, data);
   };
 
   /** Claims runs for the free workers and launches them; at most one claim at a time. */
@@ -221,11 +195,8 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   /** Ends a run; with `attempt`, only that attempt while it runs (this node's claim). */
   const finish = async (run: RunRecord, res: StoredResult, cpuMs: number, attempt?: number): Promise<void> => {
     const at = now();
-    // The first end wins (a cancel racing the run's own exit); only it is announced.
-    if (await store.finishRun(run.id, res.status, JSON.stringify(res), at, Math.round(cpuMs), attempt) === false) {
-      wake(run.id);
-      return;
-    }
+    // The first end wins (a cancel racing the run's own exit, on this node or another); only it is announced.
+    if (await store.finishRun(run.id, res.status, JSON.stringify(res), at, Math.round(cpuMs), attempt) === false) return;
     const day = cpuToday.get(run.tenantId);
     if (day && at >= day.since) day.usedMs += Math.round(cpuMs);
     metrics.finished.set(res.status, (metrics.finished.get(res.status) ?? 0) + 1);
@@ -235,7 +206,6 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       ...(res.message !== undefined ? { message: res.message } : {}), usage: res.usage,
     });
     log.info({ tenant: run.tenantId, run: run.id, state: res.status, exitCode: res.exitCode, cpuMs: Math.round(cpuMs), wallMs: res.usage.wallMs }, 'run finished');
-    wake(run.id);
   };
 
   /** Announces where the restart rule put a run: back in the queue, or ended `interrupted`. */
@@ -247,7 +217,6 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       metrics.finished.set(after.state, (metrics.finished.get(after.state) ?? 0) + 1);
       const res = after.result ? (JSON.parse(after.result) as Partial<StoredResult>) : {};
       await emit(after.id, 'exit', { state: after.state, blame: res.blame ?? 'host', exitCode: null, message: res.message ?? why, usage: res.usage ?? { wallMs: 0, cpuMs: 0, peakMemoryBytes: 0 } });
-      wake(after.id);
     }
   };
 
@@ -291,6 +260,10 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   const execute = async (entry: InFlight): Promise<void> => {
     const run = entry.run;
     const t0 = run.startedAt ?? now();
+    // A cancel on another node ends the run in the store and stores its exit: stop the guest here
+    // at once (the lease renewal would find it too, within a third of the lease).
+    const unfollow = await events.subscribe(run.id, (n) => { if (n !== 'resync' && n.type === 'exit') entry.abort.abort(); })
+      .catch((e: unknown) => { log.warn({ err: e, run: run.id }, 'cannot follow the run\'s events: a cancel on another node stops it at the next lease renewal'); return () => {}; });
     metrics.queueSeconds.observe(Math.max(0, t0 - run.createdAt) / 1000);
     // A retry starts over: its own event tells clients to drop what earlier attempts wrote.
     if (run.attempts > 1) {
@@ -305,6 +278,8 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       // The store or the scheduler failed (not the guest): end the run rather than leave it running.
       log.error({ err: e, tenant: run.tenantId, run: run.id }, 'run failed in the scheduler');
       await finish(run, syntheticResult('host_error', 'host', `The service failed to run it: ${(e as Error)?.message ?? String(e)}`), 0, run.attempts);
+    } finally {
+      unfollow();
     }
   };
 
@@ -418,6 +393,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   return {
     quotas,
     nodeId,
+    events,
     submit(_tenantId, _runId) {
       pump();
     },
@@ -462,37 +438,23 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         entry.abort.abort();
         return { run: rec, outcome: 'cancelling' };
       }
-      if (rec.state === 'queued' || rec.state === 'running') {
-        // Queued, or running on another node (which finds it ended when it renews its lease and
-        // stops it there): the first end wins, whoever writes it.
-        await finish(rec, syntheticResult('cancelled', 'guest', rec.state === 'queued' ? 'Cancelled before it started' : 'Cancelled'), 0);
+      if (rec.state === 'queued') {
+        await finish(rec, syntheticResult('cancelled', 'guest', 'Cancelled before it started'), 0);
+        return { run: await store.getRun(tenantId, runId) ?? rec, outcome: 'cancelled' };
+      }
+      if (rec.state === 'running') {
+        // Running on another node (which stops its guest when it hears the exit event stored
+        // here, or at its next lease renewal), or left by a node that died. The result keeps
+        // what it wrote so far; the first end wins, whoever writes it.
+        const elsewhere = rec.nodeId !== null && rec.nodeId !== nodeId;
+        const out = outputSoFar(await store.events(rec.id, 0), rec.attempts);
+        await finish(rec, {
+          ...syntheticResult('cancelled', 'guest', elsewhere ? `Cancelled while it ran on node ${rec.nodeId}` : 'Cancelled'),
+          stdout: b64(out.stdout), stderr: b64(out.stderr),
+        }, 0);
         return { run: await store.getRun(tenantId, runId) ?? rec, outcome: 'cancelled' };
       }
       return { run: rec, outcome: 'finished' };
-    },
-    onEvent(runId, listener) {
-      let set = listeners.get(runId);
-      if (!set) { set = new Set(); listeners.set(runId, set); }
-      set.add(listener);
-      return () => {
-        const s = listeners.get(runId);
-        s?.delete(listener);
-        if (s && s.size === 0) listeners.delete(runId);
-      };
-    },
-    waitFor(runId, ms) {
-      return new Promise<void>((resolve) => {
-        let set = waiters.get(runId);
-        if (!set) { set = new Set(); waiters.set(runId, set); }
-        const done = (): void => { clearTimeout(timer); resolve(); };
-        const timer = setTimeout(() => {
-          const s = waiters.get(runId);
-          s?.delete(done);
-          if (s && s.size === 0) waiters.delete(runId);
-          resolve();
-        }, Math.max(0, ms));
-        set.add(done);
-      });
     },
     async start() {
       if (started) return;

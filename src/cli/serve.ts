@@ -87,8 +87,8 @@ every level but silent, like the "stopping" and "stopped" lines.
 On start, runs that were queued are queued again; a run that was running when the
 server died is retried once, or ends "interrupted" (blame host) if it had been retried
 already. With --store, any number of servers share the database and its queue: a run
-whose server died is recovered that way by another one once its lease expires. SIGTERM or SIGINT stops gracefully: no new connections, running guests get
-the --grace time to finish and are queued again otherwise, then the workers and the
+whose server died is recovered that way by another one once its lease expires.
+SIGTERM or SIGINT stops gracefully: no new connections, running guests get the --grace time to finish and are queued again otherwise, then the workers and the
 store close and the process exits 0. A second signal exits at once (status 1); the
 next start recovers as after a crash.
 
@@ -280,12 +280,15 @@ export async function serve(argv: string[]): Promise<number> {
       // Running guests finish within the deadline or go back to the queue.
       clearInterval(mountSync);
       await scheduler.stop(graceMs);
+      // Event streams still open are told to reconnect (elsewhere, with Last-Event-ID) and end.
+      scheduler.events.drain();
       // Answers in progress get a moment more; then what is still open is cut: event streams of
       // runs that went back to the queue (clients resume with Last-Event-ID), waits on such runs.
       await Promise.race([closed, new Promise((r) => setTimeout(r, 1000).unref())]);
       server.closeAllConnections();
       await closed;
       await host.close();
+      await scheduler.events.close();
       await store.close();
       await lock.release();
       process.off('SIGTERM', onSignal);

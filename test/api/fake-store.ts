@@ -4,7 +4,7 @@
  * everything, which is what a process killed with kill -9 leaves behind.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { QuotaError, type ApiKeyRecord, type ModuleRecord, type Page, type RunEventRecord, type RunRecord, type RunState, type Store, type Tenant } from '../../src/api/store/types.js';
+import { QuotaError, type ApiKeyRecord, type EventWatcher, type ModuleRecord, type Page, type RunEventRecord, type RunRecord, type RunState, type Store, type Tenant } from '../../src/api/store/types.js';
 import { asyncStore, type SyncStore } from '../../src/api/store/sync.js';
 
 const TERMINAL = new Set<RunState>(['exited', 'trapped', 'timeout', 'memory_limit', 'output_limit', 'cancelled', 'invalid_module', 'host_error', 'interrupted']);
@@ -46,6 +46,7 @@ export interface FakeStore extends Store {
 
 export function createFakeStore(initial?: State, now: () => number = Date.now): FakeStore {
   const st: State = initial ? structuredClone(initial) : empty();
+  const watchers = new Set<EventWatcher>();
   let seq = 0;
   const tick = () => {
     // createdAt strictly increasing keeps listings deterministic.
@@ -209,8 +210,14 @@ export function createFakeStore(initial?: State, now: () => number = Date.now): 
       const ev: RunEventRecord = { runId, seq: list.length + 1, type, data, at: now(), attempt: st.runs.get(runId)!.attempts };
       list.push(ev);
       st.events.set(runId, list);
+      for (const w of watchers) w({ runId, seq: ev.seq, type });
       return { ...ev };
     },
+    watchEvents(w) {
+      watchers.add(w);
+      return { close: async () => { watchers.delete(w); } };
+    },
+    ping() {},
     events: (runId, afterSeq) => (st.events.get(runId) ?? []).filter((e) => e.seq > afterSeq).map((e) => ({ ...e })),
 
     close() {},

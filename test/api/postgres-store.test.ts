@@ -6,7 +6,7 @@
 import { describe, it, expect, beforeAll, vi } from 'vitest';
 import { STATE_WAIT } from '../helpers/host.js';
 import pg from 'pg';
-import { createPostgresStore, migratePostgres } from '../../src/api/store/postgres.js';
+import { createPostgresStore, LISTENER_NAME, migratePostgres } from '../../src/api/store/postgres.js';
 import { PG_MIGRATIONS } from '../../src/api/store/pg-migrations.js';
 import { newRunId } from '../../src/api/store/ids.js';
 import { freshDatabase } from '../helpers/pg.js';
@@ -74,6 +74,30 @@ describe('PostgreSQL store', () => {
     } finally {
       await s1.close();
       await s2.close();
+    }
+  });
+});
+
+describe('LISTEN across nodes', () => {
+  it('a listener whose connection is cut is told to resync, and hears the appends after it reconnects', async () => {
+    const s = await createPostgresStore({ url, poolSize: 2 });
+    const heard: unknown[] = [];
+    const watch = await s.watchEvents((n) => heard.push(n));
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    try {
+      const t = await s.createTenant('resync');
+      const mod = (await s.putModule(t.id, new Uint8Array([0, 0x61, 0x73, 0x6d, 7]), [])).record;
+      const run = await s.createRun({ id: newRunId(), tenantId: t.id, moduleId: mod.id, request: '{}', createdAt: Date.now() });
+      const cut = await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()`, [LISTENER_NAME]);
+      expect(cut.rowCount).toBe(1);
+      await vi.waitFor(() => expect(heard).toContain('resync'), { timeout: 20_000 });
+      await s.appendEvent(run.id, 'status', '{}');
+      await vi.waitFor(() => expect(heard.at(-1)).toEqual({ runId: run.id, seq: 1, type: 'status' }), { timeout: 10_000 });
+    } finally {
+      await admin.end();
+      await watch.close();
+      await s.close();
     }
   });
 });

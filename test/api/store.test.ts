@@ -769,6 +769,38 @@ describe('events', () => {
     expect(await attempts()).toEqual([['status', 0], ['stdout', 1], ['status', 1], ['attempt', 2], ['stdout', 2]]);
   });
 
+  it('announces every append to its watchers (on PostgreSQL, those of every connection to the database) until they close', async () => {
+    const s = await openStore();
+    // PostgreSQL: another node's store on the same database hears it; SQLite: the one process's store.
+    const other = onSqlite ? s : await openStore();
+    const t = await s.createTenant('acme');
+    const run = await newRun(s, t.id, (await s.putModule(t.id, bytesOf('watch'), [])).record.id);
+    const heard: unknown[] = [];
+    const watch = await other.watchEvents((n) => heard.push(n));
+    await s.appendEvent(run.id, 'status', '{}');
+    await s.appendEvent(run.id, 'stdout', '{"data":"x"}');
+    await s.appendEvent(run.id, 'exit', '{}');
+    await vi.waitFor(() => expect(heard).toEqual([
+      { runId: run.id, seq: 1, type: 'status' }, { runId: run.id, seq: 2, type: 'stdout' }, { runId: run.id, seq: 3, type: 'exit' },
+    ]), { timeout: 10_000 });
+    await watch.close();
+    await s.appendEvent(run.id, 'audit', '{}');
+    // A later watcher on the same store hears the next append, the closed one never does.
+    const later: unknown[] = [];
+    const watch2 = await other.watchEvents((n) => later.push(n));
+    await s.appendEvent(run.id, 'audit', '{}');
+    await vi.waitFor(() => expect(later).toEqual([{ runId: run.id, seq: 5, type: 'audit' }]), { timeout: 10_000 });
+    expect(heard).toHaveLength(3);
+    await watch2.close();
+    // A failed append (an unknown run) announces nothing.
+    const none: unknown[] = [];
+    const watch3 = await other.watchEvents((n) => none.push(n));
+    await expect(s.appendEvent('run_nope', 'status', '{}')).rejects.toThrow();
+    await s.appendEvent(run.id, 'exit', '{}');
+    await vi.waitFor(() => expect(none).toEqual([{ runId: run.id, seq: 6, type: 'exit' }]), { timeout: 10_000 });
+    await watch3.close();
+  });
+
   it.runIf(onSqlite)('migration 2 gives the events of an older database their attempts', async () => {
     const raw = new Database(path.join(dir, 'capsa.db'));
     raw.exec(MIGRATIONS[0]!);
@@ -782,6 +814,44 @@ describe('events', () => {
     await raw.close();
     const s = await openStore();
     expect((await s.events('run_1', 0)).map((e) => e.attempt)).toEqual([1, 1, 1, 2, 2, 2]);
+  });
+});
+
+describe('nodes', () => {
+  it('a started run records the node that started it; a retry records its own', async () => {
+    const s = await openStore();
+    const t = await s.createTenant('acme');
+    const run = await newRun(s, t.id, (await s.putModule(t.id, bytesOf('node'), [])).record.id);
+    expect(run.nodeId).toBeNull();
+    expect((await s.getRun(t.id, run.id))?.nodeId).toBeNull();
+    expect(await s.startRun(run.id, clock, 'node-a')).toBe(true);
+    expect((await s.getRun(t.id, run.id))?.nodeId).toBe('node-a');
+    await s.requeueRun(run.id);
+    expect(await s.startRun(run.id, clock, 'node-b')).toBe(true);
+    expect(await s.getRun(t.id, run.id)).toMatchObject({ nodeId: 'node-b', attempts: 2 });
+    expect((await s.listRuns(t.id, { limit: 10 })).items[0]?.nodeId).toBe('node-b');
+  });
+
+  it('runCounts counts queued and running runs across all tenants; ping answers', async () => {
+    const s = await openStore();
+    await s.ping();
+    expect(await s.runCounts()).toEqual({ queued: 0, running: 0, tenantsWaiting: 0 });
+    const a = await s.createTenant('a');
+    const b = await s.createTenant('b');
+    const ma = (await s.putModule(a.id, bytesOf('ca'), [])).record.id;
+    const mb = (await s.putModule(b.id, bytesOf('cb'), [])).record.id;
+    const runs = [await newRun(s, a.id, ma), await newRun(s, a.id, ma), await newRun(s, b.id, mb), await newRun(s, b.id, mb)];
+    await s.startRun(runs[0]!.id, clock);
+    await s.startRun(runs[2]!.id, clock);
+    await s.startRun(runs[3]!.id, clock);
+    await s.finishRun(runs[3]!.id, 'exited', '{}', clock, 0);
+    expect(await s.runCounts()).toEqual({ queued: 1, running: 2, tenantsWaiting: 1 });
+  });
+
+  it('ping rejects once the store is closed', async () => {
+    const s = await openStore();
+    await s.close();
+    await expect(s.ping()).rejects.toThrow();
   });
 });
 

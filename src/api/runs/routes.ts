@@ -64,6 +64,11 @@ const BatchResultSchema = z.object({
   })),
 }).openapi('RunBatchResult');
 
+/** An idle event stream gets a comment this often (proxies drop silent connections), and re-reads the run. */
+const KEEP_ALIVE_MS = 15_000;
+/** What a drained stream tells clients to wait before they reconnect (SSE `retry`), ms. */
+const DRAIN_RETRY_MS = 500;
+
 const idParam = z.object({ id: z.string().openapi({ param: { name: 'id', in: 'path' }, example: 'run_…' }) });
 
 const summary = (r: RunRecord) => {
@@ -86,6 +91,12 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
 
   /** The full view; a running run's output so far included. */
   const fullView = async (r: RunRecord): Promise<RunView> => (r.state === 'running' ? withProgress(runView(r), await store.events(r.id, 0)) : runView(r));
+
+  /** Whether the run has ended, for waits that must not miss an end just before they listen (on any node). */
+  const ended = (tenantId: string, id: string) => async (): Promise<boolean> => {
+    const r = await store.getRun(tenantId, id);
+    return !r || isTerminal(r.state);
+  };
 
   const ownRun = async (c: Context<AppEnv>): Promise<RunRecord> => {
     const id = c.req.param('id') ?? '';
@@ -111,10 +122,7 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
     const run = await createOne(tenant, body);
     c.set('runId', run.id);
     const wait = Math.min(body.wait ?? 0, limits.waitSeconds);
-    if (wait > 0) {
-      const cur = await store.getRun(tenant.id, run.id);
-      if (cur && !isTerminal(cur.state)) await scheduler.waitFor(run.id, wait * 1000);
-    }
+    if (wait > 0) await scheduler.events.waitFor(run.id, wait * 1000, ended(tenant.id, run.id));
     c.header('Location', `/v1/runs/${run.id}`);
     return c.json(await fullView(await store.getRun(tenant.id, run.id) ?? run), 201);
   });
@@ -191,7 +199,7 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
     const r = await scheduler.cancel(tenant.id, run.id);
     if (!r) throw notFound(`Run ${run.id}`);
     if (r.outcome === 'finished') throw new ApiError(409, 'conflict', `Run ${run.id} already ended (${r.run.state})`);
-    if (r.outcome === 'cancelling') await scheduler.waitFor(run.id, 5000);
+    if (r.outcome === 'cancelling') await scheduler.events.waitFor(run.id, 5000, ended(tenant.id, run.id));
     const now = await store.getRun(tenant.id, run.id) ?? r.run;
     return c.json(await fullView(now), isTerminal(now.state) ? 200 : 202);
   });
@@ -232,10 +240,13 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
     const from = c.req.header('last-event-id') ?? c.req.query('lastEventId') ?? '0';
     let last = /^\d{1,15}$/.test(from.trim()) ? Number(from.trim()) : 0;
     return streamSSE(c, async (stream) => {
-      const pending: RunEventRecord[] = [];
+      // Notices say that the run has events after `last` (stored by any node); the stream reads
+      // them from the store, so a notice lost or repeated costs a read, never an event.
+      let fresh = true;
       let wake: (() => void) | undefined;
       let closed = false;
-      const unsubscribe = scheduler.onEvent(run.id, (e) => { pending.push(e); wake?.(); });
+      let drained = false;
+      const stir = (): void => { fresh = true; wake?.(); };
       stream.onAbort(() => { closed = true; wake?.(); });
       /** Writes an event not yet sent; true after `exit`. */
       const send = async (e: RunEventRecord): Promise<boolean> => {
@@ -244,34 +255,43 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
         last = e.seq;
         return e.type === 'exit';
       };
+      let unsubscribe: (() => void) | undefined;
       try {
-        for (const e of await store.events(run.id, last)) if (await send(e)) return;
+        unsubscribe = await scheduler.events.subscribe(run.id, stir, () => { drained = true; wake?.(); });
         while (!closed) {
-          const e = pending.shift();
-          if (e) {
-            if (await send(e)) return;
-            continue;
-          }
-          const cur = await store.getRun(tenantId, run.id);
-          if (!cur || isTerminal(cur.state)) {
-            for (const e2 of await store.events(run.id, last)) if (await send(e2)) return;
+          if (drained) {
+            // This node stops: the client reconnects (to another node, with Last-Event-ID) at once.
+            await stream.writeSSE({ event: 'reconnect', data: JSON.stringify({ message: 'This node is stopping; reconnect with Last-Event-ID' }), retry: DRAIN_RETRY_MS });
             return;
+          }
+          if (fresh) {
+            fresh = false;
+            for (const e of await store.events(run.id, last)) if (await send(e)) return;
+            continue;
           }
           let timer: NodeJS.Timeout | undefined;
           const woke = await new Promise<boolean>((resolve) => {
             wake = () => resolve(true);
-            timer = setTimeout(() => resolve(false), 15_000);
+            timer = setTimeout(() => resolve(false), KEEP_ALIVE_MS);
           });
           clearTimeout(timer);
           wake = undefined;
-          if (!woke && !closed) await stream.write(': keep-alive\n\n');
+          if (woke || closed) continue;
+          await stream.write(': keep-alive\n\n');
+          // A run that ended without its exit event (its node died in between) ends the stream too.
+          const cur = await store.getRun(tenantId, run.id);
+          if (!cur || isTerminal(cur.state)) {
+            for (const e of await store.events(run.id, last)) if (await send(e)) return;
+            return;
+          }
+          fresh = true;
         }
       } catch (e) {
         // Not streamSSE's own handler: it would send the error's message to the client.
         c.get('log').error({ err: e, run: run.id }, 'event stream failed');
         await stream.writeSSE({ event: 'error', data: JSON.stringify({ message: 'The event stream failed; reconnect with Last-Event-ID' }) }).catch(() => {});
       } finally {
-        unsubscribe();
+        unsubscribe?.();
       }
     });
   });

@@ -14,7 +14,7 @@ import { QuotaError, StoreError } from './errors.js';
 import { KEY_PREFIX, hashApiKey, moduleIdOf, newApiKey, newId } from './ids.js';
 import { PG_MIGRATIONS } from './pg-migrations.js';
 import {
-  EVENT_TYPES, INTERRUPTED_RESULT, MAX_KEY_LENGTH, TERMINAL, checkImports, decodeCursor, newQueuedRun, pageSize, toEvent, toKey, toModule, toPage, toRun, toTenant,
+  EVENT_TYPES, INTERRUPTED_RESULT, MAX_KEY_LENGTH, TERMINAL, checkImports, decodeCursor, newQueuedRun, pageSize, parseNotice, toEvent, toKey, toModule, toPage, toRun, toTenant,
   type AuthRow, type EventRow, type KeyRow, type ModuleRow, type RunRow, type TenantRow,
 } from './rows.js';
 
@@ -374,15 +374,18 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
     async appendEvent(runId, type, data) {
       if (!EVENT_TYPES.has(type)) throw new StoreError('invalid', `unknown event type ${String(type)}`);
       // Two nodes may append to one run at once (a cancel and the run's own output): the loser of
-      // the primary key retries with the next seq.
+      // the primary key retries with the next seq. The NOTIFY is part of the insert's transaction:
+      // every node's listeners hear of the event once it is committed, and never of one rolled back.
       for (let tries = 0; ; tries++) {
         const at = now();
         try {
           const r = await one<{ seq: number; attempt: number }>(
-            `INSERT INTO run_events (run_id, seq, type, data, at, attempt)
-             SELECT $1, coalesce((SELECT max(seq) FROM run_events WHERE run_id = $1), 0) + 1, $2, $3, $4,
-                    coalesce((SELECT attempts FROM runs WHERE id = $1), 0)
-             RETURNING seq, attempt`, [runId, type, data, at]);
+            `WITH ev AS (
+               INSERT INTO run_events (run_id, seq, type, data, at, attempt)
+               SELECT $1, coalesce((SELECT max(seq) FROM run_events WHERE run_id = $1), 0) + 1, $2, $3, $4,
+                      coalesce((SELECT attempts FROM runs WHERE id = $1), 0)
+               RETURNING seq, attempt)
+             SELECT seq, attempt, pg_notify('${EVENTS_CHANNEL}', $1 || ':' || seq || ':' || $2) FROM ev`, [runId, type, data, at]);
           if (!r) throw new Error('appendEvent: no row inserted');
           return { runId, seq: r.seq, type, data, at, attempt: r.attempt } satisfies RunEventRecord;
         } catch (e) {
@@ -396,6 +399,17 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
       return (await q<EventRow>('SELECT * FROM run_events WHERE run_id = $1 AND seq > $2 ORDER BY seq', [runId, afterSeq])).rows.map(toEvent);
     },
 
+    async watchEvents(watcher) {
+      if (closed) throw new Error('the store is closed');
+      return listen(opts.url, EVENTS_CHANNEL, (payload) => {
+        const n = parseNotice(payload);
+        if (n) watcher(n);
+      }, () => watcher('resync'));
+    },
+    async ping() {
+      await q('SELECT 1');
+    },
+
     async close() {
       if (closed) return;
       closed = true;
@@ -407,6 +421,11 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
 
 /** The channel createRun and requeues NOTIFY: nodes with free workers wake and claim. */
 export const QUEUE_CHANNEL = 'capsa_queue';
+/** The application_name of the LISTEN connections. */
+export const LISTENER_NAME = 'capsa-listen';
+
+/** The channel appendEvent NOTIFYs with '<run>:<seq>:<type>' (read back by parseNotice in ./rows.ts). */
+export const EVENTS_CHANNEL = 'capsa_events';
 
 /**
  * LISTENs on `channel` on a connection of its own and calls `onPayload` with each notification's
@@ -419,9 +438,10 @@ async function listen(url: string, channel: string, onPayload: (payload: string)
   let client: pg.Client | undefined;
   let retry: NodeJS.Timeout | undefined;
   const connect = async (): Promise<pg.Client> => {
-    const c = new pg.Client({ connectionString: url });
+    // Named, so that an operator sees each node's listener in pg_stat_activity.
+    const c = new pg.Client({ connectionString: url, application_name: LISTENER_NAME });
     c.on('error', () => {});
-    c.on('notification', (m) => { if (m.channel === channel) onPayload(m.payload ?? ''); });
+    c.on('notification', (m) => { if (m.channel === channel && m.payload !== undefined) onPayload(m.payload); });
     try {
       await c.connect();
       await c.query(`LISTEN ${channel}`);

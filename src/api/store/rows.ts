@@ -2,7 +2,7 @@
  * What the SQLite and PostgreSQL stores share: the rows' shapes and their mapping to records, the
  * opaque page cursors, the constants of the Store contract. The SQL itself stays in each store.
  */
-import type { ApiKeyRecord, ModuleRecord, Page, RunEventRecord, RunRecord, RunState, Tenant } from './types.js';
+import type { ApiKeyRecord, EventNotice, ModuleRecord, Page, RunEventRecord, RunRecord, RunState, Tenant } from './types.js';
 import { StoreError } from './errors.js';
 
 /** Listings never return more than this many items a page. */
@@ -48,6 +48,13 @@ export const newQueuedRun = (run: { id: string; tenantId: string; moduleId: stri
   id: run.id, tenantId: run.tenantId, moduleId: run.moduleId, state: 'queued', request: run.request, result: null,
   createdAt: run.createdAt, startedAt: null, finishedAt: null, attempts: 0, cpuMs: 0, nodeId: null,
 });
+/** An appended event's NOTIFY payload '<run>:<seq>:<type>' (run ids hold no ':') read back; undefined if it is not one. */
+export function parseNotice(payload: string): EventNotice | undefined {
+  const m = /^([^:]+):(\d{1,15}):([a-z]+)$/.exec(payload);
+  if (!m || !EVENT_TYPES.has(m[3] as RunEventRecord['type'])) return undefined;
+  return { runId: m[1]!, seq: Number(m[2]), type: m[3] as RunEventRecord['type'] };
+}
+
 export const toEvent = (r: EventRow): RunEventRecord => ({ runId: r.run_id, seq: r.seq, type: r.type, data: r.data, at: r.at, attempt: r.attempt });
 
 // ---- cursors: opaque base64url of [createdAt, id], the last item of the page before ----

@@ -10,7 +10,7 @@ import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, r
 import { join } from 'node:path';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import Database from 'better-sqlite3';
-import type { ApiKeyRecord, ClaimOptions, HeldRun, ModuleRecord, Page, RunEventRecord, RunQuota, RunRecord, RunState, Store, Tenant } from './types.js';
+import type { ApiKeyRecord, ClaimOptions, EventWatcher, HeldRun, ModuleRecord, Page, RunEventRecord, RunQuota, RunRecord, RunState, Store, Tenant } from './types.js';
 import { QuotaError, StoreError } from './errors.js';
 import { KEY_PREFIX, hashApiKey, moduleDigest, moduleIdOf, newApiKey, newId } from './ids.js';
 import { MIGRATIONS } from './migrations.js';
@@ -159,6 +159,7 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
       `SELECT coalesce(sum(state = 'queued'), 0) AS queued, coalesce(sum(state = 'running'), 0) AS running,
               count(DISTINCT CASE WHEN state = 'queued' THEN tenant_id END) AS tenants
        FROM runs WHERE state IN ('queued', 'running')`),
+    ping: db.prepare<[], { one: number }>('SELECT 1 AS one'),
     // The fair order (see claimRuns): served longest ago first, then the one whose oldest run waited longest.
     claimOrder: db.prepare<[], { id: string; running: number }>(
       `SELECT t.id, (SELECT count(*) FROM runs r WHERE r.tenant_id = t.id AND r.state = 'running') AS running
@@ -320,6 +321,8 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
     return { runId, seq: row.seq, type, data, at, attempt: row.attempt };
   });
 
+  const watchers = new Set<EventWatcher>();
+
   const store: SyncStore = {
     createTenant,
     getTenant: (id) => {
@@ -437,9 +440,21 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
 
     appendEvent: (runId, type, data) => {
       if (!EVENT_TYPES.has(type)) throw new StoreError('invalid', `unknown event type ${String(type)}`);
-      return appendEventTx(runId, type, data);
+      const ev = appendEventTx(runId, type, data);
+      // One process per data dir: its own appends are all there is to announce.
+      for (const w of watchers) {
+        try { w({ runId, seq: ev.seq, type }); } catch { /* a watcher's failure is its own */ }
+      }
+      return ev;
     },
     events: (runId, afterSeq) => s.events.all(runId, afterSeq).map(toEvent),
+    watchEvents: (watcher) => {
+      watchers.add(watcher);
+      return { close: async () => { watchers.delete(watcher); } };
+    },
+    ping: () => {
+      s.ping.get();
+    },
 
     close: () => {
       if (db.open) db.close();

@@ -103,6 +103,19 @@ export interface RunEventRecord {
   attempt: number;
 }
 
+/** A stored event as a store announces it: listeners read the event itself with `events()`. */
+export interface EventNotice {
+  runId: string;
+  seq: number;
+  type: RunEventRecord['type'];
+}
+
+/**
+ * Told of each event a store appends; 'resync' when notices may have been lost (the PostgreSQL
+ * LISTEN connection dropped and was made again): re-read what you follow.
+ */
+export type EventWatcher = (notice: EventNotice | 'resync') => void;
+
 /** A page of a listing. */
 export interface Page<T> {
   items: T[];
@@ -198,7 +211,7 @@ export interface Store {
   runsInState(state: 'queued' | 'running'): Promise<RunRecord[]>;
   /** Counts of a tenant's runs in a state (quotas). */
   countRuns(tenantId: string, state: 'queued' | 'running'): Promise<number>;
-  /** Runs queued and running across all tenants, and tenants with queued runs: the cluster's queue. */
+  /** Runs queued and running across all tenants, and tenants with queued runs: the queue depth of the whole cluster (/metrics). */
   runCounts(): Promise<{ queued: number; running: number; tenantsWaiting: number }>;
   /**
    * Calls `listener` whenever runs may have been queued (createRun, a requeue) by any process
@@ -216,6 +229,16 @@ export interface Store {
    * a bare run id: the API must first check the run is the tenant's with getRun(tenantId, id).
    */
   events(runId: string, afterSeq: number): Promise<RunEventRecord[]>;
+  /**
+   * Calls `watcher` for each event appended from now on by any process sharing the store: on
+   * PostgreSQL, appendEvent NOTIFYs `capsa_events` with '<run>:<seq>:<type>' in its own transaction
+   * and each call holds one LISTEN connection (made again when lost, then 'resync'); on SQLite (one
+   * process per data dir) the store's own appends. Resolves once listening.
+   */
+  watchEvents(watcher: EventWatcher): Promise<{ close(): Promise<void> }>;
+
+  /** Resolves when the database answers a trivial query (/healthz); rejects when it cannot be reached. */
+  ping(): Promise<void>;
 
   close(): Promise<void>;
 }
