@@ -112,10 +112,10 @@ const CHUNK_MS = 25;
 export function createScheduler(options: SchedulerOptions): Scheduler {
   const { store, host } = options;
   const quotas: Quotas = { ...DEFAULT_QUOTAS, ...options.quotas };
-  const log = (options.logger ?? defaultLogger()).child({ component: 'scheduler' });
+  const nodeId = options.nodeId ?? defaultNodeId();
+  const log = (options.logger ?? defaultLogger()).child({ component: 'scheduler', node: nodeId });
   const now = options.now ?? Date.now;
   const concurrency = Math.max(1, options.concurrency ?? host.stats().workers);
-  const nodeId = options.nodeId ?? defaultNodeId();
   const events = options.events ?? createRunEvents({ store, logger: log });
 
   /** Queued run ids per tenant, oldest first. */

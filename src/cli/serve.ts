@@ -15,6 +15,7 @@ import { defaultLogger } from '../api/log.js';
 import { createScheduler } from '../api/scheduler.js';
 import { createSqliteStore } from '../api/store/sqlite.js';
 import { storeUrl } from './store-url.js';
+import { defaultNodeId } from '../api/node.js';
 import type { Store } from '../api/store/types.js';
 import { createHost, type Host } from '../host/host.js';
 import { loadPolicy, SERVICE_POLICY } from '../manifest/policy.js';
@@ -28,7 +29,7 @@ export const SHUTDOWN_DEADLINE_MS = 10_000;
 
 export const SERVE_HELP = `Usage: capsa serve [--host 127.0.0.1] [--port 8080] [--data ${DEFAULT_DATA_DIR} | --store postgres://…] [--policy FILE]
                    [--executors N] [--workers N] [--isolation best-effort|strict|none]
-                   [--executor-runtime node|deno] [--grace 10s]
+                   [--executor-runtime node|deno] [--grace 10s] [--node-id ID]
 
 Runs the capsa REST service: tenants upload modules (POST /v1/modules) and run them
 under manifests (POST /v1/runs), each run checked against the tenant's policy, queued,
@@ -66,6 +67,7 @@ Options:
                     package), which also denies the network without bubblewrap.
   --grace DURATION  On SIGTERM/SIGINT, how long running guests may take to finish before
                     they are queued again for the next start (default ${SHUTDOWN_DEADLINE_MS / 1000}s).
+  --node-id ID      This node's id, kept on the runs it runs (default HOST-PID-RANDOM).
   -h, --help        Show this help.
 
 Environment:
@@ -114,6 +116,7 @@ export async function serve(argv: string[]): Promise<number> {
       isolation: { type: 'string', default: 'best-effort' },
       'executor-runtime': { type: 'string', default: 'node' },
       grace: { type: 'string' },
+      'node-id': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     allowPositionals: true,
@@ -130,6 +133,8 @@ export async function serve(argv: string[]): Promise<number> {
   const workers = parseCount(values.workers, '--workers', os.availableParallelism());
   const executors = Math.min(workers, parseCount(values.executors, '--executors', workers));
   let graceMs = SHUTDOWN_DEADLINE_MS;
+  const nodeId = values['node-id'] ?? defaultNodeId();
+  if (values['node-id'] !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(nodeId)) throw new UsageError(`--node-id ${nodeId}: expected 1 to 64 letters, digits, '.', '_' or '-'`);
   try {
     if (values.grace !== undefined) graceMs = parseDuration(values.grace, '--grace');
   } catch (e) {
@@ -138,7 +143,7 @@ export async function serve(argv: string[]): Promise<number> {
   // Thrown as PolicyFileError or ManifestError (FILE:LINE:COL), which main prints: exit status 1.
   const policy = values.policy !== undefined ? loadPolicy(values.policy) : undefined;
   // pino, JSON lines on stdout at CAPSA_LOG_LEVEL (default info); the app and the scheduler log there too.
-  const log = defaultLogger();
+  const log = defaultLogger().child({ node: nodeId });
   // The lifecycle lines (listening, stopping, stopped) are written whatever CAPSA_LOG_LEVEL says:
   // scripts and supervisors read the URL from the first one.
   const life = log.level === 'silent' ? log : log.child({}, { level: 'info' });
@@ -199,10 +204,11 @@ export async function serve(argv: string[]): Promise<number> {
     process.stderr.write(`capsa: cannot start the ${isolation === 'none' ? 'worker pool' : 'executors'}: ${(e as Error).message}\n`);
     return 1;
   }
-  const scheduler = createScheduler({ store, host, logger: log });
+  const scheduler = createScheduler({ store, host, logger: defaultLogger(), nodeId });
   const adminToken = process.env['CAPSA_ADMIN_TOKEN'] || undefined;
   const app = createApp({
-    store, host, scheduler, logger: log,
+    // createApp and the scheduler name the node on their lines themselves.
+    store, host, scheduler, logger: defaultLogger(),
     ...(policy ? { policy } : {}),
     ...(adminToken ? { adminToken } : {}),
   });
@@ -258,7 +264,9 @@ export async function serve(argv: string[]): Promise<number> {
       // Running guests finish within the deadline or go back to the queue.
       clearInterval(mountSync);
       await scheduler.stop(graceMs);
-      // Event streams still open are told to reconnect (elsewhere, with Last-Event-ID) and end.
+      // Event streams still open get what is stored, are told to reconnect (elsewhere, with
+      // Last-Event-ID) and end.
+      await scheduler.events.flush();
       scheduler.events.drain();
       // Answers in progress get a moment more; then what is still open is cut: event streams of
       // runs that went back to the queue (clients resume with Last-Event-ID), waits on such runs.
