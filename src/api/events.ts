@@ -29,6 +29,8 @@ export interface RunEvents {
    * or after `ms`, whichever is first.
    */
   waitFor(runId: string, ms: number, ended?: () => Promise<boolean>): Promise<void>;
+  /** Resolves once every event published so far is stored (or failed). */
+  flush(): Promise<void>;
   /** Tells every subscriber, now and later, that this node stops serving (SSE clients reconnect elsewhere). */
   drain(): void;
   /** Stops listening. */
@@ -138,6 +140,9 @@ export function createRunEvents(options: RunEventsOptions): RunEvents {
         if (recheck) clearInterval(recheck);
         unsubscribe();
       }
+    },
+    async flush() {
+      await Promise.all([...chains.values()]);
     },
     drain() {
       if (draining) return;

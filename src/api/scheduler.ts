@@ -131,10 +131,10 @@ const CHUNK_MS = 25;
 export function createScheduler(options: SchedulerOptions): Scheduler {
   const { store, host } = options;
   const quotas: Quotas = { ...DEFAULT_QUOTAS, ...options.quotas };
-  const log = (options.logger ?? defaultLogger()).child({ component: 'scheduler' });
+  const nodeId = options.nodeId ?? defaultNodeId();
+  const log = (options.logger ?? defaultLogger()).child({ component: 'scheduler', node: nodeId });
   const now = options.now ?? Date.now;
   const concurrency = Math.max(1, options.concurrency ?? host.stats().workers);
-  const nodeId = options.nodeId ?? defaultNodeId();
   const events = options.events ?? createRunEvents({ store, logger: log });
   const leaseMs = Math.max(30, options.leaseMs ?? 30_000);
   const pollMs = Math.max(10, options.pollMs ?? Math.min(2000, leaseMs / 3));

@@ -15,6 +15,7 @@ import { defaultLogger } from '../api/log.js';
 import { createScheduler, DEFAULT_QUOTAS } from '../api/scheduler.js';
 import { createSqliteStore } from '../api/store/sqlite.js';
 import { storeUrl } from './store-url.js';
+import { defaultNodeId } from '../api/node.js';
 import type { Store } from '../api/store/types.js';
 import { createHost, type Host } from '../host/host.js';
 import { loadPolicy, SERVICE_POLICY } from '../manifest/policy.js';
@@ -143,8 +144,8 @@ export async function serve(argv: string[]): Promise<number> {
   const executors = Math.min(workers, parseCount(values.executors, '--executors', workers));
   let graceMs = SHUTDOWN_DEADLINE_MS;
   let leaseMs: number | undefined;
-  const nodeId = values['node-id'];
-  if (nodeId !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(nodeId)) throw new UsageError(`--node-id ${nodeId}: expected 1 to 64 letters, digits, '.', '_' or '-'`);
+  const nodeId = values['node-id'] ?? defaultNodeId();
+  if (values['node-id'] !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(nodeId)) throw new UsageError(`--node-id ${nodeId}: expected 1 to 64 letters, digits, '.', '_' or '-'`);
   try {
     if (values.grace !== undefined) graceMs = parseDuration(values.grace, '--grace');
     if (values.lease !== undefined) {
@@ -157,7 +158,7 @@ export async function serve(argv: string[]): Promise<number> {
   // Thrown as PolicyFileError or ManifestError (FILE:LINE:COL), which main prints: exit status 1.
   const policy = values.policy !== undefined ? loadPolicy(values.policy) : undefined;
   // pino, JSON lines on stdout at CAPSA_LOG_LEVEL (default info); the app and the scheduler log there too.
-  const log = defaultLogger();
+  const log = defaultLogger().child({ node: nodeId });
   // The lifecycle lines (listening, stopping, stopped) are written whatever CAPSA_LOG_LEVEL says:
   // scripts and supervisors read the URL from the first one.
   const life = log.level === 'silent' ? log : log.child({}, { level: 'info' });
@@ -217,14 +218,14 @@ export async function serve(argv: string[]): Promise<number> {
   // SQLite: the data dir is this process's alone (lockDataDir), so a run left running died with
   // the last process and is recovered at once; PostgreSQL: when its node's lease expires.
   const scheduler = createScheduler({
-    store, host, logger: log, exclusive: !url,
+    store, host, logger: defaultLogger(), nodeId, exclusive: !url,
     ...(values['concurrent-runs'] !== undefined ? { quotas: { concurrentRuns: parseCount(values['concurrent-runs'], '--concurrent-runs', DEFAULT_QUOTAS.concurrentRuns) } } : {}),
-    ...(values['node-id'] !== undefined ? { nodeId: values['node-id'] } : {}),
     ...(leaseMs !== undefined ? { leaseMs } : {}),
   });
   const adminToken = process.env['CAPSA_ADMIN_TOKEN'] || undefined;
   const app = createApp({
-    store, host, scheduler, logger: log,
+    // createApp and the scheduler name the node on their lines themselves.
+    store, host, scheduler, logger: defaultLogger(),
     ...(policy ? { policy } : {}),
     ...(adminToken ? { adminToken } : {}),
   });
@@ -280,7 +281,9 @@ export async function serve(argv: string[]): Promise<number> {
       // Running guests finish within the deadline or go back to the queue.
       clearInterval(mountSync);
       await scheduler.stop(graceMs);
-      // Event streams still open are told to reconnect (elsewhere, with Last-Event-ID) and end.
+      // Event streams still open get what is stored, are told to reconnect (elsewhere, with
+      // Last-Event-ID) and end.
+      await scheduler.events.flush();
       scheduler.events.drain();
       // Answers in progress get a moment more; then what is still open is cut: event streams of
       // runs that went back to the queue (clients resume with Last-Event-ID), waits on such runs.

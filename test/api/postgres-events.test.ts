@@ -61,7 +61,7 @@ describe('events of a run another node executes', () => {
     expect(res.status).toBe(200);
     const evs = await readSSE(res);
     const run = await json(await call(b.app, 'GET', `/v1/runs/${id}`, { key }));
-    expect(run).toMatchObject({ status: 'exited', exitCode: 0, stdout: 'tick\n'.repeat(30) });
+    expect(run).toMatchObject({ status: 'exited', exitCode: 0, stdout: 'tick\n'.repeat(30), node: 'node-a' });
     expect(evs.map((e) => Number(e.id))).toEqual(evs.map((_, i) => i + 1));
     expect(stdoutOf(evs)).toBe('tick\n'.repeat(30));
     expect(evs.at(-1)?.event).toBe('exit');

@@ -108,6 +108,8 @@ export interface RunView {
   startedAt: string | null;
   finishedAt: string | null;
   attempts: number;
+  /** The node that started its latest attempt. */
+  node: string | null;
   exitCode: number | null;
   stdout: string | null;
   stderr: string | null;
@@ -129,7 +131,7 @@ export interface RunView {
 export function runView(r: RunRecord): RunView {
   const view: RunView = {
     id: r.id, module: r.moduleId, status: r.state, createdAt: iso(r.createdAt)!, startedAt: iso(r.startedAt), finishedAt: iso(r.finishedAt),
-    attempts: r.attempts, exitCode: null, stdout: null, stderr: null,
+    attempts: r.attempts, node: r.nodeId, exitCode: null, stdout: null, stderr: null,
   };
   if (r.result === null) return view;
   let res: StoredResult;

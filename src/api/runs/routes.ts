@@ -32,6 +32,7 @@ export const RunSchema = z.object({
   startedAt: z.string().nullable(),
   finishedAt: z.string().nullable(),
   attempts: z.number().int().openapi({ description: 'How many times the run was started: 2 when the service retried it after a crash or a stop' }),
+  node: z.string().nullable().openapi({ description: 'The node (`capsa serve --node-id`) that started its latest attempt; null while it has not started' }),
   exitCode: z.number().int().nullable(),
   stdout: text.openapi({ description: 'The output as text when it is valid UTF-8, else base64 (see stdoutEncoding); while running, the output of the current attempt so far; null while queued. A retried run shows its last attempt\'s output only' }),
   stderr: text,
@@ -50,7 +51,7 @@ export const RunSchema = z.object({
   learnedManifest: z.string().optional().openapi({ description: 'With learn: the least manifest (YAML, with comments saying why each grant is there) that grants only what this run used; submit it again as `manifest` (with the same files)' }),
 }).openapi('Run');
 
-const RunSummarySchema = RunSchema.pick({ id: true, module: true, status: true, createdAt: true, startedAt: true, finishedAt: true, attempts: true, exitCode: true }).openapi('RunSummary');
+const RunSummarySchema = RunSchema.pick({ id: true, module: true, status: true, createdAt: true, startedAt: true, finishedAt: true, attempts: true, node: true, exitCode: true }).openapi('RunSummary');
 
 const BatchBodySchema = z.union([z.array(z.unknown()), z.object({ runs: z.array(z.unknown()) })]).openapi('RunBatch', {
   description: 'An array of run requests (or { runs: [...] }), each like POST /v1/runs without wait',
@@ -73,7 +74,7 @@ const idParam = z.object({ id: z.string().openapi({ param: { name: 'id', in: 'pa
 
 const summary = (r: RunRecord) => {
   const v = runView(r);
-  return { id: v.id, module: v.module, status: v.status, createdAt: v.createdAt, startedAt: v.startedAt, finishedAt: v.finishedAt, attempts: v.attempts, exitCode: v.exitCode };
+  return { id: v.id, module: v.module, status: v.status, createdAt: v.createdAt, startedAt: v.startedAt, finishedAt: v.finishedAt, attempts: v.attempts, node: v.node, exitCode: v.exitCode };
 };
 
 export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
@@ -224,7 +225,8 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
     description: 'Events `status`, `attempt`, `stdout`, `stderr` ({data, encoding}), `audit` and `exit`, each with its sequence number as id and, in its data, '
       + 'the `attempt` it belongs to (0 before the run started). A run the service retried (it was running when the server died, or when a stop outlasted '
       + 'its grace time) has an `attempt` event before its retry\'s events: drop the output you collected from earlier attempts, since the run\'s result '
-      + 'holds the last attempt\'s output only. Reconnect with Last-Event-ID (or ?lastEventId=) to resume; the stream ends after `exit`.',
+      + 'holds the last attempt\'s output only. Any node serves any run\'s stream. Reconnect with Last-Event-ID (or ?lastEventId=) to resume, on any node; '
+      + 'the stream ends after `exit`, or after a `reconnect` event (with an SSE `retry`) when the node serving it stops: reconnect then.',
     request: {
       params: idParam,
       query: z.object({ lastEventId: z.string().optional() }),
@@ -260,7 +262,9 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
         unsubscribe = await scheduler.events.subscribe(run.id, stir, () => { drained = true; wake?.(); });
         while (!closed) {
           if (drained) {
-            // This node stops: the client reconnects (to another node, with Last-Event-ID) at once.
+            // This node stops: what is stored goes out, then the client reconnects (to another
+            // node, with Last-Event-ID) at once.
+            for (const e of await store.events(run.id, last)) if (await send(e)) return;
             await stream.writeSSE({ event: 'reconnect', data: JSON.stringify({ message: 'This node is stopping; reconnect with Last-Event-ID' }), retry: DRAIN_RETRY_MS });
             return;
           }
