@@ -83,15 +83,11 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
   /** Validates, checks quotas, persists and queues one run. Throws ApiError. */
   const createOne = async (tenant: Tenant, body: RunBody): Promise<RunRecord> => {
     const prepared = await prepareRun(deps, tenant, body);
-    const refused = await scheduler.admit(tenant.id);
-    if (refused) throw refused;
-    // Persisted before it is acknowledged (and before the scheduler may start it).
-    const run = await store.createRun({
+    // Persisted (after the quotas admit it) before it is acknowledged, and before any node may start it.
+    return scheduler.create({
       id: newRunId(), tenantId: tenant.id, moduleId: prepared.moduleId,
       request: encodeRequest(prepared.manifest, prepared.fields, prepared.learn), createdAt: Date.now(),
     });
-    scheduler.submit(tenant.id, run.id);
-    return run;
   };
 
   /** The full view; a running run's output so far included. */

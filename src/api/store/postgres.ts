@@ -10,11 +10,11 @@
 import { timingSafeEqual } from 'node:crypto';
 import pg from 'pg';
 import type { ApiKeyRecord, ModuleRecord, RunEventRecord, RunRecord, Store, Tenant } from './types.js';
-import { StoreError } from './errors.js';
+import { QuotaError, StoreError } from './errors.js';
 import { KEY_PREFIX, hashApiKey, moduleIdOf, newApiKey, newId } from './ids.js';
 import { PG_MIGRATIONS } from './pg-migrations.js';
 import {
-  EVENT_TYPES, INTERRUPTED_RESULT, MAX_KEY_LENGTH, TERMINAL, checkImports, decodeCursor, pageSize, parseNotice, toEvent, toKey, toModule, toPage, toRun, toTenant,
+  EVENT_TYPES, INTERRUPTED_RESULT, MAX_KEY_LENGTH, TERMINAL, checkImports, decodeCursor, newQueuedRun, pageSize, parseNotice, toEvent, toKey, toModule, toPage, toRun, toTenant,
   type AuthRow, type EventRow, type KeyRow, type ModuleRow, type RunRow, type TenantRow,
 } from './rows.js';
 
@@ -233,21 +233,31 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
       return (await one<{ n: number }>('SELECT coalesce(sum(size), 0) AS n FROM modules WHERE tenant_id = $1', [tenantId]))?.n ?? 0;
     },
 
-    async createRun(run) {
+    async createRun(run, quota) {
       try {
-        // One statement: the run is inserted only if its tenant holds the module.
-        const r = await q(`INSERT INTO runs (id, tenant_id, module_id, state, request, created_at)
-                           SELECT $1, $2, $3, 'queued', $4, $5 WHERE EXISTS (SELECT 1 FROM modules WHERE tenant_id = $2 AND id = $3)`,
-        [run.id, run.tenantId, run.moduleId, run.request, run.createdAt]);
-        if (r.rowCount !== 1) throw new StoreError('not_found', 'unknown module');
+        return await tx(async (c) => {
+          // The tenant's row lock serialises its createRuns and claims on every node; the counts are
+          // read by later statements, whose snapshots see every commit made before the lock was ours.
+          if ((await c.query('SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE', [run.tenantId])).rowCount !== 1) throw new StoreError('not_found', 'unknown module');
+          if (quota) {
+            const u = (await c.query<{ waiting: number; cpu: number }>(
+              `SELECT (SELECT count(*) FROM runs WHERE tenant_id = $1 AND state = 'queued') AS waiting,
+                      (SELECT coalesce(sum(cpu_ms), 0) FROM runs WHERE tenant_id = $1 AND finished_at >= $2) AS cpu`, [run.tenantId, quota.since])).rows[0]!;
+            if (u.waiting + 1 > quota.queuedRuns) throw new QuotaError('queuedRuns', quota.queuedRuns, u.waiting);
+            if (u.cpu >= quota.cpuMs) throw new QuotaError('cpuMs', quota.cpuMs, u.cpu);
+          }
+          // Inserted only if its tenant holds the module; the NOTIFY is delivered at commit.
+          const r = await c.query(`INSERT INTO runs (id, tenant_id, module_id, state, request, created_at)
+                                   SELECT $1, $2, $3, 'queued', $4, $5 WHERE EXISTS (SELECT 1 FROM modules WHERE tenant_id = $2 AND id = $3)
+                                   RETURNING pg_notify('${QUEUE_CHANNEL}', '')`,
+          [run.id, run.tenantId, run.moduleId, run.request, run.createdAt]);
+          if (r.rowCount !== 1) throw new StoreError('not_found', 'unknown module');
+          return newQueuedRun(run);
+        });
       } catch (e) {
         if (code(e) === UNIQUE) throw new StoreError('conflict', 'run id exists');
         throw e;
       }
-      return {
-        id: run.id, tenantId: run.tenantId, moduleId: run.moduleId, state: 'queued', request: run.request, result: null,
-        createdAt: run.createdAt, startedAt: null, finishedAt: null, attempts: 0, cpuMs: 0, nodeId: null,
-      };
     },
     async getRun(tenantId, id) {
       const r = await one<RunRow>('SELECT * FROM runs WHERE tenant_id = $1 AND id = $2', [tenantId, id]);
@@ -265,30 +275,97 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
       return toPage(rows, size, toRun);
     },
     async startRun(id, at, nodeId) {
-      return (await q(`UPDATE runs SET state = 'running', started_at = $1, node_id = $3, attempts = attempts + 1 WHERE id = $2 AND state = 'queued'`,
+      return (await q(`UPDATE runs SET state = 'running', started_at = $1, node_id = $3, lease_until = NULL, attempts = attempts + 1 WHERE id = $2 AND state = 'queued'`,
         [at, id, nodeId ?? null])).rowCount === 1;
     },
-    async finishRun(id, state, result, at, cpuMs) {
-      if (!TERMINAL.has(state)) throw new StoreError('invalid', `finishRun: ${state} is not a terminal state`);
-      // The row lock the UPDATE takes makes the first terminal state win across nodes.
-      return (await q(`UPDATE runs SET state = $1, result = $2, finished_at = $3, cpu_ms = $4 WHERE id = $5 AND state IN ('queued', 'running')`,
-        [state, result, at, Math.max(0, Math.round(cpuMs)), id])).rowCount === 1;
+    async claimRuns(o) {
+      if (o.max <= 0) return [];
+      return tx(async (c) => {
+        const out: RunRecord[] = [];
+        // Tenants this claim locked and found at their bound (or out of runs another claimer holds).
+        const full: string[] = [];
+        while (out.length < o.max) {
+          // The next tenant in the fair order whose row no other claimer holds. Its running count
+          // here is a hint only (this statement's snapshot predates the lock); the exact one follows.
+          const t = (await c.query<{ id: string }>(
+            `SELECT t.id FROM tenants t
+             WHERE t.id IN (SELECT tenant_id FROM runs WHERE state = 'queued') AND NOT (t.id = ANY($1::text[]))
+               AND (SELECT count(*) FROM runs r WHERE r.tenant_id = t.id AND r.state = 'running') < $2
+             ORDER BY t.served_seq, (SELECT min(created_at) FROM runs r WHERE r.tenant_id = t.id AND r.state = 'queued'), t.id LIMIT 1 FOR UPDATE OF t SKIP LOCKED`, [full, o.concurrentRuns])).rows[0];
+          if (!t) break;
+          const running = (await c.query<{ n: number }>(`SELECT count(*) AS n FROM runs WHERE tenant_id = $1 AND state = 'running'`, [t.id])).rows[0]!.n;
+          const at = now();
+          const row = running >= o.concurrentRuns ? undefined : (await c.query<RunRow>(
+            `UPDATE runs SET state = 'running', started_at = $2, node_id = $3, lease_until = $4, attempts = attempts + 1
+             WHERE id = (SELECT id FROM runs WHERE tenant_id = $1 AND state = 'queued' ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+             RETURNING *`, [t.id, at, o.node, at + o.leaseMs])).rows[0];
+          if (!row) { full.push(t.id); continue; }
+          out.push(toRun(row));
+          await c.query(`UPDATE tenants SET served_seq = nextval('capsa_served_seq') WHERE id = $1`, [t.id]);
+        }
+        return out;
+      });
     },
-    async requeueRun(id) {
+    async renewLeases(node, runs, leaseMs, at) {
+      if (!runs.length) return [];
+      return (await q<{ id: string }>(
+        `UPDATE runs SET lease_until = $1 FROM unnest($2::text[], $3::int[]) AS h(id, attempt)
+         WHERE runs.id = h.id AND runs.attempts = h.attempt AND runs.node_id = $4 AND runs.state = 'running'
+         RETURNING runs.id`, [at + leaseMs, runs.map((r) => r.id), runs.map((r) => r.attempt), node])).rows.map((r) => r.id);
+    },
+    async expireLeases(at) {
+      // One statement: a renewal, an end or another node's expiry committed first makes the row
+      // fail the WHERE when it is re-checked under its lock, so each expired attempt is recovered once.
+      return (await q<RunRow>(
+        `WITH x AS (
+           UPDATE runs SET
+             state = CASE WHEN attempts < 2 THEN 'queued' ELSE 'interrupted' END,
+             started_at = CASE WHEN attempts < 2 THEN NULL ELSE started_at END,
+             result = CASE WHEN attempts < 2 THEN result ELSE $2 END,
+             finished_at = CASE WHEN attempts < 2 THEN finished_at ELSE $3 END,
+             lease_until = NULL
+           WHERE state = 'running' AND coalesce(lease_until, 0) < $1
+           RETURNING *)
+         SELECT x.*, CASE WHEN x.state = 'queued' THEN pg_notify('${QUEUE_CHANNEL}', '') END AS notified FROM x ORDER BY created_at, id`,
+        [at, INTERRUPTED_RESULT, now()])).rows.map(toRun);
+    },
+    async finishRun(id, state, result, at, cpuMs, attempt) {
+      if (!TERMINAL.has(state)) throw new StoreError('invalid', `finishRun: ${state} is not a terminal state`);
+      // The row lock the UPDATE takes makes the first terminal state win across nodes; with an
+      // attempt, only that attempt while running (a partitioned node's late end cannot end the retry).
+      return (await q(`UPDATE runs SET state = $1, result = $2, finished_at = $3, cpu_ms = $4, lease_until = NULL
+                       WHERE id = $5 AND state IN ('queued', 'running') AND ($6::int IS NULL OR (attempts = $6 AND state = 'running'))`,
+      [state, result, at, Math.max(0, Math.round(cpuMs)), id, attempt ?? null])).rowCount === 1;
+    },
+    async requeueRun(id, attempt) {
       // The restart rule (see the SQLite store): retried once, else interrupted, blame host. One
       // statement, so two nodes recovering the same run cannot both act on it.
-      await q(`UPDATE runs SET
+      const r = await one<RunRow>(`UPDATE runs SET
                  state = CASE WHEN attempts < 2 THEN 'queued' ELSE 'interrupted' END,
                  started_at = CASE WHEN attempts < 2 THEN NULL ELSE started_at END,
                  result = CASE WHEN attempts < 2 THEN result ELSE $2 END,
-                 finished_at = CASE WHEN attempts < 2 THEN finished_at ELSE $3 END
-               WHERE id = $1 AND state = 'running'`, [id, INTERRUPTED_RESULT, now()]);
+                 finished_at = CASE WHEN attempts < 2 THEN finished_at ELSE $3 END,
+                 lease_until = NULL
+               WHERE id = $1 AND state = 'running' AND ($4::int IS NULL OR attempts = $4)
+               RETURNING *, CASE WHEN state = 'queued' THEN pg_notify('${QUEUE_CHANNEL}', '') END AS notified`, [id, INTERRUPTED_RESULT, now(), attempt ?? null]);
+      return r && toRun(r);
     },
     async runsInState(state) {
       return (await q<RunRow>('SELECT * FROM runs WHERE state = $1 ORDER BY created_at, id', [state])).rows.map(toRun);
     },
     async countRuns(tenantId, state) {
       return (await one<{ n: number }>('SELECT count(*) AS n FROM runs WHERE tenant_id = $1 AND state = $2', [tenantId, state]))?.n ?? 0;
+    },
+    async runCounts() {
+      const r = await one<{ queued: number; running: number; tenants: number }>(
+        `SELECT count(*) FILTER (WHERE state = 'queued') AS queued, count(*) FILTER (WHERE state = 'running') AS running,
+                count(DISTINCT tenant_id) FILTER (WHERE state = 'queued') AS tenants
+         FROM runs WHERE state IN ('queued', 'running')`);
+      return { queued: r?.queued ?? 0, running: r?.running ?? 0, tenantsWaiting: r?.tenants ?? 0 };
+    },
+    async watchQueue(listener) {
+      if (closed) throw new Error('the store is closed');
+      return listen(opts.url, QUEUE_CHANNEL, listener, listener);
     },
     async cpuUsedSince(tenantId, since) {
       return (await one<{ n: number }>('SELECT coalesce(sum(cpu_ms), 0) AS n FROM runs WHERE tenant_id = $1 AND finished_at >= $2', [tenantId, since]))?.n ?? 0;
@@ -332,12 +409,6 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
     async ping() {
       await q('SELECT 1');
     },
-    async runCounts() {
-      const r = await one<{ queued: number; running: number }>(
-        `SELECT count(*) FILTER (WHERE state = 'queued') AS queued, count(*) FILTER (WHERE state = 'running') AS running
-         FROM runs WHERE state IN ('queued', 'running')`);
-      return { queued: r?.queued ?? 0, running: r?.running ?? 0 };
-    },
 
     async close() {
       if (closed) return;
@@ -347,6 +418,9 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
   };
   return store;
 }
+
+/** The channel createRun and requeues NOTIFY: nodes with free workers wake and claim. */
+export const QUEUE_CHANNEL = 'capsa_queue';
 
 /** The application_name of the LISTEN connections. */
 export const LISTENER_NAME = 'capsa-listen';
@@ -401,22 +475,3 @@ async function listen(url: string, channel: string, onPayload: (payload: string)
   };
 }
 
-/** The advisory lock a serving node holds for its life (see serveLock). */
-const SERVE_LOCK = 0x63617074;
-
-/**
- * Takes the database's serve lock on a connection of its own, held until release(): the scheduler
- * keeps its queue in memory and recovers every `running` run at start, so until the queue lives in
- * the database one node serves a database at a time (as one serves a data dir). A string says why not.
- */
-export async function serveLock(url: string): Promise<{ release(): Promise<void> } | string> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  c.on('error', () => {});
-  const r = await c.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [SERVE_LOCK]);
-  if (!r.rows[0]?.ok) {
-    await c.end();
-    return 'another capsa serve is using this database (one node per database for now)';
-  }
-  return { release: async () => { await c.end().catch(() => {}); } };
-}

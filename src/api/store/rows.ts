@@ -43,6 +43,11 @@ export const toRun = (r: RunRow): RunRecord => ({
   createdAt: r.created_at, startedAt: r.started_at, finishedAt: r.finished_at, attempts: r.attempts, cpuMs: r.cpu_ms,
   nodeId: r.node_id ?? null,
 });
+/** A queued run as createRun returns it. */
+export const newQueuedRun = (run: { id: string; tenantId: string; moduleId: string; request: string; createdAt: number }): RunRecord => ({
+  id: run.id, tenantId: run.tenantId, moduleId: run.moduleId, state: 'queued', request: run.request, result: null,
+  createdAt: run.createdAt, startedAt: null, finishedAt: null, attempts: 0, cpuMs: 0, nodeId: null,
+});
 /** An appended event's NOTIFY payload '<run>:<seq>:<type>' (run ids hold no ':') read back; undefined if it is not one. */
 export function parseNotice(payload: string): EventNotice | undefined {
   const m = /^([^:]+):(\d{1,15}):([a-z]+)$/.exec(payload);
