@@ -29,9 +29,10 @@ import { b64, toText } from './encoding.js';
 import { defaultLogger } from './log.js';
 import { Histogram, LATENCY_BUCKETS } from './metrics.js';
 import { decodeRequest, isTerminal, outputSoFar, storedResult, syntheticResult, type StoredResult } from './runs/record.js';
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
 import { QuotaError, type RunEventRecord, type RunRecord, type RunState, type Store } from './store/types.js';
 import { createRunEvents, type RunEvents } from './events.js';
-import { defaultNodeId } from './node.js';
 
 /** Per-tenant quotas, and the global queue bound. */
 export interface Quotas {
@@ -64,7 +65,7 @@ export interface SchedulerOptions {
   logger?: Logger;
   /** Milliseconds of clock (tests); also the clock of leases, which nodes must agree on to well within a lease. */
   now?: () => number;
-  /** This node's id, kept on the runs it claims (default: defaultNodeId()). */
+  /** This node's id, kept on the runs it claims (default `<hostname>-<pid>-<random>`). */
   nodeId?: string;
   /** The node's run events (default: a hub on `store`). */
   events?: RunEvents;
@@ -76,6 +77,10 @@ export interface SchedulerOptions {
   exclusive?: boolean;
 }
 
+/** A node id for this process: the host, the pid and a random part (a restarted process is another node). */
+export function defaultNodeId(): string {
+  return `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+}
 
 /** Counters for /metrics. */
 export interface SchedulerMetrics {
@@ -260,8 +265,8 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   const execute = async (entry: InFlight): Promise<void> => {
     const run = entry.run;
     const t0 = run.startedAt ?? now();
-    // A cancel on another node ends the run in the store and stores its exit: stop the guest here
-    // at once (the lease renewal would find it too, within a third of the lease).
+    // A cancel on another node ends the run in the store and stores its exit: the guest stops here
+    // when this node hears it (the lease renewal finds it too, later).
     const unfollow = await events.subscribe(run.id, (n) => { if (n !== 'resync' && n.type === 'exit') entry.abort.abort(); })
       .catch((e: unknown) => { log.warn({ err: e, run: run.id }, 'cannot follow the run\'s events: a cancel on another node stops it at the next lease renewal'); return () => {}; });
     metrics.queueSeconds.observe(Math.max(0, t0 - run.createdAt) / 1000);
@@ -438,19 +443,15 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         entry.abort.abort();
         return { run: rec, outcome: 'cancelling' };
       }
-      if (rec.state === 'queued') {
-        await finish(rec, syntheticResult('cancelled', 'guest', 'Cancelled before it started'), 0);
-        return { run: await store.getRun(tenantId, runId) ?? rec, outcome: 'cancelled' };
-      }
-      if (rec.state === 'running') {
-        // Running on another node (which stops its guest when it hears the exit event stored
-        // here, or at its next lease renewal), or left by a node that died. The result keeps
-        // what it wrote so far; the first end wins, whoever writes it.
-        const elsewhere = rec.nodeId !== null && rec.nodeId !== nodeId;
-        const out = outputSoFar(await store.events(rec.id, 0), rec.attempts);
+      if (rec.state === 'queued' || rec.state === 'running') {
+        // Queued, or running on another node, which stops its guest when it hears the exit event
+        // stored here (or finds the run ended when it renews its lease): the first end wins,
+        // whoever writes it. A running run's result keeps what it wrote so far.
+        const elsewhere = rec.state === 'running' && rec.nodeId !== null && rec.nodeId !== nodeId;
+        const out = rec.state === 'running' ? outputSoFar(await store.events(rec.id, 0), rec.attempts) : undefined;
         await finish(rec, {
-          ...syntheticResult('cancelled', 'guest', elsewhere ? `Cancelled while it ran on node ${rec.nodeId}` : 'Cancelled'),
-          stdout: b64(out.stdout), stderr: b64(out.stderr),
+          ...syntheticResult('cancelled', 'guest', rec.state === 'queued' ? 'Cancelled before it started' : elsewhere ? `Cancelled while it ran on node ${rec.nodeId}` : 'Cancelled'),
+          ...(out ? { stdout: b64(out.stdout), stderr: b64(out.stderr) } : {}),
         }, 0);
         return { run: await store.getRun(tenantId, runId) ?? rec, outcome: 'cancelled' };
       }

@@ -12,10 +12,9 @@ import { parseArgs } from 'node:util';
 import { createAdaptorServer } from '@hono/node-server';
 import { createApp } from '../api/app.js';
 import { defaultLogger } from '../api/log.js';
-import { createScheduler, DEFAULT_QUOTAS } from '../api/scheduler.js';
+import { createScheduler, DEFAULT_QUOTAS, defaultNodeId } from '../api/scheduler.js';
 import { createSqliteStore } from '../api/store/sqlite.js';
 import { storeUrl } from './store-url.js';
-import { defaultNodeId } from '../api/node.js';
 import type { Store } from '../api/store/types.js';
 import { createHost, type Host } from '../host/host.js';
 import { loadPolicy, SERVICE_POLICY } from '../manifest/policy.js';
@@ -88,8 +87,8 @@ every level but silent, like the "stopping" and "stopped" lines.
 On start, runs that were queued are queued again; a run that was running when the
 server died is retried once, or ends "interrupted" (blame host) if it had been retried
 already. With --store, any number of servers share the database and its queue: a run
-whose server died is recovered that way by another one once its lease expires.
-SIGTERM or SIGINT stops gracefully: no new connections, running guests get the --grace time to finish and are queued again otherwise, then the workers and the
+whose server died is recovered that way by another one once its lease expires. SIGTERM or SIGINT stops gracefully: no new connections, running guests get
+the --grace time to finish and are queued again otherwise, then the workers and the
 store close and the process exits 0. A second signal exits at once (status 1); the
 next start recovers as after a crash.
 

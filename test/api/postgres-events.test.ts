@@ -141,9 +141,11 @@ describe('events of a run another node executes', () => {
       const rest = await readSSE(await call(c.app, 'GET', `/v1/runs/${id}/events`, { key, headers: { 'last-event-id': ids.at(-1)! } }));
       expect([...ids.map(Number), ...rest.map((e) => Number(e.id))]).toEqual(Array.from({ length: ids.length + rest.length }, (_, i) => i + 1));
       expect(rest.at(-1)?.event).toBe('exit');
-      // A stream opened on a drained node is told to go elsewhere at once.
-      const late = await (await call(d.app, 'GET', `/v1/runs/${id}/events`, { key })).text();
-      expect(late).toMatch(/^event: reconnect\n/);
+      // A stream opened on a drained node gets what is stored after its Last-Event-ID, then is told to go elsewhere.
+      const late = await (await call(d.app, 'GET', `/v1/runs/${id}/events`, { key, headers: { 'last-event-id': String(Number(rest.at(-1)!.id) - 1) } })).text();
+      expect(late).toMatch(/^event: exit\n/);
+      const none = await (await call(d.app, 'GET', `/v1/runs/${id}/events`, { key, headers: { 'last-event-id': rest.at(-1)!.id } })).text();
+      expect(none).toMatch(/^event: reconnect\n[^]*retry: 500\n\n$/);
     } finally {
       await d.close();
     }

@@ -8,7 +8,7 @@ import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { freshDatabase } from '../helpers/pg.js';
 import { exitOf, killServers, startServe } from '../helpers/serve.js';
-import { ADMIN, call, json, slowGuest, startService } from './helpers.js';
+import { ADMIN, call, json, slowGuest, startService, tickerGuest } from './helpers.js';
 
 let url: string;
 beforeAll(async () => { url = await freshDatabase(); });
@@ -105,5 +105,69 @@ describe('node operations on PostgreSQL', () => {
     } finally {
       await svc.close();
     }
+  });
+});
+
+describe('kill -9 of the node a client streams from', () => {
+  it('the client resumes on another node with Last-Event-ID: the run\'s retry there, no event twice, none missing', { timeout: 180_000 }, async () => {
+    const db = await freshDatabase();
+    const flags = (id: string) => ['--store', db, '--node-id', id, '--workers', '1', '--isolation', 'none', '--lease', '2s'];
+    const [n1, n2] = await Promise.all([startServe(flags('kill-1'), { CAPSA_ADMIN_TOKEN: ADMIN }), startServe(flags('kill-2'), { CAPSA_ADMIN_TOKEN: ADMIN })]);
+    const req = (base: string, method: string, p: string, key: string, body?: unknown) => {
+      const headers: Record<string, string> = { authorization: `Bearer ${key}`, connection: 'close' };
+      let payload: BodyInit | undefined;
+      if (body instanceof Uint8Array) { headers['content-type'] = 'application/wasm'; payload = new Uint8Array(body); } else if (body !== undefined) { headers['content-type'] = 'application/json'; payload = JSON.stringify(body); }
+      return fetch(new URL(p, base), { method, headers, ...(payload !== undefined ? { body: payload } : {}), signal: AbortSignal.timeout(60_000) });
+    };
+    const key = (await (await req(n1.url, 'POST', '/v1/admin/tenants', ADMIN, { name: 'kill' })).json() as { key: { key: string } }).key.key;
+    const mod = (await (await req(n1.url, 'POST', '/v1/modules', key, tickerGuest(40, 100))).json() as { id: string }).id;
+    const run = await (await req(n1.url, 'POST', '/v1/runs', key, { module: mod })).json() as { id: string };
+    // A is the node that claimed it, B the other.
+    let node = '';
+    await vi.waitFor(async () => { node = (await (await req(n1.url, 'GET', `/v1/runs/${run.id}`, key)).json() as { node: string | null }).node ?? ''; expect(node).not.toBe(''); }, { timeout: 30_000 });
+    const [a, b] = node === 'kill-1' ? [n1, n2] : [n2, n1];
+    const bId = node === 'kill-1' ? 'kill-2' : 'kill-1';
+    type Ev = { id: number; event: string; data: any };
+    /** Pushes a stream's events to `evs` until `until` or its end (a killed node's stream ends or fails). */
+    const collect = async (res: Response, evs: Ev[], until: () => boolean): Promise<void> => {
+      const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = '';
+      try {
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) return;
+          buf += value;
+          let i: number;
+          while ((i = buf.indexOf('\n\n')) >= 0) {
+            const block = buf.slice(0, i);
+            buf = buf.slice(i + 2);
+            const f = Object.fromEntries(block.split('\n').filter((l) => !l.startsWith(':')).map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 2)]));
+            if (f.id === undefined) continue;
+            evs.push({ id: Number(f.id), event: f.event!, data: JSON.parse(f.data!) });
+            if (until()) { await reader.cancel().catch(() => {}); return; }
+          }
+        }
+      } catch { /* the node died under the stream */ }
+    };
+    const ticks = (evs: Ev[], attempt: number) => evs.filter((e) => e.event === 'stdout' && e.data.attempt === attempt).map((e) => e.data.data).join('');
+    // The client streams from A, the node running the run; A dies after three ticks.
+    const fromA: Ev[] = [];
+    const streamA = collect(await req(a.url, 'GET', `/v1/runs/${run.id}/events`, key), fromA, () => false);
+    await vi.waitFor(() => expect(ticks(fromA, 1).length).toBeGreaterThanOrEqual(15), { timeout: 30_000 });
+    a.proc.kill('SIGKILL');
+    await exitOf(a);
+    await streamA;
+    expect(ticks(fromA, 1)).toMatch(/^(tick\n)+$/);
+    // The client resumes on B after the last event A sent: A's lease expires, B retries the run and streams it to its exit.
+    const resumed: Ev[] = [];
+    await collect(await fetch(new URL(`/v1/runs/${run.id}/events`, b.url), { headers: { authorization: `Bearer ${key}`, 'last-event-id': String(fromA.at(-1)!.id) } }), resumed, () => resumed.at(-1)?.event === 'exit');
+    const all = [...fromA, ...resumed];
+    expect(all.map((e) => e.id)).toEqual(all.map((_, i) => i + 1));
+    expect(all.find((e) => e.event === 'attempt')?.data).toMatchObject({ attempt: 2 });
+    expect(ticks(all, 2)).toBe('tick\n'.repeat(40));
+    expect(all.at(-1)).toMatchObject({ event: 'exit', data: { state: 'exited', attempt: 2 } });
+    expect(await (await req(b.url, 'GET', `/v1/runs/${run.id}`, key)).json()).toMatchObject({ status: 'exited', attempts: 2, node: bId, stdout: 'tick\n'.repeat(40) });
+    b.proc.kill('SIGTERM');
+    expect(await exitOf(b)).toEqual({ code: 0, signal: null });
   });
 });

@@ -421,6 +421,7 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
 
 /** The channel createRun and requeues NOTIFY: nodes with free workers wake and claim. */
 export const QUEUE_CHANNEL = 'capsa_queue';
+
 /** The application_name of the LISTEN connections. */
 export const LISTENER_NAME = 'capsa-listen';
 
@@ -473,3 +474,4 @@ async function listen(url: string, channel: string, onPayload: (payload: string)
     },
   };
 }
+

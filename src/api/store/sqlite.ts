@@ -155,11 +155,11 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
        WHERE id = ? AND state = 'running' AND (? IS NULL OR attempts = ?) RETURNING *`),
     runsInState: db.prepare<[string], RunRow>('SELECT * FROM runs WHERE state = ? ORDER BY created_at, id'),
     countRuns: db.prepare<[string, string], { n: number }>('SELECT count(*) AS n FROM runs WHERE tenant_id = ? AND state = ?'),
+    ping: db.prepare<[], { one: number }>('SELECT 1 AS one'),
     runCounts: db.prepare<[], { queued: number; running: number; tenants: number }>(
       `SELECT coalesce(sum(state = 'queued'), 0) AS queued, coalesce(sum(state = 'running'), 0) AS running,
               count(DISTINCT CASE WHEN state = 'queued' THEN tenant_id END) AS tenants
        FROM runs WHERE state IN ('queued', 'running')`),
-    ping: db.prepare<[], { one: number }>('SELECT 1 AS one'),
     // The fair order (see claimRuns): served longest ago first, then the one whose oldest run waited longest.
     claimOrder: db.prepare<[], { id: string; running: number }>(
       `SELECT t.id, (SELECT count(*) FROM runs r WHERE r.tenant_id = t.id AND r.state = 'running') AS running

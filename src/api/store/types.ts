@@ -211,7 +211,7 @@ export interface Store {
   runsInState(state: 'queued' | 'running'): Promise<RunRecord[]>;
   /** Counts of a tenant's runs in a state (quotas). */
   countRuns(tenantId: string, state: 'queued' | 'running'): Promise<number>;
-  /** Runs queued and running across all tenants, and tenants with queued runs: the queue depth of the whole cluster (/metrics). */
+  /** Runs queued and running across all tenants, and tenants with queued runs: the cluster's queue. */
   runCounts(): Promise<{ queued: number; running: number; tenantsWaiting: number }>;
   /**
    * Calls `listener` whenever runs may have been queued (createRun, a requeue) by any process
