@@ -296,8 +296,10 @@ export async function run(mode) {
 // ---- nodes mode (`npm run bench -- service:nodes`): 1, 2 and 3 `capsa serve` on one PostgreSQL database ----
 
 const NODE_COUNTS = [1, 2, 3];
-const NODE_WARMUP = 300;
-const NODE_REQUESTS = 2000;
+const NODE_WARMUP = 200;
+const NODE_REQUESTS = 1000;
+/** Clients of the nodes mode: 32 on 2 cores queue runs for longer than a request's 10 s timeout. */
+const NODE_CLIENTS = 8;
 const ADMIN = 'bench-admin-token-0123456789abcdef';
 
 /** A PostgreSQL server: CAPSA_DATABASE_URL's, or a throw-away cluster (scripts/pg-cluster.sh) stopped by `stop()`. */
@@ -340,7 +342,7 @@ async function measureNodes(server, n) {
   u.pathname = `/${db}`;
   const dbUrl = u.toString();
   const nodes = [];
-  const agent = new http.Agent({ keepAlive: true, maxSockets: CLIENTS });
+  const agent = new http.Agent({ keepAlive: true, maxSockets: NODE_CLIENTS });
   try {
     // One at a time: the first migrates the database.
     for (let i = 0; i < n; i++) {
@@ -353,7 +355,7 @@ async function measureNodes(server, n) {
     const key = JSON.parse(t.text).key.key;
     const up = await request(agent, nodes[0].base, 'POST', '/v1/modules', { authorization: `Bearer ${key}`, 'content-type': 'application/wasm' }, fs.readFileSync(HELLO));
     check(up.status === 201, `upload: ${up.status} ${up.text}`);
-    const body = Buffer.from(JSON.stringify({ module: JSON.parse(up.text).id, manifest: 'args: [world]\n', stdin: '', wait: 5 }));
+    const body = Buffer.from(JSON.stringify({ module: JSON.parse(up.text).id, manifest: 'args: [world]\n', stdin: '', wait: 2 }));
     const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
     let turn = 0;
     // Each request to the next node in turn, as a round-robin load balancer would send it.
@@ -372,7 +374,7 @@ async function measureNodes(server, n) {
     };
     const drive = async (count, lat, byNode) => {
       let next = 0;
-      await Promise.all(Array.from({ length: CLIENTS }, async () => {
+      await Promise.all(Array.from({ length: NODE_CLIENTS }, async () => {
         while (next < count) {
           next++;
           const t0 = performance.now();
@@ -419,7 +421,7 @@ async function runNodes() {
   } finally {
     server.stop();
   }
-  const LABEL = (n) => `${n} × capsa serve on one PostgreSQL database: POST /v1/runs wait (${CLIENTS} clients)`;
+  const LABEL = (n) => `${n} × capsa serve on one PostgreSQL database: POST /v1/runs wait (${NODE_CLIENTS} clients)`;
   const results = new Map(m.map((r) => [LABEL(r.n), { median: r.p50, min: r.lat[0], max: r.lat.at(-1), n: NODE_REQUESTS, rps: r.rps }]));
   return {
     title: '(g′) service nodes: hello.wasm through POST /v1/runs on 1, 2 and 3 nodes sharing one PostgreSQL database',
@@ -430,7 +432,7 @@ async function runNodes() {
     notes: [
       `1, 2 and 3 real \`capsa serve --store\` processes (threads, ${WORKERS} workers each, log level warn) on one fresh PostgreSQL`,
       `database (${server.own ? 'a throw-away cluster from scripts/pg-cluster.sh: fsync and synchronous_commit off' : 'CAPSA_DATABASE_URL'}) on this ${os.cpus().length}-core machine, which also runs the database and the`,
-      `${CLIENTS} keep-alive clients; each request goes to the next node in turn. ${fmt(NODE_WARMUP)} warm-up runs, then ${fmt(NODE_REQUESTS)} timed.`,
+      `${NODE_CLIENTS} keep-alive clients; each request goes to the next node in turn. ${fmt(NODE_WARMUP)} warm-up runs, then ${fmt(NODE_REQUESTS)} timed.`,
       'Commits per run: the database\'s pg_stat_database.xact_commit over the timed part / runs (every node\'s',
       'statements, polls and lease renewals included).',
       '',
