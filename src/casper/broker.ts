@@ -7,12 +7,18 @@
 import { ERRNO } from '../wasi/constants.js';
 import { NvList } from './nvlist.js';
 import { packedSize } from './nvlist-codec.js';
-import { CasperError, GuestOpNeeded, readGrant, type CasperService, type GuestOp, type GuestOpResult, type ServiceContext } from './service.js';
+import {
+  CasperError, GuestOpNeeded, readGrant, type CasperService, type GuestOp, type GuestOpResult, type NetDecision, type ServiceContext, type SocketProvider,
+} from './service.js';
 
-/** A descriptor a reply hands the guest: a new channel, or a file the worker opens in the guest's fs. */
+/**
+ * A descriptor a reply hands the guest: a new channel, a file the worker opens in the guest's fs,
+ * or a socket the host opened (a slot of the run's net memory, listening or connected).
+ */
 export type DescriptorGrant =
   | { kind: 'channel'; id: number }
-  | { kind: 'open'; path: string; flags: number; mode: number; rights: bigint };
+  | { kind: 'open'; path: string; flags: number; mode: number; rights: bigint }
+  | { kind: 'socket'; slot: number; listening: boolean };
 
 /** What the worker must do to finish a reply: install these descriptors where the reply names them. */
 export interface BrokerReply {
@@ -67,6 +73,10 @@ export interface BrokerOptions {
    * (default 1 MiB); past it `limit_set` fails with ENOMEM and the old limits stay.
    */
   maxLimitsBytes?: number;
+  /** The run's sockets, for services that hand the guest sockets (system.net); absent, they answer ENOTSUP. */
+  sockets?: SocketProvider;
+  /** Where services record their network decisions (connects, refusals) for the run's audit trail. */
+  audit?: (entry: NetDecision) => void;
 }
 
 /** Default of BrokerOptions.maxLimitsBytes: four of the largest messages (the host's CASPER_MAX_MESSAGE_BYTES). */
@@ -123,6 +133,14 @@ export class Broker {
     if (!ch) return;
     this.release(ch.limits);
     this.channels.delete(id);
+  }
+
+  /** Lets go of what a reply would have handed the guest and never will (it failed, or was too large). */
+  releaseDescriptors(descriptors: DescriptorGrant[]): void {
+    for (const d of descriptors) {
+      if (d.kind === 'channel') this.close(d.id);
+      else if (d.kind === 'socket') this.options.sockets?.release(d.slot);
+    }
   }
 
   /** Whether a channel is open (for tests and the worker's checks). */
@@ -241,6 +259,17 @@ export class Broker {
     }
 
     const service = this.options.services[ch.service]!;
+    // Once this request is answered, a socket that comes in late has no reply to go in.
+    let answered = false;
+    const sockets = this.options.sockets;
+    const lend = async (open: Promise<number>, listening: boolean): Promise<number> => {
+      const slot = await open;
+      if (answered) {
+        sockets!.release(slot);
+        throw new CasperError(ERRNO.TIMEDOUT, 'the socket came after the request timed out');
+      }
+      return descriptors.push({ kind: 'socket', slot, listening }) - 1;
+    };
     let sandbox = this.sandboxState.get(ch.service);
     if (!sandbox) this.sandboxState.set(ch.service, sandbox = new Map());
     const ctx: ServiceContext = {
@@ -258,6 +287,8 @@ export class Broker {
         if (!r.ok) throw new CasperError(r.errno);
         return (r as Extract<GuestOpResult, { kind: 'realpath'; ok: true }>).resolved;
       },
+      ...(sockets ? { connectSocket: (to) => lend(sockets.connect(to), false), bindSocket: (at) => lend(sockets.listen(at), true) } : {}),
+      ...(this.options.audit ? { audit: this.options.audit } : {}),
     };
     let timer: NodeJS.Timeout | undefined;
     // Called here, not in a later microtask: its synchronous work belongs to this request's time.
@@ -274,6 +305,8 @@ export class Broker {
       ]);
       return answer(0, reply);
     } catch (e) {
+      // A failed request hands out nothing it opened.
+      this.releaseDescriptors(descriptors.splice(0));
       if (e instanceof GuestOpNeeded) return { ...answer(0), needs: [e.op] };
       if (e instanceof CasperError) return answer(e.errno);
       // A service that throws fails this call and is restarted: its state is dropped.
@@ -282,6 +315,7 @@ export class Broker {
       ch.state.clear();
       return answer(EDOOFUS_REPLY);
     } finally {
+      answered = true;
       clearTimeout(timer);
     }
   }

@@ -39,6 +39,35 @@ export interface ServiceContext {
    * CasperError(errno) when the guest's own realpath() would fail.
    */
   realpathInGuest?(path: string): Promise<string>;
+  /**
+   * Connects a TCP socket from the host (system.net's connect) and hands it to the guest: returns
+   * the index to put in the reply's descriptor pair. Absent when the run cannot hold sockets
+   * (process isolation); rejects with an error carrying the errno (ECONNREFUSED, EMFILE…).
+   */
+  connectSocket?(to: SocketTarget): Promise<number>;
+  /** Binds and listens on a TCP address on the host (system.net's bind), as connectSocket. */
+  bindSocket?(at: SocketTarget): Promise<number>;
+  /** Records a network decision in the run's audit trail (errno 0: allowed). */
+  audit?(entry: NetDecision): void;
+}
+
+/** A TCP address as the host's sockets take it. */
+export interface SocketTarget { host: string; port: number }
+
+/** One connect, bind or refusal of a service, for the audit trail: the address and why. */
+export interface NetDecision { call: string; address: string; errno: number; message: string }
+
+/**
+ * The run's sockets on the host (src/host/net), lent to the broker so that a service can hand the
+ * guest a socket as libcasper passes descriptors. Slots are the run's net memory slots.
+ */
+export interface SocketProvider {
+  /** Connects; resolves to the slot of the connected socket. */
+  connect(to: SocketTarget): Promise<number>;
+  /** Listens; resolves to the slot of the listening socket. */
+  listen(at: SocketTarget): Promise<number>;
+  /** Closes a socket no guest descriptor came to hold (the reply failed or came too late). */
+  release(slot: number): void;
 }
 
 /** Something only the guest's worker can do (its filesystem lives there). */

@@ -5,6 +5,7 @@ import { ManifestError } from '../manifest/types.js';
 import { InputError, UsageError } from './flags.js';
 import { manifest } from './manifest.js';
 import { run } from './run.js';
+import { loadYaml } from '../manifest/yaml.js';
 
 /** capsa's version, from package.json (read at run time: the bundle and the sources sit at different depths). */
 export function version(): string {
@@ -66,8 +67,8 @@ export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
     if (cmd === 'run') return await run(rest);
-    if (cmd === 'manifest') return manifest(rest);
-    if (cmd === 'learn') return await (await import('./learn.js')).learnCommand(rest);
+    if (cmd === 'manifest') { await loadYaml(); return manifest(rest); }
+    if (cmd === 'learn') { await loadYaml(); return await (await import('./learn.js')).learnCommand(rest); }
     // Loaded on demand: the service's modules (HTTP, SQLite) would slow every `capsa run` down.
     if (cmd === 'serve') return await (await serviceModule(() => import('./serve.js'))).serve(rest);
     if (cmd === 'tenant') return await (await serviceModule(() => import('./tenant.js'))).tenant(rest);

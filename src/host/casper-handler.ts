@@ -82,7 +82,7 @@ export function casperHandler(broker: Broker, options: CasperHandlerOptions = {}
     let { descriptors, errno } = res;
     if (reply.length > max) {
       // Too large to hand over: the guest gets EMSGSIZE, and channels made for it are released.
-      for (const d of descriptors) if (d.kind === 'channel') broker.close(d.id);
+      broker.releaseDescriptors(descriptors);
       descriptors = [];
       errno = ERRNO.MSGSIZE;
       reply = packNvlist(new NvList().addNumber('error', errno));

@@ -33,7 +33,10 @@ export interface HostOptions {
   maxQueue?: number;
   /** Limits a run gets by default, and the most it may ask for. */
   limits?: { defaults?: Partial<Limits>; max?: Partial<Limits> };
-  /** Bytes of modules (originals plus compiled copies) to keep compiled (default 256 MiB). */
+  /**
+   * Bytes of modules (originals plus compiled copies) to keep compiled (default 256 MiB). 0 keeps
+   * none: every run compiles its module and no module is hashed unless its id is needed (the CLI).
+   */
   cacheBytes?: number;
   /** The largest module accepted, in bytes (default 64 MiB). */
   maxModuleBytes?: number;
@@ -349,7 +352,8 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
   });
 
   /** The bridge handlers of a run whose guest imports host functions or Casper: what crosses, and who answers. */
-  const bridgeOf = (req: RunRequest, limits: Limits, module: WebAssembly.Module, fns: HostFunctions, warn: (what: string, e: unknown) => void, charge: (ms: number) => void) => {
+  const bridgeOf = (req: RunRequest, limits: Limits, module: WebAssembly.Module, fns: HostFunctions, warn: (what: string, e: unknown) => void, charge: (ms: number) => void,
+    owner: NetOwner | undefined, netAudit: (e: NetAuditEntry) => void) => {
     const fnList = functionList(fns);
     // Only the functions the module imports cross to the worker.
     const imported = new Set(WebAssembly.Module.imports(module).map((i) => `${i.module}.${i.name}`));
@@ -365,6 +369,15 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
           onServiceError: (service, e) => warn(`Casper service ${service}`, e),
           // Every channel is a descriptor of the guest: it can never hold more than its fds.
           maxChannels: limits.fds,
+          // system.net's connections are the run's sockets, under its net limits.
+          ...(owner ? {
+            sockets: {
+              connect: (to) => owner.connect({ kind: 'tcp', ...to }),
+              listen: (at) => owner.listen({ kind: 'tcp', ...at }),
+              release: (slot) => owner.release(slot),
+            },
+          } : {}),
+          audit: netAudit,
         }), { maxMessageBytes: CASPER_MAX_MESSAGE_BYTES, charge }),
       } : {}),
     });
@@ -388,14 +401,10 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
     const warn = (what: string, e: unknown) => {
       if (warnings.length < 100) warnings.push(`${what} failed: ${(e as Error)?.message ?? String(e)}`);
     };
-    // The host thread's time on the run's Casper requests counts against the run's CPU limit.
-    let hostCpuMs = 0;
-    const { used, serve } = bridgeOf(req, limits, loaded.module, fns, warn, (ms) => { hostCpuMs += ms; });
     const out: Record<1 | 2, Uint8Array[]> = { 1: [], 2: [] };
     const audit: AuditEvent[] = [];
-    const spec: GuestSpec = { ...specOf(req, limits, used, streaming, auditMax), ...(entry ? { invoke: entry } : {}) };
     const t0 = performance.now();
-    const owner = socketsOf(req, (e) => {
+    const netAudit = (e: NetAuditEntry): void => {
       if ((req.audit ?? 'off') === 'off' || audit.length >= auditMax) return;
       const event: AuditEvent = {
         seq: audit.length, t: Math.round((performance.now() - t0) * 1000) / 1000, call: e.call, fd: -1, path: e.address,
@@ -403,7 +412,13 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
       };
       audit.push(event);
       emit({ type: 'audit', event });
-    });
+    };
+    const casperNet = req.casper?.['system.net'] !== undefined && WebAssembly.Module.imports(loaded.module).some((i) => i.module === 'casper');
+    const owner = socketsOf(req, netAudit, casperNet);
+    // The host thread's time on the run's Casper requests counts against the run's CPU limit.
+    let hostCpuMs = 0;
+    const { used, serve } = bridgeOf(req, limits, loaded.module, fns, warn, (ms) => { hostCpuMs += ms; }, owner, netAudit);
+    const spec: GuestSpec = { ...specOf(req, limits, used, streaming, auditMax), ...(entry ? { invoke: entry } : {}) };
     let end: JobEnd;
     try {
       if (owner) {
@@ -415,7 +430,8 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
         req.onListening?.(owner.addresses);
       }
       end = await runner.submit({
-        module: loaded.module, moduleId: loaded.id, bytes: () => originalBytes(req, loaded.id), caps: caps(limits),
+        // The id only when an executor asks for it: hashing a large module costs more than running it once.
+        module: loaded.module, get moduleId() { return loaded.id; }, bytes: () => originalBytes(req, loaded.id), caps: caps(limits),
         spec, signal: req.signal, serve, onBridgeError: warn, hostCpuMs: () => hostCpuMs,
         onOutput(fd, data) {
           out[fd].push(data);
@@ -432,10 +448,15 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
     return resultOf(end, base, req, hostCpuMs);
   };
 
-  /** The run's sockets, when it has any: refused under process isolation, whose executors have no network. */
-  const socketsOf = (req: RunRequest, audit: (e: NetAuditEntry) => void): NetOwner | undefined => {
-    if (!req.sockets?.length && !hasSocketNode(req.argdata)) return undefined;
+  /**
+   * The run's sockets, when it has any or may get some from Casper's system.net: refused under
+   * process isolation, whose executors have no network (system.net's connect then answers ENOTSUP).
+   */
+  const socketsOf = (req: RunRequest, audit: (e: NetAuditEntry) => void, casperNet: boolean): NetOwner | undefined => {
+    const granted = (req.sockets?.length ?? 0) > 0 || hasSocketNode(req.argdata);
+    if (!granted && !casperNet) return undefined;
     if (runner.isolation === 'process') {
+      if (!granted) return undefined;
       throw new TypeError('Cannot run with sockets under process isolation: executors have no network; run this guest on worker threads (isolation "thread")');
     }
     const l = { ...DEFAULT_NET_LIMITS, ...req.net };

@@ -4,13 +4,15 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { isMap, isScalar, isSeq, type Node as YamlNode } from 'yaml';
+import type { Node as YamlNode } from 'yaml';
+import { isMap, isScalar, isSeq } from './yaml.js';
 import { DEFAULT_MAX_LIMITS, ENGINE_MAX_LIMITS, type Limits } from '../host/limits.js';
 import { formatBytes, formatDuration } from '../host/units.js';
 import { formatRights, RIGHTS_ALL, TYPE_RIGHTS } from '../wasi/rights.js';
 import { descriptorPath, openNoLinks, SymlinkOnPath } from '../wasi/fs/hostfs.js';
 import { CASPER_SERVICES, DEFAULT_PARSE_LIMITS, guestPath, LIMIT_KEYS, readCasper, readLimits, readRights, readYaml, type Reader } from './parse.js';
 import { readCasperGrant, SERVICES } from '../casper/services/index.js';
+import { grantAddresses } from '../casper/services/net.js';
 import { didYouMean } from './suggest.js';
 import { ManifestError, type ArgNode, type CasperGrants, type Manifest, type Problem, type RightsGrant, type SocketGrant } from './types.js';
 
@@ -386,7 +388,11 @@ export function checkPolicy(m: Manifest, policy: Policy, defaults: Limits, baseD
   for (const [service, lim] of Object.entries(m.casper)) {
     const allowed = policy.casper[service];
     const at = `casper.${service}`;
-    if (allowed === undefined) { add(at, `${at}: the policy does not allow this service`); continue; }
+    if (allowed === undefined) {
+      add(at, `${at}: the policy does not allow this service`);
+      if (service === 'system.net') netExcess(lim, policy, (m) => add(at, m));
+      continue;
+    }
     // The service's own judgement when it can read both grants; the text otherwise.
     const narrows = serviceNarrows(service, lim, allowed);
     if (narrows !== true) {
@@ -397,9 +403,34 @@ export function checkPolicy(m: Manifest, policy: Policy, defaults: Limits, baseD
       for (const f of found) add(at, f);
     }
     casper[service] = { ...allowed, ...lim };
+    // Outgoing connections (and listeners) follow the policy's net rules, as !socket's do.
+    if (service === 'system.net') netExcess(casper[service]!, policy, (m) => add(at, m));
   }
   const argdata = hostPaths.size && m.argdata ? withPaths(m.argdata, hostPaths) : m.argdata;
   return { effective: { ...m, dirs, limits, casper, ...(argdata ? { argdata } : {}) }, problems };
+}
+
+/**
+ * The addresses a system.net grant reaches beyond the policy's net rules, one message each
+ * (nothing for a grant the service cannot read: that is reported as such).
+ */
+function netExcess(grant: Record<string, unknown>, policy: Policy, add: (message: string) => void): void {
+  let reach: { connect: string[]; bind: string[] };
+  try {
+    reach = grantAddresses(grant);
+  } catch {
+    return;
+  }
+  for (const which of ['connect', 'bind'] as const) {
+    const rules = policy.net[which];
+    for (const addr of new Set(reach[which])) {
+      if (rules.some((pattern) => addressAllowed(addr, pattern))) continue;
+      const what = addr === '*'
+        ? `${which} to any address (list the addresses in ${which}${which === 'connect' ? ', give name2addr hosts to connectdns, or leave connectdns out of mode' : ''})`
+        : `${which} to ${addr}`;
+      add(`casper.system.net: ${what} is not allowed by the policy (net.${which} allows: ${rules.join(', ') || 'none'})`);
+    }
+  }
 }
 
 /** Why a service cannot read a manifest's grant (its own reader's words), or undefined when it can. */

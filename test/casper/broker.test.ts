@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { Broker } from '../../src/casper/broker.js';
 import { NvList } from '../../src/casper/nvlist.js';
 import { CasperError, type CasperService } from '../../src/casper/service.js';
@@ -191,5 +191,59 @@ describe('bounds: what a guest can make the broker hold', () => {
     const { channel } = await open(b, 'test.echo');
     expect((await b.xfer(channel, req('scribble'))).errno).toBe(ERRNO.IO);
     expect(words((await b.xfer(channel, req('limit_get'))).reply.getNvlist('limits')!)).toEqual(['a']);
+  });
+});
+
+describe('sockets lent to services', () => {
+  // A service that connects where asked, then fails when asked to ("after": the socket was made).
+  const dialer: CasperService = {
+    name: 'test.dial',
+    async command(cmd, _limits, r, ctx) {
+      const index = await ctx.connectSocket!({ host: '127.0.0.1', port: Number(r.getNumber('port') ?? 0n) });
+      if (cmd === 'dial-then-fail') throw new CasperError(ERRNO.NOTCAPABLE);
+      return new NvList().addDescriptor('s', index);
+    },
+  };
+  const provider = () => {
+    const released: number[] = [];
+    const pending: ((slot: number) => void)[] = [];
+    return {
+      released, pending,
+      sockets: {
+        connect: () => new Promise<number>((resolve) => pending.push(resolve)),
+        listen: () => Promise.reject(new Error('unused')),
+        release: (slot: number) => { released.push(slot); },
+      },
+    };
+  };
+
+  it('a socket that arrives after the request timed out is released, not handed out', async () => {
+    const p = provider();
+    const b = new Broker({ grants: { 'test.dial': {} }, services: { 'test.dial': dialer }, timeoutMs: 50, sockets: p.sockets });
+    const { channel } = await open(b, 'test.dial');
+    const a = await b.xfer(channel, req('dial'));
+    expect(a.errno).toBe(ERRNO.TIMEDOUT);
+    expect(a.descriptors).toEqual([]);
+    p.pending[0]!(7);
+    await vi.waitFor(() => expect(p.released).toEqual([7]));
+  });
+
+  it('a socket of a request that then fails is released; one that succeeds is handed out', async () => {
+    const p = provider();
+    const b = new Broker({ grants: { 'test.dial': {} }, services: { 'test.dial': dialer }, sockets: p.sockets });
+    const { channel } = await open(b, 'test.dial');
+    const failing = b.xfer(channel, req('dial-then-fail'));
+    await vi.waitFor(() => expect(p.pending).toHaveLength(1));
+    p.pending[0]!(3);
+    const f = await failing;
+    expect(f.errno).toBe(ERRNO.NOTCAPABLE);
+    expect(f.descriptors).toEqual([]);
+    expect(p.released).toEqual([3]);
+    const ok = b.xfer(channel, req('dial'));
+    await vi.waitFor(() => expect(p.pending).toHaveLength(2));
+    p.pending[1]!(4);
+    expect((await ok).descriptors).toEqual([{ kind: 'socket', slot: 4, listening: false }]);
+    b.releaseDescriptors((await ok).descriptors);
+    expect(p.released).toEqual([3, 4]);
   });
 });

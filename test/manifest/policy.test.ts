@@ -57,7 +57,7 @@ describe('parsePolicy', () => {
     ['a rule whose source is a list', 'dirs:\n  - { source: [x], rights: rpath }', ['p.yaml:2:5: dirs[0].source: source is memory or a host directory']],
     ['an unknown key in a rule', 'dirs:\n  - { source: memory, rights: rpath, gust: /x }', ['p.yaml:2:5: dirs[0].gust: unknown key "gust" (did you mean "guest"?)']],
     ['casper: a scalar', 'casper: x', ['p.yaml:1:9: casper: casper is a mapping of services to their widest limits, e.g. { system.random: {} }']],
-    ['an unknown service', 'casper: { system.dsn: {} }', ['p.yaml:1:11: casper.system.dsn: unknown service "system.dsn" (did you mean "system.dns"?); services are system.dns, system.pwd, system.grp, system.random, system.sysctl, system.fileargs']],
+    ['an unknown service', 'casper: { system.dsn: {} }', ['p.yaml:1:11: casper.system.dsn: unknown service "system.dsn" (did you mean "system.dns"?); services are system.dns, system.pwd, system.grp, system.random, system.sysctl, system.fileargs, system.net']],
     ['argdata without files', 'argdata: x', ['p.yaml:1:10: argdata: argdata is { files: true | false }']],
     ['argdata files: maybe', 'argdata: { files: maybe }', ['p.yaml:1:10: argdata: argdata is { files: true | false }']],
     ['an unknown key', 'foo: 1', ['p.yaml:1:1: foo: unknown key "foo"; a policy has limits, dirs, casper, argdata, net']],
@@ -66,7 +66,7 @@ describe('parsePolicy', () => {
     ['several problems at once', 'limits: { wal: 1s }\ndirs: x\ncasper: { system.dsn: {} }\nbogus: 1', [
       'p.yaml:1:11: limits.wal: unknown limit "wal" (did you mean "wall"?); limits are wall, cpu, memory, output, fds, files',
       'p.yaml:2:7: dirs: dirs is a list of { source: memory | HOST_PREFIX, guest?, rights }',
-      'p.yaml:3:11: casper.system.dsn: unknown service "system.dsn" (did you mean "system.dns"?); services are system.dns, system.pwd, system.grp, system.random, system.sysctl, system.fileargs',
+      'p.yaml:3:11: casper.system.dsn: unknown service "system.dsn" (did you mean "system.dns"?); services are system.dns, system.pwd, system.grp, system.random, system.sysctl, system.fileargs, system.net',
       'p.yaml:4:1: bogus: unknown key "bogus"; a policy has limits, dirs, casper, argdata, net',
     ]],
   ];

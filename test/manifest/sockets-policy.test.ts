@@ -62,4 +62,32 @@ describe('!socket in manifests', () => {
     expect(addressAllowed('127.0.0.1:80', '127.0.0.10:*')).toBe(false);
     expect(addressAllowed('127.0.0.1:8080', '127.0.0.1:80')).toBe(false);
   });
+
+  describe('casper system.net follows the net rules', () => {
+    const check = (manifest: string, policy: string): string[] => {
+      try { applyPolicy(parseManifest(manifest, 'm.yaml'), parsePolicy(policy, 'p.yaml'), DEFAULT_LIMITS, 'm.yaml'); return []; }
+      catch (e) { return (e as Error).message.split('\n'); }
+    };
+
+    it('CONNECTDNS reaches what name2addr resolves: its hosts must be allowed, and without hosts only "*" will do', () => {
+      const grant = (extra: string) => `casper: { system.net: { mode: [connectdns, name2addr]${extra} } }\n`;
+      expect(check(grant(', name2addr: { hosts: { api.example.org: "443" } }'), 'casper: { system.net: {} }\nnet: { connect: ["api.example.org:443"] }\n')).toEqual([]);
+      expect(check(grant(', name2addr: { hosts: { api.example.org: "" } }'), 'casper: { system.net: {} }\nnet: { connect: ["api.example.org:443"] }\n')).toEqual([
+        'm.yaml:0:0: casper.system.net: connect to api.example.org:* is not allowed by the policy (net.connect allows: api.example.org:443)',
+      ]);
+      expect(check(grant(''), 'casper: { system.net: {} }\nnet: { connect: ["api.example.org:443"] }\n')[0]).toContain('connect to any address');
+      expect(check(grant(''), 'casper: { system.net: {} }\nnet: { connect: ["*"] }\n')).toEqual([]);
+    });
+
+    it('bind follows net.bind; a grant the policy\'s own system.net limits do not cover is refused', () => {
+      expect(check('casper: { system.net: { mode: [bind], bind: ["127.0.0.1:8080"] } }\n', 'casper: { system.net: {} }\nnet: { bind: ["127.0.0.1:*"] }\n')).toEqual([]);
+      expect(check('casper: { system.net: { mode: [bind], bind: ["0.0.0.0:8080"] } }\n', 'casper: { system.net: {} }\nnet: { bind: ["127.0.0.1:*"] }\n')).toEqual([
+        'm.yaml:0:0: casper.system.net: bind to 0.0.0.0:8080 is not allowed by the policy (net.bind allows: 127.0.0.1:*)',
+      ]);
+      expect(check('casper: { system.net: { mode: [connect], connect: ["127.0.0.1:5432", "127.0.0.1:5433"] } }\n',
+        'casper: { system.net: { mode: [connect], connect: ["127.0.0.1:5432"] } }\nnet: { connect: ["*"] }\n')).toEqual([
+        'm.yaml:0:0: casper.system.net.connect: "127.0.0.1:5433" not allowed by the policy (allowed: "127.0.0.1:5432")',
+      ]);
+    });
+  });
 });

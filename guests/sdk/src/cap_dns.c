@@ -34,6 +34,21 @@
 
 #include "casper_impl.h"
 
+/*
+ * An "error" as getaddrinfo/getnameinfo return it: system.net refuses with
+ * ENOTCAPABLE, which is no EAI_* code, so it becomes EAI_SYSTEM with errno
+ * set (FreeBSD's cap_net(3)); system.dns answers EAI_* codes themselves.
+ */
+static int
+eai_of(int error)
+{
+
+	if (error != ENOTCAPABLE)
+		return (error);
+	errno = ENOTCAPABLE;
+	return (EAI_SYSTEM);
+}
+
 /* The static result of the gethostby* calls, as in libc. */
 static struct hostent hent;
 
@@ -142,6 +157,11 @@ hostent_xfer(cap_channel_t *chan, nvlist_t *nvl)
 	/* The service's h_errno (NO_RECOVERY when not allowed). */
 	error = nvlist_exists_number(nvl, "error") ?
 	    (int)nvlist_get_number(nvl, "error") : NO_RECOVERY;
+	if (error == ENOTCAPABLE) {
+		/* system.net's refusal: an errno, not an h_errno. */
+		errno = ENOTCAPABLE;
+		error = NO_RECOVERY;
+	}
 	if (error != 0) {
 		h_errno = error;
 		nvlist_destroy(nvl);
@@ -259,7 +279,7 @@ cap_getaddrinfo(cap_channel_t *chan, const char *hostname,
 	error = (int)nvlist_get_number(nvl, "error");
 	if (error != 0) {
 		nvlist_destroy(nvl);
-		return (error);
+		return (eai_of(error));
 	}
 
 	first = last = NULL;
@@ -308,7 +328,7 @@ cap_getnameinfo(cap_channel_t *chan, const struct sockaddr *sa,
 	error = (int)nvlist_get_number(nvl, "error");
 	if (error != 0) {
 		nvlist_destroy(nvl);
-		return (error);
+		return (eai_of(error));
 	}
 	/* FreeBSD copies hostlen + 1 bytes here; the buffer holds hostlen. */
 	if (host != NULL && hostlen > 0 && nvlist_exists_string(nvl, "host"))

@@ -250,11 +250,13 @@ function limit(oldLimits: NvList | null, newLimits: NvList): number {
 // ---------------------------------------------------------------------------------------------
 // Addresses
 
-function parseIPv4(s: string): Uint8Array {
+/** inet_pton(AF_INET) of a dotted quad (already known to be one). */
+export function parseIPv4(s: string): Uint8Array {
   return Uint8Array.from(s.split('.').map(Number));
 }
 
-function parseIPv6(s: string): Uint8Array {
+/** inet_pton(AF_INET6) of an IPv6 address (already known to be one; a %scope is dropped). */
+export function parseIPv6(s: string): Uint8Array {
   const out = new Uint8Array(16);
   let str = s.split('%')[0]!;
   let tail: number[] = [];
@@ -273,7 +275,8 @@ function parseIPv6(s: string): Uint8Array {
   return out;
 }
 
-function formatIPv4(b: Uint8Array): string {
+/** inet_ntop(AF_INET). */
+export function formatIPv4(b: Uint8Array): string {
   return Array.from(b.subarray(0, 4)).join('.');
 }
 
@@ -303,7 +306,8 @@ function ptrName(family: number, addr: Uint8Array): string {
   return `${nibbles.reverse().join('.')}.ip6.arpa`;
 }
 
-function sockaddr(family: number, addr: Uint8Array, port: number, scope = 0): Uint8Array {
+/** A wasi-libc sockaddr_in or sockaddr_in6 (layouts above). */
+export function sockaddr(family: number, addr: Uint8Array, port: number, scope = 0): Uint8Array {
   const b = new Uint8Array(family === AF.INET ? SOCKADDR_IN_SIZE : SOCKADDR_IN6_SIZE);
   const dv = new DataView(b.buffer);
   dv.setUint16(0, family, true);

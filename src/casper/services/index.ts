@@ -7,6 +7,7 @@ import type { NvList } from '../nvlist.js';
 import dns from './dns.js';
 import fileargs from './fileargs.js';
 import grp from './grp.js';
+import net from './net.js';
 import pwd from './pwd.js';
 import random from './random.js';
 import sysctl from './sysctl.js';
@@ -18,6 +19,7 @@ export const SERVICES: Record<string, CasperService> = {
   [random.name]: random,
   [sysctl.name]: sysctl,
   [fileargs.name]: fileargs,
+  [net.name]: net,
 };
 
 export { GrantError } from './common.js';

@@ -47,6 +47,14 @@ export function setPeer(slot: Slot, peer: string): void {
   Atomics.store(slot.ctl, 4, bytes.length);
 }
 
+/** Gives the host back a slot no descriptor came to hold: closed as a guest's close would. */
+export function discardSlot(net: NetMemory, index: number): void {
+  const slot = net.slots[index];
+  if (!slot) return;
+  Atomics.or(slot.ctl, C.GUEST, GUEST_CLOSED);
+  net.ring();
+}
+
 /** A socket descriptor's view of its slot. */
 export class SlotEndpoint implements SocketEndpoint {
   readonly listening: boolean;

@@ -11,7 +11,7 @@ import { ERRNO } from '../../wasi/constants.js';
 import { LISTENER_RIGHTS, STREAM_SOCKET_RIGHTS } from '../../wasi/sockets.js';
 import { Waker } from '../../wasi/wake.js';
 import type { ArgNode, SocketGrant } from '../grants.js';
-import { formatSocketAddress, parseSocketAddress } from './address.js';
+import { formatSocketAddress, parseSocketAddress, type SocketAddress } from './address.js';
 import { setPeer } from './endpoint.js';
 import {
   C, createNetMemory, GUEST_CLOSED, GUEST_SHUT_RD, GUEST_SHUT_WR, H, HOST_EOF, HOST_ERROR, KIND_FREE, KIND_LISTENER, KIND_STREAM,
@@ -66,12 +66,22 @@ interface Stream {
 
 interface Listener { slot: Slot; server: net.Server; address: string; waiting: number }
 
+/** A socket the host could not open for the guest: the errno the guest gets, and why. */
+export class SocketOpenError extends Error {
+  constructor(readonly errno: number, message: string) {
+    super(message);
+    this.name = 'SocketOpenError';
+  }
+}
+
 /** A run's sockets on the host thread. */
 export class NetOwner {
   private readonly mem: NetMemory;
   private readonly waker: Waker;
   private readonly streams = new Map<number, Stream>();
   private readonly listeners: Listener[] = [];
+  /** Connections under way (Casper's connect): destroyed if the run ends first. */
+  private readonly connecting = new Set<net.Socket>();
   private closed = false;
   private doorbell = 0;
   /** Addresses the run listens on, as bound ("127.0.0.1:41234"), in grant order. */
@@ -121,41 +131,89 @@ export class NetOwner {
     if ((g.type ?? 'stream') !== 'stream') throw new TypeError(`Cannot open a ${g.type} socket: only stream sockets are supported`);
     if ((g.bind === undefined) === (g.connect === undefined)) throw new TypeError('A socket grant needs exactly one of bind or connect');
     const rights = g.rights;
-    const slot = this.freeSlot()!;
     if (g.bind !== undefined) {
-      const addr = parseSocketAddress(g.bind);
-      const server = net.createServer({ pauseOnConnect: false, allowHalfOpen: true });
+      const slot = await this.listen(parseSocketAddress(g.bind));
+      return { slot, base: LISTENER_RIGHTS & (rights?.base ?? LISTENER_RIGHTS), inheriting: STREAM_SOCKET_RIGHTS & (rights?.inheriting ?? STREAM_SOCKET_RIGHTS) };
+    }
+    const slot = await this.connect(parseSocketAddress(g.connect!));
+    return { slot, base: STREAM_SOCKET_RIGHTS & (rights?.base ?? STREAM_SOCKET_RIGHTS), inheriting: 0n };
+  }
+
+  private full(what: string): SocketOpenError {
+    return new SocketOpenError(ERRNO.MFILE, `Cannot ${what}: the run has ${this.options.connections} sockets open, its limit (net.connections)`);
+  }
+
+  private ended(what: string): SocketOpenError {
+    return new SocketOpenError(ERRNO.CANCELED, `Cannot ${what}: the run has ended`);
+  }
+
+  /**
+   * Listens on `addr` (a `!socket { bind }`, `--listen`, Casper's bind): the listener's slot.
+   * Rejects with SocketOpenError (EADDRINUSE…, EMFILE when the run's slots are full).
+   */
+  async listen(addr: SocketAddress): Promise<number> {
+    const spec = formatSocketAddress(addr);
+    if (this.closed) throw this.ended(`listen on ${spec}`);
+    const slot = this.freeSlot();
+    if (!slot) throw this.full(`listen on ${spec}`);
+    // Held while the server binds: another open must not take the same slot.
+    Atomics.store(slot.ctl, C.KIND, KIND_LISTENER);
+    const server = net.createServer({ pauseOnConnect: false, allowHalfOpen: true });
+    try {
       await new Promise<void>((resolve, reject) => {
-        server.once('error', (e) => reject(new Error(`Cannot listen on ${g.bind}: ${(e as Error).message}`)));
+        server.once('error', (e) => reject(new SocketOpenError(errnoOf(e), `Cannot listen on ${spec}: ${(e as Error).message}`)));
         if (addr.kind === 'unix') server.listen({ path: addr.path, backlog: this.options.backlog }, resolve);
         else server.listen({ host: addr.host, port: addr.port, backlog: this.options.backlog, exclusive: true }, resolve);
       });
-      const a = server.address();
-      const address = typeof a === 'string' || a === null ? (addr.kind === 'unix' ? addr.path : String(a)) : formatSocketAddress({ kind: 'tcp', host: a.address, port: a.port });
-      Atomics.store(slot.ctl, C.KIND, KIND_LISTENER);
-      const l: Listener = { slot, server, address, waiting: 0 };
-      this.listeners.push(l);
-      this.addresses.push(address);
-      server.on('connection', (s) => this.incoming(l, s));
-      server.on('error', () => {});
-      return { slot: slot.index, base: LISTENER_RIGHTS & (rights?.base ?? LISTENER_RIGHTS), inheriting: STREAM_SOCKET_RIGHTS & (rights?.inheriting ?? STREAM_SOCKET_RIGHTS) };
+    } catch (e) {
+      Atomics.store(slot.ctl, C.KIND, KIND_FREE);
+      throw e;
     }
-    const addr = parseSocketAddress(g.connect!);
-    const socket = await new Promise<net.Socket>((resolve, reject) => {
-      const s = addr.kind === 'unix' ? net.connect({ path: addr.path, allowHalfOpen: true }) : net.connect({ host: addr.host, port: addr.port, allowHalfOpen: true });
-      s.once('connect', () => resolve(s));
-      s.once('error', (e) => reject(new Error(`Cannot connect to ${g.connect}: ${(e as Error).message}`)));
-    });
-    this.attach(slot, socket, formatSocketAddress(addr));
-    return { slot: slot.index, base: STREAM_SOCKET_RIGHTS & (rights?.base ?? STREAM_SOCKET_RIGHTS), inheriting: 0n };
+    if (this.closed) { server.close(); Atomics.store(slot.ctl, C.KIND, KIND_FREE); throw this.ended(`listen on ${spec}`); }
+    const a = server.address();
+    const address = typeof a === 'string' || a === null ? (addr.kind === 'unix' ? addr.path : String(a)) : formatSocketAddress({ kind: 'tcp', host: a.address, port: a.port });
+    const l: Listener = { slot, server, address, waiting: 0 };
+    this.listeners.push(l);
+    this.addresses.push(address);
+    server.on('connection', (s) => this.incoming(l, s));
+    server.on('error', () => {});
+    return slot.index;
   }
 
-  /** Adopts a connection the host made for the guest (Casper's system.net): its slot number, or undefined when none is free. */
-  adopt(socket: net.Socket, address: string): number | undefined {
+  /**
+   * Connects to `addr` (a `!socket { connect }`, Casper's connect): the connection's slot.
+   * Nothing is sent when the run's slots are full. Rejects with SocketOpenError (ECONNREFUSED…).
+   */
+  async connect(addr: SocketAddress): Promise<number> {
+    const spec = formatSocketAddress(addr);
+    if (this.closed) throw this.ended(`connect to ${spec}`);
+    if (!this.freeSlot()) throw this.full(`connect to ${spec}`);
+    const socket = await new Promise<net.Socket>((resolve, reject) => {
+      const s = addr.kind === 'unix' ? net.connect({ path: addr.path, allowHalfOpen: true }) : net.connect({ host: addr.host, port: addr.port, allowHalfOpen: true });
+      this.connecting.add(s);
+      s.once('connect', () => { this.connecting.delete(s); resolve(s); });
+      s.once('error', (e) => { this.connecting.delete(s); reject(new SocketOpenError(errnoOf(e), `Cannot connect to ${spec}: ${(e as Error).message}`)); });
+      s.once('close', () => { if (this.connecting.delete(s)) reject(this.ended(`connect to ${spec}`)); });
+    });
     const slot = this.freeSlot();
-    if (!slot) return undefined;
-    this.attach(slot, socket, address);
+    if (this.closed || !slot) {
+      socket.destroy();
+      throw this.closed ? this.ended(`connect to ${spec}`) : this.full(`connect to ${spec}`);
+    }
+    this.attach(slot, socket, spec);
     return slot.index;
+  }
+
+  /** Closes a slot's socket that no guest descriptor holds (a Casper reply that never arrived). */
+  release(index: number): void {
+    const l = this.listeners.findIndex((x) => x.slot.index === index);
+    if (l >= 0) {
+      const [gone] = this.listeners.splice(l, 1);
+      gone!.server.close();
+      Atomics.store(gone!.slot.ctl, C.KIND, KIND_FREE);
+      return;
+    }
+    this.detach(index);
   }
 
   private incoming(l: Listener, socket: net.Socket): void {
@@ -287,6 +345,7 @@ export class NetOwner {
     Atomics.add(this.mem.header, H.DOORBELL, 1);
     Atomics.notify(this.mem.header, H.DOORBELL);
     for (const l of this.listeners) l.server.close();
+    for (const s of this.connecting) s.destroy();
     for (const st of this.streams.values()) st.socket.destroy();
     this.streams.clear();
   }

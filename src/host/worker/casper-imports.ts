@@ -16,7 +16,8 @@ import {
 } from '../casper-wire.js';
 import type { GuestOp, GuestOpResult } from '../../casper/service.js';
 import { BRIDGE_KIND } from '../functions.js';
-import { lstatGuest, openGuestFile, realpathGuest } from './argdata-fds.js';
+import { lstatGuest, openGuestFile, realpathGuest, type SocketInstaller } from './argdata-fds.js';
+import { LISTENER_RIGHTS, STREAM_SOCKET_RIGHTS } from '../../wasi/sockets.js';
 
 const CHANNEL_RIGHTS = R.fd_read | R.fd_write | R.fd_filestat_get | R.poll_fd_readwrite;
 
@@ -31,8 +32,11 @@ export class ChannelHandle extends Handle {
 /** Records one Casper decision in the run's audit trail. */
 export type CasperAudit = (d: { service: string; cmd: string; errno: number; fd: number }) => void;
 
+/** The run's sockets, for replies that hand the guest one (system.net): install a slot, or give one back unused. */
+export interface CasperSockets { install: SocketInstaller; discard(slot: number): void }
+
 /** Builds the casper imports of one run. */
-export function createCasperImports(ctx: WasiContext, client: BridgeClient, audit: CasperAudit) {
+export function createCasperImports(ctx: WasiContext, client: BridgeClient, audit: CasperAudit, sockets?: CasperSockets) {
   const { mem, fds } = ctx;
   const call = (op: number, channel: number, payload?: Uint8Array): Uint8Array => {
     try {
@@ -100,12 +104,20 @@ export function createCasperImports(ctx: WasiContext, client: BridgeClient, audi
         // file that cannot be opened turns the reply into that errno (fileargs_open's ENOENT…).
         const fdsOf: number[] = [];
         try {
-          for (const d of a.descriptors) fdsOf.push(d.kind === 'channel' ? install(d.id) : openGuestFile(ctx, d.path, d.rights, 'fileargs'));
+          for (const d of a.descriptors) {
+            if (d.kind === 'channel') fdsOf.push(install(d.id));
+            else if (d.kind === 'open') fdsOf.push(openGuestFile(ctx, d.path, d.rights, 'fileargs'));
+            else if (!sockets) fail(ERRNO.NOTSUP, 'the run has no sockets to hand over');
+            else fdsOf.push(d.listening ? sockets.install(d.slot, LISTENER_RIGHTS, STREAM_SOCKET_RIGHTS) : sockets.install(d.slot, STREAM_SOCKET_RIGHTS, 0n));
+          }
           reply = patchDescriptors(reply, fdsOf);
         } catch (e) {
           for (const fd of fdsOf) fds.close(fd);
           // Channels the broker made for this reply that never became descriptors: release them too.
-          for (const d of a.descriptors.slice(fdsOf.length)) if (d.kind === 'channel') closeChannel(d.id);
+          for (const d of a.descriptors.slice(fdsOf.length)) {
+            if (d.kind === 'channel') closeChannel(d.id);
+            else if (d.kind === 'socket') sockets?.discard(d.slot);
+          }
           const errno = e instanceof WasiError ? e.errno : ERRNO.IO;
           reply = new NvList().addNumber('error', errno);
           audit({ service: a.service, cmd: a.cmd, errno, fd });

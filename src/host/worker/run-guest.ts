@@ -14,7 +14,7 @@ import { createCasperImports } from './casper-imports.js';
 import { installArgdata, type SocketInstaller } from './argdata-fds.js';
 import type { FromWorker, GuestSpec, ProcessInfo, WorkerOutcome } from './protocol.js';
 import { passedEntries, workerSpawner } from './spawner.js';
-import { NetBudget, NetLimitExceeded, SlotEndpoint } from '../net/endpoint.js';
+import { discardSlot, NetBudget, NetLimitExceeded, SlotEndpoint } from '../net/endpoint.js';
 import { NetMemory } from '../net/layout.js';
 import { SocketHandle } from '../../wasi/sockets.js';
 import type { Handle } from '../../wasi/handles.js';
@@ -223,7 +223,7 @@ export function runGuest(module: WebAssembly.Module, spec: GuestSpec, io: GuestI
     casper: createCasperImports(wasi.context, client, (d) => (d.errno === 0 && auditor?.level !== 'all') || auditor?.record({
       call: `${d.service}.${d.cmd}`, fd: d.fd, path: d.service, rightsNeeded: 0n, rightsHeld: 0n,
       decision: d.errno === 0 ? 'allowed' : 'denied', errno: d.errno,
-    })),
+    }), sockets && net ? { install: sockets, discard: (slot) => discardSlot(net, slot) } : undefined),
   } : {};
   try {
     io.phase?.('instantiating');
