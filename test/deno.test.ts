@@ -8,14 +8,14 @@
  * Deno is the `deno` npm package's binary (an optional dependency). Without it these tests are
  * skipped on a developer's machine, never in CI (CI is set there): there they fail.
  */
-import { spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node:child_process';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { api, exitOf, startServer, type Server } from './helpers/serve.js';
+import { api, exitOf, killServers, startServe, type Server } from './helpers/serve.js';
 import { createSqliteStore } from '../src/api/store/sqlite.js';
 import { NoSqliteDriverError } from '../src/api/store/sqlite-driver.js';
 
@@ -26,12 +26,8 @@ const HAVE_DENO = fs.existsSync(DENO);
 if (!HAVE_DENO && process.env['CI']) throw new Error(`the Deno tests need ${DENO} (the deno npm package, an optional dependency): npm ci installs it`);
 
 let tmp: string;
-const children = new Set<ChildProcess>();
 beforeAll(() => { tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-deno-'))); });
-afterEach(() => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-  children.clear();
-});
+afterEach(() => { killServers(); });
 afterAll(() => { if (tmp) fs.rmSync(tmp, { recursive: true, force: true }); });
 
 /** `deno ARGS` in the checkout (its deno.json lets the sources' ".js" imports name the ".ts" files). */
@@ -81,7 +77,7 @@ console.log(JSON.stringify({ text: r.text(), status: r.status, exitCode: r.exitC
     expect(created.status).toBe(0);
     const key = created.stdout.trim();
     expect(key).toMatch(/^\S+$/);
-    const s: Server = await startServer([DENO, 'run', '-A', BIN], REPO, children, data, ['--workers', '1', '--executors', '1']);
+    const s: Server = await startServe(['--data', data, '--workers', '1', '--executors', '1'], {}, [DENO, 'run', '-A', BIN]);
     try {
       const health = await api(s, 'GET', '/healthz', key);
       expect(health.status).toBe(200);

@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import { createAdaptorServer } from '@hono/node-server';
 import { createApp } from '../api/app.js';
 import { defaultLogger } from '../api/log.js';
-import { createScheduler } from '../api/scheduler.js';
+import { createScheduler, DEFAULT_QUOTAS, defaultNodeId } from '../api/scheduler.js';
 import { createSqliteStore } from '../api/store/sqlite.js';
 import { NoSqliteDriverError } from '../api/store/sqlite-driver.js';
 import { storeUrl } from './store-url.js';
@@ -29,7 +29,8 @@ export const SHUTDOWN_DEADLINE_MS = 10_000;
 
 export const SERVE_HELP = `Usage: capsa serve [--host 127.0.0.1] [--port 8080] [--data ${DEFAULT_DATA_DIR} | --store postgres://…] [--policy FILE]
                    [--executors N] [--workers N] [--isolation best-effort|strict|none]
-                   [--executor-runtime node|deno] [--grace 10s]
+                   [--executor-runtime node|deno] [--grace 10s] [--node-id ID] [--lease 30s]
+                   [--concurrent-runs N]
 
 Runs the capsa REST service: tenants upload modules (POST /v1/modules) and run them
 under manifests (POST /v1/runs), each run checked against the tenant's policy, queued,
@@ -68,6 +69,13 @@ Options:
                     capsa itself runs on.
   --grace DURATION  On SIGTERM/SIGINT, how long running guests may take to finish before
                     they are queued again for the next start (default ${SHUTDOWN_DEADLINE_MS / 1000}s).
+  --concurrent-runs N
+                    A tenant's runs running at once, across all the servers of a
+                    --store (default ${DEFAULT_QUOTAS.concurrentRuns}); its other runs wait their turn in the queue.
+  --node-id ID      This node's id, kept on the runs it runs (default HOST-PID-RANDOM).
+  --lease DURATION  With --store: how long a node's claim on a run holds unless renewed
+                    (every third of it); a node that dies has its runs recovered by the
+                    others this long after (default 30s).
   -h, --help        Show this help.
 
 Environment:
@@ -80,7 +88,8 @@ every level but silent, like the "stopping" and "stopped" lines.
 
 On start, runs that were queued are queued again; a run that was running when the
 server died is retried once, or ends "interrupted" (blame host) if it had been retried
-already. SIGTERM or SIGINT stops gracefully: no new connections, running guests get
+already. With --store, any number of servers share the database and its queue: a run
+whose server died is recovered that way by another one once its lease expires. SIGTERM or SIGINT stops gracefully: no new connections, running guests get
 the --grace time to finish and are queued again otherwise, then the workers and the
 store close and the process exits 0. A second signal exits at once (status 1); the
 next start recovers as after a crash.
@@ -116,6 +125,9 @@ export async function serve(argv: string[]): Promise<number> {
       isolation: { type: 'string', default: 'best-effort' },
       'executor-runtime': { type: 'string' },
       grace: { type: 'string' },
+      'node-id': { type: 'string' },
+      'concurrent-runs': { type: 'string' },
+      lease: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     allowPositionals: true,
@@ -132,15 +144,22 @@ export async function serve(argv: string[]): Promise<number> {
   const workers = parseCount(values.workers, '--workers', os.availableParallelism());
   const executors = Math.min(workers, parseCount(values.executors, '--executors', workers));
   let graceMs = SHUTDOWN_DEADLINE_MS;
+  let leaseMs: number | undefined;
+  const nodeId = values['node-id'] ?? defaultNodeId();
+  if (values['node-id'] !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(nodeId)) throw new UsageError(`--node-id ${nodeId}: expected 1 to 64 letters, digits, '.', '_' or '-'`);
   try {
     if (values.grace !== undefined) graceMs = parseDuration(values.grace, '--grace');
+    if (values.lease !== undefined) {
+      leaseMs = parseDuration(values.lease, '--lease');
+      if (leaseMs < 300) throw new Error(`--lease ${values.lease}: at least 300ms (a node renews every third of it)`);
+    }
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
   // Thrown as PolicyFileError or ManifestError (FILE:LINE:COL), which main prints: exit status 1.
   const policy = values.policy !== undefined ? loadPolicy(values.policy) : undefined;
   // pino, JSON lines on stdout at CAPSA_LOG_LEVEL (default info); the app and the scheduler log there too.
-  const log = defaultLogger();
+  const log = defaultLogger().child({ node: nodeId });
   // The lifecycle lines (listening, stopping, stopped) are written whatever CAPSA_LOG_LEVEL says:
   // scripts and supervisors read the URL from the first one.
   const life = log.level === 'silent' ? log : log.child({}, { level: 'info' });
@@ -151,14 +170,10 @@ export async function serve(argv: string[]): Promise<number> {
   if (url) {
     try {
       // Loaded on demand: a SQLite server does not load the PostgreSQL driver.
-      const { createPostgresStore, serveLock } = await import('../api/store/postgres.js');
-      const l = await serveLock(url);
-      if (typeof l === 'string') {
-        process.stderr.write(`capsa: ${l}\n`);
-        return 1;
-      }
-      lock = l;
-      store = await createPostgresStore({ url }).catch(async (e: unknown) => { await l.release(); throw e; });
+      // Any number of nodes share one database: the queue, its claims and leases are in it.
+      const { createPostgresStore } = await import('../api/store/postgres.js');
+      lock = { release() {} };
+      store = await createPostgresStore({ url });
     } catch (e) {
       process.stderr.write(`capsa: cannot open the PostgreSQL store: ${(e as Error).message}\n`);
       return 1;
@@ -202,10 +217,17 @@ export async function serve(argv: string[]): Promise<number> {
     process.stderr.write(`capsa: cannot start the ${isolation === 'none' ? 'worker pool' : 'executors'}: ${(e as Error).message}\n`);
     return 1;
   }
-  const scheduler = createScheduler({ store, host, logger: log });
+  // SQLite: the data dir is this process's alone (lockDataDir), so a run left running died with
+  // the last process and is recovered at once; PostgreSQL: when its node's lease expires.
+  const scheduler = createScheduler({
+    store, host, logger: defaultLogger(), nodeId, exclusive: !url,
+    ...(values['concurrent-runs'] !== undefined ? { quotas: { concurrentRuns: parseCount(values['concurrent-runs'], '--concurrent-runs', DEFAULT_QUOTAS.concurrentRuns) } } : {}),
+    ...(leaseMs !== undefined ? { leaseMs } : {}),
+  });
   const adminToken = process.env['CAPSA_ADMIN_TOKEN'] || undefined;
   const app = createApp({
-    store, host, scheduler, logger: log,
+    // createApp and the scheduler name the node on their lines themselves.
+    store, host, scheduler, logger: defaultLogger(),
     ...(policy ? { policy } : {}),
     ...(adminToken ? { adminToken } : {}),
   });
@@ -261,12 +283,17 @@ export async function serve(argv: string[]): Promise<number> {
       // Running guests finish within the deadline or go back to the queue.
       clearInterval(mountSync);
       await scheduler.stop(graceMs);
+      // Event streams still open get what is stored, are told to reconnect (elsewhere, with
+      // Last-Event-ID) and end.
+      await scheduler.events.flush();
+      scheduler.events.drain();
       // Answers in progress get a moment more; then what is still open is cut: event streams of
       // runs that went back to the queue (clients resume with Last-Event-ID), waits on such runs.
       await Promise.race([closed, new Promise((r) => setTimeout(r, 1000).unref())]);
       server.closeAllConnections();
       await closed;
       await host.close();
+      await scheduler.events.close();
       await store.close();
       await lock.release();
       process.off('SIGTERM', onSignal);

@@ -4,38 +4,22 @@
  * directory. Covers the issue's session (tenant create → upload → run with wait → SSE events),
  * restart safety after kill -9, and the graceful stop on SIGTERM.
  *
- * The CLI runs as bin/capsa.js runs it: from dist/ when dist/ is built and newer than src/, else from
- * the sources through tsx (so that a stale dist/ never hides the code under test). Every request
- * goes to 127.0.0.1 with a timeout; every child is killed in afterAll.
+ * The CLI runs as bin/capsa.js runs it (test/helpers/serve.ts). Every request goes to 127.0.0.1 with a
+ * timeout; every child is killed in afterAll.
  */
-import { spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node:child_process';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createRequire } from 'node:module';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { wat } from '../helpers/wat.js';
+import { api, CLI, exitOf, kill9, killServers, REPO, startServe, type Server } from '../helpers/serve.js';
 import { memoryCgroupRoot } from '../../src/host/executor/sandbox.js';
-import { api, exitOf, kill9, startServer as startServerWith, type Server } from '../helpers/serve.js';
 
 /** The memory cgroup layer, where this machine lets capsa make one (docs/security.md). */
 const CGROUP = typeof memoryCgroupRoot() === 'string' ? [] : ['cgroup-memory'];
 
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
-const BIN = path.join(REPO, 'bin', 'capsa.js');
 const HELLO = path.join(REPO, 'guests', 'build', 'hello.wasm');
-
-/** The command that runs the CLI: node bin/capsa.js when dist/ is current, else src/cli.ts under tsx. */
-const CLI: string[] = (() => {
-  const bundle = path.join(REPO, 'dist', 'bundle', 'cli.js');
-  const built = fs.existsSync(bundle) ? fs.statSync(bundle).mtimeMs : 0;
-  const newest = Math.max(...fs.readdirSync(path.join(REPO, 'src'), { recursive: true, encoding: 'utf8' })
-    .map((f) => fs.statSync(path.join(REPO, 'src', f)).mtimeMs));
-  if (built >= newest) return [BIN];
-  const tsx = path.join(path.dirname(createRequire(path.join(REPO, 'package.json')).resolve('tsx/package.json')), 'dist', 'loader.mjs');
-  return ['--import', pathToFileURL(tsx).href, path.join(REPO, 'src', 'cli.ts')];
-})();
 
 /** A guest that spins on the monotonic clock for `ms`, then prints "done <ms>\n". */
 function spinner(ms: number): Uint8Array {
@@ -58,14 +42,13 @@ function spinner(ms: number): Uint8Array {
 }
 
 let tmp: string;
-const children = new Set<ChildProcess>();
 
 beforeAll(() => {
   tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-serve-')));
 });
 
 afterAll(() => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  killServers();
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -76,8 +59,9 @@ function capsa(args: string[], env: Record<string, string> = {}): SpawnSyncRetur
 }
 
 /** Starts `capsa serve --port 0` on `data` and waits for its "listening" line. */
-const startServer = (data: string, extra: string[] = [], env: Record<string, string> = {}): Promise<Server> =>
-  startServerWith([process.execPath, ...CLI], REPO, children, data, extra, env);
+function startServer(data: string, extra: string[] = [], env: Record<string, string> = {}): Promise<Server> {
+  return startServe(['--data', data, ...extra], env);
+}
 
 function newTenant(data: string, name: string): string {
   const r = capsa(['tenant', 'create', name, '--data', data]);
@@ -273,7 +257,7 @@ describe('capsa serve: a real server on 127.0.0.1', () => {
     const key = newTenant(data, 'exec');
     const s = await startServer(data, ['--executors', '2']);
     try {
-      const health = await (await fetch(`${s.url}/healthz`)).json() as { status: string; isolation: string; executors: { pid: number; runtime: string; layers: string[]; workers: number }[] };
+      const health = await (await fetch(`${s.url}/healthz`)).json() as { status: string; node: string; isolation: string; executors: { pid: number; runtime: string; layers: string[]; workers: number }[] };
       expect(health).toMatchObject({ status: 'ok', isolation: 'process' });
       expect(health.executors).toHaveLength(2);
       for (const e of health.executors) {
@@ -281,7 +265,7 @@ describe('capsa serve: a real server on 127.0.0.1', () => {
         expect(e.pid).not.toBe(s.proc.pid);
       }
       const metrics = await (await fetch(`${s.url}/metrics`)).text();
-      expect(metrics).toContain(`capsa_executors{runtime="node",layers="${['node-permission', 'bubblewrap', ...CGROUP, 'capsicum-rights'].join(',')}"} 2`);
+      expect(metrics).toContain(`capsa_executors{node="${String(health.node)}",runtime="node",layers="${['node-permission', 'bubblewrap', ...CGROUP, 'capsicum-rights'].join(',')}"} 2`);
       const up = await api(s, 'POST', '/v1/modules', key, new Uint8Array(fs.readFileSync(HELLO)));
       const run = await api(s, 'POST', '/v1/runs', key, { module: up.body['id'], manifest: 'args: [exec]\n', wait: 20 }, 30_000);
       expect(run.body).toMatchObject({ status: 'exited', stdout: 'hello exec\n' });

@@ -71,4 +71,12 @@ export const PG_MIGRATIONS: readonly string[] = [
     PRIMARY KEY (run_id, seq)
   );
   `,
+  // 2: the queue in the database (SQLite's migration 3): a run's node and lease, a tenant's place
+  // in the fair rotation, numbered by a sequence.
+  `
+  ALTER TABLE runs ADD COLUMN node_id TEXT;
+  ALTER TABLE runs ADD COLUMN lease_until BIGINT;
+  ALTER TABLE tenants ADD COLUMN served_seq BIGINT NOT NULL DEFAULT 0;
+  CREATE SEQUENCE capsa_served_seq;
+  `,
 ];

@@ -108,6 +108,7 @@ export function openSqlite(path: string, opts: { driver?: SqliteDriverName | und
 
 function wrap(driver: SqliteDriverName, raw: RawDatabase): SqlDatabase {
   let open = true;
+  let depth = 0;
   const db: SqlDatabase = {
     driver,
     get open() {
@@ -122,17 +123,24 @@ function wrap(driver: SqliteDriverName, raw: RawDatabase): SqlDatabase {
       return row === undefined ? undefined : Object.values(row)[0];
     },
     transaction: (fn, mode = 'deferred') => (...a) => {
-      raw.exec(mode === 'immediate' ? 'BEGIN IMMEDIATE' : 'BEGIN');
+      // A transaction called inside another is a savepoint of it (as better-sqlite3's own
+      // transactions nest): the outer one decides the commit and already holds its lock.
+      const level = depth;
+      const sp = `capsa_tx_${level}`;
+      raw.exec(level > 0 ? `SAVEPOINT ${sp}` : mode === 'immediate' ? 'BEGIN IMMEDIATE' : 'BEGIN');
+      depth = level + 1;
       let result;
       try {
         result = fn(...a);
-        raw.exec('COMMIT');
+        raw.exec(level > 0 ? `RELEASE ${sp}` : 'COMMIT');
       } catch (e) {
         // SQLite may have rolled back already (a failed COMMIT, SQLITE_FULL): the error that counts is e.
         try {
-          raw.exec('ROLLBACK');
+          raw.exec(level > 0 ? `ROLLBACK TO ${sp}; RELEASE ${sp}` : 'ROLLBACK');
         } catch { /* no transaction left to roll back */ }
         throw e;
+      } finally {
+        depth = level;
       }
       return result;
     },
