@@ -10,6 +10,7 @@ import { SERVICE_POLICY } from '../manifest/policy.js';
 import { ApiError, errorResponse, onError } from './errors.js';
 import { accessLog, defaultLogger } from './log.js';
 import { DEFAULT_API_LIMITS, type AppEnv, type AppOptions, type Deps } from './options.js';
+import { registerManifestRoutes } from './manifests/routes.js';
 import { registerModuleRoutes } from './modules/routes.js';
 import { registerRunRoutes } from './runs/routes.js';
 import { registerSystemRoutes } from './system/routes.js';
@@ -46,6 +47,7 @@ export function createApp(options: AppOptions): OpenAPIHono<AppEnv> {
 
   registerModuleRoutes(app, deps);
   registerRunRoutes(app, deps);
+  registerManifestRoutes(app, deps);
   registerTenantRoutes(app, deps);
   registerSystemRoutes(app, deps);
   return app;
