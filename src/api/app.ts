@@ -4,6 +4,7 @@
  * (`capsa serve` with @hono/node-server) and owns the scheduler's start and stop.
  */
 import { OpenAPIHono } from '@hono/zod-openapi';
+import type { MiddlewareHandler } from 'hono';
 import { requestId } from 'hono/request-id';
 import { secureHeaders } from 'hono/secure-headers';
 import { SERVICE_POLICY } from '../manifest/policy.js';
@@ -15,6 +16,7 @@ import { registerModuleRoutes } from './modules/routes.js';
 import { registerRunRoutes } from './runs/routes.js';
 import { registerSystemRoutes } from './system/routes.js';
 import { registerTenantRoutes } from './tenants/routes.js';
+import { isUiPath, registerUiRoutes, uiHeaders } from './ui/routes.js';
 
 export type { AppOptions, ApiLimits, AppEnv } from './options.js';
 export { DEFAULT_API_LIMITS } from './options.js';
@@ -35,10 +37,12 @@ export function createApp(options: AppOptions): OpenAPIHono<AppEnv> {
   const app = new OpenAPIHono<AppEnv>();
   app.use('*', requestId());
   app.use('*', accessLog(deps.logger));
-  app.use('*', secureHeaders({
+  const apiHeaders: MiddlewareHandler<AppEnv> = secureHeaders({
     contentSecurityPolicy: { defaultSrc: ["'none'"], styleSrc: ["'unsafe-inline'"], frameAncestors: ["'none'"] },
+    xFrameOptions: 'DENY',
     crossOriginEmbedderPolicy: false,
-  }));
+  });
+  app.use('*', (c, next) => (isUiPath(c.req.path) ? uiHeaders : apiHeaders)(c, next));
   app.onError(onError);
   app.notFound((c) => errorResponse(c, new ApiError(404, 'not_found', `No route ${c.req.method} ${c.req.path}; see /docs`)));
 
@@ -50,6 +54,7 @@ export function createApp(options: AppOptions): OpenAPIHono<AppEnv> {
   registerManifestRoutes(app, deps);
   registerTenantRoutes(app, deps);
   registerSystemRoutes(app, deps);
+  registerUiRoutes(app);
   return app;
 }
 

@@ -54,7 +54,7 @@ export const RunSchema = z.object({
   limits: LimitsSchema.optional().openapi({ description: 'The limits the run has: its manifest\'s, the rest from the defaults under your policy' }),
 }).openapi('Run');
 
-const RunSummarySchema = RunSchema.pick({ id: true, module: true, status: true, createdAt: true, startedAt: true, finishedAt: true, attempts: true, exitCode: true }).openapi('RunSummary');
+const RunSummarySchema = RunSchema.pick({ id: true, module: true, status: true, createdAt: true, startedAt: true, finishedAt: true, attempts: true, exitCode: true, blame: true }).openapi('RunSummary');
 
 const BatchBodySchema = z.union([z.array(z.unknown()), z.object({ runs: z.array(z.unknown()) })]).openapi('RunBatch', {
   description: 'An array of run requests (or { runs: [...] }), each like POST /v1/runs without wait',
@@ -72,7 +72,7 @@ const idParam = z.object({ id: z.string().openapi({ param: { name: 'id', in: 'pa
 
 const summary = (r: RunRecord) => {
   const v = runView(r);
-  return { id: v.id, module: v.module, status: v.status, createdAt: v.createdAt, startedAt: v.startedAt, finishedAt: v.finishedAt, attempts: v.attempts, exitCode: v.exitCode };
+  return { id: v.id, module: v.module, status: v.status, createdAt: v.createdAt, startedAt: v.startedAt, finishedAt: v.finishedAt, attempts: v.attempts, exitCode: v.exitCode, ...(v.blame ? { blame: v.blame } : {}) };
 };
 
 export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
