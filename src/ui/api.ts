@@ -37,6 +37,11 @@ export async function api<T = any>(method: string, path: string, body?: unknown,
   const init: RequestInit = { method, headers: headers(body === undefined ? {} : { 'content-type': type }), cache: 'no-store' };
   if (body !== undefined) init.body = type === 'application/json' ? JSON.stringify(body) : body as BodyInit;
   const r = await fetch(path, init);
+  if (r.status === 401 && session.token) {
+    // The key was revoked (or the server's token changed) while the tab was open: sign in again.
+    session.clear();
+    window.dispatchEvent(new Event('capsa:unauthorized'));
+  }
   if (!r.ok) return fail(r);
   if (r.status === 204) return undefined as T;
   const ct = r.headers.get('content-type') ?? '';

@@ -12,9 +12,10 @@ import { runView } from './views/run.js';
 import { submitView } from './views/submit.js';
 import { modulesView, usageView } from './views/tenant.js';
 import { adminView, systemView } from './views/admin.js';
-import type { ViewContext } from './shell.js';
+import { go, type ViewContext } from './shell.js';
 
 let current: AbortController | undefined;
+let onLogin = false;
 
 function nav(): void {
   const el = document.getElementById('nav')!;
@@ -36,7 +37,8 @@ function route(): void {
   const hash = location.hash.replace(/^#/, '') || '/runs';
   const ctx: ViewContext = { root, signal: current.signal };
   nav();
-  if (!session.token || hash === '/login') return loginView(ctx);
+  onLogin = !session.token || hash === '/login';
+  if (onLogin) return loginView(ctx);
   const role = session.role;
   const parts = hash.split('/').filter(Boolean);
   if (role === 'admin') {
@@ -51,5 +53,7 @@ function route(): void {
 }
 
 window.addEventListener('hashchange', route);
+// A key revoked while the tab is open: back to sign-in (the sign-in form shows its own error).
+window.addEventListener('capsa:unauthorized', () => { if (!onLogin) go('#/login'); });
 if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', route);
 else route();

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { createAdaptorServer } from '@hono/node-server';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CAT, HELLO, call, json, startService, tickerGuest, waitRun, type Service } from '../api/helpers.js';
+import { ADMIN, CAT, HELLO, call, json, startService, tickerGuest, waitRun, type Service } from '../api/helpers.js';
 
 /** Debian's chromium, or CHROMIUM_PATH. */
 const CHROMIUM = process.env['CHROMIUM_PATH'] ?? ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
@@ -115,7 +115,8 @@ describe.skipIf(skip)('dashboard in Chromium (skipped without a chromium binary:
     await waitRun(svc.app, alice.key, r.id);
     const page = await signedIn(alice);
     await page.goto(`${base}/ui#/runs/${r.id}`);
-    const refused = page.locator('#timeline .decision.refused').first();
+    // Live decisions arrive bare; once the run has ended the timeline is read again with each refusal explained.
+    const refused = page.locator('#timeline .decision.refused:has(.why)').first();
     await refused.waitFor({ timeout: 30_000 });
     const text = await refused.textContent();
     expect(text).toContain('refused');
@@ -126,7 +127,7 @@ describe.skipIf(skip)('dashboard in Chromium (skipped without a chromium binary:
     // The same page at a phone's width: nothing wider than the screen.
     const phone = await signedIn(alice, { width: 390, height: 844 });
     await phone.goto(`${base}/ui#/runs/${r.id}`);
-    await phone.locator('#timeline .decision.refused').first().waitFor({ timeout: 30_000 });
+    await phone.locator('#timeline .decision.refused:has(.why)').first().waitFor({ timeout: 30_000 });
     expect(await phone.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
     await phone.close();
     await page.close();
@@ -157,15 +158,42 @@ describe.skipIf(skip)('dashboard in Chromium (skipped without a chromium binary:
     await page.close();
   });
 
+  it('lets the operator make a tenant, see its key once, revoke it, and read the service\'s state', async () => {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    page.on('request', (r) => requested.push(r.url()));
+    page.on('pageerror', (e) => consoleErrors.push(String(e)));
+    await page.goto(`${base}/ui`);
+    await page.getByLabel('Key or token').fill(ADMIN);
+    await page.getByLabel('As').selectOption('admin');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('heading', { name: 'Tenants' }).waitFor();
+    await page.getByLabel('New tenant').fill(`carol-${process.pid}`);
+    await page.getByRole('button', { name: 'Create' }).click();
+    const key = (await page.locator('output.secret').textContent({ timeout: 30_000 }))!;
+    // The key shown works, once, for the tenant made.
+    expect((await call(svc.app, 'GET', '/v1/limits', { key })).status).toBe(200);
+    page.on('dialog', (d) => void d.accept());
+    const card = page.locator('section.card', { has: page.getByRole('heading', { name: new RegExp(`carol-${process.pid}`) }) });
+    await card.getByRole('button', { name: /^Revoke key/ }).click();
+    await expect.poll(async () => (await call(svc.app, 'GET', '/v1/limits', { key })).status, { timeout: 30_000 }).toBe(401);
+    await page.getByRole('link', { name: 'System' }).click();
+    await expect.poll(() => page.locator('main').textContent(), { timeout: 30_000 }).toMatch(/Queue depth \d+/);
+    expect(await page.locator('main').textContent()).toMatch(/worker threads|executor processes/);
+    expect(page.url()).not.toContain(ADMIN);
+    await page.close();
+  });
+
   it('never put a key in a URL or a log line, and the page broke no CSP rule', () => {
     expect(requested.length).toBeGreaterThan(0);
     for (const u of requested) {
       expect(u).not.toContain(alice.key);
       expect(u).not.toContain(bob.key);
+      expect(u).not.toContain(ADMIN);
     }
     for (const line of svc.logs.lines) {
       expect(line).not.toContain(alice.key);
       expect(line).not.toContain(bob.key);
+      expect(line).not.toContain(ADMIN);
     }
     // The 404 of the last test is logged by the browser as a failed resource; nothing else.
     expect(consoleErrors.filter((e) => !/404/.test(e))).toEqual([]);

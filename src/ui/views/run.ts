@@ -111,7 +111,7 @@ export async function runView(ctx: ViewContext, id: string): Promise<void> {
     replace(timeline, items.map(decisionItem));
     const refused = items.filter((d) => d.decision === 'denied').length;
     auditNote.textContent = items.length === 0 ? 'No decisions recorded (the run records refused ones unless it asked for audit: all or off).'
-      : `${items.length} decisions, ${refused} refused.`;
+      : `${items.length} decision${items.length === 1 ? '' : 's'}, ${refused} refused.`;
   };
 
   const onEvent = (e: SseEvent): void => {
