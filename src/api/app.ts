@@ -54,7 +54,7 @@ export function createApp(options: AppOptions): OpenAPIHono<AppEnv> {
   registerManifestRoutes(app, deps);
   registerTenantRoutes(app, deps);
   registerSystemRoutes(app, deps);
-  registerUiRoutes(app);
+  registerUiRoutes(app, deps);
   return app;
 }
 

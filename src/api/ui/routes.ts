@@ -10,11 +10,12 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { OpenAPIHono } from '@hono/zod-openapi';
-import type { MiddlewareHandler } from 'hono';
+import type { Handler, MiddlewareHandler } from 'hono';
 import { secureHeaders } from 'hono/secure-headers';
 import { packageRoot } from '../../host/executor/sandbox.js';
 import { ApiError } from '../errors.js';
-import type { AppEnv } from '../options.js';
+import { defineRoute } from '../http.js';
+import type { AppEnv, Deps } from '../options.js';
 
 const FROM_SOURCE = fileURLToPath(import.meta.url).endsWith('.ts');
 
@@ -71,8 +72,8 @@ async function loadAssets(): Promise<Assets> {
 /** esbuild's options for the dashboard (also those of `npm run build`, see package.json). */
 export const UI_BUILD = { bundle: true, format: 'esm', target: 'es2022', entryNames: 'app', minify: true, logLevel: 'warning' } as const;
 
-export function registerUiRoutes(app: OpenAPIHono<AppEnv>): void {
-  const asset = (kind: keyof Assets, type: string): MiddlewareHandler<AppEnv> => async (c) => {
+export function registerUiRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
+  const asset = (kind: keyof Assets, type: string): Handler<AppEnv> => async (c) => {
     try {
       const a = await (assets ??= loadAssets());
       return c.body(a[kind], 200, { 'Content-Type': type, 'Cache-Control': 'no-cache' });
@@ -82,8 +83,11 @@ export function registerUiRoutes(app: OpenAPIHono<AppEnv>): void {
       throw new ApiError(500, 'internal', 'The dashboard\'s files are missing; run npm run build');
     }
   };
-  app.get('/ui', (c) => c.html(PAGE, 200, { 'Cache-Control': 'no-cache' }));
-  app.get('/ui/', (c) => c.redirect('/ui', 301));
-  app.get('/ui/app.js', asset('js', 'text/javascript; charset=utf-8'));
-  app.get('/ui/app.css', asset('css', 'text/css; charset=utf-8'));
+  const file = (p: string, summary: string, type: string) => ({
+    method: 'get' as const, path: p, auth: 'none' as const, tags: ['ui'], summary,
+    responses: { 200: { description: summary, content: { [type]: { schema: { type: 'string' as const } } } } },
+  });
+  defineRoute(app, deps, file('/ui', 'The dashboard (sign in with an API key or the admin token)', 'text/html'), (c) => c.html(PAGE, 200, { 'Cache-Control': 'no-cache' }));
+  defineRoute(app, deps, file('/ui/app.js', 'The dashboard\'s script', 'text/javascript'), asset('js', 'text/javascript; charset=utf-8'));
+  defineRoute(app, deps, file('/ui/app.css', 'The dashboard\'s stylesheet', 'text/css'), asset('css', 'text/css; charset=utf-8'));
 }
