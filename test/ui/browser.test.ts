@@ -129,6 +129,11 @@ describe.skipIf(skip)('dashboard in Chromium (skipped without a chromium binary:
     await phone.goto(`${base}/ui#/runs/${r.id}`);
     await phone.locator('#timeline .decision.refused:has(.why)').first().waitFor({ timeout: 30_000 });
     expect(await phone.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+    for (const [route, ready] of [['#/runs', 'Runs'], ['#/new', 'New run'], ['#/usage', 'Usage and limits']] as const) {
+      await phone.goto(`${base}/ui${route}`);
+      await phone.getByRole('heading', { name: ready, exact: true }).waitFor();
+      expect(await phone.evaluate(() => document.documentElement.scrollWidth), route).toBeLessThanOrEqual(390);
+    }
     await phone.close();
     await page.close();
   });

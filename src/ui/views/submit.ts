@@ -70,9 +70,13 @@ export async function submitView(ctx: ViewContext): Promise<void> {
   });
 
   // Line numbers beside the editor, the lines with problems marked.
-  const drawGutter = (bad: Set<number>): void => {
+  const drawGutter = (problems: Problem[]): void => {
     const n = editor.value.split('\n').length;
-    replace(gutter, Array.from({ length: n }, (_, i) => h('div', { class: bad.has(i + 1) ? 'bad' : '' }, String(i + 1))));
+    const at = (line: number) => problems.filter((p) => p.line === line).map((p) => `${p.path ? `${p.path}: ` : ''}${p.message}`).join('\n');
+    replace(gutter, Array.from({ length: n }, (_, i) => {
+      const why = at(i + 1);
+      return h('div', why ? { class: 'bad', title: why } : {}, String(i + 1));
+    }));
     gutter.scrollTop = editor.scrollTop;
   };
   editor.addEventListener('scroll', () => { gutter.scrollTop = editor.scrollTop; });
@@ -89,7 +93,7 @@ export async function submitView(ctx: ViewContext): Promise<void> {
     }
     if (mine !== generation || ctx.signal.aborted) return;
     editor.setAttribute('aria-invalid', String(!r.valid));
-    drawGutter(new Set(r.problems.map((p) => p.line)));
+    drawGutter(r.problems);
     if (r.valid) {
       const g = r.grants!;
       checkStatus.replaceChildren(h('p', { class: 'ok' }, '✓ Valid. ',
@@ -100,7 +104,7 @@ export async function submitView(ctx: ViewContext): Promise<void> {
     }
   };
   editor.addEventListener('input', () => {
-    drawGutter(new Set());
+    drawGutter([]);
     clearTimeout(timer);
     timer = window.setTimeout(() => void check(), 250);
   });
@@ -145,6 +149,6 @@ export async function submitView(ctx: ViewContext): Promise<void> {
     h('button', { type: 'button', onclick: addFile }, 'Add a file'), field('Record capability decisions', audit)),
   h('button', { type: 'submit', class: 'primary' }, 'Run'), result);
   ctx.root.append(form);
-  drawGutter(new Set());
+  drawGutter([]);
   await Promise.all([loadModules(), check()]);
 }
