@@ -218,7 +218,13 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
     const audit = (await store.events(run.id, 0)).filter((e) => e.type === 'audit');
     // Each refusal says what was missing and which manifest line would grant it.
     const events = audit.map((e) => JSON.parse(e.data) as AuditEvent);
-    const why = explainRefusals(decodeRequest(run.request).manifest, events);
+    let why: ReturnType<typeof explainRefusals> = [];
+    try {
+      why = explainRefusals(decodeRequest(run.request).manifest, events);
+    } catch (e) {
+      // The decisions are still worth having without their explanations.
+      c.get('log').warn({ err: e, run: run.id }, 'cannot explain the run\'s refusals');
+    }
     const lines = audit.map((e, i) => {
       const w = why[i];
       return JSON.stringify({ ...events[i], attempt: e.attempt, ...(w ? { why: w } : {}) }) + '\n';
