@@ -6,7 +6,7 @@
 import YAML from 'yaml';
 import { z } from '@hono/zod-openapi';
 import { fileProblems } from '../../host/files.js';
-import { effectiveGrants } from '../../manifest/effective.js';
+import { effectiveGrants, type EffectiveGrants } from '../../manifest/effective.js';
 import { flowDepth } from '../../manifest/parse.js';
 import { parsePolicy, type Policy } from '../../manifest/policy.js';
 import { ManifestError, type Manifest } from '../../manifest/types.js';
@@ -77,6 +77,17 @@ function checkFiles(files: Record<string, unknown>, field: string): { path: stri
     .map((p) => ({ path: `${field}.${p}`, message: 'a file path is absolute, like "/data/in.txt"' }));
 }
 
+/**
+ * What a manifest's text grants a tenant's run; throws a ManifestError with every problem at once
+ * (the manifest's own and its excesses over the policy), each at line:col. POST /v1/runs and the
+ * dashboard's check (POST /v1/manifests/check) read manifests through it alone.
+ */
+export function manifestGrants(deps: Deps, tenant: Tenant, text: string): EffectiveGrants {
+  // Nesting is refused before parsing (the reader checks it too; this names the field).
+  if (flowDepth(text) > 64) throw new ManifestError('manifest', [{ line: 0, col: 0, path: '', message: 'The manifest is nested deeper than 64 levels' }]);
+  return effectiveGrants(text, { file: 'manifest', policy: tenantPolicy(deps, tenant), defaults: deps.limits.runDefaults, baseDir: process.cwd() });
+}
+
 /** Validates a run body for a tenant; throws ApiError (404/422) naming what is wrong. */
 export async function prepareRun(deps: Deps, tenant: Tenant, body: RunBody): Promise<PreparedRun> {
   if (body.learn && body.audit !== undefined && body.audit !== 'all') {
@@ -98,12 +109,9 @@ export async function prepareRun(deps: Deps, tenant: Tenant, body: RunBody): Pro
   else if (typeof body.manifest === 'string') text = body.manifest;
   else text = YAML.stringify(body.manifest, { aliasDuplicateObjects: false });
 
-  // Nesting is refused before parsing (the reader checks it too; this names the field).
-  if (flowDepth(text) > 64) throw new ApiError(422, 'invalid_manifest', 'The manifest is nested deeper than 64 levels');
   let grants;
   try {
-    // Every problem at once: the manifest's own and its excesses over the policy.
-    grants = effectiveGrants(text, { file: 'manifest', policy: tenantPolicy(deps, tenant), defaults: deps.limits.runDefaults, baseDir: process.cwd() });
+    grants = manifestGrants(deps, tenant, text);
   } catch (e) {
     if (!(e instanceof ManifestError)) throw e;
     if (e.problems.every((p) => p.policy)) throw manifestProblem(e, 'policy_violation', 'The manifest asks for more than your policy allows');
