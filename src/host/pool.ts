@@ -1,7 +1,7 @@
 import os from 'node:os';
 import type { Worker } from 'node:worker_threads';
 import type { AuditEvent, ChildStatus } from './result.js';
-import { PHASE_INSTANTIATING, type FromWorker, type GuestSpec, type ToWorker, type WorkerOutcome } from './worker/protocol.js';
+import { PHASE_INSTANTIATING, POOL_TICK_MS, type FromWorker, type GuestSpec, type ToWorker, type WorkerOutcome } from './worker/protocol.js';
 import { ERRNO } from '../wasi/constants.js';
 import { claimPipeHolder, releasePipeHolder } from '../wasi/pipe.js';
 import { exitStatus, PROC_ENDED, PROC_PID, PROC_RUNNING, PROC_STATE, PROC_STATUS, signalStatus, SIGNALS } from '../wasi/procdesc.js';
@@ -381,7 +381,8 @@ export class Pool {
     void slot.worker.terminate();
   }
 
-  // One timer samples every busy worker's thread CPU time while anything runs.
+  // One timer samples every busy worker's thread CPU time while anything runs, and hands on the
+  // output its streaming runs wrote without waking this thread (RingWriter.eagerFrom).
   private watchCpu(): void {
     if (this.cpuTimer) return;
     this.cpuTimer = setInterval(() => {
@@ -390,6 +391,7 @@ export class Pool {
         const cur = s.current;
         if (!cur) continue;
         busy = true;
+        if (cur.job.spec.stream) s.drain();
         // A run's limit covers its children: checked on the run, whose usage includes theirs.
         if (cur.run.child) continue;
         if (this.usage(s).cpuMs > cur.job.spec.limits.cpuMs) {
@@ -397,7 +399,7 @@ export class Pool {
         }
       }
       if (!busy) { clearInterval(this.cpuTimer); this.cpuTimer = undefined; }
-    }, 10);
+    }, POOL_TICK_MS);
     this.cpuTimer.unref();
   }
 
