@@ -17,7 +17,8 @@ if (!send0) throw new Error('the executor must be started by the engine, with an
 const config = JSON.parse(process.argv[2] ?? '{}') as { workers?: number; cacheBytes?: number; heartbeatMs?: number; workerHeapMb?: number; wire?: WireFormat };
 const wire = config.wire ?? 'advanced';
 
-// Messages of one task leave as one array (see protocol.ts): flushed when the task's microtasks run.
+// Messages of one turn of the event loop leave as one array (see protocol.ts): flushed after the
+// turn's I/O callbacks (setImmediate), so that runs ending together cost the engine one wake-up.
 let outbox: FromExecutor[] = [];
 const flush = () => {
   const batch = outbox;
@@ -25,7 +26,7 @@ const flush = () => {
   send0(encodeBatch(batch, wire));
 };
 const send = (m: FromExecutor) => {
-  if (outbox.length === 0) queueMicrotask(flush);
+  if (outbox.length === 0) setImmediate(flush);
   outbox.push(m);
 };
 

@@ -115,7 +115,8 @@ class Executor {
   onReady: () => void = () => {};
   send(m: ToExecutor): void {
     if (this.dead) return;
-    if (this.outbox.length === 0) queueMicrotask(() => this.flush());
+    // One write per turn of the event loop: the runs that requests of one turn start leave together.
+    if (this.outbox.length === 0) setImmediate(() => this.flush());
     this.outbox.push(m);
   }
   private flush(): void {

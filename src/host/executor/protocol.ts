@@ -1,8 +1,8 @@
 /**
  * Messages between the engine and an executor process. They cross the child's IPC channel with
  * Node's 'advanced' serialization (the V8 wire format: binary, Uint8Array and bigint intact), and
- * each side sends its messages of one tick as one array, so a busy executor costs one message per
- * tick rather than one per event.
+ * each side sends its messages of one turn of its event loop as one array, so a busy executor
+ * costs one message per turn rather than one per event.
  */
 import type { ModuleCaps } from '../wasm-limits.js';
 import type { JobEnd } from '../pool.js';
