@@ -53,7 +53,7 @@ describe('output ring', () => {
       const ctl = new Int32Array(sab, 0, 4);
       const spy = vi.spyOn(Atomics, 'notify');
       fn();
-      const n = spy.mock.calls.filter(([ta, index]) => (ta as Int32Array).buffer === ctl.buffer && index === 0).length;
+      const n = spy.mock.calls.filter(([ta, index]) => (ta as unknown as Int32Array).buffer === ctl.buffer && index === 0).length;
       spy.mockRestore();
       return n;
     };
