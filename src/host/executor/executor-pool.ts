@@ -323,11 +323,14 @@ export class ExecutorPool {
       readMemory: async (ptr, len) => (await mem({ ptr, len })) ?? new Uint8Array(0),
       writeMemory: async (ptr, bytes) => { await mem({ ptr, bytes }); },
     };
+    // What the engine spent on the run's requests so far goes with each answer (see 'reply').
+    const charged = () => { const ms = ex.runs.get(run)?.job.hostCpuMs?.(); return ms ? { hostCpuMs: ms } : {}; };
     try {
       if (!serve) throw new Error('the run has no bridge');
-      ex.send({ t: 'reply', run, call, data: await serve(data, ctx) });
+      const reply = await serve(data, ctx);
+      ex.send({ t: 'reply', run, call, data: reply, ...charged() });
     } catch (e) {
-      ex.send({ t: 'reply', run, call, error: (e as Error)?.message ?? String(e) });
+      ex.send({ t: 'reply', run, call, error: (e as Error)?.message ?? String(e), ...charged() });
     }
   }
 

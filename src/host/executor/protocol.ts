@@ -14,8 +14,12 @@ export type ToExecutor =
   /** A run; `bytes` come with the first run of a module on this executor (or after `missing`). */
   | { t: 'run'; run: number; module: string; bytes?: Uint8Array; caps: ModuleCaps; spec: GuestSpec; bridge: boolean }
   | { t: 'cancel'; run: number }
-  /** The answer to a bridge call the guest made (`call` from the executor). */
-  | { t: 'reply'; run: number; call: number; data?: Uint8Array; error?: string }
+  /**
+   * The answer to a bridge call the guest made (`call` from the executor), with the CPU time (ms)
+   * the engine has spent on the run's Casper requests so far: it counts against the run's CPU
+   * limit, which the executor enforces while the run goes on.
+   */
+  | { t: 'reply'; run: number; call: number; data?: Uint8Array; error?: string; hostCpuMs?: number }
   /** A guest-memory access a host function asks for while its call waits. */
   | { t: 'mem'; run: number; call: number; op: number; ptr: number; len?: number; bytes?: Uint8Array }
   | { t: 'ping' };
