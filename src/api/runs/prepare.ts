@@ -66,6 +66,31 @@ export function tenantPolicy(deps: Deps, tenant: Tenant): Policy {
   return policy;
 }
 
+/** Manifests checked lately, per policy: a client sending the same manifest again costs no YAML parse. */
+const checkedCache = new WeakMap<Policy, Map<string, ReturnType<typeof effectiveGrants>>>();
+const CHECKED_PER_POLICY = 256;
+
+/**
+ * effectiveGrants for the service: the same text under the same policy (and run defaults) has the
+ * same answer, kept for the last CHECKED_PER_POLICY texts of each policy. Callers only read what
+ * it returns (prepareRun encodes it), so the cached objects are shared. Refusals are not kept.
+ */
+function checkedManifest(text: string, policy: Policy, defaults: Deps['limits']['runDefaults']): ReturnType<typeof effectiveGrants> {
+  let cache = checkedCache.get(policy);
+  if (!cache) { cache = new Map(); checkedCache.set(policy, cache); }
+  const key = `${JSON.stringify(defaults)}\n${text}`;
+  const hit = cache.get(key);
+  if (hit) {
+    cache.delete(key);
+    cache.set(key, hit);
+    return hit;
+  }
+  const grants = effectiveGrants(text, { file: 'manifest', policy, defaults, baseDir: process.cwd() });
+  cache.set(key, grants);
+  if (cache.size > CHECKED_PER_POLICY) cache.delete(cache.keys().next().value!);
+  return grants;
+}
+
 /** A ManifestError as a 422 with every problem in details. */
 export function manifestProblem(e: ManifestError, code: 'invalid_manifest' | 'policy_violation' | 'invalid_policy', lead: string): ApiError {
   return new ApiError(422, code, `${lead}:\n${e.message}`, e.problems);
@@ -85,7 +110,7 @@ function checkFiles(files: Record<string, unknown>, field: string): { path: stri
 export function manifestGrants(deps: Deps, tenant: Tenant, text: string): EffectiveGrants {
   // Nesting is refused before parsing (the reader checks it too; this names the field).
   if (flowDepth(text) > 64) throw new ManifestError('manifest', [{ line: 0, col: 0, path: '', message: 'The manifest is nested deeper than 64 levels' }]);
-  return effectiveGrants(text, { file: 'manifest', policy: tenantPolicy(deps, tenant), defaults: deps.limits.runDefaults, baseDir: process.cwd() });
+  return checkedManifest(text, tenantPolicy(deps, tenant), deps.limits.runDefaults);
 }
 
 /** Validates a run body for a tenant; throws ApiError (404/422) naming what is wrong. */
