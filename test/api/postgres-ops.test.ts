@@ -83,7 +83,8 @@ describe('node operations on PostgreSQL', () => {
     }
     expect(await (await req('GET', `/v1/runs/${run.id}`, key)).json()).toMatchObject({ status: 'running', node: 'drain-1' });
     expect(await (await req('GET', '/metrics', '')).text()).toContain('capsa_workers_busy{node="drain-1"} 1');
-    expect(s.logs.find((l) => l['msg'] === 'run started')).toMatchObject({ node: 'drain-1', run: run.id });
+    // Log lines leave in batches (src/api/log.ts): wait for it.
+    await vi.waitFor(() => expect(s.logs.find((l) => l['msg'] === 'run started')).toMatchObject({ node: 'drain-1', run: run.id }), { timeout: 10_000 });
 
     s.proc.kill('SIGTERM');
     for (;;) {
@@ -96,7 +97,8 @@ describe('node operations on PostgreSQL', () => {
     expect(text).toContain('"state":"queued"');
     expect(text).not.toContain('event: exit');
     expect(await exitOf(s)).toEqual({ code: 0, signal: null });
-    expect(s.logs.find((l) => l['msg'] === 'stopped')).toMatchObject({ node: 'drain-1' });
+    // The process's last output may arrive after its exit event.
+    await vi.waitFor(() => expect(s.logs.find((l) => l['msg'] === 'stopped')).toMatchObject({ node: 'drain-1' }), { timeout: 10_000 });
     // The run is back in the queue, its first attempt spent, for the next node to take.
     const svc = await startService({ databaseUrl: url, paused: true });
     try {

@@ -11,7 +11,7 @@ import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { wat } from '../helpers/wat.js';
 import { api, CLI, exitOf, kill9, killServers, REPO, startServe, type Server } from '../helpers/serve.js';
 import { memoryCgroupRoot } from '../../src/host/executor/sandbox.js';
@@ -403,7 +403,8 @@ describe('capsa serve: a real server on 127.0.0.1', () => {
     await poll(a, key, one, (r) => r['status'] === 'running');
     a.proc.kill('SIGTERM');
     expect(await exitOf(a)).toEqual({ code: 0, signal: null });
-    expect(a.logs.map((l) => l['msg'])).toContain('stopped');
+    // The process's last output may arrive after its exit event.
+    await vi.waitFor(() => expect(a.logs.map((l) => l['msg'])).toContain('stopped'), { timeout: 10_000 });
     expect(fs.existsSync(path.join(data, 'serve.pid'))).toBe(false);
 
     const b = await startServer(data, ['--workers', '1']);
