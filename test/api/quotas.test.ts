@@ -1,5 +1,6 @@
 /** Per-tenant quotas answer 429 (with Retry-After where waiting helps); a full global queue 503. */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { STATE_WAIT } from '../helpers/host.js';
 import type { Host } from '../../src/host/host.js';
 import { call, HELLO, json, slowGuest, startService, tickerGuest, waitRun, type Service, testHost } from './helpers.js';
 
@@ -109,6 +110,7 @@ describe('quotas', () => {
     // B's run took the second worker beside A's first rather than waiting behind A's.
     const rb = await waitRun(svc.app, b.key, bRun);
     expect(Date.parse(rb.startedAt)).toBeLessThan(spans[1]![0]);
-    expect(svc.scheduler.stats().running).toBe(0);
+    // The run is stored as ended just before the scheduler lets go of it.
+    await vi.waitFor(() => expect(svc.scheduler.stats().running).toBe(0), STATE_WAIT);
   });
 });
