@@ -29,6 +29,7 @@ export function createApp(options: AppOptions): OpenAPIHono<AppEnv> {
     adminToken: options.adminToken || undefined,
     logger: options.logger ?? defaultLogger(),
     limits,
+    retainSeconds: options.retainSeconds ?? 0,
   };
 
   const app = new OpenAPIHono<AppEnv>();

@@ -54,6 +54,8 @@ export interface AppOptions {
   /** Structured JSON logs (default: pino at CAPSA_LOG_LEVEL or info, to stdout). */
   logger?: Logger;
   limits?: Partial<Omit<ApiLimits, 'runDefaults'>> & { runDefaults?: Partial<Limits> };
+  /** The service's retention in seconds (`--retain`; a tenant's own goes over it); 0 (default) keeps everything. */
+  retainSeconds?: number;
 }
 
 /** Hono's environment of every route. */
@@ -76,4 +78,5 @@ export interface Deps {
   adminToken: string | undefined;
   logger: Logger;
   limits: ApiLimits;
+  retainSeconds: number;
 }

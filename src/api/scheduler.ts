@@ -22,7 +22,8 @@ import { toText } from './encoding.js';
 import { defaultLogger } from './log.js';
 import { Histogram, LATENCY_BUCKETS } from './metrics.js';
 import { decodeRequest, isTerminal, storedResult, syntheticResult, type StoredResult } from './runs/record.js';
-import type { RunEventRecord, RunRecord, RunState, Store } from './store/types.js';
+import { effectiveQuotas } from './quotas.js';
+import type { RunEventRecord, RunRecord, RunState, Store, Tenant } from './store/types.js';
 
 /** Per-tenant quotas, and the global queue bound. */
 export interface Quotas {
@@ -55,6 +56,8 @@ export interface SchedulerOptions {
   logger?: Logger;
   /** Milliseconds of clock (tests). */
   now?: () => number;
+  /** Called once a run ended (stored and announced): webhooks. */
+  onFinish?: (run: RunRecord) => void;
 }
 
 export type EventListener = (event: RunEventRecord) => void;
@@ -70,11 +73,14 @@ export interface SchedulerMetrics {
 }
 
 export interface Scheduler {
+  /** The service's quotas; a tenant's own go over them (quotasFor). */
   readonly quotas: Quotas;
+  /** The quotas in force for a tenant: its own over the service's. */
+  quotasFor(tenant: Pick<Tenant, 'id' | 'quotas'>): Quotas;
   /** Queues a run the store holds as `queued` (persist first, then submit). */
   submit(tenantId: string, runId: string): void;
   /** Why `count` more runs of the tenant cannot be queued now (429/503), or undefined. */
-  admit(tenantId: string, count?: number): Promise<ApiError | undefined>;
+  admit(tenant: Pick<Tenant, 'id' | 'quotas'>, count?: number): Promise<ApiError | undefined>;
   /**
    * Cancels a run: a queued one ends `cancelled` at once, a running one is aborted (it ends
    * `cancelled` shortly). Undefined when the tenant has no such run.
@@ -121,6 +127,13 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   const queued = new Set<string>();
   const inFlight = new Map<string, InFlight>();
   const runningByTenant = new Map<string, number>();
+  /** Each tenant's own quotas as last seen (admit, start): pick() is synchronous. */
+  const tenantQuotas = new Map<string, Tenant['quotas']>();
+  const quotasFor = (tenant: Pick<Tenant, 'id' | 'quotas'>): Quotas => {
+    tenantQuotas.set(tenant.id, tenant.quotas);
+    return effectiveQuotas(quotas, tenant);
+  };
+  const concurrentOf = (tenantId: string): number => tenantQuotas.get(tenantId)?.concurrentRuns ?? quotas.concurrentRuns;
   const listeners = new Map<string, Set<EventListener>>();
   const waiters = new Map<string, Set<() => void>>();
   let started = false;
@@ -187,7 +200,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     for (let tries = ring.length; tries > 0; tries--) {
       const tenantId = ring.shift()!;
       const q = queues.get(tenantId)!;
-      if ((runningByTenant.get(tenantId) ?? 0) >= quotas.concurrentRuns) {
+      if ((runningByTenant.get(tenantId) ?? 0) >= concurrentOf(tenantId)) {
         ring.push(tenantId);
         continue;
       }
@@ -239,6 +252,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     });
     log.info({ tenant: run.tenantId, run: run.id, state: res.status, exitCode: res.exitCode, cpuMs: Math.round(cpuMs), wallMs: res.usage.wallMs }, 'run finished');
     wake(run.id);
+    options.onFinish?.(run);
   };
 
   /** Gives a run the store left `running` back to store.requeueRun and announces where it went. */
@@ -255,6 +269,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       const res = after?.result ? (JSON.parse(after.result) as Partial<StoredResult>) : {};
       await emit(run.id, 'exit', { state, blame: res.blame ?? 'host', exitCode: null, message: res.message ?? why, usage: res.usage ?? { wallMs: 0, cpuMs: 0, peakMemoryBytes: 0 } });
       wake(run.id);
+      options.onFinish?.(run);
     }
   };
 
@@ -391,27 +406,30 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
 
   return {
     quotas,
+    quotasFor,
     submit(tenantId, runId) {
       metrics.submitted++;
       enqueue(tenantId, runId);
       pump();
     },
-    async admit(tenantId, count = 1) {
+    async admit(tenant, count = 1) {
+      const tenantId = tenant.id;
+      const q = quotasFor(tenant);
       if (stopping) return new ApiError(503, 'shutting_down', 'The service is shutting down; retry shortly', undefined, 5);
       if (queued.size + count > quotas.globalQueuedRuns) {
         return new ApiError(503, 'queue_full', `The run queue is full (${quotas.globalQueuedRuns} runs waiting); retry later`, undefined, 5);
       }
       const waiting = await store.countRuns(tenantId, 'queued');
-      if (waiting + count > quotas.queuedRuns) {
-        return new ApiError(429, 'quota_exceeded', `You have ${waiting} queued runs; the quota is ${quotas.queuedRuns}. Wait for some to finish`,
-          { quota: 'queuedRuns', limit: quotas.queuedRuns, used: waiting }, 5);
+      if (waiting + count > q.queuedRuns) {
+        return new ApiError(429, 'quota_exceeded', `You have ${waiting} queued runs; the quota is ${q.queuedRuns}. Wait for some to finish`,
+          { quota: 'queuedRuns', limit: q.queuedRuns, used: waiting }, 5);
       }
       const t = now();
       const since = utcMidnight(t);
       const usedMs = await cpuUsedToday(tenantId, since);
-      if (usedMs >= quotas.cpuSecondsPerDay * 1000) {
-        return new ApiError(429, 'quota_exceeded', `Your runs used ${Math.round(usedMs / 1000)} CPU seconds today (UTC); the daily quota is ${quotas.cpuSecondsPerDay}`,
-          { quota: 'cpuSecondsPerDay', limit: quotas.cpuSecondsPerDay, used: usedMs / 1000 }, (since + 86_400_000 - t) / 1000);
+      if (usedMs >= q.cpuSecondsPerDay * 1000) {
+        return new ApiError(429, 'quota_exceeded', `Your runs used ${Math.round(usedMs / 1000)} CPU seconds today (UTC); the daily quota is ${q.cpuSecondsPerDay}`,
+          { quota: 'cpuSecondsPerDay', limit: q.cpuSecondsPerDay, used: usedMs / 1000 }, (since + 86_400_000 - t) / 1000);
       }
       return undefined;
     },
@@ -465,6 +483,11 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       stopping = false;
       for (const run of await store.runsInState('running')) await requeue(run, 'the service restarted while the run was running', false);
       for (const run of await store.runsInState('queued')) enqueue(run.tenantId, run.id);
+      // Recovered runs start before their tenants next submit: their own concurrency quota holds now.
+      for (const tenantId of queues.keys()) {
+        const t = await store.getTenant(tenantId);
+        if (t) tenantQuotas.set(t.id, t.quotas);
+      }
       log.info({ queued: queued.size, concurrency }, 'scheduler started');
       pump();
     },

@@ -12,7 +12,9 @@ import { parseArgs } from 'node:util';
 import { createAdaptorServer } from '@hono/node-server';
 import { createApp } from '../api/app.js';
 import { defaultLogger } from '../api/log.js';
-import { createScheduler } from '../api/scheduler.js';
+import { createScheduler, DEFAULT_QUOTAS, type Quotas } from '../api/scheduler.js';
+import { applyQuotas, parseQuotaAssignments } from '../api/quotas.js';
+import { createRetention, RETENTION_INTERVAL_MS } from '../api/retention.js';
 import { createSqliteStore } from '../api/store/sqlite.js';
 import { storeUrl } from './store-url.js';
 import type { Store } from '../api/store/types.js';
@@ -29,6 +31,7 @@ export const SHUTDOWN_DEADLINE_MS = 10_000;
 export const SERVE_HELP = `Usage: capsa serve [--host 127.0.0.1] [--port 8080] [--data ${DEFAULT_DATA_DIR} | --store postgres://…] [--policy FILE]
                    [--executors N] [--workers N] [--isolation best-effort|strict|none]
                    [--executor-runtime node|deno] [--grace 10s]
+                   [--quota NAME=VALUE]... [--retain 7d]
 
 Runs the capsa REST service: tenants upload modules (POST /v1/modules) and run them
 under manifests (POST /v1/runs), each run checked against the tenant's policy, queued,
@@ -66,6 +69,15 @@ Options:
                     package), which also denies the network without bubblewrap.
   --grace DURATION  On SIGTERM/SIGINT, how long running guests may take to finish before
                     they are queued again for the next start (default ${SHUTDOWN_DEADLINE_MS / 1000}s).
+  --quota NAME=VALUE
+                    A quota of every tenant (repeat for several; a tenant's own, set with
+                    capsa tenant set-quota, goes over it): concurrent-runs (default
+                    ${DEFAULT_QUOTAS.concurrentRuns}), queued-runs (${DEFAULT_QUOTAS.queuedRuns}), module-storage (${DEFAULT_QUOTAS.moduleStorageBytes >> 20}MiB),
+                    cpu-per-day (${DEFAULT_QUOTAS.cpuSecondsPerDay / 60}m), retain (as --retain).
+  --retain DURATION Deletes finished runs (their output and events) DURATION after they
+                    ended, and modules no run references DURATION after their upload
+                    (e.g. 7d, 12h); swept every ${RETENTION_INTERVAL_MS / 60_000} minutes in small batches. Queued and
+                    running runs are never deleted. Default: keep everything.
   -h, --help        Show this help.
 
 Environment:
@@ -114,6 +126,8 @@ export async function serve(argv: string[]): Promise<number> {
       isolation: { type: 'string', default: 'best-effort' },
       'executor-runtime': { type: 'string', default: 'node' },
       grace: { type: 'string' },
+      quota: { type: 'string', multiple: true, default: [] },
+      retain: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     allowPositionals: true,
@@ -134,6 +148,17 @@ export async function serve(argv: string[]): Promise<number> {
     if (values.grace !== undefined) graceMs = parseDuration(values.grace, '--grace');
   } catch (e) {
     throw new UsageError((e as Error).message);
+  }
+  let quotas: Partial<Quotas> = {};
+  let retainSeconds = 0;
+  try {
+    const q = parseQuotaAssignments(values.quota);
+    if (values.retain !== undefined) q.retainSeconds = Math.round(parseDuration(values.retain, '--retain') / 1000);
+    const { retainSeconds: r, ...rest } = applyQuotas({}, q);
+    quotas = rest;
+    retainSeconds = r ?? 0;
+  } catch (e) {
+    throw new UsageError(`--quota/--retain: ${(e as Error).message}`);
   }
   // Thrown as PolicyFileError or ManifestError (FILE:LINE:COL), which main prints: exit status 1.
   const policy = values.policy !== undefined ? loadPolicy(values.policy) : undefined;
@@ -199,12 +224,14 @@ export async function serve(argv: string[]): Promise<number> {
     process.stderr.write(`capsa: cannot start the ${isolation === 'none' ? 'worker pool' : 'executors'}: ${(e as Error).message}\n`);
     return 1;
   }
-  const scheduler = createScheduler({ store, host, logger: log });
+  const scheduler = createScheduler({ store, host, logger: log, quotas });
+  const retention = createRetention({ store, retainSeconds, logger: log });
   const adminToken = process.env['CAPSA_ADMIN_TOKEN'] || undefined;
   const app = createApp({
     store, host, scheduler, logger: log,
     ...(policy ? { policy } : {}),
     ...(adminToken ? { adminToken } : {}),
+    retainSeconds,
   });
 
   // Plain HTTP/1.1 (no serverOptions given), so node:http's Server.
@@ -227,6 +254,8 @@ export async function serve(argv: string[]): Promise<number> {
   // Only once the port is ours: recovery costs a crashed run its one retry, so a server that
   // cannot start must not spend it.
   await scheduler.start();
+  // Tenants may have a retention of their own, so the sweeper runs whatever --retain says.
+  retention.start();
   // Policies set with \`capsa tenant\` (straight into the store) reach the executors' mounts too.
   const mountSync = setInterval(() => {
     syncMounts({ store, host, policy: policy ?? SERVICE_POLICY }).catch((e: unknown) => log.warn({ err: e }, 'cannot update the executors\' mounts'));
@@ -257,6 +286,7 @@ export async function serve(argv: string[]): Promise<number> {
       server.closeIdleConnections();
       // Running guests finish within the deadline or go back to the queue.
       clearInterval(mountSync);
+      await retention.stop();
       await scheduler.stop(graceMs);
       // Answers in progress get a moment more; then what is still open is cut: event streams of
       // runs that went back to the queue (clients resume with Last-Event-ID), waits on such runs.

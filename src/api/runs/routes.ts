@@ -77,7 +77,7 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
   /** Validates, checks quotas, persists and queues one run. Throws ApiError. */
   const createOne = async (tenant: Tenant, body: RunBody): Promise<RunRecord> => {
     const prepared = await prepareRun(deps, tenant, body);
-    const refused = await scheduler.admit(tenant.id);
+    const refused = await scheduler.admit(tenant);
     if (refused) throw refused;
     // Persisted before it is acknowledged (and before the scheduler may start it).
     const run = await store.createRun({
