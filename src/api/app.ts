@@ -14,6 +14,7 @@ import { registerModuleRoutes } from './modules/routes.js';
 import { registerRunRoutes } from './runs/routes.js';
 import { registerSystemRoutes } from './system/routes.js';
 import { registerTenantRoutes } from './tenants/routes.js';
+import { corsAndOptions, methodsOf } from './methods.js';
 
 export type { AppOptions, ApiLimits, AppEnv } from './options.js';
 export { DEFAULT_API_LIMITS } from './options.js';
@@ -39,8 +40,17 @@ export function createApp(options: AppOptions): OpenAPIHono<AppEnv> {
     contentSecurityPolicy: { defaultSrc: ["'none'"], styleSrc: ["'unsafe-inline'"], frameAncestors: ["'none'"] },
     crossOriginEmbedderPolicy: false,
   }));
+  app.use('*', corsAndOptions(app, options.corsOrigins ?? []));
   app.onError(onError);
-  app.notFound((c) => errorResponse(c, new ApiError(404, 'not_found', `No route ${c.req.method} ${c.req.path}; see /docs`)));
+  app.notFound((c) => {
+    // A known path asked with another method: 405 naming the ones it has.
+    const methods = methodsOf(app, c.req.path);
+    if (methods.length) {
+      c.header('Allow', [...methods, 'OPTIONS'].join(', '));
+      return errorResponse(c, new ApiError(405, 'method_not_allowed', `${c.req.path} does not take ${c.req.method}; it takes ${methods.join(', ')} (see /docs)`));
+    }
+    return errorResponse(c, new ApiError(404, 'not_found', `No route ${c.req.method} ${c.req.path}; see /docs`));
+  });
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'Bearer', { type: 'http', scheme: 'bearer', description: 'A tenant\'s API key' });
   app.openAPIRegistry.registerComponent('securitySchemes', 'AdminBearer', { type: 'http', scheme: 'bearer', description: 'The service\'s admin token (CAPSA_ADMIN_TOKEN)' });

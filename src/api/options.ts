@@ -54,6 +54,8 @@ export interface AppOptions {
   /** Structured JSON logs (default: pino at CAPSA_LOG_LEVEL or info, to stdout). */
   logger?: Logger;
   limits?: Partial<Omit<ApiLimits, 'runDefaults'>> & { runDefaults?: Partial<Limits> };
+  /** Browser origins allowed to call the API (CORS; `--cors-origin`); `*` allows any. Default: none. */
+  corsOrigins?: string[];
   /** The service's retention in seconds (`--retain`; a tenant's own goes over it); 0 (default) keeps everything. */
   retainSeconds?: number;
 }

@@ -15,6 +15,7 @@ import { defaultLogger } from '../api/log.js';
 import { createScheduler, DEFAULT_QUOTAS, type Quotas } from '../api/scheduler.js';
 import { applyQuotas, parseQuotaAssignments } from '../api/quotas.js';
 import { createRetention, RETENTION_INTERVAL_MS } from '../api/retention.js';
+import { checkOrigins } from '../api/methods.js';
 import { createSqliteStore } from '../api/store/sqlite.js';
 import { storeUrl } from './store-url.js';
 import type { Store } from '../api/store/types.js';
@@ -31,7 +32,7 @@ export const SHUTDOWN_DEADLINE_MS = 10_000;
 export const SERVE_HELP = `Usage: capsa serve [--host 127.0.0.1] [--port 8080] [--data ${DEFAULT_DATA_DIR} | --store postgres://…] [--policy FILE]
                    [--executors N] [--workers N] [--isolation best-effort|strict|none]
                    [--executor-runtime node|deno] [--grace 10s]
-                   [--quota NAME=VALUE]... [--retain 7d]
+                   [--quota NAME=VALUE]... [--retain 7d] [--cors-origin ORIGIN]...
 
 Runs the capsa REST service: tenants upload modules (POST /v1/modules) and run them
 under manifests (POST /v1/runs), each run checked against the tenant's policy, queued,
@@ -78,6 +79,11 @@ Options:
                     ended, and modules no run references DURATION after their upload
                     (e.g. 7d, 12h); swept every ${RETENTION_INTERVAL_MS / 60_000} minutes in small batches. Queued and
                     running runs are never deleted. Default: keep everything.
+  --cors-origin ORIGIN
+                    Lets web pages from ORIGIN (https://app.example.com; repeat for more;
+                    * for any) call the API from a browser: preflights are answered and
+                    answers carry Access-Control-Allow-Origin. Other origins get no CORS
+                    header. Default: none (the dashboard at /ui is same-origin).
   -h, --help        Show this help.
 
 Environment:
@@ -128,6 +134,7 @@ export async function serve(argv: string[]): Promise<number> {
       grace: { type: 'string' },
       quota: { type: 'string', multiple: true, default: [] },
       retain: { type: 'string' },
+      'cors-origin': { type: 'string', multiple: true, default: [] },
       help: { type: 'boolean', short: 'h', default: false },
     },
     allowPositionals: true,
@@ -159,6 +166,12 @@ export async function serve(argv: string[]): Promise<number> {
     retainSeconds = r ?? 0;
   } catch (e) {
     throw new UsageError(`--quota/--retain: ${(e as Error).message}`);
+  }
+  let corsOrigins: string[];
+  try {
+    corsOrigins = checkOrigins(values['cors-origin']);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
   }
   // Thrown as PolicyFileError or ManifestError (FILE:LINE:COL), which main prints: exit status 1.
   const policy = values.policy !== undefined ? loadPolicy(values.policy) : undefined;
@@ -232,6 +245,7 @@ export async function serve(argv: string[]): Promise<number> {
     ...(policy ? { policy } : {}),
     ...(adminToken ? { adminToken } : {}),
     retainSeconds,
+    corsOrigins,
   });
 
   // Plain HTTP/1.1 (no serverOptions given), so node:http's Server.

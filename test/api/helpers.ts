@@ -109,6 +109,10 @@ export interface ServiceOptions {
   paused?: boolean;
   host?: Host;
   workers?: number;
+  /** More options of createApp (CORS origins, retention, webhooks). */
+  app?: Partial<AppOptions>;
+  /** More options of createScheduler. */
+  scheduler?: Partial<Parameters<typeof createScheduler>[0]>;
 }
 
 export async function startService(o: ServiceOptions = {}): Promise<Service> {
@@ -121,9 +125,9 @@ export async function startService(o: ServiceOptions = {}): Promise<Service> {
   const host = o.host ?? await testHost({ workers: o.workers ?? 2 });
   const logs = new LogSink();
   const logger = createLogger({ level: 'info', destination: logs });
-  const scheduler = createScheduler({ store, host, logger, ...(o.quotas ? { quotas: o.quotas } : {}) });
+  const scheduler = createScheduler({ store, host, logger, ...(o.quotas ? { quotas: o.quotas } : {}), ...o.scheduler });
   if (!o.paused) await scheduler.start();
-  const app = createApp({ store, host, scheduler, adminToken: ADMIN, logger, ...(o.limits ? { limits: o.limits } : {}) });
+  const app = createApp({ store, host, scheduler, adminToken: ADMIN, logger, ...(o.limits ? { limits: o.limits } : {}), ...o.app });
   const svc: Service = {
     app, store, host, scheduler, logs, dir,
     async tenant(name = `t${++names}-${process.pid}`) {

@@ -62,6 +62,12 @@ export function registerSystemRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void
   const { store, host, scheduler, limits } = deps;
 
   defineRoute(app, deps, {
+    method: 'get', path: '/', auth: 'none', tags: ['system'],
+    summary: 'Redirects to the dashboard at /ui',
+    responses: { 302: { description: 'To /ui' } },
+  }, (c) => c.redirect('/ui', 302));
+
+  defineRoute(app, deps, {
     method: 'get', path: '/healthz', auth: 'none', tags: ['system'],
     summary: 'Liveness: 200 while the service takes runs, 503 while it stops; where guests run, under which layers',
     responses: {

@@ -1,0 +1,105 @@
+/** What self-hosters expect of a REST service: CORS for the configured origins, OPTIONS, 405 with Allow, GET / → /ui. */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { call, json, startService, type Service } from './helpers.js';
+
+let svc: Service;
+let key: string;
+beforeAll(async () => {
+  svc = await startService({ store: 'fake', paused: true, app: { corsOrigins: ['https://app.example.com', 'http://localhost:5173'] } });
+  key = (await svc.tenant()).key;
+});
+afterAll(async () => { await svc.close(); });
+
+const ALLOWED = 'https://app.example.com';
+const preflight = (path: string, origin: string, method = 'POST') => call(svc.app, 'OPTIONS', path, {
+  headers: { origin, 'access-control-request-method': method, 'access-control-request-headers': 'authorization, content-type' },
+});
+
+describe('CORS', () => {
+  it('answers a preflight from an allowed origin with the path\'s methods and the headers clients send', async () => {
+    const r = await preflight('/v1/runs', ALLOWED);
+    expect(r.status).toBe(204);
+    expect(r.headers.get('access-control-allow-origin')).toBe(ALLOWED);
+    expect(r.headers.get('access-control-allow-methods')!.split(', ').sort()).toEqual(['GET', 'HEAD', 'OPTIONS', 'POST']);
+    expect(r.headers.get('access-control-allow-headers')).toMatch(/Authorization/);
+    expect(r.headers.get('access-control-allow-headers')).toMatch(/Content-Type/);
+    expect(r.headers.get('access-control-max-age')).toBe('600');
+    expect(r.headers.get('vary')).toMatch(/Origin/);
+    // A path with a parameter.
+    const one = await preflight('/v1/runs/run_x', 'http://localhost:5173', 'DELETE');
+    expect(one.headers.get('access-control-allow-origin')).toBe('http://localhost:5173');
+    expect(one.headers.get('access-control-allow-methods')!.split(', ').sort()).toEqual(['DELETE', 'GET', 'HEAD', 'OPTIONS']);
+  });
+
+  it('an allowed origin\'s requests get Access-Control-Allow-Origin, errors included; the key still decides', async () => {
+    const ok = await call(svc.app, 'GET', '/v1/limits', { key, headers: { origin: ALLOWED } });
+    expect(ok.status).toBe(200);
+    expect(ok.headers.get('access-control-allow-origin')).toBe(ALLOWED);
+    expect(ok.headers.get('access-control-expose-headers')).toMatch(/Retry-After/);
+    const denied = await call(svc.app, 'GET', '/v1/limits', { headers: { origin: ALLOWED } });
+    expect(denied.status).toBe(401);
+    expect(denied.headers.get('access-control-allow-origin')).toBe(ALLOWED);
+  });
+
+  it('gives nothing to another origin: no CORS header on the preflight or the request', async () => {
+    for (const origin of ['https://evil.example', 'https://app.example.com.evil.example', 'null', 'http://app.example.com']) {
+      const p = await preflight('/v1/runs', origin);
+      expect(p.status).toBe(204);
+      for (const h of ['access-control-allow-origin', 'access-control-allow-methods', 'access-control-allow-headers']) expect(p.headers.get(h)).toBeNull();
+      const r = await call(svc.app, 'GET', '/v1/limits', { key, headers: { origin } });
+      expect(r.status).toBe(200);
+      expect(r.headers.get('access-control-allow-origin')).toBeNull();
+    }
+  });
+
+  it('without --cors-origin no origin gets CORS headers', async () => {
+    const plain = await startService({ store: 'fake', paused: true });
+    try {
+      const p = await call(plain.app, 'OPTIONS', '/v1/runs', { headers: { origin: ALLOWED, 'access-control-request-method': 'POST' } });
+      expect(p.headers.get('access-control-allow-origin')).toBeNull();
+      expect(p.headers.get('allow')).toMatch(/POST/);
+    } finally {
+      await plain.close();
+    }
+  });
+});
+
+describe('methods', () => {
+  it('a known path with the wrong method is 405 with Allow, in the error shape', async () => {
+    for (const [method, path, allow] of [
+      ['PUT', '/v1/runs', ['GET', 'HEAD', 'OPTIONS', 'POST']],
+      ['PATCH', '/v1/runs/run_x', ['DELETE', 'GET', 'HEAD', 'OPTIONS']],
+      ['GET', '/v1/runs:batch', ['OPTIONS', 'POST']],
+      ['POST', '/healthz', ['GET', 'HEAD', 'OPTIONS']],
+      ['DELETE', '/v1/admin/tenants/ten_x/quotas', ['OPTIONS', 'PUT']],
+    ] as const) {
+      const r = await call(svc.app, method, path, { key });
+      expect(r.status, `${method} ${path}`).toBe(405);
+      expect(r.headers.get('allow')!.split(', ').sort()).toEqual([...allow]);
+      const e = (await json(r)).error;
+      expect(e.code).toBe('method_not_allowed');
+      expect(e.message).toContain(method);
+    }
+  });
+
+  it('an unknown path is still 404, whatever the method; OPTIONS on it too', async () => {
+    for (const method of ['GET', 'PUT', 'OPTIONS']) {
+      const r = await call(svc.app, method, '/v1/nothing/here', { key });
+      expect(r.status).toBe(404);
+      expect(r.headers.get('allow')).toBeNull();
+    }
+    expect((await call(svc.app, 'GET', '/v1/runs/run_x/extra', { key })).status).toBe(404);
+  });
+
+  it('OPTIONS on a known path (no CORS) is 204 with Allow', async () => {
+    const r = await call(svc.app, 'OPTIONS', '/v1/modules');
+    expect(r.status).toBe(204);
+    expect(r.headers.get('allow')!.split(', ').sort()).toEqual(['GET', 'HEAD', 'OPTIONS', 'POST']);
+  });
+
+  it('GET / redirects to /ui', async () => {
+    const r = await call(svc.app, 'GET', '/');
+    expect(r.status).toBe(302);
+    expect(r.headers.get('location')).toBe('/ui');
+  });
+});
