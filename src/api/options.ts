@@ -10,8 +10,12 @@ import type { Scheduler } from './scheduler.js';
 export interface ApiLimits {
   /** Largest module upload (raw or multipart), in bytes. */
   moduleBytes: number;
-  /** Largest POST /v1/runs body, in bytes. */
+  /** Largest POST /v1/runs body, in bytes, besides stdin and files (the body may be larger by their base64). */
   runBodyBytes: number;
+  /** Largest stdin of a run (stdin or stdinBase64, decoded), in bytes. */
+  stdinBytes: number;
+  /** Largest total of a run's files (files and filesBase64, decoded), in bytes. */
+  filesBytes: number;
   /** Largest POST /v1/runs:batch body, in bytes. */
   batchBodyBytes: number;
   /** Largest admin request body (tenant names, policies), in bytes. */
@@ -32,6 +36,8 @@ export interface ApiLimits {
 export const DEFAULT_API_LIMITS: Readonly<ApiLimits> = {
   moduleBytes: 16 << 20,
   runBodyBytes: 2 << 20,
+  stdinBytes: 1 << 20,
+  filesBytes: 4 << 20,
   batchBodyBytes: 8 << 20,
   adminBodyBytes: 256 << 10,
   waitSeconds: 30,
@@ -58,6 +64,11 @@ export interface AppOptions {
   corsOrigins?: string[];
   /** The service's retention in seconds (`--retain`; a tenant's own goes over it); 0 (default) keeps everything. */
   retainSeconds?: number;
+}
+
+/** The largest POST /v1/runs body: the JSON limit plus room for stdin and files in base64. */
+export function runBodyCap(l: ApiLimits): number {
+  return l.runBodyBytes + Math.ceil((l.stdinBytes + l.filesBytes) * 4 / 3);
 }
 
 /** Hono's environment of every route. */

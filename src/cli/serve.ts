@@ -10,7 +10,7 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import { createAdaptorServer } from '@hono/node-server';
-import { createApp } from '../api/app.js';
+import { createApp, DEFAULT_API_LIMITS } from '../api/app.js';
 import { defaultLogger } from '../api/log.js';
 import { createScheduler, DEFAULT_QUOTAS, type Quotas } from '../api/scheduler.js';
 import { applyQuotas, parseQuotaAssignments } from '../api/quotas.js';
@@ -22,7 +22,7 @@ import type { Store } from '../api/store/types.js';
 import { createHost, type Host } from '../host/host.js';
 import { loadPolicy, SERVICE_POLICY } from '../manifest/policy.js';
 import { mountsInForce, syncMounts } from '../api/mounts.js';
-import { parseDuration } from '../host/units.js';
+import { parseBytes, parseDuration } from '../host/units.js';
 import { UsageError } from './flags.js';
 import { DEFAULT_DATA_DIR } from './tenant.js';
 
@@ -33,6 +33,7 @@ export const SERVE_HELP = `Usage: capsa serve [--host 127.0.0.1] [--port 8080] [
                    [--executors N] [--workers N] [--isolation best-effort|strict|none]
                    [--executor-runtime node|deno] [--grace 10s]
                    [--quota NAME=VALUE]... [--retain 7d] [--cors-origin ORIGIN]...
+                   [--max-body SIZE] [--max-stdin SIZE] [--max-files SIZE]
 
 Runs the capsa REST service: tenants upload modules (POST /v1/modules) and run them
 under manifests (POST /v1/runs), each run checked against the tenant's policy, queued,
@@ -79,6 +80,10 @@ Options:
                     ended, and modules no run references DURATION after their upload
                     (e.g. 7d, 12h); swept every ${RETENTION_INTERVAL_MS / 60_000} minutes in small batches. Queued and
                     running runs are never deleted. Default: keep everything.
+  --max-body SIZE   Largest POST /v1/runs JSON body besides stdin and files (default ${DEFAULT_API_LIMITS.runBodyBytes >> 20}MiB).
+  --max-stdin SIZE  Largest stdin of a run, decoded (default ${DEFAULT_API_LIMITS.stdinBytes >> 20}MiB); the body may be
+                    larger by its base64. Above it: 413 naming stdin.
+  --max-files SIZE  Largest total of a run's files, decoded (default ${DEFAULT_API_LIMITS.filesBytes >> 20}MiB); as --max-stdin.
   --cors-origin ORIGIN
                     Lets web pages from ORIGIN (https://app.example.com; repeat for more;
                     * for any) call the API from a browser: preflights are answered and
@@ -135,6 +140,9 @@ export async function serve(argv: string[]): Promise<number> {
       quota: { type: 'string', multiple: true, default: [] },
       retain: { type: 'string' },
       'cors-origin': { type: 'string', multiple: true, default: [] },
+      'max-body': { type: 'string' },
+      'max-stdin': { type: 'string' },
+      'max-files': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     allowPositionals: true,
@@ -168,8 +176,13 @@ export async function serve(argv: string[]): Promise<number> {
     throw new UsageError(`--quota/--retain: ${(e as Error).message}`);
   }
   let corsOrigins: string[];
+  const sizes: { runBodyBytes?: number; stdinBytes?: number; filesBytes?: number } = {};
   try {
     corsOrigins = checkOrigins(values['cors-origin']);
+    for (const [flag, field] of [['max-body', 'runBodyBytes'], ['max-stdin', 'stdinBytes'], ['max-files', 'filesBytes']] as const) {
+      const v = values[flag];
+      if (v !== undefined) sizes[field] = parseBytes(v, `--${flag}`);
+    }
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
@@ -246,6 +259,7 @@ export async function serve(argv: string[]): Promise<number> {
     ...(adminToken ? { adminToken } : {}),
     retainSeconds,
     corsOrigins,
+    limits: sizes,
   });
 
   // Plain HTTP/1.1 (no serverOptions given), so node:http's Server.

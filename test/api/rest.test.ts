@@ -1,6 +1,6 @@
 /** What self-hosters expect of a REST service: CORS for the configured origins, OPTIONS, 405 with Allow, GET / → /ui. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, json, startService, type Service } from './helpers.js';
+import { call, HELLO, json, startService, type Service } from './helpers.js';
 
 let svc: Service;
 let key: string;
@@ -101,5 +101,44 @@ describe('methods', () => {
     const r = await call(svc.app, 'GET', '/');
     expect(r.status).toBe(302);
     expect(r.headers.get('location')).toBe('/ui');
+  });
+});
+
+describe('stdin and files limits, apart from the body limit', () => {
+  it('refuses stdin or files above their own limits (413 naming the field), and takes them above the JSON body limit', async () => {
+    const s = await startService({ store: 'fake', paused: true, limits: { runBodyBytes: 4096, stdinBytes: 64 << 10, filesBytes: 32 << 10 } });
+    try {
+      const k = (await s.tenant()).key;
+      const module = await s.upload(k, HELLO);
+      const post = (body: object) => call(s.app, 'POST', '/v1/runs', { key: k, json: { module, ...body } });
+      // 50 KiB of stdin, well above the 4 KiB body limit: accepted.
+      expect((await post({ stdin: 'x'.repeat(50 << 10) })).status).toBe(201);
+      expect((await post({ stdinBase64: Buffer.alloc(60 << 10, 1).toString('base64') })).status).toBe(201);
+      const okFiles = await post({ files: { '/data/a': 'y'.repeat(16 << 10), '/data/b': 'z'.repeat(16 << 10) } });
+      expect(okFiles.status, await okFiles.clone().text()).toBe(201);
+      // One byte over each.
+      const over = await post({ stdin: 'x'.repeat((64 << 10) + 1) });
+      expect(over.status).toBe(413);
+      const e = (await json(over)).error;
+      expect(e.code).toBe('body_too_large');
+      expect(e.message).toMatch(/stdin is 64\.0 KiB; the service takes at most 64 KiB of stdin/);
+      expect(e.details).toEqual([{ path: 'stdin', message: `above ${64 << 10} bytes` }]);
+      // Multi-byte text counts in bytes, not characters.
+      expect((await post({ stdin: 'é'.repeat((32 << 10) + 1) })).status).toBe(413);
+      const b64 = await post({ stdinBase64: Buffer.alloc((64 << 10) + 1).toString('base64') });
+      expect(b64.status).toBe(413);
+      expect((await json(b64)).error.details[0].path).toBe('stdinBase64');
+      const files = await post({ files: { '/data/a': 'y'.repeat(16 << 10) }, filesBase64: { '/data/b': Buffer.alloc((16 << 10) + 1).toString('base64') } });
+      expect(files.status).toBe(413);
+      expect((await json(files)).error.message).toMatch(/files add up to 32\.0 KiB/);
+      // The rest of the body still has the JSON limit.
+      expect((await post({ manifest: `# ${'m'.repeat(200 << 10)}\n` })).status).toBe(413);
+      const lim = await json(await call(s.app, 'GET', '/v1/limits', { key: k }));
+      expect(lim.api).toMatchObject({ runBodyBytes: 4096, stdinBytes: 64 << 10, filesBytes: 32 << 10 });
+      // Nothing refused was stored.
+      expect((await json(await call(s.app, 'GET', '/v1/runs', { key: k }))).items).toHaveLength(3);
+    } finally {
+      await s.close();
+    }
   });
 });

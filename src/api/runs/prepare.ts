@@ -13,6 +13,7 @@ import { ManifestError, type Manifest } from '../../manifest/types.js';
 import type { Tenant } from '../store/types.js';
 import { ApiError } from '../errors.js';
 import { fromB64, isBase64 } from '../encoding.js';
+import { formatBytes } from '../../host/units.js';
 import type { Deps } from '../options.js';
 import type { StoredRunFields } from './record.js';
 
@@ -77,6 +78,21 @@ function checkFiles(files: Record<string, unknown>, field: string): { path: stri
     .map((p) => ({ path: `${field}.${p}`, message: 'a file path is absolute, like "/data/in.txt"' }));
 }
 
+/** stdin and files against the service's limits of their own (not the body's): 413 naming the field and the limit. */
+function checkSizes(deps: Deps, stdin: string | Uint8Array | undefined, files: Record<string, string | Uint8Array>, base64: boolean): void {
+  const { stdinBytes, filesBytes } = deps.limits;
+  const size = (v: string | Uint8Array) => (typeof v === 'string' ? Buffer.byteLength(v, 'utf8') : v.byteLength);
+  if (stdin !== undefined && size(stdin) > stdinBytes) {
+    throw new ApiError(413, 'body_too_large', `${base64 ? 'stdinBase64' : 'stdin'} is ${formatBytes(size(stdin))}; the service takes at most ${formatBytes(stdinBytes)} of stdin (capsa serve --max-stdin)`,
+      [{ path: base64 ? 'stdinBase64' : 'stdin', message: `above ${stdinBytes} bytes` }]);
+  }
+  const total = Object.values(files).reduce((n, v) => n + size(v), 0);
+  if (total > filesBytes) {
+    throw new ApiError(413, 'body_too_large', `The files add up to ${formatBytes(total)}; the service takes at most ${formatBytes(filesBytes)} of files a run (capsa serve --max-files)`,
+      [{ path: 'files', message: `above ${filesBytes} bytes` }]);
+  }
+}
+
 /** Validates a run body for a tenant; throws ApiError (404/422) naming what is wrong. */
 export async function prepareRun(deps: Deps, tenant: Tenant, body: RunBody): Promise<PreparedRun> {
   if (body.learn && body.audit !== undefined && body.audit !== 'all') {
@@ -135,6 +151,7 @@ export async function prepareRun(deps: Deps, tenant: Tenant, body: RunBody): Pro
     throw new ApiError(422, 'invalid_request', `Invalid files: ${seedProblems.map((p) => `${p.path}: ${p.message}`).join('; ')}`, seedProblems);
   }
   const stdin = body.stdinBase64 !== undefined ? fromB64(body.stdinBase64) : body.stdin;
+  checkSizes(deps, stdin, files, body.stdinBase64 !== undefined);
   const fields: StoredRunFields = {
     ...request,
     ...(stdin !== undefined ? { stdin } : {}),

@@ -7,7 +7,7 @@ import type { RunEventRecord, RunRecord, RunState, Tenant } from '../store/types
 import { newRunId } from '../store/ids.js';
 import { ApiError, notFound } from '../errors.js';
 import { defineRoute, errorResponses, jsonContent, pageQuery, pageSchema, readJson, readJsonValue, readQuery } from '../http.js';
-import type { AppEnv, Deps } from '../options.js';
+import { runBodyCap, type AppEnv, type Deps } from '../options.js';
 import { encodeRequest, eventJson, isTerminal, runView, withProgress, type RunView } from './record.js';
 import { prepareRun, RunBodySchema, type RunBody } from './prepare.js';
 
@@ -100,7 +100,7 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
   };
 
   defineRoute(app, deps, {
-    method: 'post', path: '/v1/runs', auth: 'tenant', maxBody: limits.runBodyBytes, tags: ['runs'],
+    method: 'post', path: '/v1/runs', auth: 'tenant', maxBody: runBodyCap(limits), tags: ['runs'],
     summary: 'Start a run',
     description: `Validates the manifest against your policy, persists the run (queued) and queues it. With \`wait\` (seconds, at most ${limits.waitSeconds}) the answer waits for the run to end and shows its result; otherwise, or if it has not ended by then, the run so far.`,
     request: { body: { required: true, content: { 'application/json': { schema: RunBodySchema } } } },

@@ -36,6 +36,7 @@ const EffectiveLimitsSchema = z.object({
   }),
   api: z.object({
     moduleBytes: z.number(), runBodyBytes: z.number(), batchBodyBytes: z.number(),
+    stdinBytes: z.number().openapi({ description: 'Largest stdin of a run, decoded' }), filesBytes: z.number().openapi({ description: 'Largest total of a run\'s files, decoded' }),
     waitSeconds: z.number(), batchMax: z.number(), pageMax: z.number(), jsonDepth: z.number(),
   }),
 }).openapi('EffectiveLimits');
@@ -140,6 +141,7 @@ export function registerSystemRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void
       retention: { retainSeconds: retentionOf(deps.retainSeconds, tenant), own: tenant.quotas.retainSeconds !== undefined },
       api: {
         moduleBytes: limits.moduleBytes, runBodyBytes: limits.runBodyBytes, batchBodyBytes: limits.batchBodyBytes,
+        stdinBytes: limits.stdinBytes, filesBytes: limits.filesBytes,
         waitSeconds: limits.waitSeconds, batchMax: limits.batchMax, pageMax: limits.pageMax, jsonDepth: limits.jsonDepth,
       },
     }, 200);
