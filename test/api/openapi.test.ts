@@ -57,3 +57,16 @@ it('renders /docs as HTML from the document, escaping text', async () => {
   expect(html).not.toContain('<script');
   expect(html).toContain('21 routes');
 });
+
+it('types the batch\'s items as run requests, and the results\' output as text with an encoding', async () => {
+  const doc = await json(await call(svc.app, 'GET', '/openapi.json'));
+  const batch = doc.components.schemas.RunBatch;
+  const [arr, obj] = batch.anyOf;
+  expect(arr.items.$ref).toBe('#/components/schemas/RunRequest');
+  expect(obj.properties.runs.items.$ref).toBe('#/components/schemas/RunRequest');
+  expect(obj.properties.wait.type).toBe('number');
+  expect(obj.additionalProperties).toBe(false);
+  const run = doc.components.schemas.Run;
+  expect(run.properties.stdout.type).toBe('string');
+  expect(run.properties.stdoutEncoding.enum).toEqual(['utf8', 'base64']);
+});
