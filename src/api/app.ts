@@ -14,6 +14,7 @@ import { registerModuleRoutes } from './modules/routes.js';
 import { registerRunRoutes } from './runs/routes.js';
 import { registerSystemRoutes } from './system/routes.js';
 import { registerTenantRoutes } from './tenants/routes.js';
+import { registerWebhookRoutes } from './hooks/routes.js';
 import { corsAndOptions, methodsOf } from './methods.js';
 
 export type { AppOptions, ApiLimits, AppEnv } from './options.js';
@@ -31,6 +32,7 @@ export function createApp(options: AppOptions): OpenAPIHono<AppEnv> {
     logger: options.logger ?? defaultLogger(),
     limits,
     retainSeconds: options.retainSeconds ?? 0,
+    webhooks: options.webhooks,
   };
 
   const app = new OpenAPIHono<AppEnv>();
@@ -59,6 +61,7 @@ export function createApp(options: AppOptions): OpenAPIHono<AppEnv> {
   registerRunRoutes(app, deps);
   registerTenantRoutes(app, deps);
   registerSystemRoutes(app, deps);
+  registerWebhookRoutes(app, deps);
   return app;
 }
 

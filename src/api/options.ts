@@ -5,6 +5,7 @@ import { DEFAULT_LIMITS, type Limits } from '../host/limits.js';
 import type { Policy } from '../manifest/policy.js';
 import type { Store, Tenant } from './store/types.js';
 import type { Scheduler } from './scheduler.js';
+import type { Webhooks } from './webhooks.js';
 
 /** What the HTTP layer accepts: body sizes, waits, pages, batches. */
 export interface ApiLimits {
@@ -60,6 +61,8 @@ export interface AppOptions {
   /** Structured JSON logs (default: pino at CAPSA_LOG_LEVEL or info, to stdout). */
   logger?: Logger;
   limits?: Partial<Omit<ApiLimits, 'runDefaults'>> & { runDefaults?: Partial<Limits> };
+  /** Webhooks (callback_url); without them a callback_url is refused. */
+  webhooks?: Webhooks;
   /** Browser origins allowed to call the API (CORS; `--cors-origin`); `*` allows any. Default: none. */
   corsOrigins?: string[];
   /** The service's retention in seconds (`--retain`; a tenant's own goes over it); 0 (default) keeps everything. */
@@ -92,4 +95,5 @@ export interface Deps {
   logger: Logger;
   limits: ApiLimits;
   retainSeconds: number;
+  webhooks: Webhooks | undefined;
 }

@@ -10,6 +10,7 @@ import { createSqliteStore } from '../../src/api/store/sqlite.js';
 import { createPostgresStore } from '../../src/api/store/postgres.js';
 import { freshDatabase, testStoreKind } from '../helpers/pg.js';
 import type { Store } from '../../src/api/store/types.js';
+import type { Webhooks } from '../../src/api/webhooks.js';
 import { createHost, type Host, type HostOptions } from '../../src/host/host.js';
 import { command } from '../helpers/wat.js';
 import { createFakeStore } from './fake-store.js';
@@ -113,6 +114,8 @@ export interface ServiceOptions {
   app?: Partial<AppOptions>;
   /** More options of createScheduler. */
   scheduler?: Partial<Parameters<typeof createScheduler>[0]>;
+  /** Webhooks on the service's store (their onFinish gets the scheduler's ends). */
+  webhooks?: (store: Store) => Webhooks;
 }
 
 export async function startService(o: ServiceOptions = {}): Promise<Service> {
@@ -125,9 +128,12 @@ export async function startService(o: ServiceOptions = {}): Promise<Service> {
   const host = o.host ?? await testHost({ workers: o.workers ?? 2 });
   const logs = new LogSink();
   const logger = createLogger({ level: 'info', destination: logs });
-  const scheduler = createScheduler({ store, host, logger, ...(o.quotas ? { quotas: o.quotas } : {}), ...o.scheduler });
+  const webhooks = o.webhooks?.(store);
+  const scheduler = createScheduler({
+    store, host, logger, ...(o.quotas ? { quotas: o.quotas } : {}), ...(webhooks ? { onFinish: (r) => webhooks.onFinish(r) } : {}), ...o.scheduler,
+  });
   if (!o.paused) await scheduler.start();
-  const app = createApp({ store, host, scheduler, adminToken: ADMIN, logger, ...(o.limits ? { limits: o.limits } : {}), ...o.app });
+  const app = createApp({ store, host, scheduler, adminToken: ADMIN, logger, ...(o.limits ? { limits: o.limits } : {}), ...(webhooks ? { webhooks } : {}), ...o.app });
   const svc: Service = {
     app, store, host, scheduler, logs, dir,
     async tenant(name = `t${++names}-${process.pid}`) {
@@ -143,6 +149,7 @@ export async function startService(o: ServiceOptions = {}): Promise<Service> {
     },
     async close() {
       await scheduler.stop(2000);
+      await webhooks?.stop();
       if (ownHost) await host.close();
       await store.close();
       rmSync(dir, { recursive: true, force: true });

@@ -32,6 +32,9 @@ export const RunBodySchema = z.strictObject({
   learn: z.boolean({ error: 'must be true or false (a JSON boolean, not a string)' }).optional()
     .openapi({ description: 'Run with audit "all" and put in the result (`learnedManifest`) the least manifest that grants only what this run used, as YAML to submit again' }),
   wait: z.number().min(0).optional().openapi({ description: 'Seconds to wait for the run to end before answering (lowered to the service\'s cap)' }),
+  callback_url: z.string().max(2048).optional().openapi({
+    description: 'POSTed when the run ends (a webhook, signed with your webhook secret; see docs/webhooks.md). Its host must be on the operator\'s allowlist', example: 'https://hooks.example.com/capsa',
+  }),
 }).openapi('RunRequest');
 
 export type RunBody = z.output<typeof RunBodySchema>;
@@ -42,6 +45,7 @@ export interface PreparedRun {
   fields: StoredRunFields;
   /** With learn: the effective manifest that runs, which the learned one is narrowed from. */
   learn?: Manifest;
+  callbackUrl?: string;
 }
 
 const policyCache = new WeakMap<Deps, Map<string, { text: string; policy: Policy }>>();
@@ -97,6 +101,10 @@ function checkSizes(deps: Deps, stdin: string | Uint8Array | undefined, files: R
 export async function prepareRun(deps: Deps, tenant: Tenant, body: RunBody): Promise<PreparedRun> {
   if (body.learn && body.audit !== undefined && body.audit !== 'all') {
     throw new ApiError(422, 'invalid_request', `learn records every decision: drop "audit" or set it to "all" (not ${JSON.stringify(body.audit)})`, [{ path: 'audit', message: 'conflicts with learn' }]);
+  }
+  if (body.callback_url !== undefined) {
+    if (!deps.webhooks) throw new ApiError(422, 'invalid_request', 'callback_url cannot be used: this service sends no webhooks (the operator allows no hosts: capsa serve --webhook-allow HOST)', [{ path: 'callback_url', message: 'webhooks are off' }]);
+    deps.webhooks.check(body.callback_url);
   }
   if (body.stdin !== undefined && body.stdinBase64 !== undefined) {
     throw new ApiError(422, 'invalid_request', 'Give stdin or stdinBase64, not both', [{ path: 'stdinBase64', message: 'conflicts with stdin' }]);
@@ -159,5 +167,8 @@ export async function prepareRun(deps: Deps, tenant: Tenant, body: RunBody): Pro
     audit: body.learn ? 'all' : body.audit ?? 'denied',
   };
   // The learned manifest names the module, so that it can be submitted again on its own.
-  return { moduleId, manifest: text, fields, ...(body.learn ? { learn: { ...effective, module: moduleId } } : {}) };
+  return {
+    moduleId, manifest: text, fields, ...(body.learn ? { learn: { ...effective, module: moduleId } } : {}),
+    ...(body.callback_url !== undefined ? { callbackUrl: body.callback_url } : {}),
+  };
 }

@@ -86,7 +86,7 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
     // Persisted before it is acknowledged (and before the scheduler may start it).
     const run = await store.createRun({
       id: newRunId(), tenantId: tenant.id, moduleId: prepared.moduleId,
-      request: encodeRequest(prepared.manifest, prepared.fields, prepared.learn), createdAt: Date.now(),
+      request: encodeRequest(prepared.manifest, prepared.fields, prepared.learn, prepared.callbackUrl), createdAt: Date.now(),
     });
     scheduler.submit(tenant.id, run.id);
     return run;
