@@ -16,6 +16,7 @@ import { createScheduler, DEFAULT_QUOTAS, type Quotas } from '../api/scheduler.j
 import { applyQuotas, parseQuotaAssignments } from '../api/quotas.js';
 import { createRetention, RETENTION_INTERVAL_MS } from '../api/retention.js';
 import { checkOrigins } from '../api/methods.js';
+import { createWebhooks } from '../api/webhooks.js';
 import { createSqliteStore } from '../api/store/sqlite.js';
 import { storeUrl } from './store-url.js';
 import type { Store } from '../api/store/types.js';
@@ -34,6 +35,7 @@ export const SERVE_HELP = `Usage: capsa serve [--host 127.0.0.1] [--port 8080] [
                    [--executor-runtime node|deno] [--grace 10s]
                    [--quota NAME=VALUE]... [--retain 7d] [--cors-origin ORIGIN]...
                    [--max-body SIZE] [--max-stdin SIZE] [--max-files SIZE]
+                   [--webhook-allow HOST]... [--webhook-allow-private]
 
 Runs the capsa REST service: tenants upload modules (POST /v1/modules) and run them
 under manifests (POST /v1/runs), each run checked against the tenant's policy, queued,
@@ -84,6 +86,15 @@ Options:
   --max-stdin SIZE  Largest stdin of a run, decoded (default ${DEFAULT_API_LIMITS.stdinBytes >> 20}MiB); the body may be
                     larger by its base64. Above it: 413 naming stdin.
   --max-files SIZE  Largest total of a run's files, decoded (default ${DEFAULT_API_LIMITS.filesBytes >> 20}MiB); as --max-stdin.
+  --webhook-allow HOST
+                    Hosts a run's callback_url may name (repeat for more; *.example.com
+                    for its subdomains). Without it callback_url is refused. Each delivery
+                    resolves the name once, refuses private, loopback and link-local
+                    addresses, connects to the address it checked and follows no redirect
+                    (docs/webhooks.md).
+  --webhook-allow-private
+                    Lets callbacks reach private, loopback and link-local addresses (a
+                    receiver on the operator's own network). Off by default.
   --cors-origin ORIGIN
                     Lets web pages from ORIGIN (https://app.example.com; repeat for more;
                     * for any) call the API from a browser: preflights are answered and
@@ -141,6 +152,8 @@ export async function serve(argv: string[]): Promise<number> {
       retain: { type: 'string' },
       'cors-origin': { type: 'string', multiple: true, default: [] },
       'max-body': { type: 'string' },
+      'webhook-allow': { type: 'string', multiple: true, default: [] },
+      'webhook-allow-private': { type: 'boolean', default: false },
       'max-stdin': { type: 'string' },
       'max-files': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -250,7 +263,10 @@ export async function serve(argv: string[]): Promise<number> {
     process.stderr.write(`capsa: cannot start the ${isolation === 'none' ? 'worker pool' : 'executors'}: ${(e as Error).message}\n`);
     return 1;
   }
-  const scheduler = createScheduler({ store, host, logger: log, quotas });
+  const webhooks = values['webhook-allow'].length
+    ? createWebhooks({ store, allowHosts: values['webhook-allow'], allowPrivate: values['webhook-allow-private'], logger: log })
+    : undefined;
+  const scheduler = createScheduler({ store, host, logger: log, quotas, ...(webhooks ? { onFinish: (run) => webhooks.onFinish(run) } : {}) });
   const retention = createRetention({ store, retainSeconds, logger: log });
   const adminToken = process.env['CAPSA_ADMIN_TOKEN'] || undefined;
   const app = createApp({
@@ -260,6 +276,7 @@ export async function serve(argv: string[]): Promise<number> {
     retainSeconds,
     corsOrigins,
     limits: sizes,
+    ...(webhooks ? { webhooks } : {}),
   });
 
   // Plain HTTP/1.1 (no serverOptions given), so node:http's Server.
@@ -284,6 +301,8 @@ export async function serve(argv: string[]): Promise<number> {
   await scheduler.start();
   // Tenants may have a retention of their own, so the sweeper runs whatever --retain says.
   retention.start();
+  // Deliveries a stop left pending are retried.
+  await webhooks?.start();
   // Policies set with \`capsa tenant\` (straight into the store) reach the executors' mounts too.
   const mountSync = setInterval(() => {
     syncMounts({ store, host, policy: policy ?? SERVICE_POLICY }).catch((e: unknown) => log.warn({ err: e }, 'cannot update the executors\' mounts'));
@@ -316,6 +335,7 @@ export async function serve(argv: string[]): Promise<number> {
       clearInterval(mountSync);
       await retention.stop();
       await scheduler.stop(graceMs);
+      await webhooks?.stop();
       // Answers in progress get a moment more; then what is still open is cut: event streams of
       // runs that went back to the queue (clients resume with Last-Event-ID), waits on such runs.
       await Promise.race([closed, new Promise((r) => setTimeout(r, 1000).unref())]);
