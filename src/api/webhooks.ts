@@ -220,6 +220,8 @@ export function createWebhooks(o: WebhookOptions): Webhooks {
     onFinish(run) {
       if (stopped) return;
       track((async () => {
+        // Most runs have no callback: skip parsing their request (stdin and files in base64).
+        if (!run.request.includes('"callbackUrl"')) return;
         let url: string | undefined;
         try { url = decodeRequest(run.request).callbackUrl; } catch { return; }
         if (!url) return;

@@ -171,7 +171,7 @@ export function registerTenantRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void
     method: 'put', path: '/v1/admin/tenants/{id}/quotas', auth: 'admin', maxBody: limits.adminBodyBytes, tags: ['admin'],
     summary: 'Set a tenant\'s quotas and retention',
     description: 'The body is the tenant\'s whole set of its own quotas: a field left out takes the service\'s (`{}` gives every one back). '
-      + 'They hold from the next request: a lower concurrentRuns lets running runs finish and starts no more until below it.',
+      + 'They hold at once: a lower concurrentRuns lets running runs finish and starts no more until below it. (Set with capsa tenant set-quota, they hold from the tenant\'s next request.)',
     request: { params: idParam, body: { required: true, content: { 'application/json': { schema: TenantQuotasSchema } } } },
     responses: { 200: jsonContent(TenantSchema, 'The tenant with its quotas'), ...errorResponses([404, 'No such tenant'], [422, 'An unknown or out-of-range quota (each named)']) },
   }, async (c) => {
@@ -180,6 +180,9 @@ export function registerTenantRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void
     const quotas: TenantQuotas = Object.fromEntries(Object.entries(body).filter(([, v]) => v !== undefined));
     await store.setQuotas(t.id, quotas);
     c.get('log').info({ tenant: t.id, quotas }, 'quotas set');
-    return c.json(tenantView(await store.getTenant(t.id) ?? t), 200);
+    const updated = await store.getTenant(t.id) ?? t;
+    // The scheduler holds its runs to the new concurrency at once, not from the tenant's next request.
+    deps.scheduler.quotasFor(updated);
+    return c.json(tenantView(updated), 200);
   });
 }
