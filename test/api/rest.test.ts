@@ -142,3 +142,11 @@ describe('stdin and files limits, apart from the body limit', () => {
     }
   });
 });
+
+describe('--cors-origin', () => {
+  it('takes origins (scheme, host, port) and *; refuses paths, other schemes and garbage', async () => {
+    const { checkOrigins } = await import('../../src/api/methods.js');
+    expect(checkOrigins(['https://app.example.com', 'http://localhost:5173', '*'])).toEqual(['https://app.example.com', 'http://localhost:5173', '*']);
+    for (const bad of ['https://app.example.com/path', 'ftp://x.example', 'app.example.com', '']) expect(() => checkOrigins([bad]), bad).toThrow(/--cors-origin/);
+  });
+});
