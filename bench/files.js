@@ -101,7 +101,8 @@ export function run({ iterations = 15 } = {}) {
     throughput: ops,
     comparisons: [
       { capsa: CAPSA_MEM, peer: NODE, ratio: ops(CAPSA_MEM) / ops(NODE), min: 1.5 },
-      { capsa: CAPSA_HOST, peer: NODE, ratio: ops(CAPSA_HOST) / ops(NODE), min: 1.0 },
+      // The goal; docs in README (Performance) say what bounds it: the open(2) of a /proc/self/fd path.
+      { capsa: CAPSA_HOST, peer: NODE, ratio: ops(CAPSA_HOST) / ops(NODE), min: 1.2 },
       { capsa: CAPSA_MEM, peer: SHIM, ratio: ops(CAPSA_MEM) / ops(SHIM) },
     ],
   };

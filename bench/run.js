@@ -1,5 +1,6 @@
 // npm run bench [-- SCENARIO...]: capsa against node:wasi and browser_wasi_shim, in one run.
-// Scenarios: write files hash startup stdin engine casper service procdesc httpd (default: all). Prints a Markdown report and writes it
+// Scenarios: write files hash startup stdin engine casper service procdesc httpd (default: all); service:nodes measures
+// 1, 2 and 3 `capsa serve` on one PostgreSQL database (CAPSA_DATABASE_URL, or a throw-away cluster). Prints a Markdown report and writes it
 // to bench/results.md. Exits 1 if any contestant produced wrong output.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -15,7 +16,8 @@ process.on('warning', (w) => { if (w.name !== 'ExperimentalWarning') console.war
 
 ensureBuilt();
 const wanted = process.argv.slice(2);
-for (const w of wanted) if (!SCENARIOS.includes(w)) fail(`unknown scenario ${w}; choose from ${SCENARIOS.join(', ')}`);
+// SCENARIO:MODE picks a mode of a scenario (service:nodes: 1, 2 and 3 nodes on one PostgreSQL database).
+for (const w of wanted) if (!SCENARIOS.includes(w.split(':')[0])) fail(`unknown scenario ${w}; choose from ${SCENARIOS.join(', ')}`);
 if (typeof globalThis.gc !== 'function') console.error('note: run with --expose-gc (npm run bench does) to start each scenario from a clean heap');
 
 const loadStart = os.loadavg();
@@ -24,9 +26,10 @@ const reports = [];
 for (const name of wanted.length ? wanted : SCENARIOS) {
   const started = performance.now();
   process.stderr.write(`bench: ${name} … `);
-  const scenario = await import(`./${name}.js`);
+  const [file, mode] = name.split(':');
+  const scenario = await import(`./${file}.js`);
   try {
-    reports.push(await scenario.run());
+    reports.push(await scenario.run(mode));
   } catch (e) {
     process.stderr.write('FAILED\n');
     fail(e.stack ?? String(e));

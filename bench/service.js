@@ -54,10 +54,10 @@ function rssMbOf(pid) {
   }
 }
 
-/** Starts `capsa serve --port 0` and resolves with its URL once it logs "listening". */
-function startServer(data, extra) {
-  const proc = spawn(process.execPath, [BIN, 'serve', '--host', '127.0.0.1', '--port', '0', '--data', data, ...extra], {
-    cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'],
+/** Starts `capsa serve --port 0` (on `data`, or with `--store` in `extra` when data is null) and resolves with its URL once it logs "listening". */
+function startServer(data, extra, env = {}) {
+  const proc = spawn(process.execPath, [BIN, 'serve', '--host', '127.0.0.1', '--port', '0', ...(data === null ? [] : ['--data', data]), ...extra], {
+    cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env },
   });
   let err = '';
   let lines = 0;
@@ -229,7 +229,8 @@ async function direct(isolation) {
   return { rps, p50: pct(solo, 50), layers };
 }
 
-export async function run() {
+export async function run(mode) {
+  if (mode === 'nodes') return runNodes();
   const kinds = [
     { name: 'thread', flags: ['--isolation', 'none', '--workers', String(WORKERS)] },
     { name: 'process', flags: ['--executors', String(WORKERS), '--workers', String(WORKERS)] },
@@ -288,6 +289,156 @@ export async function run() {
       row('log lines per run (info level)', (x) => fmt(x.service.logLines / x.service.n, 1)),
       row('server RSS after the run (with executors)', (x) => (x.service.rss !== undefined ? `${fmt(x.service.rss, 0)} MB` : 'n/a')),
       row(`SQLite database (+ WAL) after ${fmt(WARMUP + REQUESTS + SOLO)} runs`, (x) => `${fmt(x.service.dbBytes / 1e6, 1)} MB`),
+    ],
+  };
+}
+
+// ---- nodes mode (`npm run bench -- service:nodes`): 1, 2 and 3 `capsa serve` on one PostgreSQL database ----
+
+const NODE_COUNTS = [1, 2, 3];
+const NODE_WARMUP = 200;
+const NODE_REQUESTS = 1000;
+/** Clients of the nodes mode: 32 on 2 cores queue runs for longer than a request's 10 s timeout. */
+const NODE_CLIENTS = 8;
+const ADMIN = 'bench-admin-token-0123456789abcdef';
+
+/** A PostgreSQL server: CAPSA_DATABASE_URL's, or a throw-away cluster (scripts/pg-cluster.sh) stopped by `stop()`. */
+function pgServer() {
+  const given = process.env.CAPSA_DATABASE_URL;
+  if (given) return { url: given, own: false, stop() {} };
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-bench-pg-'));
+  const r = spawnSync('bash', [`${ROOT}scripts/pg-cluster.sh`, 'start', dir], { encoding: 'utf8', timeout: 120_000 });
+  check(r.status === 0, `cannot start a PostgreSQL cluster: ${r.stderr}`);
+  return {
+    url: r.stdout.trim(), own: true,
+    stop() {
+      spawnSync('bash', [`${ROOT}scripts/pg-cluster.sh`, 'stop', dir], { timeout: 60_000 });
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** psql-free SQL on the server: one statement through the pg driver. */
+async function sql(url, text, values = []) {
+  const { default: pg } = await import('pg');
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try { return (await c.query(text, values)).rows; } finally { await c.end(); }
+}
+
+/** Commits the database has counted (pg_stat_database; backends report within a second). */
+async function commitsOf(server, db) {
+  await new Promise((r) => setTimeout(r, 1500));
+  const rows = await sql(server, 'SELECT xact_commit FROM pg_stat_database WHERE datname = $1', [db]);
+  return Number(rows[0]?.xact_commit ?? NaN);
+}
+
+/** `n` nodes on a fresh database: runs/s and latency of CLIENTS clients spread over them, commits per run. */
+async function measureNodes(server, n) {
+  const db = `capsa_bench_${n}_${process.pid}`;
+  await sql(server.url, `DROP DATABASE IF EXISTS ${db}`);
+  await sql(server.url, `CREATE DATABASE ${db}`);
+  const u = new URL(server.url);
+  u.pathname = `/${db}`;
+  const dbUrl = u.toString();
+  const nodes = [];
+  const agent = new http.Agent({ keepAlive: true, maxSockets: NODE_CLIENTS });
+  try {
+    // One at a time: the first migrates the database.
+    for (let i = 0; i < n; i++) {
+      const srv = startServer(null, ['--store', dbUrl, '--node-id', `bench-${i + 1}`, '--isolation', 'none', '--workers', String(WORKERS)], { CAPSA_ADMIN_TOKEN: ADMIN, CAPSA_LOG_LEVEL: 'warn' });
+      nodes.push(srv);
+      srv.base = await srv.url;
+    }
+    const t = await request(agent, nodes[0].base, 'POST', '/v1/admin/tenants', { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, Buffer.from(JSON.stringify({ name: 'bench' })));
+    check(t.status === 201, `tenant: ${t.status} ${t.text}`);
+    const key = JSON.parse(t.text).key.key;
+    const up = await request(agent, nodes[0].base, 'POST', '/v1/modules', { authorization: `Bearer ${key}`, 'content-type': 'application/wasm' }, fs.readFileSync(HELLO));
+    check(up.status === 201, `upload: ${up.status} ${up.text}`);
+    const body = Buffer.from(JSON.stringify({ module: JSON.parse(up.text).id, manifest: 'args: [world]\n', stdin: '', wait: 2 }));
+    const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+    let turn = 0;
+    // Each request to the next node in turn, as a round-robin load balancer would send it.
+    const once = async () => {
+      const base = nodes[turn++ % n].base;
+      const r = await request(agent, base, 'POST', '/v1/runs', headers, body);
+      check(r.status === 201, `POST /v1/runs: ${r.status} ${r.text.slice(0, 300)}`);
+      let v = JSON.parse(r.text);
+      // On a loaded machine a run may outlast the wait (the first ones wait for the module's compilation): poll it then.
+      while (v.status === 'queued' || v.status === 'running') {
+        await new Promise((res) => setTimeout(res, 20));
+        v = JSON.parse((await request(agent, base, 'GET', `/v1/runs/${v.id}`, headers)).text);
+      }
+      check(v.status === 'exited' && v.stdout === 'hello world\n', `run: ${JSON.stringify(v).slice(0, 300)}`);
+      return v.node;
+    };
+    const drive = async (count, lat, byNode) => {
+      let next = 0;
+      await Promise.all(Array.from({ length: NODE_CLIENTS }, async () => {
+        while (next < count) {
+          next++;
+          const t0 = performance.now();
+          const node = await once();
+          lat?.push(performance.now() - t0);
+          if (byNode) byNode.set(node, (byNode.get(node) ?? 0) + 1);
+        }
+      }));
+    };
+    await drive(NODE_WARMUP);
+    const load0 = os.loadavg()[0];
+    const c0 = await commitsOf(server.url, db);
+    const lat = [];
+    const byNode = new Map();
+    const t0 = performance.now();
+    await drive(NODE_REQUESTS, lat, byNode);
+    const seconds = (performance.now() - t0) / 1000;
+    const c1 = await commitsOf(server.url, db);
+    lat.sort((a, b) => a - b);
+    return {
+      n, rps: NODE_REQUESTS / seconds, p50: pct(lat, 50), p99: pct(lat, 99), lat,
+      commitsPerRun: (c1 - c0) / NODE_REQUESTS, load: [load0, os.loadavg()[0]], byNode: [...byNode].sort(),
+    };
+  } finally {
+    agent.destroy();
+    for (const srv of nodes) srv.proc.kill('SIGTERM');
+    for (const srv of nodes) {
+      await Promise.race([srv.exited, new Promise((r) => setTimeout(r, 20_000))]);
+      if (srv.proc.exitCode === null && srv.proc.signalCode === null) srv.proc.kill('SIGKILL');
+    }
+    await sql(server.url, `DROP DATABASE IF EXISTS ${db} WITH (FORCE)`).catch(() => {});
+  }
+}
+
+async function runNodes() {
+  const server = pgServer();
+  const m = [];
+  try {
+    for (const n of NODE_COUNTS) {
+      const r = await measureNodes(server, n);
+      process.stderr.write(`[${n} node${n > 1 ? 's' : ''}: ${fmt(r.rps, 0)} runs/s, p99 ${fmt(r.p99, 1)} ms, ${fmt(r.commitsPerRun, 1)} commits/run, load ${r.load.map((x) => x.toFixed(1)).join('→')}] `);
+      m.push(r);
+    }
+  } finally {
+    server.stop();
+  }
+  const LABEL = (n) => `${n} × capsa serve on one PostgreSQL database: POST /v1/runs wait (${NODE_CLIENTS} clients)`;
+  const results = new Map(m.map((r) => [LABEL(r.n), { median: r.p50, min: r.lat[0], max: r.lat.at(-1), n: NODE_REQUESTS, rps: r.rps }]));
+  return {
+    title: '(g′) service nodes: hello.wasm through POST /v1/runs on 1, 2 and 3 nodes sharing one PostgreSQL database',
+    unit: 'runs/s',
+    results,
+    throughput: (name) => results.get(name).rps,
+    comparisons: [],
+    notes: [
+      `1, 2 and 3 real \`capsa serve --store\` processes (threads, ${WORKERS} workers each, log level warn) on one fresh PostgreSQL`,
+      `database (${server.own ? 'a throw-away cluster from scripts/pg-cluster.sh: fsync and synchronous_commit off' : 'CAPSA_DATABASE_URL'}) on this ${os.cpus().length}-core machine, which also runs the database and the`,
+      `${NODE_CLIENTS} keep-alive clients; each request goes to the next node in turn. ${fmt(NODE_WARMUP)} warm-up runs, then ${fmt(NODE_REQUESTS)} timed.`,
+      'Commits per run: the database\'s pg_stat_database.xact_commit over the timed part / runs (every node\'s',
+      'statements, polls and lease renewals included).',
+      '',
+      '| nodes | runs/s | p50 | p99 | commits / run | runs per node | load average (1 min) |',
+      '|--:|--:|--:|--:|--:|---|---|',
+      ...m.map((r) => `| ${r.n} | ${fmt(r.rps, 0)} | ${fmt(r.p50, 1)} ms | ${fmt(r.p99, 1)} ms | ${fmt(r.commitsPerRun, 1)} | ${r.byNode.map(([k, v]) => `${k} ${v}`).join(', ')} | ${r.load.map((x) => x.toFixed(1)).join(' → ')} |`),
     ],
   };
 }

@@ -9,9 +9,10 @@
  *	127.0.0.1: localhost
  *
  * It then shows the limit at work: a forward lookup of that name (or of
- * "localhost") is refused by the service, with NO_RECOVERY:
+ * "localhost") is refused by the service, with NO_RECOVERY and (capsa's
+ * addition) errno ENOTCAPABLE:
  *
- *	gethostbyname(localhost): failed: h_errno=3 (Unknown server error), errno=0
+ *	gethostbyname(localhost): refused: h_errno=3 (Unknown server error), errno=76 (Capabilities insufficient)
  *
  * Exits 0 if the reverse lookup succeeded and the forward one was refused,
  * 1 otherwise.  Built without WITH_CASPER it calls the libc mock, which has
@@ -39,6 +40,14 @@ die(const char *what)
 
 	fprintf(stderr, "revlookup: %s: %s\n", what, strerror(errno));
 	exit(1);
+}
+
+/* A failed lookup's word: "refused" when the service's limits refused it. */
+static const char *
+outcome(void)
+{
+
+	return (errno == ENOTCAPABLE ? "refused" : "failed");
 }
 
 int
@@ -96,10 +105,11 @@ main(int argc, char *argv[])
 		die("unable to enter capability mode");
 
 	status = 0;
+	errno = 0;
 	hp = cap_gethostbyaddr(capdns, &addr, len, af);
 	if (hp == NULL) {
-		printf("%s: reverse lookup failed: h_errno=%d (%s)\n", addrstr,
-		    h_errno, hstrerror(h_errno));
+		printf("%s: reverse lookup %s: h_errno=%d (%s)\n", addrstr,
+		    outcome(), h_errno, hstrerror(h_errno));
 		status = 1;
 		name = strdup("localhost");
 	} else {
@@ -114,8 +124,9 @@ main(int argc, char *argv[])
 	errno = 0;
 	hp = cap_gethostbyname(capdns, name);
 	if (hp == NULL) {
-		printf("gethostbyname(%s): failed: h_errno=%d (%s), "
-		    "errno=%d\n", name, h_errno, hstrerror(h_errno), errno);
+		printf("gethostbyname(%s): %s: h_errno=%d (%s), errno=%d (%s)\n",
+		    name, outcome(), h_errno, hstrerror(h_errno), errno,
+		    errno != 0 ? strerror(errno) : "none");
 	} else {
 		printf("gethostbyname(%s): not refused: %s\n", name,
 		    hp->h_name);

@@ -29,7 +29,8 @@ export function createApp(options: AppOptions): OpenAPIHono<AppEnv> {
     scheduler: options.scheduler,
     policy: options.policy ?? SERVICE_POLICY,
     adminToken: options.adminToken || undefined,
-    logger: options.logger ?? defaultLogger(),
+    // Every line says which node wrote it.
+    logger: (options.logger ?? defaultLogger()).child({ node: options.scheduler.nodeId }),
     limits,
     retainSeconds: options.retainSeconds ?? 0,
     webhooks: options.webhooks,

@@ -31,15 +31,17 @@ const num = (v: number) => (Number.isFinite(v) ? String(v) : v > 0 ? '+Inf' : v 
 /** Builds the text exposition (version 0.0.4). */
 export class Exposition {
   private lines: string[] = [];
+  /** `base` labels go on every sample (a node's id, so that nodes' figures stay apart when summed). */
+  constructor(private readonly base: Record<string, string> = {}) {}
   metric(name: string, type: 'counter' | 'gauge', help: string, samples: [Record<string, string>, number][]): this {
     this.lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-    for (const [l, v] of samples) this.lines.push(`${name}${labels(l)} ${num(v)}`);
+    for (const [l, v] of samples) this.lines.push(`${name}${labels({ ...this.base, ...l })} ${num(v)}`);
     return this;
   }
   histogram(name: string, help: string, h: Histogram): this {
     this.lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} histogram`);
-    h.buckets.forEach((b, i) => this.lines.push(`${name}_bucket{le="${b}"} ${h.counts[i]}`));
-    this.lines.push(`${name}_bucket{le="+Inf"} ${h.count}`, `${name}_sum ${h.sum}`, `${name}_count ${h.count}`);
+    h.buckets.forEach((b, i) => this.lines.push(`${name}_bucket${labels({ ...this.base, le: String(b) })} ${h.counts[i]}`));
+    this.lines.push(`${name}_bucket${labels({ ...this.base, le: '+Inf' })} ${h.count}`, `${name}_sum${labels(this.base)} ${h.sum}`, `${name}_count${labels(this.base)} ${h.count}`);
     return this;
   }
   toString(): string {

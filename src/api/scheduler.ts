@@ -1,29 +1,39 @@
 /**
- * The run scheduler: takes persisted runs from the queue and starts them on the host, fairly.
+ * The run scheduler: claims queued runs from the store and starts them on the host, fairly, with
+ * any number of nodes (processes) sharing the store.
  *
- * - At most `concurrency` runs (default: the host's workers) are in flight, so the host's own FIFO
- *   queue stays empty and the order is decided here: round-robin over the tenants that have
- *   queued runs, one run per turn, skipping a tenant at its concurrent-runs quota. One tenant's
- *   ten thousand queued runs delay another tenant's run by at most one run per worker.
+ * - The queue is the store's: `claimRuns` hands this node up to its free workers' worth of runs in
+ *   the fair order (the tenant served longest ago first, one run a turn, a tenant at its
+ *   concurrent-runs quota skipped), counted across all nodes under the tenant's row lock. One
+ *   tenant's ten thousand queued runs delay another tenant's run by at most one run per worker.
+ *   A node claims when a run is queued here (submit), when the store says runs were queued
+ *   elsewhere (watchQueue: PostgreSQL's NOTIFY), when one of its runs ends, and on a slow poll.
+ * - Leases: a claimed run is this node's until its lease ends; the node renews its runs' leases
+ *   every lease/3 and stops running any it no longer holds (cancelled on another node, or
+ *   recovered after a partition). Any node applies the restart rule to runs whose lease expired
+ *   (`expireLeases`): retried once, else `interrupted` (blame host). Every end and requeue is
+ *   guarded by the attempt, so a run is finished exactly once.
  * - Every change is written to the store before it is announced: the run's state, its output
  *   (coalesced into chunks), audit decisions and its end become events (SSE replays them). Each
  *   event belongs to an attempt (the store stamps it); a retry opens with an `attempt` event.
- * - Restart rule: start() hands every run the store still has `running` (the process died under
- *   it) to store.requeueRun, which queues it again once (a second attempt) or ends it
- *   `interrupted`; then it queues every `queued` run, oldest first. stop() stops taking work,
- *   lets running runs finish until the deadline, then aborts them and requeues them by the same rule.
+ * - With an exclusive store (`exclusive`: SQLite, one process per data dir) start() recovers every
+ *   run left `running` at once instead of waiting for its lease. stop() stops claiming, lets running
+ *   runs finish until the deadline, then aborts them and requeues them by the same rule.
  */
 import type { Logger } from 'pino';
 import type { Host, RunEvent } from '../host/host.js';
 import { LimitError } from '../host/limits.js';
 import type { RunResult } from '../host/result.js';
 import { ApiError } from './errors.js';
-import { toText } from './encoding.js';
+import { b64, toText } from './encoding.js';
 import { defaultLogger } from './log.js';
 import { Histogram, LATENCY_BUCKETS } from './metrics.js';
-import { decodeRequest, isTerminal, storedResult, syntheticResult, type StoredResult } from './runs/record.js';
+import { decodeRequest, isTerminal, outputSoFar, storedResult, syntheticResult, type StoredResult } from './runs/record.js';
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
 import { effectiveQuotas } from './quotas.js';
-import type { RunEventRecord, RunRecord, RunState, Store, Tenant } from './store/types.js';
+import { QuotaError, type RunEventRecord, type RunRecord, type RunState, type Store, type Tenant } from './store/types.js';
+import { createRunEvents, type RunEvents } from './events.js';
 
 /** Per-tenant quotas, and the global queue bound. */
 export interface Quotas {
@@ -54,13 +64,26 @@ export interface SchedulerOptions {
   /** Runs in flight at once (default: the host's workers). */
   concurrency?: number;
   logger?: Logger;
-  /** Milliseconds of clock (tests). */
+  /** Milliseconds of clock (tests); also the clock of leases, which nodes must agree on to well within a lease. */
   now?: () => number;
   /** Called once a run ended (stored and announced): webhooks. */
   onFinish?: (run: RunRecord) => void;
+  /** This node's id, kept on the runs it claims (default `<hostname>-<pid>-<random>`). */
+  nodeId?: string;
+  /** The node's run events (default: a hub on `store`). */
+  events?: RunEvents;
+  /** How long a claim holds without renewal, ms (default 30 s): a dead node's runs are recovered this long after. */
+  leaseMs?: number;
+  /** The backstop poll (claims missed wake-ups, expires leases), ms (default 2 s or lease/3, whichever is less). */
+  pollMs?: number;
+  /** The store is this process's alone (SQLite): start() recovers every `running` run at once. */
+  exclusive?: boolean;
 }
 
-export type EventListener = (event: RunEventRecord) => void;
+/** A node id for this process: the host, the pid and a random part (a restarted process is another node). */
+export function defaultNodeId(): string {
+  return `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+}
 
 /** Counters for /metrics. */
 export interface SchedulerMetrics {
@@ -76,21 +99,26 @@ export interface Scheduler {
   /** The service's quotas; a tenant's own go over them (quotasFor). */
   readonly quotas: Quotas;
   /** The quotas in force for a tenant: its own over the service's. */
-  quotasFor(tenant: Pick<Tenant, 'id' | 'quotas'>): Quotas;
-  /** Queues a run the store holds as `queued` (persist first, then submit). */
+  quotasFor(tenant: Pick<Tenant, 'quotas'>): Quotas;
+  /** This node's id. */
+  readonly nodeId: string;
+  /** Run events of any node: what `wait` and the event streams follow. */
+  readonly events: RunEvents;
+  /** Says a run was queued in the store (by createRun): claim now rather than on the next wake-up. */
   submit(tenantId: string, runId: string): void;
-  /** Why `count` more runs of the tenant cannot be queued now (429/503), or undefined. */
-  admit(tenant: Pick<Tenant, 'id' | 'quotas'>, count?: number): Promise<ApiError | undefined>;
+  /**
+   * Persists a queued run after the quotas admit it (the tenant's own over the service's, read from
+   * the store when `tenant` is not given; queued runs and CPU seconds checked by the store
+   * under the tenant's lock, the global queue bound from the cluster's count) and claims it if a
+   * worker is free. Throws ApiError 429/503 when refused, with nothing stored.
+   */
+  create(run: Parameters<Store['createRun']>[0], tenant?: Pick<Tenant, 'quotas'>): Promise<RunRecord>;
   /**
    * Cancels a run: a queued one ends `cancelled` at once, a running one is aborted (it ends
    * `cancelled` shortly). Undefined when the tenant has no such run.
    */
   cancel(tenantId: string, runId: string): Promise<{ run: RunRecord; outcome: 'cancelled' | 'cancelling' | 'finished' } | undefined>;
-  /** Live events of a run, after they are stored; returns the unsubscribe function. */
-  onEvent(runId: string, listener: EventListener): () => void;
-  /** Resolves when the run ends or after `ms`, whichever is first (check the store first). */
-  waitFor(runId: string, ms: number): Promise<void>;
-  /** Recovers the store's runs (the restart rule) and starts dispatching. */
+  /** Starts claiming (after recovering every running run when the store is exclusive). */
   start(): Promise<void>;
   /** Takes no new work; waits for running runs up to `deadlineMs`, then aborts and requeues them. */
   stop(deadlineMs: number): Promise<void>;
@@ -99,11 +127,12 @@ export interface Scheduler {
 }
 
 interface InFlight {
-  tenantId: string;
-  runId: string;
+  run: RunRecord;
   abort: AbortController;
   /** Set by stop(): the run goes back to the queue instead of ending `cancelled`. */
   requeue: boolean;
+  /** Set when the lease renewal found the run no longer this attempt's: nothing more is written for it. */
+  lost: boolean;
   done: Promise<void>;
 }
 
@@ -114,112 +143,54 @@ const CHUNK_MS = 25;
 export function createScheduler(options: SchedulerOptions): Scheduler {
   const { store, host } = options;
   const quotas: Quotas = { ...DEFAULT_QUOTAS, ...options.quotas };
-  const log = (options.logger ?? defaultLogger()).child({ component: 'scheduler' });
+  const nodeId = options.nodeId ?? defaultNodeId();
+  const log = (options.logger ?? defaultLogger()).child({ component: 'scheduler', node: nodeId });
   const now = options.now ?? Date.now;
   const concurrency = Math.max(1, options.concurrency ?? host.stats().workers);
+  const events = options.events ?? createRunEvents({ store, logger: log });
+  const leaseMs = Math.max(30, options.leaseMs ?? 30_000);
+  const pollMs = Math.max(10, options.pollMs ?? Math.min(2000, leaseMs / 3));
 
-  /** Queued run ids per tenant, oldest first. */
-  const queues = new Map<string, string[]>();
-  /** Tenants with queued runs, in turn order. */
-  const ring: string[] = [];
-  let lastServed: string | undefined;
-  /** Every queued run id, so that a run is never queued twice. */
-  const queued = new Set<string>();
   const inFlight = new Map<string, InFlight>();
-  const runningByTenant = new Map<string, number>();
-  /** Each tenant's own quotas as last seen (admit, start): pick() is synchronous. */
-  const tenantQuotas = new Map<string, Tenant['quotas']>();
-  const quotasFor = (tenant: Pick<Tenant, 'id' | 'quotas'>): Quotas => {
-    tenantQuotas.set(tenant.id, tenant.quotas);
-    return effectiveQuotas(quotas, tenant);
-  };
-  const concurrentOf = (tenantId: string): number => tenantQuotas.get(tenantId)?.concurrentRuns ?? quotas.concurrentRuns;
-  const listeners = new Map<string, Set<EventListener>>();
-  const waiters = new Map<string, Set<() => void>>();
+  /** The quotas in force for a tenant: its own over the service's. */
+  const quotasFor = (tenant: Pick<Tenant, 'quotas'>): Quotas => effectiveQuotas(quotas, tenant);
   let started = false;
   let stopping = false;
+  /** A claim is in progress; `again`: something may have been queued meanwhile, claim once more after it. */
+  let claiming = false;
+  let again = false;
+  let timers: NodeJS.Timeout[] = [];
+  let watch: { close(): Promise<void> } | undefined;
+  /** The cluster's queue as last counted, plus this node's creations and minus its claims since. */
+  let depth = { queued: 0, tenantsWaiting: 0 };
 
   const metrics: SchedulerMetrics = {
     submitted: 0, finished: new Map(), runSeconds: new Histogram(LATENCY_BUCKETS), queueSeconds: new Histogram(LATENCY_BUCKETS), busyMs: 0,
   };
 
-  // A run's events are appended one after another (an output flush from a timer must not pass the
-  // status before it): each run has a chain of appends, and an event is announced once stored.
-  const chains = new Map<string, Promise<unknown>>();
-  const emit = (runId: string, type: RunEventRecord['type'], data: unknown): Promise<void> => {
-    const text = JSON.stringify(data);
-    const next = (chains.get(runId) ?? Promise.resolve()).then(async () => {
-      const ev = await store.appendEvent(runId, type, text);
-      for (const l of listeners.get(runId) ?? []) {
-        try { l(ev); } catch (e) { log.warn({ err: e, run: runId }, 'event listener failed'); }
-      }
-    });
-    const settled = next.catch(() => {});
-    chains.set(runId, settled);
-    void settled.then(() => { if (chains.get(runId) === settled) chains.delete(runId); });
-    return next;
+  // Stored in order per run, then announced to every node (events.ts).
+  const emit = async (runId: string, type: RunEventRecord['type'], data: unknown): Promise<void> => {
+    await events.publish(runId, type, data);
   };
 
-  const wake = (runId: string): void => {
-    const ws = waiters.get(runId);
-    if (!ws) return;
-    waiters.delete(runId);
-    for (const w of ws) w();
-  };
-
-  const enqueue = (tenantId: string, runId: string): void => {
-    if (queued.has(runId)) return;
-    let q = queues.get(tenantId);
-    if (!q) {
-      q = [];
-      queues.set(tenantId, q);
-      // A tenant joining the rotation goes before the one served last, so it is not served after it again.
-      if (ring.length && ring[ring.length - 1] === lastServed) ring.splice(ring.length - 1, 0, tenantId);
-      else ring.push(tenantId);
-    }
-    q.push(runId);
-    queued.add(runId);
-  };
-
-  const dequeue = (tenantId: string, runId: string): boolean => {
-    const q = queues.get(tenantId);
-    const i = q?.indexOf(runId) ?? -1;
-    if (!q || i < 0) return false;
-    q.splice(i, 1);
-    queued.delete(runId);
-    if (q.length === 0) {
-      queues.delete(tenantId);
-      const r = ring.indexOf(tenantId);
-      if (r >= 0) ring.splice(r, 1);
-    }
-    return true;
-  };
-
-  /** The next run: the first tenant in turn below its concurrency quota gives its oldest run and goes last. */
-  const pick = (): { tenantId: string; runId: string } | undefined => {
-    for (let tries = ring.length; tries > 0; tries--) {
-      const tenantId = ring.shift()!;
-      const q = queues.get(tenantId)!;
-      if ((runningByTenant.get(tenantId) ?? 0) >= concurrentOf(tenantId)) {
-        ring.push(tenantId);
-        continue;
-      }
-      const runId = q.shift()!;
-      queued.delete(runId);
-      lastServed = tenantId;
-      if (q.length) ring.push(tenantId);
-      else queues.delete(tenantId);
-      return { tenantId, runId };
-    }
-    return undefined;
-  };
-
+  /** Claims runs for the free workers and launches them; at most one claim at a time. */
   const pump = (): void => {
-    while (started && !stopping && inFlight.size < concurrency) {
-      const next = pick();
-      if (!next) return;
-      launch(next.tenantId, next.runId);
-    }
+    if (!started || stopping) return;
+    if (claiming) { again = true; return; }
+    const free = concurrency - inFlight.size;
+    if (free <= 0) return;
+    claiming = true;
+    again = false;
+    store.claimRuns({ node: nodeId, max: free, leaseMs, concurrentRuns: quotas.concurrentRuns }).then((runs) => {
+      depth.queued = Math.max(0, depth.queued - runs.length);
+      for (const run of runs) launch(run);
+      claiming = false;
+      // Claimed all it asked for (more may wait), or told of new runs meanwhile: once more.
+      if (again || (runs.length === free && runs.length > 0)) pump();
+    }, (e: unknown) => {
+      claiming = false;
+      log.error({ err: e }, 'cannot claim runs from the store; retrying on the next poll');
+    });
   };
 
   // CPU milliseconds each tenant used today (UTC), read from the store once a day and then kept
@@ -235,13 +206,11 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     return day.usedMs;
   };
 
-  const finish = async (run: RunRecord, res: StoredResult, cpuMs: number): Promise<void> => {
+  /** Ends a run; with `attempt`, only that attempt while it runs (this node's claim). */
+  const finish = async (run: RunRecord, res: StoredResult, cpuMs: number, attempt?: number): Promise<void> => {
     const at = now();
-    // The first end wins (a cancel racing the run's own exit); only it is announced.
-    if (await store.finishRun(run.id, res.status, JSON.stringify(res), at, Math.round(cpuMs)) === false) {
-      wake(run.id);
-      return;
-    }
+    // The first end wins (a cancel racing the run's own exit, on this node or another); only it is announced.
+    if (await store.finishRun(run.id, res.status, JSON.stringify(res), at, Math.round(cpuMs), attempt) === false) return;
     const day = cpuToday.get(run.tenantId);
     if (day && at >= day.since) day.usedMs += Math.round(cpuMs);
     metrics.finished.set(res.status, (metrics.finished.get(res.status) ?? 0) + 1);
@@ -251,74 +220,93 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       ...(res.message !== undefined ? { message: res.message } : {}), usage: res.usage,
     });
     log.info({ tenant: run.tenantId, run: run.id, state: res.status, exitCode: res.exitCode, cpuMs: Math.round(cpuMs), wallMs: res.usage.wallMs }, 'run finished');
-    wake(run.id);
     options.onFinish?.(run);
   };
 
-  /** Gives a run the store left `running` back to store.requeueRun and announces where it went. */
-  const requeue = async (run: RunRecord, why: string, enqueueAgain = true): Promise<void> => {
-    await store.requeueRun(run.id);
-    const after = await store.getRun(run.tenantId, run.id);
-    const state = after?.state ?? 'interrupted';
-    void emit(run.id, 'status', { state, at: now(), message: why });
-    log.warn({ tenant: run.tenantId, run: run.id, state, attempts: run.attempts }, why);
-    if (state === 'queued') {
-      if (enqueueAgain && started && !stopping) enqueue(run.tenantId, run.id);
-    } else if (isTerminal(state)) {
-      metrics.finished.set(state, (metrics.finished.get(state) ?? 0) + 1);
-      const res = after?.result ? (JSON.parse(after.result) as Partial<StoredResult>) : {};
-      await emit(run.id, 'exit', { state, blame: res.blame ?? 'host', exitCode: null, message: res.message ?? why, usage: res.usage ?? { wallMs: 0, cpuMs: 0, peakMemoryBytes: 0 } });
-      wake(run.id);
-      options.onFinish?.(run);
+  /** Announces where the restart rule put a run: back in the queue, or ended `interrupted`. */
+  const announceRequeued = async (after: RunRecord, why: string): Promise<void> => {
+    // Stored before any node can start the retry, so it belongs to the attempt that was cut off.
+    await emit(after.id, 'status', { state: after.state, at: now(), message: why });
+    log.warn({ tenant: after.tenantId, run: after.id, state: after.state, attempts: after.attempts, node: after.nodeId }, why);
+    if (isTerminal(after.state)) {
+      metrics.finished.set(after.state, (metrics.finished.get(after.state) ?? 0) + 1);
+      const res = after.result ? (JSON.parse(after.result) as Partial<StoredResult>) : {};
+      await emit(after.id, 'exit', { state: after.state, blame: res.blame ?? 'host', exitCode: null, message: res.message ?? why, usage: res.usage ?? { wallMs: 0, cpuMs: 0, peakMemoryBytes: 0 } });
+      options.onFinish?.(after);
     }
   };
 
-  const launch = (tenantId: string, runId: string): void => {
-    const entry: InFlight = { tenantId, runId, abort: new AbortController(), requeue: false, done: Promise.resolve() };
-    inFlight.set(runId, entry);
-    runningByTenant.set(tenantId, (runningByTenant.get(tenantId) ?? 0) + 1);
+  /** Gives a running run back to store.requeueRun (guarded by `attempt` when given) and announces where it went. */
+  const requeue = async (run: RunRecord, why: string, attempt?: number): Promise<void> => {
+    const after = await store.requeueRun(run.id, attempt);
+    if (after) await announceRequeued(after, why);
+  };
+
+  /** Any node's duty: the restart rule for runs whose node stopped renewing their lease. */
+  const expire = async (): Promise<void> => {
+    const runs = await store.expireLeases(now());
+    for (const run of runs) await announceRequeued(run, `the node running it (${run.nodeId ?? 'unknown'}) stopped renewing its lease`);
+    if (runs.some((r) => r.state === 'queued')) pump();
+  };
+
+  /** Extends this node's leases; a run no longer held (cancelled or recovered elsewhere) is stopped here. */
+  const renew = async (): Promise<void> => {
+    const held = [...inFlight.values()].filter((e) => !e.lost);
+    if (!held.length) return;
+    const kept = new Set(await store.renewLeases(nodeId, held.map((e) => ({ id: e.run.id, attempt: e.run.attempts })), leaseMs, now()));
+    for (const e of held) {
+      if (kept.has(e.run.id) || inFlight.get(e.run.id) !== e) continue;
+      e.lost = true;
+      e.abort.abort();
+      log.warn({ tenant: e.run.tenantId, run: e.run.id, attempt: e.run.attempts }, 'this node no longer holds the run (ended or recovered elsewhere): stopped');
+    }
+  };
+
+  const launch = (run: RunRecord): void => {
+    const entry: InFlight = { run, abort: new AbortController(), requeue: false, lost: false, done: Promise.resolve() };
+    inFlight.set(run.id, entry);
     entry.done = execute(entry)
-      .catch((e: unknown) => { log.error({ err: e, tenant: tenantId, run: runId }, 'scheduler failed on a run'); })
+      .catch((e: unknown) => { log.error({ err: e, tenant: run.tenantId, run: run.id }, 'scheduler failed on a run'); })
       .finally(() => {
-        inFlight.delete(runId);
-        const n = (runningByTenant.get(tenantId) ?? 1) - 1;
-        if (n > 0) runningByTenant.set(tenantId, n);
-        else runningByTenant.delete(tenantId);
+        inFlight.delete(run.id);
         pump();
       });
   };
 
   const execute = async (entry: InFlight): Promise<void> => {
-    const rec = await store.getRun(entry.tenantId, entry.runId);
-    if (!rec || rec.state !== 'queued') return;
-    const t0 = now();
-    if (!await store.startRun(rec.id, t0)) return;
-    const run: RunRecord = { ...rec, state: 'running', startedAt: t0, attempts: rec.attempts + 1 };
-    metrics.queueSeconds.observe(Math.max(0, t0 - rec.createdAt) / 1000);
+    const run = entry.run;
+    const t0 = run.startedAt ?? now();
+    // A cancel on another node ends the run in the store and stores its exit: the guest stops here
+    // when this node hears it (the lease renewal finds it too, later).
+    const unfollow = await events.subscribe(run.id, (n) => { if (n !== 'resync' && n.type === 'exit') entry.abort.abort(); })
+      .catch((e: unknown) => { log.warn({ err: e, run: run.id }, 'cannot follow the run\'s events: a cancel on another node stops it at the next lease renewal'); return () => {}; });
+    metrics.queueSeconds.observe(Math.max(0, t0 - run.createdAt) / 1000);
     // A retry starts over: its own event tells clients to drop what earlier attempts wrote.
     if (run.attempts > 1) {
-      void emit(rec.id, 'attempt', { attempt: run.attempts, at: t0, message: `The run starts over (attempt ${run.attempts}); output of earlier attempts is not part of its result` });
+      void emit(run.id, 'attempt', { attempt: run.attempts, at: t0, message: `The run starts over (attempt ${run.attempts}); output of earlier attempts is not part of its result` });
     }
-    void emit(rec.id, 'status', { state: 'running', at: t0, attempt: run.attempts });
-    log.info({ tenant: rec.tenantId, run: rec.id, module: rec.moduleId, attempt: run.attempts }, 'run started');
+    void emit(run.id, 'status', { state: 'running', at: t0, attempt: run.attempts });
+    log.info({ tenant: run.tenantId, run: run.id, module: run.moduleId, attempt: run.attempts }, 'run started');
 
     try {
-      await runOnHost(entry, rec, run);
+      await runOnHost(entry, run);
     } catch (e) {
       // The store or the scheduler failed (not the guest): end the run rather than leave it running.
-      log.error({ err: e, tenant: rec.tenantId, run: rec.id }, 'run failed in the scheduler');
-      const cur = await store.getRun(rec.tenantId, rec.id);
-      if (cur?.state === 'running') await finish(run, syntheticResult('host_error', 'host', `The service failed to run it: ${(e as Error)?.message ?? String(e)}`), 0);
+      log.error({ err: e, tenant: run.tenantId, run: run.id }, 'run failed in the scheduler');
+      await finish(run, syntheticResult('host_error', 'host', `The service failed to run it: ${(e as Error)?.message ?? String(e)}`), 0, run.attempts);
+    } finally {
+      unfollow();
     }
   };
 
-  const runOnHost = async (entry: InFlight, rec: RunRecord, run: RunRecord): Promise<void> => {
+  const runOnHost = async (entry: InFlight, run: RunRecord): Promise<void> => {
+    const rec = run;
     let fields;
     let learn;
     try {
       ({ fields, learn } = decodeRequest(rec.request));
     } catch (e) {
-      await finish(run, syntheticResult('host_error', 'host', `The stored run request cannot be read: ${(e as Error).message}`), 0);
+      await finish(run, syntheticResult('host_error', 'host', `The stored run request cannot be read: ${(e as Error).message}`), 0, run.attempts);
       return;
     }
     // The engine keeps compiled modules by the same sha256 id (a node's local cache); the store's
@@ -326,7 +314,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     const known = await store.getModule(rec.tenantId, rec.moduleId);
     const bytes = !known ? undefined : host.has(rec.moduleId) ? rec.moduleId : await store.moduleBytes(rec.tenantId, rec.moduleId);
     if (!bytes) {
-      await finish(run, syntheticResult('invalid_module', 'guest', `Module ${rec.moduleId} was deleted before the run started`), 0);
+      await finish(run, syntheticResult('invalid_module', 'guest', `Module ${rec.moduleId} was deleted before the run started`), 0, run.attempts);
       return;
     }
 
@@ -341,6 +329,8 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     let flushedAt = -Infinity;
     const store1 = (p: Chunk): void => {
       flushedAt = performance.now();
+      // A run this node lost belongs to another attempt now: its output would be stamped with that one.
+      if (entry.lost) return;
       void emit(rec.id, p.type, toText(p.chunks.length === 1 ? p.chunks[0]! : Buffer.concat(p.chunks)));
     };
     const flushFirst = (): void => {
@@ -385,18 +375,19 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       metrics.busyMs += performance.now() - t1;
     }
     flush();
+    if (entry.lost) return;
     if (entry.requeue) {
-      await requeue(run, 'the service stopped while the run was running');
+      await requeue(run, 'the service stopped while the run was running', run.attempts);
       return;
     }
     if (result) {
       metrics.runSeconds.observe(result.usage.wallMs / 1000);
-      await finish(run, storedResult(result, learn), result.usage.cpuMs);
+      await finish(run, storedResult(result, learn), result.usage.cpuMs, run.attempts);
       return;
     }
     // host.start refuses a request only when it is malformed (LimitError: above the host's maxima).
     const guest = failure instanceof LimitError || failure instanceof TypeError;
-    await finish(run, syntheticResult('host_error', guest ? 'guest' : 'host', `The host refused the run: ${(failure as Error)?.message ?? String(failure)}`), 0);
+    await finish(run, syntheticResult('host_error', guest ? 'guest' : 'host', `The host refused the run: ${(failure as Error)?.message ?? String(failure)}`), 0, run.attempts);
   };
 
   const utcMidnight = (t: number): number => {
@@ -404,91 +395,99 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate());
   };
 
+  /** Recounts the cluster's queue (metrics, the global bound); errors leave the last count. */
+  const recount = async (): Promise<void> => {
+    const c = await store.runCounts();
+    depth = { queued: c.queued, tenantsWaiting: c.tenantsWaiting };
+  };
+
+  /** The backstop: leases renewed and expired, a claim in case a wake-up was missed, the queue recounted. */
+  const tick = (what: () => Promise<void>, why: string) => (): void => {
+    what().catch((e: unknown) => log.warn({ err: e }, why));
+  };
+
   return {
     quotas,
     quotasFor,
-    submit(tenantId, runId) {
-      metrics.submitted++;
-      enqueue(tenantId, runId);
+    nodeId,
+    events,
+    submit(_tenantId, _runId) {
       pump();
     },
-    async admit(tenant, count = 1) {
-      const tenantId = tenant.id;
-      const q = quotasFor(tenant);
-      if (stopping) return new ApiError(503, 'shutting_down', 'The service is shutting down; retry shortly', undefined, 5);
-      if (queued.size + count > quotas.globalQueuedRuns) {
-        return new ApiError(503, 'queue_full', `The run queue is full (${quotas.globalQueuedRuns} runs waiting); retry later`, undefined, 5);
+    async create(input, tenant) {
+      if (stopping) throw new ApiError(503, 'shutting_down', 'The service is shutting down; retry shortly', undefined, 5);
+      // The global bound is a safety valve, not a quota: counted across the cluster, but not under a lock.
+      if (depth.queued + 1 > quotas.globalQueuedRuns) await recount();
+      if (depth.queued + 1 > quotas.globalQueuedRuns) {
+        throw new ApiError(503, 'queue_full', `The run queue is full (${quotas.globalQueuedRuns} runs waiting); retry later`, undefined, 5);
       }
-      const waiting = await store.countRuns(tenantId, 'queued');
-      if (waiting + count > q.queuedRuns) {
-        return new ApiError(429, 'quota_exceeded', `You have ${waiting} queued runs; the quota is ${q.queuedRuns}. Wait for some to finish`,
-          { quota: 'queuedRuns', limit: q.queuedRuns, used: waiting }, 5);
-      }
+      // Read at each creation, so a quota an administrator sets holds at once.
+      const own = tenant ?? await store.getTenant(input.tenantId);
+      const q = own ? quotasFor(own) : quotas;
       const t = now();
       const since = utcMidnight(t);
-      const usedMs = await cpuUsedToday(tenantId, since);
-      if (usedMs >= q.cpuSecondsPerDay * 1000) {
-        return new ApiError(429, 'quota_exceeded', `Your runs used ${Math.round(usedMs / 1000)} CPU seconds today (UTC); the daily quota is ${q.cpuSecondsPerDay}`,
-          { quota: 'cpuSecondsPerDay', limit: q.cpuSecondsPerDay, used: usedMs / 1000 }, (since + 86_400_000 - t) / 1000);
+      // Read from the day's cache first: a tenant over its CPU budget costs no transaction.
+      const usedMs = await cpuUsedToday(input.tenantId, since);
+      const cpuLimitMs = q.cpuSecondsPerDay * 1000;
+      const cpuRefusal = (used: number) => new ApiError(429, 'quota_exceeded', `Your runs used ${Math.round(used / 1000)} CPU seconds today (UTC); the daily quota is ${q.cpuSecondsPerDay}`,
+        { quota: 'cpuSecondsPerDay', limit: q.cpuSecondsPerDay, used: used / 1000 }, (since + 86_400_000 - t) / 1000);
+      if (usedMs >= cpuLimitMs) throw cpuRefusal(usedMs);
+      let run: RunRecord;
+      try {
+        run = await store.createRun(input, { queuedRuns: q.queuedRuns, cpuMs: cpuLimitMs, since });
+      } catch (e) {
+        if (!(e instanceof QuotaError)) throw e;
+        if (e.quota === 'cpuMs') {
+          const day = cpuToday.get(input.tenantId);
+          if (day && day.since === since) day.usedMs = Math.max(day.usedMs, e.used);
+          throw cpuRefusal(e.used);
+        }
+        throw new ApiError(429, 'quota_exceeded', `You have ${e.used} queued runs; the quota is ${q.queuedRuns}. Wait for some to finish`,
+          { quota: 'queuedRuns', limit: q.queuedRuns, used: e.used }, 5);
       }
-      return undefined;
+      metrics.submitted++;
+      depth.queued++;
+      pump();
+      return run;
     },
     async cancel(tenantId, runId) {
       const rec = await store.getRun(tenantId, runId);
       if (!rec) return undefined;
-      if (rec.state === 'queued') {
-        dequeue(tenantId, runId);
-        await finish(rec, syntheticResult('cancelled', 'guest', 'Cancelled before it started'), 0);
-        return { run: await store.getRun(tenantId, runId) ?? rec, outcome: 'cancelled' };
+      const entry = inFlight.get(runId);
+      if (rec.state === 'running' && entry && !entry.lost) {
+        entry.abort.abort();
+        return { run: rec, outcome: 'cancelling' };
       }
-      if (rec.state === 'running') {
-        const entry = inFlight.get(runId);
-        if (entry) {
-          entry.abort.abort();
-          return { run: rec, outcome: 'cancelling' };
-        }
-        // Left running by a process that died, not yet recovered by start().
-        await finish(rec, syntheticResult('cancelled', 'guest', 'Cancelled'), 0);
+      if (rec.state === 'queued' || rec.state === 'running') {
+        // Queued, or running on another node, which stops its guest when it hears the exit event
+        // stored here (or finds the run ended when it renews its lease): the first end wins,
+        // whoever writes it. A running run's result keeps what it wrote so far.
+        const elsewhere = rec.state === 'running' && rec.nodeId !== null && rec.nodeId !== nodeId;
+        const out = rec.state === 'running' ? outputSoFar(await store.events(rec.id, 0), rec.attempts) : undefined;
+        await finish(rec, {
+          ...syntheticResult('cancelled', 'guest', rec.state === 'queued' ? 'Cancelled before it started' : elsewhere ? `Cancelled while it ran on node ${rec.nodeId}` : 'Cancelled'),
+          ...(out ? { stdout: b64(out.stdout), stderr: b64(out.stderr) } : {}),
+        }, 0);
         return { run: await store.getRun(tenantId, runId) ?? rec, outcome: 'cancelled' };
       }
       return { run: rec, outcome: 'finished' };
-    },
-    onEvent(runId, listener) {
-      let set = listeners.get(runId);
-      if (!set) { set = new Set(); listeners.set(runId, set); }
-      set.add(listener);
-      return () => {
-        const s = listeners.get(runId);
-        s?.delete(listener);
-        if (s && s.size === 0) listeners.delete(runId);
-      };
-    },
-    waitFor(runId, ms) {
-      return new Promise<void>((resolve) => {
-        let set = waiters.get(runId);
-        if (!set) { set = new Set(); waiters.set(runId, set); }
-        const done = (): void => { clearTimeout(timer); resolve(); };
-        const timer = setTimeout(() => {
-          const s = waiters.get(runId);
-          s?.delete(done);
-          if (s && s.size === 0) waiters.delete(runId);
-          resolve();
-        }, Math.max(0, ms));
-        set.add(done);
-      });
     },
     async start() {
       if (started) return;
       started = true;
       stopping = false;
-      for (const run of await store.runsInState('running')) await requeue(run, 'the service restarted while the run was running', false);
-      for (const run of await store.runsInState('queued')) enqueue(run.tenantId, run.id);
-      // Recovered runs start before their tenants next submit: their own concurrency quota holds now.
-      for (const tenantId of queues.keys()) {
-        const t = await store.getTenant(tenantId);
-        if (t) tenantQuotas.set(t.id, t.quotas);
+      if (options.exclusive) {
+        for (const run of await store.runsInState('running')) await requeue(run, 'the service restarted while the run was running');
       }
-      log.info({ queued: queued.size, concurrency }, 'scheduler started');
+      // After this turn: a requeue's own status event is stored before the retry can be claimed.
+      watch = await store.watchQueue(() => { setImmediate(pump); });
+      await Promise.all([expire(), recount()]);
+      timers = [
+        setInterval(tick(renew, 'cannot renew the leases of this node\'s runs'), leaseMs / 3),
+        setInterval(tick(async () => { await expire(); await recount(); pump(); }, 'cannot poll the queue'), pollMs),
+      ];
+      for (const t of timers) t.unref?.();
+      log.info({ node: nodeId, queued: depth.queued, concurrency, leaseMs }, 'scheduler started');
       pump();
     },
     async stop(deadlineMs) {
@@ -502,12 +501,13 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         log.warn({ runs: left.length }, 'stop deadline passed: requeueing running runs');
         await Promise.race([all(), sleep(5000)]);
       }
-      queues.clear();
-      ring.length = 0;
-      queued.clear();
+      for (const t of timers) clearInterval(t);
+      timers = [];
+      await watch?.close();
+      watch = undefined;
       started = false;
     },
-    stats: () => ({ queued: queued.size, running: inFlight.size, concurrency, tenantsWaiting: ring.length, stopping }),
+    stats: () => ({ queued: depth.queued, running: inFlight.size, concurrency, tenantsWaiting: depth.tenantsWaiting, stopping }),
     metrics: () => metrics,
   };
 }

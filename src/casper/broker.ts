@@ -308,7 +308,11 @@ export class Broker {
       // A failed request hands out nothing it opened.
       this.releaseDescriptors(descriptors.splice(0));
       if (e instanceof GuestOpNeeded) return { ...answer(0), needs: [e.op] };
-      if (e instanceof CasperError) return answer(e.errno);
+      if (e instanceof CasperError) {
+        const reply = new NvList();
+        if (e.refused) reply.addString('refused', e.message);
+        return answer(e.errno, reply);
+      }
       // A service that throws fails this call and is restarted: its state is dropped.
       this.options.onServiceError?.(ch.service, e);
       this.sandboxState.delete(ch.service);

@@ -7,7 +7,12 @@ import type { Stat } from '../wasi/fs/types.js';
 
 /** Thrown by a service's command to answer with an errno (the reply's "error"). */
 export class CasperError extends Error {
-  constructor(readonly errno: number, message?: string) {
+  /**
+   * `refused`: the call is outside the channel's limits (not a failure). The broker then adds
+   * `refused` (this message) to the reply, so that the guest's library can tell a refusal from a
+   * failure that shares its error code (cap_dns's NO_RECOVERY) and set errno to ENOTCAPABLE.
+   */
+  constructor(readonly errno: number, message?: string, readonly refused = false) {
     super(message ?? `errno ${errno}`);
     this.name = 'CasperError';
   }

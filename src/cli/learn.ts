@@ -1,7 +1,7 @@
 /** `capsa learn` and `capsa manifest diff`: least-privilege manifests from what a guest really did. */
 import fs from 'node:fs';
 import path from 'node:path';
-import { parse as YAMLparse } from 'yaml';
+import { yaml } from '../manifest/yaml.js';
 import { createHost, type RunRequest } from '../host/host.js';
 import { DEFAULT_LIMITS } from '../host/limits.js';
 import type { AuditEvent, RunResult } from '../host/result.js';
@@ -74,7 +74,7 @@ export async function learn(argv: string[]): Promise<{ yaml: string; reproduced:
 
 function readConfig(file: string | undefined): Record<string, unknown> {
   if (file === undefined) return {};
-  return (YAMLparse(fs.readFileSync(file, 'utf8')) ?? {}) as Record<string, unknown>;
+  return (yaml().parse(fs.readFileSync(file, 'utf8')) ?? {}) as Record<string, unknown>;
 }
 
 /** Runs `capsa learn`; prints the manifest on stdout; returns the exit status. */

@@ -1,10 +1,12 @@
 /** The capsa command: dispatches subcommands and turns usage errors into exit status 2. */
 import { readFileSync } from 'node:fs';
+import { NoSqliteDriverError } from '../api/store/sqlite-driver.js';
 import { PolicyFileError } from '../manifest/policy.js';
 import { ManifestError } from '../manifest/types.js';
 import { InputError, UsageError } from './flags.js';
 import { manifest } from './manifest.js';
 import { run } from './run.js';
+import { loadYaml } from '../manifest/yaml.js';
 
 /** capsa's version, from package.json (read at run time: the bundle and the sources sit at different depths). */
 export function version(): string {
@@ -46,32 +48,17 @@ Exit status (every command):
 Errors are printed on stderr as "capsa: what is wrong"; manifest and policy
 problems as "FILE:LINE:COL: what is wrong", one a line.`;
 
-/**
- * Loads a module of the service. Its store's driver (better-sqlite3) is an optional dependency,
- * so that a library user never compiles it: when it is missing, say how to get it.
- */
-async function serviceModule<T>(load: () => Promise<T>): Promise<T> {
-  try {
-    return await load();
-  } catch (e) {
-    if ((e as { code?: string }).code === 'ERR_MODULE_NOT_FOUND' && /better-sqlite3/.test((e as Error).message)) {
-      throw new InputError('the service\'s store needs better-sqlite3, an optional dependency that is not installed here: run "npm install better-sqlite3" (Node 20 builds it from source if no prebuilt binary fits)');
-    }
-    throw e;
-  }
-}
-
 /** Runs the command line; returns the exit status. */
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
     if (cmd === 'run') return await run(rest);
-    if (cmd === 'manifest') return manifest(rest);
-    if (cmd === 'learn') return await (await import('./learn.js')).learnCommand(rest);
+    if (cmd === 'manifest') { await loadYaml(); return manifest(rest); }
+    if (cmd === 'learn') { await loadYaml(); return await (await import('./learn.js')).learnCommand(rest); }
     // Loaded on demand: the service's modules (HTTP, SQLite) would slow every `capsa run` down.
-    if (cmd === 'serve') return await (await serviceModule(() => import('./serve.js'))).serve(rest);
-    if (cmd === 'tenant') return await (await serviceModule(() => import('./tenant.js'))).tenant(rest);
-    if (cmd === 'migrate') return await (await serviceModule(() => import('./migrate.js'))).migrate(rest);
+    if (cmd === 'serve') return await (await import('./serve.js')).serve(rest);
+    if (cmd === 'tenant') return await (await import('./tenant.js')).tenant(rest);
+    if (cmd === 'migrate') return await (await import('./migrate.js')).migrate(rest);
     if (cmd === 'completion') return (await import('./completion.js')).completion(rest);
     if (cmd === '--version' || cmd === '-V' || cmd === 'version') {
       process.stdout.write(`capsa ${version()}\n`);
@@ -83,7 +70,8 @@ export async function main(argv: string[]): Promise<number> {
     }
     throw new UsageError(`unknown command ${JSON.stringify(cmd)}\n\n${TOP_HELP}`);
   } catch (e) {
-    if (e instanceof PolicyFileError || e instanceof InputError) {
+    // No SQLite driver loads here (better-sqlite3 not installed, Node 20): its message says what to install.
+    if (e instanceof PolicyFileError || e instanceof InputError || e instanceof NoSqliteDriverError) {
       process.stderr.write(`capsa: ${e.message}\n`);
       return 1;
     }

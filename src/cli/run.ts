@@ -2,13 +2,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import YAML from 'yaml';
 import { createHost } from '../host/host.js';
 import { DEFAULT_LIMITS } from '../host/limits.js';
 import { effectiveGrants, manifestOf } from '../manifest/effective.js';
 import { parseArgdataDocument } from '../manifest/parse.js';
 import { HeldPaths, loadPolicy, OPEN_POLICY } from '../manifest/policy.js';
 import { ManifestError, type ArgNode, type Manifest } from '../manifest/types.js';
+import { loadYaml, yaml } from '../manifest/yaml.js';
 import type { RunResult } from '../host/result.js';
 import { formatBacktrace } from '../host/trap.js';
 import { applyFlags, hostDirProblem, InputError, parseDir, parseEnv, parseLimitFlags, splitGuestArgv, UsageError, type OptionSpec } from './flags.js';
@@ -194,6 +194,9 @@ function parse(argv: string[]) {
 /** Runs `capsa run`; returns the exit status. */
 export async function run(argv: string[]): Promise<number> {
   if (wantsHelp(argv)) { process.stdout.write(RUN_HELP + '\n'); return 0; }
+  // YAML only when a file asks for it: a run from flags alone reads none (see manifest/yaml.ts).
+  const files = parse(argv).values;
+  if (files.manifest !== undefined || files.policy !== undefined || files.argdata !== undefined || files['casper-config'] !== undefined) await loadYaml();
   const { text, file, baseDir, flags, values } = commandLine(argv);
   // --audit-file alone records every decision: it is what `capsa manifest diff --audit` reads.
   const audit = values.audit ?? (values['audit-file'] !== undefined ? 'all' : 'off');
@@ -201,7 +204,8 @@ export async function run(argv: string[]): Promise<number> {
   const policy = values.policy !== undefined ? loadPolicy(values.policy) : OPEN_POLICY;
   // The worker starts while the manifest is checked and the module read.
   const casperConfig = values['casper-config'] !== undefined ? readCasperConfig(values['casper-config']) : {};
-  const hostReady = createHost({ workers: 1, limits: { max: policy.limits }, casperConfig });
+  // One run, so no module cache: nothing hashes the module (a cache finds modules by their sha256).
+  const hostReady = createHost({ workers: 1, cacheBytes: 0, limits: { max: policy.limits }, casperConfig });
   // The host directories and files the policy check opened stay open for the run, which mounts
   // them by descriptor: what was checked is what the guest gets.
   const held = new HeldPaths();
@@ -282,7 +286,7 @@ export function resultSummary(r: RunResult, audit: { events: number; denied: num
 function readCasperConfig(file: string): Record<string, unknown> {
   let value: unknown;
   try {
-    value = YAML.parse(fs.readFileSync(file, 'utf8'));
+    value = yaml().parse(fs.readFileSync(file, 'utf8'));
   } catch (e) {
     throw new InputError(`Cannot read ${file}: ${(e as Error).message}`);
   }

@@ -12,12 +12,13 @@ import { parseArgs } from 'node:util';
 import { createAdaptorServer } from '@hono/node-server';
 import { createApp, DEFAULT_API_LIMITS } from '../api/app.js';
 import { defaultLogger } from '../api/log.js';
-import { createScheduler, DEFAULT_QUOTAS, type Quotas } from '../api/scheduler.js';
+import { createScheduler, DEFAULT_QUOTAS, defaultNodeId, type Quotas } from '../api/scheduler.js';
 import { applyQuotas, parseQuotaAssignments } from '../api/quotas.js';
 import { createRetention, RETENTION_INTERVAL_MS } from '../api/retention.js';
 import { checkOrigins } from '../api/methods.js';
 import { createWebhooks } from '../api/webhooks.js';
 import { createSqliteStore } from '../api/store/sqlite.js';
+import { NoSqliteDriverError } from '../api/store/sqlite-driver.js';
 import { storeUrl } from './store-url.js';
 import type { Store } from '../api/store/types.js';
 import { createHost, type Host } from '../host/host.js';
@@ -32,8 +33,8 @@ export const SHUTDOWN_DEADLINE_MS = 10_000;
 
 export const SERVE_HELP = `Usage: capsa serve [--host 127.0.0.1] [--port 8080] [--data ${DEFAULT_DATA_DIR} | --store postgres://…] [--policy FILE]
                    [--executors N] [--workers N] [--isolation best-effort|strict|none]
-                   [--executor-runtime node|deno] [--grace 10s]
-                   [--quota NAME=VALUE]... [--retain 7d] [--cors-origin ORIGIN]...
+                   [--executor-runtime node|deno] [--grace 10s] [--node-id ID] [--lease 30s]
+                   [--quota NAME=VALUE]... [--concurrent-runs N] [--retain 7d] [--cors-origin ORIGIN]...
                    [--max-body SIZE] [--max-stdin SIZE] [--max-files SIZE]
                    [--webhook-allow HOST]... [--webhook-allow-private]
 
@@ -69,8 +70,9 @@ Options:
                     none: guests on worker threads inside this process (no executors:
                     for trusted guests and comparisons only).
   --executor-runtime RUNTIME
-                    node (default): Node's permission model. deno: Deno's (the deno
-                    package), which also denies the network without bubblewrap.
+                    node: Node's permission model. deno: Deno's (the deno package), which
+                    also denies the network without bubblewrap. Default: the runtime
+                    capsa itself runs on.
   --grace DURATION  On SIGTERM/SIGINT, how long running guests may take to finish before
                     they are queued again for the next start (default ${SHUTDOWN_DEADLINE_MS / 1000}s).
   --quota NAME=VALUE
@@ -100,6 +102,13 @@ Options:
                     * for any) call the API from a browser: preflights are answered and
                     answers carry Access-Control-Allow-Origin. Other origins get no CORS
                     header. Default: none (the dashboard at /ui is same-origin).
+  --concurrent-runs N
+                    A tenant's runs running at once, across all the servers of a
+                    --store (default ${DEFAULT_QUOTAS.concurrentRuns}); its other runs wait their turn in the queue.
+  --node-id ID      This node's id, kept on the runs it runs (default HOST-PID-RANDOM).
+  --lease DURATION  With --store: how long a node's claim on a run holds unless renewed
+                    (every third of it); a node that dies has its runs recovered by the
+                    others this long after (default 30s).
   -h, --help        Show this help.
 
 Environment:
@@ -112,7 +121,8 @@ every level but silent, like the "stopping" and "stopped" lines.
 
 On start, runs that were queued are queued again; a run that was running when the
 server died is retried once, or ends "interrupted" (blame host) if it had been retried
-already. SIGTERM or SIGINT stops gracefully: no new connections, running guests get
+already. With --store, any number of servers share the database and its queue: a run
+whose server died is recovered that way by another one once its lease expires. SIGTERM or SIGINT stops gracefully: no new connections, running guests get
 the --grace time to finish and are queued again otherwise, then the workers and the
 store close and the process exits 0. A second signal exits at once (status 1); the
 next start recovers as after a crash.
@@ -146,7 +156,7 @@ export async function serve(argv: string[]): Promise<number> {
       workers: { type: 'string' },
       executors: { type: 'string' },
       isolation: { type: 'string', default: 'best-effort' },
-      'executor-runtime': { type: 'string', default: 'node' },
+      'executor-runtime': { type: 'string' },
       grace: { type: 'string' },
       quota: { type: 'string', multiple: true, default: [] },
       retain: { type: 'string' },
@@ -156,6 +166,9 @@ export async function serve(argv: string[]): Promise<number> {
       'webhook-allow-private': { type: 'boolean', default: false },
       'max-stdin': { type: 'string' },
       'max-files': { type: 'string' },
+      'node-id': { type: 'string' },
+      'concurrent-runs': { type: 'string' },
+      lease: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     allowPositionals: true,
@@ -167,13 +180,20 @@ export async function serve(argv: string[]): Promise<number> {
   const isolation = values.isolation;
   if (isolation !== 'best-effort' && isolation !== 'strict' && isolation !== 'none') throw new UsageError(`--isolation ${isolation}: expected best-effort, strict or none`);
   const runtime = values['executor-runtime'];
-  if (runtime !== 'node' && runtime !== 'deno') throw new UsageError(`--executor-runtime ${runtime}: expected node or deno`);
+  if (runtime !== undefined && runtime !== 'node' && runtime !== 'deno') throw new UsageError(`--executor-runtime ${runtime}: expected node or deno`);
   // --workers is the number of guests running at once (as with threads); executors share them out.
   const workers = parseCount(values.workers, '--workers', os.availableParallelism());
   const executors = Math.min(workers, parseCount(values.executors, '--executors', workers));
   let graceMs = SHUTDOWN_DEADLINE_MS;
+  let leaseMs: number | undefined;
+  const nodeId = values['node-id'] ?? defaultNodeId();
+  if (values['node-id'] !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(nodeId)) throw new UsageError(`--node-id ${nodeId}: expected 1 to 64 letters, digits, '.', '_' or '-'`);
   try {
     if (values.grace !== undefined) graceMs = parseDuration(values.grace, '--grace');
+    if (values.lease !== undefined) {
+      leaseMs = parseDuration(values.lease, '--lease');
+      if (leaseMs < 300) throw new Error(`--lease ${values.lease}: at least 300ms (a node renews every third of it)`);
+    }
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
@@ -188,6 +208,8 @@ export async function serve(argv: string[]): Promise<number> {
   } catch (e) {
     throw new UsageError(`--quota/--retain: ${(e as Error).message}`);
   }
+  // The older spelling of --quota concurrent-runs=N.
+  if (values['concurrent-runs'] !== undefined) quotas.concurrentRuns = parseCount(values['concurrent-runs'], '--concurrent-runs', DEFAULT_QUOTAS.concurrentRuns);
   let corsOrigins: string[];
   const sizes: { runBodyBytes?: number; stdinBytes?: number; filesBytes?: number } = {};
   try {
@@ -202,7 +224,7 @@ export async function serve(argv: string[]): Promise<number> {
   // Thrown as PolicyFileError or ManifestError (FILE:LINE:COL), which main prints: exit status 1.
   const policy = values.policy !== undefined ? loadPolicy(values.policy) : undefined;
   // pino, JSON lines on stdout at CAPSA_LOG_LEVEL (default info); the app and the scheduler log there too.
-  const log = defaultLogger();
+  const log = defaultLogger().child({ node: nodeId });
   // The lifecycle lines (listening, stopping, stopped) are written whatever CAPSA_LOG_LEVEL says:
   // scripts and supervisors read the URL from the first one.
   const life = log.level === 'silent' ? log : log.child({}, { level: 'info' });
@@ -213,14 +235,10 @@ export async function serve(argv: string[]): Promise<number> {
   if (url) {
     try {
       // Loaded on demand: a SQLite server does not load the PostgreSQL driver.
-      const { createPostgresStore, serveLock } = await import('../api/store/postgres.js');
-      const l = await serveLock(url);
-      if (typeof l === 'string') {
-        process.stderr.write(`capsa: ${l}\n`);
-        return 1;
-      }
-      lock = l;
-      store = await createPostgresStore({ url }).catch(async (e: unknown) => { await l.release(); throw e; });
+      // Any number of nodes share one database: the queue, its claims and leases are in it.
+      const { createPostgresStore } = await import('../api/store/postgres.js');
+      lock = { release() {} };
+      store = await createPostgresStore({ url });
     } catch (e) {
       process.stderr.write(`capsa: cannot open the PostgreSQL store: ${(e as Error).message}\n`);
       return 1;
@@ -243,6 +261,7 @@ export async function serve(argv: string[]): Promise<number> {
       store = createSqliteStore({ dir: values.data });
     } catch (e) {
       l.release();
+      if (e instanceof NoSqliteDriverError) throw e;
       process.stderr.write(`capsa: cannot open the store in ${values.data}: ${(e as Error).message}\n`);
       return 1;
     }
@@ -253,7 +272,7 @@ export async function serve(argv: string[]): Promise<number> {
       workers,
       isolation: 'process',
       executors: {
-        count: executors, isolation, runtime, mounts: await mountsInForce(store, policy ?? SERVICE_POLICY),
+        count: executors, isolation, ...(runtime ? { runtime } : {}), mounts: await mountsInForce(store, policy ?? SERVICE_POLICY),
         onLog: (level, msg) => log[level]({ component: 'executors' }, msg),
       },
     });
@@ -266,11 +285,18 @@ export async function serve(argv: string[]): Promise<number> {
   const webhooks = values['webhook-allow'].length
     ? createWebhooks({ store, allowHosts: values['webhook-allow'], allowPrivate: values['webhook-allow-private'], logger: log })
     : undefined;
-  const scheduler = createScheduler({ store, host, logger: log, quotas, ...(webhooks ? { onFinish: (run) => webhooks.onFinish(run) } : {}) });
+  // SQLite: the data dir is this process's alone (lockDataDir), so a run left running died with
+  // the last process and is recovered at once; PostgreSQL: when its node's lease expires.
+  const scheduler = createScheduler({
+    store, host, logger: defaultLogger(), nodeId, exclusive: !url, quotas,
+    ...(leaseMs !== undefined ? { leaseMs } : {}),
+    ...(webhooks ? { onFinish: (run) => webhooks.onFinish(run) } : {}),
+  });
   const retention = createRetention({ store, retainSeconds, logger: log });
   const adminToken = process.env['CAPSA_ADMIN_TOKEN'] || undefined;
   const app = createApp({
-    store, host, scheduler, logger: log,
+    // createApp and the scheduler name the node on their lines themselves.
+    store, host, scheduler, logger: defaultLogger(),
     ...(policy ? { policy } : {}),
     ...(adminToken ? { adminToken } : {}),
     retainSeconds,
@@ -336,12 +362,17 @@ export async function serve(argv: string[]): Promise<number> {
       await retention.stop();
       await scheduler.stop(graceMs);
       await webhooks?.stop();
+      // Event streams still open get what is stored, are told to reconnect (elsewhere, with
+      // Last-Event-ID) and end.
+      await scheduler.events.flush();
+      scheduler.events.drain();
       // Answers in progress get a moment more; then what is still open is cut: event streams of
       // runs that went back to the queue (clients resume with Last-Event-ID), waits on such runs.
       await Promise.race([closed, new Promise((r) => setTimeout(r, 1000).unref())]);
       server.closeAllConnections();
       await closed;
       await host.close();
+      await scheduler.events.close();
       await store.close();
       await lock.release();
       process.off('SIGTERM', onSignal);

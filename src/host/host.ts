@@ -14,6 +14,7 @@ import { DEFAULT_LIMITS, DEFAULT_MAX_LIMITS, resolveLimits, type Limits } from '
 import { ModuleCache, moduleId, type CachedModule } from './module-cache.js';
 import type { JobEnd, Pool } from './pool.js';
 import { toRunOutput, type AuditEvent, type RunOutput, type RunResult } from './result.js';
+import { withSourceLines } from './trap.js';
 import { exportSignature, ModuleLimitError } from './wasm-limits.js';
 import { formatBytes } from './units.js';
 import type { DirGrant, GuestSpec } from './worker/protocol.js';
@@ -33,7 +34,10 @@ export interface HostOptions {
   maxQueue?: number;
   /** Limits a run gets by default, and the most it may ask for. */
   limits?: { defaults?: Partial<Limits>; max?: Partial<Limits> };
-  /** Bytes of modules (originals plus compiled copies) to keep compiled (default 256 MiB). */
+  /**
+   * Bytes of modules (originals plus compiled copies) to keep compiled (default 256 MiB). 0 keeps
+   * none: every run compiles its module and no module is hashed unless its id is needed (the CLI).
+   */
   cacheBytes?: number;
   /** The largest module accepted, in bytes (default 64 MiB). */
   maxModuleBytes?: number;
@@ -427,7 +431,8 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
         req.onListening?.(owner.addresses);
       }
       end = await runner.submit({
-        module: loaded.module, moduleId: loaded.id, bytes: () => originalBytes(req, loaded.id), caps: caps(limits),
+        // The id only when an executor asks for it: hashing a large module costs more than running it once.
+        module: loaded.module, get moduleId() { return loaded.id; }, bytes: () => originalBytes(req, loaded.id), caps: caps(limits),
         spec, signal: req.signal, serve, onBridgeError: warn, hostCpuMs: () => hostCpuMs,
         onOutput(fd, data) {
           out[fd].push(data);
@@ -441,7 +446,12 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
       owner?.close();
     }
     const base = { stdout: concat(out[1]), stderr: concat(out[2]), audit: { events: audit, dropped: 0 }, ...(warnings.length ? { warnings } : {}) };
-    return resultOf(end, base, req, hostCpuMs);
+    const r = resultOf(end, base, req, hostCpuMs);
+    // A trap's frames get file:line where the module carries DWARF line information (clang -g).
+    if (r.trap?.frames && WebAssembly.Module.customSections(loaded.module, '.debug_line').length) {
+      r.trap.frames = withSourceLines(r.trap.frames, originalBytes(req, loaded.id));
+    }
+    return r;
   };
 
   /**

@@ -6,6 +6,9 @@
  * compiled later without the tenant uploading again. Accounting is deliberately simple and
  * predictable: an id costs its original size once for the bytes plus once per compiled variant
  * (engines do not report compiled code size). Eviction is least-recently-used over ids.
+ *
+ * A cache of 0 bytes keeps nothing: each add compiles, and the id is hashed only if it is read.
+ * A one-shot run (the CLI's) never reads it: hashing flite's 21 MB took longer than running it.
  */
 import { createHash } from 'node:crypto';
 import v8 from 'node:v8';
@@ -95,6 +98,12 @@ export class ModuleCache {
 
   /** Caps and compiles `bytes` (or returns the cached compilation); throws ModuleLimitError or ModuleTooLargeError. */
   add(bytes: Uint8Array, caps: ModuleCaps): CachedModule {
+    if (this.maxBytes === 0) {
+      // Not copied (a copy of a large module costs as much as reading it): the id, if it is read,
+      // is hashed from the caller's bytes as they are then.
+      let id: string | undefined;
+      return compile(() => (id ??= moduleId(bytes)), bytes, caps);
+    }
     if (2 * bytes.length > this.maxBytes) throw new ModuleTooLargeError(bytes.length, this.maxBytes);
     const id = moduleId(bytes);
     const existing = this.entries.get(id);
@@ -163,11 +172,14 @@ let engineConfigured = false;
  */
 function configureEngine(): void {
   if (engineConfigured) return;
+  // The price, measured on one-shot runs: every function a guest calls is also compiled by the
+  // optimizing tier at once, on V8's background threads (hello.wasm: ~100 ms of CPU at load 20
+  // where node:wasi spends ~3; functions still compile on first call, V8's default).
   v8.setFlagsFromString('--no-wasm-dynamic-tiering');
   engineConfigured = true;
 }
 
-function compile(id: string, bytes: Uint8Array<ArrayBuffer>, caps: ModuleCaps): CachedModule {
+function compile(id: string | (() => string), bytes: Uint8Array, caps: ModuleCaps): CachedModule {
   const capped = capModule(bytes, caps);
   configureEngine();
   let module: WebAssembly.Module;
@@ -177,11 +189,6 @@ function compile(id: string, bytes: Uint8Array<ArrayBuffer>, caps: ModuleCaps): 
     const reason = e instanceof Error ? e.message.replace(/^WebAssembly\.Module\(\): /, '') : String(e);
     throw new ModuleLimitError('invalid_module', `Cannot run the module: it is not valid WebAssembly (${reason})`);
   }
-  return {
-    id,
-    size: bytes.length,
-    module,
-    imports: WebAssembly.Module.imports(module),
-    exports: WebAssembly.Module.exports(module),
-  };
+  const fields = { size: bytes.length, module, imports: WebAssembly.Module.imports(module), exports: WebAssembly.Module.exports(module) };
+  return typeof id === 'string' ? { id, ...fields } : Object.defineProperty(fields, 'id', { get: id, enumerable: true }) as CachedModule;
 }

@@ -1,30 +1,15 @@
-import { createRequire } from 'node:module';
 import os from 'node:os';
-import path from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type { AuditEvent, ChildStatus } from './result.js';
-import { PHASE_INSTANTIATING, type FromWorker, type GuestSpec, type ToWorker, type WorkerData, type WorkerOutcome } from './worker/protocol.js';
+import { PHASE_INSTANTIATING, type FromWorker, type GuestSpec, type ToWorker, type WorkerOutcome } from './worker/protocol.js';
 import { ERRNO } from '../wasi/constants.js';
 import { claimPipeHolder, releasePipeHolder } from '../wasi/pipe.js';
 import { exitStatus, PROC_ENDED, PROC_PID, PROC_RUNNING, PROC_STATE, PROC_STATUS, signalStatus, SIGNALS } from '../wasi/procdesc.js';
-import { createRing, RecordKind, RingReader } from './worker/output-ring.js';
+import { RecordKind, RingReader } from './worker/output-ring.js';
 import { ThreadClock } from './worker/thread-cpu.js';
+import { DEFAULT_WORKER_HEAP_MB, startGuestWorker, takePrestartedWorker } from './worker-launch.js';
 
-// Built code runs the compiled worker; from the sources (tests, tsx) the worker registers tsx first.
-const FROM_SOURCE = import.meta.url.endsWith('.ts');
-const WORKER_URL = new URL(FROM_SOURCE ? './worker/guest-worker.ts' : './worker/guest-worker.js', import.meta.url);
-
-/** Starts a worker thread on `url` (the guest worker by default), registering tsx first when running from the sources. */
-export function newWorker(options: import('node:worker_threads').WorkerOptions, url: URL = WORKER_URL): Worker {
-  if (!FROM_SOURCE) return new Worker(url, options);
-  // Resolved here, not in the worker: a bare specifier there would resolve from the process's cwd.
-  // (require.resolve would pick tsx's CommonJS build, which cannot be imported from a worker.)
-  const pkg = createRequire(import.meta.url).resolve('tsx/package.json');
-  const tsx = pathToFileURL(path.join(path.dirname(pkg), 'dist/esm/api/index.mjs')).href;
-  const boot = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(url.href)}); })`;
-  return new Worker(boot, { ...options, eval: true });
-}
+export { newWorker } from './worker-launch.js';
 
 /** One run handed to the pool. */
 export interface Job {
@@ -109,30 +94,16 @@ class Slot {
   /** The worker's output ring: what its runs wrote, in shared memory that outlives the worker. */
   readonly output: RingReader;
   constructor(readonly pool: Pool) {
-    const ring = createRing();
-    const phase = new SharedArrayBuffer(8);
-    this.phase = new Int32Array(phase);
-    const workerData: WorkerData = { ring, phase };
-    this.worker = newWorker({
-      // Guests' linear memory lies outside the V8 heap; these bound what the worker's own JS may use.
-      resourceLimits: { maxOldGenerationSizeMb: pool.options.workerHeapMb, maxYoungGenerationSizeMb: 16, stackSizeMb: 4 },
-      stdout: false, stderr: false, workerData,
-    });
-    this.output = new RingReader(ring);
+    const heapMb = pool.options.workerHeapMb;
+    const started = takePrestartedWorker(heapMb) ?? startGuestWorker(heapMb);
+    this.worker = started.worker;
+    this.phase = new Int32Array(started.phase);
+    this.output = new RingReader(started.ring);
     this.output.watch(() => this.drain());
-    this.worker.unref();
-    this.ready = new Promise<void>((resolve, reject) => {
-      const onMsg = (m: FromWorker) => {
-        if (m.type === 'ready') {
-          if (m.tid !== undefined) this.clock = new ThreadClock(m.tid);
-          this.isReady = true;
-          this.worker.off('error', reject);
-          resolve();
-          pool.dispatch();
-        }
-      };
-      this.worker.once('message', onMsg);
-      this.worker.once('error', reject);
+    this.ready = started.ready.then((tid) => {
+      if (tid !== undefined) this.clock = new ThreadClock(tid);
+      this.isReady = true;
+      pool.dispatch();
     });
     this.ready.catch(() => {});
     this.worker.on('message', (m: FromWorker) => this.onMessage(m));
@@ -207,7 +178,7 @@ export class Pool {
     this.options = {
       size: options.size ?? Math.max(1, os.availableParallelism?.() ?? os.cpus().length),
       maxQueue: options.maxQueue ?? 1000,
-      workerHeapMb: options.workerHeapMb ?? 64,
+      workerHeapMb: options.workerHeapMb ?? DEFAULT_WORKER_HEAP_MB,
       maxChildren: options.maxChildren ?? 8,
       maxDepth: options.maxDepth ?? 4,
       maxChildWorkers: options.maxChildWorkers ?? 0,

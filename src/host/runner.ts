@@ -49,7 +49,9 @@ export function threadRunner(options: Partial<PoolOptions>): Runner {
       const server = channel && job.serve ? serveRun(channel, job.serve, job.onBridgeError, { maxRequestBytes: CASPER_MAX_REQUEST_BYTES }) : undefined;
       const stdio = pumpStdio(job.spec);
       try {
-        return await pool.submit({ ...job, spec: stdio.spec, bridge: channel?.sab });
+        // Field by field, not spread: a spread would read job.moduleId, which hashes the module.
+        const { module, signal, hostCpuMs, onOutput, onAudit, onStart } = job;
+        return await pool.submit({ module, signal, hostCpuMs, onOutput, onAudit, ...(onStart ? { onStart } : {}), spec: stdio.spec, bridge: channel?.sab });
       } finally {
         server?.close();
         for (const p of stdio.pumps) p.stop();

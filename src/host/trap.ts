@@ -1,9 +1,15 @@
+import { lineTable } from './dwarf-lines.js';
+
 /** The kind of a trap, from the engine's error. */
 export type TrapKind = 'unreachable' | 'memory_out_of_bounds' | 'stack_overflow' | 'integer_divide_by_zero'
   | 'integer_overflow' | 'invalid_conversion' | 'indirect_call' | 'table_out_of_bounds' | 'null_reference' | 'other';
 
-/** One frame of a trap's wasm backtrace: the function's index, its name (from the name section) when the module has one, and the byte offset in the module. */
-export interface TrapFrame { func: number; name?: string; offset: number }
+/**
+ * One frame of a trap's wasm backtrace: the function's index, its name (from the name section) when
+ * the module has one, the byte offset in the module, and its source position when the module has
+ * DWARF line information (clang -g).
+ */
+export interface TrapFrame { func: number; name?: string; offset: number; file?: string; line?: number; column?: number }
 
 /** The wasm frames of an engine error's stack, innermost first (V8 names them from the name section). */
 export function trapFrames(e: unknown): TrapFrame[] {
@@ -20,10 +26,26 @@ export function trapFrames(e: unknown): TrapFrame[] {
   return frames;
 }
 
-/** A backtrace as wasmtime prints it: "    0:   0x37 - name" (or wasm-function[N] without a name section). */
+/**
+ * A backtrace as wasmtime prints it: "    0:   0x37 - name" (or wasm-function[N] without a name
+ * section), then "                    at FILE:LINE:COLUMN" where the frame has a source position.
+ */
 export function formatBacktrace(frames: TrapFrame[]): string {
   const width = Math.max(...frames.map((f) => f.offset.toString(16).length + 2));
-  return ['wasm backtrace:', ...frames.map((f, i) => `  ${String(i).padStart(3)}: ${('0x' + f.offset.toString(16)).padStart(width)} - ${f.name ?? `wasm-function[${f.func}]`}`)].join('\n');
+  return ['wasm backtrace:', ...frames.map((f, i) => {
+    const head = `  ${String(i).padStart(3)}: ${('0x' + f.offset.toString(16)).padStart(width)} - ${f.name ?? `wasm-function[${f.func}]`}`;
+    return f.file === undefined ? head : `${head}\n                    at ${f.file}:${f.line}:${f.column}`;
+  })].join('\n');
+}
+
+/** The frames with their source positions, from the module's DWARF line table (a module without one: unchanged). */
+export function withSourceLines(frames: TrapFrame[], bytes: Uint8Array): TrapFrame[] {
+  const lookup = lineTable(bytes);
+  if (!lookup) return frames;
+  return frames.map((f) => {
+    const at = lookup(f.offset);
+    return at ? { ...f, file: at.file, line: at.line, column: at.column } : f;
+  });
 }
 
 /** Whether an exception thrown out of guest code is a WebAssembly trap, and which, with its wasm backtrace. */

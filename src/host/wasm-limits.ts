@@ -67,7 +67,10 @@ export function moduleSummary(bytes: Uint8Array): { memories: MemorySummary[]; t
   return { memories, tables };
 }
 
-/** Returns a copy of `bytes` whose memories and tables cannot grow past `caps`; throws ModuleLimitError. */
+/**
+ * Returns `bytes` with memories and tables that cannot grow past `caps`: a rewritten copy, or `bytes`
+ * itself when no cap changes it (copying a large module costs as much as reading it); throws ModuleLimitError.
+ */
 export function capModule(bytes: Uint8Array, caps: ModuleCaps): Uint8Array<ArrayBuffer> {
   const memCap = capPages(caps.memoryBytes);
   const tableCap = capElements(caps.tableElements);
@@ -88,7 +91,7 @@ export function capModule(bytes: Uint8Array, caps: ModuleCaps): Uint8Array<Array
     if (list === undefined) rewrites.set(s.section, (list = []));
     list.push({ site: s, limits: encodeLimits(s.flags | 0x01, s.min, max) });
   }
-  if (rewrites.size === 0) return bytes.slice();
+  if (rewrites.size === 0) return bytes.buffer instanceof ArrayBuffer ? bytes as Uint8Array<ArrayBuffer> : bytes.slice();
 
   const out = new ByteSink();
   out.push(bytes.subarray(0, 8));

@@ -1,5 +1,6 @@
 /** Manifests for people: the effective grants as a table, and a manifest as YAML. */
-import YAML from 'yaml';
+import type * as YAML from 'yaml';
+import { yaml } from './yaml.js';
 import { capNames, TYPE_RIGHTS, R } from '../wasi/rights.js';
 import { LISTENER_RIGHTS, STREAM_SOCKET_RIGHTS } from '../wasi/sockets.js';
 import { formatBytes, formatDuration } from '../host/units.js';
@@ -145,7 +146,7 @@ export function documentText(doc: YAML.Document): string {
 
 /** A manifest as a YAML document (to which comments can be added). */
 export function manifestDocument(m: Manifest): YAML.Document {
-  const doc = new YAML.Document({});
+  const doc = new (yaml().Document)({});
   const root = doc.contents as YAML.YAMLMap;
   if (m.module !== undefined) root.set('module', m.module);
   root.set('args', m.args);

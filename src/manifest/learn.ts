@@ -5,7 +5,8 @@
  * where the service's commands say how; limits from the observed usage with a stated margin.
  * `capsa manifest diff` uses the same reading of an audit to list what a manifest grants unused.
  */
-import YAML from 'yaml';
+import type * as YAML from 'yaml';
+import { yaml } from './yaml.js';
 import type { AuditEvent, RunResult, Usage } from '../host/result.js';
 import { formatBytes, formatDuration } from '../host/units.js';
 import { capNames, rightByName, TYPE_RIGHTS } from '../wasi/rights.js';
@@ -166,7 +167,7 @@ export function learnManifest(given: Manifest, u: Usages, seen: Observed): Manif
 /** The learned manifest as YAML, with comments saying why each grant is there. */
 export function learnedYaml(learned: Manifest, given: Manifest, u: Usages, seen: Observed, what: string): string {
   // Read back, so that every part is a node a comment can be put on.
-  const doc = YAML.parseDocument(manifestToYaml(learned));
+  const doc = yaml().parseDocument(manifestToYaml(learned));
   const root = doc.contents as YAML.YAMLMap;
   doc.commentBefore = ` Learned by capsa learn from ${what} (exit ${seen.exitCode ?? '?'}): only what the run used is granted.`
     + `\n Re-run with: capsa run --manifest FILE; compare with: capsa manifest diff FILE --audit run.jsonl`;
@@ -192,7 +193,7 @@ export function learnedYaml(learned: Manifest, given: Manifest, u: Usages, seen:
   for (const pair of casper?.items ?? []) {
     const name = String((pair.key as YAML.Scalar).value ?? pair.key);
     const node = pair.key as YAML.Scalar;
-    if (YAML.isScalar(node)) node.commentBefore = ` ${name}: used ${[...u.casper.get(name) ?? []].join(', ')}`;
+    if (yaml().isScalar(node)) node.commentBefore = ` ${name}: used ${[...u.casper.get(name) ?? []].join(', ')}`;
   }
   const unusedServices = Object.keys(given.casper).filter((s) => !u.casper.has(s));
   if (unusedServices.length) root.comment = ` Casper services not granted (unused): ${unusedServices.join(', ')}`;

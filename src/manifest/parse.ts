@@ -3,7 +3,8 @@
  * with its line and column. YAML bombs (aliases, depth, size) are refused before they expand.
  */
 import nodePath from 'node:path';
-import YAML, { isAlias, isMap, isScalar, isSeq, Lexer, LineCounter, type Document, type Node as YamlNode } from 'yaml';
+import type { Document, LineCounter, Node as YamlNode } from 'yaml';
+import { isAlias, isMap, isScalar, isSeq, yaml } from './yaml.js';
 import { LIMIT_FIELDS, type Limits } from '../host/limits.js';
 import { parseBytes, parseDuration } from '../host/units.js';
 import { didYouMean, yamlMessage } from './suggest.js';
@@ -96,7 +97,7 @@ class Bomb extends Error {}
  */
 export function flowDepth(text: string): number {
   let depth = 0, max = 0;
-  for (const token of new Lexer().lex(text)) {
+  for (const token of new (yaml().Lexer)().lex(text)) {
     if (token === '[' || token === '{') max = Math.max(max, ++depth);
     else if ((token === ']' || token === '}') && depth > 0) depth--;
   }
@@ -117,8 +118,8 @@ export function readYaml<T>(source: string, what: string, limits: ParseLimits, h
   // The YAML parser descends recursively: thousands of nested brackets would overflow its stack
   // (and can abort the process), so nesting is measured on the text before it parses anything.
   if (flowDepth(source) > limits.maxDepth) return fatal(`the ${what} is nested deeper than ${limits.maxDepth} levels`);
-  const lc = new LineCounter();
-  const doc = YAML.parseDocument(source, { lineCounter: lc, uniqueKeys: true, intAsBigInt: true, prettyErrors: true });
+  const lc = new (yaml().LineCounter)();
+  const doc = yaml().parseDocument(source, { lineCounter: lc, uniqueKeys: true, intAsBigInt: true, prettyErrors: true });
   const r = new Reader(doc, lc, limits, hostBase);
   for (const e of doc.errors) {
     const pos = e.linePos?.[0] ?? { line: 0, col: 0 };
@@ -146,8 +147,10 @@ function readDocument<T>(source: string, file: string, limits: ParseLimits, host
  * YAML), every problem, and where each key path is, so later checks can place their problems.
  */
 export function readManifest(source: string, limits: ParseLimits = DEFAULT_PARSE_LIMITS): { manifest: Manifest; problems: Problem[]; places: Reader['places'] } {
+  // No text (a run from flags alone) is the empty manifest, without loading the YAML library.
+  if (source === '') return { manifest: emptyManifest(), problems: [], places: {} };
   const { value, problems, places } = readYaml(source, 'manifest', limits, undefined, readTop);
-  return { manifest: value ?? { args: [], env: {}, dirs: [], limits: {}, casper: {} }, problems, places };
+  return { manifest: value ?? emptyManifest(), problems, places };
 }
 
 /** Parses and validates a manifest; throws ManifestError listing every problem. */
@@ -163,8 +166,12 @@ export function parseArgdataDocument(source: string, file = 'argdata.yaml', base
   return readDocument(source, file, limits, baseDir, (r, root) => readArg(r, root, '', 0));
 }
 
+function emptyManifest(): Manifest {
+  return { args: [], env: {}, dirs: [], limits: {}, casper: {} };
+}
+
 function readTop(r: Reader, root: YamlNode | null): Manifest {
-  const m: Manifest = { args: [], env: {}, dirs: [], limits: {}, casper: {} };
+  const m = emptyManifest();
   if (root === null || (isScalar(root) && root.value === null)) return m;
   if (!isMap(root)) { r.problem(root, '', 'a manifest is a mapping of keys such as module, args, dirs, limits'); return m; }
   for (const pair of root.items) {

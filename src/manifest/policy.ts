@@ -4,7 +4,8 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { isMap, isScalar, isSeq, type Node as YamlNode } from 'yaml';
+import type { Node as YamlNode } from 'yaml';
+import { isMap, isScalar, isSeq } from './yaml.js';
 import { DEFAULT_MAX_LIMITS, ENGINE_MAX_LIMITS, type Limits } from '../host/limits.js';
 import { formatBytes, formatDuration } from '../host/units.js';
 import { formatRights, RIGHTS_ALL, TYPE_RIGHTS } from '../wasi/rights.js';

@@ -21,7 +21,9 @@ describe('service basics', () => {
   it('answers /healthz without auth, with request ids and secure headers', async () => {
     const r = await call(svc.app, 'GET', '/healthz', { headers: { 'x-request-id': 'abc-123' } });
     expect(r.status).toBe(200);
-    expect(await r.json()).toEqual({ status: 'ok', isolation: 'thread', executors: [] });
+    expect(await r.json()).toEqual({ status: 'ok', node: svc.scheduler.nodeId, database: 'ok', isolation: 'thread', executors: [] });
+    // The default node id: host, pid, random.
+    expect(svc.scheduler.nodeId).toMatch(new RegExp(`^.+-${process.pid}-[0-9a-f]{6}$`));
     expect(r.headers.get('x-request-id')).toBe('abc-123');
     expect(r.headers.get('x-content-type-options')).toBe('nosniff');
     expect(r.headers.get('content-security-policy')).toContain("default-src 'none'");
@@ -103,8 +105,9 @@ describe('runs', () => {
     });
     expect(r.status).toBe(201);
     const run = await json(r);
-    expect(run).toMatchObject({ status: 'exited', exitCode: 0, stdout: 'hello world\n', stderr: '', stdoutEncoding: 'utf8', attempts: 1 });
+    expect(run).toMatchObject({ status: 'exited', exitCode: 0, stdout: 'hello world\n', stderr: '', stdoutEncoding: 'utf8', attempts: 1, node: svc.scheduler.nodeId });
     expect(run.id).toMatch(/^run_/);
+    expect((await json(await call(svc.app, 'GET', '/v1/runs?limit=1', { key }))).items[0]).toMatchObject({ id: run.id, node: svc.scheduler.nodeId });
     expect(run.usage.wallMs).toBeGreaterThan(0);
     expect(Date.parse(run.finishedAt)).toBeGreaterThanOrEqual(Date.parse(run.startedAt));
     expect(r.headers.get('location')).toBe(`/v1/runs/${run.id}`);
@@ -359,11 +362,16 @@ describe('limits, metrics, admin', () => {
     expect(r.status).toBe(200);
     expect(r.headers.get('content-type')).toContain('text/plain; version=0.0.4');
     const text = await r.text();
-    expect(text).toMatch(/capsa_runs_finished_total\{status="exited"\} \d+/);
-    expect(text).toMatch(/capsa_queue_depth \d+/);
-    expect(text).toMatch(/capsa_run_duration_seconds_bucket\{le="\+Inf"\} \d+/);
-    expect(text).toMatch(/capsa_worker_utilization [\d.]+/);
-    expect(text).toMatch(/capsa_workers 2/);
+    // This node's figures carry its id; the cluster's queue (from the store) does not.
+    const node = `node="${svc.scheduler.nodeId}"`;
+    expect(text).toContain(`capsa_node_info{${node}} 1`);
+    expect(text).toMatch(new RegExp(`capsa_runs_finished_total\\{${node},status="exited"\\} \\d+`));
+    expect(text).toMatch(new RegExp(`capsa_queue_depth\\{${node}\\} \\d+`));
+    expect(text).toMatch(new RegExp(`capsa_run_duration_seconds_bucket\\{${node},le="\\+Inf"\\} \\d+`));
+    expect(text).toMatch(new RegExp(`capsa_worker_utilization\\{${node}\\} [\\d.]+`));
+    expect(text).toContain(`capsa_workers{${node}} 2`);
+    expect(text).toMatch(/^capsa_cluster_queue_depth \d+$/m);
+    expect(text).toMatch(/^capsa_cluster_runs\{status="running"\} \d+$/m);
     for (const line of text.trim().split('\n')) expect(line).toMatch(/^(# (HELP|TYPE) \w+ .+|\w+(\{[^}]*\})? [-+\d.eInf]+)$/);
   });
 

@@ -42,7 +42,7 @@ describe('text or base64', () => {
   });
 
   it('views a stored result, keeping files under the cap and listing the rest by size', () => {
-    const base = { id: 'run_x', tenantId: 't', moduleId: 'm', state: 'exited' as const, request: '{}', createdAt: 0, startedAt: 1, finishedAt: 2, attempts: 1, cpuMs: 1 };
+    const base = { id: 'run_x', tenantId: 't', moduleId: 'm', state: 'exited' as const, request: '{}', createdAt: 0, startedAt: 1, finishedAt: 2, attempts: 1, cpuMs: 1, nodeId: null };
     const res = {
       status: 'exited' as const, blame: 'guest' as const, exitCode: 0, stdout: new Uint8Array([104, 105]), stderr: new Uint8Array([0xff]),
       files: { '/d/a': new Uint8Array(10), '/d/b': new Uint8Array(2 << 20) }, usage: { wallMs: 1, cpuMs: 1, peakMemoryBytes: 0 }, audit: { events: [], dropped: 0 },

@@ -4,7 +4,7 @@
  * everything, which is what a process killed with kill -9 leaves behind.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import type { ApiKeyRecord, DeliveryRecord, ModuleRecord, Page, RunEventRecord, RunRecord, RunState, Store, Tenant } from '../../src/api/store/types.js';
+import { QuotaError, type ApiKeyRecord, type DeliveryRecord, type EventWatcher, type ModuleRecord, type Page, type RunEventRecord, type RunRecord, type RunState, type Store, type Tenant } from '../../src/api/store/types.js';
 import { asyncStore, type SyncStore } from '../../src/api/store/sync.js';
 
 const TERMINAL = new Set<RunState>(['exited', 'trapped', 'timeout', 'memory_limit', 'output_limit', 'cancelled', 'invalid_module', 'host_error', 'interrupted']);
@@ -20,9 +20,15 @@ interface State {
   events: Map<string, RunEventRecord[]>;
   secrets: Map<string, string>;
   deliveries: Map<string, DeliveryRecord>;
+  /** Run id → lease end (ms); tenant id → its place in the rotation. */
+  leases: Map<string, number>;
+  served: Map<string, number>;
 }
 
-const empty = (): State => ({ tenants: new Map(), keys: new Map(), blobs: new Map(), modules: new Map(), runs: new Map(), events: new Map(), secrets: new Map(), deliveries: new Map() });
+const empty = (): State => ({
+  tenants: new Map(), keys: new Map(), blobs: new Map(), modules: new Map(), runs: new Map(), events: new Map(), secrets: new Map(), deliveries: new Map(),
+  leases: new Map(), served: new Map(),
+});
 
 /** Pages by position in an array sorted the way the listing wants; the cursor is the last id. */
 function paginate<T extends { id: string }>(all: T[], o: { cursor?: string; limit: number }): Page<T> {
@@ -45,6 +51,7 @@ export interface FakeStore extends Store {
 
 export function createFakeStore(initial?: State, now: () => number = Date.now): FakeStore {
   const st: State = initial ? structuredClone(initial) : empty();
+  const watchers = new Set<EventWatcher>();
   let seq = 0;
   const tick = () => {
     // createdAt strictly increasing keeps listings deterministic.
@@ -53,6 +60,18 @@ export function createFakeStore(initial?: State, now: () => number = Date.now): 
     return seq;
   };
   const mkey = (tenantId: string, mid: string) => `${tenantId}/${mid}`;
+  const queueWatchers = new Set<() => void>();
+  const queueChanged = () => { for (const w of queueWatchers) w(); };
+  const runsOf = (tenantId: string, state: RunState) => [...st.runs.values()].filter((r) => r.tenantId === tenantId && r.state === state);
+  /** The restart rule, guarded by the attempt when given. */
+  const requeue = (rid: string, attempt?: number): RunRecord | undefined => {
+    const r = st.runs.get(rid);
+    if (!r || r.state !== 'running' || (attempt !== undefined && r.attempts !== attempt)) return undefined;
+    st.leases.delete(rid);
+    if (r.attempts < 2) Object.assign(r, { state: 'queued', startedAt: null });
+    else Object.assign(r, { state: 'interrupted', finishedAt: now(), result: JSON.stringify({ status: 'interrupted', blame: 'host', message: 'the server stopped while the run was running; it was retried once' }) });
+    return { ...r };
+  };
 
   const store: SyncStore & { snapshot(): State } = {
     snapshot: () => structuredClone(st),
@@ -119,35 +138,82 @@ export function createFakeStore(initial?: State, now: () => number = Date.now): 
     moduleBytes: (tenantId, mid) => (st.modules.has(mkey(tenantId, mid)) ? st.blobs.get(mid) : undefined),
     moduleStorage: (tenantId) => [...st.modules.values()].filter((m) => m.tenantId === tenantId).reduce((n, m) => n + m.size, 0),
 
-    createRun(run) {
+    createRun(run, quota) {
       if (!st.modules.has(mkey(run.tenantId, run.moduleId))) throw new Error('unknown module');
       if (st.runs.has(run.id)) throw new Error('run id exists');
-      const r: RunRecord = { ...run, state: 'queued', result: null, startedAt: null, finishedAt: null, attempts: 0, cpuMs: 0 };
+      if (quota) {
+        const waiting = runsOf(run.tenantId, 'queued').length;
+        if (waiting + 1 > quota.queuedRuns) throw new QuotaError('queuedRuns', quota.queuedRuns, waiting);
+        const cpu = store.cpuUsedSince(run.tenantId, quota.since);
+        if (cpu >= quota.cpuMs) throw new QuotaError('cpuMs', quota.cpuMs, cpu);
+      }
+      const r: RunRecord = { ...run, state: 'queued', result: null, startedAt: null, finishedAt: null, attempts: 0, cpuMs: 0, nodeId: null };
       st.runs.set(r.id, r);
+      queueChanged();
       return { ...r };
     },
     getRun: (tenantId, rid) => { const r = st.runs.get(rid); return r && r.tenantId === tenantId ? { ...r } : undefined; },
     listRuns: (tenantId, o) => paginate([...st.runs.values()]
       .filter((r) => r.tenantId === tenantId && (o.state === undefined || r.state === o.state))
       .sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? 1 : -1)), o),
-    startRun(rid, at) {
+    startRun(rid, at, nodeId) {
       const r = st.runs.get(rid);
       if (!r || r.state !== 'queued') return false;
-      Object.assign(r, { state: 'running', startedAt: at, attempts: r.attempts + 1 });
+      Object.assign(r, { state: 'running', startedAt: at, attempts: r.attempts + 1, nodeId: nodeId ?? null });
       return true;
     },
-    finishRun(rid, state, result, at, cpuMs) {
+    claimRuns(o) {
+      const out: RunRecord[] = [];
+      const oldest = (tid: string) => Math.min(...runsOf(tid, 'queued').map((r) => r.createdAt));
+      const order = () => [...st.tenants.values()]
+        .filter((t) => runsOf(t.id, 'queued').length > 0 && runsOf(t.id, 'running').length < (t.quotas.concurrentRuns ?? o.concurrentRuns))
+        .sort((a, b) => (st.served.get(a.id) ?? 0) - (st.served.get(b.id) ?? 0) || oldest(a.id) - oldest(b.id));
+      for (let t = order()[0]; t && out.length < o.max; t = order()[0]) {
+        const r = runsOf(t.id, 'queued').sort((a, b) => a.createdAt - b.createdAt)[0]!;
+        const at = now();
+        Object.assign(r, { state: 'running', startedAt: at, attempts: r.attempts + 1, nodeId: o.node });
+        st.leases.set(r.id, at + o.leaseMs);
+        st.served.set(t.id, Math.max(0, ...st.served.values()) + 1);
+        out.push({ ...r });
+      }
+      return out;
+    },
+    renewLeases(node, runs, leaseMs, at) {
+      return runs.filter((h) => {
+        const r = st.runs.get(h.id);
+        if (!r || r.state !== 'running' || r.attempts !== h.attempt || r.nodeId !== node) return false;
+        st.leases.set(h.id, at + leaseMs);
+        return true;
+      }).map((h) => h.id);
+    },
+    expireLeases(at) {
+      const out = [...st.runs.values()].filter((r) => r.state === 'running' && (st.leases.get(r.id) ?? 0) < at)
+        .map((r) => requeue(r.id)).filter((r): r is RunRecord => r !== undefined);
+      if (out.some((r) => r.state === 'queued')) queueChanged();
+      return out;
+    },
+    finishRun(rid, state, result, at, cpuMs, attempt) {
       const r = st.runs.get(rid);
       if (!TERMINAL.has(state)) throw new Error(`${state} is not terminal`);
       if (!r || TERMINAL.has(r.state)) return false;
+      if (attempt !== undefined && (r.attempts !== attempt || r.state !== 'running')) return false;
+      st.leases.delete(rid);
       Object.assign(r, { state, result, finishedAt: at, cpuMs: Math.max(0, Math.round(cpuMs)) });
       return true;
     },
-    requeueRun(rid) {
-      const r = st.runs.get(rid);
-      if (!r || r.state !== 'running') return;
-      if (r.attempts < 2) Object.assign(r, { state: 'queued', startedAt: null });
-      else Object.assign(r, { state: 'interrupted', finishedAt: now(), result: JSON.stringify({ status: 'interrupted', blame: 'host', message: 'the server stopped while the run was running; it was retried once' }) });
+    requeueRun(rid, attempt) {
+      const r = requeue(rid, attempt);
+      if (r?.state === 'queued') queueChanged();
+      return r;
+    },
+    runCounts: () => ({
+      queued: [...st.runs.values()].filter((r) => r.state === 'queued').length,
+      running: [...st.runs.values()].filter((r) => r.state === 'running').length,
+      tenantsWaiting: new Set([...st.runs.values()].filter((r) => r.state === 'queued').map((r) => r.tenantId)).size,
+    }),
+    watchQueue(listener) {
+      queueWatchers.add(listener);
+      return { close: async () => { queueWatchers.delete(listener); } };
     },
     runsInState: (state) => [...st.runs.values()].filter((r) => r.state === state).sort((a, b) => a.createdAt - b.createdAt).map((r) => ({ ...r })),
     countRuns: (tenantId, state) => [...st.runs.values()].filter((r) => r.tenantId === tenantId && r.state === state).length,
@@ -159,8 +225,14 @@ export function createFakeStore(initial?: State, now: () => number = Date.now): 
       const ev: RunEventRecord = { runId, seq: list.length + 1, type, data, at: now(), attempt: st.runs.get(runId)!.attempts };
       list.push(ev);
       st.events.set(runId, list);
+      for (const w of watchers) w({ runId, seq: ev.seq, type });
       return { ...ev };
     },
+    watchEvents(w) {
+      watchers.add(w);
+      return { close: async () => { watchers.delete(w); } };
+    },
+    ping() {},
     events: (runId, afterSeq) => (st.events.get(runId) ?? []).filter((e) => e.seq > afterSeq).map((e) => ({ ...e })),
 
     pruneTenant(tenantId, before, limit) {

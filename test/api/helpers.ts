@@ -36,10 +36,15 @@ export function slowGuest(ms: number, clock: 'wall' | 'cpu' = 'wall'): Uint8Arra
       (br_if $l (i64.lt_u (i64.load (i32.const 0)) (local.get $end))))`, CLOCK));
 }
 
-/** A guest that writes "tick\n" `n` times, `ms` apart. */
-export function tickerGuest(n: number, ms: number): Uint8Array<ArrayBuffer> {
+/** A guest that writes "tick\n" `n` times, `ms` apart (the first after `delayMs`). */
+export function tickerGuest(n: number, ms: number, delayMs = 0): Uint8Array<ArrayBuffer> {
   return new Uint8Array(command(`(local $end i64) (local $k i32)
     (i32.store (i32.const 16) (i32.const 64)) (i32.store (i32.const 20) (i32.const 5))
+    (drop (call $clock (i32.const 1) (i64.const 1) (i32.const 0)))
+    (local.set $end (i64.add (i64.load (i32.const 0)) (i64.const ${delayMs * 1_000_000})))
+    (loop $d
+      (drop (call $clock (i32.const 1) (i64.const 1) (i32.const 0)))
+      (br_if $d (i64.lt_u (i64.load (i32.const 0)) (local.get $end))))
     (loop $outer
       (drop (call $write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 24)))
       (drop (call $clock (i32.const 1) (i64.const 1) (i32.const 0)))
@@ -116,13 +121,17 @@ export interface ServiceOptions {
   scheduler?: Partial<Parameters<typeof createScheduler>[0]>;
   /** Webhooks on the service's store (their onFinish gets the scheduler's ends). */
   webhooks?: (store: Store) => Webhooks;
+  /** A PostgreSQL database to share with other services (nodes of one cluster), instead of a fresh one. */
+  databaseUrl?: string;
+  /** The node's id (the scheduler's default otherwise). */
+  nodeId?: string;
 }
 
 export async function startService(o: ServiceOptions = {}): Promise<Service> {
   const dir = mkdtempSync(path.join(tmpdir(), 'capsa-api-'));
   // The 'postgres' vitest project runs the same files on PostgreSQL, a database per service.
   const store = o.store === 'fake' ? createFakeStore()
-    : testStoreKind() === 'postgres' ? await createPostgresStore({ url: await freshDatabase(), poolSize: 4 })
+    : o.databaseUrl !== undefined || testStoreKind() === 'postgres' ? await createPostgresStore({ url: o.databaseUrl ?? await freshDatabase(), poolSize: 4 })
       : createSqliteStore({ dir });
   const ownHost = !o.host;
   const host = o.host ?? await testHost({ workers: o.workers ?? 2 });
@@ -130,7 +139,8 @@ export async function startService(o: ServiceOptions = {}): Promise<Service> {
   const logger = createLogger({ level: 'info', destination: logs });
   const webhooks = o.webhooks?.(store);
   const scheduler = createScheduler({
-    store, host, logger, ...(o.quotas ? { quotas: o.quotas } : {}), ...(webhooks ? { onFinish: (r) => webhooks.onFinish(r) } : {}), ...o.scheduler,
+    store, host, logger, ...(o.quotas ? { quotas: o.quotas } : {}), ...(o.nodeId !== undefined ? { nodeId: o.nodeId } : {}),
+    ...(webhooks ? { onFinish: (r) => webhooks.onFinish(r) } : {}), ...o.scheduler,
   });
   if (!o.paused) await scheduler.start();
   const app = createApp({ store, host, scheduler, adminToken: ADMIN, logger, ...(o.limits ? { limits: o.limits } : {}), ...(webhooks ? { webhooks } : {}), ...o.app });
@@ -150,6 +160,7 @@ export async function startService(o: ServiceOptions = {}): Promise<Service> {
     async close() {
       await scheduler.stop(2000);
       await webhooks?.stop();
+      await scheduler.events.close();
       if (ownHost) await host.close();
       await store.close();
       rmSync(dir, { recursive: true, force: true });

@@ -1,11 +1,12 @@
 /**
- * What only the PostgreSQL store has: migrations under a lock (nodes starting at once), the serve
- * lock (one serving node per database until the queue lives there), and concurrent appends to one
- * run's events from two connections (two nodes) keeping seq unique and dense.
+ * What only the PostgreSQL store has: migrations under a lock (nodes starting at once), concurrent
+ * appends to one run's events from two connections (two nodes) keeping seq unique and dense, and
+ * the queue's NOTIFY reaching another node's LISTEN.
  */
-import { describe, it, expect, beforeAll } from 'vitest';
+import { describe, it, expect, beforeAll, vi } from 'vitest';
+import { STATE_WAIT } from '../helpers/host.js';
 import pg from 'pg';
-import { createPostgresStore, migratePostgres, serveLock } from '../../src/api/store/postgres.js';
+import { createPostgresStore, LISTENER_NAME, migratePostgres } from '../../src/api/store/postgres.js';
 import { PG_MIGRATIONS } from '../../src/api/store/pg-migrations.js';
 import { newRunId } from '../../src/api/store/ids.js';
 import { freshDatabase } from '../helpers/pg.js';
@@ -35,14 +36,29 @@ describe('PostgreSQL store', () => {
     await expect(createPostgresStore({ url: other })).rejects.toThrow(/version 999, newer than this build knows/);
   });
 
-  it('one serving node per database: a second serve lock is refused until the first is released', async () => {
-    const a = await serveLock(url);
-    expect(typeof a).not.toBe('string');
-    expect(await serveLock(url)).toMatch(/another capsa serve is using this database/);
-    await (a as { release(): Promise<void> }).release();
-    const b = await serveLock(url);
-    expect(typeof b).not.toBe('string');
-    await (b as { release(): Promise<void> }).release();
+  it('a run queued through one node wakes the queue watchers of another (NOTIFY capsa_queue), after the commit', async () => {
+    const [s1, s2] = [await createPostgresStore({ url, poolSize: 2 }), await createPostgresStore({ url, poolSize: 2 })];
+    let heard = 0;
+    const watch = await s2.watchQueue(() => { heard++; });
+    try {
+      const t = await s1.createTenant('wake');
+      const mod = (await s1.putModule(t.id, new Uint8Array([0, 0x61, 0x73, 0x6d, 8]), [])).record;
+      const run = await s1.createRun({ id: newRunId(), tenantId: t.id, moduleId: mod.id, request: '{}', createdAt: Date.now() });
+      await vi.waitFor(() => expect(heard).toBe(1), STATE_WAIT);
+      // So is a requeue by the restart rule; a refused createRun (rolled back) is not heard.
+      expect(await s1.startRun(run.id, Date.now(), 'n1')).toBe(true);
+      expect(await s1.requeueRun(run.id, 1)).toMatchObject({ state: 'queued', attempts: 1 });
+      await vi.waitFor(() => expect(heard).toBe(2), STATE_WAIT);
+      await expect(s1.createRun({ id: newRunId(), tenantId: t.id, moduleId: mod.id, request: '{}', createdAt: Date.now() }, { queuedRuns: 1, cpuMs: 1e9, since: 0 }))
+        .rejects.toMatchObject({ code: 'quota', quota: 'queuedRuns' });
+      const last = await s1.createRun({ id: newRunId(), tenantId: t.id, moduleId: mod.id, request: '{}', createdAt: Date.now() });
+      await vi.waitFor(() => expect(heard).toBe(3), STATE_WAIT);
+      expect(last.state).toBe('queued');
+    } finally {
+      await watch.close();
+      await s1.close();
+      await s2.close();
+    }
   });
 
   it('two connections appending to one run at once get unique, dense seqs', async () => {
@@ -58,6 +74,30 @@ describe('PostgreSQL store', () => {
     } finally {
       await s1.close();
       await s2.close();
+    }
+  });
+});
+
+describe('LISTEN across nodes', () => {
+  it('a listener whose connection is cut is told to resync, and hears the appends after it reconnects', async () => {
+    const s = await createPostgresStore({ url, poolSize: 2 });
+    const heard: unknown[] = [];
+    const watch = await s.watchEvents((n) => heard.push(n));
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    try {
+      const t = await s.createTenant('resync');
+      const mod = (await s.putModule(t.id, new Uint8Array([0, 0x61, 0x73, 0x6d, 7]), [])).record;
+      const run = await s.createRun({ id: newRunId(), tenantId: t.id, moduleId: mod.id, request: '{}', createdAt: Date.now() });
+      const cut = await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()`, [LISTENER_NAME]);
+      expect(cut.rowCount).toBe(1);
+      await vi.waitFor(() => expect(heard).toContain('resync'), { timeout: 20_000 });
+      await s.appendEvent(run.id, 'status', '{}');
+      await vi.waitFor(() => expect(heard.at(-1)).toEqual({ runId: run.id, seq: 1, type: 'status' }), { timeout: 10_000 });
+    } finally {
+      await admin.end();
+      await watch.close();
+      await s.close();
     }
   });
 });

@@ -33,7 +33,7 @@ afterAll(async () => {
 async function boot(paused = false, on: { host?: Host; dir?: string } = {}) {
   const store = createSqliteStore({ dir: on.dir ?? dir });
   open.push(store);
-  const scheduler = createScheduler({ store, host: on.host ?? host, logger });
+  const scheduler = createScheduler({ store, host: on.host ?? host, logger, exclusive: true });
   if (!paused) await scheduler.start();
   const app = createApp({ store, host: on.host ?? host, scheduler, adminToken: ADMIN, logger });
   return { store, scheduler, app };

@@ -137,7 +137,7 @@ describe('the scheduler stores output as it comes', () => {
     const run = await store.createRun({ id: 'run_c', tenantId: t.id, moduleId: mod.id, createdAt: Date.now(), request: encodeRequest('', {}) });
     const seen: string[] = [];
     const scheduler = createScheduler({ store, host, logger: createLogger({ level: 'silent' }) });
-    scheduler.onEvent(run.id, (e) => seen.push(e.type));
+    await scheduler.events.subscribe(run.id, (n) => { if (n !== 'resync') seen.push(n.type); });
     try {
       await scheduler.start();
       scheduler.submit(t.id, run.id);

@@ -3,19 +3,21 @@
  * modules, keyset pagination, the run lifecycle with its restart rule, run events, durability.
  * The 'default' vitest project runs it on the SQLite store (a temp data dir), the 'postgres'
  * project on the PostgreSQL one (a database of this file's own, emptied before each test).
- * Tests of SQLite's files and pragmas run on SQLite only (`onSqlite`).
+ * Tests of SQLite's files and pragmas run on SQLite only (`onSqlite`). Under Deno (test/deno.test.ts
+ * runs this file there) the SQLite store is on node:sqlite, else on better-sqlite3.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
-import Database from 'better-sqlite3';
-import { describe, it, expect, beforeAll, beforeEach, afterEach } from 'vitest';
+import { describe, it, expect, beforeAll, beforeEach, afterEach, vi } from 'vitest';
+import { STATE_WAIT } from '../helpers/host.js';
 import pg from 'pg';
 import { createSqliteStore, INTERRUPTED_RESULT, MAX_PAGE } from '../../src/api/store/sqlite.js';
+import { openSqlite, type SqliteDriverName } from '../../src/api/store/sqlite-driver.js';
 import { createPostgresStore } from '../../src/api/store/postgres.js';
 import { freshDatabase, testStoreKind, truncateAll } from '../helpers/pg.js';
-import { StoreError, type RunRecord, type Store } from '../../src/api/store/types.js';
+import { StoreError, type ClaimOptions, type RunRecord, type Store } from '../../src/api/store/types.js';
 import { newRunId } from '../../src/api/store/ids.js';
 import { MIGRATIONS } from '../../src/api/store/migrations.js';
 
@@ -26,11 +28,15 @@ const open: Store[] = [];
 const kind = testStoreKind();
 /** SQLite's own files and pragmas: what only that store has. */
 const onSqlite = kind === 'sqlite';
+/** The driver the SQLite store runs on here: Deno loads only node:sqlite. */
+const driver: SqliteDriverName = (process.versions as Record<string, string | undefined>)['deno'] ? 'node:sqlite' : 'better-sqlite3';
+/** A connection of the test's own to the store's database file, on the same driver. */
+const rawDb = (o: { readonly?: boolean } = {}) => openSqlite(path.join(dir, 'capsa.db'), { driver, ...o });
 let pgUrl = '';
 
 /** A store (on `dir`, or this file's database) whose clock the test moves (`clock`). */
 async function openStore(): Promise<Store> {
-  const s = onSqlite ? createSqliteStore({ dir, now: () => clock }) : await createPostgresStore({ url: pgUrl, now: () => clock, poolSize: 3 });
+  const s = onSqlite ? createSqliteStore({ dir, now: () => clock, driver }) : await createPostgresStore({ url: pgUrl, now: () => clock, poolSize: 3 });
   open.push(s);
   return s;
 }
@@ -79,10 +85,10 @@ describe.runIf(onSqlite)('schema (SQLite: its file, pragmas and migrations)', ()
     expect(fs.existsSync(path.join(dir, 'capsa.db-shm'))).toBe(true);
     expect(fs.statSync(path.join(dir, 'modules', 'sha256')).isDirectory()).toBe(true);
 
-    const raw = new Database(path.join(dir, 'capsa.db'), { readonly: true });
+    const raw = rawDb({ readonly: true });
     try {
-      expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
-      expect(raw.pragma('user_version', { simple: true })).toBe(MIGRATIONS.length);
+      expect(raw.pragma('journal_mode')).toBe('wal');
+      expect(raw.pragma('user_version')).toBe(MIGRATIONS.length);
       const tables = raw.prepare<[], { name: string }>(`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`).all().map((r) => r.name);
       expect(tables).toEqual(['api_keys', 'modules', 'run_events', 'runs', 'tenants', 'webhook_deliveries']);
       const indexes = raw.prepare<[], { name: string }>(`SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%'`).all().map((r) => r.name);
@@ -102,17 +108,17 @@ describe.runIf(onSqlite)('schema (SQLite: its file, pragmas and migrations)', ()
     const c = await openStore();
     expect(await c.listTenants()).toEqual([t]);
     await c.close();
-    const raw = new Database(path.join(dir, 'capsa.db'), { readonly: true });
-    expect(raw.pragma('user_version', { simple: true })).toBe(MIGRATIONS.length);
+    const raw = rawDb({ readonly: true });
+    expect(raw.pragma('user_version')).toBe(MIGRATIONS.length);
     await raw.close();
   });
 
   it('refuses a database from a newer build', async () => {
     await (await openStore()).close();
-    const raw = new Database(path.join(dir, 'capsa.db'));
-    raw.pragma(`user_version = ${MIGRATIONS.length + 1}`);
+    const raw = rawDb();
+    raw.exec(`PRAGMA user_version = ${MIGRATIONS.length + 1}`);
     await raw.close();
-    expect(() => createSqliteStore({ dir })).toThrow(/newer than this build/);
+    expect(() => createSqliteStore({ dir, driver })).toThrow(/newer than this build/);
   });
 
   it('close is idempotent and later calls throw', async () => {
@@ -189,7 +195,7 @@ describe('tenants and keys', () => {
     await s.close();
     const hashed = [{ key_hash: createHash('sha256').update(key).digest('hex') }];
     if (onSqlite) {
-      const raw = new Database(path.join(dir, 'capsa.db'), { readonly: true });
+      const raw = rawDb({ readonly: true });
       const rows = raw.prepare<[], { key_hash: string }>('SELECT key_hash FROM api_keys').all();
       raw.close();
       expect(rows).toEqual(hashed);
@@ -577,6 +583,208 @@ describe('runs', () => {
   });
 });
 
+describe('the queue: claims, leases, quotas', () => {
+  const claim = (s: Store, max: number, o: Partial<ClaimOptions> = {}) =>
+    s.claimRuns({ node: 'n1', max, leaseMs: 1000, concurrentRuns: 100, ...o });
+  /** Tenants named by letter, each with its module; `runs(t, n)` queues n runs of it, a ms apart. */
+  async function tenants(s: Store, names: string[]) {
+    const out = new Map<string, { id: string; mod: string }>();
+    for (const n of names) {
+      const t = await s.createTenant(n);
+      out.set(n, { id: t.id, mod: (await s.putModule(t.id, bytesOf(n), [])).record.id });
+    }
+    return out;
+  }
+
+  it('claims in the fair order: the tenant served longest ago gives its oldest run, one a turn', async () => {
+    const s = await openStore();
+    const ts = await tenants(s, ['A', 'B', 'C']);
+    const name = new Map([...ts].map(([n, t]) => [t.id, n]));
+    const ids = new Map<string, string>();
+    let at = clock;
+    for (const [n, k] of [['A', 3], ['B', 1], ['C', 2]] as const) {
+      for (let i = 0; i < k; i++) ids.set((await newRun(s, ts.get(n)!.id, ts.get(n)!.mod, ++at)).id, `${n}${i}`);
+    }
+    const order: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const [r] = await claim(s, 1);
+      expect(r).toMatchObject({ state: 'running', attempts: 1, startedAt: clock, nodeId: 'n1' });
+      expect(name.get(r!.tenantId)).toBe(ids.get(r!.id)![0]);
+      order.push(ids.get(r!.id)!);
+    }
+    expect(order).toEqual(['A0', 'B0', 'C0', 'A1', 'C1', 'A2']);
+    expect(await claim(s, 5)).toEqual([]);
+    expect(await s.getRun(ts.get('A')!.id, [...ids].find(([, v]) => v === 'A2')![0])).toMatchObject({ state: 'running', nodeId: 'n1' });
+
+    // A tenant that queues later is not behind those served meanwhile; nor is one served before.
+    const d = (await tenants(s, ['D'])).get('D')!;
+    await newRun(s, ts.get('A')!.id, ts.get('A')!.mod);
+    await newRun(s, d.id, d.mod);
+    await newRun(s, ts.get('B')!.id, ts.get('B')!.mod);
+    expect((await claim(s, 3)).map((r) => name.get(r.tenantId) ?? 'D')).toEqual(['D', 'B', 'A']);
+  });
+
+  it('a tenant at its concurrent-runs bound is skipped until one of its runs ends; max bounds a claim', async () => {
+    const s = await openStore();
+    const ts = await tenants(s, ['A', 'B']);
+    const a = ts.get('A')!;
+    const b = ts.get('B')!;
+    for (let i = 0; i < 5; i++) await newRun(s, a.id, a.mod, clock + i);
+    await newRun(s, b.id, b.mod, clock + 9);
+    const first = await claim(s, 10, { concurrentRuns: 2 });
+    expect(first.map((r) => r.tenantId).sort()).toEqual([a.id, a.id, b.id].sort());
+    expect(await claim(s, 10, { concurrentRuns: 2 })).toEqual([]);
+    expect(await s.countRuns(a.id, 'running')).toBe(2);
+    const aRun = first.find((r) => r.tenantId === a.id)!;
+    expect(await s.finishRun(aRun.id, 'exited', '{}', clock, 1, 1)).toBe(true);
+    const next = await claim(s, 10, { concurrentRuns: 2 });
+    expect(next.map((r) => r.tenantId)).toEqual([a.id]);
+    expect(await claim(s, 0)).toEqual([]);
+    expect(await claim(s, 1)).toHaveLength(1);
+  });
+
+  it('each tenant\'s own concurrentRuns quota bounds its claims, over the service-wide one; a changed quota holds at the next claim', async () => {
+    const [s1, s2] = [await openStore(), await openStore()];
+    const ts = await tenants(s1, ['A', 'B', 'C']);
+    const [a, b, c] = ['A', 'B', 'C'].map((n) => ts.get(n)!);
+    await s1.setQuotas(a!.id, { concurrentRuns: 1 });
+    await s1.setQuotas(b!.id, { concurrentRuns: 3, queuedRuns: 50 });
+    // C has none of its own: the service's 2 holds for it.
+    for (const [i, t] of [a, b, c].entries()) for (let k = 0; k < 6; k++) await newRun(s1, t!.id, t!.mod, clock + i * 10 + k);
+    const running = async () => Promise.all([a, b, c].map((t) => s1.countRuns(t!.id, 'running')));
+    // Two claimers at once (two connections, as two nodes), each asking for more than the bounds allow.
+    const got = (await Promise.all(Array.from({ length: 6 }, (_, i) => claim(i % 2 ? s1 : s2, 4, { node: i % 2 ? 'n1' : 'n2', concurrentRuns: 2 })))).flat();
+    expect(new Set(got.map((r) => r.id)).size).toBe(got.length);
+    expect(await running()).toEqual([1, 3, 2]);
+    expect(await claim(s2, 10, { concurrentRuns: 2 })).toEqual([]);
+    // A larger service-wide bound does not lift a tenant's own lower one (A), but lifts C's.
+    expect((await claim(s1, 10, { concurrentRuns: 4 })).map((r) => r.tenantId).sort()).toEqual([c!.id, c!.id].sort());
+    expect(await running()).toEqual([1, 3, 4]);
+    // A raised quota holds at the next claim; an ended run frees a place under B's own bound.
+    await s1.setQuotas(a!.id, { concurrentRuns: 2 });
+    const bRun = got.find((r) => r.tenantId === b!.id)!;
+    expect(await s1.finishRun(bRun.id, 'exited', '{}', clock, 1, 1)).toBe(true);
+    expect((await claim(s2, 10, { concurrentRuns: 2 })).map((r) => r.tenantId).sort()).toEqual([a!.id, b!.id].sort());
+    expect(await running()).toEqual([2, 3, 4]);
+  });
+
+  it('two claimers at once (two connections, as two nodes) never pass a tenant\'s bound, and claim each run once', async () => {
+    const [s1, s2] = [await openStore(), await openStore()];
+    const ts = await tenants(s1, ['A', 'B', 'C']);
+    const total = 36;
+    for (let i = 0; i < total; i++) {
+      const t = [...ts.values()][i % 3]!;
+      await newRun(s1, t.id, t.mod, clock + i);
+    }
+    const claimed = new Map<string, string>();
+    for (let round = 0; claimed.size < total; round++) {
+      expect(round).toBeLessThan(total);
+      // Each node asks for more than the bound allows, many times over, at once.
+      const got = (await Promise.all(Array.from({ length: 8 }, (_, i) => claim(i % 2 ? s1 : s2, 4, { node: i % 2 ? 'n1' : 'n2', concurrentRuns: 2 })))).flat();
+      for (const r of got) {
+        expect(claimed.has(r.id)).toBe(false);
+        claimed.set(r.id, r.nodeId!);
+      }
+      for (const t of ts.values()) expect(await s1.countRuns(t.id, 'running')).toBeLessThanOrEqual(2);
+      // Every tenant with queued runs got its two: nothing was left unclaimed that the bound allowed.
+      for (const t of ts.values()) {
+        if (await s1.countRuns(t.id, 'queued')) expect(await s1.countRuns(t.id, 'running')).toBe(2);
+      }
+      for (const r of got) expect(await s2.finishRun(r.id, 'exited', '{}', clock, 0, r.attempts)).toBe(true);
+    }
+    expect(claimed.size).toBe(total);
+  });
+
+  it('leases: renewed by their node and attempt only; an expired one is recovered once by the restart rule; a late end of a lost attempt is refused', async () => {
+    const s = await openStore();
+    const a = (await tenants(s, ['A'])).get('A')!;
+    const r1 = await newRun(s, a.id, a.mod, clock);
+    const r2 = await newRun(s, a.id, a.mod, clock + 1);
+    const [c1, c2] = await claim(s, 2, { leaseMs: 1000 });
+    expect([c1!.id, c2!.id]).toEqual([r1.id, r2.id]);
+    expect(await s.renewLeases('n1', [{ id: r1.id, attempt: 1 }, { id: r2.id, attempt: 1 }], 1000, clock + 900)).toEqual([r1.id, r2.id]);
+    expect(await s.renewLeases('n2', [{ id: r1.id, attempt: 1 }], 1000, clock + 900)).toEqual([]);
+    expect(await s.renewLeases('n1', [{ id: r1.id, attempt: 2 }], 1000, clock + 900)).toEqual([]);
+    // r1's lease runs to clock+1900 and r2's, renewed again, further; at clock+1950 only r1's expired.
+    expect(await s.renewLeases('n1', [{ id: r2.id, attempt: 1 }], 1000, clock + 1500)).toEqual([r2.id]);
+    expect(await s.expireLeases(clock + 1899)).toEqual([]);
+    const expired = await s.expireLeases(clock + 1950);
+    expect(expired).toMatchObject([{ id: r1.id, state: 'queued', attempts: 1, startedAt: null }]);
+    expect(await s.expireLeases(clock + 1950)).toEqual([]);
+    // The node that lost r1 no longer holds it: no renewal, no end, no requeue.
+    expect(await s.renewLeases('n1', [{ id: r1.id, attempt: 1 }], 1000, clock + 1960)).toEqual([]);
+    expect(await s.finishRun(r1.id, 'exited', '{}', clock + 1960, 5, 1)).toBe(false);
+    // Another node claims the retry; the first node's late end of attempt 1 still cannot end it.
+    clock += 2000;
+    const [retry] = await claim(s, 1, { node: 'n2' });
+    expect(retry).toMatchObject({ id: r1.id, attempts: 2, nodeId: 'n2' });
+    expect(await s.finishRun(r1.id, 'exited', '{}', clock + 1, 5, 1)).toBe(false);
+    expect(await s.requeueRun(r1.id, 1)).toBeUndefined();
+    expect(await s.getRun(a.id, r1.id)).toMatchObject({ state: 'running', attempts: 2 });
+    // The retry's lease expires too: it ends interrupted, blame host.
+    clock += 10_000;
+    const ended = await s.expireLeases(clock);
+    expect(ended.map((r) => [r.id, r.state])).toEqual([[r1.id, 'interrupted'], [r2.id, 'queued']]);
+    expect(ended[0]!.result).toBe(INTERRUPTED_RESULT);
+    expect(await s.finishRun(r1.id, 'exited', '{}', clock, 5, 2)).toBe(false);
+    // A run started without a lease (startRun) counts as expired.
+    const [again] = await claim(s, 1);
+    expect(again!.id).toBe(r2.id);
+    expect(await s.finishRun(r2.id, 'exited', '{}', clock, 5, 2)).toBe(true);
+    const r3 = await newRun(s, a.id, a.mod);
+    expect(await s.startRun(r3.id, clock, 'tool')).toBe(true);
+    expect((await s.expireLeases(clock)).map((r) => r.id)).toEqual([r3.id]);
+  });
+
+  it('createRun checks the queued-runs and CPU quotas in its transaction: a refusal stores nothing', async () => {
+    const s = await openStore();
+    const ts = await tenants(s, ['A', 'B']);
+    const a = ts.get('A')!;
+    const b = ts.get('B')!;
+    const quota = { queuedRuns: 2, cpuMs: 100, since: clock - 1000 };
+    const make = (t: { id: string; mod: string }, q = quota) => s.createRun({ id: newRunId(), tenantId: t.id, moduleId: t.mod, request: '{}', createdAt: clock }, q);
+    await make(a);
+    const second = await make(a);
+    const refused = await storeError(() => make(a));
+    expect(refused).toMatchObject({ code: 'quota', quota: 'queuedRuns', limit: 2, used: 2 });
+    expect(await s.countRuns(a.id, 'queued')).toBe(2);
+    await make(b);
+    // CPU: finished runs since `since` count; once they reach the quota, refused.
+    expect(await s.startRun(second.id, clock, 'n1')).toBe(true);
+    expect(await s.finishRun(second.id, 'exited', '{}', clock, 100, 1)).toBe(true);
+    expect(await storeError(() => make(a))).toMatchObject({ code: 'quota', quota: 'cpuMs', limit: 100, used: 100 });
+    expect(await make(a, { ...quota, since: clock + 1 })).toMatchObject({ state: 'queued' });
+    expect(await s.countRuns(a.id, 'queued')).toBe(2);
+  });
+
+  it('two nodes creating runs at once never pass the queued-runs quota', async () => {
+    const [s1, s2] = [await openStore(), await openStore()];
+    const a = (await tenants(s1, ['A'])).get('A')!;
+    const quota = { queuedRuns: 5, cpuMs: 1e9, since: 0 };
+    const tries = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => (i % 2 ? s1 : s2).createRun({ id: newRunId(), tenantId: a.id, moduleId: a.mod, request: '{}', createdAt: clock }, quota)));
+    expect(tries.filter((t) => t.status === 'fulfilled')).toHaveLength(5);
+    for (const t of tries) if (t.status === 'rejected') expect(t.reason).toMatchObject({ code: 'quota', quota: 'queuedRuns' });
+    expect(await s1.countRuns(a.id, 'queued')).toBe(5);
+  });
+
+  it('runCounts counts the queue of all tenants; watchQueue hears createRun and requeues', async () => {
+    const s = await openStore();
+    const ts = await tenants(s, ['A', 'B']);
+    let heard = 0;
+    const w = await s.watchQueue(() => { heard++; });
+    for (const t of ts.values()) await newRun(s, t.id, t.mod);
+    await newRun(s, ts.get('A')!.id, ts.get('A')!.mod);
+    await vi.waitFor(() => expect(heard).toBeGreaterThanOrEqual(3), STATE_WAIT);
+    expect(await s.runCounts()).toEqual({ queued: 3, running: 0, tenantsWaiting: 2 });
+    const [r] = await claim(s, 1);
+    expect(await s.runCounts()).toEqual({ queued: 2, running: 1, tenantsWaiting: r!.tenantId === ts.get('A')!.id ? 2 : 1 });
+    const before = heard;
+    expect(await s.requeueRun(r!.id, 1)).toMatchObject({ state: 'queued' });
+    await vi.waitFor(() => expect(heard).toBeGreaterThan(before), STATE_WAIT);
+    await w.close();
+  });
+});
+
 describe('events', () => {
   it('numbers events per run from 1 and resumes after a seq', async () => {
     const s = await openStore();
@@ -618,10 +826,42 @@ describe('events', () => {
     expect(await attempts()).toEqual([['status', 0], ['stdout', 1], ['status', 1], ['attempt', 2], ['stdout', 2]]);
   });
 
+  it('announces every append to its watchers (on PostgreSQL, those of every connection to the database) until they close', async () => {
+    const s = await openStore();
+    // PostgreSQL: another node's store on the same database hears it; SQLite: the one process's store.
+    const other = onSqlite ? s : await openStore();
+    const t = await s.createTenant('acme');
+    const run = await newRun(s, t.id, (await s.putModule(t.id, bytesOf('watch'), [])).record.id);
+    const heard: unknown[] = [];
+    const watch = await other.watchEvents((n) => heard.push(n));
+    await s.appendEvent(run.id, 'status', '{}');
+    await s.appendEvent(run.id, 'stdout', '{"data":"x"}');
+    await s.appendEvent(run.id, 'exit', '{}');
+    await vi.waitFor(() => expect(heard).toEqual([
+      { runId: run.id, seq: 1, type: 'status' }, { runId: run.id, seq: 2, type: 'stdout' }, { runId: run.id, seq: 3, type: 'exit' },
+    ]), { timeout: 10_000 });
+    await watch.close();
+    await s.appendEvent(run.id, 'audit', '{}');
+    // A later watcher on the same store hears the next append, the closed one never does.
+    const later: unknown[] = [];
+    const watch2 = await other.watchEvents((n) => later.push(n));
+    await s.appendEvent(run.id, 'audit', '{}');
+    await vi.waitFor(() => expect(later).toEqual([{ runId: run.id, seq: 5, type: 'audit' }]), { timeout: 10_000 });
+    expect(heard).toHaveLength(3);
+    await watch2.close();
+    // A failed append (an unknown run) announces nothing.
+    const none: unknown[] = [];
+    const watch3 = await other.watchEvents((n) => none.push(n));
+    await expect(s.appendEvent('run_nope', 'status', '{}')).rejects.toThrow();
+    await s.appendEvent(run.id, 'exit', '{}');
+    await vi.waitFor(() => expect(none).toEqual([{ runId: run.id, seq: 6, type: 'exit' }]), { timeout: 10_000 });
+    await watch3.close();
+  });
+
   it.runIf(onSqlite)('migration 2 gives the events of an older database their attempts', async () => {
-    const raw = new Database(path.join(dir, 'capsa.db'));
+    const raw = rawDb();
     raw.exec(MIGRATIONS[0]!);
-    raw.pragma('user_version = 1');
+    raw.exec('PRAGMA user_version = 1');
     raw.prepare(`INSERT INTO tenants (id, name, created_at) VALUES ('ten_1', 'old', 0)`).run();
     raw.prepare(`INSERT INTO runs (id, tenant_id, module_id, state, request, created_at, attempts) VALUES ('run_1', 'ten_1', 'sha256:00', 'exited', '{}', 0, 2)`).run();
     const add = raw.prepare('INSERT INTO run_events (run_id, seq, type, data, at) VALUES (?, ?, ?, ?, 0)');
@@ -714,6 +954,44 @@ describe('webhook deliveries', () => {
     expect((await s.pendingDeliveries()).map((x) => x.id)).toEqual(['whd_b']);
     expect(await s.listDeliveries('run_nope')).toEqual([]);
     expect((await storeError(() => s.putDelivery({ ...d, id: 'whd_c', runId: 'run_nope' }))).code).toBe('not_found');
+  });
+});
+
+describe('nodes', () => {
+  it('a started run records the node that started it; a retry records its own', async () => {
+    const s = await openStore();
+    const t = await s.createTenant('acme');
+    const run = await newRun(s, t.id, (await s.putModule(t.id, bytesOf('node'), [])).record.id);
+    expect(run.nodeId).toBeNull();
+    expect((await s.getRun(t.id, run.id))?.nodeId).toBeNull();
+    expect(await s.startRun(run.id, clock, 'node-a')).toBe(true);
+    expect((await s.getRun(t.id, run.id))?.nodeId).toBe('node-a');
+    await s.requeueRun(run.id);
+    expect(await s.startRun(run.id, clock, 'node-b')).toBe(true);
+    expect(await s.getRun(t.id, run.id)).toMatchObject({ nodeId: 'node-b', attempts: 2 });
+    expect((await s.listRuns(t.id, { limit: 10 })).items[0]?.nodeId).toBe('node-b');
+  });
+
+  it('runCounts counts queued and running runs across all tenants; ping answers', async () => {
+    const s = await openStore();
+    await s.ping();
+    expect(await s.runCounts()).toEqual({ queued: 0, running: 0, tenantsWaiting: 0 });
+    const a = await s.createTenant('a');
+    const b = await s.createTenant('b');
+    const ma = (await s.putModule(a.id, bytesOf('ca'), [])).record.id;
+    const mb = (await s.putModule(b.id, bytesOf('cb'), [])).record.id;
+    const runs = [await newRun(s, a.id, ma), await newRun(s, a.id, ma), await newRun(s, b.id, mb), await newRun(s, b.id, mb)];
+    await s.startRun(runs[0]!.id, clock);
+    await s.startRun(runs[2]!.id, clock);
+    await s.startRun(runs[3]!.id, clock);
+    await s.finishRun(runs[3]!.id, 'exited', '{}', clock, 0);
+    expect(await s.runCounts()).toEqual({ queued: 1, running: 2, tenantsWaiting: 1 });
+  });
+
+  it('ping rejects once the store is closed', async () => {
+    const s = await openStore();
+    await s.close();
+    await expect(s.ping()).rejects.toThrow();
   });
 });
 

@@ -36,11 +36,29 @@ describe('the example guests', () => {
     });
     expect(r.status).toBe('exited');
     expect(text(r.stdout)).toContain('www.example.org');
-    expect(text(r.stdout) + text(r.stderr)).toMatch(/gethostbyname.*fail/i);
+    expect(text(r.stdout) + text(r.stderr)).toMatch(/gethostbyname.*refused/i);
     // The refused forward lookup never reached the DNS server.
     expect(queries).not.toContain('example.org');
     const calls = r.audit.events.filter((e) => e.call.startsWith('system.dns.'));
     expect(calls.map((e) => e.call)).toEqual(expect.arrayContaining(['system.dns.gethostbyaddr']));
+  });
+
+  it('a refusal by the limits reads as one (errno ENOTCAPABLE beside NO_RECOVERY); a lookup that fails does not', async () => {
+    const dnsGrant = (hosts?: string[]) => ({ 'system.dns': { types: ['ADDR2NAME', 'NAME2ADDR'], families: ['AF_INET', 'AF_INET6'], ...(hosts ? { hosts } : {}) } });
+    const refusedForward = (name: string) => `gethostbyname(${name}): refused: h_errno=3 (Unknown server error), errno=76 (Capabilities insufficient)\n`;
+    // The README's grant: the PTR name is allowed, revlookup's own type limit refuses the forward lookup.
+    const ok = await host.run({ module: guest('revlookup'), args: ['192.0.2.30'], casper: dnsGrant(['*.in-addr.arpa', '*.ip6.arpa', '*.example.org']) });
+    expect(text(ok.stdout)).toBe(`192.0.2.30: www.example.org\n${refusedForward('www.example.org')}`);
+    expect(ok.exitCode).toBe(0);
+    // The host allowlist without *.in-addr.arpa refuses the reverse lookup itself, before any query.
+    const before = queries.length;
+    const denied = await host.run({ module: guest('revlookup'), args: ['192.0.2.30'], casper: dnsGrant(['*.example.org']) });
+    expect(text(denied.stdout)).toBe(`192.0.2.30: reverse lookup refused: h_errno=3 (Unknown server error)\n${refusedForward('localhost')}`);
+    expect(queries.slice(before)).toEqual([]);
+    // An address the server does not know: a failure, not a refusal.
+    const unknown = await host.run({ module: guest('revlookup'), args: ['192.0.2.31'], casper: dnsGrant() });
+    expect(text(unknown.stdout)).toBe(`192.0.2.31: reverse lookup failed: h_errno=1 (Unknown host)\n${refusedForward('localhost')}`);
+    expect(unknown.exitCode).toBe(1);
   });
 
   it('id with system.pwd and system.grp, from the operator\'s virtual database', async () => {

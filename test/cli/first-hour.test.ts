@@ -201,6 +201,12 @@ describe('traps show where', () => {
     expect(r.status).toBe(134);
     expect(r.stderr).toMatch(/^capsa: guest trapped: unreachable \(unreachable\)\nwasm backtrace:\n +0: +0x[\da-f]+ - inner\n +1: +0x[\da-f]+ - middle\n +2: +0x[\da-f]+ - wasm-function\[2\]\n$/);
   });
+
+  it('and each frame\'s file:line:column where the module has DWARF line information (clang -g), as wasmtime does', () => {
+    const r = capsa(['run', path.join(REPO, 'guests', 'build', 'trap_debug.wasm')]);
+    expect(r.status).toBe(134);
+    expect(r.stderr).toMatch(/^capsa: guest trapped: divide by zero \(integer_divide_by_zero\)\nwasm backtrace:\n +0: +0x[\da-f]+ - divide\n {20}at src\/trap_debug\.c:15:12\n +1: +0x[\da-f]+ - compute\n {20}at src\/trap_debug\.c:22:10\n +2: +0x[\da-f]+ - main\n {20}at src\/trap_debug\.c:29:17\n/);
+  });
 });
 
 describe('no hidden ceilings without --policy', () => {

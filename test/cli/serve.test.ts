@@ -4,37 +4,22 @@
  * directory. Covers the issue's session (tenant create → upload → run with wait → SSE events),
  * restart safety after kill -9, and the graceful stop on SIGTERM.
  *
- * The CLI runs as bin/capsa.js runs it: from dist/ when dist/ is built and newer than src/, else from
- * the sources through tsx (so that a stale dist/ never hides the code under test). Every request
- * goes to 127.0.0.1 with a timeout; every child is killed in afterAll.
+ * The CLI runs as bin/capsa.js runs it (test/helpers/serve.ts). Every request goes to 127.0.0.1 with a
+ * timeout; every child is killed in afterAll.
  */
-import { spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node:child_process';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createRequire } from 'node:module';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { wat } from '../helpers/wat.js';
+import { api, CLI, exitOf, kill9, killServers, REPO, startServe, type Server } from '../helpers/serve.js';
 import { memoryCgroupRoot } from '../../src/host/executor/sandbox.js';
 
 /** The memory cgroup layer, where this machine lets capsa make one (docs/security.md). */
 const CGROUP = typeof memoryCgroupRoot() === 'string' ? [] : ['cgroup-memory'];
 
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
-const BIN = path.join(REPO, 'bin', 'capsa.js');
 const HELLO = path.join(REPO, 'guests', 'build', 'hello.wasm');
-
-/** The command that runs the CLI: node bin/capsa.js when dist/ is current, else src/cli.ts under tsx. */
-const CLI: string[] = (() => {
-  const bundle = path.join(REPO, 'dist', 'bundle', 'cli.js');
-  const built = fs.existsSync(bundle) ? fs.statSync(bundle).mtimeMs : 0;
-  const newest = Math.max(...fs.readdirSync(path.join(REPO, 'src'), { recursive: true, encoding: 'utf8' })
-    .map((f) => fs.statSync(path.join(REPO, 'src', f)).mtimeMs));
-  if (built >= newest) return [BIN];
-  const tsx = path.join(path.dirname(createRequire(path.join(REPO, 'package.json')).resolve('tsx/package.json')), 'dist', 'loader.mjs');
-  return ['--import', pathToFileURL(tsx).href, path.join(REPO, 'src', 'cli.ts')];
-})();
 
 /** A guest that spins on the monotonic clock for `ms`, then prints "done <ms>\n". */
 function spinner(ms: number): Uint8Array {
@@ -57,14 +42,13 @@ function spinner(ms: number): Uint8Array {
 }
 
 let tmp: string;
-const children = new Set<ChildProcess>();
 
 beforeAll(() => {
   tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-serve-')));
 });
 
 afterAll(() => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  killServers();
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -74,79 +58,9 @@ function capsa(args: string[], env: Record<string, string> = {}): SpawnSyncRetur
   return r;
 }
 
-interface Server {
-  proc: ChildProcess;
-  url: string;
-  /** Every JSON log line so far. */
-  logs: Record<string, unknown>[];
-  stderr: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
 /** Starts `capsa serve --port 0` on `data` and waits for its "listening" line. */
-async function startServer(data: string, extra: string[] = [], env: Record<string, string> = {}): Promise<Server> {
-  const proc = spawn(process.execPath, [...CLI, 'serve', '--host', '127.0.0.1', '--port', '0', '--data', data, ...extra], {
-    cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env },
-  });
-  children.add(proc);
-  const logs: Record<string, unknown>[] = [];
-  let err = '';
-  proc.stderr!.setEncoding('utf8').on('data', (d: string) => { err += d; });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    proc.on('exit', (code, signal) => resolve({ code, signal }));
-  });
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`capsa serve did not log "listening" within 20 s; stderr: ${err}`)), 20_000);
-    let buf = '';
-    proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
-      buf += d;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        let entry: Record<string, unknown>;
-        try {
-          entry = JSON.parse(line) as Record<string, unknown>;
-        } catch {
-          clearTimeout(timer);
-          reject(new Error(`capsa serve logged a line that is not JSON: ${line}`));
-          return;
-        }
-        logs.push(entry);
-        if (entry['msg'] === 'listening') { clearTimeout(timer); resolve(String(entry['url'])); }
-      }
-    });
-    void exited.then(({ code, signal }) => { clearTimeout(timer); reject(new Error(`capsa serve exited (${code ?? signal}) before listening; stderr: ${err}`)); });
-  });
-  return { proc, url, logs, stderr: () => err, exited };
-}
-
-/** Waits for the server's exit, at most `ms`. */
-async function exitOf(s: Server, ms = 20_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-  return Promise.race([s.exited, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`the server did not exit within ${ms} ms`)), ms))]);
-}
-
-async function kill9(s: Server): Promise<void> {
-  s.proc.kill('SIGKILL');
-  await exitOf(s);
-}
-
-interface Reply { status: number; body: Record<string, unknown>; headers: Headers }
-
-/** One request to the server (always on 127.0.0.1), with a timeout. */
-async function api(s: Server, method: string, p: string, key: string, body?: unknown, timeoutMs = 10_000): Promise<Reply> {
-  expect(new URL(s.url).hostname).toBe('127.0.0.1');
-  // A connection per request: capsa() blocks this thread (spawnSync) for seconds on a loaded
-  // machine, past the server's 5 s keep-alive, and a request sent on the idle socket the server
-  // closed meanwhile fails ("other side closed").
-  const headers: Record<string, string> = { authorization: `Bearer ${key}`, connection: 'close' };
-  let payload: BodyInit | undefined;
-  if (body instanceof Uint8Array) { headers['content-type'] = 'application/wasm'; payload = new Uint8Array(body); } else if (body !== undefined) { headers['content-type'] = 'application/json'; payload = JSON.stringify(body); }
-  const res = await fetch(new URL(p, s.url), { method, headers, ...(payload !== undefined ? { body: payload } : {}), signal: AbortSignal.timeout(timeoutMs) });
-  const text = await res.text();
-  let parsed: Record<string, unknown> = {};
-  try { parsed = text ? JSON.parse(text) as Record<string, unknown> : {}; } catch { parsed = { text }; }
-  return { status: res.status, body: parsed, headers: res.headers };
+function startServer(data: string, extra: string[] = [], env: Record<string, string> = {}): Promise<Server> {
+  return startServe(['--data', data, ...extra], env);
 }
 
 function newTenant(data: string, name: string): string {
@@ -374,7 +288,7 @@ describe('capsa serve: a real server on 127.0.0.1', () => {
     const key = newTenant(data, 'exec');
     const s = await startServer(data, ['--executors', '2']);
     try {
-      const health = await (await fetch(`${s.url}/healthz`)).json() as { status: string; isolation: string; executors: { pid: number; runtime: string; layers: string[]; workers: number }[] };
+      const health = await (await fetch(`${s.url}/healthz`)).json() as { status: string; node: string; isolation: string; executors: { pid: number; runtime: string; layers: string[]; workers: number }[] };
       expect(health).toMatchObject({ status: 'ok', isolation: 'process' });
       expect(health.executors).toHaveLength(2);
       for (const e of health.executors) {
@@ -382,7 +296,7 @@ describe('capsa serve: a real server on 127.0.0.1', () => {
         expect(e.pid).not.toBe(s.proc.pid);
       }
       const metrics = await (await fetch(`${s.url}/metrics`)).text();
-      expect(metrics).toContain(`capsa_executors{runtime="node",layers="${['node-permission', 'bubblewrap', ...CGROUP, 'capsicum-rights'].join(',')}"} 2`);
+      expect(metrics).toContain(`capsa_executors{node="${String(health.node)}",runtime="node",layers="${['node-permission', 'bubblewrap', ...CGROUP, 'capsicum-rights'].join(',')}"} 2`);
       const up = await api(s, 'POST', '/v1/modules', key, new Uint8Array(fs.readFileSync(HELLO)));
       const run = await api(s, 'POST', '/v1/runs', key, { module: up.body['id'], manifest: 'args: [exec]\n', wait: 20 }, 30_000);
       expect(run.body).toMatchObject({ status: 'exited', stdout: 'hello exec\n' });

@@ -1,6 +1,13 @@
 import { createHash } from 'node:crypto';
 import wabtInit from 'wabt';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+
+// Counts sha256 computations, to show a cache of 0 bytes hashes only when the id is read.
+const hashing = vi.hoisted(() => ({ count: 0 }));
+vi.mock('node:crypto', async (importOriginal) => {
+  const actual = await importOriginal<typeof import('node:crypto')>();
+  return { ...actual, createHash: (...args: Parameters<typeof actual.createHash>) => { hashing.count++; return actual.createHash(...args); } };
+});
 import { ModuleCache, moduleId, ModuleTooLargeError } from '../../src/host/module-cache.js';
 import { ModuleLimitError, moduleSummary, type ModuleCaps } from '../../src/host/wasm-limits.js';
 
@@ -172,5 +179,29 @@ describe('ModuleCache', () => {
     expect(cache.has(a.id)).toBe(false);
     expect(cache.size).toBe(0);
     expect(cache.bytes).toBe(0);
+  });
+
+  it('with maxBytes 0 keeps nothing and hashes a module only when its id is read', () => {
+    const cache = new ModuleCache({ maxBytes: 0 });
+    const bytes = wat('(module (memory 1))');
+    const before = hashing.count;
+    const m = cache.add(bytes, small);
+    expect(hashing.count).toBe(before);
+    expect(moduleSummary(bytes).memories[0]).toMatchObject({ min: 1 });
+    expect(WebAssembly.Module.exports(m.module)).toEqual([]);
+    expect(cache.size).toBe(0);
+    expect(cache.bytes).toBe(0);
+    expect(m.id).toBe(moduleId(bytes));
+    expect(hashing.count).toBe(before + 2); // the id, then moduleId above
+    expect(m.id).toBe(moduleId(bytes));
+    expect(hashing.count).toBe(before + 3); // the id is hashed once
+  });
+
+  it('with maxBytes 0 still caps and refuses what it cannot run', () => {
+    const cache = new ModuleCache({ maxBytes: 0 });
+    // moduleN(2) grows its one page by 2: past the 2-page cap, within the 64-page one.
+    expect(grow(cache.add(moduleN(2), small).module, 0)).toBe(-1);
+    expect(grow(cache.add(moduleN(2), large).module, 0)).toBe(1);
+    expect(() => cache.add(Uint8Array.of(0, 97, 115, 109, 1, 0, 0, 0, 99), small)).toThrow(ModuleLimitError);
   });
 });

@@ -68,10 +68,10 @@ describe('capModule: byte-level fixture', () => {
     expect(moduleSummary(output).memories).toEqual([{ min: 1, max: 2, shared: false, imported: false }]);
   });
 
-  it('copies an already-capped module unchanged, into a new array', () => {
+  it('returns an already-capped module itself, unchanged', () => {
     const input = bin(0x05, 0x04, 0x01, 0x01, 0x01, 0x02);
     const output = capModule(input, caps(4 * PAGE));
-    expect(output).not.toBe(input);
+    expect(output).toBe(input);
     expect([...output]).toEqual([...input]);
   });
 
@@ -99,6 +99,15 @@ describe('capModule: memories', () => {
     const below = capModule(belowInput, caps(64 * MiB));
     expect(moduleSummary(below).memories[0]).toMatchObject({ min: 1, max: 16 });
     expect([...below]).toEqual([...belowInput]);
+  });
+
+  it('returns the bytes themselves, not a copy, when no cap changes them', () => {
+    const input = wat('(module (memory 1 16) (table 2 4 funcref))');
+    expect(capModule(input, { memoryBytes: 64 * MiB, tableElements: 10 })).toBe(input);
+    // A change is a new buffer: the caller's bytes are never written.
+    const changed = capModule(input, { memoryBytes: 8 * PAGE, tableElements: 10 });
+    expect(changed).not.toBe(input);
+    expect(moduleSummary(input).memories[0]).toMatchObject({ max: 16 });
   });
 
   it('refuses a memory whose minimum is above the cap, saying how big it is', () => {

@@ -52,6 +52,19 @@ eai_of(int error)
 /* The static result of the gethostby* calls, as in libc. */
 static struct hostent hent;
 
+/*
+ * capsa's addition: a call outside the channel's limits answers FreeBSD's
+ * code (NO_RECOVERY, EAI 3) plus a "refused" string; errno then says
+ * ENOTCAPABLE, so that a refusal reads apart from a server failure.
+ */
+static void
+refusal_errno(const nvlist_t *nvl)
+{
+
+	if (nvlist_exists_string(nvl, "refused"))
+		errno = ENOTCAPABLE;
+}
+
 static void
 hostent_free(struct hostent *hp)
 {
@@ -164,6 +177,7 @@ hostent_xfer(cap_channel_t *chan, nvlist_t *nvl)
 	}
 	if (error != 0) {
 		h_errno = error;
+		refusal_errno(nvl);
 		nvlist_destroy(nvl);
 		return (NULL);
 	}
@@ -278,6 +292,7 @@ cap_getaddrinfo(cap_channel_t *chan, const char *hostname,
 	}
 	error = (int)nvlist_get_number(nvl, "error");
 	if (error != 0) {
+		refusal_errno(nvl);
 		nvlist_destroy(nvl);
 		return (eai_of(error));
 	}
@@ -327,6 +342,7 @@ cap_getnameinfo(cap_channel_t *chan, const struct sockaddr *sa,
 	}
 	error = (int)nvlist_get_number(nvl, "error");
 	if (error != 0) {
+		refusal_errno(nvl);
 		nvlist_destroy(nvl);
 		return (eai_of(error));
 	}

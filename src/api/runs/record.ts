@@ -114,6 +114,8 @@ export interface RunView {
   startedAt: string | null;
   finishedAt: string | null;
   attempts: number;
+  /** The node that started its latest attempt. */
+  node: string | null;
   exitCode: number | null;
   stdout: string | null;
   stderr: string | null;
@@ -135,7 +137,7 @@ export interface RunView {
 export function runView(r: RunRecord): RunView {
   const view: RunView = {
     id: r.id, module: r.moduleId, status: r.state, createdAt: iso(r.createdAt)!, startedAt: iso(r.startedAt), finishedAt: iso(r.finishedAt),
-    attempts: r.attempts, exitCode: null, stdout: null, stderr: null,
+    attempts: r.attempts, node: r.nodeId, exitCode: null, stdout: null, stderr: null,
   };
   if (r.result === null) return view;
   let res: StoredResult;
@@ -166,15 +168,21 @@ export function runView(r: RunRecord): RunView {
  * is text or base64), so that polling shows progress; finished runs take theirs from the result.
  */
 export function withProgress(view: RunView, events: RunEventRecord[]): RunView {
+  const o = outputSoFar(events, view.attempts);
+  const out = toText(o.stdout);
+  const err = toText(o.stderr);
+  return { ...view, stdout: out.data, stdoutEncoding: out.encoding, stderr: err.data, stderrEncoding: err.encoding };
+}
+
+/** The bytes an attempt of a run wrote, from its stdout/stderr events (each chunk is text or base64). */
+export function outputSoFar(events: RunEventRecord[], attempt: number): { stdout: Buffer; stderr: Buffer } {
   const parts: Record<'stdout' | 'stderr', Uint8Array[]> = { stdout: [], stderr: [] };
   for (const e of events) {
-    if ((e.type !== 'stdout' && e.type !== 'stderr') || e.attempt !== view.attempts) continue;
+    if ((e.type !== 'stdout' && e.type !== 'stderr') || e.attempt !== attempt) continue;
     const d = JSON.parse(e.data) as { data: string; encoding: Encoding };
     parts[e.type].push(d.encoding === 'base64' ? fromB64(d.data) : new TextEncoder().encode(d.data));
   }
-  const out = toText(Buffer.concat(parts.stdout));
-  const err = toText(Buffer.concat(parts.stderr));
-  return { ...view, stdout: out.data, stdoutEncoding: out.encoding, stderr: err.data, stderrEncoding: err.encoding };
+  return { stdout: Buffer.concat(parts.stdout), stderr: Buffer.concat(parts.stderr) };
 }
 
 /** An event's JSON as clients get it (SSE, the audit trail): its data with the attempt it belongs to. */

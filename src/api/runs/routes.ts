@@ -32,6 +32,7 @@ export const RunSchema = z.object({
   startedAt: z.string().nullable(),
   finishedAt: z.string().nullable(),
   attempts: z.number().int().openapi({ description: 'How many times the run was started: 2 when the service retried it after a crash or a stop' }),
+  node: z.string().nullable().openapi({ description: 'The node (`capsa serve --node-id`) that started its latest attempt; null while it has not started' }),
   exitCode: z.number().int().nullable(),
   stdout: text.openapi({ description: 'The output as text when it is valid UTF-8, else base64 (see stdoutEncoding); while running, the output of the current attempt so far; null while queued. A retried run shows its last attempt\'s output only' }),
   stderr: text,
@@ -50,7 +51,7 @@ export const RunSchema = z.object({
   learnedManifest: z.string().optional().openapi({ description: 'With learn: the least manifest (YAML, with comments saying why each grant is there) that grants only what this run used; submit it again as `manifest` (with the same files)' }),
 }).openapi('Run');
 
-const RunSummarySchema = RunSchema.pick({ id: true, module: true, status: true, createdAt: true, startedAt: true, finishedAt: true, attempts: true, exitCode: true }).openapi('RunSummary');
+const RunSummarySchema = RunSchema.pick({ id: true, module: true, status: true, createdAt: true, startedAt: true, finishedAt: true, attempts: true, node: true, exitCode: true }).openapi('RunSummary');
 
 const BatchWait = z.number().min(0).openapi({ description: 'Seconds to wait for every run of the batch to end before answering (lowered to the service\'s cap); an item\'s own `wait` counts for that item' });
 const BatchBodySchema = z.union([
@@ -68,11 +69,16 @@ const BatchResultSchema = z.object({
   })),
 }).openapi('RunBatchResult');
 
+/** An idle event stream gets a comment this often (proxies drop silent connections), and re-reads the run. */
+const KEEP_ALIVE_MS = 15_000;
+/** What a drained stream tells clients to wait before they reconnect (SSE `retry`), ms. */
+const DRAIN_RETRY_MS = 500;
+
 const idParam = z.object({ id: z.string().openapi({ param: { name: 'id', in: 'path' }, example: 'run_…' }) });
 
 const summary = (r: RunRecord) => {
   const v = runView(r);
-  return { id: v.id, module: v.module, status: v.status, createdAt: v.createdAt, startedAt: v.startedAt, finishedAt: v.finishedAt, attempts: v.attempts, exitCode: v.exitCode };
+  return { id: v.id, module: v.module, status: v.status, createdAt: v.createdAt, startedAt: v.startedAt, finishedAt: v.finishedAt, attempts: v.attempts, node: v.node, exitCode: v.exitCode };
 };
 
 export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
@@ -81,19 +87,21 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
   /** Validates, checks quotas, persists and queues one run. Throws ApiError. */
   const createOne = async (tenant: Tenant, body: RunBody): Promise<RunRecord> => {
     const prepared = await prepareRun(deps, tenant, body);
-    const refused = await scheduler.admit(tenant);
-    if (refused) throw refused;
-    // Persisted before it is acknowledged (and before the scheduler may start it).
-    const run = await store.createRun({
+    // Persisted (after the quotas admit it) before it is acknowledged, and before any node may start it.
+    return scheduler.create({
       id: newRunId(), tenantId: tenant.id, moduleId: prepared.moduleId,
       request: encodeRequest(prepared.manifest, prepared.fields, prepared.learn, prepared.callbackUrl), createdAt: Date.now(),
-    });
-    scheduler.submit(tenant.id, run.id);
-    return run;
+    }, tenant);
   };
 
   /** The full view; a running run's output so far included. */
   const fullView = async (r: RunRecord): Promise<RunView> => (r.state === 'running' ? withProgress(runView(r), await store.events(r.id, 0)) : runView(r));
+
+  /** Whether the run has ended, for waits that must not miss an end just before they listen (on any node). */
+  const ended = (tenantId: string, id: string) => async (): Promise<boolean> => {
+    const r = await store.getRun(tenantId, id);
+    return !r || isTerminal(r.state);
+  };
 
   const ownRun = async (c: Context<AppEnv>): Promise<RunRecord> => {
     const id = c.req.param('id') ?? '';
@@ -119,10 +127,7 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
     const run = await createOne(tenant, body);
     c.set('runId', run.id);
     const wait = Math.min(body.wait ?? 0, limits.waitSeconds);
-    if (wait > 0) {
-      const cur = await store.getRun(tenant.id, run.id);
-      if (cur && !isTerminal(cur.state)) await scheduler.waitFor(run.id, wait * 1000);
-    }
+    if (wait > 0) await scheduler.events.waitFor(run.id, wait * 1000, ended(tenant.id, run.id));
     c.header('Location', `/v1/runs/${run.id}`);
     return c.json(await fullView(await store.getRun(tenant.id, run.id) ?? run), 201);
   });
@@ -178,9 +183,7 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
     }
     // The waits run side by side, from now: the batch answers once each asked-for run ended or its wait passed.
     await Promise.all(waits.map(async (w) => {
-      const ended = scheduler.waitFor(w.run.id, w.seconds * 1000);
-      const cur = await store.getRun(tenant.id, w.run.id);
-      if (cur && !isTerminal(cur.state)) await ended;
+      await scheduler.events.waitFor(w.run.id, w.seconds * 1000, ended(tenant.id, w.run.id));
       out[w.index]!.run = await fullView(await store.getRun(tenant.id, w.run.id) ?? w.run);
     }));
     return c.json({ items: out }, 200);
@@ -223,7 +226,7 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
     const r = await scheduler.cancel(tenant.id, run.id);
     if (!r) throw notFound(`Run ${run.id}`);
     if (r.outcome === 'finished') throw new ApiError(409, 'conflict', `Run ${run.id} already ended (${r.run.state})`);
-    if (r.outcome === 'cancelling') await scheduler.waitFor(run.id, 5000);
+    if (r.outcome === 'cancelling') await scheduler.events.waitFor(run.id, 5000, ended(tenant.id, run.id));
     const now = await store.getRun(tenant.id, run.id) ?? r.run;
     return c.json(await fullView(now), isTerminal(now.state) ? 200 : 202);
   });
@@ -248,7 +251,8 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
     description: 'Events `status`, `attempt`, `stdout`, `stderr` ({data, encoding}), `audit` and `exit`, each with its sequence number as id and, in its data, '
       + 'the `attempt` it belongs to (0 before the run started). A run the service retried (it was running when the server died, or when a stop outlasted '
       + 'its grace time) has an `attempt` event before its retry\'s events: drop the output you collected from earlier attempts, since the run\'s result '
-      + 'holds the last attempt\'s output only. Reconnect with Last-Event-ID (or ?lastEventId=) to resume; the stream ends after `exit`.',
+      + 'holds the last attempt\'s output only. Any node serves any run\'s stream. Reconnect with Last-Event-ID (or ?lastEventId=) to resume, on any node; '
+      + 'the stream ends after `exit`, or after a `reconnect` event (with an SSE `retry`) when the node serving it stops: reconnect then.',
     request: {
       params: idParam,
       query: z.object({ lastEventId: z.string().optional() }),
@@ -264,10 +268,13 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
     const from = c.req.header('last-event-id') ?? c.req.query('lastEventId') ?? '0';
     let last = /^\d{1,15}$/.test(from.trim()) ? Number(from.trim()) : 0;
     return streamSSE(c, async (stream) => {
-      const pending: RunEventRecord[] = [];
+      // Notices say that the run has events after `last` (stored by any node); the stream reads
+      // them from the store, so a notice lost or repeated costs a read, never an event.
+      let fresh = true;
       let wake: (() => void) | undefined;
       let closed = false;
-      const unsubscribe = scheduler.onEvent(run.id, (e) => { pending.push(e); wake?.(); });
+      let drained = false;
+      const stir = (): void => { fresh = true; wake?.(); };
       stream.onAbort(() => { closed = true; wake?.(); });
       /** Writes an event not yet sent; true after `exit`. */
       const send = async (e: RunEventRecord): Promise<boolean> => {
@@ -276,34 +283,45 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
         last = e.seq;
         return e.type === 'exit';
       };
+      let unsubscribe: (() => void) | undefined;
       try {
-        for (const e of await store.events(run.id, last)) if (await send(e)) return;
+        unsubscribe = await scheduler.events.subscribe(run.id, stir, () => { drained = true; wake?.(); });
         while (!closed) {
-          const e = pending.shift();
-          if (e) {
-            if (await send(e)) return;
-            continue;
-          }
-          const cur = await store.getRun(tenantId, run.id);
-          if (!cur || isTerminal(cur.state)) {
-            for (const e2 of await store.events(run.id, last)) if (await send(e2)) return;
+          if (drained) {
+            // This node stops: what is stored goes out, then the client reconnects (to another
+            // node, with Last-Event-ID) at once.
+            for (const e of await store.events(run.id, last)) if (await send(e)) return;
+            await stream.writeSSE({ event: 'reconnect', data: JSON.stringify({ message: 'This node is stopping; reconnect with Last-Event-ID' }), retry: DRAIN_RETRY_MS });
             return;
+          }
+          if (fresh) {
+            fresh = false;
+            for (const e of await store.events(run.id, last)) if (await send(e)) return;
+            continue;
           }
           let timer: NodeJS.Timeout | undefined;
           const woke = await new Promise<boolean>((resolve) => {
             wake = () => resolve(true);
-            timer = setTimeout(() => resolve(false), 15_000);
+            timer = setTimeout(() => resolve(false), KEEP_ALIVE_MS);
           });
           clearTimeout(timer);
           wake = undefined;
-          if (!woke && !closed) await stream.write(': keep-alive\n\n');
+          if (woke || closed) continue;
+          await stream.write(': keep-alive\n\n');
+          // A run that ended without its exit event (its node died in between) ends the stream too.
+          const cur = await store.getRun(tenantId, run.id);
+          if (!cur || isTerminal(cur.state)) {
+            for (const e of await store.events(run.id, last)) if (await send(e)) return;
+            return;
+          }
+          fresh = true;
         }
       } catch (e) {
         // Not streamSSE's own handler: it would send the error's message to the client.
         c.get('log').error({ err: e, run: run.id }, 'event stream failed');
         await stream.writeSSE({ event: 'error', data: JSON.stringify({ message: 'The event stream failed; reconnect with Last-Event-ID' }) }).catch(() => {});
       } finally {
-        unsubscribe();
+        unsubscribe?.();
       }
     });
   });

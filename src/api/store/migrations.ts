@@ -76,7 +76,15 @@ export const MIGRATIONS: readonly string[] = [
       AND s.type = 'status' AND json_extract(s.data, '$.state') = 'running'
   );
   `,
-  // 3: per-tenant quotas and retention (JSON), the webhook signing secret, webhook deliveries;
+  // 3: the queue in the database. A run's node (the one that started its latest attempt) and its
+  // lease (ms; a running run whose lease ended is recovered by any node); a tenant's place in the
+  // fair rotation (the claim that served it last).
+  `
+  ALTER TABLE runs ADD COLUMN node_id TEXT;
+  ALTER TABLE runs ADD COLUMN lease_until INTEGER;
+  ALTER TABLE tenants ADD COLUMN served_seq INTEGER NOT NULL DEFAULT 0;
+  `,
+  // 4: per-tenant quotas and retention (JSON), the webhook signing secret, webhook deliveries;
   // runs by module (retention keeps modules a run references).
   `
   ALTER TABLE tenants ADD COLUMN quotas TEXT;

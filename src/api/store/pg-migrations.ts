@@ -71,8 +71,16 @@ export const PG_MIGRATIONS: readonly string[] = [
     PRIMARY KEY (run_id, seq)
   );
   `,
-  // 2: per-tenant quotas and retention (JSON), the webhook signing secret, webhook deliveries;
-  // runs by module (retention keeps modules a run references). SQLite's migration 3.
+  // 2: the queue in the database (SQLite's migration 3): a run's node and lease, a tenant's place
+  // in the fair rotation, numbered by a sequence.
+  `
+  ALTER TABLE runs ADD COLUMN node_id TEXT;
+  ALTER TABLE runs ADD COLUMN lease_until BIGINT;
+  ALTER TABLE tenants ADD COLUMN served_seq BIGINT NOT NULL DEFAULT 0;
+  CREATE SEQUENCE capsa_served_seq;
+  `,
+  // 3: per-tenant quotas and retention (JSON), the webhook signing secret, webhook deliveries;
+  // runs by module (retention keeps modules a run references). SQLite's migration 4.
   `
   ALTER TABLE tenants ADD COLUMN quotas TEXT;
   ALTER TABLE tenants ADD COLUMN webhook_secret TEXT;

@@ -10,11 +10,11 @@
 import { timingSafeEqual } from 'node:crypto';
 import pg from 'pg';
 import type { ApiKeyRecord, ModuleRecord, RunEventRecord, RunRecord, Store, Tenant } from './types.js';
-import { StoreError } from './errors.js';
+import { QuotaError, StoreError } from './errors.js';
 import { KEY_PREFIX, hashApiKey, moduleIdOf, newApiKey, newId, newWebhookSecret } from './ids.js';
 import { PG_MIGRATIONS } from './pg-migrations.js';
 import {
-  EVENT_TYPES, INTERRUPTED_RESULT, MAX_KEY_LENGTH, TERMINAL, TERMINAL_SQL, authTenant, checkImports, decodeCursor, deliveryValues, pageSize, quotasText,
+  EVENT_TYPES, INTERRUPTED_RESULT, MAX_KEY_LENGTH, TERMINAL, TERMINAL_SQL, authTenant, checkImports, decodeCursor, deliveryValues, newQueuedRun, pageSize, parseNotice, quotasText,
   toDelivery, toEvent, toKey, toModule, toPage, toRun, toTenant,
   type AuthRow, type DeliveryRow, type EventRow, type KeyRow, type ModuleRow, type RunRow, type TenantRow,
 } from './rows.js';
@@ -245,21 +245,31 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
       return (await one<{ n: number }>('SELECT coalesce(sum(size), 0) AS n FROM modules WHERE tenant_id = $1', [tenantId]))?.n ?? 0;
     },
 
-    async createRun(run) {
+    async createRun(run, quota) {
       try {
-        // One statement: the run is inserted only if its tenant holds the module.
-        const r = await q(`INSERT INTO runs (id, tenant_id, module_id, state, request, created_at)
-                           SELECT $1, $2, $3, 'queued', $4, $5 WHERE EXISTS (SELECT 1 FROM modules WHERE tenant_id = $2 AND id = $3)`,
-        [run.id, run.tenantId, run.moduleId, run.request, run.createdAt]);
-        if (r.rowCount !== 1) throw new StoreError('not_found', 'unknown module');
+        return await tx(async (c) => {
+          // The tenant's row lock serialises its createRuns and claims on every node; the counts are
+          // read by later statements, whose snapshots see every commit made before the lock was ours.
+          if ((await c.query('SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE', [run.tenantId])).rowCount !== 1) throw new StoreError('not_found', 'unknown module');
+          if (quota) {
+            const u = (await c.query<{ waiting: number; cpu: number }>(
+              `SELECT (SELECT count(*) FROM runs WHERE tenant_id = $1 AND state = 'queued') AS waiting,
+                      (SELECT coalesce(sum(cpu_ms), 0) FROM runs WHERE tenant_id = $1 AND finished_at >= $2) AS cpu`, [run.tenantId, quota.since])).rows[0]!;
+            if (u.waiting + 1 > quota.queuedRuns) throw new QuotaError('queuedRuns', quota.queuedRuns, u.waiting);
+            if (u.cpu >= quota.cpuMs) throw new QuotaError('cpuMs', quota.cpuMs, u.cpu);
+          }
+          // Inserted only if its tenant holds the module; the NOTIFY is delivered at commit.
+          const r = await c.query(`INSERT INTO runs (id, tenant_id, module_id, state, request, created_at)
+                                   SELECT $1, $2, $3, 'queued', $4, $5 WHERE EXISTS (SELECT 1 FROM modules WHERE tenant_id = $2 AND id = $3)
+                                   RETURNING pg_notify('${QUEUE_CHANNEL}', '')`,
+          [run.id, run.tenantId, run.moduleId, run.request, run.createdAt]);
+          if (r.rowCount !== 1) throw new StoreError('not_found', 'unknown module');
+          return newQueuedRun(run);
+        });
       } catch (e) {
         if (code(e) === UNIQUE) throw new StoreError('conflict', 'run id exists');
         throw e;
       }
-      return {
-        id: run.id, tenantId: run.tenantId, moduleId: run.moduleId, state: 'queued', request: run.request, result: null,
-        createdAt: run.createdAt, startedAt: null, finishedAt: null, attempts: 0, cpuMs: 0,
-      };
     },
     async getRun(tenantId, id) {
       const r = await one<RunRow>('SELECT * FROM runs WHERE tenant_id = $1 AND id = $2', [tenantId, id]);
@@ -276,30 +286,101 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
       const rows = (await q<RunRow>(`SELECT * FROM runs WHERE ${where.join(' AND ')} ORDER BY created_at DESC, id DESC LIMIT $${args.length}`, args)).rows;
       return toPage(rows, size, toRun);
     },
-    async startRun(id, at) {
-      return (await q(`UPDATE runs SET state = 'running', started_at = $1, attempts = attempts + 1 WHERE id = $2 AND state = 'queued'`, [at, id])).rowCount === 1;
+    async startRun(id, at, nodeId) {
+      return (await q(`UPDATE runs SET state = 'running', started_at = $1, node_id = $3, lease_until = NULL, attempts = attempts + 1 WHERE id = $2 AND state = 'queued'`,
+        [at, id, nodeId ?? null])).rowCount === 1;
     },
-    async finishRun(id, state, result, at, cpuMs) {
+    async claimRuns(o) {
+      if (o.max <= 0) return [];
+      return tx(async (c) => {
+        const out: RunRecord[] = [];
+        // Tenants this claim locked and found at their bound (or out of runs another claimer holds).
+        const full: string[] = [];
+        while (out.length < o.max) {
+          // The next tenant in the fair order whose row no other claimer holds. Its running count
+          // here is a hint only (this statement's snapshot predates the lock); the exact one follows.
+          // `bound`: the tenant's own concurrentRuns quota (setQuotas) over the service's; read from
+          // the locked row, so a quota set meanwhile is the one that holds.
+          const t = (await c.query<{ id: string; bound: number }>(
+            `SELECT t.id, coalesce((t.quotas::json->>'concurrentRuns')::int, $2) AS bound FROM tenants t
+             WHERE t.id IN (SELECT tenant_id FROM runs WHERE state = 'queued') AND NOT (t.id = ANY($1::text[]))
+               AND (SELECT count(*) FROM runs r WHERE r.tenant_id = t.id AND r.state = 'running')
+                   < coalesce((t.quotas::json->>'concurrentRuns')::int, $2)
+             ORDER BY t.served_seq, (SELECT min(created_at) FROM runs r WHERE r.tenant_id = t.id AND r.state = 'queued'), t.id LIMIT 1 FOR UPDATE OF t SKIP LOCKED`, [full, o.concurrentRuns])).rows[0];
+          if (!t) break;
+          const running = (await c.query<{ n: number }>(`SELECT count(*) AS n FROM runs WHERE tenant_id = $1 AND state = 'running'`, [t.id])).rows[0]!.n;
+          const at = now();
+          const row = running >= t.bound ? undefined : (await c.query<RunRow>(
+            `UPDATE runs SET state = 'running', started_at = $2, node_id = $3, lease_until = $4, attempts = attempts + 1
+             WHERE id = (SELECT id FROM runs WHERE tenant_id = $1 AND state = 'queued' ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+             RETURNING *`, [t.id, at, o.node, at + o.leaseMs])).rows[0];
+          if (!row) { full.push(t.id); continue; }
+          out.push(toRun(row));
+          await c.query(`UPDATE tenants SET served_seq = nextval('capsa_served_seq') WHERE id = $1`, [t.id]);
+        }
+        return out;
+      });
+    },
+    async renewLeases(node, runs, leaseMs, at) {
+      if (!runs.length) return [];
+      return (await q<{ id: string }>(
+        `UPDATE runs SET lease_until = $1 FROM unnest($2::text[], $3::int[]) AS h(id, attempt)
+         WHERE runs.id = h.id AND runs.attempts = h.attempt AND runs.node_id = $4 AND runs.state = 'running'
+         RETURNING runs.id`, [at + leaseMs, runs.map((r) => r.id), runs.map((r) => r.attempt), node])).rows.map((r) => r.id);
+    },
+    async expireLeases(at) {
+      // One statement: a renewal, an end or another node's expiry committed first makes the row
+      // fail the WHERE when it is re-checked under its lock, so each expired attempt is recovered once.
+      return (await q<RunRow>(
+        `WITH x AS (
+           UPDATE runs SET
+             state = CASE WHEN attempts < 2 THEN 'queued' ELSE 'interrupted' END,
+             started_at = CASE WHEN attempts < 2 THEN NULL ELSE started_at END,
+             result = CASE WHEN attempts < 2 THEN result ELSE $2 END,
+             finished_at = CASE WHEN attempts < 2 THEN finished_at ELSE $3 END,
+             lease_until = NULL
+           WHERE state = 'running' AND coalesce(lease_until, 0) < $1
+           RETURNING *)
+         SELECT x.*, CASE WHEN x.state = 'queued' THEN pg_notify('${QUEUE_CHANNEL}', '') END AS notified FROM x ORDER BY created_at, id`,
+        [at, INTERRUPTED_RESULT, now()])).rows.map(toRun);
+    },
+    async finishRun(id, state, result, at, cpuMs, attempt) {
       if (!TERMINAL.has(state)) throw new StoreError('invalid', `finishRun: ${state} is not a terminal state`);
-      // The row lock the UPDATE takes makes the first terminal state win across nodes.
-      return (await q(`UPDATE runs SET state = $1, result = $2, finished_at = $3, cpu_ms = $4 WHERE id = $5 AND state IN ('queued', 'running')`,
-        [state, result, at, Math.max(0, Math.round(cpuMs)), id])).rowCount === 1;
+      // The row lock the UPDATE takes makes the first terminal state win across nodes; with an
+      // attempt, only that attempt while running (a partitioned node's late end cannot end the retry).
+      return (await q(`UPDATE runs SET state = $1, result = $2, finished_at = $3, cpu_ms = $4, lease_until = NULL
+                       WHERE id = $5 AND state IN ('queued', 'running') AND ($6::int IS NULL OR (attempts = $6 AND state = 'running'))`,
+      [state, result, at, Math.max(0, Math.round(cpuMs)), id, attempt ?? null])).rowCount === 1;
     },
-    async requeueRun(id) {
+    async requeueRun(id, attempt) {
       // The restart rule (see the SQLite store): retried once, else interrupted, blame host. One
       // statement, so two nodes recovering the same run cannot both act on it.
-      await q(`UPDATE runs SET
+      const r = await one<RunRow>(`UPDATE runs SET
                  state = CASE WHEN attempts < 2 THEN 'queued' ELSE 'interrupted' END,
                  started_at = CASE WHEN attempts < 2 THEN NULL ELSE started_at END,
                  result = CASE WHEN attempts < 2 THEN result ELSE $2 END,
-                 finished_at = CASE WHEN attempts < 2 THEN finished_at ELSE $3 END
-               WHERE id = $1 AND state = 'running'`, [id, INTERRUPTED_RESULT, now()]);
+                 finished_at = CASE WHEN attempts < 2 THEN finished_at ELSE $3 END,
+                 lease_until = NULL
+               WHERE id = $1 AND state = 'running' AND ($4::int IS NULL OR attempts = $4)
+               RETURNING *, CASE WHEN state = 'queued' THEN pg_notify('${QUEUE_CHANNEL}', '') END AS notified`, [id, INTERRUPTED_RESULT, now(), attempt ?? null]);
+      return r && toRun(r);
     },
     async runsInState(state) {
       return (await q<RunRow>('SELECT * FROM runs WHERE state = $1 ORDER BY created_at, id', [state])).rows.map(toRun);
     },
     async countRuns(tenantId, state) {
       return (await one<{ n: number }>('SELECT count(*) AS n FROM runs WHERE tenant_id = $1 AND state = $2', [tenantId, state]))?.n ?? 0;
+    },
+    async runCounts() {
+      const r = await one<{ queued: number; running: number; tenants: number }>(
+        `SELECT count(*) FILTER (WHERE state = 'queued') AS queued, count(*) FILTER (WHERE state = 'running') AS running,
+                count(DISTINCT tenant_id) FILTER (WHERE state = 'queued') AS tenants
+         FROM runs WHERE state IN ('queued', 'running')`);
+      return { queued: r?.queued ?? 0, running: r?.running ?? 0, tenantsWaiting: r?.tenants ?? 0 };
+    },
+    async watchQueue(listener) {
+      if (closed) throw new Error('the store is closed');
+      return listen(opts.url, QUEUE_CHANNEL, listener, listener);
     },
     async cpuUsedSince(tenantId, since) {
       return (await one<{ n: number }>('SELECT coalesce(sum(cpu_ms), 0) AS n FROM runs WHERE tenant_id = $1 AND finished_at >= $2', [tenantId, since]))?.n ?? 0;
@@ -308,15 +389,18 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
     async appendEvent(runId, type, data) {
       if (!EVENT_TYPES.has(type)) throw new StoreError('invalid', `unknown event type ${String(type)}`);
       // Two nodes may append to one run at once (a cancel and the run's own output): the loser of
-      // the primary key retries with the next seq.
+      // the primary key retries with the next seq. The NOTIFY is part of the insert's transaction:
+      // every node's listeners hear of the event once it is committed, and never of one rolled back.
       for (let tries = 0; ; tries++) {
         const at = now();
         try {
           const r = await one<{ seq: number; attempt: number }>(
-            `INSERT INTO run_events (run_id, seq, type, data, at, attempt)
-             SELECT $1, coalesce((SELECT max(seq) FROM run_events WHERE run_id = $1), 0) + 1, $2, $3, $4,
-                    coalesce((SELECT attempts FROM runs WHERE id = $1), 0)
-             RETURNING seq, attempt`, [runId, type, data, at]);
+            `WITH ev AS (
+               INSERT INTO run_events (run_id, seq, type, data, at, attempt)
+               SELECT $1, coalesce((SELECT max(seq) FROM run_events WHERE run_id = $1), 0) + 1, $2, $3, $4,
+                      coalesce((SELECT attempts FROM runs WHERE id = $1), 0)
+               RETURNING seq, attempt)
+             SELECT seq, attempt, pg_notify('${EVENTS_CHANNEL}', $1 || ':' || seq || ':' || $2) FROM ev`, [runId, type, data, at]);
           if (!r) throw new Error('appendEvent: no row inserted');
           return { runId, seq: r.seq, type, data, at, attempt: r.attempt } satisfies RunEventRecord;
         } catch (e) {
@@ -330,6 +414,16 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
       return (await q<EventRow>('SELECT * FROM run_events WHERE run_id = $1 AND seq > $2 ORDER BY seq', [runId, afterSeq])).rows.map(toEvent);
     },
 
+    async watchEvents(watcher) {
+      if (closed) throw new Error('the store is closed');
+      return listen(opts.url, EVENTS_CHANNEL, (payload) => {
+        const n = parseNotice(payload);
+        if (n) watcher(n);
+      }, () => watcher('resync'));
+    },
+    async ping() {
+      await q('SELECT 1');
+    },
     async pruneTenant(tenantId, before, limit) {
       const n = Math.max(1, Math.floor(limit));
       return tx(async (c) => {
@@ -384,22 +478,59 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
   return store;
 }
 
-/** The advisory lock a serving node holds for its life (see serveLock). */
-const SERVE_LOCK = 0x63617074;
+/** The channel createRun and requeues NOTIFY: nodes with free workers wake and claim. */
+export const QUEUE_CHANNEL = 'capsa_queue';
+
+/** The application_name of the LISTEN connections. */
+export const LISTENER_NAME = 'capsa-listen';
+
+/** The channel appendEvent NOTIFYs with '<run>:<seq>:<type>' (read back by parseNotice in ./rows.ts). */
+export const EVENTS_CHANNEL = 'capsa_events';
 
 /**
- * Takes the database's serve lock on a connection of its own, held until release(): the scheduler
- * keeps its queue in memory and recovers every `running` run at start, so until the queue lives in
- * the database one node serves a database at a time (as one serves a data dir). A string says why not.
+ * LISTENs on `channel` on a connection of its own and calls `onPayload` with each notification's
+ * payload. A lost connection (the server restarted, a partition) is made again, backing off up to
+ * 5 s; then `onResync` is called, since what was notified meanwhile is lost. Resolves once the first
+ * LISTEN is in force (rejects when that fails); close() ends it for good.
  */
-export async function serveLock(url: string): Promise<{ release(): Promise<void> } | string> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  c.on('error', () => {});
-  const r = await c.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [SERVE_LOCK]);
-  if (!r.rows[0]?.ok) {
-    await c.end();
-    return 'another capsa serve is using this database (one node per database for now)';
-  }
-  return { release: async () => { await c.end().catch(() => {}); } };
+async function listen(url: string, channel: string, onPayload: (payload: string) => void, onResync: () => void): Promise<{ close(): Promise<void> }> {
+  let stopped = false;
+  let client: pg.Client | undefined;
+  let retry: NodeJS.Timeout | undefined;
+  const connect = async (): Promise<pg.Client> => {
+    // Named, so that an operator sees each node's listener in pg_stat_activity.
+    const c = new pg.Client({ connectionString: url, application_name: LISTENER_NAME });
+    c.on('error', () => {});
+    c.on('notification', (m) => { if (m.channel === channel && m.payload !== undefined) onPayload(m.payload); });
+    try {
+      await c.connect();
+      await c.query(`LISTEN ${channel}`);
+    } catch (e) {
+      await c.end().catch(() => {});
+      throw e;
+    }
+    c.once('end', () => { if (!stopped) reconnect(200); });
+    return c;
+  };
+  const reconnect = (ms: number): void => {
+    client = undefined;
+    retry = setTimeout(() => {
+      retry = undefined;
+      connect().then(async (c) => {
+        if (stopped) { await c.end().catch(() => {}); return; }
+        client = c;
+        onResync();
+      }, () => { if (!stopped) reconnect(Math.min(ms * 2, 5000)); });
+    }, ms);
+    retry.unref?.();
+  };
+  client = await connect();
+  return {
+    async close() {
+      stopped = true;
+      if (retry) clearTimeout(retry);
+      await client?.end().catch(() => {});
+    },
+  };
 }
+

@@ -2,7 +2,7 @@
  * What the SQLite and PostgreSQL stores share: the rows' shapes and their mapping to records, the
  * opaque page cursors, the constants of the Store contract. The SQL itself stays in each store.
  */
-import type { ApiKeyRecord, DeliveryRecord, ModuleRecord, Page, RunEventRecord, RunRecord, RunState, Tenant, TenantQuotas } from './types.js';
+import type { ApiKeyRecord, DeliveryRecord, EventNotice, ModuleRecord, Page, RunEventRecord, RunRecord, RunState, Tenant, TenantQuotas } from './types.js';
 import { StoreError } from './errors.js';
 
 /** Listings never return more than this many items a page. */
@@ -35,7 +35,7 @@ export interface DeliveryRow {
 export interface ModuleRow { tenant_id: string; id: string; size: number; imports: string; created_at: number }
 export interface RunRow {
   id: string; tenant_id: string; module_id: string; state: RunState; request: string; result: string | null;
-  created_at: number; started_at: number | null; finished_at: number | null; attempts: number; cpu_ms: number;
+  created_at: number; started_at: number | null; finished_at: number | null; attempts: number; cpu_ms: number; node_id: string | null;
 }
 export interface EventRow { run_id: string; seq: number; type: RunEventRecord['type']; data: string; at: number; attempt: number }
 
@@ -59,7 +59,20 @@ export const toModule = (r: ModuleRow): ModuleRecord => ({
 export const toRun = (r: RunRow): RunRecord => ({
   id: r.id, tenantId: r.tenant_id, moduleId: r.module_id, state: r.state, request: r.request, result: r.result,
   createdAt: r.created_at, startedAt: r.started_at, finishedAt: r.finished_at, attempts: r.attempts, cpuMs: r.cpu_ms,
+  nodeId: r.node_id ?? null,
 });
+/** A queued run as createRun returns it. */
+export const newQueuedRun = (run: { id: string; tenantId: string; moduleId: string; request: string; createdAt: number }): RunRecord => ({
+  id: run.id, tenantId: run.tenantId, moduleId: run.moduleId, state: 'queued', request: run.request, result: null,
+  createdAt: run.createdAt, startedAt: null, finishedAt: null, attempts: 0, cpuMs: 0, nodeId: null,
+});
+/** An appended event's NOTIFY payload '<run>:<seq>:<type>' (run ids hold no ':') read back; undefined if it is not one. */
+export function parseNotice(payload: string): EventNotice | undefined {
+  const m = /^([^:]+):(\d{1,15}):([a-z]+)$/.exec(payload);
+  if (!m || !EVENT_TYPES.has(m[3] as RunEventRecord['type'])) return undefined;
+  return { runId: m[1]!, seq: Number(m[2]), type: m[3] as RunEventRecord['type'] };
+}
+
 export const toEvent = (r: EventRow): RunEventRecord => ({ runId: r.run_id, seq: r.seq, type: r.type, data: r.data, at: r.at, attempt: r.attempt });
 
 // ---- cursors: opaque base64url of [createdAt, id], the last item of the page before ----

@@ -1,5 +1,5 @@
 /**
- * The SQLite store (better-sqlite3): one file `<dir>/capsa.db` in WAL mode, module bytes
+ * The SQLite store (on better-sqlite3 or node:sqlite, see sqlite-driver.ts): one file `<dir>/capsa.db` in WAL mode, module bytes
  * content-addressed under `<dir>/modules/sha256/<hex>`.
  *
  * One process owns a data dir. Every method is synchronous, so within that process no two store
@@ -9,14 +9,14 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import Database from 'better-sqlite3';
-import type { ApiKeyRecord, DeliveryRecord, ModuleRecord, Page, RunEventRecord, RunRecord, RunState, Store, Tenant } from './types.js';
-import { StoreError } from './errors.js';
+import type { ApiKeyRecord, ClaimOptions, DeliveryRecord, EventWatcher, HeldRun, ModuleRecord, Page, RunEventRecord, RunQuota, RunRecord, RunState, Store, Tenant } from './types.js';
+import { QuotaError, StoreError } from './errors.js';
 import { KEY_PREFIX, hashApiKey, moduleDigest, moduleIdOf, newApiKey, newId, newWebhookSecret } from './ids.js';
 import { MIGRATIONS } from './migrations.js';
 import { asyncStore, type SyncStore } from './sync.js';
+import { constraintOf, openSqlite, type SqlDatabase, type SqliteDriverName } from './sqlite-driver.js';
 import {
-  EVENT_TYPES, INTERRUPTED_RESULT, MAX_KEY_LENGTH, TERMINAL, TERMINAL_SQL, authTenant, checkImports, decodeCursor, deliveryValues, pageSize, quotasText,
+  EVENT_TYPES, INTERRUPTED_RESULT, MAX_KEY_LENGTH, TERMINAL, TERMINAL_SQL, authTenant, checkImports, decodeCursor, deliveryValues, newQueuedRun, pageSize, quotasText,
   toDelivery, toEvent, toKey, toModule, toPage, toRun, toTenant,
   type AuthRow, type DeliveryRow, type EventRow, type KeyRow, type ModuleRow, type RunRow, type TenantRow,
 } from './rows.js';
@@ -30,6 +30,8 @@ export interface SqliteStoreOptions {
   now?: () => number;
   /** How long a statement waits for another connection's lock, ms (default 5000). */
   busyTimeoutMs?: number;
+  /** The driver (default: better-sqlite3 where it loads, else node:sqlite). */
+  driver?: SqliteDriverName;
 }
 
 // ---- module files ----
@@ -79,12 +81,12 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
   const modulesDir = join(opts.dir, 'modules', 'sha256');
   mkdirSync(modulesDir, { recursive: true });
 
-  const db = new Database(join(opts.dir, 'capsa.db'));
+  const db = openSqlite(join(opts.dir, 'capsa.db'), { driver: opts.driver });
   try {
-    db.pragma(`busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs ?? 5000))}`);
-    db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = NORMAL');
-    db.pragma('foreign_keys = ON');
+    db.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs ?? 5000))}`);
+    db.exec('PRAGMA journal_mode = WAL');
+    db.exec('PRAGMA synchronous = NORMAL');
+    db.exec('PRAGMA foreign_keys = ON');
     migrate(db);
   } catch (e) {
     db.close();
@@ -145,17 +147,41 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
     listRunsStateAfter: db.prepare<[string, string, number, string, number], RunRow>(
       `SELECT * FROM runs WHERE tenant_id = ? AND state = ? AND (created_at, id) < (?, ?)
        ORDER BY created_at DESC, id DESC LIMIT ?`),
-    startRun: db.prepare<[number, string], void>(
-      `UPDATE runs SET state = 'running', started_at = ?, attempts = attempts + 1 WHERE id = ? AND state = 'queued'`),
-    finishRun: db.prepare<[string, string, number, number, string], void>(
-      `UPDATE runs SET state = ?, result = ?, finished_at = ?, cpu_ms = ?
-       WHERE id = ? AND state IN ('queued', 'running')`),
-    requeue: db.prepare<[string], void>(
-      `UPDATE runs SET state = 'queued', started_at = NULL WHERE id = ? AND state = 'running' AND attempts < 2`),
-    interrupt: db.prepare<[string, number, string], void>(
-      `UPDATE runs SET state = 'interrupted', result = ?, finished_at = ? WHERE id = ? AND state = 'running'`),
+    startRun: db.prepare<[number, string | null, string], void>(
+      `UPDATE runs SET state = 'running', started_at = ?, node_id = ?, lease_until = NULL, attempts = attempts + 1 WHERE id = ? AND state = 'queued'`),
+    // Unguarded (attempt NULL): a queued or running run ends. Guarded: only that attempt, running.
+    finishRun: db.prepare<[string, string, number, number, string, number | null, number | null], void>(
+      `UPDATE runs SET state = ?, result = ?, finished_at = ?, cpu_ms = ?, lease_until = NULL
+       WHERE id = ? AND state IN ('queued', 'running') AND (? IS NULL OR (attempts = ? AND state = 'running'))`),
+    requeue: db.prepare<[string, number | null, number | null], RunRow>(
+      `UPDATE runs SET state = 'queued', started_at = NULL, lease_until = NULL
+       WHERE id = ? AND state = 'running' AND attempts < 2 AND (? IS NULL OR attempts = ?) RETURNING *`),
+    interrupt: db.prepare<[string, number, string, number | null, number | null], RunRow>(
+      `UPDATE runs SET state = 'interrupted', result = ?, finished_at = ?, lease_until = NULL
+       WHERE id = ? AND state = 'running' AND (? IS NULL OR attempts = ?) RETURNING *`),
     runsInState: db.prepare<[string], RunRow>('SELECT * FROM runs WHERE state = ? ORDER BY created_at, id'),
     countRuns: db.prepare<[string, string], { n: number }>('SELECT count(*) AS n FROM runs WHERE tenant_id = ? AND state = ?'),
+    ping: db.prepare<[], { one: number }>('SELECT 1 AS one'),
+    runCounts: db.prepare<[], { queued: number; running: number; tenants: number }>(
+      `SELECT coalesce(sum(state = 'queued'), 0) AS queued, coalesce(sum(state = 'running'), 0) AS running,
+              count(DISTINCT CASE WHEN state = 'queued' THEN tenant_id END) AS tenants
+       FROM runs WHERE state IN ('queued', 'running')`),
+    // The fair order (see claimRuns): served longest ago first, then the one whose oldest run waited longest.
+    // `own`: the tenant's own concurrentRuns quota (setQuotas), null to take the service's.
+    claimOrder: db.prepare<[], { id: string; running: number; own: number | null }>(
+      `SELECT t.id, (SELECT count(*) FROM runs r WHERE r.tenant_id = t.id AND r.state = 'running') AS running,
+              json_extract(t.quotas, '$.concurrentRuns') AS own
+       FROM tenants t WHERE t.id IN (SELECT tenant_id FROM runs WHERE state = 'queued')
+       ORDER BY t.served_seq, (SELECT min(created_at) FROM runs r WHERE r.tenant_id = t.id AND r.state = 'queued'), t.id`),
+    claimOldest: db.prepare<[number, string, number, string], RunRow>(
+      `UPDATE runs SET state = 'running', started_at = ?, node_id = ?, lease_until = ?, attempts = attempts + 1
+       WHERE rowid = (SELECT rowid FROM runs WHERE tenant_id = ? AND state = 'queued' ORDER BY created_at, rowid LIMIT 1)
+       RETURNING *`),
+    served: db.prepare<[string], void>('UPDATE tenants SET served_seq = (SELECT max(served_seq) FROM tenants) + 1 WHERE id = ?'),
+    renew: db.prepare<[number, string, number, string], void>(
+      `UPDATE runs SET lease_until = ? WHERE id = ? AND attempts = ? AND node_id = ? AND state = 'running'`),
+    expired: db.prepare<[number], { id: string }>(
+      `SELECT id FROM runs WHERE state = 'running' AND coalesce(lease_until, 0) < ? ORDER BY created_at, id`),
     cpuUsedSince: db.prepare<[string, number], { n: number }>(
       'SELECT coalesce(sum(cpu_ms), 0) AS n FROM runs WHERE tenant_id = ? AND finished_at >= ?'),
 
@@ -192,7 +218,7 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
     try {
       s.insertTenant.run(t.id, t.name, t.createdAt);
     } catch (e) {
-      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
+      if (constraintOf(e) === 'unique') {
         throw new StoreError('conflict', `a tenant named ${JSON.stringify(name)} exists`);
       }
       throw e;
@@ -229,7 +255,7 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
       s.insertModule.run(tenantId, id, record.size, JSON.stringify(record.imports), record.createdAt);
     } catch (e) {
       if ((s.moduleRefs.get(id)?.n ?? 0) === 0) unlinkQuiet(path);
-      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_FOREIGNKEY') throw new StoreError('not_found', 'unknown tenant');
+      if (constraintOf(e) === 'foreignkey') throw new StoreError('not_found', 'unknown tenant');
       throw e;
     }
     return { record, created: true };
@@ -254,20 +280,55 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
     return { runs, modules, orphans };
   });
 
-  const createRunTx = db.transaction((run: Parameters<Store['createRun']>[0]): RunRecord => {
+  /** Callers of watchQueue: one process per data dir, so its own queueing is all there is to hear. */
+  const queueWatchers = new Set<() => void>();
+  const queueChanged = (): void => {
+    for (const w of queueWatchers) {
+      try { w(); } catch { /* a watcher's failure is its own */ }
+    }
+  };
+
+  const createRunTx = db.transaction((run: Parameters<Store['createRun']>[0], quota?: RunQuota): RunRecord => {
     // A run may only name a module its own tenant holds (the bytes are shared between tenants).
     if (!s.getModule.get(run.tenantId, run.moduleId)) throw new StoreError('not_found', 'unknown module');
+    if (quota) {
+      const waiting = s.countRuns.get(run.tenantId, 'queued')?.n ?? 0;
+      if (waiting + 1 > quota.queuedRuns) throw new QuotaError('queuedRuns', quota.queuedRuns, waiting);
+      const cpu = s.cpuUsedSince.get(run.tenantId, quota.since)?.n ?? 0;
+      if (cpu >= quota.cpuMs) throw new QuotaError('cpuMs', quota.cpuMs, cpu);
+    }
     try {
       s.insertRun.run(run.id, run.tenantId, run.moduleId, run.request, run.createdAt);
     } catch (e) {
-      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new StoreError('conflict', 'run id exists');
+      if (constraintOf(e) === 'primarykey') throw new StoreError('conflict', 'run id exists');
       throw e;
     }
-    return {
-      id: run.id, tenantId: run.tenantId, moduleId: run.moduleId, state: 'queued', request: run.request, result: null,
-      createdAt: run.createdAt, startedAt: null, finishedAt: null, attempts: 0, cpuMs: 0,
-    };
-  });
+    return newQueuedRun(run);
+  }, 'immediate');
+
+  // One IMMEDIATE transaction: the writer lock is the tenant row lock of the PostgreSQL store, so
+  // the counts read here stay true until the claims are written.
+  const claimTx = db.transaction((o: ClaimOptions): RunRecord[] => {
+    const out: RunRecord[] = [];
+    const order = s.claimOrder.all();
+    while (out.length < o.max) {
+      const i = order.findIndex((t) => t.running < (t.own ?? o.concurrentRuns));
+      if (i < 0) break;
+      const t = order[i]!;
+      const at = now();
+      const row = s.claimOldest.get(at, o.node, at + o.leaseMs, t.id);
+      order.splice(i, 1);
+      if (!row) continue;
+      out.push(toRun(row));
+      s.served.run(t.id);
+      // Served now: last in the rotation.
+      order.push({ ...t, running: t.running + 1 });
+    }
+    return out;
+  }, 'immediate');
+
+  const renewTx = db.transaction((node: string, runs: HeldRun[], leaseMs: number, at: number): string[] =>
+    runs.filter((r) => s.renew.run(at + leaseMs, r.id, r.attempt, node).changes === 1).map((r) => r.id));
 
   /*
    * The restart rule. `attempts` counts how often a worker started the run. A run found `running`
@@ -276,10 +337,14 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
    *   - attempts >= 2 (the retry was cut off too): `interrupted`, blame host, with INTERRUPTED_RESULT.
    * A run that is not `running` is left alone.
    */
-  const requeueTx = db.transaction((id: string): void => {
-    if (s.requeue.run(id).changes === 1) return;
-    s.interrupt.run(INTERRUPTED_RESULT, now(), id);
+  const requeueTx = db.transaction((id: string, attempt?: number): RunRecord | undefined => {
+    const a = attempt ?? null;
+    const row = s.requeue.get(id, a, a) ?? s.interrupt.get(INTERRUPTED_RESULT, now(), id, a, a);
+    return row && toRun(row);
   });
+
+  const expireTx = db.transaction((at: number): RunRecord[] =>
+    s.expired.all(at).map((r) => requeueTx(r.id)).filter((r): r is RunRecord => r !== undefined), 'immediate');
 
   const appendEventTx = db.transaction((runId: string, type: RunEventRecord['type'], data: string): RunEventRecord => {
     const at = now();
@@ -287,12 +352,14 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
     try {
       row = s.appendEvent.get(runId, type, data, at, runId, runId);
     } catch (e) {
-      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_FOREIGNKEY') throw new StoreError('not_found', 'unknown run');
+      if (constraintOf(e) === 'foreignkey') throw new StoreError('not_found', 'unknown run');
       throw e;
     }
     if (!row) throw new Error('appendEvent: no row inserted');
     return { runId, seq: row.seq, type, data, at, attempt: row.attempt };
   });
+
+  const watchers = new Set<EventWatcher>();
 
   const store: SyncStore = {
     createTenant,
@@ -326,7 +393,7 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
       try {
         s.insertKey.run(record.id, tenantId, hashApiKey(key), record.createdAt);
       } catch (e) {
-        if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_FOREIGNKEY') throw new StoreError('not_found', 'unknown tenant');
+        if (constraintOf(e) === 'foreignkey') throw new StoreError('not_found', 'unknown tenant');
         throw e;
       }
       return { key, record };
@@ -368,7 +435,11 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
     },
     moduleStorage: (tenantId) => s.moduleStorage.get(tenantId)?.n ?? 0,
 
-    createRun: (run) => createRunTx(run),
+    createRun: (run, quota) => {
+      const r = createRunTx(run, quota);
+      queueChanged();
+      return r;
+    },
     getRun: (tenantId, id) => {
       const r = s.getRun.get(tenantId, id);
       return r && toRun(r);
@@ -386,23 +457,53 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
       }
       return toPage(rows, size, toRun);
     },
-    startRun: (id, at) => s.startRun.run(at, id).changes === 1,
-    finishRun: (id, state, result, at, cpuMs) => {
-      if (!TERMINAL.has(state)) throw new StoreError('invalid', `finishRun: ${state} is not a terminal state`);
-      return s.finishRun.run(state, result, at, Math.max(0, Math.round(cpuMs)), id).changes === 1;
+    startRun: (id, at, nodeId) => s.startRun.run(at, nodeId ?? null, id).changes === 1,
+    claimRuns: (o) => (o.max > 0 ? claimTx(o) : []),
+    renewLeases: (node, runs, leaseMs, at) => (runs.length ? renewTx(node, runs, leaseMs, at) : []),
+    expireLeases: (at) => {
+      const runs = expireTx(at);
+      if (runs.some((r) => r.state === 'queued')) queueChanged();
+      return runs;
     },
-    requeueRun: (id) => {
-      requeueTx(id);
+    finishRun: (id, state, result, at, cpuMs, attempt) => {
+      if (!TERMINAL.has(state)) throw new StoreError('invalid', `finishRun: ${state} is not a terminal state`);
+      const a = attempt ?? null;
+      return s.finishRun.run(state, result, at, Math.max(0, Math.round(cpuMs)), id, a, a).changes === 1;
+    },
+    requeueRun: (id, attempt) => {
+      const r = requeueTx(id, attempt);
+      if (r?.state === 'queued') queueChanged();
+      return r;
     },
     runsInState: (state) => s.runsInState.all(state).map(toRun),
     countRuns: (tenantId, state) => s.countRuns.get(tenantId, state)?.n ?? 0,
+    runCounts: () => {
+      const r = s.runCounts.get();
+      return { queued: r?.queued ?? 0, running: r?.running ?? 0, tenantsWaiting: r?.tenants ?? 0 };
+    },
+    watchQueue: (listener) => {
+      queueWatchers.add(listener);
+      return { close: async () => { queueWatchers.delete(listener); } };
+    },
     cpuUsedSince: (tenantId, since) => s.cpuUsedSince.get(tenantId, since)?.n ?? 0,
 
     appendEvent: (runId, type, data) => {
       if (!EVENT_TYPES.has(type)) throw new StoreError('invalid', `unknown event type ${String(type)}`);
-      return appendEventTx(runId, type, data);
+      const ev = appendEventTx(runId, type, data);
+      // One process per data dir: its own appends are all there is to announce.
+      for (const w of watchers) {
+        try { w({ runId, seq: ev.seq, type }); } catch { /* a watcher's failure is its own */ }
+      }
+      return ev;
     },
     events: (runId, afterSeq) => s.events.all(runId, afterSeq).map(toEvent),
+    watchEvents: (watcher) => {
+      watchers.add(watcher);
+      return { close: async () => { watchers.delete(watcher); } };
+    },
+    ping: () => {
+      s.ping.get();
+    },
 
     pruneTenant: (tenantId, before, limit) => {
       const n = Math.max(1, Math.floor(limit));
@@ -415,7 +516,7 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
       try {
         s.putDelivery.run(...deliveryValues(d));
       } catch (e) {
-        if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_FOREIGNKEY') throw new StoreError('not_found', 'unknown run');
+        if (constraintOf(e) === 'foreignkey') throw new StoreError('not_found', 'unknown run');
         throw e;
       }
     },
@@ -423,25 +524,25 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
     pendingDeliveries: () => s.pendingDeliveries.all().map(toDelivery),
 
     close: () => {
-      if (db.open) db.close();
+      db.close();
     },
   };
   return asyncStore(store);
 }
 
 /** Applies the migrations the database lacks, all in one IMMEDIATE transaction (so two openers don't race). */
-function migrate(db: Database.Database): void {
+function migrate(db: SqlDatabase): void {
   const apply = db.transaction(() => {
-    const current = db.pragma('user_version', { simple: true }) as number;
+    const current = db.pragma('user_version') as number;
     if (current > MIGRATIONS.length) {
       throw new Error(`capsa.db has schema version ${current}, newer than this build knows (${MIGRATIONS.length})`);
     }
     for (let v = current; v < MIGRATIONS.length; v++) {
       db.exec(MIGRATIONS[v] as string);
     }
-    if (current !== MIGRATIONS.length) db.pragma(`user_version = ${MIGRATIONS.length}`);
-  });
-  apply.immediate();
+    if (current !== MIGRATIONS.length) db.exec(`PRAGMA user_version = ${MIGRATIONS.length}`);
+  }, 'immediate');
+  apply();
 }
 
 /** Removes temp files and files no tenant references; `referenced` gets the hex digest. */

@@ -7,7 +7,7 @@
  * its tenant lacks) throws a `StoreError` with a `code` to map to 409/400/404; anything else thrown
  * is a host error.
  */
-export { StoreError, type StoreErrorCode } from './errors.js';
+export { QuotaError, StoreError, type StoreErrorCode } from './errors.js';
 
 /** A tenant of the service. */
 export interface Tenant {
@@ -90,6 +90,35 @@ export interface RunRecord {
   attempts: number;
   /** CPU milliseconds it used, for the per-day quota. */
   cpuMs: number;
+  /** The node that started its latest attempt (`capsa serve`'s node id), null before it started. */
+  nodeId: string | null;
+}
+
+/** The quotas `createRun` checks under the tenant's row lock (two nodes cannot both pass the last slot). */
+export interface RunQuota {
+  /** The tenant's runs waiting, at most (the new one included). */
+  queuedRuns: number;
+  /** CPU milliseconds of the tenant's runs finished since `since`; the run is refused once they reach it. */
+  cpuMs: number;
+  since: number;
+}
+
+/** What `claimRuns` takes: who claims, how many, for how long, under which per-tenant bound. */
+export interface ClaimOptions {
+  /** The claiming node's id (kept on the run as `nodeId`). */
+  node: string;
+  /** Runs to claim at most (the node's free workers). */
+  max: number;
+  /** The lease: the run is this node's until its start + leaseMs, unless renewed (renewLeases). */
+  leaseMs: number;
+  /** A tenant's runs running at once across all nodes, at most. */
+  concurrentRuns: number;
+}
+
+/** One attempt of a run a node holds: the guard of renewals, requeues and ends. */
+export interface HeldRun {
+  id: string;
+  attempt: number;
 }
 
 /** One event of a run, for SSE; `seq` orders them and resumes a stream (Last-Event-ID). */
@@ -104,6 +133,19 @@ export interface RunEventRecord {
   /** The attempt of the run it belongs to: the run's `attempts` when it was appended (0 before the first start). */
   attempt: number;
 }
+
+/** A stored event as a store announces it: listeners read the event itself with `events()`. */
+export interface EventNotice {
+  runId: string;
+  seq: number;
+  type: RunEventRecord['type'];
+}
+
+/**
+ * Told of each event a store appends; 'resync' when notices may have been lost (the PostgreSQL
+ * LISTEN connection dropped and was made again): re-read what you follow.
+ */
+export type EventWatcher = (notice: EventNotice | 'resync') => void;
 
 /** A page of a listing. */
 export interface Page<T> {
@@ -152,30 +194,66 @@ export interface Store {
   /**
    * Persists a queued run. The caller makes the id (`newRunId()` in ./ids.ts). Throws StoreError
    * 'not_found' unless `run.tenantId` holds `run.moduleId` (module bytes are shared between tenants,
-   * so a run must never name a module by hash alone).
+   * so a run must never name a module by hash alone). With `quota`, the checks run in the same
+   * transaction under the tenant's row lock and a refusal throws QuotaError (nothing is stored).
+   * Wakes the queue's watchers (watchQueue) once committed.
    */
-  createRun(run: Omit<RunRecord, 'state' | 'result' | 'startedAt' | 'finishedAt' | 'attempts' | 'cpuMs'>): Promise<RunRecord>;
+  createRun(run: Omit<RunRecord, 'state' | 'result' | 'startedAt' | 'finishedAt' | 'attempts' | 'cpuMs' | 'nodeId'>, quota?: RunQuota): Promise<RunRecord>;
   getRun(tenantId: string, id: string): Promise<RunRecord | undefined>;
   listRuns(tenantId: string, opts: { state?: RunState; cursor?: string; limit: number }): Promise<Page<RunRecord>>;
-  /** Marks a queued run running (attempts + 1); false when it was not queued (e.g. cancelled meanwhile). */
-  startRun(id: string, at: number): Promise<boolean>;
+  /**
+   * Marks one queued run running (attempts + 1) on `nodeId`, outside the queue's order and quota, with
+   * no lease (any node's expireLeases recovers it); false when it was not queued. Tools and tests: the
+   * scheduler claims with claimRuns.
+   */
+  startRun(id: string, at: number, nodeId?: string): Promise<boolean>;
+  /**
+   * Claims up to `max` queued runs for `node`, in one transaction: each time the tenant with queued
+   * runs that is below `concurrentRuns` and was served longest ago (then the one whose oldest queued
+   * run waited longest) gives its
+   * oldest queued run, which becomes `running` (attempts + 1) with the node and a lease. The tenant's
+   * row lock makes the concurrency bound exact across nodes (every transition to running takes it);
+   * on PostgreSQL tenants and runs locked by another claimer are skipped, not waited for. A run's
+   * `startedAt` (and its lease's start) is the store's clock once its tenant's count was read, so
+   * it is never before the end of a run whose slot it took.
+   */
+  claimRuns(o: ClaimOptions): Promise<RunRecord[]>;
+  /**
+   * Extends the leases of the runs `node` holds, each guarded by its attempt; returns the ids still
+   * held (a run missing from the answer ended, was cancelled or requeued elsewhere: stop running it).
+   */
+  renewLeases(node: string, runs: HeldRun[], leaseMs: number, at: number): Promise<string[]>;
+  /**
+   * Applies the restart rule (requeueRun) to every running run whose lease ended before `at` (a run
+   * with no lease counts as expired); returns those runs as they are now (queued, or interrupted).
+   */
+  expireLeases(at: number): Promise<RunRecord[]>;
   /**
    * Records the end of a run (terminal state, result JSON, CPU ms). Only a queued or running run
    * ends: the first terminal state wins, and the answer says whether this call was it (false when the
    * run had already ended, e.g. a worker's exit racing a cancel). Added to the interface (was void)
    * so the API emits one `exit` event per run without a read-then-write.
    */
-  finishRun(id: string, state: RunState, result: string, at: number, cpuMs: number): Promise<boolean>;
+  finishRun(id: string, state: RunState, result: string, at: number, cpuMs: number, attempt?: number): Promise<boolean>;
   /**
    * Puts a running run back in the queue (restart rule), or ends it `interrupted`: a run that ran
    * once (attempts < 2) is queued again; one whose retry was cut off too ends `interrupted` (blame
-   * host). Runs in other states are left alone.
+   * host). Runs in other states are left alone, and so is a run on another attempt than `attempt`
+   * when given. Returns the run as it is now when this call changed it.
    */
-  requeueRun(id: string): Promise<void>;
+  requeueRun(id: string, attempt?: number): Promise<RunRecord | undefined>;
   /** Runs in a state, oldest first, across tenants (the scheduler and restart recovery). */
   runsInState(state: 'queued' | 'running'): Promise<RunRecord[]>;
   /** Counts of a tenant's runs in a state (quotas). */
   countRuns(tenantId: string, state: 'queued' | 'running'): Promise<number>;
+  /** Runs queued and running across all tenants, and tenants with queued runs: the cluster's queue. */
+  runCounts(): Promise<{ queued: number; running: number; tenantsWaiting: number }>;
+  /**
+   * Calls `listener` whenever runs may have been queued (createRun, a requeue) by any process
+   * sharing the store, and after a lost notification channel was made again: PostgreSQL LISTENs on
+   * `capsa_queue` on a connection of its own; SQLite (one process per data dir) calls it in-process.
+   */
+  watchQueue(listener: () => void): Promise<{ close(): Promise<void> }>;
   /** CPU milliseconds of the tenant's runs finished since `since` (the per-day quota). */
   cpuUsedSince(tenantId: string, since: number): Promise<number>;
 
@@ -186,6 +264,16 @@ export interface Store {
    * a bare run id: the API must first check the run is the tenant's with getRun(tenantId, id).
    */
   events(runId: string, afterSeq: number): Promise<RunEventRecord[]>;
+  /**
+   * Calls `watcher` for each event appended from now on by any process sharing the store: on
+   * PostgreSQL, appendEvent NOTIFYs `capsa_events` with '<run>:<seq>:<type>' in its own transaction
+   * and each call holds one LISTEN connection (made again when lost, then 'resync'); on SQLite (one
+   * process per data dir) the store's own appends. Resolves once listening.
+   */
+  watchEvents(watcher: EventWatcher): Promise<{ close(): Promise<void> }>;
+
+  /** Resolves when the database answers a trivial query (/healthz); rejects when it cannot be reached. */
+  ping(): Promise<void>;
 
   /**
    * Retention: deletes up to `limit` of the tenant's runs that ended before `before` (with their

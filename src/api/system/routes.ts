@@ -51,13 +51,29 @@ function executorCounts(list: ExecutorInfo[]): [Record<string, string>, number][
 }
 
 const HealthSchema = z.object({
-  status: z.string(),
+  status: z.enum(['ok', 'stopping', 'database_unreachable']),
+  node: z.string().openapi({ description: 'This node\'s id (`capsa serve --node-id`)' }),
+  database: z.enum(['ok', 'unreachable']).openapi({ description: 'Whether the store answered a trivial query just now (within 2 s)' }),
   isolation: z.enum(['thread', 'process']),
   executors: z.array(z.object({
     pid: z.number().optional(), runtime: z.string(), layers: z.array(z.string()), workers: z.number(), busy: z.number(),
     rssBytes: z.number(), startedAt: z.string(),
   })),
 }).openapi('Health');
+
+/** How long /healthz waits for the database. */
+const PING_MS = 2000;
+
+/** Whether the store answers within PING_MS. */
+async function reachable(store: Deps['store']): Promise<'ok' | 'unreachable'> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'unreachable'>((r) => { timer = setTimeout(() => r('unreachable'), PING_MS); });
+  try {
+    return await Promise.race([store.ping().then(() => 'ok' as const, () => 'unreachable' as const), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 export function registerSystemRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
   const { store, host, scheduler, limits } = deps;
@@ -70,25 +86,36 @@ export function registerSystemRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void
 
   defineRoute(app, deps, {
     method: 'get', path: '/healthz', auth: 'none', tags: ['system'],
-    summary: 'Liveness: 200 while the service takes runs, 503 while it stops; where guests run, under which layers',
+    summary: 'Health of this node: 200 while it takes runs, 503 while it stops or cannot reach its database; where guests run, under which layers',
     responses: {
       200: jsonContent(HealthSchema, 'Serving'),
-      503: jsonContent(HealthSchema, 'Stopping'),
+      503: jsonContent(HealthSchema, 'Stopping, or the database does not answer'),
     },
-  }, (c) => {
-    const health = { isolation: host.isolation, executors: host.executors() };
-    return scheduler.stats().stopping ? c.json({ status: 'stopping', ...health }, 503) : c.json({ status: 'ok', ...health }, 200);
+  }, async (c) => {
+    const database = await reachable(store);
+    const health = { node: scheduler.nodeId, database, isolation: host.isolation, executors: host.executors() };
+    if (scheduler.stats().stopping) return c.json({ status: 'stopping' as const, ...health }, 503);
+    // A node that cannot reach the database can neither take nor run work: a load balancer should skip it.
+    if (database !== 'ok') return c.json({ status: 'database_unreachable' as const, ...health }, 503);
+    return c.json({ status: 'ok' as const, ...health }, 200);
   });
 
   defineRoute(app, deps, {
     method: 'get', path: '/metrics', auth: 'none', tags: ['system'],
-    summary: 'Prometheus metrics: runs by status, queue depth, run latency, worker utilisation',
+    summary: 'Prometheus metrics: this node\'s runs by status, queue, run latency and worker utilisation (labelled with its node id), and the cluster\'s queue',
     responses: { 200: { description: 'Text exposition format 0.0.4', content: { 'text/plain': { schema: { type: 'string' } } } } },
-  }, (c) => {
+  }, async (c) => {
     const s = scheduler.stats();
     const m = scheduler.metrics();
     const h = host.stats();
-    const text = new Exposition()
+    // The whole cluster's queue, from the store (every node answers the same); unknown while it is unreachable.
+    const cluster = await store.runCounts().catch(() => undefined);
+    const clusterText = new Exposition()
+      .metric('capsa_cluster_runs', 'gauge', 'Runs queued and running across all nodes of the database', cluster ? [[{ status: 'queued' }, cluster.queued], [{ status: 'running' }, cluster.running]] : [])
+      .metric('capsa_cluster_queue_depth', 'gauge', 'Runs waiting for a worker on any node', cluster ? [[{}, cluster.queued]] : [])
+      .toString();
+    const text = new Exposition({ node: scheduler.nodeId })
+      .metric('capsa_node_info', 'gauge', 'This node (its id in the node label)', [[{}, 1]])
       .metric('capsa_runs_submitted_total', 'counter', 'Runs accepted since the process started', [[{}, m.submitted]])
       .metric('capsa_runs_finished_total', 'counter', 'Runs that ended since the process started, by final status', [...m.finished].map(([k, v]) => [{ status: k }, v]))
       .metric('capsa_runs', 'gauge', 'Runs in the scheduler now, by status', [[{ status: 'queued' }, s.queued], [{ status: 'running' }, s.running]])
@@ -106,7 +133,7 @@ export function registerSystemRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void
       .metric('capsa_module_cache_modules', 'gauge', 'Compiled modules cached', [[{}, h.cachedModules]])
       .metric('capsa_module_cache_bytes', 'gauge', 'Bytes charged to the module cache', [[{}, h.cacheBytes]])
       .toString();
-    return c.body(text, 200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' });
+    return c.body(text + clusterText, 200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' });
   });
 
   defineRoute(app, deps, {

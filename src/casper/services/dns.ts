@@ -107,6 +107,8 @@ export const SERVICES_TABLE: Readonly<Record<string, number>> = {
 };
 
 const NO_RECOVERY = (what: string): CasperError => new CasperError(HERR.NO_RECOVERY, what);
+/** A call outside the channel's limits: NO_RECOVERY (3) as FreeBSD answers, marked as a refusal (the SDK sets errno ENOTCAPABLE). */
+const REFUSED = (what: string): CasperError => new CasperError(HERR.NO_RECOVERY, what, true);
 
 // ---------------------------------------------------------------------------------------------
 // Names and patterns
@@ -388,7 +390,7 @@ async function followCnames(r: Resolver, limits: NvList | null, host: string): P
     }
     const next = targets[0] === undefined ? undefined : normalizeHost(targets[0]);
     if (next === undefined) throw new LookupFailure('notfound', `${cur} is an alias of a malformed name`);
-    if (!allowedHost(limits, next)) throw NO_RECOVERY(`${cur} is an alias of ${next}, which is outside this channel's host limits`);
+    if (!allowedHost(limits, next)) throw REFUSED(`${cur} is an alias of ${next}, which is outside this channel's host limits`);
     if (next === cur || aliases.includes(next)) throw NO_RECOVERY(`the CNAMEs of ${host} loop at ${next}`);
     if (aliases.length >= MAX_CNAME_CHAIN) throw NO_RECOVERY(`${host} leads through more than ${MAX_CNAME_CHAIN} CNAMEs`);
     aliases.push(cur);
@@ -414,11 +416,11 @@ const nameTypeAllowed = (l: NvList | null): boolean => allowedType(l, 'NAME2ADDR
 const addrTypeAllowed = (l: NvList | null): boolean => allowedType(l, 'ADDR2NAME') || allowedType(l, 'ADDR');
 
 async function gethostbyname(limits: NvList | null, req: NvList, ctx: ServiceContext): Promise<NvList> {
-  if (!nameTypeAllowed(limits)) throw NO_RECOVERY('NAME2ADDR is outside this channel\'s limits');
+  if (!nameTypeAllowed(limits)) throw REFUSED('NAME2ADDR is outside this channel\'s limits');
   const f = req.getNumber('family');
   if (f === undefined) throw NO_RECOVERY('missing "family"');
   const family = asInt(f);
-  if (!allowedFamily(limits, family)) throw NO_RECOVERY(`family ${family} is outside this channel's limits`);
+  if (!allowedFamily(limits, family)) throw REFUSED(`family ${family} is outside this channel's limits`);
   const name = req.getString('name');
   if (name === undefined) throw NO_RECOVERY('missing "name"');
   if (family !== AF.INET && family !== AF.INET6) throw NO_RECOVERY(`family ${family} is not AF_INET (1) or AF_INET6 (2)`);
@@ -429,7 +431,7 @@ async function gethostbyname(limits: NvList | null, req: NvList, ctx: ServiceCon
   }
   const host = normalizeHost(name);
   if (host === undefined) throw new CasperError(HERR.HOST_NOT_FOUND, `${JSON.stringify(name)} is not a host name`);
-  if (!allowedHost(limits, host)) throw NO_RECOVERY(`${host} is outside this channel's host limits`);
+  if (!allowedHost(limits, host)) throw REFUSED(`${host} is outside this channel's host limits`);
   const r = resolverFor(ctx.config);
   let addrs: Uint8Array[];
   let chain: { canon: string; aliases: string[] };
@@ -446,18 +448,18 @@ async function gethostbyname(limits: NvList | null, req: NvList, ctx: ServiceCon
 }
 
 async function gethostbyaddr(limits: NvList | null, req: NvList, ctx: ServiceContext): Promise<NvList> {
-  if (!addrTypeAllowed(limits)) throw NO_RECOVERY('ADDR2NAME is outside this channel\'s limits');
+  if (!addrTypeAllowed(limits)) throw REFUSED('ADDR2NAME is outside this channel\'s limits');
   const f = req.getNumber('family');
   if (f === undefined) throw NO_RECOVERY('missing "family"');
   const family = asInt(f);
-  if (!allowedFamily(limits, family)) throw NO_RECOVERY(`family ${family} is outside this channel's limits`);
+  if (!allowedFamily(limits, family)) throw REFUSED(`family ${family} is outside this channel's limits`);
   const addr = req.getBinary('addr');
   if (addr === undefined) throw NO_RECOVERY('missing "addr"');
   if (!((family === AF.INET && addr.length === 4) || (family === AF.INET6 && addr.length === 16))) {
     throw NO_RECOVERY(`an address of family ${family} is not ${addr.length} bytes`);
   }
   const ptr = ptrName(family, addr);
-  if (!allowedHost(limits, ptr)) throw NO_RECOVERY(`${ptr} is outside this channel's host limits`);
+  if (!allowedHost(limits, ptr)) throw REFUSED(`${ptr} is outside this channel's host limits`);
   const text = family === AF.INET ? formatIPv4(addr) : formatIPv6(addr);
   let names: string[];
   try {
@@ -495,7 +497,7 @@ function combos(h: Hints): [number, number][] {
 }
 
 async function getaddrinfo(limits: NvList | null, req: NvList, ctx: ServiceContext): Promise<NvList> {
-  if (!nameTypeAllowed(limits)) throw NO_RECOVERY('NAME2ADDR is outside this channel\'s limits');
+  if (!nameTypeAllowed(limits)) throw REFUSED('NAME2ADDR is outside this channel\'s limits');
   const hostname = req.getString('hostname');
   const servname = req.getString('servname');
   const withHints = req.exists('hints.ai_flags', 'number');
@@ -503,7 +505,7 @@ async function getaddrinfo(limits: NvList | null, req: NvList, ctx: ServiceConte
   const h: Hints = withHints
     ? { flags: num('hints.ai_flags'), family: num('hints.ai_family'), socktype: num('hints.ai_socktype'), protocol: num('hints.ai_protocol') }
     : { flags: 0, family: AF.UNSPEC, socktype: 0, protocol: 0 };
-  if (!allowedFamily(limits, h.family)) throw NO_RECOVERY(`family ${h.family} is outside this channel's limits`);
+  if (!allowedFamily(limits, h.family)) throw REFUSED(`family ${h.family} is outside this channel's limits`);
 
   if (h.flags & ~AI_MASK) throw new CasperError(EAI.BADFLAGS, `flags 0x${h.flags.toString(16)}`);
   if (hostname === undefined && servname === undefined) throw new CasperError(EAI.NONAME, 'neither hostname nor servname');
@@ -530,7 +532,7 @@ async function getaddrinfo(limits: NvList | null, req: NvList, ctx: ServiceConte
     if (h.flags & AI.NUMERICHOST) throw new CasperError(EAI.NONAME, `${hostname} is not numeric`);
     const host = normalizeHost(hostname);
     if (host === undefined) throw new CasperError(EAI.NONAME, `${JSON.stringify(hostname)} is not a host name`);
-    if (!allowedHost(limits, host)) throw NO_RECOVERY(`${host} is outside this channel's host limits`);
+    if (!allowedHost(limits, host)) throw REFUSED(`${host} is outside this channel's host limits`);
     const r = resolverFor(ctx.config);
     let chain: { canon: string; aliases: string[] };
     try {
@@ -581,7 +583,7 @@ function isMapped(a: Uint8Array): boolean {
 }
 
 async function getnameinfo(limits: NvList | null, req: NvList, ctx: ServiceContext): Promise<NvList> {
-  if (!addrTypeAllowed(limits)) throw NO_RECOVERY('ADDR2NAME is outside this channel\'s limits');
+  if (!addrTypeAllowed(limits)) throw REFUSED('ADDR2NAME is outside this channel\'s limits');
   const hostlen = req.getNumber('hostlen') ?? 0n;
   const servlen = req.getNumber('servlen') ?? 0n;
   const sa = req.getBinary('sa');
@@ -591,7 +593,7 @@ async function getnameinfo(limits: NvList | null, req: NvList, ctx: ServiceConte
   if (!((family === AF.INET && sa.length === SOCKADDR_IN_SIZE) || (family === AF.INET6 && sa.length === SOCKADDR_IN6_SIZE))) {
     throw new CasperError(EAI.FAIL, `a sockaddr of family ${family} is not ${sa.length} bytes`);
   }
-  if (!allowedFamily(limits, family)) throw NO_RECOVERY(`family ${family} is outside this channel's limits`);
+  if (!allowedFamily(limits, family)) throw REFUSED(`family ${family} is outside this channel's limits`);
   const flags = asInt(req.getNumber('flags') ?? 0n);
   if (hostlen === 0n && servlen === 0n) throw new CasperError(EAI.NONAME, 'neither host nor serv asked for');
   const port = dv.getUint16(2, false);
@@ -604,7 +606,7 @@ async function getnameinfo(limits: NvList | null, req: NvList, ctx: ServiceConte
     let host = numeric;
     if (!(flags & NI.NUMERICHOST)) {
       const ptr = ptrName(family, addr);
-      if (!allowedHost(limits, ptr)) throw NO_RECOVERY(`${ptr} is outside this channel's host limits`);
+      if (!allowedHost(limits, ptr)) throw REFUSED(`${ptr} is outside this channel's host limits`);
       let names: string[] = [];
       let failure: Failure | undefined;
       try {

@@ -12,7 +12,7 @@ import type { BridgeCallContext, BridgeHandler } from '../bridge.js';
 import { QueueFullError, type Job, type JobEnd } from '../pool.js';
 import type { ModuleCaps } from '../wasm-limits.js';
 import { decodeBatch, encodeBatch, type FromExecutor, type ToExecutor, type WireFormat } from './protocol.js';
-import { planExecutor, releaseCgroup, type ExecutorMount, type ExecutorRuntime, type Layer, type SandboxOptions } from './sandbox.js';
+import { ENGINE_RUNTIME, planExecutor, releaseCgroup, type ExecutorMount, type ExecutorRuntime, type Layer, type SandboxOptions } from './sandbox.js';
 
 export type { ExecutorMount, ExecutorRuntime, Layer };
 
@@ -33,6 +33,7 @@ export interface ExecutorPoolOptions {
   /** Worker threads per executor (default 1). */
   workers?: number;
   maxQueue?: number;
+  /** The executors' runtime (default: the one this process runs on). */
   runtime?: ExecutorRuntime;
   /** 'strict' refuses to start unless bubblewrap and the permission model are in force. */
   isolation?: 'strict' | 'best-effort';
@@ -150,7 +151,7 @@ export class ExecutorPool {
       count: options.count ?? Math.max(1, os.availableParallelism?.() ?? os.cpus().length),
       workers,
       maxQueue: options.maxQueue ?? 1000,
-      runtime: options.runtime ?? 'node',
+      runtime: options.runtime ?? ENGINE_RUNTIME,
       isolation: options.isolation ?? 'best-effort',
       bubblewrap: options.bubblewrap ?? true,
       permissions: options.permissions ?? true,

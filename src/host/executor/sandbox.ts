@@ -14,6 +14,9 @@ import os from 'node:os';
 /** The runtime an executor runs on. */
 export type ExecutorRuntime = 'node' | 'deno';
 
+/** The runtime this process runs on: executors run on it unless told otherwise. */
+export const ENGINE_RUNTIME: ExecutorRuntime = (process.versions as Record<string, string | undefined>)['deno'] ? 'deno' : 'node';
+
 /** A layer of isolation, as /healthz names it. */
 export type Layer = 'bubblewrap' | 'node-permission' | 'deno-permission' | 'cgroup-memory' | 'capsicum-rights';
 
@@ -200,9 +203,10 @@ export function bubblewrapStatus(): string | true {
   return bwrapWorks;
 }
 
-/** The Deno binary: the `deno` npm package's (its postinstall copy, else its platform package's), else `deno` on the PATH. */
+/** The Deno binary: this process's own under Deno, else the `deno` npm package's (its postinstall copy, else its platform package's), else `deno` on the PATH. */
 export function denoBinary(explicit?: string): string {
   if (explicit) return explicit;
+  if (ENGINE_RUNTIME === 'deno') return process.execPath;
   try {
     const req = createRequire(import.meta.url);
     const dir = path.dirname(req.resolve('deno/package.json'));
@@ -213,10 +217,13 @@ export function denoBinary(explicit?: string): string {
     if (fs.existsSync(bin)) return real(bin);
   } catch { /* not installed: try the PATH */ }
   // Resolved here: the executor starts with an empty environment, so no PATH of its own.
-  for (const dir of (process.env['PATH'] ?? '').split(path.delimiter)) {
-    if (dir && fs.existsSync(path.join(dir, 'deno'))) return real(path.join(dir, 'deno'));
-  }
-  return 'deno';
+  const found = onPath('deno');
+  return found === 'deno' ? found : real(found);
+}
+
+/** The Node binary: this process's own under Node; under Deno, `node` on the PATH. */
+function nodeBinary(): string {
+  return ENGINE_RUNTIME === 'node' ? process.execPath : onPath('node');
 }
 
 function runtimeArgs(o: SandboxOptions, reads: string[], writes: string[], e: { script: string }, config: string): { command: string; args: string[]; layer?: Layer } {
@@ -237,7 +244,18 @@ function runtimeArgs(o: SandboxOptions, reads: string[], writes: string[], e: { 
     args.push('--experimental-permission', '--no-warnings=ExperimentalWarning', ...reads.map((r) => `--allow-fs-read=${r}`), '--allow-worker');
     args.push(...writes.map((w) => `--allow-fs-write=${w}`));
   }
-  return { command: process.execPath, args: [...args, ...o.runtimeFlags, e.script, config], ...(o.permissions ? { layer: 'node-permission' as const } : {}) };
+  return { command: nodeBinary(), args: [...args, ...o.runtimeFlags, e.script, config], ...(o.permissions ? { layer: 'node-permission' as const } : {}) };
+}
+
+/**
+ * Under Deno, node:child_process rewrites any argument equal to Deno's own path (process.execPath)
+ * that it takes for a node command line: "--ro-bind DENO DENO" gains "run -A" after the first DENO,
+ * which breaks bubblewrap's command line and could put -A (all permissions) in front of the
+ * executor. The same file spelled "DIR/./deno" is left alone.
+ */
+function respellExecPath(arg: string): string {
+  if (ENGINE_RUNTIME !== 'deno' || arg !== process.execPath) return arg;
+  return `${path.dirname(arg)}/./${path.basename(arg)}`;
 }
 
 /** Builds the command line of one executor; throws in strict mode when a layer cannot be had. */
@@ -296,5 +314,5 @@ export function planExecutor(o: SandboxOptions, config: object): LaunchPlan {
     }
   }
   layers.push('capsicum-rights');
-  return { command, args, env, layers, warnings, ...(cgroup ? { cgroup } : {}) };
+  return { command: respellExecPath(command), args: args.map(respellExecPath), env, layers, warnings, ...(cgroup ? { cgroup } : {}) };
 }
