@@ -111,7 +111,7 @@ export interface ClaimOptions {
   max: number;
   /** The lease: the run is this node's until its start + leaseMs, unless renewed (renewLeases). */
   leaseMs: number;
-  /** A tenant's runs running at once across all nodes, at most. */
+  /** A tenant's runs running at once across all nodes, at most: the service's bound, for tenants with no concurrentRuns quota of their own (setQuotas). */
   concurrentRuns: number;
 }
 
@@ -209,13 +209,13 @@ export interface Store {
   startRun(id: string, at: number, nodeId?: string): Promise<boolean>;
   /**
    * Claims up to `max` queued runs for `node`, in one transaction: each time the tenant with queued
-   * runs that is below `concurrentRuns` and was served longest ago (then the one whose oldest queued
-   * run waited longest) gives its
-   * oldest queued run, which becomes `running` (attempts + 1) with the node and a lease. The tenant's
-   * row lock makes the concurrency bound exact across nodes (every transition to running takes it);
-   * on PostgreSQL tenants and runs locked by another claimer are skipped, not waited for. A run's
-   * `startedAt` (and its lease's start) is the store's clock once its tenant's count was read, so
-   * it is never before the end of a run whose slot it took.
+   * runs that is below its own concurrentRuns quota (else `concurrentRuns`) and was served longest
+   * ago (then the one whose oldest queued run waited longest) gives its oldest queued run, which
+   * becomes `running` (attempts + 1) with the node and a lease. The tenant's row lock makes the
+   * concurrency bound exact across nodes (every transition to running takes it); on PostgreSQL
+   * tenants and runs locked by another claimer are skipped, not waited for. A run's `startedAt` (and
+   * its lease's start) is the store's clock once its tenant's count was read, so it is never before
+   * the end of a run whose slot it took.
    */
   claimRuns(o: ClaimOptions): Promise<RunRecord[]>;
   /**
