@@ -4,18 +4,21 @@
  * (`capsa serve` with @hono/node-server) and owns the scheduler's start and stop.
  */
 import { OpenAPIHono } from '@hono/zod-openapi';
+import type { MiddlewareHandler } from 'hono';
 import { requestId } from 'hono/request-id';
 import { secureHeaders } from 'hono/secure-headers';
 import { SERVICE_POLICY } from '../manifest/policy.js';
 import { ApiError, errorResponse, onError } from './errors.js';
 import { accessLog, defaultLogger } from './log.js';
 import { DEFAULT_API_LIMITS, type AppEnv, type AppOptions, type Deps } from './options.js';
+import { registerManifestRoutes } from './manifests/routes.js';
 import { registerModuleRoutes } from './modules/routes.js';
 import { registerRunRoutes } from './runs/routes.js';
 import { registerSystemRoutes } from './system/routes.js';
 import { registerTenantRoutes } from './tenants/routes.js';
 import { registerWebhookRoutes } from './hooks/routes.js';
 import { corsAndOptions, methodsOf } from './methods.js';
+import { isUiPath, registerUiRoutes, uiHeaders } from './ui/routes.js';
 
 export type { AppOptions, ApiLimits, AppEnv } from './options.js';
 export { DEFAULT_API_LIMITS } from './options.js';
@@ -39,10 +42,12 @@ export function createApp(options: AppOptions): OpenAPIHono<AppEnv> {
   const app = new OpenAPIHono<AppEnv>();
   app.use('*', requestId());
   app.use('*', accessLog(deps.logger));
-  app.use('*', secureHeaders({
+  const apiHeaders: MiddlewareHandler<AppEnv> = secureHeaders({
     contentSecurityPolicy: { defaultSrc: ["'none'"], styleSrc: ["'unsafe-inline'"], frameAncestors: ["'none'"] },
+    xFrameOptions: 'DENY',
     crossOriginEmbedderPolicy: false,
-  }));
+  });
+  app.use('*', (c, next) => (isUiPath(c.req.path) ? uiHeaders : apiHeaders)(c, next));
   app.use('*', corsAndOptions(app, options.corsOrigins ?? []));
   app.onError(onError);
   app.notFound((c) => {
@@ -60,9 +65,11 @@ export function createApp(options: AppOptions): OpenAPIHono<AppEnv> {
 
   registerModuleRoutes(app, deps);
   registerRunRoutes(app, deps);
+  registerManifestRoutes(app, deps);
   registerTenantRoutes(app, deps);
   registerSystemRoutes(app, deps);
   registerWebhookRoutes(app, deps);
+  registerUiRoutes(app, deps);
   return app;
 }
 

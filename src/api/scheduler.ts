@@ -277,8 +277,14 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     const run = entry.run;
     const t0 = run.startedAt ?? now();
     // A cancel on another node ends the run in the store and stores its exit: the guest stops here
-    // when this node hears it (the lease renewal finds it too, later).
-    const unfollow = await events.subscribe(run.id, (n) => { if (n !== 'resync' && n.type === 'exit') entry.abort.abort(); })
+    // when this node hears it (the lease renewal finds it too, later). The store decides, not the
+    // notice: a NOTIFY anyone on the database could send must not end a run.
+    const stopIfEnded = (): void => {
+      store.getRun(run.tenantId, run.id).then((r) => {
+        if (!r || r.state !== 'running' || r.attempts !== run.attempts) entry.abort.abort();
+      }, () => {});
+    };
+    const unfollow = await events.subscribe(run.id, (n) => { if (n !== 'resync' && n.type === 'exit') stopIfEnded(); })
       .catch((e: unknown) => { log.warn({ err: e, run: run.id }, 'cannot follow the run\'s events: a cancel on another node stops it at the next lease renewal'); return () => {}; });
     metrics.queueSeconds.observe(Math.max(0, t0 - run.createdAt) / 1000);
     // A retry starts over: its own event tells clients to drop what earlier attempts wrote.

@@ -322,6 +322,8 @@ export async function serve(argv: string[]): Promise<number> {
   const addr = server.address() as AddressInfo;
   const hostPart = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   life.info({ url: `http://${hostPart}:${addr.port}`, host: addr.address, port: addr.port, store: url ? 'postgres' : values.data, workers, isolation, executors: host.executors().map((e) => ({ pid: e.pid, runtime: e.runtime, layers: e.layers })), pid: process.pid }, 'listening');
+  // Supervisors and scripts wait for this line: it leaves now, not with the next batch.
+  log.flush();
   // Only once the port is ours: recovery costs a crashed run its one retry, so a server that
   // cannot start must not spend it.
   await scheduler.start();

@@ -12,7 +12,8 @@ import { fileProblems } from './files.js';
 import { unknownImports, unknownImportsMessage } from './imports.js';
 import { DEFAULT_LIMITS, DEFAULT_MAX_LIMITS, resolveLimits, type Limits } from './limits.js';
 import { ModuleCache, moduleId, type CachedModule } from './module-cache.js';
-import type { JobEnd, Pool } from './pool.js';
+import type { JobEnd } from './pool.js';
+import type { GuestPool } from './job-queue.js';
 import { toRunOutput, type AuditEvent, type RunOutput, type RunResult } from './result.js';
 import { withSourceLines } from './trap.js';
 import { exportSignature, ModuleLimitError } from './wasm-limits.js';
@@ -166,8 +167,8 @@ export interface Host {
   setMounts(mounts: ExecutorMount[]): Promise<void>;
   /** Stops every run and worker. */
   close(): Promise<void>;
-  /** The worker pool or the executor pool, for tests and metrics. */
-  readonly pool: Pool | ExecutorPool;
+  /** The worker pool (Pool) or the executor pool (ExecutorPool), for tests and metrics. */
+  readonly pool: GuestPool;
 }
 
 const EMPTY = new Uint8Array(0);

@@ -1,13 +1,14 @@
 import os from 'node:os';
 import type { Worker } from 'node:worker_threads';
 import type { AuditEvent, ChildStatus } from './result.js';
-import { PHASE_INSTANTIATING, type FromWorker, type GuestSpec, type ToWorker, type WorkerOutcome } from './worker/protocol.js';
+import { PHASE_INSTANTIATING, POOL_TICK_MS, type FromWorker, type GuestSpec, type ToWorker, type WorkerOutcome } from './worker/protocol.js';
 import { ERRNO } from '../wasi/constants.js';
 import { claimPipeHolder, releasePipeHolder } from '../wasi/pipe.js';
 import { exitStatus, PROC_ENDED, PROC_PID, PROC_RUNNING, PROC_STATE, PROC_STATUS, signalStatus, SIGNALS } from '../wasi/procdesc.js';
 import { RecordKind, RingReader } from './worker/output-ring.js';
 import { ThreadClock } from './worker/thread-cpu.js';
 import { DEFAULT_WORKER_HEAP_MB, startGuestWorker, takePrestartedWorker } from './worker-launch.js';
+import { QueuedPool, QueueFullError, type Pending as QueuePending } from './job-queue.js';
 
 export { newWorker } from './worker-launch.js';
 
@@ -35,15 +36,9 @@ export type JobEnd = (
   childrenDropped?: number;
 };
 
-/** Thrown by submit when the queue is full. */
-export class QueueFullError extends Error {
-  readonly code = 'queue_full';
-  constructor(max: number) {
-    super(`Cannot queue the run: ${max} runs are already waiting; retry later or raise the queue bound (maxQueue)`);
-  }
-}
+export { QueueFullError };
 
-interface Pending { job: Job; resolve(end: JobEnd): void; onAbort?: () => void }
+type Pending = QueuePending<Job>;
 
 /** Statuses of ended children a run keeps for its result. */
 const MAX_CHILD_STATUSES = 256;
@@ -164,20 +159,20 @@ export interface PoolOptions {
  * A pool of pre-warmed guest workers. The main thread only dispatches, watches the clocks and
  * collects; a worker that must be stopped is terminated and replaced, never reused.
  */
-export class Pool {
+export class Pool extends QueuedPool<Job> {
   readonly options: PoolOptions;
   private slots: Slot[] = [];
-  private queue: Pending[] = [];
   private nextId = 1;
   private cpuTimer: NodeJS.Timeout | undefined;
-  private closed = false;
   /** Workers started over the pool's life, replacements included. */
   spawned = 0;
 
   constructor(options: Partial<PoolOptions> = {}) {
+    const maxQueue = options.maxQueue ?? 1000;
+    super(maxQueue);
     this.options = {
       size: options.size ?? Math.max(1, os.availableParallelism?.() ?? os.cpus().length),
-      maxQueue: options.maxQueue ?? 1000,
+      maxQueue,
       workerHeapMb: options.workerHeapMb ?? DEFAULT_WORKER_HEAP_MB,
       maxChildren: options.maxChildren ?? 8,
       maxDepth: options.maxDepth ?? 4,
@@ -197,22 +192,12 @@ export class Pool {
     return new Slot(this);
   }
 
-  /** Queues a job; resolves when it ends, however it ends. */
-  submit(job: Job): Promise<JobEnd> {
-    if (this.closed) return Promise.reject(new Error('Cannot run: the host is closed'));
-    if (this.queue.length >= this.options.maxQueue && !this.slots.some((s) => !s.current)) {
-      return Promise.reject(new QueueFullError(this.options.maxQueue));
-    }
-    return new Promise<JobEnd>((resolve) => {
-      const p: Pending = { job, resolve };
-      if (job.signal) {
-        if (job.signal.aborted) return resolve({ kind: 'stopped', reason: 'cancelled', message: 'the run was cancelled before it started', wallMs: 0, cpuMs: 0 });
-        p.onAbort = () => this.cancel(p);
-        job.signal.addEventListener('abort', p.onAbort, { once: true });
-      }
-      this.queue.push(p);
-      this.dispatch();
-    });
+  protected hasIdle(): boolean {
+    return this.slots.some((s) => !s.current);
+  }
+
+  protected pending(job: Job, resolve: (end: JobEnd) => void): Pending {
+    return { job, resolve };
   }
 
   /** Hands queued runs to idle, ready workers. */
@@ -381,7 +366,8 @@ export class Pool {
     void slot.worker.terminate();
   }
 
-  // One timer samples every busy worker's thread CPU time while anything runs.
+  // One timer samples every busy worker's thread CPU time while anything runs, and hands on the
+  // output its streaming runs wrote without waking this thread (RingWriter.eagerFrom).
   private watchCpu(): void {
     if (this.cpuTimer) return;
     this.cpuTimer = setInterval(() => {
@@ -390,6 +376,7 @@ export class Pool {
         const cur = s.current;
         if (!cur) continue;
         busy = true;
+        if (cur.job.spec.stream) s.drain();
         // A run's limit covers its children: checked on the run, whose usage includes theirs.
         if (cur.run.child) continue;
         if (this.usage(s).cpuMs > cur.job.spec.limits.cpuMs) {
@@ -397,7 +384,7 @@ export class Pool {
         }
       }
       if (!busy) { clearInterval(this.cpuTimer); this.cpuTimer = undefined; }
-    }, 10);
+    }, POOL_TICK_MS);
     this.cpuTimer.unref();
   }
 
@@ -423,7 +410,6 @@ export class Pool {
     if (!cur) return;
     slot.current = undefined;
     clearTimeout(cur.timer);
-    if (cur.onAbort) cur.job.signal?.removeEventListener('abort', cur.onAbort);
     if (!cur.run.child) {
       // When the run ends, every child ends: none outlives it.
       const family = cur.run.family;
@@ -433,7 +419,7 @@ export class Pool {
         if (family.dropped) end.childrenDropped = family.dropped;
       }
     }
-    cur.resolve(end);
+    this.settle(cur, end);
     this.dispatch();
     this.retireIfExtra(slot);
   }
@@ -475,13 +461,7 @@ export class Pool {
     else this.replace(slot);
   }
 
-  private cancel(p: Pending): void {
-    const qi = this.queue.indexOf(p);
-    if (qi >= 0) {
-      this.queue.splice(qi, 1);
-      p.resolve({ kind: 'stopped', reason: 'cancelled', message: 'the run was cancelled before it started', wallMs: 0, cpuMs: 0 });
-      return;
-    }
+  protected cancelRunning(p: Pending): void {
     const slot = this.slots.find((s) => s.current?.resolve === p.resolve);
     if (slot) this.stop(slot, 'cancelled', 'the run was cancelled');
   }
@@ -498,8 +478,7 @@ export class Pool {
 
   /** Cancels queued runs, stops running ones, and ends the workers. */
   async close(): Promise<void> {
-    this.closed = true;
-    for (const p of this.queue.splice(0)) p.resolve({ kind: 'stopped', reason: 'cancelled', message: 'the host closed', wallMs: 0, cpuMs: 0 });
+    this.closeQueue();
     for (const s of [...this.slots]) {
       if (s.current) this.stop(s, 'cancelled', 'the host closed');
     }

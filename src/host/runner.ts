@@ -8,6 +8,7 @@ import { ExecutorPool, type ExecutorInfo, type ExecutorJob, type ExecutorMount, 
 import { CASPER_MAX_REQUEST_BYTES } from './casper-wire.js';
 import { serveRun } from './functions.js';
 import { Pool, type JobEnd, type PoolOptions } from './pool.js';
+import type { GuestPool } from './job-queue.js';
 import type { GuestSpec } from './worker/protocol.js';
 import { createInputRing, inputNeedsPump, startInputPump } from '../wasi/input-pump.js';
 import { createOutputRing, outputNeedsPump, startOutputPump } from '../wasi/output-pump.js';
@@ -26,7 +27,7 @@ export interface RunnerStats { workers: number; busy: number; queued: number; sp
 /** Runs guests on worker threads or in executor processes. */
 export interface Runner {
   readonly isolation: 'thread' | 'process';
-  readonly pool: Pool | ExecutorPool;
+  readonly pool: GuestPool;
   start(): Promise<void>;
   submit(job: RunnerJob): Promise<JobEnd>;
   stats(): RunnerStats;

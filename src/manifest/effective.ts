@@ -32,7 +32,7 @@ export interface EffectiveGrants {
 }
 
 /** Where `at` (a key path) is in the text, or its nearest enclosing key's place; {0, 0} for none (a flag). */
-function placeOf(places: Reader['places'], at: string): { line: number; col: number } {
+export function placeOf(places: Reader['places'], at: string): { line: number; col: number } {
   for (let p = at; ;) {
     const place = places[p];
     if (place) return place;

@@ -25,11 +25,11 @@ it('lists every route, with its auth and error answers', async () => {
   expect(documented.sort()).toEqual(served());
   expect(served()).toEqual([
     'DELETE /v1/admin/tenants/{id}/keys/{keyId}', 'DELETE /v1/modules/{id}', 'DELETE /v1/runs/{id}',
-    'GET /', 'GET /docs', 'GET /healthz', 'GET /metrics', 'GET /openapi.json',
+    'GET /', 'GET /docs', 'GET /healthz', 'GET /metrics', 'GET /openapi.json', 'GET /ui', 'GET /ui/app.css', 'GET /ui/app.js',
     'GET /v1/admin/tenants', 'GET /v1/limits', 'GET /v1/modules', 'GET /v1/modules/{id}',
     'GET /v1/runs', 'GET /v1/runs/{id}', 'GET /v1/runs/{id}/audit', 'GET /v1/runs/{id}/events', 'GET /v1/runs/{id}/webhooks',
     'GET /v1/webhooks/secret',
-    'POST /v1/admin/tenants', 'POST /v1/admin/tenants/{id}/keys', 'POST /v1/modules', 'POST /v1/runs', 'POST /v1/runs:batch',
+    'POST /v1/admin/tenants', 'POST /v1/admin/tenants/{id}/keys', 'POST /v1/manifests/check', 'POST /v1/modules', 'POST /v1/runs', 'POST /v1/runs:batch',
     'POST /v1/webhooks/secret',
     'PUT /v1/admin/tenants/{id}/policy', 'PUT /v1/admin/tenants/{id}/quotas',
   ]);
@@ -57,7 +57,7 @@ it('renders /docs as HTML from the document, escaping text', async () => {
     expect(html).toContain(`<code class="m">${method}</code> <code>${p}</code>`);
   }
   expect(html).not.toContain('<script');
-  expect(html).toContain('26 routes');
+  expect(html).toContain('30 routes');
 });
 
 it('types the batch\'s items as run requests, and the results\' output as text with an encoding', async () => {

@@ -112,6 +112,44 @@ describe('the scheduler stores output as it comes', () => {
     }
   });
 
+  it('an exit event the store does not back (a forged NOTIFY) does not stop the guest; a real end elsewhere does', async () => {
+    let signal: AbortSignal | undefined;
+    const host = {
+      stats: () => ({ workers: 1, busy: 0, queued: 0, spawned: 1, cachedModules: 0, cacheBytes: 0 }),
+      has: () => false,
+      start(req: RunRequest): RunHandle {
+        signal = req.signal;
+        const result = new Promise<RunResult>((resolve) => req.signal?.addEventListener('abort', () => resolve({
+          status: 'cancelled', blame: 'host', stdout: new Uint8Array(), stderr: new Uint8Array(), files: {},
+          usage: { wallMs: 1, cpuMs: 1, peakMemoryBytes: 0 }, audit: { events: [], dropped: 0 },
+        }))).then(toRunOutput);
+        return { result, async *[Symbol.asyncIterator]() { yield { type: 'result' as const, result: await result }; } };
+      },
+    } as unknown as Host;
+    const store = createFakeStore();
+    const t = await store.createTenant('t');
+    const mod = (await store.putModule(t.id, new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]), [])).record;
+    const run = await store.createRun({ id: 'run_f', tenantId: t.id, moduleId: mod.id, createdAt: Date.now(), request: encodeRequest('', {}) });
+    const scheduler = createScheduler({ store, host, logger: createLogger({ level: 'silent' }) });
+    try {
+      await scheduler.start();
+      scheduler.submit(t.id, run.id);
+      await vi.waitFor(() => expect(signal).toBeDefined());
+      // An exit notice while the store still has the run running (what a forged NOTIFY looks like):
+      // the scheduler asks the store (answered at once here) and keeps the guest running.
+      await store.appendEvent(run.id, 'exit', '{}');
+      await store.getRun(t.id, run.id);
+      await new Promise((r) => setImmediate(r));
+      expect(signal!.aborted).toBe(false);
+      // Ended by another node (in the store, then its exit): the guest stops here.
+      expect(await store.finishRun(run.id, 'cancelled', '{}', Date.now(), 0)).toBe(true);
+      await store.appendEvent(run.id, 'exit', '{}');
+      await vi.waitFor(() => expect(signal!.aborted).toBe(true));
+    } finally {
+      await scheduler.stop(1000);
+    }
+  });
+
   it('a run that writes and ends in one turn stores and announces its output before its end', async () => {
     const hello = new TextEncoder().encode('hello\n');
     const host = {

@@ -7,6 +7,8 @@ import type { ExecutorPool } from '../../src/host/executor/executor-pool.js';
 import type { RunResult } from '../../src/host/result.js';
 import { startDnsServer, type DnsFixture } from '../helpers/dns.js';
 import { command } from '../helpers/wat.js';
+import { threadCpuNs } from '../../src/host/worker/thread-cpu.js';
+import { GUEST as CASPER_GUEST, concat, init, limitSetOfNulls, xfer } from '../casper/script-guest.js';
 
 const guest = (name: string) => fs.readFileSync(new URL(`../../guests/build/${name}.wasm`, import.meta.url));
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -131,6 +133,20 @@ describe('Casper through the engine (casperd)', () => {
     } finally {
       await dnsHost.close();
     }
+  });
+
+  it('the engine\'s time on a run\'s Casper requests counts against its CPU limit while it runs, in the executor too', async () => {
+    // Messages below the bound forever: the guest's thread mostly waits, this thread decodes them.
+    const main0 = threadCpuNs();
+    const r = await host.run({
+      module: CASPER_GUEST, casper: { 'system.fileargs': {} }, limits: { cpuMs: 500, wallMs: 30_000 },
+      stdin: concat([init(), xfer(3, 0, limitSetOfNulls(250 * 1024))]),
+    });
+    const mainMs = Number(threadCpuNs() - main0) / 1e6;
+    expect(r).toMatchObject({ status: 'timeout', timeout: 'cpu' });
+    // Stopped once the engine's work and the guest's reached the limit (measured: this thread spent
+    // ~490 ms), not when the guest's thread alone did (before: ~1,250 ms, at 9 s of wall time).
+    expect(mainMs, `this thread spent ${mainMs} ms on a run limited to 500 ms`).toBeLessThan(500 + 400);
   });
 });
 

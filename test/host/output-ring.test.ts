@@ -1,5 +1,5 @@
 /** The output ring on its own: order, wrap-around (of the data area and of the 32-bit positions), coalescing. */
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createRing, RecordKind, RingReader, RingWriter } from '../../src/host/worker/output-ring.js';
 
 const bytes = (s: string) => new TextEncoder().encode(s);
@@ -44,5 +44,37 @@ describe('output ring', () => {
 
   it('refuses a size that is not a power of two', () => {
     expect(() => createRing(1000)).toThrow(/power of two/);
+  });
+
+  describe('waking the reader', () => {
+    afterEach(() => { vi.restoreAllMocks(); });
+    /** Wakes of the reader (notify on the write position, index 0) while `fn` runs. */
+    const wakes = (sab: SharedArrayBuffer, fn: () => void): number => {
+      const ctl = new Int32Array(sab, 0, 4);
+      const spy = vi.spyOn(Atomics, 'notify');
+      fn();
+      const n = spy.mock.calls.filter(([ta, index]) => (ta as unknown as Int32Array).buffer === ctl.buffer && index === 0).length;
+      spy.mockRestore();
+      return n;
+    };
+
+    it('a streaming run\'s writes wake the reader once its quiet start is over, each of them', () => {
+      const sab = createRing(1024);
+      const w = new RingWriter(sab);
+      w.eagerFrom = performance.now();
+      expect(wakes(sab, () => { w.write(RecordKind.stdout, bytes('a')); w.write(RecordKind.stdout, bytes('b')); })).toBe(2);
+    });
+
+    it('writes before then (and a collected run\'s) do not, until the ring is half full', () => {
+      const sab = createRing(1024);
+      const w = new RingWriter(sab);
+      const r = new RingReader(sab);
+      w.eagerFrom = performance.now() + 60_000;
+      expect(wakes(sab, () => { w.write(RecordKind.stdout, bytes('a')); w.write(RecordKind.stdout, bytes('b')); })).toBe(0);
+      expect(drained(r)).toEqual([[RecordKind.stdout, 'ab']]);
+      w.eagerFrom = Infinity;
+      expect(wakes(sab, () => w.write(RecordKind.stdout, bytes('c')))).toBe(0);
+      expect(wakes(sab, () => w.write(RecordKind.stdout, new Uint8Array(600)))).toBeGreaterThan(0);
+    });
   });
 });

@@ -6,7 +6,7 @@
 import YAML from 'yaml';
 import { z } from '@hono/zod-openapi';
 import { fileProblems } from '../../host/files.js';
-import { effectiveGrants } from '../../manifest/effective.js';
+import { effectiveGrants, type EffectiveGrants } from '../../manifest/effective.js';
 import { flowDepth } from '../../manifest/parse.js';
 import { parsePolicy, type Policy } from '../../manifest/policy.js';
 import { ManifestError, type Manifest } from '../../manifest/types.js';
@@ -71,6 +71,31 @@ export function tenantPolicy(deps: Deps, tenant: Tenant): Policy {
   return policy;
 }
 
+/** Manifests checked lately, per policy: a client sending the same manifest again costs no YAML parse. */
+const checkedCache = new WeakMap<Policy, Map<string, ReturnType<typeof effectiveGrants>>>();
+const CHECKED_PER_POLICY = 256;
+
+/**
+ * effectiveGrants for the service: the same text under the same policy (and run defaults) has the
+ * same answer, kept for the last CHECKED_PER_POLICY texts of each policy. Callers only read what
+ * it returns (prepareRun encodes it), so the cached objects are shared. Refusals are not kept.
+ */
+function checkedManifest(text: string, policy: Policy, defaults: Deps['limits']['runDefaults']): ReturnType<typeof effectiveGrants> {
+  let cache = checkedCache.get(policy);
+  if (!cache) { cache = new Map(); checkedCache.set(policy, cache); }
+  const key = `${JSON.stringify(defaults)}\n${text}`;
+  const hit = cache.get(key);
+  if (hit) {
+    cache.delete(key);
+    cache.set(key, hit);
+    return hit;
+  }
+  const grants = effectiveGrants(text, { file: 'manifest', policy, defaults, baseDir: process.cwd() });
+  cache.set(key, grants);
+  if (cache.size > CHECKED_PER_POLICY) cache.delete(cache.keys().next().value!);
+  return grants;
+}
+
 /** A ManifestError as a 422 with every problem in details. */
 export function manifestProblem(e: ManifestError, code: 'invalid_manifest' | 'policy_violation' | 'invalid_policy', lead: string): ApiError {
   return new ApiError(422, code, `${lead}:\n${e.message}`, e.problems);
@@ -80,6 +105,17 @@ export function manifestProblem(e: ManifestError, code: 'invalid_manifest' | 'po
 function checkFiles(files: Record<string, unknown>, field: string): { path: string; message: string }[] {
   return Object.keys(files).filter((p) => !p.startsWith('/'))
     .map((p) => ({ path: `${field}.${p}`, message: 'a file path is absolute, like "/data/in.txt"' }));
+}
+
+/**
+ * What a manifest's text grants a tenant's run; throws a ManifestError with every problem at once
+ * (the manifest's own and its excesses over the policy), each at line:col. POST /v1/runs and the
+ * dashboard's check (POST /v1/manifests/check) read manifests through it alone.
+ */
+export function manifestGrants(deps: Deps, tenant: Tenant, text: string): EffectiveGrants {
+  // Nesting is refused before parsing (the reader checks it too; this names the field).
+  if (flowDepth(text) > 64) throw new ManifestError('manifest', [{ line: 0, col: 0, path: '', message: 'The manifest is nested deeper than 64 levels' }]);
+  return checkedManifest(text, tenantPolicy(deps, tenant), deps.limits.runDefaults);
 }
 
 /** stdin and files against the service's limits of their own (not the body's): 413 naming the field and the limit. */
@@ -122,12 +158,9 @@ export async function prepareRun(deps: Deps, tenant: Tenant, body: RunBody): Pro
   else if (typeof body.manifest === 'string') text = body.manifest;
   else text = YAML.stringify(body.manifest, { aliasDuplicateObjects: false });
 
-  // Nesting is refused before parsing (the reader checks it too; this names the field).
-  if (flowDepth(text) > 64) throw new ApiError(422, 'invalid_manifest', 'The manifest is nested deeper than 64 levels');
   let grants;
   try {
-    // Every problem at once: the manifest's own and its excesses over the policy.
-    grants = effectiveGrants(text, { file: 'manifest', policy: tenantPolicy(deps, tenant), defaults: deps.limits.runDefaults, baseDir: process.cwd() });
+    grants = manifestGrants(deps, tenant, text);
   } catch (e) {
     if (!(e instanceof ManifestError)) throw e;
     if (e.problems.every((p) => p.policy)) throw manifestProblem(e, 'policy_violation', 'The manifest asks for more than your policy allows');

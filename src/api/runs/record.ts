@@ -4,6 +4,7 @@
  */
 import type { RunRequest } from '../../host/host.js';
 import type { ChildStatus, RunResult, Usage } from '../../host/result.js';
+import type { Limits } from '../../host/limits.js';
 import { learnedYaml, learnManifest, observedOf, usagesOf } from '../../manifest/learn.js';
 import type { Manifest } from '../../manifest/types.js';
 import type { RunEventRecord, RunRecord, RunState } from '../store/types.js';
@@ -132,12 +133,24 @@ export interface RunView {
   warnings?: string[];
   children?: ChildStatus[];
   learnedManifest?: string;
+  /** The limits the run has (its manifest's, completed from the defaults under the policy). */
+  limits?: Partial<Limits>;
+}
+
+/** The limits a stored request holds, or undefined when it cannot be read. */
+function requestLimits(request: string): Partial<Limits> | undefined {
+  try {
+    return decodeRequest(request).fields.limits;
+  } catch {
+    return undefined;
+  }
 }
 
 export function runView(r: RunRecord): RunView {
+  const limits = requestLimits(r.request);
   const view: RunView = {
     id: r.id, module: r.moduleId, status: r.state, createdAt: iso(r.createdAt)!, startedAt: iso(r.startedAt), finishedAt: iso(r.finishedAt),
-    attempts: r.attempts, node: r.nodeId, exitCode: null, stdout: null, stderr: null,
+    attempts: r.attempts, node: r.nodeId, exitCode: null, stdout: null, stderr: null, ...(limits ? { limits } : {}),
   };
   if (r.result === null) return view;
   let res: StoredResult;

@@ -8,8 +8,11 @@ import { newRunId } from '../store/ids.js';
 import { ApiError, notFound } from '../errors.js';
 import { defineRoute, errorResponses, jsonContent, pageQuery, pageSchema, readJson, readJsonValue, readQuery } from '../http.js';
 import { runBodyCap, type AppEnv, type Deps } from '../options.js';
-import { encodeRequest, eventJson, isTerminal, runView, withProgress, type RunView } from './record.js';
+import { decodeRequest, encodeRequest, eventJson, isTerminal, runView, withProgress, type RunView } from './record.js';
 import { prepareRun, RunBodySchema, type RunBody } from './prepare.js';
+import type { AuditEvent } from '../../host/result.js';
+import { explainRefusals } from '../../manifest/explain.js';
+import { LimitsSchema } from '../system/routes.js';
 
 const STATES = ['queued', 'running', 'exited', 'trapped', 'timeout', 'memory_limit', 'output_limit', 'cancelled', 'invalid_module', 'host_error', 'interrupted'] as const satisfies readonly RunState[];
 
@@ -49,9 +52,10 @@ export const RunSchema = z.object({
   warnings: z.array(z.string()).optional(),
   children: z.array(ChildSchema).optional().openapi({ description: 'The child guests the run started (capsicum.pdspawn), as they ended' }),
   learnedManifest: z.string().optional().openapi({ description: 'With learn: the least manifest (YAML, with comments saying why each grant is there) that grants only what this run used; submit it again as `manifest` (with the same files)' }),
+  limits: LimitsSchema.optional().openapi({ description: 'The limits the run has: its manifest\'s, the rest from the defaults under your policy' }),
 }).openapi('Run');
 
-const RunSummarySchema = RunSchema.pick({ id: true, module: true, status: true, createdAt: true, startedAt: true, finishedAt: true, attempts: true, node: true, exitCode: true }).openapi('RunSummary');
+const RunSummarySchema = RunSchema.pick({ id: true, module: true, status: true, createdAt: true, startedAt: true, finishedAt: true, attempts: true, node: true, exitCode: true, blame: true }).openapi('RunSummary');
 
 const BatchWait = z.number().min(0).openapi({ description: 'Seconds to wait for every run of the batch to end before answering (lowered to the service\'s cap); an item\'s own `wait` counts for that item' });
 const BatchBodySchema = z.union([
@@ -78,7 +82,7 @@ const idParam = z.object({ id: z.string().openapi({ param: { name: 'id', in: 'pa
 
 const summary = (r: RunRecord) => {
   const v = runView(r);
-  return { id: v.id, module: v.module, status: v.status, createdAt: v.createdAt, startedAt: v.startedAt, finishedAt: v.finishedAt, attempts: v.attempts, node: v.node, exitCode: v.exitCode };
+  return { id: v.id, module: v.module, status: v.status, createdAt: v.createdAt, startedAt: v.startedAt, finishedAt: v.finishedAt, attempts: v.attempts, node: v.node, exitCode: v.exitCode, ...(v.blame ? { blame: v.blame } : {}) };
 };
 
 export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
@@ -234,6 +238,7 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
   defineRoute(app, deps, {
     method: 'get', path: '/v1/runs/{id}/audit', auth: 'tenant', tags: ['runs'],
     summary: 'The run\'s capability decisions, one JSON object per line',
+    description: 'Each refused decision has `why`: the rights (or Casper service or limit) it lacked, and the manifest line (`grant`, at `line`:`col`, key `path`) that would grant it.',
     request: { params: idParam },
     responses: {
       200: { description: 'Audit events so far (application/x-ndjson)', content: { 'application/x-ndjson': { schema: { type: 'string' } } } },
@@ -241,7 +246,20 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
     },
   }, async (c) => {
     const run = await ownRun(c);
-    const lines = (await store.events(run.id, 0)).filter((e) => e.type === 'audit').map((e) => eventJson(e) + '\n').join('');
+    const audit = (await store.events(run.id, 0)).filter((e) => e.type === 'audit');
+    // Each refusal says what was missing and which manifest line would grant it.
+    const events = audit.map((e) => JSON.parse(e.data) as AuditEvent);
+    let why: ReturnType<typeof explainRefusals> = [];
+    try {
+      why = explainRefusals(decodeRequest(run.request).manifest, events);
+    } catch (e) {
+      // The decisions are still worth having without their explanations.
+      c.get('log').warn({ err: e, run: run.id }, 'cannot explain the run\'s refusals');
+    }
+    const lines = audit.map((e, i) => {
+      const w = why[i];
+      return JSON.stringify({ ...events[i], attempt: e.attempt, ...(w ? { why: w } : {}) }) + '\n';
+    }).join('');
     return c.body(lines, 200, { 'Content-Type': 'application/x-ndjson; charset=utf-8' });
   });
 

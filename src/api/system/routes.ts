@@ -11,7 +11,8 @@ import { tenantPolicy } from '../runs/prepare.js';
 import { renderDocs } from './docs.js';
 import { retentionOf } from '../quotas.js';
 
-const LimitsSchema = z.object(Object.fromEntries(LIMIT_FIELDS.map((f) => [f, z.number()])) as Record<keyof Limits, z.ZodNumber>);
+/** A run's limits, every field. */
+export const LimitsSchema = z.object(Object.fromEntries(LIMIT_FIELDS.map((f) => [f, z.number()])) as Record<keyof Limits, z.ZodNumber>);
 
 const EffectiveLimitsSchema = z.object({
   run: z.object({

@@ -17,7 +17,8 @@ if (!send0) throw new Error('the executor must be started by the engine, with an
 const config = JSON.parse(process.argv[2] ?? '{}') as { workers?: number; cacheBytes?: number; heartbeatMs?: number; workerHeapMb?: number; wire?: WireFormat };
 const wire = config.wire ?? 'advanced';
 
-// Messages of one task leave as one array (see protocol.ts): flushed when the task's microtasks run.
+// Messages of one turn of the event loop leave as one array (see protocol.ts): flushed after the
+// turn's I/O callbacks (setImmediate), so that runs ending together cost the engine one wake-up.
 let outbox: FromExecutor[] = [];
 const flush = () => {
   const batch = outbox;
@@ -25,7 +26,7 @@ const flush = () => {
   send0(encodeBatch(batch, wire));
 };
 const send = (m: FromExecutor) => {
-  if (outbox.length === 0) queueMicrotask(flush);
+  if (outbox.length === 0) setImmediate(flush);
   outbox.push(m);
 };
 
@@ -34,6 +35,8 @@ const cache = new ModuleCache({ maxBytes: config.cacheBytes ?? 256 << 20 });
 
 interface Active {
   abort: AbortController;
+  /** CPU ms the engine spent on the run's Casper requests, as of its last reply. */
+  hostCpuMs: number;
   bridge?: BridgeServer;
   calls: Map<number, { resolve(d: Uint8Array): void; reject(e: Error): void; ctx: BridgeCallContext }>;
 }
@@ -51,7 +54,7 @@ function startRun(m: Extract<ToExecutor, { t: 'run' }>): void {
     return;
   }
   if (!mod) { send({ t: 'missing', run: m.run }); return; }
-  const a: Active = { abort: new AbortController(), calls: new Map() };
+  const a: Active = { abort: new AbortController(), hostCpuMs: 0, calls: new Map() };
   active.set(m.run, a);
   if (m.bridge) {
     // The guest's worker blocks on this bridge; each request is answered by the engine.
@@ -72,6 +75,8 @@ function startRun(m: Extract<ToExecutor, { t: 'run' }>): void {
 function job(run: number, a: Active) {
   return {
     signal: a.abort.signal,
+    // The pool checks the run's CPU limit against its worker's clock plus this, while it runs.
+    hostCpuMs: () => a.hostCpuMs,
     onOutput: (fd: 1 | 2, data: Uint8Array) => send({ t: 'out', run, fd, data }),
     onAudit: (events: import('../result.js').AuditEvent[]) => send({ t: 'audit', run, events }),
   };
@@ -102,6 +107,7 @@ function onMessage(m: ToExecutor): void {
       const c = a?.calls.get(m.call);
       if (!c) break;
       a!.calls.delete(m.call);
+      if (m.hostCpuMs !== undefined) a!.hostCpuMs = m.hostCpuMs;
       if (m.error !== undefined) c.reject(new Error(m.error)); else c.resolve(m.data ?? new Uint8Array(0));
       break;
     }

@@ -9,7 +9,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import type { BridgeCallContext, BridgeHandler } from '../bridge.js';
-import { QueueFullError, type Job, type JobEnd } from '../pool.js';
+import type { Job, JobEnd } from '../pool.js';
+import { QueuedPool, type Pending } from '../job-queue.js';
 import type { ModuleCaps } from '../wasm-limits.js';
 import { decodeBatch, encodeBatch, type FromExecutor, type ToExecutor, type WireFormat } from './protocol.js';
 import { ENGINE_RUNTIME, planExecutor, releaseCgroup, type ExecutorMount, type ExecutorRuntime, type Layer, type SandboxOptions } from './sandbox.js';
@@ -77,11 +78,9 @@ export interface ExecutorInfo {
   draining: boolean;
 }
 
-interface Inflight {
-  job: ExecutorJob;
-  resolve(end: JobEnd): void;
+interface Inflight extends Pending<ExecutorJob> {
+  /** When it was first sent to an executor. */
   t0: number;
-  onAbort?: () => void;
 }
 
 class Executor {
@@ -116,7 +115,8 @@ class Executor {
   onReady: () => void = () => {};
   send(m: ToExecutor): void {
     if (this.dead) return;
-    if (this.outbox.length === 0) queueMicrotask(() => this.flush());
+    // One write per turn of the event loop: the runs that requests of one turn start leave together.
+    if (this.outbox.length === 0) setImmediate(() => this.flush());
     this.outbox.push(m);
   }
   private flush(): void {
@@ -129,15 +129,13 @@ class Executor {
 }
 
 /** Executor processes behind the worker Pool's submit(Job) shape. */
-export class ExecutorPool {
+export class ExecutorPool extends QueuedPool<ExecutorJob, Inflight> {
   readonly options: Required<Omit<ExecutorPoolOptions, 'onLog' | 'denoPath' | 'guestMemoryMb'>> & Pick<ExecutorPoolOptions, 'onLog' | 'denoPath'>;
   private executors: Executor[] = [];
   /** Replaced executors finishing the runs they hold (setMounts). */
   private draining = new Set<Executor>();
-  private queue: Inflight[] = [];
   private nextRun = 1;
   private nextOp = 1;
-  private closed = false;
   private started = false;
   private memOps = new Map<number, { ex: Executor; resolve(d: Uint8Array | undefined): void; reject(e: Error): void }>();
   private watchdog: NodeJS.Timeout | undefined;
@@ -147,10 +145,12 @@ export class ExecutorPool {
   constructor(options: ExecutorPoolOptions = {}) {
     const workers = options.workers ?? 1;
     const heapMb = options.heapMb ?? 128;
+    const maxQueue = options.maxQueue ?? 1000;
+    super(maxQueue);
     this.options = {
       count: options.count ?? Math.max(1, os.availableParallelism?.() ?? os.cpus().length),
       workers,
-      maxQueue: options.maxQueue ?? 1000,
+      maxQueue,
       runtime: options.runtime ?? ENGINE_RUNTIME,
       isolation: options.isolation ?? 'best-effort',
       bubblewrap: options.bubblewrap ?? true,
@@ -253,25 +253,15 @@ export class ExecutorPool {
     this.watchdog.unref();
   }
 
-  /** Queues a job; resolves when it ends, however it ends. */
-  submit(job: ExecutorJob): Promise<JobEnd> {
-    if (this.closed) return Promise.reject(new Error('Cannot run: the host is closed'));
-    if (this.queue.length >= this.options.maxQueue && !this.executors.some((e) => e.isReady && e.runs.size < e.workers)) {
-      return Promise.reject(new QueueFullError(this.options.maxQueue));
-    }
-    return new Promise<JobEnd>((resolve) => {
-      const p: Inflight = { job, resolve, t0: 0 };
-      if (job.signal) {
-        if (job.signal.aborted) return resolve({ kind: 'stopped', reason: 'cancelled', message: 'the run was cancelled before it started', wallMs: 0, cpuMs: 0 });
-        p.onAbort = () => this.cancel(p);
-        job.signal.addEventListener('abort', p.onAbort, { once: true });
-      }
-      this.queue.push(p);
-      this.dispatch();
-    });
+  protected hasIdle(): boolean {
+    return this.executors.some((e) => e.isReady && e.runs.size < e.workers);
   }
 
-  private dispatch(): void {
+  protected pending(job: ExecutorJob, resolve: (end: JobEnd) => void): Inflight {
+    return { job, resolve, t0: 0 };
+  }
+
+  dispatch(): void {
     for (const ex of this.executors) {
       while (this.queue.length && ex.isReady && !ex.dead && ex.runs.size < ex.workers) this.send(ex, this.queue.shift()!, this.nextRun++);
       if (!this.queue.length) return;
@@ -323,11 +313,14 @@ export class ExecutorPool {
       readMemory: async (ptr, len) => (await mem({ ptr, len })) ?? new Uint8Array(0),
       writeMemory: async (ptr, bytes) => { await mem({ ptr, bytes }); },
     };
+    // What the engine spent on the run's requests so far goes with each answer (see 'reply').
+    const charged = () => { const ms = ex.runs.get(run)?.job.hostCpuMs?.(); return ms ? { hostCpuMs: ms } : {}; };
     try {
       if (!serve) throw new Error('the run has no bridge');
-      ex.send({ t: 'reply', run, call, data: await serve(data, ctx) });
+      const reply = await serve(data, ctx);
+      ex.send({ t: 'reply', run, call, data: reply, ...charged() });
     } catch (e) {
-      ex.send({ t: 'reply', run, call, error: (e as Error)?.message ?? String(e) });
+      ex.send({ t: 'reply', run, call, error: (e as Error)?.message ?? String(e), ...charged() });
     }
   }
 
@@ -335,8 +328,7 @@ export class ExecutorPool {
     const p = ex.runs.get(run);
     if (!p) return;
     ex.runs.delete(run);
-    if (p.onAbort) p.job.signal?.removeEventListener('abort', p.onAbort);
-    p.resolve(end);
+    this.settle(p, end);
     this.endIfDrained(ex);
     this.dispatch();
   }
@@ -367,13 +359,7 @@ export class ExecutorPool {
     }, delay).unref();
   }
 
-  private cancel(p: Inflight): void {
-    const qi = this.queue.indexOf(p);
-    if (qi >= 0) {
-      this.queue.splice(qi, 1);
-      p.resolve({ kind: 'stopped', reason: 'cancelled', message: 'the run was cancelled before it started', wallMs: 0, cpuMs: 0 });
-      return;
-    }
+  protected cancelRunning(p: Inflight): void {
     for (const ex of [...this.executors, ...this.draining]) {
       for (const [run, q] of ex.runs) if (q === p) ex.send({ t: 'cancel', run });
     }
@@ -402,9 +388,8 @@ export class ExecutorPool {
 
   /** Cancels queued runs, stops running ones, and ends the executors. */
   async close(): Promise<void> {
-    this.closed = true;
+    this.closeQueue();
     if (this.watchdog) clearInterval(this.watchdog);
-    for (const p of this.queue.splice(0)) p.resolve({ kind: 'stopped', reason: 'cancelled', message: 'the host closed', wallMs: 0, cpuMs: 0 });
     const all = [...this.executors.splice(0), ...this.draining];
     this.draining.clear();
     await Promise.all(all.map((ex) => {

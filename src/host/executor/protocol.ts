@@ -1,8 +1,8 @@
 /**
  * Messages between the engine and an executor process. They cross the child's IPC channel with
  * Node's 'advanced' serialization (the V8 wire format: binary, Uint8Array and bigint intact), and
- * each side sends its messages of one tick as one array, so a busy executor costs one message per
- * tick rather than one per event.
+ * each side sends its messages of one turn of its event loop as one array, so a busy executor
+ * costs one message per turn rather than one per event.
  */
 import type { ModuleCaps } from '../wasm-limits.js';
 import type { JobEnd } from '../pool.js';
@@ -14,8 +14,12 @@ export type ToExecutor =
   /** A run; `bytes` come with the first run of a module on this executor (or after `missing`). */
   | { t: 'run'; run: number; module: string; bytes?: Uint8Array; caps: ModuleCaps; spec: GuestSpec; bridge: boolean }
   | { t: 'cancel'; run: number }
-  /** The answer to a bridge call the guest made (`call` from the executor). */
-  | { t: 'reply'; run: number; call: number; data?: Uint8Array; error?: string }
+  /**
+   * The answer to a bridge call the guest made (`call` from the executor), with the CPU time (ms)
+   * the engine has spent on the run's Casper requests so far: it counts against the run's CPU
+   * limit, which the executor enforces while the run goes on.
+   */
+  | { t: 'reply'; run: number; call: number; data?: Uint8Array; error?: string; hostCpuMs?: number }
   /** A guest-memory access a host function asks for while its call waits. */
   | { t: 'mem'; run: number; call: number; op: number; ptr: number; len?: number; bytes?: Uint8Array }
   | { t: 'ping' };

@@ -141,7 +141,7 @@ const HERE = fileURLToPath(import.meta.url);
 const FROM_SOURCE = HERE.endsWith('.ts');
 
 /** capsa's package root: the nearest directory above this file with a package.json. */
-function packageRoot(): string {
+export function packageRoot(): string {
   let dir = path.dirname(HERE);
   while (!fs.existsSync(path.join(dir, 'package.json'))) {
     const up = path.dirname(dir);

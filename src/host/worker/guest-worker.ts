@@ -5,7 +5,7 @@
  * loses none of them), and posts back an outcome.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { PHASE_INSTANTIATING, PHASE_STARTED, type FromWorker, type ToWorker, type WorkerData } from './protocol.js';
+import { PHASE_INSTANTIATING, PHASE_STARTED, STREAM_QUIET_MS, type FromWorker, type ToWorker, type WorkerData } from './protocol.js';
 import { RecordKind, RingWriter } from './output-ring.js';
 import { runGuest } from './run-guest.js';
 import { threadId } from './thread-cpu.js';
@@ -20,8 +20,9 @@ const encoder = new TextEncoder();
 port.on('message', (msg: ToWorker) => {
   if (msg.type !== 'run') return;
   const { id, spec } = msg;
-  // A streaming consumer is woken on every write; a collected run's output is drained at its end.
-  ring.eager = spec.stream;
+  // A streaming consumer is woken on every write once the run has lasted STREAM_QUIET_MS (before,
+  // the pool's clock drains the ring); a collected run's output is drained at its end.
+  ring.eagerFrom = spec.stream ? performance.now() + STREAM_QUIET_MS : Infinity;
   const outcome = runGuest(msg.module, spec, {
     bridge: msg.bridge,
     proc: msg.proc,

@@ -4,7 +4,8 @@
  * position after copying it in; from then on the bytes are in memory the host thread shares, so
  * terminating the worker (wall or CPU limit, cancel) or losing it cannot take them away: the pool
  * drains the ring before it reports the run's end. Nothing is held back in the worker, and a
- * streaming run wakes the host thread (Atomics.notify → Atomics.waitAsync) on every commit.
+ * streaming run wakes the host thread (Atomics.notify → Atomics.waitAsync) on every commit after
+ * its first few milliseconds (before them the pool's clock drains it: see RingWriter.eagerFrom).
  *
  * Layout: 16 bytes of header (Int32: write position, read position), then the data area, a power
  * of two in size. Positions count bytes since the ring was made and wrap at 2^32 (the difference
@@ -112,10 +113,12 @@ export class ByteRing extends Ring {
 /** The worker's end: copies records in, waiting for room when the host thread is behind. */
 export class RingWriter extends Ring {
   /**
-   * Wake the reader on every commit (a streaming run). Otherwise only once the ring is half full:
-   * the reader drains the rest when the run ends.
+   * Wake the reader on every commit made from this time on (performance.now(); a streaming run
+   * sets it a few ms after its start). Before it, and in a collected run (Infinity), only once the
+   * ring is half full: the reader drains the rest on its own clock or when the run ends. A short
+   * run then wakes its host thread once (its end), not once per write and once more for its end.
    */
-  eager = false;
+  eagerFrom = Infinity;
   private w: number;
   private readonly head = new Uint8Array(RECORD_HEADER);
   private readonly headView = new DataView(this.head.buffer);
@@ -145,7 +148,7 @@ export class RingWriter extends Ring {
       this.w = (this.w + need) >>> 0;
       // The commit: from here on the record is the reader's, whatever happens to this thread.
       Atomics.store(this.ctl, WRITE, this.w | 0);
-      if (this.eager || ((this.w - Atomics.load(this.ctl, READ)) >>> 0) >= this.capacity >>> 1) this.wake();
+      if (((this.w - Atomics.load(this.ctl, READ)) >>> 0) >= this.capacity >>> 1 || performance.now() >= this.eagerFrom) this.wake();
     }
   }
 

@@ -34,7 +34,7 @@ export interface GuestSpec {
   /** Host functions the guest imports: served on the host thread through the bridge. */
   functions: { module: string; name: string }[];
   tty: boolean;
-  /** Wake the host on every write (streaming) rather than when the output ring fills or the run ends. */
+  /** Hand output to the host as it is written (streaming; see STREAM_QUIET_MS) rather than when the output ring fills or the run ends. */
   stream: boolean;
   /** Write stdout/stderr straight to these host fds (the CLI), instead of posting them. */
   stdoutFd?: number;
@@ -98,6 +98,16 @@ export interface WorkerData {
 export const PHASE_INSTANTIATING = 1;
 /** The guest's own code runs. */
 export const PHASE_STARTED = 2;
+
+/**
+ * A streaming run's writes in its first milliseconds do not wake the host thread: the pool's
+ * clock (every POOL_TICK_MS) or the run's end drains them. Most runs are short, and a wake per
+ * write plus one for the end cost the host thread a turn of its event loop each.
+ */
+export const STREAM_QUIET_MS = 5;
+
+/** How often the pool samples its busy workers' CPU clocks and drains their output rings. */
+export const POOL_TICK_MS = 10;
 
 /** worker → host */
 export type FromWorker =
