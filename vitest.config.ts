@@ -26,7 +26,7 @@ export default defineConfig({
         extends: true,
         test: {
           name: 'postgres',
-          include: ['test/api/store.test.ts', 'test/api/bola.test.ts', 'test/api/quotas.test.ts', 'test/api/postgres*.test.ts'],
+          include: ['test/api/store.test.ts', 'test/api/bola.test.ts', 'test/api/quotas.test.ts', 'test/api/retention.test.ts', 'test/api/webhooks.test.ts', 'test/api/postgres*.test.ts'],
           env: { CAPSA_TEST_STORE: 'postgres' },
           globalSetup: ['test/pg-setup.ts'],
         },

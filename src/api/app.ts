@@ -16,6 +16,8 @@ import { registerModuleRoutes } from './modules/routes.js';
 import { registerRunRoutes } from './runs/routes.js';
 import { registerSystemRoutes } from './system/routes.js';
 import { registerTenantRoutes } from './tenants/routes.js';
+import { registerWebhookRoutes } from './hooks/routes.js';
+import { corsAndOptions, methodsOf } from './methods.js';
 import { isUiPath, registerUiRoutes, uiHeaders } from './ui/routes.js';
 
 export type { AppOptions, ApiLimits, AppEnv } from './options.js';
@@ -33,6 +35,8 @@ export function createApp(options: AppOptions): OpenAPIHono<AppEnv> {
     // Every line says which node wrote it.
     logger: (options.logger ?? defaultLogger()).child({ node: options.scheduler.nodeId }),
     limits,
+    retainSeconds: options.retainSeconds ?? 0,
+    webhooks: options.webhooks,
   };
 
   const app = new OpenAPIHono<AppEnv>();
@@ -44,8 +48,17 @@ export function createApp(options: AppOptions): OpenAPIHono<AppEnv> {
     crossOriginEmbedderPolicy: false,
   });
   app.use('*', (c, next) => (isUiPath(c.req.path) ? uiHeaders : apiHeaders)(c, next));
+  app.use('*', corsAndOptions(app, options.corsOrigins ?? []));
   app.onError(onError);
-  app.notFound((c) => errorResponse(c, new ApiError(404, 'not_found', `No route ${c.req.method} ${c.req.path}; see /docs`)));
+  app.notFound((c) => {
+    // A known path asked with another method: 405 naming the ones it has.
+    const methods = methodsOf(app, c.req.path);
+    if (methods.length) {
+      c.header('Allow', [...methods, 'OPTIONS'].join(', '));
+      return errorResponse(c, new ApiError(405, 'method_not_allowed', `${c.req.path} does not take ${c.req.method}; it takes ${methods.join(', ')} (see /docs)`));
+    }
+    return errorResponse(c, new ApiError(404, 'not_found', `No route ${c.req.method} ${c.req.path}; see /docs`));
+  });
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'Bearer', { type: 'http', scheme: 'bearer', description: 'A tenant\'s API key' });
   app.openAPIRegistry.registerComponent('securitySchemes', 'AdminBearer', { type: 'http', scheme: 'bearer', description: 'The service\'s admin token (CAPSA_ADMIN_TOKEN)' });
@@ -55,6 +68,7 @@ export function createApp(options: AppOptions): OpenAPIHono<AppEnv> {
   registerManifestRoutes(app, deps);
   registerTenantRoutes(app, deps);
   registerSystemRoutes(app, deps);
+  registerWebhookRoutes(app, deps);
   registerUiRoutes(app, deps);
   return app;
 }

@@ -13,7 +13,7 @@ export type ErrorCode =
   | 'bad_request' | 'malformed_json' | 'unauthorized' | 'not_found' | 'conflict' | 'body_too_large'
   | 'unsupported_media_type' | 'invalid_request' | 'invalid_manifest' | 'policy_violation' | 'invalid_module'
   | 'unknown_imports' | 'unknown_module' | 'invalid_policy' | 'quota_exceeded' | 'queue_full'
-  | 'shutting_down' | 'internal';
+  | 'shutting_down' | 'method_not_allowed' | 'internal';
 
 /** An answer with the error shape; `retryAfter` (seconds) becomes the Retry-After header. */
 export class ApiError extends Error {
@@ -64,7 +64,7 @@ export function errorResponse(c: Context<AppEnv>, e: ApiError): Response {
 }
 
 const HTTP_CODES: Partial<Record<number, ErrorCode>> = {
-  400: 'bad_request', 401: 'unauthorized', 404: 'not_found', 409: 'conflict', 413: 'body_too_large',
+  400: 'bad_request', 401: 'unauthorized', 404: 'not_found', 405: 'method_not_allowed', 409: 'conflict', 413: 'body_too_large',
   415: 'unsupported_media_type', 422: 'invalid_request', 503: 'shutting_down',
 };
 

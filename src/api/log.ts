@@ -4,7 +4,7 @@ import { pino, type Logger } from 'pino';
 import type { AppEnv } from './options.js';
 
 /** Paths that could carry secrets, removed from every line whatever a caller logs. */
-const REDACT = ['key', '*.key', 'authorization', '*.authorization', 'headers.authorization', '*.headers.authorization', 'token', '*.token', 'adminToken'];
+const REDACT = ['key', '*.key', 'secret', '*.secret', 'authorization', '*.authorization', 'headers.authorization', '*.headers.authorization', 'token', '*.token', 'adminToken'];
 
 let shared: Logger | undefined;
 

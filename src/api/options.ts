@@ -5,13 +5,18 @@ import { DEFAULT_LIMITS, type Limits } from '../host/limits.js';
 import type { Policy } from '../manifest/policy.js';
 import type { Store, Tenant } from './store/types.js';
 import type { Scheduler } from './scheduler.js';
+import type { Webhooks } from './webhooks.js';
 
 /** What the HTTP layer accepts: body sizes, waits, pages, batches. */
 export interface ApiLimits {
   /** Largest module upload (raw or multipart), in bytes. */
   moduleBytes: number;
-  /** Largest POST /v1/runs body, in bytes. */
+  /** Largest POST /v1/runs body, in bytes, besides stdin and files (the body may be larger by their base64). */
   runBodyBytes: number;
+  /** Largest stdin of a run (stdin or stdinBase64, decoded), in bytes. */
+  stdinBytes: number;
+  /** Largest total of a run's files (files and filesBase64, decoded), in bytes. */
+  filesBytes: number;
   /** Largest POST /v1/runs:batch body, in bytes. */
   batchBodyBytes: number;
   /** Largest admin request body (tenant names, policies), in bytes. */
@@ -32,6 +37,8 @@ export interface ApiLimits {
 export const DEFAULT_API_LIMITS: Readonly<ApiLimits> = {
   moduleBytes: 16 << 20,
   runBodyBytes: 2 << 20,
+  stdinBytes: 1 << 20,
+  filesBytes: 4 << 20,
   batchBodyBytes: 8 << 20,
   adminBodyBytes: 256 << 10,
   waitSeconds: 30,
@@ -54,6 +61,17 @@ export interface AppOptions {
   /** Structured JSON logs (default: pino at CAPSA_LOG_LEVEL or info, to stdout). */
   logger?: Logger;
   limits?: Partial<Omit<ApiLimits, 'runDefaults'>> & { runDefaults?: Partial<Limits> };
+  /** Webhooks (callback_url); without them a callback_url is refused. */
+  webhooks?: Webhooks;
+  /** Browser origins allowed to call the API (CORS; `--cors-origin`); `*` allows any. Default: none. */
+  corsOrigins?: string[];
+  /** The service's retention in seconds (`--retain`; a tenant's own goes over it); 0 (default) keeps everything. */
+  retainSeconds?: number;
+}
+
+/** The largest POST /v1/runs body: the JSON limit plus room for stdin and files in base64. */
+export function runBodyCap(l: ApiLimits): number {
+  return l.runBodyBytes + Math.ceil((l.stdinBytes + l.filesBytes) * 4 / 3);
 }
 
 /** Hono's environment of every route. */
@@ -76,4 +94,6 @@ export interface Deps {
   adminToken: string | undefined;
   logger: Logger;
   limits: ApiLimits;
+  retainSeconds: number;
+  webhooks: Webhooks | undefined;
 }

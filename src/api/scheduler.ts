@@ -31,7 +31,8 @@ import { Histogram, LATENCY_BUCKETS } from './metrics.js';
 import { decodeRequest, isTerminal, outputSoFar, storedResult, syntheticResult, type StoredResult } from './runs/record.js';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { QuotaError, type RunEventRecord, type RunRecord, type RunState, type Store } from './store/types.js';
+import { effectiveQuotas } from './quotas.js';
+import { QuotaError, type RunEventRecord, type RunRecord, type RunState, type Store, type Tenant } from './store/types.js';
 import { createRunEvents, type RunEvents } from './events.js';
 
 /** Per-tenant quotas, and the global queue bound. */
@@ -65,6 +66,8 @@ export interface SchedulerOptions {
   logger?: Logger;
   /** Milliseconds of clock (tests); also the clock of leases, which nodes must agree on to well within a lease. */
   now?: () => number;
+  /** Called once a run ended (stored and announced): webhooks. */
+  onFinish?: (run: RunRecord) => void;
   /** This node's id, kept on the runs it claims (default `<hostname>-<pid>-<random>`). */
   nodeId?: string;
   /** The node's run events (default: a hub on `store`). */
@@ -93,7 +96,10 @@ export interface SchedulerMetrics {
 }
 
 export interface Scheduler {
+  /** The service's quotas; a tenant's own go over them (quotasFor). */
   readonly quotas: Quotas;
+  /** The quotas in force for a tenant: its own over the service's. */
+  quotasFor(tenant: Pick<Tenant, 'quotas'>): Quotas;
   /** This node's id. */
   readonly nodeId: string;
   /** Run events of any node: what `wait` and the event streams follow. */
@@ -101,11 +107,12 @@ export interface Scheduler {
   /** Says a run was queued in the store (by createRun): claim now rather than on the next wake-up. */
   submit(tenantId: string, runId: string): void;
   /**
-   * Persists a queued run after the quotas admit it (queued runs and CPU seconds checked by the store
+   * Persists a queued run after the quotas admit it (the tenant's own over the service's, read from
+   * the store when `tenant` is not given; queued runs and CPU seconds checked by the store
    * under the tenant's lock, the global queue bound from the cluster's count) and claims it if a
    * worker is free. Throws ApiError 429/503 when refused, with nothing stored.
    */
-  create(run: Parameters<Store['createRun']>[0]): Promise<RunRecord>;
+  create(run: Parameters<Store['createRun']>[0], tenant?: Pick<Tenant, 'quotas'>): Promise<RunRecord>;
   /**
    * Cancels a run: a queued one ends `cancelled` at once, a running one is aborted (it ends
    * `cancelled` shortly). Undefined when the tenant has no such run.
@@ -145,6 +152,8 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   const pollMs = Math.max(10, options.pollMs ?? Math.min(2000, leaseMs / 3));
 
   const inFlight = new Map<string, InFlight>();
+  /** The quotas in force for a tenant: its own over the service's. */
+  const quotasFor = (tenant: Pick<Tenant, 'quotas'>): Quotas => effectiveQuotas(quotas, tenant);
   let started = false;
   let stopping = false;
   /** A claim is in progress; `again`: something may have been queued meanwhile, claim once more after it. */
@@ -211,6 +220,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       ...(res.message !== undefined ? { message: res.message } : {}), usage: res.usage,
     });
     log.info({ tenant: run.tenantId, run: run.id, state: res.status, exitCode: res.exitCode, cpuMs: Math.round(cpuMs), wallMs: res.usage.wallMs }, 'run finished');
+    options.onFinish?.(run);
   };
 
   /** Announces where the restart rule put a run: back in the queue, or ended `interrupted`. */
@@ -222,6 +232,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       metrics.finished.set(after.state, (metrics.finished.get(after.state) ?? 0) + 1);
       const res = after.result ? (JSON.parse(after.result) as Partial<StoredResult>) : {};
       await emit(after.id, 'exit', { state: after.state, blame: res.blame ?? 'host', exitCode: null, message: res.message ?? why, usage: res.usage ?? { wallMs: 0, cpuMs: 0, peakMemoryBytes: 0 } });
+      options.onFinish?.(after);
     }
   };
 
@@ -403,29 +414,33 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
 
   return {
     quotas,
+    quotasFor,
     nodeId,
     events,
     submit(_tenantId, _runId) {
       pump();
     },
-    async create(input) {
+    async create(input, tenant) {
       if (stopping) throw new ApiError(503, 'shutting_down', 'The service is shutting down; retry shortly', undefined, 5);
       // The global bound is a safety valve, not a quota: counted across the cluster, but not under a lock.
       if (depth.queued + 1 > quotas.globalQueuedRuns) await recount();
       if (depth.queued + 1 > quotas.globalQueuedRuns) {
         throw new ApiError(503, 'queue_full', `The run queue is full (${quotas.globalQueuedRuns} runs waiting); retry later`, undefined, 5);
       }
+      // Read at each creation, so a quota an administrator sets holds at once.
+      const own = tenant ?? await store.getTenant(input.tenantId);
+      const q = own ? quotasFor(own) : quotas;
       const t = now();
       const since = utcMidnight(t);
       // Read from the day's cache first: a tenant over its CPU budget costs no transaction.
       const usedMs = await cpuUsedToday(input.tenantId, since);
-      const cpuLimitMs = quotas.cpuSecondsPerDay * 1000;
-      const cpuRefusal = (used: number) => new ApiError(429, 'quota_exceeded', `Your runs used ${Math.round(used / 1000)} CPU seconds today (UTC); the daily quota is ${quotas.cpuSecondsPerDay}`,
-        { quota: 'cpuSecondsPerDay', limit: quotas.cpuSecondsPerDay, used: used / 1000 }, (since + 86_400_000 - t) / 1000);
+      const cpuLimitMs = q.cpuSecondsPerDay * 1000;
+      const cpuRefusal = (used: number) => new ApiError(429, 'quota_exceeded', `Your runs used ${Math.round(used / 1000)} CPU seconds today (UTC); the daily quota is ${q.cpuSecondsPerDay}`,
+        { quota: 'cpuSecondsPerDay', limit: q.cpuSecondsPerDay, used: used / 1000 }, (since + 86_400_000 - t) / 1000);
       if (usedMs >= cpuLimitMs) throw cpuRefusal(usedMs);
       let run: RunRecord;
       try {
-        run = await store.createRun(input, { queuedRuns: quotas.queuedRuns, cpuMs: cpuLimitMs, since });
+        run = await store.createRun(input, { queuedRuns: q.queuedRuns, cpuMs: cpuLimitMs, since });
       } catch (e) {
         if (!(e instanceof QuotaError)) throw e;
         if (e.quota === 'cpuMs') {
@@ -433,8 +448,8 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
           if (day && day.since === since) day.usedMs = Math.max(day.usedMs, e.used);
           throw cpuRefusal(e.used);
         }
-        throw new ApiError(429, 'quota_exceeded', `You have ${e.used} queued runs; the quota is ${quotas.queuedRuns}. Wait for some to finish`,
-          { quota: 'queuedRuns', limit: quotas.queuedRuns, used: e.used }, 5);
+        throw new ApiError(429, 'quota_exceeded', `You have ${e.used} queued runs; the quota is ${q.queuedRuns}. Wait for some to finish`,
+          { quota: 'queuedRuns', limit: q.queuedRuns, used: e.used }, 5);
       }
       metrics.submitted++;
       depth.queued++;

@@ -10,9 +10,13 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import { createAdaptorServer } from '@hono/node-server';
-import { createApp } from '../api/app.js';
+import { createApp, DEFAULT_API_LIMITS } from '../api/app.js';
 import { defaultLogger } from '../api/log.js';
-import { createScheduler, DEFAULT_QUOTAS, defaultNodeId } from '../api/scheduler.js';
+import { createScheduler, DEFAULT_QUOTAS, defaultNodeId, type Quotas } from '../api/scheduler.js';
+import { applyQuotas, parseQuotaAssignments } from '../api/quotas.js';
+import { createRetention, RETENTION_INTERVAL_MS } from '../api/retention.js';
+import { checkOrigins } from '../api/methods.js';
+import { createWebhooks } from '../api/webhooks.js';
 import { createSqliteStore } from '../api/store/sqlite.js';
 import { NoSqliteDriverError } from '../api/store/sqlite-driver.js';
 import { storeUrl } from './store-url.js';
@@ -20,7 +24,7 @@ import type { Store } from '../api/store/types.js';
 import { createHost, type Host } from '../host/host.js';
 import { loadPolicy, SERVICE_POLICY } from '../manifest/policy.js';
 import { mountsInForce, syncMounts } from '../api/mounts.js';
-import { parseDuration } from '../host/units.js';
+import { parseBytes, parseDuration } from '../host/units.js';
 import { UsageError } from './flags.js';
 import { DEFAULT_DATA_DIR } from './tenant.js';
 
@@ -30,7 +34,9 @@ export const SHUTDOWN_DEADLINE_MS = 10_000;
 export const SERVE_HELP = `Usage: capsa serve [--host 127.0.0.1] [--port 8080] [--data ${DEFAULT_DATA_DIR} | --store postgres://…] [--policy FILE]
                    [--executors N] [--workers N] [--isolation best-effort|strict|none]
                    [--executor-runtime node|deno] [--grace 10s] [--node-id ID] [--lease 30s]
-                   [--concurrent-runs N]
+                   [--quota NAME=VALUE]... [--concurrent-runs N] [--retain 7d] [--cors-origin ORIGIN]...
+                   [--max-body SIZE] [--max-stdin SIZE] [--max-files SIZE]
+                   [--webhook-allow HOST]... [--webhook-allow-private]
 
 Runs the capsa REST service: tenants upload modules (POST /v1/modules) and run them
 under manifests (POST /v1/runs), each run checked against the tenant's policy, queued,
@@ -69,6 +75,33 @@ Options:
                     capsa itself runs on.
   --grace DURATION  On SIGTERM/SIGINT, how long running guests may take to finish before
                     they are queued again for the next start (default ${SHUTDOWN_DEADLINE_MS / 1000}s).
+  --quota NAME=VALUE
+                    A quota of every tenant (repeat for several; a tenant's own, set with
+                    capsa tenant set-quota, goes over it): concurrent-runs (default
+                    ${DEFAULT_QUOTAS.concurrentRuns}), queued-runs (${DEFAULT_QUOTAS.queuedRuns}), module-storage (${DEFAULT_QUOTAS.moduleStorageBytes >> 20}MiB),
+                    cpu-per-day (${DEFAULT_QUOTAS.cpuSecondsPerDay / 60}m), retain (as --retain).
+  --retain DURATION Deletes finished runs (their output and events) DURATION after they
+                    ended, and modules no run references DURATION after their upload
+                    (e.g. 7d, 12h); swept every ${RETENTION_INTERVAL_MS / 60_000} minutes in small batches. Queued and
+                    running runs are never deleted. Default: keep everything.
+  --max-body SIZE   Largest POST /v1/runs JSON body besides stdin and files (default ${DEFAULT_API_LIMITS.runBodyBytes >> 20}MiB).
+  --max-stdin SIZE  Largest stdin of a run, decoded (default ${DEFAULT_API_LIMITS.stdinBytes >> 20}MiB); the body may be
+                    larger by its base64. Above it: 413 naming stdin.
+  --max-files SIZE  Largest total of a run's files, decoded (default ${DEFAULT_API_LIMITS.filesBytes >> 20}MiB); as --max-stdin.
+  --webhook-allow HOST
+                    Hosts a run's callback_url may name (repeat for more; *.example.com
+                    for its subdomains). Without it callback_url is refused. Each delivery
+                    resolves the name once, refuses private, loopback and link-local
+                    addresses, connects to the address it checked and follows no redirect
+                    (docs/webhooks.md).
+  --webhook-allow-private
+                    Lets callbacks reach private, loopback and link-local addresses (a
+                    receiver on the operator's own network). Off by default.
+  --cors-origin ORIGIN
+                    Lets web pages from ORIGIN (https://app.example.com; repeat for more;
+                    * for any) call the API from a browser: preflights are answered and
+                    answers carry Access-Control-Allow-Origin. Other origins get no CORS
+                    header. Default: none (the dashboard at /ui is same-origin).
   --concurrent-runs N
                     A tenant's runs running at once, across all the servers of a
                     --store (default ${DEFAULT_QUOTAS.concurrentRuns}); its other runs wait their turn in the queue.
@@ -125,6 +158,14 @@ export async function serve(argv: string[]): Promise<number> {
       isolation: { type: 'string', default: 'best-effort' },
       'executor-runtime': { type: 'string' },
       grace: { type: 'string' },
+      quota: { type: 'string', multiple: true, default: [] },
+      retain: { type: 'string' },
+      'cors-origin': { type: 'string', multiple: true, default: [] },
+      'max-body': { type: 'string' },
+      'webhook-allow': { type: 'string', multiple: true, default: [] },
+      'webhook-allow-private': { type: 'boolean', default: false },
+      'max-stdin': { type: 'string' },
+      'max-files': { type: 'string' },
       'node-id': { type: 'string' },
       'concurrent-runs': { type: 'string' },
       lease: { type: 'string' },
@@ -152,6 +193,30 @@ export async function serve(argv: string[]): Promise<number> {
     if (values.lease !== undefined) {
       leaseMs = parseDuration(values.lease, '--lease');
       if (leaseMs < 300) throw new Error(`--lease ${values.lease}: at least 300ms (a node renews every third of it)`);
+    }
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  let quotas: Partial<Quotas> = {};
+  let retainSeconds = 0;
+  try {
+    const q = parseQuotaAssignments(values.quota);
+    if (values.retain !== undefined) q.retainSeconds = Math.round(parseDuration(values.retain, '--retain') / 1000);
+    const { retainSeconds: r, ...rest } = applyQuotas({}, q);
+    quotas = rest;
+    retainSeconds = r ?? 0;
+  } catch (e) {
+    throw new UsageError(`--quota/--retain: ${(e as Error).message}`);
+  }
+  // The older spelling of --quota concurrent-runs=N.
+  if (values['concurrent-runs'] !== undefined) quotas.concurrentRuns = parseCount(values['concurrent-runs'], '--concurrent-runs', DEFAULT_QUOTAS.concurrentRuns);
+  let corsOrigins: string[];
+  const sizes: { runBodyBytes?: number; stdinBytes?: number; filesBytes?: number } = {};
+  try {
+    corsOrigins = checkOrigins(values['cors-origin']);
+    for (const [flag, field] of [['max-body', 'runBodyBytes'], ['max-stdin', 'stdinBytes'], ['max-files', 'filesBytes']] as const) {
+      const v = values[flag];
+      if (v !== undefined) sizes[field] = parseBytes(v, `--${flag}`);
     }
   } catch (e) {
     throw new UsageError((e as Error).message);
@@ -217,19 +282,27 @@ export async function serve(argv: string[]): Promise<number> {
     process.stderr.write(`capsa: cannot start the ${isolation === 'none' ? 'worker pool' : 'executors'}: ${(e as Error).message}\n`);
     return 1;
   }
+  const webhooks = values['webhook-allow'].length
+    ? createWebhooks({ store, allowHosts: values['webhook-allow'], allowPrivate: values['webhook-allow-private'], logger: log })
+    : undefined;
   // SQLite: the data dir is this process's alone (lockDataDir), so a run left running died with
   // the last process and is recovered at once; PostgreSQL: when its node's lease expires.
   const scheduler = createScheduler({
-    store, host, logger: defaultLogger(), nodeId, exclusive: !url,
-    ...(values['concurrent-runs'] !== undefined ? { quotas: { concurrentRuns: parseCount(values['concurrent-runs'], '--concurrent-runs', DEFAULT_QUOTAS.concurrentRuns) } } : {}),
+    store, host, logger: defaultLogger(), nodeId, exclusive: !url, quotas,
     ...(leaseMs !== undefined ? { leaseMs } : {}),
+    ...(webhooks ? { onFinish: (run) => webhooks.onFinish(run) } : {}),
   });
+  const retention = createRetention({ store, retainSeconds, logger: log });
   const adminToken = process.env['CAPSA_ADMIN_TOKEN'] || undefined;
   const app = createApp({
     // createApp and the scheduler name the node on their lines themselves.
     store, host, scheduler, logger: defaultLogger(),
     ...(policy ? { policy } : {}),
     ...(adminToken ? { adminToken } : {}),
+    retainSeconds,
+    corsOrigins,
+    limits: sizes,
+    ...(webhooks ? { webhooks } : {}),
   });
 
   // Plain HTTP/1.1 (no serverOptions given), so node:http's Server.
@@ -254,6 +327,10 @@ export async function serve(argv: string[]): Promise<number> {
   // Only once the port is ours: recovery costs a crashed run its one retry, so a server that
   // cannot start must not spend it.
   await scheduler.start();
+  // Tenants may have a retention of their own, so the sweeper runs whatever --retain says.
+  retention.start();
+  // Deliveries a stop left pending are retried.
+  await webhooks?.start();
   // Policies set with \`capsa tenant\` (straight into the store) reach the executors' mounts too.
   const mountSync = setInterval(() => {
     syncMounts({ store, host, policy: policy ?? SERVICE_POLICY }).catch((e: unknown) => log.warn({ err: e }, 'cannot update the executors\' mounts'));
@@ -284,7 +361,9 @@ export async function serve(argv: string[]): Promise<number> {
       server.closeIdleConnections();
       // Running guests finish within the deadline or go back to the queue.
       clearInterval(mountSync);
+      await retention.stop();
       await scheduler.stop(graceMs);
+      await webhooks?.stop();
       // Event streams still open get what is stored, are told to reconnect (elsewhere, with
       // Last-Event-ID) and end.
       await scheduler.events.flush();

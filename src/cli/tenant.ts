@@ -11,6 +11,7 @@ import { storeUrl } from './store-url.js';
 import { StoreError } from '../api/store/errors.js';
 import type { Store, Tenant } from '../api/store/types.js';
 import { parsePolicy } from '../manifest/policy.js';
+import { applyQuotas, parseQuotaAssignments, QUOTA_ASSIGNMENTS_HELP } from '../api/quotas.js';
 import { UsageError } from './flags.js';
 
 export const DEFAULT_DATA_DIR = './capsa-data';
@@ -22,6 +23,8 @@ export const TENANT_HELP = `Usage: capsa tenant create NAME [--data DIR]
        capsa tenant revoke-key TENANT KEY_ID [--data DIR]
        capsa tenant set-policy TENANT FILE [--data DIR]
        capsa tenant set-policy TENANT --clear [--data DIR]
+       capsa tenant set-quota TENANT NAME=VALUE... [--data DIR]
+       capsa tenant set-quota TENANT --clear [--data DIR]
 
 Manages the tenants of "capsa serve" in its data directory, or with --store URL (or
 CAPSA_DATABASE_URL) in its PostgreSQL database. These work on the store directly,
@@ -39,6 +42,10 @@ set-policy   Sets TENANT's policy, the most its manifests may be granted (the po
              printed as FILE:LINE:COL: what is wrong, and nothing is changed. Host
              directory rules are ignored (tenants get in-memory directories only).
              --clear returns the tenant to the service's default policy.
+set-quota    Sets TENANT's own quotas, over the service's (capsa serve --quota):
+             ${QUOTA_ASSIGNMENTS_HELP}.
+             NAME=default gives one back to the service; --clear gives all back.
+             They hold from the tenant's next request; GET /v1/limits shows them.
 
 TENANT is a tenant id or name.
 
@@ -77,13 +84,18 @@ export async function tenant(argv: string[]): Promise<number> {
     if (positionals.length !== n) throw new UsageError(`tenant ${sub}: expected ${what}\n\n${TENANT_HELP}`);
   };
   if (values.json && sub !== 'list') throw new UsageError(`tenant ${sub}: --json is for list`);
-  if (values.clear && sub !== 'set-policy') throw new UsageError(`tenant ${sub}: --clear is for set-policy`);
+  if (values.clear && sub !== 'set-policy' && sub !== 'set-quota') throw new UsageError(`tenant ${sub}: --clear is for set-policy and set-quota`);
   switch (sub) {
     case 'create': want(1, 'NAME'); break;
     case 'list': want(0, 'no arguments'); break;
     case 'add-key': case 'keys': want(1, 'TENANT'); break;
     case 'revoke-key': want(2, 'TENANT KEY_ID'); break;
     case 'set-policy': want(values.clear ? 1 : 2, values.clear ? 'TENANT with --clear' : 'TENANT FILE (or TENANT --clear)'); break;
+    case 'set-quota':
+      if (values.clear ? positionals.length !== 1 : positionals.length < 2) {
+        throw new UsageError(`tenant set-quota: expected ${values.clear ? 'TENANT with --clear' : 'TENANT NAME=VALUE... (or TENANT --clear)'}\n\n${TENANT_HELP}`);
+      }
+      break;
     default: throw new UsageError(`tenant: unknown subcommand ${JSON.stringify(sub)}\n\n${TENANT_HELP}`);
   }
   // Read and check a policy before opening anything: a mistake changes nothing.
@@ -101,6 +113,16 @@ export async function tenant(argv: string[]): Promise<number> {
     const hostRules = policy.dirs.filter((d) => d.source.kind === 'host').length;
     if (hostRules) {
       process.stderr.write(`capsa: warning: ${file}: ${hostRules} host directory rule(s) will be ignored: the service gives tenants in-memory directories only\n`);
+    }
+  }
+
+  // Read the quota assignments before opening anything too.
+  let quotaChanges: ReturnType<typeof parseQuotaAssignments> | undefined;
+  if (sub === 'set-quota') {
+    try {
+      quotaChanges = values.clear ? undefined : parseQuotaAssignments(positionals.slice(1));
+    } catch (e) {
+      throw new UsageError(`tenant set-quota: ${(e as Error).message}`);
     }
   }
 
@@ -124,7 +146,7 @@ export async function tenant(argv: string[]): Promise<number> {
     store = createSqliteStore({ dir });
   }
   try {
-    return await subcommand(store, sub, positionals, values.json, policyText);
+    return await subcommand(store, sub, positionals, values.json, policyText, quotaChanges);
   } catch (e) {
     if (e instanceof TenantError || e instanceof StoreError) {
       process.stderr.write(`capsa: ${e.message}\n`);
@@ -136,7 +158,8 @@ export async function tenant(argv: string[]): Promise<number> {
   }
 }
 
-async function subcommand(store: Store, sub: string, args: string[], json: boolean, policyText: string | null): Promise<number> {
+async function subcommand(store: Store, sub: string, args: string[], json: boolean, policyText: string | null,
+  quotaChanges?: ReturnType<typeof parseQuotaAssignments>): Promise<number> {
   switch (sub) {
     case 'create': {
       const name = args[0]!;
@@ -153,7 +176,7 @@ async function subcommand(store: Store, sub: string, args: string[], json: boole
       for (const t of await store.listTenants()) {
         const keys = await store.listKeys(t.id);
         const active = keys.filter((k) => k.revokedAt === null).length;
-        rows.push({ id: t.id, name: t.name, createdAt: t.createdAt, keys: active, revokedKeys: keys.length - active, policy: t.policy === null ? 'default' : 'own' });
+        rows.push({ id: t.id, name: t.name, createdAt: t.createdAt, keys: active, revokedKeys: keys.length - active, policy: t.policy === null ? 'default' : 'own', quotas: t.quotas });
       }
       if (json) {
         for (const r of rows) process.stdout.write(JSON.stringify({ ...r, created: iso(r.createdAt) }) + '\n');
@@ -195,6 +218,13 @@ async function subcommand(store: Store, sub: string, args: string[], json: boole
       process.stderr.write(policyText === null
         ? `capsa: tenant ${t.id} (${t.name}) is back on the service's default policy\n`
         : `capsa: policy of tenant ${t.id} (${t.name}) set from ${args[1]!}\n`);
+      return 0;
+    }
+    case 'set-quota': {
+      const t = await find(store, args[0]!);
+      const quotas = quotaChanges ? applyQuotas(t.quotas, quotaChanges) : {};
+      await store.setQuotas(t.id, quotas);
+      process.stderr.write(`capsa: quotas of tenant ${t.id} (${t.name}): ${Object.keys(quotas).length ? JSON.stringify(quotas) : 'the service\'s'}\n`);
       return 0;
     }
   }

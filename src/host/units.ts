@@ -1,6 +1,6 @@
-/** Human units for limits: "2s", "500ms", "1.5m" and "64MiB", "1GB", "4096". */
+/** Human units for limits: "2s", "500ms", "1.5m", "7d" and "64MiB", "1GB", "4096". */
 
-const DURATION: Record<string, number> = { ms: 1, s: 1000, sec: 1000, m: 60_000, min: 60_000, h: 3_600_000 };
+const DURATION: Record<string, number> = { ms: 1, s: 1000, sec: 1000, m: 60_000, min: 60_000, h: 3_600_000, d: 86_400_000 };
 const BYTES: Record<string, number> = {
   b: 1, kb: 1e3, mb: 1e6, gb: 1e9, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, k: 1024, m: 1024 ** 2, g: 1024 ** 3,
 };

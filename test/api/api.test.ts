@@ -46,7 +46,8 @@ describe('service basics', () => {
     const r = await call(svc.app, 'GET', '/v1/nothing', { key });
     expect(r.status).toBe(404);
     expect((await json(r)).error.code).toBe('not_found');
-    expect((await call(svc.app, 'PATCH', '/v1/runs', { key })).status).toBe(404);
+    // A known path with another method is a 405 (test/api/rest.test.ts).
+    expect((await call(svc.app, 'PATCH', '/v1/runs', { key })).status).toBe(405);
   });
 });
 
@@ -225,16 +226,17 @@ pledge: [stdio]
         { module: hello, manifest: 'args: [one]' },
         { module: hello, manifest: 'args: [' },
         { module: `sha256:${'0'.repeat(64)}` },
-        { module: hello, wait: 3 },
+        { module: hello, wait: 20 },
         { module: hello, manifest: { args: ['two'] } },
       ],
     });
     expect(r.status).toBe(200);
     const { items } = await json(r);
-    expect(items.map((i: { status: number }) => i.status)).toEqual([201, 422, 422, 422, 201]);
+    expect(items.map((i: { status: number }) => i.status)).toEqual([201, 422, 422, 201, 201]);
     expect(items[1].error.code).toBe('invalid_manifest');
     expect(items[2].error.code).toBe('unknown_module');
-    expect(items[3].error.message).toMatch(/wait/);
+    // An item's own wait is honoured: it has ended, with its output.
+    expect(items[3].run).toMatchObject({ status: 'exited', stdout: 'hello\n', stdoutEncoding: 'utf8' });
     expect((await waitRun(svc.app, key, items[0].run.id)).stdout).toBe('hello one\n');
     expect((await waitRun(svc.app, key, items[4].run.id)).stdout).toBe('hello two\n');
     const wrapped = await call(svc.app, 'POST', '/v1/runs:batch', { key, json: { runs: [{ module: hello }] } });
@@ -242,6 +244,35 @@ pledge: [stdio]
     const tooMany = await call(svc.app, 'POST', '/v1/runs:batch', { key, json: Array.from({ length: 21 }, () => ({ module: hello })) });
     expect(tooMany.status).toBe(422);
     expect((await call(svc.app, 'POST', '/v1/runs:batch', { key, json: { module: hello } })).status).toBe(422);
+  });
+
+  it('a batch honours its wait: the answer holds each run\'s result, output as text with its encoding', async () => {
+    const bin = await svc.upload(key, binaryGuest());
+    const r = await call(svc.app, 'POST', '/v1/runs:batch', { key, json: { runs: [{ module: hello }, { module: bin }], wait: 20 } });
+    expect(r.status).toBe(200);
+    const { items } = await json(r);
+    expect(items[0].run).toMatchObject({ status: 'exited', exitCode: 0, stdout: 'hello\n', stdoutEncoding: 'utf8', stderr: '', stderrEncoding: 'utf8' });
+    // Bytes that are not UTF-8: base64, said so; never a JSON map of bytes.
+    expect(items[1].run).toMatchObject({ status: 'exited', stdout: Buffer.from([0xff, 0xfe, 0x00, 0x41]).toString('base64'), stdoutEncoding: 'base64' });
+    expect(typeof items[1].run.stdout).toBe('string');
+    // Without wait the runs are as submitted.
+    const quick = await json(await call(svc.app, 'POST', '/v1/runs:batch', { key, json: [{ module: hello }] }));
+    expect(quick.items[0].run.status).toBe('queued');
+    await waitRun(svc.app, key, quick.items[0].run.id);
+  });
+
+  it('a batch refuses unknown keys, in the batch (422 naming each) and in an item (that item\'s 422 naming it)', async () => {
+    const top = await call(svc.app, 'POST', '/v1/runs:batch', { key, json: { runs: [{ module: hello }], wiat: 5, callback: 'x' } });
+    expect(top.status).toBe(422);
+    const e = (await json(top)).error;
+    expect(e.message).toMatch(/"wiat", "callback"/);
+    expect(e.details.map((d: { path: string }) => d.path)).toEqual(['wiat', 'callback']);
+    expect((await call(svc.app, 'POST', '/v1/runs:batch', { key, json: { runs: [{ module: hello }], wait: 'soon' } })).status).toBe(422);
+    const item = await json(await call(svc.app, 'POST', '/v1/runs:batch', { key, json: [{ module: hello, stdn: 'x' }] }));
+    expect(item.items[0].status).toBe(422);
+    expect(item.items[0].error.message).toMatch(/stdn/);
+    // Nothing was queued for either.
+    expect((await json(await call(svc.app, 'GET', '/v1/runs?status=queued', { key }))).items).toEqual([]);
   });
 });
 

@@ -4,7 +4,7 @@
  * everything, which is what a process killed with kill -9 leaves behind.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { QuotaError, type ApiKeyRecord, type EventWatcher, type ModuleRecord, type Page, type RunEventRecord, type RunRecord, type RunState, type Store, type Tenant } from '../../src/api/store/types.js';
+import { QuotaError, type ApiKeyRecord, type DeliveryRecord, type EventWatcher, type ModuleRecord, type Page, type RunEventRecord, type RunRecord, type RunState, type Store, type Tenant } from '../../src/api/store/types.js';
 import { asyncStore, type SyncStore } from '../../src/api/store/sync.js';
 
 const TERMINAL = new Set<RunState>(['exited', 'trapped', 'timeout', 'memory_limit', 'output_limit', 'cancelled', 'invalid_module', 'host_error', 'interrupted']);
@@ -18,12 +18,17 @@ interface State {
   modules: Map<string, ModuleRecord>;
   runs: Map<string, RunRecord>;
   events: Map<string, RunEventRecord[]>;
+  secrets: Map<string, string>;
+  deliveries: Map<string, DeliveryRecord>;
   /** Run id → lease end (ms); tenant id → its place in the rotation. */
   leases: Map<string, number>;
   served: Map<string, number>;
 }
 
-const empty = (): State => ({ tenants: new Map(), keys: new Map(), blobs: new Map(), modules: new Map(), runs: new Map(), events: new Map(), leases: new Map(), served: new Map() });
+const empty = (): State => ({
+  tenants: new Map(), keys: new Map(), blobs: new Map(), modules: new Map(), runs: new Map(), events: new Map(), secrets: new Map(), deliveries: new Map(),
+  leases: new Map(), served: new Map(),
+});
 
 /** Pages by position in an array sorted the way the listing wants; the cursor is the last id. */
 function paginate<T extends { id: string }>(all: T[], o: { cursor?: string; limit: number }): Page<T> {
@@ -73,7 +78,7 @@ export function createFakeStore(initial?: State, now: () => number = Date.now): 
 
     createTenant(name) {
       if ([...st.tenants.values()].some((t) => t.name === name)) throw new Error(`a tenant named ${name} exists`);
-      const t: Tenant = { id: id('ten'), name, createdAt: tick(), policy: null };
+      const t: Tenant = { id: id('ten'), name, createdAt: tick(), policy: null, quotas: {} };
       st.tenants.set(t.id, t);
       return { ...t };
     },
@@ -84,6 +89,16 @@ export function createFakeStore(initial?: State, now: () => number = Date.now): 
       const t = st.tenants.get(tenantId);
       if (!t) throw new Error('unknown tenant');
       t.policy = policy;
+    },
+    setQuotas(tenantId, quotas) {
+      const t = st.tenants.get(tenantId);
+      if (!t) throw new Error('unknown tenant');
+      t.quotas = { ...quotas };
+    },
+    webhookSecret(tenantId, rotate = false) {
+      if (!st.tenants.has(tenantId)) throw new Error('unknown tenant');
+      if (rotate || !st.secrets.has(tenantId)) st.secrets.set(tenantId, `whsec_${randomBytes(32).toString('base64url')}`);
+      return st.secrets.get(tenantId)!;
     },
 
     createKey(tenantId) {
@@ -151,7 +166,7 @@ export function createFakeStore(initial?: State, now: () => number = Date.now): 
       const out: RunRecord[] = [];
       const oldest = (tid: string) => Math.min(...runsOf(tid, 'queued').map((r) => r.createdAt));
       const order = () => [...st.tenants.values()]
-        .filter((t) => runsOf(t.id, 'queued').length > 0 && runsOf(t.id, 'running').length < o.concurrentRuns)
+        .filter((t) => runsOf(t.id, 'queued').length > 0 && runsOf(t.id, 'running').length < (t.quotas.concurrentRuns ?? o.concurrentRuns))
         .sort((a, b) => (st.served.get(a.id) ?? 0) - (st.served.get(b.id) ?? 0) || oldest(a.id) - oldest(b.id));
       for (let t = order()[0]; t && out.length < o.max; t = order()[0]) {
         const r = runsOf(t.id, 'queued').sort((a, b) => a.createdAt - b.createdAt)[0]!;
@@ -219,6 +234,27 @@ export function createFakeStore(initial?: State, now: () => number = Date.now): 
     },
     ping() {},
     events: (runId, afterSeq) => (st.events.get(runId) ?? []).filter((e) => e.seq > afterSeq).map((e) => ({ ...e })),
+
+    pruneTenant(tenantId, before, limit) {
+      const runs = [...st.runs.values()].filter((r) => r.tenantId === tenantId && TERMINAL.has(r.state) && r.finishedAt !== null && r.finishedAt < before)
+        .sort((a, b) => a.finishedAt! - b.finishedAt!).slice(0, limit);
+      for (const r of runs) {
+        st.runs.delete(r.id);
+        st.events.delete(r.id);
+        for (const d of [...st.deliveries.values()]) if (d.runId === r.id) st.deliveries.delete(d.id);
+      }
+      const used = new Set([...st.runs.values()].filter((r) => r.tenantId === tenantId).map((r) => r.moduleId));
+      const mods = [...st.modules.values()].filter((m) => m.tenantId === tenantId && m.createdAt < before && !used.has(m.id))
+        .sort((a, b) => a.createdAt - b.createdAt).slice(0, limit);
+      for (const m of mods) st.modules.delete(mkey(tenantId, m.id));
+      return { runs: runs.length, modules: mods.length };
+    },
+    putDelivery(d) {
+      if (!st.runs.has(d.runId)) throw new Error('unknown run');
+      st.deliveries.set(d.id, { ...d });
+    },
+    listDeliveries: (runId) => [...st.deliveries.values()].filter((d) => d.runId === runId).sort((a, b) => a.createdAt - b.createdAt).map((d) => ({ ...d })),
+    pendingDeliveries: () => [...st.deliveries.values()].filter((d) => d.state === 'pending').sort((a, b) => (a.nextAt ?? 0) - (b.nextAt ?? 0)).map((d) => ({ ...d })),
 
     close() {},
   };

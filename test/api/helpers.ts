@@ -10,6 +10,7 @@ import { createSqliteStore } from '../../src/api/store/sqlite.js';
 import { createPostgresStore } from '../../src/api/store/postgres.js';
 import { freshDatabase, testStoreKind } from '../helpers/pg.js';
 import type { Store } from '../../src/api/store/types.js';
+import type { Webhooks } from '../../src/api/webhooks.js';
 import { createHost, type Host, type HostOptions } from '../../src/host/host.js';
 import { command } from '../helpers/wat.js';
 import { createFakeStore } from './fake-store.js';
@@ -114,6 +115,12 @@ export interface ServiceOptions {
   paused?: boolean;
   host?: Host;
   workers?: number;
+  /** More options of createApp (CORS origins, retention, webhooks). */
+  app?: Partial<AppOptions>;
+  /** More options of createScheduler. */
+  scheduler?: Partial<Parameters<typeof createScheduler>[0]>;
+  /** Webhooks on the service's store (their onFinish gets the scheduler's ends). */
+  webhooks?: (store: Store) => Webhooks;
   /** A PostgreSQL database to share with other services (nodes of one cluster), instead of a fresh one. */
   databaseUrl?: string;
   /** The node's id (the scheduler's default otherwise). */
@@ -130,9 +137,13 @@ export async function startService(o: ServiceOptions = {}): Promise<Service> {
   const host = o.host ?? await testHost({ workers: o.workers ?? 2 });
   const logs = new LogSink();
   const logger = createLogger({ level: 'info', destination: logs });
-  const scheduler = createScheduler({ store, host, logger, ...(o.quotas ? { quotas: o.quotas } : {}), ...(o.nodeId !== undefined ? { nodeId: o.nodeId } : {}) });
+  const webhooks = o.webhooks?.(store);
+  const scheduler = createScheduler({
+    store, host, logger, ...(o.quotas ? { quotas: o.quotas } : {}), ...(o.nodeId !== undefined ? { nodeId: o.nodeId } : {}),
+    ...(webhooks ? { onFinish: (r) => webhooks.onFinish(r) } : {}), ...o.scheduler,
+  });
   if (!o.paused) await scheduler.start();
-  const app = createApp({ store, host, scheduler, adminToken: ADMIN, logger, ...(o.limits ? { limits: o.limits } : {}) });
+  const app = createApp({ store, host, scheduler, adminToken: ADMIN, logger, ...(o.limits ? { limits: o.limits } : {}), ...(webhooks ? { webhooks } : {}), ...o.app });
   const svc: Service = {
     app, store, host, scheduler, logs, dir,
     async tenant(name = `t${++names}-${process.pid}`) {
@@ -148,6 +159,7 @@ export async function startService(o: ServiceOptions = {}): Promise<Service> {
     },
     async close() {
       await scheduler.stop(2000);
+      await webhooks?.stop();
       await scheduler.events.close();
       if (ownHost) await host.close();
       await store.close();

@@ -25,11 +25,13 @@ it('lists every route, with its auth and error answers', async () => {
   expect(documented.sort()).toEqual(served());
   expect(served()).toEqual([
     'DELETE /v1/admin/tenants/{id}/keys/{keyId}', 'DELETE /v1/modules/{id}', 'DELETE /v1/runs/{id}',
-    'GET /docs', 'GET /healthz', 'GET /metrics', 'GET /openapi.json', 'GET /ui', 'GET /ui/app.css', 'GET /ui/app.js',
+    'GET /', 'GET /docs', 'GET /healthz', 'GET /metrics', 'GET /openapi.json', 'GET /ui', 'GET /ui/app.css', 'GET /ui/app.js',
     'GET /v1/admin/tenants', 'GET /v1/limits', 'GET /v1/modules', 'GET /v1/modules/{id}',
-    'GET /v1/runs', 'GET /v1/runs/{id}', 'GET /v1/runs/{id}/audit', 'GET /v1/runs/{id}/events',
+    'GET /v1/runs', 'GET /v1/runs/{id}', 'GET /v1/runs/{id}/audit', 'GET /v1/runs/{id}/events', 'GET /v1/runs/{id}/webhooks',
+    'GET /v1/webhooks/secret',
     'POST /v1/admin/tenants', 'POST /v1/admin/tenants/{id}/keys', 'POST /v1/manifests/check', 'POST /v1/modules', 'POST /v1/runs', 'POST /v1/runs:batch',
-    'PUT /v1/admin/tenants/{id}/policy',
+    'POST /v1/webhooks/secret',
+    'PUT /v1/admin/tenants/{id}/policy', 'PUT /v1/admin/tenants/{id}/quotas',
   ]);
   expect(doc.components.securitySchemes).toMatchObject({ Bearer: { type: 'http', scheme: 'bearer' }, AdminBearer: { type: 'http', scheme: 'bearer' } });
   const post = doc.paths['/v1/runs'].post;
@@ -55,5 +57,18 @@ it('renders /docs as HTML from the document, escaping text', async () => {
     expect(html).toContain(`<code class="m">${method}</code> <code>${p}</code>`);
   }
   expect(html).not.toContain('<script');
-  expect(html).toContain('25 routes');
+  expect(html).toContain('30 routes');
+});
+
+it('types the batch\'s items as run requests, and the results\' output as text with an encoding', async () => {
+  const doc = await json(await call(svc.app, 'GET', '/openapi.json'));
+  const batch = doc.components.schemas.RunBatch;
+  const [arr, obj] = batch.anyOf;
+  expect(arr.items.$ref).toBe('#/components/schemas/RunRequest');
+  expect(obj.properties.runs.items.$ref).toBe('#/components/schemas/RunRequest');
+  expect(obj.properties.wait.type).toBe('number');
+  expect(obj.additionalProperties).toBe(false);
+  const run = doc.components.schemas.Run;
+  expect(run.properties.stdout.type).toBe('string');
+  expect(run.properties.stdoutEncoding.enum).toEqual(['utf8', 'base64']);
 });

@@ -18,7 +18,7 @@ const deps = {
   limits: { runDefaults: { ...DEFAULT_LIMITS } },
   store: { getModule: async () => ({ id: MODULE }) },
 } as unknown as Deps;
-const tenant = (policy: string | null): Tenant => ({ id: 'ten_1', name: 't', createdAt: 0, policy });
+const tenant = (policy: string | null): Tenant => ({ id: 'ten_1', name: 't', createdAt: 0, policy, quotas: {} });
 
 describe('prepareRun and the manifests it checked', () => {
   it('the same manifest under the same policy is parsed once; each run gets its own fields', async () => {

@@ -2,7 +2,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { STATE_WAIT } from '../helpers/host.js';
 import type { Host } from '../../src/host/host.js';
-import { call, HELLO, json, slowGuest, startService, tickerGuest, waitRun, type Service, testHost } from './helpers.js';
+import { ADMIN, call, HELLO, json, slowGuest, startService, tickerGuest, waitRun, type Service, testHost } from './helpers.js';
 
 let host: Host;
 const services: Service[] = [];
@@ -112,5 +112,76 @@ describe('quotas', () => {
     expect(Date.parse(rb.startedAt)).toBeLessThan(spans[1]![0]);
     // The run is stored as ended just before the scheduler lets go of it.
     await vi.waitFor(() => expect(svc.scheduler.stats().running).toBe(0), STATE_WAIT);
+  });
+});
+
+const admin = (svc: Service, method: string, url: string, body?: unknown) =>
+  call(svc.app, method, url, { headers: { authorization: `Bearer ${ADMIN}` }, ...(body !== undefined ? { json: body } : {}) });
+
+describe('quotas per tenant (admin API), over the service\'s', () => {
+  it('a tenant\'s own queued-runs quota is enforced, shown at /v1/limits, and another tenant keeps the service\'s', async () => {
+    const svc = await service({ paused: true, quotas: { queuedRuns: 5 } });
+    const a = await svc.tenant();
+    const b = await svc.tenant();
+    const r = await admin(svc, 'PUT', `/v1/admin/tenants/${a.id}/quotas`, { queuedRuns: 1, moduleStorageBytes: 1 << 20, retainSeconds: 3600 });
+    expect(r.status).toBe(200);
+    expect((await json(r)).quotas).toEqual({ queuedRuns: 1, moduleStorageBytes: 1 << 20, retainSeconds: 3600 });
+    const ma = await svc.upload(a.key, HELLO);
+    const mb = await svc.upload(b.key, HELLO);
+    expect((await call(svc.app, 'POST', '/v1/runs', { key: a.key, json: { module: ma } })).status).toBe(201);
+    const refused = await call(svc.app, 'POST', '/v1/runs', { key: a.key, json: { module: ma } });
+    expect(refused.status).toBe(429);
+    expect((await json(refused)).error.details).toMatchObject({ quota: 'queuedRuns', limit: 1, used: 1 });
+    for (let i = 0; i < 2; i++) expect((await call(svc.app, 'POST', '/v1/runs', { key: b.key, json: { module: mb } })).status).toBe(201);
+
+    const la = await json(await call(svc.app, 'GET', '/v1/limits', { key: a.key }));
+    expect(la.quotas.queuedRuns).toEqual({ limit: 1, used: 1 });
+    expect(la.quotas.moduleStorageBytes.limit).toBe(1 << 20);
+    expect(la.retention).toEqual({ retainSeconds: 3600, own: true });
+    const lb = await json(await call(svc.app, 'GET', '/v1/limits', { key: b.key }));
+    expect(lb.quotas.queuedRuns).toEqual({ limit: 5, used: 2 });
+    expect(lb.retention).toEqual({ retainSeconds: 0, own: false });
+
+    // {} gives every quota back to the service.
+    expect((await json(await admin(svc, 'PUT', `/v1/admin/tenants/${a.id}/quotas`, {}))).quotas).toEqual({});
+    expect((await call(svc.app, 'POST', '/v1/runs', { key: a.key, json: { module: ma } })).status).toBe(201);
+  });
+
+  it('a tenant\'s module storage quota below the service\'s refuses an upload with 429', async () => {
+    const svc = await service({});
+    const a = await svc.tenant();
+    await admin(svc, 'PUT', `/v1/admin/tenants/${a.id}/quotas`, { moduleStorageBytes: 10 });
+    const r = await call(svc.app, 'POST', '/v1/modules', { key: a.key, body: HELLO, headers: { 'content-type': 'application/wasm' } });
+    expect(r.status).toBe(429);
+    expect((await json(r)).error.details).toMatchObject({ quota: 'moduleStorageBytes', limit: 10 });
+  });
+
+  it('a tenant\'s concurrency quota of 1 runs its runs one at a time while the service allows more', async () => {
+    const svc = await service({ quotas: { concurrentRuns: 8 }, paused: true });
+    const a = await svc.tenant();
+    await admin(svc, 'PUT', `/v1/admin/tenants/${a.id}/quotas`, { concurrentRuns: 1 });
+    const ticker = await svc.upload(a.key, tickerGuest(2, 50));
+    const ids = [];
+    for (let i = 0; i < 2; i++) ids.push((await json(await call(svc.app, 'POST', '/v1/runs', { key: a.key, json: { module: ticker } }))).id);
+    await svc.scheduler.start();
+    const runs = [];
+    for (const id of ids) runs.push(await waitRun(svc.app, a.key, id));
+    const spans = runs.map((r) => [Date.parse(r.startedAt), Date.parse(r.finishedAt)] as const).sort((x, y) => x[0] - y[0]);
+    expect(spans[1]![0]).toBeGreaterThanOrEqual(spans[0]![1]);
+  });
+
+  it('refuses unknown and out-of-range quotas (422 naming each), an unknown tenant (404), and a tenant key (401)', async () => {
+    const svc = await service({ paused: true });
+    const a = await svc.tenant();
+    const bad = await admin(svc, 'PUT', `/v1/admin/tenants/${a.id}/quotas`, { concurrentRuns: 0, queuedRuns: -1, cpuSeconds: 5 });
+    expect(bad.status).toBe(422);
+    const e = (await json(bad)).error;
+    expect(e.details.map((d: { path: string }) => d.path).sort()).toEqual(['', 'concurrentRuns', 'queuedRuns']);
+    expect(e.message).toMatch(/cpuSeconds/);
+    expect((await admin(svc, 'PUT', `/v1/admin/tenants/${a.id}/quotas`, { queuedRuns: 1.5 })).status).toBe(422);
+    expect((await admin(svc, 'PUT', '/v1/admin/tenants/ten_nope/quotas', {})).status).toBe(404);
+    expect((await call(svc.app, 'PUT', `/v1/admin/tenants/${a.id}/quotas`, { key: a.key, json: {} })).status).toBe(401);
+    // Nothing changed.
+    expect((await svc.store.getTenant(a.id))?.quotas).toEqual({});
   });
 });

@@ -90,7 +90,7 @@ describe.runIf(onSqlite)('schema (SQLite: its file, pragmas and migrations)', ()
       expect(raw.pragma('journal_mode')).toBe('wal');
       expect(raw.pragma('user_version')).toBe(MIGRATIONS.length);
       const tables = raw.prepare<[], { name: string }>(`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`).all().map((r) => r.name);
-      expect(tables).toEqual(['api_keys', 'modules', 'run_events', 'runs', 'tenants']);
+      expect(tables).toEqual(['api_keys', 'modules', 'run_events', 'runs', 'tenants', 'webhook_deliveries']);
       const indexes = raw.prepare<[], { name: string }>(`SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%'`).all().map((r) => r.name);
       expect(indexes).toEqual(expect.arrayContaining(['runs_tenant_created', 'runs_state_created']));
     } finally {
@@ -136,7 +136,7 @@ describe('tenants and keys', () => {
     clock += 1;
     const b = await s.createTenant('globex');
     expect(a.id).toMatch(/^ten_[A-Za-z0-9_-]{22}$/);
-    expect(a).toEqual({ id: a.id, name: 'acme', createdAt: 1_750_000_000_000, policy: null });
+    expect(a).toEqual({ id: a.id, name: 'acme', createdAt: 1_750_000_000_000, policy: null, quotas: {} });
     expect(await s.getTenant(a.id)).toEqual(a);
     expect(await s.findTenantByName('globex')).toEqual(b);
     expect(await s.findTenantByName('nope')).toBeUndefined();
@@ -153,6 +153,33 @@ describe('tenants and keys', () => {
     await s.setPolicy(t.id, null);
     expect((await s.getTenant(t.id))?.policy).toBeNull();
     expect((await storeError(() => s.setPolicy('ten_nope', null))).code).toBe('not_found');
+  });
+
+  it('sets and clears quotas; authenticate answers them with the tenant', async () => {
+    const s = await openStore();
+    const t = await s.createTenant('acme');
+    const { key } = await s.createKey(t.id);
+    await s.setQuotas(t.id, { concurrentRuns: 2, retainSeconds: 3600 });
+    expect((await s.getTenant(t.id))?.quotas).toEqual({ concurrentRuns: 2, retainSeconds: 3600 });
+    expect((await s.authenticate(key))?.quotas).toEqual({ concurrentRuns: 2, retainSeconds: 3600 });
+    expect((await s.listTenants())[0]?.quotas).toEqual({ concurrentRuns: 2, retainSeconds: 3600 });
+    await s.setQuotas(t.id, {});
+    expect((await s.getTenant(t.id))?.quotas).toEqual({});
+    expect((await storeError(() => s.setQuotas('ten_nope', {}))).code).toBe('not_found');
+  });
+
+  it('makes a webhook secret on first use, keeps it, rotates it on demand, and never shows it in a tenant', async () => {
+    const s = await openStore();
+    const [a, b] = [await s.createTenant('a'), await s.createTenant('b')];
+    const first = await s.webhookSecret(a.id);
+    expect(first).toMatch(/^whsec_[A-Za-z0-9_-]{43}$/);
+    expect(await s.webhookSecret(a.id)).toBe(first);
+    expect(await s.webhookSecret(b.id)).not.toBe(first);
+    const rotated = await s.webhookSecret(a.id, true);
+    expect(rotated).not.toBe(first);
+    expect(await s.webhookSecret(a.id)).toBe(rotated);
+    expect(JSON.stringify(await s.getTenant(a.id))).not.toContain('whsec_');
+    expect((await storeError(() => s.webhookSecret('ten_nope'))).code).toBe('not_found');
   });
 
   it('makes a key shown once, keeps only its hash, authenticates it, and a revoked key fails', async () => {
@@ -616,6 +643,31 @@ describe('the queue: claims, leases, quotas', () => {
     expect(await claim(s, 1)).toHaveLength(1);
   });
 
+  it('each tenant\'s own concurrentRuns quota bounds its claims, over the service-wide one; a changed quota holds at the next claim', async () => {
+    const [s1, s2] = [await openStore(), await openStore()];
+    const ts = await tenants(s1, ['A', 'B', 'C']);
+    const [a, b, c] = ['A', 'B', 'C'].map((n) => ts.get(n)!);
+    await s1.setQuotas(a!.id, { concurrentRuns: 1 });
+    await s1.setQuotas(b!.id, { concurrentRuns: 3, queuedRuns: 50 });
+    // C has none of its own: the service's 2 holds for it.
+    for (const [i, t] of [a, b, c].entries()) for (let k = 0; k < 6; k++) await newRun(s1, t!.id, t!.mod, clock + i * 10 + k);
+    const running = async () => Promise.all([a, b, c].map((t) => s1.countRuns(t!.id, 'running')));
+    // Two claimers at once (two connections, as two nodes), each asking for more than the bounds allow.
+    const got = (await Promise.all(Array.from({ length: 6 }, (_, i) => claim(i % 2 ? s1 : s2, 4, { node: i % 2 ? 'n1' : 'n2', concurrentRuns: 2 })))).flat();
+    expect(new Set(got.map((r) => r.id)).size).toBe(got.length);
+    expect(await running()).toEqual([1, 3, 2]);
+    expect(await claim(s2, 10, { concurrentRuns: 2 })).toEqual([]);
+    // A larger service-wide bound does not lift a tenant's own lower one (A), but lifts C's.
+    expect((await claim(s1, 10, { concurrentRuns: 4 })).map((r) => r.tenantId).sort()).toEqual([c!.id, c!.id].sort());
+    expect(await running()).toEqual([1, 3, 4]);
+    // A raised quota holds at the next claim; an ended run frees a place under B's own bound.
+    await s1.setQuotas(a!.id, { concurrentRuns: 2 });
+    const bRun = got.find((r) => r.tenantId === b!.id)!;
+    expect(await s1.finishRun(bRun.id, 'exited', '{}', clock, 1, 1)).toBe(true);
+    expect((await claim(s2, 10, { concurrentRuns: 2 })).map((r) => r.tenantId).sort()).toEqual([a!.id, b!.id].sort());
+    expect(await running()).toEqual([2, 3, 4]);
+  });
+
   it('two claimers at once (two connections, as two nodes) never pass a tenant\'s bound, and claim each run once', async () => {
     const [s1, s2] = [await openStore(), await openStore()];
     const ts = await tenants(s1, ['A', 'B', 'C']);
@@ -819,6 +871,89 @@ describe('events', () => {
     await raw.close();
     const s = await openStore();
     expect((await s.events('run_1', 0)).map((e) => e.attempt)).toEqual([1, 1, 1, 2, 2, 2]);
+  });
+});
+
+describe('retention', () => {
+  it('prunes ended runs older than the cut with their events and deliveries, in batches; never queued, running or recent ones', async () => {
+    const s = await openStore();
+    const [t, other] = [await s.createTenant('acme'), await s.createTenant('other')];
+    const mod = (await s.putModule(t.id, bytesOf('keep'), [])).record;
+    const otherMod = (await s.putModule(other.id, bytesOf('keep'), [])).record;
+    const ended = async (tenantId: string, moduleId: string, at: number) => {
+      const r = await newRun(s, tenantId, moduleId, at);
+      await s.startRun(r.id, at);
+      await s.finishRun(r.id, 'exited', '{}', at + 1, 0);
+      await s.appendEvent(r.id, 'exit', '{}');
+      return r;
+    };
+    const old = [await ended(t.id, mod.id, 100), await ended(t.id, mod.id, 200), await ended(t.id, mod.id, 300)];
+    await s.putDelivery({ id: 'whd_1', runId: old[0]!.id, tenantId: t.id, url: 'http://x/', state: 'delivered', attempts: 1, lastStatus: 200, lastError: null, nextAt: null, createdAt: 1, updatedAt: 1 });
+    const recent = await ended(t.id, mod.id, 5000);
+    const queued = await newRun(s, t.id, mod.id, 50);
+    const running = await newRun(s, t.id, mod.id, 60);
+    await s.startRun(running.id, 60);
+    const othersOld = await ended(other.id, otherMod.id, 100);
+
+    expect(await s.pruneTenant(t.id, 1000, 2)).toEqual({ runs: 2, modules: 0 });
+    expect(await s.getRun(t.id, old[0]!.id)).toBeUndefined();
+    expect(await s.getRun(t.id, old[1]!.id)).toBeUndefined();
+    expect(await s.events(old[0]!.id, 0)).toEqual([]);
+    expect(await s.listDeliveries(old[0]!.id)).toEqual([]);
+    expect(await s.pruneTenant(t.id, 1000, 2)).toEqual({ runs: 1, modules: 0 });
+    expect(await s.pruneTenant(t.id, 1000, 2)).toEqual({ runs: 0, modules: 0 });
+    // What stays: the recent run, the queued and running ones (however old), another tenant's.
+    for (const r of [recent, queued, running]) expect(await s.getRun(t.id, r.id)).toBeDefined();
+    expect(await s.getRun(other.id, othersOld.id)).toBeDefined();
+    expect(await s.events(recent.id, 0)).toHaveLength(1);
+    expect(await s.getModule(t.id, mod.id)).toBeDefined();
+  });
+
+  it('prunes modules no run references, uploaded before the cut; shared bytes stay for the other tenant', async () => {
+    const s = await openStore();
+    const [t, other] = [await s.createTenant('acme'), await s.createTenant('other')];
+    clock = 100;
+    const unused = (await s.putModule(t.id, bytesOf('unused'), [])).record;
+    const shared = (await s.putModule(t.id, bytesOf('shared'), [])).record;
+    await s.putModule(other.id, bytesOf('shared'), []);
+    const used = (await s.putModule(t.id, bytesOf('used'), [])).record;
+    const r = await newRun(s, t.id, used.id, 100);
+    await s.finishRun(r.id, 'cancelled', '{}', 4000, 0);
+    clock = 3000;
+    const fresh = (await s.putModule(t.id, bytesOf('fresh'), [])).record;
+    expect(await s.pruneTenant(t.id, 1000, 10)).toEqual({ runs: 0, modules: 2 });
+    expect(await s.getModule(t.id, unused.id)).toBeUndefined();
+    expect(await s.getModule(t.id, shared.id)).toBeUndefined();
+    expect(await s.moduleBytes(other.id, shared.id)).toEqual(bytesOf('shared'));
+    expect(await s.getModule(t.id, used.id)).toBeDefined();
+    expect(await s.getModule(t.id, fresh.id)).toBeDefined();
+    if (onSqlite) {
+      expect(fs.existsSync(moduleFile(sha(bytesOf('unused'))))).toBe(false);
+      expect(fs.existsSync(moduleFile(sha(bytesOf('shared'))))).toBe(true);
+    }
+    // Once its run is pruned, the module it used goes too (in the same call: runs first), and the
+    // one uploaded since, now before the cut.
+    expect(await s.pruneTenant(t.id, 5000, 10)).toEqual({ runs: 1, modules: 2 });
+    expect(await s.getModule(t.id, used.id)).toBeUndefined();
+    expect(await s.getModule(t.id, fresh.id)).toBeUndefined();
+  });
+});
+
+describe('webhook deliveries', () => {
+  it('inserts and updates a delivery by id, lists a run\'s, and lists the pending ones soonest first', async () => {
+    const s = await openStore();
+    const t = await s.createTenant('acme');
+    const mod = (await s.putModule(t.id, bytesOf('wh'), [])).record;
+    const [r1, r2] = [await newRun(s, t.id, mod.id), await newRun(s, t.id, mod.id)];
+    const d = { id: 'whd_a', runId: r1.id, tenantId: t.id, url: 'https://hooks.example/x', state: 'pending' as const, attempts: 0, lastStatus: null, lastError: null, nextAt: 50, createdAt: 10, updatedAt: 10 };
+    await s.putDelivery(d);
+    await s.putDelivery({ ...d, id: 'whd_b', runId: r2.id, nextAt: 20, createdAt: 11 });
+    expect((await s.pendingDeliveries()).map((x) => x.id)).toEqual(['whd_b', 'whd_a']);
+    await s.putDelivery({ ...d, state: 'delivered', attempts: 2, lastStatus: 204, nextAt: null, updatedAt: 30 });
+    expect(await s.listDeliveries(r1.id)).toEqual([{ ...d, state: 'delivered', attempts: 2, lastStatus: 204, nextAt: null, updatedAt: 30 }]);
+    expect((await s.pendingDeliveries()).map((x) => x.id)).toEqual(['whd_b']);
+    expect(await s.listDeliveries('run_nope')).toEqual([]);
+    expect((await storeError(() => s.putDelivery({ ...d, id: 'whd_c', runId: 'run_nope' }))).code).toBe('not_found');
   });
 });
 

@@ -224,6 +224,37 @@ describe('capsa serve and capsa tenant: the command line', { timeout: 180_000 },
     expect(warned.status).toBe(0);
     expect(warned.stderr).toMatch(/1 host directory rule\(s\) will be ignored/);
   });
+
+  it('tenant set-quota reads NAME=VALUE assignments, merges them, gives one back with NAME=default, all with --clear', () => {
+    const data = path.join(tmp, 'quotas');
+    newTenant(data, 'q');
+    const quotas = () => (JSON.parse(capsa(['tenant', 'list', '--data', data, '--json']).stdout) as { quotas: unknown }).quotas;
+    const ok = capsa(['tenant', 'set-quota', 'q', 'concurrent-runs=2', 'module-storage=64MiB', 'cpu-per-day=10m', 'retain=7d', '--data', data]);
+    expect(ok.stderr).toMatch(/quotas of tenant/);
+    expect(ok.status).toBe(0);
+    expect(quotas()).toEqual({ concurrentRuns: 2, moduleStorageBytes: 64 << 20, cpuSecondsPerDay: 600, retainSeconds: 7 * 86_400 });
+    expect(capsa(['tenant', 'set-quota', 'q', 'queued-runs=10', 'retain=default', '--data', data]).status).toBe(0);
+    expect(quotas()).toEqual({ concurrentRuns: 2, moduleStorageBytes: 64 << 20, cpuSecondsPerDay: 600, queuedRuns: 10 });
+    // A mistake is a usage error naming it; nothing changes.
+    for (const bad of ['concurent-runs=2', 'concurrent-runs=0', 'concurrent-runs=two', 'retain=soon', 'module-storage']) {
+      const r = capsa(['tenant', 'set-quota', 'q', bad, '--data', data]);
+      expect(r.status).toBe(2);
+      expect(r.stderr).toContain(bad.split('=')[0]);
+    }
+    expect(capsa(['tenant', 'set-quota', 'q', '--data', data]).status).toBe(2);
+    expect(quotas()).toEqual({ concurrentRuns: 2, moduleStorageBytes: 64 << 20, cpuSecondsPerDay: 600, queuedRuns: 10 });
+    expect(capsa(['tenant', 'set-quota', 'nobody', 'queued-runs=1', '--data', data]).status).toBe(1);
+    expect(capsa(['tenant', 'set-quota', 'q', '--clear', '--data', data]).status).toBe(0);
+    expect(quotas()).toEqual({});
+  });
+
+  it('serve refuses a bad --quota or --retain as a usage error', () => {
+    for (const [flag, value] of [['--quota', 'cpu=1'], ['--retain', 'a week']]) {
+      const r = capsa(['serve', '--port', '0', '--data', path.join(tmp, 'never'), flag!, value!]);
+      expect(r.status).toBe(2);
+      expect(r.stderr).toMatch(/--quota\/--retain/);
+    }
+  });
 });
 
 describe('capsa serve: a real server on 127.0.0.1', () => {

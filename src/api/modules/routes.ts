@@ -97,7 +97,7 @@ export function registerModuleRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void
     const id = moduleId(bytes);
     if (!await store.getModule(tenant.id, id)) {
       const used = await store.moduleStorage(tenant.id);
-      const quota = scheduler.quotas.moduleStorageBytes;
+      const quota = scheduler.quotasFor(tenant).moduleStorageBytes;
       if (used + bytes.length > quota) {
         // No Retry-After: waiting does not free storage, deleting modules does.
         throw new ApiError(429, 'quota_exceeded', `Your modules take ${formatBytes(used)}; this one (${formatBytes(bytes.length)}) would pass the ${formatBytes(quota)} storage quota. Delete modules you no longer need`,

@@ -13,6 +13,7 @@ import { ManifestError, type Manifest } from '../../manifest/types.js';
 import type { Tenant } from '../store/types.js';
 import { ApiError } from '../errors.js';
 import { fromB64, isBase64 } from '../encoding.js';
+import { formatBytes } from '../../host/units.js';
 import type { Deps } from '../options.js';
 import type { StoredRunFields } from './record.js';
 
@@ -31,6 +32,9 @@ export const RunBodySchema = z.strictObject({
   learn: z.boolean({ error: 'must be true or false (a JSON boolean, not a string)' }).optional()
     .openapi({ description: 'Run with audit "all" and put in the result (`learnedManifest`) the least manifest that grants only what this run used, as YAML to submit again' }),
   wait: z.number().min(0).optional().openapi({ description: 'Seconds to wait for the run to end before answering (lowered to the service\'s cap)' }),
+  callback_url: z.string().max(2048).optional().openapi({
+    description: 'POSTed when the run ends (a webhook, signed with your webhook secret; see docs/webhooks.md). Its host must be on the operator\'s allowlist', example: 'https://hooks.example.com/capsa',
+  }),
 }).openapi('RunRequest');
 
 export type RunBody = z.output<typeof RunBodySchema>;
@@ -41,6 +45,7 @@ export interface PreparedRun {
   fields: StoredRunFields;
   /** With learn: the effective manifest that runs, which the learned one is narrowed from. */
   learn?: Manifest;
+  callbackUrl?: string;
 }
 
 const policyCache = new WeakMap<Deps, Map<string, { text: string; policy: Policy }>>();
@@ -113,10 +118,29 @@ export function manifestGrants(deps: Deps, tenant: Tenant, text: string): Effect
   return checkedManifest(text, tenantPolicy(deps, tenant), deps.limits.runDefaults);
 }
 
+/** stdin and files against the service's limits of their own (not the body's): 413 naming the field and the limit. */
+function checkSizes(deps: Deps, stdin: string | Uint8Array | undefined, files: Record<string, string | Uint8Array>, base64: boolean): void {
+  const { stdinBytes, filesBytes } = deps.limits;
+  const size = (v: string | Uint8Array) => (typeof v === 'string' ? Buffer.byteLength(v, 'utf8') : v.byteLength);
+  if (stdin !== undefined && size(stdin) > stdinBytes) {
+    throw new ApiError(413, 'body_too_large', `${base64 ? 'stdinBase64' : 'stdin'} is ${formatBytes(size(stdin))}; the service takes at most ${formatBytes(stdinBytes)} of stdin (capsa serve --max-stdin)`,
+      [{ path: base64 ? 'stdinBase64' : 'stdin', message: `above ${stdinBytes} bytes` }]);
+  }
+  const total = Object.values(files).reduce((n, v) => n + size(v), 0);
+  if (total > filesBytes) {
+    throw new ApiError(413, 'body_too_large', `The files add up to ${formatBytes(total)}; the service takes at most ${formatBytes(filesBytes)} of files a run (capsa serve --max-files)`,
+      [{ path: 'files', message: `above ${filesBytes} bytes` }]);
+  }
+}
+
 /** Validates a run body for a tenant; throws ApiError (404/422) naming what is wrong. */
 export async function prepareRun(deps: Deps, tenant: Tenant, body: RunBody): Promise<PreparedRun> {
   if (body.learn && body.audit !== undefined && body.audit !== 'all') {
     throw new ApiError(422, 'invalid_request', `learn records every decision: drop "audit" or set it to "all" (not ${JSON.stringify(body.audit)})`, [{ path: 'audit', message: 'conflicts with learn' }]);
+  }
+  if (body.callback_url !== undefined) {
+    if (!deps.webhooks) throw new ApiError(422, 'invalid_request', 'callback_url cannot be used: this service sends no webhooks (the operator allows no hosts: capsa serve --webhook-allow HOST)', [{ path: 'callback_url', message: 'webhooks are off' }]);
+    deps.webhooks.check(body.callback_url);
   }
   if (body.stdin !== undefined && body.stdinBase64 !== undefined) {
     throw new ApiError(422, 'invalid_request', 'Give stdin or stdinBase64, not both', [{ path: 'stdinBase64', message: 'conflicts with stdin' }]);
@@ -168,6 +192,7 @@ export async function prepareRun(deps: Deps, tenant: Tenant, body: RunBody): Pro
     throw new ApiError(422, 'invalid_request', `Invalid files: ${seedProblems.map((p) => `${p.path}: ${p.message}`).join('; ')}`, seedProblems);
   }
   const stdin = body.stdinBase64 !== undefined ? fromB64(body.stdinBase64) : body.stdin;
+  checkSizes(deps, stdin, files, body.stdinBase64 !== undefined);
   const fields: StoredRunFields = {
     ...request,
     ...(stdin !== undefined ? { stdin } : {}),
@@ -175,5 +200,8 @@ export async function prepareRun(deps: Deps, tenant: Tenant, body: RunBody): Pro
     audit: body.learn ? 'all' : body.audit ?? 'denied',
   };
   // The learned manifest names the module, so that it can be submitted again on its own.
-  return { moduleId, manifest: text, fields, ...(body.learn ? { learn: { ...effective, module: moduleId } } : {}) };
+  return {
+    moduleId, manifest: text, fields, ...(body.learn ? { learn: { ...effective, module: moduleId } } : {}),
+    ...(body.callback_url !== undefined ? { callbackUrl: body.callback_url } : {}),
+  };
 }

@@ -23,19 +23,25 @@ interface StoredRequest {
   run: unknown;
   /** With learn: the effective manifest the learned one is narrowed from. */
   learn?: unknown;
+  /** Where the run's end is POSTed (webhooks). */
+  callbackUrl?: string;
 }
 
 /** A run request as the store keeps it (JSON text); `learn` is the effective manifest of a learning run. */
-export function encodeRequest(manifest: string, fields: StoredRunFields, learn?: Manifest): string {
-  const stored: StoredRequest = { v: 1, manifest, run: encodeTagged(fields), ...(learn ? { learn: encodeTagged(learn) } : {}) };
+export function encodeRequest(manifest: string, fields: StoredRunFields, learn?: Manifest, callbackUrl?: string): string {
+  const stored: StoredRequest = { v: 1, manifest, run: encodeTagged(fields), ...(learn ? { learn: encodeTagged(learn) } : {}), ...(callbackUrl ? { callbackUrl } : {}) };
   return JSON.stringify(stored);
 }
 
 /** The inverse of encodeRequest. */
-export function decodeRequest(text: string): { manifest: string; fields: StoredRunFields; learn?: Manifest } {
+export function decodeRequest(text: string): { manifest: string; fields: StoredRunFields; learn?: Manifest; callbackUrl?: string } {
   const stored = JSON.parse(text) as StoredRequest;
   if (stored?.v !== 1) throw new TypeError(`unknown run request version ${JSON.stringify(stored?.v)}`);
-  return { manifest: stored.manifest, fields: decodeTagged(stored.run) as StoredRunFields, ...(stored.learn !== undefined ? { learn: decodeTagged(stored.learn) as Manifest } : {}) };
+  return {
+    manifest: stored.manifest, fields: decodeTagged(stored.run) as StoredRunFields,
+    ...(stored.learn !== undefined ? { learn: decodeTagged(stored.learn) as Manifest } : {}),
+    ...(typeof stored.callbackUrl === 'string' ? { callbackUrl: stored.callbackUrl } : {}),
+  };
 }
 
 /** Most bytes of in-memory files kept with a result; past it the files are listed by size only. */

@@ -7,7 +7,7 @@ import type { RunEventRecord, RunRecord, RunState, Tenant } from '../store/types
 import { newRunId } from '../store/ids.js';
 import { ApiError, notFound } from '../errors.js';
 import { defineRoute, errorResponses, jsonContent, pageQuery, pageSchema, readJson, readJsonValue, readQuery } from '../http.js';
-import type { AppEnv, Deps } from '../options.js';
+import { runBodyCap, type AppEnv, type Deps } from '../options.js';
 import { decodeRequest, encodeRequest, eventJson, isTerminal, runView, withProgress, type RunView } from './record.js';
 import { prepareRun, RunBodySchema, type RunBody } from './prepare.js';
 import type { AuditEvent } from '../../host/result.js';
@@ -57,8 +57,12 @@ export const RunSchema = z.object({
 
 const RunSummarySchema = RunSchema.pick({ id: true, module: true, status: true, createdAt: true, startedAt: true, finishedAt: true, attempts: true, node: true, exitCode: true, blame: true }).openapi('RunSummary');
 
-const BatchBodySchema = z.union([z.array(z.unknown()), z.object({ runs: z.array(z.unknown()) })]).openapi('RunBatch', {
-  description: 'An array of run requests (or { runs: [...] }), each like POST /v1/runs without wait',
+const BatchWait = z.number().min(0).openapi({ description: 'Seconds to wait for every run of the batch to end before answering (lowered to the service\'s cap); an item\'s own `wait` counts for that item' });
+const BatchBodySchema = z.union([
+  z.array(RunBodySchema),
+  z.strictObject({ runs: z.array(RunBodySchema), wait: BatchWait.optional() }),
+]).openapi('RunBatch', {
+  description: 'An array of run requests (or { runs: [...], wait }), each like POST /v1/runs',
 });
 const BatchResultSchema = z.object({
   items: z.array(z.object({
@@ -90,8 +94,8 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
     // Persisted (after the quotas admit it) before it is acknowledged, and before any node may start it.
     return scheduler.create({
       id: newRunId(), tenantId: tenant.id, moduleId: prepared.moduleId,
-      request: encodeRequest(prepared.manifest, prepared.fields, prepared.learn), createdAt: Date.now(),
-    });
+      request: encodeRequest(prepared.manifest, prepared.fields, prepared.learn, prepared.callbackUrl), createdAt: Date.now(),
+    }, tenant);
   };
 
   /** The full view; a running run's output so far included. */
@@ -112,7 +116,7 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
   };
 
   defineRoute(app, deps, {
-    method: 'post', path: '/v1/runs', auth: 'tenant', maxBody: limits.runBodyBytes, tags: ['runs'],
+    method: 'post', path: '/v1/runs', auth: 'tenant', maxBody: runBodyCap(limits), tags: ['runs'],
     summary: 'Start a run',
     description: `Validates the manifest against your policy, persists the run (queued) and queues it. With \`wait\` (seconds, at most ${limits.waitSeconds}) the answer waits for the run to end and shows its result; otherwise, or if it has not ended by then, the run so far.`,
     request: { body: { required: true, content: { 'application/json': { schema: RunBodySchema } } } },
@@ -135,7 +139,7 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
   defineRoute(app, deps, {
     method: 'post', path: '/v1/runs:batch', auth: 'tenant', maxBody: limits.batchBodyBytes, tags: ['runs'],
     summary: 'Start several runs',
-    description: `Up to ${limits.batchMax} runs, each validated, admitted and queued on its own; the answer has one entry per item, in order, with the status that item alone would have had. \`wait\` is not supported in a batch.`,
+    description: `Up to ${limits.batchMax} runs, each validated, admitted and queued on its own; the answer has one entry per item, in order, with the status that item alone would have had. With \`wait\` (the batch's, or an item's own; at most ${limits.waitSeconds} s) the answer waits for those runs to end and shows their results. An unknown key, in the batch or in an item, is refused (422 naming it).`,
     request: { body: { required: true, content: { 'application/json': { schema: BatchBodySchema } } } },
     responses: {
       200: jsonContent(BatchResultSchema, 'One result per item'),
@@ -144,12 +148,27 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
   }, async (c) => {
     const tenant = c.get('tenant');
     const raw = await readJsonValue(c, deps);
-    const items = Array.isArray(raw) ? raw : raw && typeof raw === 'object' && Array.isArray((raw as { runs?: unknown }).runs) ? (raw as { runs: unknown[] }).runs : undefined;
-    if (!items) throw new ApiError(422, 'invalid_request', 'A batch is a JSON array of run requests, or { "runs": [...] }');
+    let items: unknown[] | undefined;
+    let batchWait = 0;
+    if (Array.isArray(raw)) items = raw;
+    else if (raw && typeof raw === 'object' && Array.isArray((raw as { runs?: unknown }).runs)) {
+      const o = raw as Record<string, unknown>;
+      const unknown = Object.keys(o).filter((k) => k !== 'runs' && k !== 'wait');
+      if (unknown.length) {
+        throw new ApiError(422, 'invalid_request', `Unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')} in the batch; it takes "runs" and "wait"`,
+          unknown.map((k) => ({ path: k, message: 'unknown key' })));
+      }
+      const w = BatchWait.optional().safeParse(o.wait);
+      if (!w.success) throw new ApiError(422, 'invalid_request', 'The batch\'s wait is a number of seconds, 0 or more', [{ path: 'wait', message: 'must be a number, 0 or more' }]);
+      batchWait = w.data ?? 0;
+      items = o.runs as unknown[];
+    }
+    if (!items) throw new ApiError(422, 'invalid_request', 'A batch is a JSON array of run requests, or { "runs": [...], "wait": seconds }');
     if (items.length === 0) throw new ApiError(422, 'invalid_request', 'The batch is empty');
     if (items.length > limits.batchMax) throw new ApiError(422, 'invalid_request', `The batch has ${items.length} runs; at most ${limits.batchMax} are allowed`);
     // One after another: each item's quota check sees the items before it.
-    const out = [];
+    const out: { index: number; status: number; run?: RunView; error?: object }[] = [];
+    const waits: { index: number; run: RunRecord; seconds: number }[] = [];
     for (const [index, item] of items.entries()) {
       out.push(await (async () => { try {
         const r = RunBodySchema.safeParse(item);
@@ -157,13 +176,20 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
           const details = r.error.issues.map((i) => ({ path: i.path.map(String).join('.'), message: i.message }));
           throw new ApiError(422, 'invalid_request', `Invalid run: ${details.map((d) => (d.path ? `${d.path}: ${d.message}` : d.message)).join('; ')}`, details);
         }
-        if (r.data.wait !== undefined) throw new ApiError(422, 'invalid_request', 'wait is not supported in a batch; poll the runs or stream their events', [{ path: 'wait', message: 'not allowed' }]);
-        return { index, status: 201, run: runView(await createOne(tenant, r.data)) };
+        const run = await createOne(tenant, r.data);
+        const seconds = Math.min(Math.max(batchWait, r.data.wait ?? 0), limits.waitSeconds);
+        if (seconds > 0) waits.push({ index, run, seconds });
+        return { index, status: 201, run: runView(run) };
       } catch (e) {
         if (!(e instanceof ApiError) || e.status >= 500 && e.code === 'internal') throw e;
         return { index, status: e.status, error: { code: e.code, message: e.message, ...(e.details !== undefined ? { details: e.details } : {}) } };
       } })());
     }
+    // The waits run side by side, from now: the batch answers once each asked-for run ended or its wait passed.
+    await Promise.all(waits.map(async (w) => {
+      await scheduler.events.waitFor(w.run.id, w.seconds * 1000, ended(tenant.id, w.run.id));
+      out[w.index]!.run = await fullView(await store.getRun(tenant.id, w.run.id) ?? w.run);
+    }));
     return c.json({ items: out }, 200);
   });
 

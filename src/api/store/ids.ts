@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 
 /** Prefixes of the service's ids. */
-export type IdPrefix = 'ten' | 'key' | 'run';
+export type IdPrefix = 'ten' | 'key' | 'run' | 'whd';
 
 /** `<prefix>_<16 random bytes, base64url>` (22 characters after the prefix). */
 export function newId(prefix: IdPrefix): string {
@@ -19,6 +19,11 @@ export const KEY_PREFIX = 'capsa_';
 /** `capsa_<32 random bytes, base64url>`: 43 characters after the prefix. */
 export function newApiKey(): string {
   return KEY_PREFIX + randomBytes(32).toString('base64url');
+}
+
+/** A tenant's webhook signing secret: `whsec_<32 random bytes, base64url>`. */
+export function newWebhookSecret(): string {
+  return 'whsec_' + randomBytes(32).toString('base64url');
 }
 
 /** What the store keeps of a key: sha256 of the whole key text, hex. */

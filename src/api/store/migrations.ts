@@ -84,4 +84,26 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE runs ADD COLUMN lease_until INTEGER;
   ALTER TABLE tenants ADD COLUMN served_seq INTEGER NOT NULL DEFAULT 0;
   `,
+  // 4: per-tenant quotas and retention (JSON), the webhook signing secret, webhook deliveries;
+  // runs by module (retention keeps modules a run references).
+  `
+  ALTER TABLE tenants ADD COLUMN quotas TEXT;
+  ALTER TABLE tenants ADD COLUMN webhook_secret TEXT;
+  CREATE TABLE webhook_deliveries (
+    id          TEXT PRIMARY KEY,
+    run_id      TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    tenant_id   TEXT NOT NULL,
+    url         TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    last_status INTEGER,
+    last_error  TEXT,
+    next_at     INTEGER,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+  );
+  CREATE INDEX webhook_deliveries_run ON webhook_deliveries (run_id, created_at);
+  CREATE INDEX webhook_deliveries_state ON webhook_deliveries (state, next_at);
+  CREATE INDEX runs_tenant_module ON runs (tenant_id, module_id);
+  `,
 ];

@@ -79,4 +79,26 @@ export const PG_MIGRATIONS: readonly string[] = [
   ALTER TABLE tenants ADD COLUMN served_seq BIGINT NOT NULL DEFAULT 0;
   CREATE SEQUENCE capsa_served_seq;
   `,
+  // 3: per-tenant quotas and retention (JSON), the webhook signing secret, webhook deliveries;
+  // runs by module (retention keeps modules a run references). SQLite's migration 4.
+  `
+  ALTER TABLE tenants ADD COLUMN quotas TEXT;
+  ALTER TABLE tenants ADD COLUMN webhook_secret TEXT;
+  CREATE TABLE webhook_deliveries (
+    id          TEXT PRIMARY KEY,
+    run_id      TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    tenant_id   TEXT NOT NULL,
+    url         TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    last_status INTEGER,
+    last_error  TEXT,
+    next_at     BIGINT,
+    created_at  BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL
+  );
+  CREATE INDEX webhook_deliveries_run ON webhook_deliveries (run_id, created_at);
+  CREATE INDEX webhook_deliveries_state ON webhook_deliveries (state, next_at);
+  CREATE INDEX runs_tenant_module ON runs (tenant_id, module_id);
+  `,
 ];

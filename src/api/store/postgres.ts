@@ -11,11 +11,12 @@ import { timingSafeEqual } from 'node:crypto';
 import pg from 'pg';
 import type { ApiKeyRecord, ModuleRecord, RunEventRecord, RunRecord, Store, Tenant } from './types.js';
 import { QuotaError, StoreError } from './errors.js';
-import { KEY_PREFIX, hashApiKey, moduleIdOf, newApiKey, newId } from './ids.js';
+import { KEY_PREFIX, hashApiKey, moduleIdOf, newApiKey, newId, newWebhookSecret } from './ids.js';
 import { PG_MIGRATIONS } from './pg-migrations.js';
 import {
-  EVENT_TYPES, INTERRUPTED_RESULT, MAX_KEY_LENGTH, TERMINAL, checkImports, decodeCursor, newQueuedRun, pageSize, parseNotice, toEvent, toKey, toModule, toPage, toRun, toTenant,
-  type AuthRow, type EventRow, type KeyRow, type ModuleRow, type RunRow, type TenantRow,
+  EVENT_TYPES, INTERRUPTED_RESULT, MAX_KEY_LENGTH, TERMINAL, TERMINAL_SQL, authTenant, checkImports, decodeCursor, deliveryValues, newQueuedRun, pageSize, parseNotice, quotasText,
+  toDelivery, toEvent, toKey, toModule, toPage, toRun, toTenant,
+  type AuthRow, type DeliveryRow, type EventRow, type KeyRow, type ModuleRow, type RunRow, type TenantRow,
 } from './rows.js';
 
 export interface PostgresStoreOptions {
@@ -114,7 +115,7 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
   const store: Store & { pool: pg.Pool } = {
     pool,
     async createTenant(name) {
-      const t: Tenant = { id: newId('ten'), name, createdAt: now(), policy: null };
+      const t: Tenant = { id: newId('ten'), name, createdAt: now(), policy: null, quotas: {} };
       try {
         await q('INSERT INTO tenants (id, name, created_at, policy) VALUES ($1, $2, $3, NULL)', [t.id, t.name, t.createdAt]);
       } catch (e) {
@@ -137,6 +138,17 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
     async setPolicy(tenantId, policy) {
       if ((await q('UPDATE tenants SET policy = $1 WHERE id = $2', [policy, tenantId])).rowCount !== 1) throw new StoreError('not_found', 'unknown tenant');
     },
+    async setQuotas(tenantId, quotas) {
+      if ((await q('UPDATE tenants SET quotas = $1 WHERE id = $2', [quotasText(quotas), tenantId])).rowCount !== 1) throw new StoreError('not_found', 'unknown tenant');
+    },
+    async webhookSecret(tenantId, rotate = false) {
+      // One statement: two nodes making the first secret at once agree on the one that was stored.
+      const r = await one<{ webhook_secret: string }>(
+        `UPDATE tenants SET webhook_secret = CASE WHEN webhook_secret IS NULL OR $2 THEN $3 ELSE webhook_secret END
+         WHERE id = $1 RETURNING webhook_secret`, [tenantId, rotate, newWebhookSecret()]);
+      if (!r) throw new StoreError('not_found', 'unknown tenant');
+      return r.webhook_secret;
+    },
 
     async createKey(tenantId) {
       const key = newApiKey();
@@ -154,12 +166,12 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
       const presented = Buffer.from(hashApiKey(key), 'hex');
       // As in the SQLite store: looked up by the hash of a 256-bit secret, decided by a constant-time compare.
       const row = await one<AuthRow>(
-        `SELECT k.key_hash, k.revoked_at, t.id AS t_id, t.name AS t_name, t.created_at AS t_created_at, t.policy AS t_policy
+        `SELECT k.key_hash, k.revoked_at, t.id AS t_id, t.name AS t_name, t.created_at AS t_created_at, t.policy AS t_policy, t.quotas AS t_quotas
          FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.key_hash = $1`, [presented.toString('hex')]);
       const stored = row ? Buffer.from(row.key_hash, 'hex') : NO_HASH;
       const same = stored.length === presented.length && timingSafeEqual(stored, presented);
       if (!row || !same || row.revoked_at !== null) return undefined;
-      return { id: row.t_id, name: row.t_name, createdAt: row.t_created_at, policy: row.t_policy };
+      return authTenant(row);
     },
     async listKeys(tenantId) {
       return (await q<KeyRow>('SELECT id, tenant_id, created_at, revoked_at FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id', [tenantId])).rows.map(toKey);
@@ -287,15 +299,18 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
         while (out.length < o.max) {
           // The next tenant in the fair order whose row no other claimer holds. Its running count
           // here is a hint only (this statement's snapshot predates the lock); the exact one follows.
-          const t = (await c.query<{ id: string }>(
-            `SELECT t.id FROM tenants t
+          // `bound`: the tenant's own concurrentRuns quota (setQuotas) over the service's; read from
+          // the locked row, so a quota set meanwhile is the one that holds.
+          const t = (await c.query<{ id: string; bound: number }>(
+            `SELECT t.id, coalesce((t.quotas::json->>'concurrentRuns')::int, $2) AS bound FROM tenants t
              WHERE t.id IN (SELECT tenant_id FROM runs WHERE state = 'queued') AND NOT (t.id = ANY($1::text[]))
-               AND (SELECT count(*) FROM runs r WHERE r.tenant_id = t.id AND r.state = 'running') < $2
+               AND (SELECT count(*) FROM runs r WHERE r.tenant_id = t.id AND r.state = 'running')
+                   < coalesce((t.quotas::json->>'concurrentRuns')::int, $2)
              ORDER BY t.served_seq, (SELECT min(created_at) FROM runs r WHERE r.tenant_id = t.id AND r.state = 'queued'), t.id LIMIT 1 FOR UPDATE OF t SKIP LOCKED`, [full, o.concurrentRuns])).rows[0];
           if (!t) break;
           const running = (await c.query<{ n: number }>(`SELECT count(*) AS n FROM runs WHERE tenant_id = $1 AND state = 'running'`, [t.id])).rows[0]!.n;
           const at = now();
-          const row = running >= o.concurrentRuns ? undefined : (await c.query<RunRow>(
+          const row = running >= t.bound ? undefined : (await c.query<RunRow>(
             `UPDATE runs SET state = 'running', started_at = $2, node_id = $3, lease_until = $4, attempts = attempts + 1
              WHERE id = (SELECT id FROM runs WHERE tenant_id = $1 AND state = 'queued' ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
              RETURNING *`, [t.id, at, o.node, at + o.leaseMs])).rows[0];
@@ -408,6 +423,50 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
     },
     async ping() {
       await q('SELECT 1');
+    },
+    async pruneTenant(tenantId, before, limit) {
+      const n = Math.max(1, Math.floor(limit));
+      return tx(async (c) => {
+        // Events and deliveries go with their run (ON DELETE CASCADE).
+        const runs = (await c.query(
+          `DELETE FROM runs WHERE id IN (SELECT id FROM runs WHERE tenant_id = $1 AND state IN (${TERMINAL_SQL}) AND finished_at < $2
+           ORDER BY finished_at LIMIT $3)`, [tenantId, before, n])).rowCount ?? 0;
+        // A run submitted for one of these modules in this very instant may still be created; it then
+        // ends invalid_module ("deleted before the run started"), as after a DELETE /v1/modules.
+        const gone = (await c.query<{ id: string }>(
+          `DELETE FROM modules WHERE tenant_id = $1 AND id IN (
+             SELECT m.id FROM modules m WHERE m.tenant_id = $1 AND m.created_at < $2
+             AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.tenant_id = m.tenant_id AND r.module_id = m.id)
+             ORDER BY m.created_at LIMIT $3)
+           RETURNING id`, [tenantId, before, n])).rows;
+        for (const { id } of gone) {
+          await c.query('SAVEPOINT blob');
+          try {
+            await c.query('DELETE FROM module_blobs b WHERE b.id = $1 AND NOT EXISTS (SELECT 1 FROM modules m WHERE m.id = $1)', [id]);
+          } catch (e) {
+            if (code(e) !== FOREIGN_KEY) throw e;
+            await c.query('ROLLBACK TO SAVEPOINT blob');
+          }
+        }
+        return { runs, modules: gone.length };
+      });
+    },
+    async putDelivery(d) {
+      try {
+        await q(`INSERT INTO webhook_deliveries (id, run_id, tenant_id, url, state, attempts, last_status, last_error, next_at, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                 ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, attempts = EXCLUDED.attempts, last_status = EXCLUDED.last_status,
+                   last_error = EXCLUDED.last_error, next_at = EXCLUDED.next_at, updated_at = EXCLUDED.updated_at`, deliveryValues(d));
+      } catch (e) {
+        if (code(e) === FOREIGN_KEY) throw new StoreError('not_found', 'unknown run');
+        throw e;
+      }
+    },
+    async listDeliveries(runId) {
+      return (await q<DeliveryRow>('SELECT * FROM webhook_deliveries WHERE run_id = $1 ORDER BY created_at, id', [runId])).rows.map(toDelivery);
+    },
+    async pendingDeliveries() {
+      return (await q<DeliveryRow>(`SELECT * FROM webhook_deliveries WHERE state = 'pending' ORDER BY next_at, id`)).rows.map(toDelivery);
     },
 
     async close() {

@@ -2,7 +2,7 @@
  * What the SQLite and PostgreSQL stores share: the rows' shapes and their mapping to records, the
  * opaque page cursors, the constants of the Store contract. The SQL itself stays in each store.
  */
-import type { ApiKeyRecord, EventNotice, ModuleRecord, Page, RunEventRecord, RunRecord, RunState, Tenant } from './types.js';
+import type { ApiKeyRecord, DeliveryRecord, EventNotice, ModuleRecord, Page, RunEventRecord, RunRecord, RunState, Tenant, TenantQuotas } from './types.js';
 import { StoreError } from './errors.js';
 
 /** Listings never return more than this many items a page. */
@@ -19,13 +19,19 @@ export const INTERRUPTED_RESULT = JSON.stringify({
 export const TERMINAL: ReadonlySet<RunState> = new Set<RunState>([
   'exited', 'trapped', 'timeout', 'memory_limit', 'output_limit', 'cancelled', 'invalid_module', 'host_error', 'interrupted',
 ]);
+/** The terminal states as an SQL list (retention: only ended runs are pruned). */
+export const TERMINAL_SQL = [...TERMINAL].map((s) => `'${s}'`).join(', ');
 export const EVENT_TYPES: ReadonlySet<RunEventRecord['type']> = new Set<RunEventRecord['type']>(['status', 'attempt', 'stdout', 'stderr', 'audit', 'exit']);
 /** A key longer than this is not one of ours; don't hash megabytes for it. */
 export const MAX_KEY_LENGTH = 256;
 
-export interface TenantRow { id: string; name: string; created_at: number; policy: string | null }
+export interface TenantRow { id: string; name: string; created_at: number; policy: string | null; quotas: string | null }
 export interface KeyRow { id: string; tenant_id: string; created_at: number; revoked_at: number | null }
-export interface AuthRow { key_hash: string; revoked_at: number | null; t_id: string; t_name: string; t_created_at: number; t_policy: string | null }
+export interface AuthRow { key_hash: string; revoked_at: number | null; t_id: string; t_name: string; t_created_at: number; t_policy: string | null; t_quotas: string | null }
+export interface DeliveryRow {
+  id: string; run_id: string; tenant_id: string; url: string; state: DeliveryRecord['state']; attempts: number;
+  last_status: number | null; last_error: string | null; next_at: number | null; created_at: number; updated_at: number;
+}
 export interface ModuleRow { tenant_id: string; id: string; size: number; imports: string; created_at: number }
 export interface RunRow {
   id: string; tenant_id: string; module_id: string; state: RunState; request: string; result: string | null;
@@ -33,7 +39,19 @@ export interface RunRow {
 }
 export interface EventRow { run_id: string; seq: number; type: RunEventRecord['type']; data: string; at: number; attempt: number }
 
-export const toTenant = (r: TenantRow): Tenant => ({ id: r.id, name: r.name, createdAt: r.created_at, policy: r.policy });
+/** The quotas column (JSON text or NULL) as a record. */
+export const toQuotas = (text: string | null): TenantQuotas => (text ? JSON.parse(text) as TenantQuotas : {});
+export const toTenant = (r: TenantRow): Tenant => ({ id: r.id, name: r.name, createdAt: r.created_at, policy: r.policy, quotas: toQuotas(r.quotas) });
+export const authTenant = (r: AuthRow): Tenant => ({ id: r.t_id, name: r.t_name, createdAt: r.t_created_at, policy: r.t_policy, quotas: toQuotas(r.t_quotas) });
+export const toDelivery = (r: DeliveryRow): DeliveryRecord => ({
+  id: r.id, runId: r.run_id, tenantId: r.tenant_id, url: r.url, state: r.state, attempts: r.attempts,
+  lastStatus: r.last_status, lastError: r.last_error, nextAt: r.next_at, createdAt: r.created_at, updatedAt: r.updated_at,
+});
+/** A delivery's columns in insert order. */
+export const deliveryValues = (d: DeliveryRecord): unknown[] => [d.id, d.runId, d.tenantId, d.url, d.state, d.attempts, d.lastStatus, d.lastError, d.nextAt, d.createdAt, d.updatedAt];
+/** The quotas as stored: JSON text, or NULL when the tenant has none of its own. */
+export const quotasText = (q: TenantQuotas): string | null => (Object.keys(q).length ? JSON.stringify(q) : null);
+
 export const toKey = (r: KeyRow): ApiKeyRecord => ({ id: r.id, tenantId: r.tenant_id, createdAt: r.created_at, revokedAt: r.revoked_at });
 export const toModule = (r: ModuleRow): ModuleRecord => ({
   id: r.id, tenantId: r.tenant_id, size: r.size, imports: JSON.parse(r.imports) as string[], createdAt: r.created_at,

@@ -9,15 +9,16 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import type { ApiKeyRecord, ClaimOptions, EventWatcher, HeldRun, ModuleRecord, Page, RunEventRecord, RunQuota, RunRecord, RunState, Store, Tenant } from './types.js';
+import type { ApiKeyRecord, ClaimOptions, DeliveryRecord, EventWatcher, HeldRun, ModuleRecord, Page, RunEventRecord, RunQuota, RunRecord, RunState, Store, Tenant } from './types.js';
 import { QuotaError, StoreError } from './errors.js';
-import { KEY_PREFIX, hashApiKey, moduleDigest, moduleIdOf, newApiKey, newId } from './ids.js';
+import { KEY_PREFIX, hashApiKey, moduleDigest, moduleIdOf, newApiKey, newId, newWebhookSecret } from './ids.js';
 import { MIGRATIONS } from './migrations.js';
 import { asyncStore, type SyncStore } from './sync.js';
 import { constraintOf, openSqlite, type SqlDatabase, type SqliteDriverName } from './sqlite-driver.js';
 import {
-  EVENT_TYPES, INTERRUPTED_RESULT, MAX_KEY_LENGTH, TERMINAL, checkImports, decodeCursor, newQueuedRun, pageSize, toEvent, toKey, toModule, toPage, toRun, toTenant,
-  type AuthRow, type EventRow, type KeyRow, type ModuleRow, type RunRow, type TenantRow,
+  EVENT_TYPES, INTERRUPTED_RESULT, MAX_KEY_LENGTH, TERMINAL, TERMINAL_SQL, authTenant, checkImports, decodeCursor, deliveryValues, newQueuedRun, pageSize, quotasText,
+  toDelivery, toEvent, toKey, toModule, toPage, toRun, toTenant,
+  type AuthRow, type DeliveryRow, type EventRow, type KeyRow, type ModuleRow, type RunRow, type TenantRow,
 } from './rows.js';
 
 export { INTERRUPTED_RESULT, MAX_PAGE } from './rows.js';
@@ -104,11 +105,14 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
     tenantByName: db.prepare<[string], TenantRow>('SELECT * FROM tenants WHERE name = ?'),
     listTenants: db.prepare<[], TenantRow>('SELECT * FROM tenants ORDER BY created_at, id'),
     setPolicy: db.prepare<[string | null, string], void>('UPDATE tenants SET policy = ? WHERE id = ?'),
+    setQuotas: db.prepare<[string | null, string], void>('UPDATE tenants SET quotas = ? WHERE id = ?'),
+    getSecret: db.prepare<[string], { webhook_secret: string | null }>('SELECT webhook_secret FROM tenants WHERE id = ?'),
+    setSecret: db.prepare<[string, string], void>('UPDATE tenants SET webhook_secret = ? WHERE id = ?'),
 
     insertKey: db.prepare<[string, string, string, number], void>(
       'INSERT INTO api_keys (id, tenant_id, key_hash, created_at) VALUES (?, ?, ?, ?)'),
     keyByHash: db.prepare<[string], AuthRow>(
-      `SELECT k.key_hash, k.revoked_at, t.id AS t_id, t.name AS t_name, t.created_at AS t_created_at, t.policy AS t_policy
+      `SELECT k.key_hash, k.revoked_at, t.id AS t_id, t.name AS t_name, t.created_at AS t_created_at, t.policy AS t_policy, t.quotas AS t_quotas
        FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.key_hash = ?`),
     listKeys: db.prepare<[string], KeyRow>(
       'SELECT id, tenant_id, created_at, revoked_at FROM api_keys WHERE tenant_id = ? ORDER BY created_at, id'),
@@ -163,8 +167,10 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
               count(DISTINCT CASE WHEN state = 'queued' THEN tenant_id END) AS tenants
        FROM runs WHERE state IN ('queued', 'running')`),
     // The fair order (see claimRuns): served longest ago first, then the one whose oldest run waited longest.
-    claimOrder: db.prepare<[], { id: string; running: number }>(
-      `SELECT t.id, (SELECT count(*) FROM runs r WHERE r.tenant_id = t.id AND r.state = 'running') AS running
+    // `own`: the tenant's own concurrentRuns quota (setQuotas), null to take the service's.
+    claimOrder: db.prepare<[], { id: string; running: number; own: number | null }>(
+      `SELECT t.id, (SELECT count(*) FROM runs r WHERE r.tenant_id = t.id AND r.state = 'running') AS running,
+              json_extract(t.quotas, '$.concurrentRuns') AS own
        FROM tenants t WHERE t.id IN (SELECT tenant_id FROM runs WHERE state = 'queued')
        ORDER BY t.served_seq, (SELECT min(created_at) FROM runs r WHERE r.tenant_id = t.id AND r.state = 'queued'), t.id`),
     claimOldest: db.prepare<[number, string, number, string], RunRow>(
@@ -186,13 +192,29 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
        FROM run_events WHERE run_id = ?
        RETURNING seq, attempt`),
     events: db.prepare<[string, number], EventRow>('SELECT * FROM run_events WHERE run_id = ? AND seq > ? ORDER BY seq'),
+
+    pruneRuns: db.prepare<[string, number, number], void>(
+      `DELETE FROM runs WHERE id IN (SELECT id FROM runs WHERE tenant_id = ? AND state IN (${TERMINAL_SQL}) AND finished_at < ?
+       ORDER BY finished_at LIMIT ?)`),
+    unreferencedModules: db.prepare<[string, number, number], { id: string }>(
+      `SELECT m.id FROM modules m WHERE m.tenant_id = ? AND m.created_at < ?
+       AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.tenant_id = m.tenant_id AND r.module_id = m.id)
+       ORDER BY m.created_at LIMIT ?`),
+
+    putDelivery: db.prepare<unknown[], void>(
+      `INSERT INTO webhook_deliveries (id, run_id, tenant_id, url, state, attempts, last_status, last_error, next_at, created_at, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET state = excluded.state, attempts = excluded.attempts, last_status = excluded.last_status,
+         last_error = excluded.last_error, next_at = excluded.next_at, updated_at = excluded.updated_at`),
+    listDeliveries: db.prepare<[string], DeliveryRow>('SELECT * FROM webhook_deliveries WHERE run_id = ? ORDER BY created_at, id'),
+    pendingDeliveries: db.prepare<[], DeliveryRow>(`SELECT * FROM webhook_deliveries WHERE state = 'pending' ORDER BY next_at, id`),
   };
 
   // Files left by a crash: temp files, and files whose last reference was deleted before the unlink.
   sweepModuleFiles(modulesDir, (hex) => (s.moduleRefs.get(`sha256:${hex}`)?.n ?? 0) > 0);
 
   const createTenant = (name: string): Tenant => {
-    const t: Tenant = { id: newId('ten'), name, createdAt: now(), policy: null };
+    const t: Tenant = { id: newId('ten'), name, createdAt: now(), policy: null, quotas: {} };
     try {
       s.insertTenant.run(t.id, t.name, t.createdAt);
     } catch (e) {
@@ -216,7 +238,7 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
     const stored = row ? Buffer.from(row.key_hash, 'hex') : NO_HASH;
     const same = stored.length === presented.length && timingSafeEqual(stored, presented);
     if (!row || !same || row.revoked_at !== null) return undefined;
-    return { id: row.t_id, name: row.t_name, createdAt: row.t_created_at, policy: row.t_policy };
+    return authTenant(row);
   };
 
   const putModule = (tenantId: string, bytes: Uint8Array, imports: string[]): { record: ModuleRecord; created: boolean } => {
@@ -242,6 +264,20 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
   const deleteModuleTx = db.transaction((tenantId: string, id: string): { deleted: boolean; orphan: boolean } => {
     if (s.deleteModule.run(tenantId, id).changes !== 1) return { deleted: false, orphan: false };
     return { deleted: true, orphan: (s.moduleRefs.get(id)?.n ?? 0) === 0 };
+  });
+
+  /** Retention in one transaction; `orphans` are module files no tenant references any more. */
+  const pruneTx = db.transaction((tenantId: string, before: number, limit: number): { runs: number; modules: number; orphans: string[] } => {
+    // Events and deliveries go with their run (ON DELETE CASCADE).
+    const runs = s.pruneRuns.run(tenantId, before, limit).changes;
+    const orphans: string[] = [];
+    let modules = 0;
+    for (const { id } of s.unreferencedModules.all(tenantId, before, limit)) {
+      const d = deleteModuleTx(tenantId, id);
+      if (d.deleted) modules++;
+      if (d.orphan) orphans.push(id);
+    }
+    return { runs, modules, orphans };
   });
 
   /** Callers of watchQueue: one process per data dir, so its own queueing is all there is to hear. */
@@ -276,7 +312,7 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
     const out: RunRecord[] = [];
     const order = s.claimOrder.all();
     while (out.length < o.max) {
-      const i = order.findIndex((t) => t.running < o.concurrentRuns);
+      const i = order.findIndex((t) => t.running < (t.own ?? o.concurrentRuns));
       if (i < 0) break;
       const t = order[i]!;
       const at = now();
@@ -286,7 +322,7 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
       out.push(toRun(row));
       s.served.run(t.id);
       // Served now: last in the rotation.
-      order.push({ id: t.id, running: t.running + 1 });
+      order.push({ ...t, running: t.running + 1 });
     }
     return out;
   }, 'immediate');
@@ -338,6 +374,17 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
     listTenants: () => s.listTenants.all().map(toTenant),
     setPolicy: (tenantId, policy) => {
       if (s.setPolicy.run(policy, tenantId).changes !== 1) throw new StoreError('not_found', 'unknown tenant');
+    },
+    setQuotas: (tenantId, quotas) => {
+      if (s.setQuotas.run(quotasText(quotas), tenantId).changes !== 1) throw new StoreError('not_found', 'unknown tenant');
+    },
+    webhookSecret: (tenantId, rotate = false) => {
+      const row = s.getSecret.get(tenantId);
+      if (!row) throw new StoreError('not_found', 'unknown tenant');
+      if (row.webhook_secret !== null && !rotate) return row.webhook_secret;
+      const secret = newWebhookSecret();
+      s.setSecret.run(secret, tenantId);
+      return secret;
     },
 
     createKey: (tenantId) => {
@@ -457,6 +504,24 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
     ping: () => {
       s.ping.get();
     },
+
+    pruneTenant: (tenantId, before, limit) => {
+      const n = Math.max(1, Math.floor(limit));
+      const r = pruneTx(tenantId, before, n);
+      // After the commit, as deleteModule does.
+      for (const id of r.orphans) unlinkQuiet(moduleFile(id));
+      return { runs: r.runs, modules: r.modules };
+    },
+    putDelivery: (d) => {
+      try {
+        s.putDelivery.run(...deliveryValues(d));
+      } catch (e) {
+        if (constraintOf(e) === 'foreignkey') throw new StoreError('not_found', 'unknown run');
+        throw e;
+      }
+    },
+    listDeliveries: (runId) => s.listDeliveries.all(runId).map(toDelivery),
+    pendingDeliveries: () => s.pendingDeliveries.all().map(toDelivery),
 
     close: () => {
       db.close();

@@ -16,6 +16,37 @@ export interface Tenant {
   createdAt: number;
   /** The tenant's policy (YAML, the manifest vocabulary), or null for the service's default. */
   policy: string | null;
+  /** The tenant's own quotas and retention; a field left out takes the service's. */
+  quotas: TenantQuotas;
+}
+
+/** Per-tenant overrides of the service's quotas (see Quotas in ../scheduler.ts) and of its retention. */
+export interface TenantQuotas {
+  concurrentRuns?: number;
+  queuedRuns?: number;
+  moduleStorageBytes?: number;
+  cpuSecondsPerDay?: number;
+  /** Finished runs (and modules no run references) older than this are pruned; 0 keeps them forever. */
+  retainSeconds?: number;
+}
+
+/** One webhook delivery of a run's end (`callback_url`), with its attempts so far. */
+export interface DeliveryRecord {
+  /** "whd_<random>" */
+  id: string;
+  runId: string;
+  tenantId: string;
+  url: string;
+  /** pending: an attempt is due at nextAt; delivered: a 2xx came back; failed: retries ran out or the target was refused. */
+  state: 'pending' | 'delivered' | 'failed';
+  attempts: number;
+  /** The HTTP status of the last attempt, or null when it got no answer. */
+  lastStatus: number | null;
+  /** Why the last attempt failed, or null. */
+  lastError: string | null;
+  nextAt: number | null;
+  createdAt: number;
+  updatedAt: number;
 }
 
 /** An API key; the key itself is shown once, only its hash is stored. */
@@ -80,7 +111,7 @@ export interface ClaimOptions {
   max: number;
   /** The lease: the run is this node's until its start + leaseMs, unless renewed (renewLeases). */
   leaseMs: number;
-  /** A tenant's runs running at once across all nodes, at most. */
+  /** A tenant's runs running at once across all nodes, at most: the service's bound, for tenants with no concurrentRuns quota of their own (setQuotas). */
   concurrentRuns: number;
 }
 
@@ -138,6 +169,10 @@ export interface Store {
   findTenantByName(name: string): Promise<Tenant | undefined>;
   listTenants(): Promise<Tenant[]>;
   setPolicy(tenantId: string, policy: string | null): Promise<void>;
+  /** Replaces the tenant's quotas (an empty object: the service's for all). */
+  setQuotas(tenantId: string, quotas: TenantQuotas): Promise<void>;
+  /** The tenant's webhook signing secret, made on first use; `rotate` replaces it. Never part of a Tenant. */
+  webhookSecret(tenantId: string, rotate?: boolean): Promise<string>;
 
   /** Makes a key and returns it once (only its hash is kept). */
   createKey(tenantId: string): Promise<{ key: string; record: ApiKeyRecord }>;
@@ -174,13 +209,13 @@ export interface Store {
   startRun(id: string, at: number, nodeId?: string): Promise<boolean>;
   /**
    * Claims up to `max` queued runs for `node`, in one transaction: each time the tenant with queued
-   * runs that is below `concurrentRuns` and was served longest ago (then the one whose oldest queued
-   * run waited longest) gives its
-   * oldest queued run, which becomes `running` (attempts + 1) with the node and a lease. The tenant's
-   * row lock makes the concurrency bound exact across nodes (every transition to running takes it);
-   * on PostgreSQL tenants and runs locked by another claimer are skipped, not waited for. A run's
-   * `startedAt` (and its lease's start) is the store's clock once its tenant's count was read, so
-   * it is never before the end of a run whose slot it took.
+   * runs that is below its own concurrentRuns quota (else `concurrentRuns`) and was served longest
+   * ago (then the one whose oldest queued run waited longest) gives its oldest queued run, which
+   * becomes `running` (attempts + 1) with the node and a lease. The tenant's row lock makes the
+   * concurrency bound exact across nodes (every transition to running takes it); on PostgreSQL
+   * tenants and runs locked by another claimer are skipped, not waited for. A run's `startedAt` (and
+   * its lease's start) is the store's clock once its tenant's count was read, so it is never before
+   * the end of a run whose slot it took.
    */
   claimRuns(o: ClaimOptions): Promise<RunRecord[]>;
   /**
@@ -239,6 +274,21 @@ export interface Store {
 
   /** Resolves when the database answers a trivial query (/healthz); rejects when it cannot be reached. */
   ping(): Promise<void>;
+
+  /**
+   * Retention: deletes up to `limit` of the tenant's runs that ended before `before` (with their
+   * events and webhook deliveries), oldest first, then up to `limit` of its modules uploaded before
+   * `before` that none of its runs references (the bytes go with their last reference). Queued and
+   * running runs are never touched. Returns how many of each it deleted (fewer than `limit`: done).
+   */
+  pruneTenant(tenantId: string, before: number, limit: number): Promise<{ runs: number; modules: number }>;
+
+  /** Inserts or replaces a webhook delivery (by id). Throws StoreError 'not_found' for an unknown run. */
+  putDelivery(d: DeliveryRecord): Promise<void>;
+  /** A run's deliveries, oldest first (the API checks the run is the tenant's first). */
+  listDeliveries(runId: string): Promise<DeliveryRecord[]>;
+  /** Every pending delivery, soonest first (resumed at start). */
+  pendingDeliveries(): Promise<DeliveryRecord[]>;
 
   close(): Promise<void>;
 }

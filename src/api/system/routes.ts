@@ -9,6 +9,7 @@ import { Exposition } from '../metrics.js';
 import type { AppEnv, Deps } from '../options.js';
 import { tenantPolicy } from '../runs/prepare.js';
 import { renderDocs } from './docs.js';
+import { retentionOf } from '../quotas.js';
 
 /** A run's limits, every field. */
 export const LimitsSchema = z.object(Object.fromEntries(LIMIT_FIELDS.map((f) => [f, z.number()])) as Record<keyof Limits, z.ZodNumber>);
@@ -30,8 +31,13 @@ const EffectiveLimitsSchema = z.object({
     moduleStorageBytes: z.object({ limit: z.number(), used: z.number() }),
     cpuSecondsPerDay: z.object({ limit: z.number(), used: z.number() }),
   }),
+  retention: z.object({
+    retainSeconds: z.number().openapi({ description: 'Your finished runs (output, events) and modules no run references are deleted this long after they ended or were uploaded; 0: kept' }),
+    own: z.boolean().openapi({ description: 'Whether it is your own (else the service\'s)' }),
+  }),
   api: z.object({
     moduleBytes: z.number(), runBodyBytes: z.number(), batchBodyBytes: z.number(),
+    stdinBytes: z.number().openapi({ description: 'Largest stdin of a run, decoded' }), filesBytes: z.number().openapi({ description: 'Largest total of a run\'s files, decoded' }),
     waitSeconds: z.number(), batchMax: z.number(), pageMax: z.number(), jsonDepth: z.number(),
   }),
 }).openapi('EffectiveLimits');
@@ -72,6 +78,12 @@ async function reachable(store: Deps['store']): Promise<'ok' | 'unreachable'> {
 
 export function registerSystemRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
   const { store, host, scheduler, limits } = deps;
+
+  defineRoute(app, deps, {
+    method: 'get', path: '/', auth: 'none', tags: ['system'],
+    summary: 'Redirects to the dashboard at /ui',
+    responses: { 302: { description: 'To /ui' } },
+  }, (c) => c.redirect('/ui', 302));
 
   defineRoute(app, deps, {
     method: 'get', path: '/healthz', auth: 'none', tags: ['system'],
@@ -133,7 +145,7 @@ export function registerSystemRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void
     const tenant = c.get('tenant');
     const policy = tenantPolicy(deps, tenant);
     const defaults = Object.fromEntries(LIMIT_FIELDS.map((f) => [f, Math.min(limits.runDefaults[f], policy.limits[f])]));
-    const q = scheduler.quotas;
+    const q = scheduler.quotasFor(tenant);
     const day = new Date();
     const midnight = Date.UTC(day.getUTCFullYear(), day.getUTCMonth(), day.getUTCDate());
     return c.json({
@@ -154,8 +166,10 @@ export function registerSystemRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void
         moduleStorageBytes: { limit: q.moduleStorageBytes, used: await store.moduleStorage(tenant.id) },
         cpuSecondsPerDay: { limit: q.cpuSecondsPerDay, used: await store.cpuUsedSince(tenant.id, midnight) / 1000 },
       },
+      retention: { retainSeconds: retentionOf(deps.retainSeconds, tenant), own: tenant.quotas.retainSeconds !== undefined },
       api: {
         moduleBytes: limits.moduleBytes, runBodyBytes: limits.runBodyBytes, batchBodyBytes: limits.batchBodyBytes,
+        stdinBytes: limits.stdinBytes, filesBytes: limits.filesBytes,
         waitSeconds: limits.waitSeconds, batchMax: limits.batchMax, pageMax: limits.pageMax, jsonDepth: limits.jsonDepth,
       },
     }, 200);

@@ -5,12 +5,13 @@ import type { Context } from 'hono';
 import { flowDepth } from '../../manifest/parse.js';
 import { parsePolicy } from '../../manifest/policy.js';
 import { ManifestError } from '../../manifest/types.js';
-import type { ApiKeyRecord, Tenant } from '../store/types.js';
+import type { ApiKeyRecord, Tenant, TenantQuotas } from '../store/types.js';
 import { ApiError, notFound } from '../errors.js';
 import { defineRoute, errorResponses, jsonContent, parseJson, readJson } from '../http.js';
 import type { AppEnv, Deps } from '../options.js';
 import { manifestProblem } from '../runs/prepare.js';
 import { syncMounts } from '../mounts.js';
+import { TenantQuotasSchema } from '../quotas.js';
 
 const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
 
@@ -22,6 +23,7 @@ const NewKeySchema = z.object({
 const TenantSchema = z.object({
   id: z.string(), name: z.string(), createdAt: z.string(),
   policy: z.string().nullable().openapi({ description: 'The tenant\'s policy (YAML), or null for the service\'s' }),
+  quotas: TenantQuotasSchema.openapi({ description: 'The tenant\'s own quotas and retention; a field left out takes the service\'s' }),
   keys: z.array(KeySchema).optional(),
 }).openapi('Tenant');
 
@@ -32,7 +34,7 @@ const CreateTenantSchema = z.strictObject({
 }).openapi('CreateTenant');
 
 const tenantView = (t: Tenant, keys?: ApiKeyRecord[]) => ({
-  id: t.id, name: t.name, createdAt: iso(t.createdAt)!, policy: t.policy,
+  id: t.id, name: t.name, createdAt: iso(t.createdAt)!, policy: t.policy, quotas: t.quotas,
   ...(keys ? { keys: keys.map(keyView) } : {}),
 });
 const keyView = (k: ApiKeyRecord) => ({ id: k.id, createdAt: iso(k.createdAt)!, revokedAt: iso(k.revokedAt) });
@@ -163,5 +165,24 @@ export function registerTenantRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void
     // Executors never hold more than the policies in force allow: replaced if that changed.
     await syncMounts(deps);
     return c.json(tenantView(await store.getTenant(t.id) ?? t), 200);
+  });
+
+  defineRoute(app, deps, {
+    method: 'put', path: '/v1/admin/tenants/{id}/quotas', auth: 'admin', maxBody: limits.adminBodyBytes, tags: ['admin'],
+    summary: 'Set a tenant\'s quotas and retention',
+    description: 'The body is the tenant\'s whole set of its own quotas: a field left out takes the service\'s (`{}` gives every one back). '
+      + 'They hold at once: a lower concurrentRuns lets running runs finish and starts no more until below it. (Set with capsa tenant set-quota, they hold from the tenant\'s next request.)',
+    request: { params: idParam, body: { required: true, content: { 'application/json': { schema: TenantQuotasSchema } } } },
+    responses: { 200: jsonContent(TenantSchema, 'The tenant with its quotas'), ...errorResponses([404, 'No such tenant'], [422, 'An unknown or out-of-range quota (each named)']) },
+  }, async (c) => {
+    const t = await tenantOr404(c);
+    const body = await readJson(c, deps, TenantQuotasSchema, 'quotas');
+    const quotas: TenantQuotas = Object.fromEntries(Object.entries(body).filter(([, v]) => v !== undefined));
+    await store.setQuotas(t.id, quotas);
+    c.get('log').info({ tenant: t.id, quotas }, 'quotas set');
+    const updated = await store.getTenant(t.id) ?? t;
+    // The scheduler holds its runs to the new concurrency at once, not from the tenant's next request.
+    deps.scheduler.quotasFor(updated);
+    return c.json(tenantView(updated), 200);
   });
 }
