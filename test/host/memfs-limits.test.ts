@@ -167,7 +167,8 @@ describe('truncated files give their memory back', () => {
       clearInterval(sampler);
     }
     peak = Math.max(peak, process.memoryUsage.rss());
-    // Generous: the quota, the worker's own churn and the results; the old code touched 15 MiB per file.
-    expect(peak - rss0).toBeLessThan(96 << 20);
+    // Generous: the quota, the worker's own churn (GC timing on a busy machine: up to ~110 MiB seen)
+    // and the results; the old code touched 15 MiB per file, 360 MiB in all.
+    expect(peak - rss0).toBeLessThan(160 << 20);
   }, 90_000);
 });
