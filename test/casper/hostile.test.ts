@@ -28,22 +28,23 @@ function scenario(name: string): Report {
 // Generous bounds: what a bounded host uses on a loaded 2-core VM is a fraction of each.
 const HEAP_GROWTH_MB = 100;
 /**
- * CPU time the host thread may spend during a run beyond what the run is charged (its guest's
- * thread and the host's work on its messages): measured, 250 ms of host-thread CPU during runs
- * charged 280-300 ms. A host thread stalled by uncharged work shows here as CPU time, whatever the
- * machine's load;
- * its event-loop delay, a wall-clock figure, is reported but not judged (on a loaded machine it is
- * mostly the scheduler's: 0.3-1.7 s at a load average of 15-20 on 2 cores).
+ * Host-thread CPU during a run, as a multiple of the CPU the run was charged (its guest's thread and
+ * the host's work on its messages). Both are CPU times, so the machine's load moves them together:
+ * measured 0.9-1.0x (145 ms host thread for 148 ms charged; 919 ms for 1,020 ms). Before the bounds,
+ * the host thread worked for seconds while the run was charged almost nothing. The event-loop delay,
+ * a wall-clock figure, is reported but not judged.
  */
-const UNCHARGED_HOST_CPU_MS = 1000;
+const HOST_CPU_PER_CHARGED = 3;
+/** After the run, the host's CPU over an idle second as a share of the run's charge: measured 2-4%. */
+const AFTER_CPU_PER_CHARGED = 0.25;
 
 /** What every hostile run must leave: a bounded heap and host thread during it, an idle host after. */
 function expectBounded(r: Report): void {
   expect(r.heapGrowthMB).toBeLessThan(HEAP_GROWTH_MB);
-  expect(r.mainThreadCpuMs - r.cpuMs, `host thread CPU ${r.mainThreadCpuMs} ms during a run charged ${r.cpuMs} ms`).toBeLessThan(UNCHARGED_HOST_CPU_MS);
+  expect(r.mainThreadCpuMs, `host thread CPU ${r.mainThreadCpuMs} ms during a run charged ${r.cpuMs} ms`).toBeLessThan(HOST_CPU_PER_CHARGED * r.cpuMs);
   // After the run: its memory is gone and the host thread is idle.
   expect(r.heapAfterMB).toBeLessThan(16);
-  expect(r.afterCpuMs).toBeLessThan(500);
+  expect(r.afterCpuMs, `host CPU ${r.afterCpuMs} ms in the idle second after a run charged ${r.cpuMs} ms`).toBeLessThan(AFTER_CPU_PER_CHARGED * r.cpuMs);
 }
 
 describe('a hostile Casper guest cannot take the host down', { timeout: 120_000 }, () => {
@@ -71,8 +72,9 @@ describe('a hostile Casper guest cannot take the host down', { timeout: 120_000 
     const r = scenario('stall');
     expect(r.status).toBe('timeout');
     expect(r.timeout).toBe('cpu');
-    // The host thread worked about as long as the run was charged for, not for the whole wall limit.
-    expect(r.mainThreadCpuMs).toBeLessThan(1000 + 2000);
+    // The charge reached the limit, and (expectBounded) the host thread worked about as long as the
+    // run was charged for, not for the whole wall limit.
+    expect(r.cpuMs).toBeGreaterThanOrEqual(1000);
     expectBounded(r);
   });
 });
