@@ -121,6 +121,10 @@ describe('three capsa serve nodes on one database', () => {
     await vi.waitFor(async () => {
       expect((await store.runCounts())).toMatchObject({ queued: 0, running: 0 });
     }, { timeout: 400_000, interval: 250 });
+    // A run's exit event is stored just after the run is marked ended: wait for the last ones.
+    await vi.waitFor(async () => {
+      expect((await rows()).filter((r) => r.exits === 0)).toEqual([]);
+    }, { timeout: 60_000, interval: 250 });
     const all = await rows();
     expect(all).toHaveLength(2000);
     // Exactly once: one attempt, one exit event, every one exited.
@@ -157,10 +161,11 @@ describe('three capsa serve nodes on one database', () => {
     }, { timeout: 60_000, interval: 50 });
     victim.proc.kill('SIGKILL');
     await victim.exited;
-    // Its runs come back on another node as attempt 2 and end there, once.
+    // Its runs come back on another node as attempt 2 and end there, once. Wait for every run (the
+    // others too: the two nodes left may still be busy) to be exited with its exit event stored.
     await vi.waitFor(async () => {
-      const mine = (await rows()).filter((r) => lost.includes(r.id));
-      expect(mine.every((r) => r.state === 'exited')).toBe(true);
+      const mine = (await rows()).filter((r) => ids.includes(r.id));
+      expect(mine.every((r) => r.state === 'exited' && r.exits > 0)).toBe(true);
     }, { timeout: 120_000, interval: 100 });
     const after = (await rows()).filter((r) => ids.includes(r.id));
     for (const r of after) {
