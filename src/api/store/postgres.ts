@@ -9,7 +9,7 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import pg from 'pg';
-import type { ApiKeyRecord, ModuleRecord, RunEventRecord, RunRecord, Store, Tenant } from './types.js';
+import type { ApiKeyRecord, ModuleRecord, Page, RunEventRecord, RunRecord, Store, Tenant } from './types.js';
 import { QuotaError, StoreError } from './errors.js';
 import { KEY_PREFIX, hashApiKey, moduleIdOf, newApiKey, newId, newWebhookSecret } from './ids.js';
 import { PG_MIGRATIONS } from './pg-migrations.js';
@@ -92,6 +92,20 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
     return pool.query<R>(text, values);
   };
   const one = async <R extends pg.QueryResultRow>(text: string, values: unknown[] = []): Promise<R | undefined> => (await q<R>(text, values)).rows[0];
+
+  /** A page of `table`'s rows with the given column values, newest first, after the cursor (listModules, listRuns). */
+  const page = async <R extends RunRow | ModuleRow, T>(table: 'runs' | 'modules', equal: Record<string, unknown>,
+    o: { cursor?: string; limit: number }, map: (r: R) => T): Promise<Page<T>> => {
+    const size = pageSize(o.limit);
+    const c = o.cursor === undefined ? undefined : decodeCursor(o.cursor);
+    const where: string[] = [];
+    const args: unknown[] = [];
+    for (const [column, v] of Object.entries(equal)) { args.push(v); where.push(`${column} = $${args.length}`); }
+    if (c) { args.push(c.createdAt, c.id); where.push(`(created_at, id) < ($${args.length - 1}, $${args.length})`); }
+    args.push(size + 1);
+    const rows = (await q<R>(`SELECT * FROM ${table} WHERE ${where.join(' AND ')} ORDER BY created_at DESC, id DESC LIMIT $${args.length}`, args)).rows;
+    return toPage(rows, size, map);
+  };
 
   /** Runs `fn` in a transaction on one client; rolls back on a throw. */
   const tx = async <T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> => {
@@ -213,13 +227,7 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
       return r && toModule(r);
     },
     async listModules(tenantId, o) {
-      const size = pageSize(o.limit);
-      const c = o.cursor === undefined ? undefined : decodeCursor(o.cursor);
-      const rows = c
-        ? (await q<ModuleRow>(`SELECT * FROM modules WHERE tenant_id = $1 AND (created_at, id) < ($2, $3)
-                               ORDER BY created_at DESC, id DESC LIMIT $4`, [tenantId, c.createdAt, c.id, size + 1])).rows
-        : (await q<ModuleRow>('SELECT * FROM modules WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2', [tenantId, size + 1])).rows;
-      return toPage(rows, size, toModule);
+      return page('modules', { tenant_id: tenantId }, o, toModule);
     },
     async deleteModule(tenantId, id) {
       return tx(async (c) => {
@@ -276,15 +284,7 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
       return r && toRun(r);
     },
     async listRuns(tenantId, o) {
-      const size = pageSize(o.limit);
-      const c = o.cursor === undefined ? undefined : decodeCursor(o.cursor);
-      const where = ['tenant_id = $1'];
-      const args: unknown[] = [tenantId];
-      if (o.state !== undefined) { args.push(o.state); where.push(`state = $${args.length}`); }
-      if (c) { args.push(c.createdAt, c.id); where.push(`(created_at, id) < ($${args.length - 1}, $${args.length})`); }
-      args.push(size + 1);
-      const rows = (await q<RunRow>(`SELECT * FROM runs WHERE ${where.join(' AND ')} ORDER BY created_at DESC, id DESC LIMIT $${args.length}`, args)).rows;
-      return toPage(rows, size, toRun);
+      return page('runs', { tenant_id: tenantId, ...(o.state !== undefined ? { state: o.state } : {}) }, o, toRun);
     },
     async startRun(id, at, nodeId) {
       return (await q(`UPDATE runs SET state = 'running', started_at = $1, node_id = $3, lease_until = NULL, attempts = attempts + 1 WHERE id = $2 AND state = 'queued'`,
