@@ -83,11 +83,14 @@ export function privateAddress(address: string): string | undefined {
   return `${address} is a private or reserved address`;
 }
 
+/** A host name without the brackets URL.hostname keeps around an IPv6 literal. */
+const unbracket = (host: string): string => host.replace(/^\[|\]$/g, '');
+
 /** Whether the allowlist names `host`: exactly, or as a subdomain of a "*.suffix" entry. */
 function allowed(allowHosts: string[], host: string): boolean {
-  const h = host.toLowerCase().replace(/^\[|\]$/g, '');
+  const h = unbracket(host.toLowerCase());
   return allowHosts.some((e) => {
-    const a = e.toLowerCase().replace(/^\[|\]$/g, '');
+    const a = unbracket(e.toLowerCase());
     return a.startsWith('*.') ? h.endsWith(a.slice(1)) && h.length > a.length - 1 : h === a;
   });
 }
@@ -114,7 +117,7 @@ export function createWebhooks(o: WebhookOptions): Webhooks {
     if (u.username || u.password) return 'must not carry a user name or password';
     if (!o.allowHosts.length) return 'cannot be used: this service sends no webhooks (the operator allows no hosts: capsa serve --webhook-allow HOST)';
     if (!allowed(o.allowHosts, u.hostname)) return `names ${u.hostname}, which is not among the hosts the operator allows (${o.allowHosts.join(', ')})`;
-    const literal = u.hostname.replace(/^\[|\]$/g, '');
+    const literal = unbracket(u.hostname);
     if (net.isIP(literal) && !o.allowPrivate) {
       const why = privateAddress(literal);
       if (why) return `is refused: ${why} (the operator allows private targets with --webhook-allow-private)`;
@@ -124,7 +127,7 @@ export function createWebhooks(o: WebhookOptions): Webhooks {
 
   /** One attempt: resolve, check, connect to the checked address, POST. Resolves with the status, or throws why. */
   const post = async (url: URL, headers: Record<string, string>, body: string): Promise<number> => {
-    const host = url.hostname.replace(/^\[|\]$/g, '');
+    const host = unbracket(url.hostname);
     const addrs = net.isIP(host) ? [{ address: host, family: net.isIPv6(host) ? 6 : 4 }] : await lookup(host);
     if (!addrs.length) throw new Refused(`${host} has no address`);
     if (!o.allowPrivate) {
