@@ -37,6 +37,12 @@ export function retentionOf(serviceRetainSeconds: number, tenant: Pick<Tenant, '
   return tenant.quotas.retainSeconds ?? serviceRetainSeconds;
 }
 
+/** The start (ms) of the UTC day holding `t`: the CPU quota's day, as the scheduler charges it and /v1/limits reports it. */
+export function utcMidnight(t: number): number {
+  const d = new Date(t);
+  return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate());
+}
+
 /** The assignment names (kebab case, as on the command line) and how each value is read. */
 const ASSIGNMENTS: Record<string, { field: (typeof TENANT_QUOTA_FIELDS)[number]; read: (v: string, what: string) => number; example: string }> = {
   'concurrent-runs': { field: 'concurrentRuns', read: (v, w) => wholeNumber(v, w), example: 'concurrent-runs=4' },

@@ -31,7 +31,7 @@ import { Histogram, LATENCY_BUCKETS } from './metrics.js';
 import { decodeRequest, isTerminal, outputSoFar, storedResult, syntheticResult, type StoredResult } from './runs/record.js';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { effectiveQuotas } from './quotas.js';
+import { effectiveQuotas, utcMidnight } from './quotas.js';
 import { QuotaError, type RunEventRecord, type RunRecord, type RunState, type Store, type Tenant } from './store/types.js';
 import { createRunEvents, type RunEvents } from './events.js';
 
@@ -394,11 +394,6 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     // host.start refuses a request only when it is malformed (LimitError: above the host's maxima).
     const guest = failure instanceof LimitError || failure instanceof TypeError;
     await finish(run, syntheticResult('host_error', guest ? 'guest' : 'host', `The host refused the run: ${(failure as Error)?.message ?? String(failure)}`), 0, run.attempts);
-  };
-
-  const utcMidnight = (t: number): number => {
-    const d = new Date(t);
-    return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate());
   };
 
   /** Recounts the cluster's queue (metrics, the global bound); errors leave the last count. */

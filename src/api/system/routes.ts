@@ -9,7 +9,7 @@ import { Exposition } from '../metrics.js';
 import type { AppEnv, Deps } from '../options.js';
 import { tenantPolicy } from '../runs/prepare.js';
 import { renderDocs } from './docs.js';
-import { retentionOf } from '../quotas.js';
+import { retentionOf, utcMidnight } from '../quotas.js';
 
 /** A run's limits, every field. */
 export const LimitsSchema = z.object(Object.fromEntries(LIMIT_FIELDS.map((f) => [f, z.number()])) as Record<keyof Limits, z.ZodNumber>);
@@ -146,8 +146,7 @@ export function registerSystemRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void
     const policy = tenantPolicy(deps, tenant);
     const defaults = Object.fromEntries(LIMIT_FIELDS.map((f) => [f, Math.min(limits.runDefaults[f], policy.limits[f])]));
     const q = scheduler.quotasFor(tenant);
-    const day = new Date();
-    const midnight = Date.UTC(day.getUTCFullYear(), day.getUTCMonth(), day.getUTCDate());
+    const midnight = utcMidnight(Date.now());
     return c.json({
       run: { defaults, maxima: { ...policy.limits } },
       policy: {
