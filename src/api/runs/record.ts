@@ -8,9 +8,10 @@ import type { Limits } from '../../host/limits.js';
 import { learnedYaml, learnManifest, observedOf, usagesOf } from '../../manifest/learn.js';
 import type { Manifest } from '../../manifest/types.js';
 import type { RunEventRecord, RunRecord, RunState } from '../store/types.js';
+import { TERMINAL } from '../store/rows.js';
 import { b64, decodeTagged, encodeTagged, fromB64, toText, type Encoding } from '../encoding.js';
 
-export const TERMINAL: ReadonlySet<RunState> = new Set<RunState>(['exited', 'trapped', 'timeout', 'memory_limit', 'output_limit', 'cancelled', 'invalid_module', 'host_error', 'interrupted']);
+/** Whether a run in this state has ended (the store's list of terminal states). */
 export const isTerminal = (s: RunState): boolean => TERMINAL.has(s);
 
 /** The parts of a RunRequest a stored run carries (the module comes from the store, the signal from the scheduler). */
