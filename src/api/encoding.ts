@@ -16,6 +16,9 @@ export function toText(bytes: Uint8Array): { data: string; encoding: Encoding } 
 export const b64 = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
 export const fromB64 = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'base64'));
 
+/** A stored time (ms since the epoch) as the API writes it: ISO 8601, or null when unset. */
+export const iso = (t: number | null): string | null => (t === null ? null : new Date(t).toISOString());
+
 /** Whether `s` is canonical base64 (so that a typo is refused rather than decoded to garbage). */
 export function isBase64(s: string): boolean {
   return s.length % 4 === 0 && /^[A-Za-z0-9+/]*={0,2}$/.test(s);

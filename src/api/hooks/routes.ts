@@ -1,12 +1,11 @@
 /** Webhooks for tenants: the deliveries of a run's callback_url, and the signing secret (read, rotate). */
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import { z } from '@hono/zod-openapi';
+import { iso } from '../encoding.js';
 import { notFound } from '../errors.js';
 import { defineRoute, errorResponses, jsonContent } from '../http.js';
 import type { AppEnv, Deps } from '../options.js';
 import type { DeliveryRecord } from '../store/types.js';
-
-const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
 
 const DeliverySchema = z.object({
   id: z.string(),

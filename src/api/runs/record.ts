@@ -9,7 +9,7 @@ import { learnedYaml, learnManifest, observedOf, usagesOf } from '../../manifest
 import type { Manifest } from '../../manifest/types.js';
 import type { RunEventRecord, RunRecord, RunState } from '../store/types.js';
 import { TERMINAL } from '../store/rows.js';
-import { b64, decodeTagged, encodeTagged, fromB64, toText, type Encoding } from '../encoding.js';
+import { b64, decodeTagged, encodeTagged, fromB64, iso, toText, type Encoding } from '../encoding.js';
 
 /** Whether a run in this state has ended (the store's list of terminal states). */
 export const isTerminal = (s: RunState): boolean => TERMINAL.has(s);
@@ -104,8 +104,6 @@ export function storedResult(r: RunResult, learn?: Manifest): StoredResult {
 export function syntheticResult(status: RunState, blame: 'guest' | 'host', message: string): StoredResult {
   return { status, blame, message, stdout: '', stderr: '', files: {}, usage: { wallMs: 0, cpuMs: 0, peakMemoryBytes: 0 }, audit: { events: 0, dropped: 0 } };
 }
-
-const iso = (t: number | null): string | null => (t === null ? null : new Date(t).toISOString());
 
 /** A run as the API shows it. */
 export interface RunView {

@@ -6,14 +6,13 @@ import { flowDepth } from '../../manifest/parse.js';
 import { parsePolicy } from '../../manifest/policy.js';
 import { ManifestError } from '../../manifest/types.js';
 import type { ApiKeyRecord, Tenant, TenantQuotas } from '../store/types.js';
+import { iso } from '../encoding.js';
 import { ApiError, notFound } from '../errors.js';
 import { defineRoute, errorResponses, jsonContent, parseJson, readJson } from '../http.js';
 import type { AppEnv, Deps } from '../options.js';
 import { manifestProblem } from '../runs/prepare.js';
 import { syncMounts } from '../mounts.js';
 import { TenantQuotasSchema } from '../quotas.js';
-
-const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
 
 const KeySchema = z.object({ id: z.string(), createdAt: z.string(), revokedAt: z.string().nullable() }).openapi('ApiKey');
 const NewKeySchema = z.object({
