@@ -2,7 +2,7 @@
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import { z } from '@hono/zod-openapi';
 import { iso } from '../encoding.js';
-import { notFound } from '../errors.js';
+import { tenantRun } from '../runs/routes.js';
 import { defineRoute, errorResponses, jsonContent } from '../http.js';
 import type { AppEnv, Deps } from '../options.js';
 import type { DeliveryRecord } from '../store/types.js';
@@ -37,10 +37,7 @@ export function registerWebhookRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): voi
     request: { params: z.object({ id: z.string().openapi({ param: { name: 'id', in: 'path' } }) }) },
     responses: { 200: jsonContent(z.object({ items: z.array(DeliverySchema) }), 'Deliveries, oldest first'), ...errorResponses([404, 'You have no such run']) },
   }, async (c) => {
-    const id = c.req.param('id') ?? '';
-    const run = await store.getRun(c.get('tenant').id, id);
-    if (!run) throw notFound(`Run ${id}`);
-    c.set('runId', run.id);
+    const run = await tenantRun(store, c);
     return c.json({ items: (await store.listDeliveries(run.id)).map(view) }, 200);
   });
 

@@ -3,7 +3,7 @@ import type { OpenAPIHono } from '@hono/zod-openapi';
 import { z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { streamSSE } from 'hono/streaming';
-import type { RunEventRecord, RunRecord, RunState, Tenant } from '../store/types.js';
+import type { RunEventRecord, RunRecord, RunState, Store, Tenant } from '../store/types.js';
 import { newRunId } from '../store/ids.js';
 import { ApiError, notFound } from '../errors.js';
 import { defineRoute, errorResponses, jsonContent, pageQuery, pageSchema, readJson, readJsonValue, readQuery } from '../http.js';
@@ -85,6 +85,15 @@ const summary = (r: RunRecord) => {
   return { id: v.id, module: v.module, status: v.status, createdAt: v.createdAt, startedAt: v.startedAt, finishedAt: v.finishedAt, attempts: v.attempts, node: v.node, exitCode: v.exitCode, ...(v.blame ? { blame: v.blame } : {}) };
 };
 
+/** The run named by the path's `id`, if the calling tenant has it (404 otherwise); logged as the request's run. */
+export async function tenantRun(store: Store, c: Context<AppEnv>): Promise<RunRecord> {
+  const id = c.req.param('id') ?? '';
+  const run = await store.getRun(c.get('tenant').id, id);
+  if (!run) throw notFound(`Run ${id}`);
+  c.set('runId', run.id);
+  return run;
+}
+
 export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
   const { store, scheduler, limits } = deps;
 
@@ -107,13 +116,7 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
     return !r || isTerminal(r.state);
   };
 
-  const ownRun = async (c: Context<AppEnv>): Promise<RunRecord> => {
-    const id = c.req.param('id') ?? '';
-    const run = await store.getRun(c.get('tenant').id, id);
-    if (!run) throw notFound(`Run ${id}`);
-    c.set('runId', run.id);
-    return run;
-  };
+  const ownRun = (c: Context<AppEnv>): Promise<RunRecord> => tenantRun(store, c);
 
   defineRoute(app, deps, {
     method: 'post', path: '/v1/runs', auth: 'tenant', maxBody: runBodyCap(limits), tags: ['runs'],
