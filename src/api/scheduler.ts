@@ -306,21 +306,20 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   };
 
   const runOnHost = async (entry: InFlight, run: RunRecord): Promise<void> => {
-    const rec = run;
     let fields;
     let learn;
     try {
-      ({ fields, learn } = decodeRequest(rec.request));
+      ({ fields, learn } = decodeRequest(run.request));
     } catch (e) {
       await finish(run, syntheticResult('host_error', 'host', `The stored run request cannot be read: ${(e as Error).message}`), 0, run.attempts);
       return;
     }
     // The engine keeps compiled modules by the same sha256 id (a node's local cache); the store's
     // bytes are read only when the engine's cache does not hold it (any more).
-    const known = await store.getModule(rec.tenantId, rec.moduleId);
-    const bytes = !known ? undefined : host.has(rec.moduleId) ? rec.moduleId : await store.moduleBytes(rec.tenantId, rec.moduleId);
+    const known = await store.getModule(run.tenantId, run.moduleId);
+    const bytes = !known ? undefined : host.has(run.moduleId) ? run.moduleId : await store.moduleBytes(run.tenantId, run.moduleId);
     if (!bytes) {
-      await finish(run, syntheticResult('invalid_module', 'guest', `Module ${rec.moduleId} was deleted before the run started`), 0, run.attempts);
+      await finish(run, syntheticResult('invalid_module', 'guest', `Module ${run.moduleId} was deleted before the run started`), 0, run.attempts);
       return;
     }
 
@@ -337,7 +336,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       flushedAt = performance.now();
       // A run this node lost belongs to another attempt now: its output would be stamped with that one.
       if (entry.lost) return;
-      void emit(rec.id, p.type, toText(p.chunks.length === 1 ? p.chunks[0]! : Buffer.concat(p.chunks)));
+      void emit(run.id, p.type, toText(p.chunks.length === 1 ? p.chunks[0]! : Buffer.concat(p.chunks)));
     };
     const flushFirst = (): void => {
       if (soon) { clearImmediate(soon); soon = undefined; }
@@ -373,7 +372,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       const handle = host.start({ ...fields, module: bytes, signal: entry.abort.signal });
       for await (const ev of handle as AsyncIterable<RunEvent>) {
         if (ev.type === 'stdout' || ev.type === 'stderr') output(ev.type, ev.data);
-        else if (ev.type === 'audit') { flush(); void emit(rec.id, 'audit', ev.event); } else result = ev.result;
+        else if (ev.type === 'audit') { flush(); void emit(run.id, 'audit', ev.event); } else result = ev.result;
       }
     } catch (e) {
       failure = e;
