@@ -62,7 +62,7 @@
 import { NvList, NV_FLAG, type NvValue } from '../nvlist.js';
 import { CasperError, type CasperService, type NetDecision, type ServiceContext } from '../service.js';
 import { ERRNO } from '../../wasi/constants.js';
-import dns, { AF, SOCKADDR_IN6_SIZE, SOCKADDR_IN_SIZE, formatIPv4, formatIPv6, normalizeHost, parseIPv4, parseIPv6, sockaddr } from './dns.js';
+import dns, { AF, SOCKADDR_IN6_SIZE, SOCKADDR_IN_SIZE, familyOf, formatIPv4, formatIPv6, normalizeHost, parseIPv4, parseIPv6, sockaddr } from './dns.js';
 import { GrantError, asInt, checkKeys, errnoOf, isRecord, listOf } from './common.js';
 import { isIP } from 'node:net';
 
@@ -386,13 +386,10 @@ async function command(cmd: string, limits: NvList | null, request: NvList, ctx:
 
 const S = 'system.net';
 const MODE_WORDS: Record<string, number> = Object.fromEntries(Object.entries(CAPNET).flatMap(([k, v]) => [[k.toLowerCase(), v], [`capnet_${k.toLowerCase()}`, v]]));
-const FAMILY_WORDS: Record<string, number> = {
-  af_inet: AF.INET, inet: AF.INET, ipv4: AF.INET, af_inet6: AF.INET6, inet6: AF.INET6, ipv6: AF.INET6,
-};
 
 function families(key: string, v: unknown): NvValue {
   const items = listOf(S, key, v).map((f) => {
-    const n = typeof f === 'number' ? (f === AF.INET || f === AF.INET6 ? f : undefined) : typeof f === 'string' ? FAMILY_WORDS[f.toLowerCase()] : undefined;
+    const n = familyOf(f);
     if (n === undefined) throw new GrantError(S, `${key}: unknown family ${JSON.stringify(f)}; families are inet and inet6`);
     return BigInt(n);
   });
