@@ -475,17 +475,19 @@ function fromManifest(grant: Record<string, unknown>): NvList | null {
 export function grantAddresses(grant: Record<string, unknown>): { connect: string[]; bind: string[] } {
   const limits = fromManifest(grant);
   const out = { connect: [] as string[], bind: [] as string[] };
+  // A `hosts` list names NAME: SERVICE ("" for any name or any service).
+  const named = (hosts: NvList): string[] => hosts.pairs.map(([h, v]) => `${h || '*'}:${v.type === 'string' && v.value ? v.value : '*'}`);
   const list = (c: 'connect' | 'bind'): string[] => {
     const func = category(limits, c);
     if (c === 'connect' ? !connectRestricts(func) : func?.getNvlist('sockaddr') === undefined) return ['*'];
-    const named = c === 'connect' ? (func!.getNvlist('hosts')?.pairs ?? []).map(([h, v]) => `${h || '*'}:${v.type === 'string' && v.value ? v.value : '*'}`) : [];
-    return [...sockaddrsOf(func!.getNvlist('sockaddr')).map(sockaddrText), ...named];
+    const hosts = c === 'connect' ? func!.getNvlist('hosts') : undefined;
+    return [...sockaddrsOf(func!.getNvlist('sockaddr')).map(sockaddrText), ...(hosts ? named(hosts) : [])];
   };
   if (allowedMode(limits, CAPNET.CONNECT)) out.connect.push(...list('connect'));
   if (allowedMode(limits, CAPNET.CONNECTDNS)) {
     // Whatever name2addr returns: the names it may resolve, at their services.
     const hosts = category(limits, 'name2addr')?.getNvlist('hosts');
-    out.connect.push(...(hosts ? hosts.pairs.map(([h, v]) => `${h || '*'}:${v.type === 'string' && v.value ? v.value : '*'}`) : ['*']));
+    out.connect.push(...(hosts ? named(hosts) : ['*']));
   }
   if (allowedMode(limits, CAPNET.BIND)) out.bind.push(...list('bind'));
   return out;
