@@ -3,7 +3,7 @@ import wabtInit from 'wabt';
 const wabt = await wabtInit();
 
 /** Assembles WebAssembly text into a binary module. */
-export function wat(source: string): Uint8Array {
+export function wat(source: string): Uint8Array<ArrayBuffer> {
   const m = wabt.parseWat('guest.wat', source, { threads: true, bulk_memory: true });
   try {
     return new Uint8Array(m.toBinary({}).buffer);
