@@ -18,7 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createHost } from '../dist/index.js';
-import { check, fmt, request, ROOT } from './lib.js';
+import { check, closedLoop, fmt, request, ROOT } from './lib.js';
 
 const HELLO = `${ROOT}guests/build/hello.wasm`;
 const BIN = `${ROOT}bin/capsa.js`;
@@ -141,14 +141,11 @@ async function service(extra) {
 /** `count` runs by CLIENTS closed-loop clients; latencies pushed to `lat`. */
 async function load(svc, count, lat) {
   let next = 0;
-  await Promise.all(Array.from({ length: CLIENTS }, async () => {
-    while (next < count) {
-      next++;
-      const t0 = performance.now();
-      await svc.once();
-      lat?.push(performance.now() - t0);
-    }
-  }));
+  await closedLoop(CLIENTS, () => next++ < count, async () => {
+    const t0 = performance.now();
+    await svc.once();
+    lat?.push(performance.now() - t0);
+  });
 }
 
 /**
@@ -205,13 +202,10 @@ async function direct(isolation) {
   const id = host.add(fs.readFileSync(HELLO));
   const load = async (count) => {
     let next = 0;
-    await Promise.all(Array.from({ length: CLIENTS }, async () => {
-      while (next < count) {
-        next++;
-        const r = await host.run({ module: id, args: ['world'], stdin: '' });
-        check(r.status === 'exited' && Buffer.from(r.stdout).toString() === 'hello world\n', `host.run: ${r.status} ${r.message ?? ''}`);
-      }
-    }));
+    await closedLoop(CLIENTS, () => next++ < count, async () => {
+      const r = await host.run({ module: id, args: ['world'], stdin: '' });
+      check(r.status === 'exited' && Buffer.from(r.stdout).toString() === 'hello world\n', `host.run: ${r.status} ${r.message ?? ''}`);
+    });
   };
   await load(WARMUP);
   const d0 = performance.now();
@@ -374,15 +368,12 @@ async function measureNodes(server, n) {
     };
     const drive = async (count, lat, byNode) => {
       let next = 0;
-      await Promise.all(Array.from({ length: NODE_CLIENTS }, async () => {
-        while (next < count) {
-          next++;
-          const t0 = performance.now();
-          const node = await once();
-          lat?.push(performance.now() - t0);
-          if (byNode) byNode.set(node, (byNode.get(node) ?? 0) + 1);
-        }
-      }));
+      await closedLoop(NODE_CLIENTS, () => next++ < count, async () => {
+        const t0 = performance.now();
+        const node = await once();
+        lat?.push(performance.now() - t0);
+        if (byNode) byNode.set(node, (byNode.get(node) ?? 0) + 1);
+      });
     };
     await drive(NODE_WARMUP);
     const load0 = os.loadavg()[0];

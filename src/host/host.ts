@@ -257,8 +257,7 @@ function resultOf(end: JobEnd, base: Pick<RunResult, 'stdout' | 'stderr' | 'audi
  * What keeps a module from running as asked, or the invoke spec for the worker: a command needs
  * _start, --invoke an exported function by that name; both need the exported memory WASI writes into.
  */
-function entryProblem(module: WebAssembly.Module, invoke: RunRequest['invoke'], bytes: () => Uint8Array): string | undefined | GuestSpec['invoke'] {
-  const exports = WebAssembly.Module.exports(module);
+function entryProblem(exports: WebAssembly.ModuleExportDescriptor[], invoke: RunRequest['invoke'], bytes: () => Uint8Array): string | undefined | GuestSpec['invoke'] {
   const functions = exports.filter((e) => e.kind === 'function').map((e) => e.name);
   const list = functions.length ? `its exported functions: ${functions.slice(0, 10).join(', ')}${functions.length > 10 ? ', …' : ''}` : 'it exports no functions';
   const memoryProblem = () => exports.some((e) => e.kind === 'memory' && e.name === 'memory') ? undefined
@@ -397,7 +396,7 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
     const fns = mergeFunctions(options.functions, req.functions);
     const unknown = unknownImports(loaded.module, functionList(fns));
     if (unknown.length) return empty('invalid_module', 'guest', unknownImportsMessage(loaded.id, unknown));
-    const entry = entryProblem(loaded.module, req.invoke, () => originalBytes(req, loaded.id));
+    const entry = entryProblem(loaded.exports, req.invoke, () => originalBytes(req, loaded.id));
     if (typeof entry === 'string') return empty('invalid_module', 'guest', `Cannot run ${loaded.id}: ${entry}`);
     const warnings: string[] = [];
     const warn = (what: string, e: unknown) => {
@@ -415,7 +414,7 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
       audit.push(event);
       emit({ type: 'audit', event });
     };
-    const casperNet = req.casper?.['system.net'] !== undefined && WebAssembly.Module.imports(loaded.module).some((i) => i.module === 'casper');
+    const casperNet = req.casper?.['system.net'] !== undefined && loaded.imports.some((i) => i.module === 'casper');
     const owner = socketsOf(req, netAudit, casperNet);
     // The host thread's time on the run's Casper requests counts against the run's CPU limit.
     let hostCpuMs = 0;

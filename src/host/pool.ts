@@ -116,6 +116,15 @@ class Slot {
   instantiating(): boolean {
     return this.current !== undefined && Atomics.load(this.phase, 0) === this.current.id && Atomics.load(this.phase, 1) === PHASE_INSTANTIATING;
   }
+  /** Ends the worker, its ring and its clock; nothing it does after this reaches the pool. */
+  terminate(): Promise<number> {
+    this.worker.removeAllListeners('exit');
+    this.worker.removeAllListeners('error');
+    this.worker.on('error', () => {});
+    this.output.close();
+    this.clock?.close();
+    return this.worker.terminate();
+  }
   /** Hands what the worker committed to its ring so far to the current run (in order). */
   drain(): void {
     const job = this.current?.job;
@@ -356,14 +365,8 @@ export class Pool extends QueuedPool<Job> {
   /** Stops an idle worker started for a child once the pool has more than `size`. */
   private retireIfExtra(slot: Slot): void {
     if (slot.current || slot.reserved || this.slots.length <= this.options.size) return;
-    const i = this.slots.indexOf(slot);
-    if (i < 0) return;
-    this.slots.splice(i, 1);
-    slot.worker.removeAllListeners('exit');
-    slot.worker.removeAllListeners('error');
-    slot.worker.on('error', () => {});
-    slot.output.close();
-    void slot.worker.terminate();
+    // Above `size`, replace() removes the worker without starting another.
+    this.replace(slot);
   }
 
   // One timer samples every busy worker's thread CPU time while anything runs, and hands on the
@@ -437,12 +440,7 @@ export class Pool extends QueuedPool<Job> {
   private replace(slot: Slot): void {
     const i = this.slots.indexOf(slot);
     if (i < 0) return;
-    slot.worker.removeAllListeners('exit');
-    slot.worker.removeAllListeners('error');
-    slot.worker.on('error', () => {});
-    slot.output.close();
-    slot.clock?.close();
-    void slot.worker.terminate();
+    void slot.terminate();
     // A worker started for a child is not replaced while the pool has more than its size.
     if (!this.closed && this.slots.length <= this.options.size) this.slots[i] = this.spawn();
     else this.slots.splice(i, 1);
@@ -483,7 +481,7 @@ export class Pool extends QueuedPool<Job> {
       if (s.current) this.stop(s, 'cancelled', 'the host closed');
     }
     const slots = this.slots.splice(0);
-    await Promise.all(slots.map((s) => { s.worker.removeAllListeners('exit'); s.output.close(); s.clock?.close(); return s.worker.terminate(); }));
+    await Promise.all(slots.map((s) => s.terminate()));
     if (this.cpuTimer) clearInterval(this.cpuTimer);
   }
 }

@@ -81,7 +81,6 @@ export class WasiContext {
     this.capMode = false;
     this.capEnterHooks = [];
     this.argdata = new Uint8Array(0);
-    if (opts.waker) this.waker = opts.waker;
   }
 
   /** Whether the guest has entered capability mode (cap_getmode). */

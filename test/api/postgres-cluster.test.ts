@@ -5,53 +5,25 @@
  * queue does not hold back another tenant's single run; and the runs of a node killed with kill -9
  * end under the restart rule on the others once its leases expire.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createRequire } from 'node:module';
-import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import pg from 'pg';
 import { createPostgresStore } from '../../src/api/store/postgres.js';
 import type { Store } from '../../src/api/store/types.js';
 import { freshDatabase } from '../helpers/pg.js';
+import { api, startServe, type Server } from '../helpers/serve.js';
 import { slowGuest } from './helpers.js';
 
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
-const TSX = pathToFileURL(path.join(path.dirname(createRequire(path.join(REPO, 'package.json')).resolve('tsx/package.json')), 'dist', 'loader.mjs')).href;
-
-interface Node { id: string; proc: ChildProcess; url: string; exited: Promise<unknown> }
+interface Node extends Server { id: string }
 
 let url: string;
 let store: Store & { pool: pg.Pool };
 let nodes: Node[] = [];
 
-/** `capsa serve` on the database (the sources under tsx), once it logs "listening". */
+/** `capsa serve` on the database, once it logs "listening". */
 async function startNode(id: string, extra: string[]): Promise<Node> {
-  const proc = spawn(process.execPath, ['--import', TSX, path.join(REPO, 'src', 'cli.ts'), 'serve', '--port', '0', '--store', url, '--node-id', id,
-    '--isolation', 'none', ...extra], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CAPSA_LOG_LEVEL: 'warn' } });
-  let err = '';
-  proc.stderr!.setEncoding('utf8').on('data', (d: string) => { err += d; });
-  const exited = new Promise((resolve) => proc.on('exit', resolve));
-  const at = await new Promise<string>((resolve, reject) => {
-    let buf = '';
-    proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
-      buf += d;
-      const line = buf.split('\n').find((l) => l.includes('"msg":"listening"'));
-      if (line) resolve((JSON.parse(line) as { url: string }).url);
-    });
-    void exited.then((code) => reject(new Error(`capsa serve ${id} exited (${String(code)}) before listening: ${err}`)));
-  });
-  const node = { id, proc, url: at, exited };
+  const node = { id, ...await startServe(['--store', url, '--node-id', id, '--isolation', 'none', ...extra], { CAPSA_LOG_LEVEL: 'warn' }) };
   nodes.push(node);
   return node;
-}
-
-async function api(n: Node, method: string, p: string, key: string, body?: unknown): Promise<{ status: number; body: any }> {
-  const headers: Record<string, string> = { authorization: `Bearer ${key}` };
-  let payload: BodyInit | undefined;
-  if (body instanceof Uint8Array) { headers['content-type'] = 'application/wasm'; payload = new Uint8Array(body); } else if (body !== undefined) { headers['content-type'] = 'application/json'; payload = JSON.stringify(body); }
-  const res = await fetch(new URL(p, n.url), { method, headers, ...(payload !== undefined ? { body: payload } : {}), signal: AbortSignal.timeout(30_000) });
-  return { status: res.status, body: await res.json() };
 }
 
 async function tenant(name: string): Promise<{ id: string; key: string }> {
@@ -97,24 +69,24 @@ describe('three capsa serve nodes on one database', () => {
     const guest = slowGuest(30);
     const mods = new Map<string, string>();
     for (const [i, t] of [a, b, c].entries()) {
-      const up = await api(cluster[i]!, 'POST', '/v1/modules', t.key, guest);
+      const up = await api(cluster[i]!, 'POST', '/v1/modules', t.key, guest, 30_000);
       expect([200, 201]).toContain(up.status);
-      mods.set(t.id, up.body.id);
+      mods.set(t.id, up.body['id'] as string);
     }
     /** `n` runs of the tenant in batches of 20, the batches spread over the nodes. */
     const submit = async (t: { id: string; key: string }, n: number) => {
       const batches = Array.from({ length: Math.ceil(n / 20) }, (_, i) => Math.min(20, n - i * 20));
       await Promise.all(cluster.map(async (node, k) => {
         for (let i = k; i < batches.length; i += cluster.length) {
-          const r = await api(node, 'POST', '/v1/runs:batch', t.key, Array.from({ length: batches[i]! }, () => ({ module: mods.get(t.id) })));
+          const r = await api(node, 'POST', '/v1/runs:batch', t.key, Array.from({ length: batches[i]! }, () => ({ module: mods.get(t.id) })), 30_000);
           expect(r.status).toBe(200);
-          expect(r.body.items.every((x: { status: number }) => x.status === 201)).toBe(true);
+          expect((r.body['items'] as { status: number }[]).every((x) => x.status === 201)).toBe(true);
         }
       }));
     };
     await Promise.all([submit(a, 1000), submit(b, 999)]);
     expect(await store.countRuns(a.id, 'queued')).toBeGreaterThanOrEqual(500);
-    const single = await api(cluster[2]!, 'POST', '/v1/runs', c.key, { module: mods.get(c.id) });
+    const single = await api(cluster[2]!, 'POST', '/v1/runs', c.key, { module: mods.get(c.id) }, 30_000);
     expect(single.status).toBe(201);
 
     // Every run ends (wait for the state, polling the database).
@@ -145,12 +117,12 @@ describe('three capsa serve nodes on one database', () => {
     const cluster = await Promise.all(['k1', 'k2', 'k3'].map((id) => startNode(id, flags)));
     const t = await tenant('k');
     // Long enough to be running when the node dies, short enough to end on its retry.
-    const up = await api(cluster[0]!, 'POST', '/v1/modules', t.key, slowGuest(3000));
+    const up = await api(cluster[0]!, 'POST', '/v1/modules', t.key, slowGuest(3000), 30_000);
     const ids: string[] = [];
     for (let i = 0; i < 6; i++) {
-      const r = await api(cluster[i % 3]!, 'POST', '/v1/runs', t.key, { module: up.body.id, manifest: 'limits: { wall: 60s, cpu: 60s }' });
+      const r = await api(cluster[i % 3]!, 'POST', '/v1/runs', t.key, { module: up.body['id'], manifest: 'limits: { wall: 60s, cpu: 60s }' }, 30_000);
       expect(r.status).toBe(201);
-      ids.push(r.body.id);
+      ids.push(r.body['id'] as string);
     }
     // Wait until the victim runs something, then kill it.
     const victim = cluster[0]!;

@@ -7,7 +7,7 @@
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { freshDatabase } from '../helpers/pg.js';
-import { exitOf, killServers, startServe } from '../helpers/serve.js';
+import { exitOf, killServers, send, startServe } from '../helpers/serve.js';
 import { ADMIN, call, json, slowGuest, startService, tickerGuest } from './helpers.js';
 
 let url: string;
@@ -60,12 +60,7 @@ describe('node operations on PostgreSQL', () => {
 
   it('capsa serve --node-id names the node in logs, /healthz, /metrics and runs; SIGTERM drains it: the run is queued again, streams are told to reconnect, exit 0', { timeout: 120_000 }, async () => {
     const s = await startServe(['--store', url, '--node-id', 'drain-1', '--workers', '1', '--isolation', 'none', '--grace', '1s'], { CAPSA_ADMIN_TOKEN: ADMIN });
-    const req = async (method: string, p: string, key: string, body?: unknown) => {
-      const headers: Record<string, string> = { authorization: `Bearer ${key}`, connection: 'close' };
-      let payload: BodyInit | undefined;
-      if (body instanceof Uint8Array) { headers['content-type'] = 'application/wasm'; payload = new Uint8Array(body); } else if (body !== undefined) { headers['content-type'] = 'application/json'; payload = JSON.stringify(body); }
-      return fetch(new URL(p, s.url), { method, headers, ...(payload !== undefined ? { body: payload } : {}), signal: AbortSignal.timeout(20_000) });
-    };
+    const req = (method: string, p: string, key: string, body?: unknown) => send(s.url, method, p, key, body, 20_000);
     expect(s.logs.find((l) => l['msg'] === 'listening')).toMatchObject({ node: 'drain-1' });
     expect(await (await req('GET', '/healthz', '')).json()).toMatchObject({ status: 'ok', node: 'drain-1', database: 'ok' });
     const t = await (await req('POST', '/v1/admin/tenants', ADMIN, { name: 'drain' })).json() as { key: { key: string } };
@@ -115,12 +110,7 @@ describe('kill -9 of the node a client streams from', () => {
     const db = await freshDatabase();
     const flags = (id: string) => ['--store', db, '--node-id', id, '--workers', '1', '--isolation', 'none', '--lease', '2s'];
     const [n1, n2] = await Promise.all([startServe(flags('kill-1'), { CAPSA_ADMIN_TOKEN: ADMIN }), startServe(flags('kill-2'), { CAPSA_ADMIN_TOKEN: ADMIN })]);
-    const req = (base: string, method: string, p: string, key: string, body?: unknown) => {
-      const headers: Record<string, string> = { authorization: `Bearer ${key}`, connection: 'close' };
-      let payload: BodyInit | undefined;
-      if (body instanceof Uint8Array) { headers['content-type'] = 'application/wasm'; payload = new Uint8Array(body); } else if (body !== undefined) { headers['content-type'] = 'application/json'; payload = JSON.stringify(body); }
-      return fetch(new URL(p, base), { method, headers, ...(payload !== undefined ? { body: payload } : {}), signal: AbortSignal.timeout(60_000) });
-    };
+    const req = (base: string, method: string, p: string, key: string, body?: unknown) => send(base, method, p, key, body, 60_000);
     const key = (await (await req(n1.url, 'POST', '/v1/admin/tenants', ADMIN, { name: 'kill' })).json() as { key: { key: string } }).key.key;
     const mod = (await (await req(n1.url, 'POST', '/v1/modules', key, tickerGuest(40, 100))).json() as { id: string }).id;
     const run = await (await req(n1.url, 'POST', '/v1/runs', key, { module: mod })).json() as { id: string };

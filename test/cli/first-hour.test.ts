@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import wabtInit from 'wabt';
+import { wat } from '../helpers/wat.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const BIN = path.join(REPO, 'bin', 'capsa.js');
@@ -51,17 +51,11 @@ const WAT: Record<string, string> = {
 let tmp: string;
 const wasm: Record<string, string> = {};
 
-beforeAll(async () => {
+beforeAll(() => {
   tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-first-hour-')));
-  const wabt = await wabtInit();
   for (const [name, src] of Object.entries(WAT)) {
-    const m = wabt.parseWat(`${name}.wat`, src);
-    m.resolveNames();
-    m.validate();
     wasm[name] = path.join(tmp, `${name}.wasm`);
-    // With the name section, as a debug build has it.
-    fs.writeFileSync(wasm[name]!, m.toBinary({ write_debug_names: true }).buffer);
-    m.destroy();
+    fs.writeFileSync(wasm[name]!, wat(src, { names: true }));
   }
 });
 

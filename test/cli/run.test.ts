@@ -9,9 +9,9 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import wabtInit from 'wabt';
 import { ERRNO, FDFLAGS } from '../../src/wasi/constants.js';
 import { harness } from '../helpers/harness.js';
+import { wat } from '../helpers/wat.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const BIN = path.join(REPO, 'bin', 'capsa.js');
@@ -59,15 +59,9 @@ for (const code of EXIT_CODES) {
 
 beforeAll(async () => {
   tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-cli-')));
-  const wabt = await wabtInit();
   for (const [name, src] of Object.entries(WAT)) {
-    const m = wabt.parseWat(`${name}.wat`, src);
-    m.resolveNames();
-    m.validate();
-    const file = path.join(tmp, `${name}.wasm`);
-    fs.writeFileSync(file, m.toBinary({}).buffer);
-    m.destroy();
-    wasm[name] = file;
+    wasm[name] = path.join(tmp, `${name}.wasm`);
+    fs.writeFileSync(wasm[name]!, wat(src));
   }
   fs.writeFileSync(path.join(tmp, 'not-wasm.wasm'), '#!/bin/sh\necho this is not wasm\n');
 });

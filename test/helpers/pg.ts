@@ -6,11 +6,6 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 
-/** The server's URL, or undefined when no server could be had (never in CI: setup fails there). */
-export function testDatabaseServer(): string | undefined {
-  return process.env['CAPSA_TEST_DATABASE_URL'] || undefined;
-}
-
 /** Which store the service tests run on: 'postgres' in the vitest project of that name. */
 export function testStoreKind(): 'sqlite' | 'postgres' {
   return process.env['CAPSA_TEST_STORE'] === 'postgres' ? 'postgres' : 'sqlite';
@@ -18,7 +13,8 @@ export function testStoreKind(): 'sqlite' | 'postgres' {
 
 /** Makes an empty database on the test server; returns its URL. */
 export async function freshDatabase(): Promise<string> {
-  const server = testDatabaseServer();
+  // Unset only when no server could be had (never in CI: setup fails there).
+  const server = process.env['CAPSA_TEST_DATABASE_URL'];
   if (!server) throw new Error(`no PostgreSQL server for the tests: ${process.env['CAPSA_TEST_PG_UNAVAILABLE'] ?? 'CAPSA_TEST_DATABASE_URL is not set'}`);
   const name = `capsa_test_${randomBytes(6).toString('hex')}`;
   const c = new pg.Client({ connectionString: server });

@@ -96,16 +96,21 @@ export async function kill9(s: Server): Promise<void> {
 
 export interface Reply { status: number; body: Record<string, unknown>; headers: Headers }
 
-/** One request to the server (always on 127.0.0.1), with a timeout. */
-export async function api(s: Server, method: string, p: string, key: string, body?: unknown, timeoutMs = 10_000): Promise<Reply> {
-  expect(new URL(s.url).hostname).toBe('127.0.0.1');
+/** One request to the server at `base` (always on 127.0.0.1), with a timeout: the Response itself, for streams and bodies that are not JSON. */
+export async function send(base: string, method: string, p: string, key: string, body?: unknown, timeoutMs = 10_000): Promise<Response> {
+  expect(new URL(base).hostname).toBe('127.0.0.1');
   // A connection per request: a test's spawnSync blocks this thread for seconds on a loaded
   // machine, past the server's 5 s keep-alive, and a request sent on the idle socket the server
   // closed meanwhile fails ("other side closed").
   const headers: Record<string, string> = { authorization: `Bearer ${key}`, connection: 'close' };
   let payload: BodyInit | undefined;
   if (body instanceof Uint8Array) { headers['content-type'] = 'application/wasm'; payload = new Uint8Array(body); } else if (body !== undefined) { headers['content-type'] = 'application/json'; payload = JSON.stringify(body); }
-  const res = await fetch(new URL(p, s.url), { method, headers, ...(payload !== undefined ? { body: payload } : {}), signal: AbortSignal.timeout(timeoutMs) });
+  return fetch(new URL(p, base), { method, headers, ...(payload !== undefined ? { body: payload } : {}), signal: AbortSignal.timeout(timeoutMs) });
+}
+
+/** One request to the server (always on 127.0.0.1), with a timeout; the body parsed as JSON when it is. */
+export async function api(s: Server, method: string, p: string, key: string, body?: unknown, timeoutMs = 10_000): Promise<Reply> {
+  const res = await send(s.url, method, p, key, body, timeoutMs);
   const text = await res.text();
   let parsed: Record<string, unknown> = {};
   try { parsed = text ? JSON.parse(text) as Record<string, unknown> : {}; } catch { parsed = { text }; }

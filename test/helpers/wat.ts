@@ -2,11 +2,11 @@ import wabtInit from 'wabt';
 
 const wabt = await wabtInit();
 
-/** Assembles WebAssembly text into a binary module. */
-export function wat(source: string): Uint8Array {
+/** Assembles WebAssembly text into a binary module; `names` keeps the name section, as a debug build has it. */
+export function wat(source: string, { names = false } = {}): Uint8Array<ArrayBuffer> {
   const m = wabt.parseWat('guest.wat', source, { threads: true, bulk_memory: true });
   try {
-    return new Uint8Array(m.toBinary({}).buffer);
+    return new Uint8Array(m.toBinary({ write_debug_names: names }).buffer);
   } finally {
     m.destroy();
   }

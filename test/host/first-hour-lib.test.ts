@@ -11,8 +11,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import wabtInit from 'wabt';
 import * as capsa from '../../src/index.js';
+import { wat } from '../helpers/wat.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const INDEX = path.join(REPO, 'src', 'index.ts');
@@ -67,24 +67,17 @@ const DEMO_WAT = `(module
 )`;
 
 let tmp: string;
-const mods: Record<string, Uint8Array<ArrayBuffer>> = {};
+const mods = {
+  demo: wat(DEMO_WAT),
+  exit3: wat(`(module (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+    (memory (export "memory") 1) (func (export "_start") (call $exit (i32.const 3))))`),
+  greet: wat(`(module (import "env" "greet" (func $greet (param i32 i32) (result i32)))
+    (memory (export "memory") 1) (func (export "_start") (drop (call $greet (i32.const 0) (i32.const 0)))))`),
+};
 
-beforeAll(async () => {
+beforeAll(() => {
   tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-lib-')));
-  const wabt = await wabtInit();
-  const wat = (name: string, src: string) => {
-    const m = wabt.parseWat(`${name}.wat`, src);
-    m.resolveNames();
-    m.validate();
-    mods[name] = new Uint8Array(m.toBinary({}).buffer);
-    m.destroy();
-  };
-  wat('demo', DEMO_WAT);
-  wat('exit3', `(module (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
-    (memory (export "memory") 1) (func (export "_start") (call $exit (i32.const 3))))`);
-  wat('greet', `(module (import "env" "greet" (func $greet (param i32 i32) (result i32)))
-    (memory (export "memory") 1) (func (export "_start") (drop (call $greet (i32.const 0) (i32.const 0)))))`);
-  fs.writeFileSync(path.join(tmp, 'demo.wasm'), mods.demo!);
+  fs.writeFileSync(path.join(tmp, 'demo.wasm'), mods.demo);
 });
 
 afterAll(() => {
@@ -120,8 +113,8 @@ describe('WASI is a drop-in for node:wasi', () => {
 
   it('start() returns the exit code by default; returnOnExit: false exits the process with it', { timeout: 60_000 }, () => {
     const wasi = new capsa.WASI({ version: 'preview1', stdout: undefined });
-    expect(wasi.start(new WebAssembly.Instance(new WebAssembly.Module(mods.exit3!), wasi.getImportObject()))).toBe(3);
-    fs.writeFileSync(path.join(tmp, 'exit3.wasm'), mods.exit3!);
+    expect(wasi.start(new WebAssembly.Instance(new WebAssembly.Module(mods.exit3), wasi.getImportObject()))).toBe(3);
+    fs.writeFileSync(path.join(tmp, 'exit3.wasm'), mods.exit3);
     const r = runExample(`import { WASI } from 'wasi';
 import { readFileSync } from 'node:fs';
 const wasi = new WASI({ version: 'preview1', returnOnExit: false });
@@ -135,7 +128,7 @@ console.log('not reached');
 
   it('a second start() throws, as node:wasi\'s does', () => {
     const wasi = capsa.createWasi({ stdout: undefined });
-    const instance = new WebAssembly.Instance(new WebAssembly.Module(mods.demo!), wasi.getImportObject());
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(mods.demo), wasi.getImportObject());
     expect(wasi.start(instance)).toBe(0);
     expect(() => wasi.start(instance)).toThrow(/started already/);
   });
@@ -148,9 +141,9 @@ console.log('not reached');
     (fs as { writeSync: unknown }).writeSync = spy;
     try {
       const dflt = capsa.createWasi({});
-      dflt.start(new WebAssembly.Instance(new WebAssembly.Module(mods.demo!), dflt.getImportObject()));
+      dflt.start(new WebAssembly.Instance(new WebAssembly.Module(mods.demo), dflt.getImportObject()));
       const quiet = capsa.createWasi({ stdout: undefined });
-      quiet.start(new WebAssembly.Instance(new WebAssembly.Module(mods.demo!), quiet.getImportObject()));
+      quiet.start(new WebAssembly.Instance(new WebAssembly.Module(mods.demo), quiet.getImportObject()));
     } finally {
       (fs as { writeSync: unknown }).writeSync = original;
     }
@@ -181,12 +174,12 @@ describe('results', () => {
   it('a missing import\'s error says how to provide it', async () => {
     const host = await capsa.createHost({ workers: 1 });
     try {
-      const r = await host.run({ module: mods.greet! });
+      const r = await host.run({ module: mods.greet });
       expect(r.status).toBe('invalid_module');
       expect(r.message).toMatch(/it imports env\.greet \(function\), which capsa does not provide/);
       expect(r.message).toContain('createHost({ functions: { env: { greet: (ctx, ...args) => 0 } } }) or host.run({ module, functions: … })');
       // And as said, it runs.
-      const ok = await host.run({ module: mods.greet!, functions: { env: { greet: () => 0 } } });
+      const ok = await host.run({ module: mods.greet, functions: { env: { greet: () => 0 } } });
       expect(ok.status).toBe('exited');
     } finally {
       await host.close();

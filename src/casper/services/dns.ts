@@ -650,6 +650,12 @@ const FAMILY_WORDS: Record<string, number> = {
   af_inet: AF.INET, inet: AF.INET, ipv4: AF.INET, af_inet6: AF.INET6, inet6: AF.INET6, ipv6: AF.INET6,
 };
 
+/** A grant's address family (AF_INET or AF_INET6, as a number or a word such as "inet6"); undefined for anything else. */
+export function familyOf(f: unknown): number | undefined {
+  if (typeof f === 'number') return f === AF.INET || f === AF.INET6 ? f : undefined;
+  return typeof f === 'string' ? FAMILY_WORDS[f.toLowerCase()] : undefined;
+}
+
 function fromManifest(grant: Record<string, unknown>): NvList | null {
   const S = 'system.dns';
   checkKeys(S, grant, ['types', 'families', 'hosts']);
@@ -669,7 +675,7 @@ function fromManifest(grant: Record<string, unknown>): NvList | null {
   }
   if ('families' in grant) {
     nonEmpty('families').forEach((f, i) => {
-      const v = typeof f === 'number' ? (f === AF.INET || f === AF.INET6 ? f : undefined) : typeof f === 'string' ? FAMILY_WORDS[f.toLowerCase()] : undefined;
+      const v = familyOf(f);
       if (v === undefined) throw new GrantError(S, `unknown family ${JSON.stringify(f)}; families are AF_INET (1) and AF_INET6 (2), wasi-libc's values`);
       limits.addNumber(`family${i}`, v);
     });

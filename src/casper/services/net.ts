@@ -62,7 +62,7 @@
 import { NvList, NV_FLAG, type NvValue } from '../nvlist.js';
 import { CasperError, type CasperService, type NetDecision, type ServiceContext } from '../service.js';
 import { ERRNO } from '../../wasi/constants.js';
-import dns, { AF, SOCKADDR_IN6_SIZE, SOCKADDR_IN_SIZE, formatIPv4, formatIPv6, normalizeHost, parseIPv4, parseIPv6, sockaddr } from './dns.js';
+import dns, { AF, SOCKADDR_IN6_SIZE, SOCKADDR_IN_SIZE, familyOf, formatIPv4, formatIPv6, normalizeHost, parseIPv4, parseIPv6, sockaddr } from './dns.js';
 import { GrantError, asInt, checkKeys, errnoOf, isRecord, listOf } from './common.js';
 import { isIP } from 'node:net';
 
@@ -386,13 +386,10 @@ async function command(cmd: string, limits: NvList | null, request: NvList, ctx:
 
 const S = 'system.net';
 const MODE_WORDS: Record<string, number> = Object.fromEntries(Object.entries(CAPNET).flatMap(([k, v]) => [[k.toLowerCase(), v], [`capnet_${k.toLowerCase()}`, v]]));
-const FAMILY_WORDS: Record<string, number> = {
-  af_inet: AF.INET, inet: AF.INET, ipv4: AF.INET, af_inet6: AF.INET6, inet6: AF.INET6, ipv6: AF.INET6,
-};
 
 function families(key: string, v: unknown): NvValue {
   const items = listOf(S, key, v).map((f) => {
-    const n = typeof f === 'number' ? (f === AF.INET || f === AF.INET6 ? f : undefined) : typeof f === 'string' ? FAMILY_WORDS[f.toLowerCase()] : undefined;
+    const n = familyOf(f);
     if (n === undefined) throw new GrantError(S, `${key}: unknown family ${JSON.stringify(f)}; families are inet and inet6`);
     return BigInt(n);
   });
@@ -478,17 +475,19 @@ function fromManifest(grant: Record<string, unknown>): NvList | null {
 export function grantAddresses(grant: Record<string, unknown>): { connect: string[]; bind: string[] } {
   const limits = fromManifest(grant);
   const out = { connect: [] as string[], bind: [] as string[] };
+  // A `hosts` list names NAME: SERVICE ("" for any name or any service).
+  const named = (hosts: NvList): string[] => hosts.pairs.map(([h, v]) => `${h || '*'}:${v.type === 'string' && v.value ? v.value : '*'}`);
   const list = (c: 'connect' | 'bind'): string[] => {
     const func = category(limits, c);
     if (c === 'connect' ? !connectRestricts(func) : func?.getNvlist('sockaddr') === undefined) return ['*'];
-    const named = c === 'connect' ? (func!.getNvlist('hosts')?.pairs ?? []).map(([h, v]) => `${h || '*'}:${v.type === 'string' && v.value ? v.value : '*'}`) : [];
-    return [...sockaddrsOf(func!.getNvlist('sockaddr')).map(sockaddrText), ...named];
+    const hosts = c === 'connect' ? func!.getNvlist('hosts') : undefined;
+    return [...sockaddrsOf(func!.getNvlist('sockaddr')).map(sockaddrText), ...(hosts ? named(hosts) : [])];
   };
   if (allowedMode(limits, CAPNET.CONNECT)) out.connect.push(...list('connect'));
   if (allowedMode(limits, CAPNET.CONNECTDNS)) {
     // Whatever name2addr returns: the names it may resolve, at their services.
     const hosts = category(limits, 'name2addr')?.getNvlist('hosts');
-    out.connect.push(...(hosts ? hosts.pairs.map(([h, v]) => `${h || '*'}:${v.type === 'string' && v.value ? v.value : '*'}`) : ['*']));
+    out.connect.push(...(hosts ? named(hosts) : ['*']));
   }
   if (allowedMode(limits, CAPNET.BIND)) out.bind.push(...list('bind'));
   return out;

@@ -11,6 +11,7 @@ import path from 'node:path';
 import type { BridgeCallContext, BridgeHandler } from '../bridge.js';
 import type { Job, JobEnd } from '../pool.js';
 import { QueuedPool, type Pending } from '../job-queue.js';
+import { DEFAULT_WORKER_HEAP_MB } from '../worker-launch.js';
 import type { ModuleCaps } from '../wasm-limits.js';
 import { decodeBatch, encodeBatch, type FromExecutor, type ToExecutor, type WireFormat } from './protocol.js';
 import { ENGINE_RUNTIME, planExecutor, releaseCgroup, type ExecutorMount, type ExecutorRuntime, type Layer, type SandboxOptions } from './sandbox.js';
@@ -158,8 +159,8 @@ export class ExecutorPool extends QueuedPool<ExecutorJob, Inflight> {
       mounts: options.mounts ?? [],
       runtimeFlags: options.runtimeFlags ?? [],
       heapMb,
-      // A worker's heap is 64 MiB (Pool's workerHeapMb); 32 MiB a worker and 128 for the runtime are slack.
-      memoryMb: options.memoryMb ?? heapMb + 128 + workers * (64 + (options.guestMemoryMb ?? 1024) + 32),
+      // 32 MiB a worker and 128 for the runtime are slack.
+      memoryMb: options.memoryMb ?? heapMb + 128 + workers * (DEFAULT_WORKER_HEAP_MB + (options.guestMemoryMb ?? 1024) + 32),
       cacheBytes: options.cacheBytes ?? 256 << 20,
       heartbeatMs: options.heartbeatMs ?? 500,
       onLog: options.onLog,
