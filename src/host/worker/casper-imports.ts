@@ -14,7 +14,7 @@ import { BridgeError, type BridgeClient } from '../bridge.js';
 import {
   CASPER_FAULT_MAX_CHARS, CASPER_MAX_MESSAGE_BYTES, CASPER_MAX_PENDING_BYTES, CASPER_NO_CHANNEL, CASPER_OP, decodeXferAnswer, encodeCasperRequest, encodeXferRequest, type XferAnswer,
 } from '../casper-wire.js';
-import { CHANNEL_COMMANDS, freeze, requestErrno } from '../../casper/broker.js';
+import { CHANNEL_COMMANDS, freeze, requestErrno, withError } from '../../casper/broker.js';
 import { InWorkerServices, type LocalChannel } from '../../casper/in-worker.js';
 import { IN_WORKER_SERVICES } from '../../casper/services/in-worker.js';
 import type { GuestOp, GuestOpResult } from '../../casper/service.js';
@@ -158,9 +158,10 @@ export function createCasperImports(ctx: WasiContext, client: BridgeClient, audi
       }
       const cmd = unpacked?.getString('cmd');
       let reply: NvList;
-      if (h.local && unpacked && cmd !== undefined && !CHANNEL_COMMANDS.has(cmd) && requestErrno(unpacked) === 0) {
-        const answer = inWorker!.command(h.local, cmd, unpacked);
-        audit({ service: h.service, cmd, errno: answer.errno, fd });
+      if (h.local && unpacked && !(cmd !== undefined && CHANNEL_COMMANDS.has(cmd))) {
+        const refused = requestErrno(unpacked);
+        const answer = refused !== 0 ? { reply: withError(new NvList(), refused), errno: refused } : inWorker!.command(h.local, cmd!, unpacked);
+        audit({ service: h.service, cmd: cmd ?? '?', errno: answer.errno, fd });
         return setReply(h, packNvlist(answer.reply), respLenOut);
       }
       const a = xferOnHost(h.channel, request);
