@@ -16,7 +16,7 @@ import type { JobEnd } from './pool.js';
 import type { GuestPool } from './job-queue.js';
 import { toRunOutput, type AuditEvent, type RunOutput, type RunResult } from './result.js';
 import { withSourceLines } from './trap.js';
-import { exportSignature, ModuleLimitError } from './wasm-limits.js';
+import { exportSignature, ModuleLimitError, type ModuleCaps } from './wasm-limits.js';
 import { formatBytes } from './units.js';
 import type { DirGrant, GuestSpec } from './worker/protocol.js';
 import type { ArgNode, SocketGrant } from './grants.js';
@@ -54,6 +54,14 @@ export interface HostOptions {
    * this thread). false sends every request to the broker on this thread, as before.
    */
   casperInWorker?: boolean;
+  /**
+   * For a process that runs one guest (the CLI): hold guests' memories at limits.memoryBytes with
+   * V8's process-wide page limit instead of rewriting each module's memory maximum, which copies
+   * the module (21 MB for flite, whose fresh pages cost as much as reading the file). The limit
+   * is set once, by the first module compiled, and holds every WebAssembly memory of the process;
+   * a module with another cap is rewritten as usual. Ignored under process isolation.
+   */
+  memoryCapByEngine?: boolean;
   /**
    * Where guests run: 'thread' (default) on worker threads of this process, the fastest; 'process'
    * in executor processes under bubblewrap and the runtime's permission model (docs/security.md),
@@ -324,7 +332,9 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
   const auditMax = options.auditMax ?? 1000;
   const maxModuleBytes = options.maxModuleBytes ?? 64 << 20;
 
-  const caps = (l: Limits) => ({ memoryBytes: l.memoryBytes, tableElements: l.tableElements });
+  // Executors run many guests each: only guests on this process's threads may lean on its engine.
+  const engineMemory = options.memoryCapByEngine === true && (options.isolation ?? 'thread') === 'thread';
+  const caps = (l: Limits): ModuleCaps => ({ memoryBytes: l.memoryBytes, tableElements: l.tableElements, ...(engineMemory ? { memoryByEngine: true } : {}) });
 
   /** Finds or compiles the module, or says why it cannot run. */
   const load = (req: RunRequest, limits: Limits): CachedModule | { status: 'invalid_module' | 'memory_limit'; message: string } => {
