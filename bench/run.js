@@ -90,7 +90,7 @@ function render(reports, { seconds, loadStart, loadEnd }) {
 function value(report, name) {
   const v = report.throughput(name);
   const basis = report.basis === 'min' ? ' (best)' : '';
-  return report.unit === 'ms' ? `${fmt(v, 1)} ms` : `${fmt(v, 0)} ${report.unit}${basis}`;
+  return report.unit === 'ms' || report.unit === 'µs' ? `${fmt(v, 1)} ${report.unit}` : `${fmt(v, 0)} ${report.unit}${basis}`;
 }
 
 /** Builds dist/ when it is missing or older than src/, so the numbers are those of the sources. */

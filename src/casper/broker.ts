@@ -87,10 +87,11 @@ const CORE = 'core.casper';
 function fail(e: Error): never {
   throw e;
 }
-const EDOOFUS_REPLY = ERRNO.IO;
+/** The errno of a reply whose service failed (libcasper's EDOOFUS): the service is restarted. */
+export const EDOOFUS_REPLY = ERRNO.IO;
 
 /** Freezes a list and the lists inside it, so a service handed shared limits cannot change them. */
-function freeze(list: NvList): NvList {
+export function freeze(list: NvList): NvList {
   for (const [, v] of list.pairs) {
     if (v.type === 'nvlist') freeze(v.value);
     else if (v.type === 'nvlist_array') v.value.forEach(freeze);
@@ -98,6 +99,40 @@ function freeze(list: NvList): NvList {
   Object.freeze(list.pairs);
   Object.freeze(list);
   return list;
+}
+
+/** `reply` with its "error" pair set to `errno` (the last pair, as libcasper's replies have it). */
+export function withError(reply: NvList, errno: number): NvList {
+  reply.remove('error');
+  reply.addNumber('error', errno);
+  return reply;
+}
+
+/**
+ * What a request is refused with before any service sees it: EINVAL when it has no "cmd" or
+ * carries descriptors (a guest cannot hand its descriptors to a service); 0 when it may go on.
+ */
+export function requestErrno(request: NvList): number {
+  if (request.getString('cmd') === undefined) return ERRNO.INVAL;
+  if (request.pairs.some(([, v]) => v.type === 'descriptor' || v.type === 'descriptor_array')) return ERRNO.INVAL;
+  return 0;
+}
+
+/**
+ * The commands every channel answers the same way whatever its service, by the broker that
+ * holds its limits: the worker sends these to the host even for a channel it answers itself.
+ */
+export const CHANNEL_COMMANDS: ReadonlySet<string> = new Set(['limit_get', 'limit_set', 'clone']);
+
+/**
+ * The answer a command's failure stands for: a CasperError's errno (with "refused" when it is a
+ * refusal); undefined for anything else, a fault of the service (the caller restarts it).
+ */
+export function failureReply(e: unknown): { errno: number; reply: NvList } | undefined {
+  if (!(e instanceof CasperError)) return undefined;
+  const reply = new NvList();
+  if (e.refused) reply.addString('refused', e.message);
+  return { errno: e.errno, reply };
 }
 
 /** One sandbox's broker. */
@@ -197,14 +232,11 @@ export class Broker {
     const ch = this.channels.get(id);
     const descriptors: DescriptorGrant[] = [];
     const cmd = request.getString('cmd');
-    const answer = (errno: number, reply = new NvList()): BrokerReply => {
-      reply.remove('error');
-      reply.addNumber('error', errno);
-      return { reply, descriptors, service: ch?.service ?? '?', cmd: cmd ?? '?', errno };
-    };
+    const answer = (errno: number, reply = new NvList()): BrokerReply =>
+      ({ reply: withError(reply, errno), descriptors, service: ch?.service ?? '?', cmd: cmd ?? '?', errno });
     if (!ch) return answer(ERRNO.BADF);
-    if (cmd === undefined) return answer(ERRNO.INVAL);
-    if (request.pairs.some(([, v]) => v.type === 'descriptor' || v.type === 'descriptor_array')) return answer(ERRNO.INVAL);
+    const refused = requestErrno(request);
+    if (refused !== 0 || cmd === undefined) return answer(refused || ERRNO.INVAL);
 
     if (cmd === 'limit_get') {
       const reply = new NvList();
@@ -308,11 +340,8 @@ export class Broker {
       // A failed request hands out nothing it opened.
       this.releaseDescriptors(descriptors.splice(0));
       if (e instanceof GuestOpNeeded) return { ...answer(0), needs: [e.op] };
-      if (e instanceof CasperError) {
-        const reply = new NvList();
-        if (e.refused) reply.addString('refused', e.message);
-        return answer(e.errno, reply);
-      }
+      const failed = failureReply(e);
+      if (failed) return answer(failed.errno, failed.reply);
       // A service that throws fails this call and is restarted: its state is dropped.
       this.options.onServiceError?.(ch.service, e);
       this.sandboxState.delete(ch.service);

@@ -1,6 +1,7 @@
 /**
  * A Casper service, shaped as libcasper's CREATE_SERVICE(name, limit, command): one file per
- * service, two functions. Services run on the host thread, outside the guest's worker.
+ * service, two functions. Services run on the host thread, outside the guest's worker, except
+ * those that need no host authority (services/in-worker.ts), which the guest's worker answers.
  */
 import type { NvList } from './nvlist.js';
 import type { Stat } from '../wasi/fs/types.js';

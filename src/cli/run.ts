@@ -205,7 +205,7 @@ export async function run(argv: string[]): Promise<number> {
   // The worker starts while the manifest is checked and the module read.
   const casperConfig = values['casper-config'] !== undefined ? readCasperConfig(values['casper-config']) : {};
   // One run, so no module cache: nothing hashes the module (a cache finds modules by their sha256).
-  const hostReady = createHost({ workers: 1, cacheBytes: 0, limits: { max: policy.limits }, casperConfig });
+  const hostReady = createHost({ workers: 1, cacheBytes: 0, limits: { max: policy.limits }, casperConfig, memoryCapByEngine: true });
   // The host directories and files the policy check opened stay open for the run, which mounts
   // them by descriptor: what was checked is what the guest gets.
   const held = new HeldPaths();

@@ -4,7 +4,7 @@ import { packNvlist, unpackNvlist } from '../casper/nvlist-codec.js';
 import { NvList } from '../casper/nvlist.js';
 import { ERRNO } from '../wasi/constants.js';
 import type { BridgeHandler } from './bridge.js';
-import { CASPER_MAX_MESSAGE_BYTES, CASPER_NO_CHANNEL, CASPER_OP, decodeCasperRequest, decodeXferRequest, encodeXferAnswer } from './casper-wire.js';
+import { CASPER_FAULT_MAX_CHARS, CASPER_MAX_MESSAGE_BYTES, CASPER_NO_CHANNEL, CASPER_OP, decodeCasperRequest, decodeXferRequest, encodeXferAnswer } from './casper-wire.js';
 import type { GuestOpResult } from '../casper/service.js';
 import { threadCpuNs } from './worker/thread-cpu.js';
 
@@ -17,6 +17,8 @@ export interface CasperHandlerOptions {
    * service's synchronous work, encoding the reply. The host charges it to the run's CPU time.
    */
   charge?: (ms: number) => void;
+  /** Told when a service the guest's worker answers threw (as the broker's onServiceError). */
+  onServiceError?: (service: string, error: unknown) => void;
 }
 
 /** Requests above this size are timed by the thread's CPU clock. */
@@ -58,6 +60,12 @@ export function casperHandler(broker: Broker, options: CasperHandlerOptions = {}
     }
     if (r.op === CASPER_OP.close) {
       broker.close(r.channel);
+      return new Uint8Array(0);
+    }
+    if (r.op === CASPER_OP.fault) {
+      let fault: { service?: unknown; message?: unknown } = {};
+      try { fault = JSON.parse(new TextDecoder().decode(r.payload)) as typeof fault; } catch { /* reported as unknown */ }
+      options.onServiceError?.(String(fault.service ?? '?'), new Error(String(fault.message ?? 'unknown failure').slice(0, CASPER_FAULT_MAX_CHARS)));
       return new Uint8Array(0);
     }
     if (r.op !== CASPER_OP.xfer) throw new RangeError(`unknown casper op ${r.op}`);

@@ -5,7 +5,11 @@
 import type { DescriptorGrant } from '../casper/broker.js';
 import type { GuestOp, GuestOpResult } from '../casper/service.js';
 
-export const CASPER_OP = { init: 1, xfer: 2, close: 3 } as const;
+/** `fault`: a service the worker answers threw (payload: JSON { service, message }), for the run's warnings. */
+export const CASPER_OP = { init: 1, xfer: 2, close: 3, fault: 4 } as const;
+
+/** The longest fault message that crosses (a service's exception text). */
+export const CASPER_FAULT_MAX_CHARS = 1000;
 
 /**
  * The largest packed nvlist a guest may send, or be answered with, on a channel (256 KiB):

@@ -5,7 +5,7 @@ import { processRunner, threadRunner, type Runner } from './runner.js';
 
 export type { ExecutorInfo, ExecutorMount };
 import { Broker } from '../casper/broker.js';
-import { SERVICES } from '../casper/services/index.js';
+import { IN_WORKER_SERVICES, SERVICES } from '../casper/services/index.js';
 import { casperHandler } from './casper-handler.js';
 import { CASPER_MAX_MESSAGE_BYTES } from './casper-wire.js';
 import { fileProblems } from './files.js';
@@ -16,7 +16,7 @@ import type { JobEnd } from './pool.js';
 import type { GuestPool } from './job-queue.js';
 import { toRunOutput, type AuditEvent, type RunOutput, type RunResult } from './result.js';
 import { withSourceLines } from './trap.js';
-import { exportSignature, ModuleLimitError } from './wasm-limits.js';
+import { exportSignature, ModuleLimitError, type ModuleCaps } from './wasm-limits.js';
 import { formatBytes } from './units.js';
 import type { DirGrant, GuestSpec } from './worker/protocol.js';
 import type { ArgNode, SocketGrant } from './grants.js';
@@ -48,6 +48,20 @@ export interface HostOptions {
   functions?: HostFunctions;
   /** The operator's configuration of Casper services, by name (DNS servers, the passwd database…). */
   casperConfig?: Record<string, unknown>;
+  /**
+   * Whether the Casper services that need no host authority (random, sysctl, pwd, grp) answer
+   * inside the guest's worker (default true: a call costs microseconds instead of a round trip to
+   * this thread). false sends every request to the broker on this thread, as before.
+   */
+  casperInWorker?: boolean;
+  /**
+   * For a process that runs one guest (the CLI): hold guests' memories at limits.memoryBytes with
+   * V8's process-wide page limit instead of rewriting each module's memory maximum, which copies
+   * the module (21 MB for flite, whose fresh pages cost as much as reading the file). The limit
+   * is set once, by the first module compiled, and holds every WebAssembly memory of the process;
+   * a module with another cap is rewritten as usual. Ignored under process isolation.
+   */
+  memoryCapByEngine?: boolean;
   /**
    * Where guests run: 'thread' (default) on worker threads of this process, the fastest; 'process'
    * in executor processes under bubblewrap and the runtime's permission model (docs/security.md),
@@ -318,7 +332,9 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
   const auditMax = options.auditMax ?? 1000;
   const maxModuleBytes = options.maxModuleBytes ?? 64 << 20;
 
-  const caps = (l: Limits) => ({ memoryBytes: l.memoryBytes, tableElements: l.tableElements });
+  // Executors run many guests each: only guests on this process's threads may lean on its engine.
+  const engineMemory = options.memoryCapByEngine === true && (options.isolation ?? 'thread') === 'thread';
+  const caps = (l: Limits): ModuleCaps => ({ memoryBytes: l.memoryBytes, tableElements: l.tableElements, ...(engineMemory ? { memoryByEngine: true } : {}) });
 
   /** Finds or compiles the module, or says why it cannot run. */
   const load = (req: RunRequest, limits: Limits): CachedModule | { status: 'invalid_module' | 'memory_limit'; message: string } => {
@@ -379,10 +395,19 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
             },
           } : {}),
           audit: netAudit,
-        }), { maxMessageBytes: CASPER_MAX_MESSAGE_BYTES, charge }),
+        }), { maxMessageBytes: CASPER_MAX_MESSAGE_BYTES, charge, onServiceError: (service, e) => warn(`Casper service ${service}`, e) }),
       } : {}),
     });
     return { used, serve };
+  };
+
+  /** The operator's configuration of the in-worker services the run may open, for its worker. */
+  const inWorkerConfig = (req: RunRequest): Record<string, unknown> => {
+    const config: Record<string, unknown> = {};
+    for (const name of Object.keys(req.casper ?? {})) {
+      if (Object.hasOwn(IN_WORKER_SERVICES, name) && options.casperConfig?.[name] !== undefined) config[name] = options.casperConfig[name];
+    }
+    return config;
   };
 
   /** A module's bytes for an executor that lacks them: from the cache, else the request (evicted meanwhile). */
@@ -420,6 +445,7 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
     let hostCpuMs = 0;
     const { used, serve } = bridgeOf(req, limits, loaded.module, fns, warn, (ms) => { hostCpuMs += ms; }, owner, netAudit);
     const spec: GuestSpec = { ...specOf(req, limits, used, streaming, auditMax), ...(entry ? { invoke: entry } : {}) };
+    if (options.casperInWorker !== false && loaded.imports.some((i) => i.module === 'casper')) spec.casperInWorker = inWorkerConfig(req);
     let end: JobEnd;
     try {
       if (owner) {

@@ -13,7 +13,7 @@
 import { createHash } from 'node:crypto';
 import v8 from 'node:v8';
 import { formatBytes } from './units.js';
-import { capModule, ModuleLimitError, type ModuleCaps } from './wasm-limits.js';
+import { capModule, capPages, ModuleLimitError, type ModuleCaps } from './wasm-limits.js';
 
 /** A module compiled under one set of caps. */
 export interface CachedModule {
@@ -50,7 +50,7 @@ export function moduleId(bytes: Uint8Array): string {
 
 /** Caps that lead to the same rewritten binary share one key, so they share one compiled module. */
 function capsKey(caps: ModuleCaps): string {
-  return `${Math.min(Math.floor(caps.memoryBytes / 65536), 65536)}p/${caps.tableElements}e`;
+  return `${Math.min(Math.floor(caps.memoryBytes / 65536), 65536)}p/${caps.tableElements}e${caps.memoryByEngine ? '/engine' : ''}`;
 }
 
 /** An LRU cache of compiled modules bounded by bytes, so repeated runs skip hashing-then-compiling. */
@@ -179,8 +179,29 @@ function configureEngine(): void {
   engineConfigured = true;
 }
 
+/** The page limit --wasm-max-mem-pages was set to (once per process), or undefined. */
+let engineMemoryPages: number | undefined;
+
+/**
+ * Whether the engine can hold this module's memory at caps.memoryBytes: the first module that asks
+ * sets V8's process-wide page limit to its cap, and only modules with that same cap rely on it
+ * afterwards (a later, larger cap would loosen the first); the others are rewritten as usual. The
+ * limit also holds any other memory in the process, which is why only a process that runs one
+ * guest asks for it (HostOptions.memoryCapByEngine).
+ */
+function engineHoldsMemory(caps: ModuleCaps): boolean {
+  if (!caps.memoryByEngine) return false;
+  const pages = capPages(caps.memoryBytes);
+  if (engineMemoryPages === undefined) {
+    v8.setFlagsFromString(`--wasm-max-mem-pages=${pages}`);
+    engineMemoryPages = pages;
+  }
+  return engineMemoryPages === pages;
+}
+
 function compile(id: string | (() => string), bytes: Uint8Array, caps: ModuleCaps): CachedModule {
-  const capped = capModule(bytes, caps);
+  const byEngine = engineHoldsMemory(caps);
+  const capped = capModule(bytes, { memoryBytes: caps.memoryBytes, tableElements: caps.tableElements, ...(byEngine ? { memoryByEngine: true } : {}) });
   configureEngine();
   let module: WebAssembly.Module;
   try {

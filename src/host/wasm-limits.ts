@@ -36,6 +36,12 @@ export interface ModuleCaps {
   memoryBytes: number;
   /** Elements all the module's tables together may grow to (the sum of their maxima). */
   tableElements: number;
+  /**
+   * The engine holds every memory at memoryBytes (V8's process-wide --wasm-max-mem-pages, which
+   * module-cache.ts sets): a module's own memory is then checked against the cap but not
+   * rewritten, so the module is not copied. Shared and imported memories are rewritten still.
+   */
+  memoryByEngine?: boolean;
 }
 
 /** Why a module cannot run under the given caps; thrown instead of any parser or engine error. */
@@ -85,6 +91,7 @@ export function capModule(bytes: Uint8Array, caps: ModuleCaps): Uint8Array<Array
   const rewrites = new Map<number, { site: LimitsSite; limits: Uint8Array }[]>(); // section index -> rewrites
   for (const s of sites) {
     if (s.kind === 'memory' && s.min > memCap) throw overLimit(s, caps);
+    if (s.kind === 'memory' && caps.memoryByEngine && !s.imported && (s.flags & 0x02) === 0) continue;
     const max = s.kind === 'memory' ? Math.min(s.max ?? memCap, memCap) : tableMax.get(s)!;
     if (max === s.max) continue;
     let list = rewrites.get(s.section);
@@ -409,7 +416,8 @@ function skipValType(r: Reader): void {
 // ---------------------------------------------------------------------------------------------
 // Caps and encoding
 
-function capPages(memoryBytes: number): number {
+/** The pages a memory may have under a cap of `memoryBytes` (whole 64 KiB pages, at most 4 GiB). */
+export function capPages(memoryBytes: number): number {
   if (!(memoryBytes >= 0) || !Number.isFinite(memoryBytes)) {
     throw new RangeError(`memoryBytes must be a non-negative finite number, not ${memoryBytes}`);
   }

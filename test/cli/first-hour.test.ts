@@ -46,6 +46,13 @@ const WAT: Record<string, string> = {
     (func (export "_start")
       (loop $l (if (i32.ne (memory.grow (i32.const 1)) (i32.const -1)) (then (br $l))))
       (call $exit (i32.const 7))))`,
+  // Declares a 64 MiB maximum, grows to it if it may, and exits with the pages it has.
+  growmax: `(module
+    (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+    (memory (export "memory") 1 1024)
+    (func (export "_start")
+      (loop $l (if (i32.ne (memory.grow (i32.const 1)) (i32.const -1)) (then (br $l))))
+      (call $exit (memory.size))))`,
 };
 
 let tmp: string;
@@ -179,6 +186,11 @@ describe('blame and status tell the truth', () => {
     const nan = capsa(['run', '--invoke', 'add', wasm.reactor!, '1', 'x']);
     expect(nan.stderr).toMatch(/add's parameter 1 is an i32; "x" is not one/);
     expect(capsa(['run', '--invoke', 'nope', wasm.reactor!]).stderr).toMatch(/no function named "nope" to invoke/);
+  });
+
+  it('--memory holds a memory whose declared maximum is above it (the engine holds it, the module is not rewritten)', () => {
+    expect(capsa(['run', '--memory', '4MiB', wasm.growmax!]).status).toBe(64);
+    expect(capsa(['run', '--memory', '2MiB', wasm.growmax!]).status).toBe(32);
   });
 
   it('a guest that exits 7 after its memory.grow failed exits 7 (the status names the memory limit)', () => {

@@ -8,7 +8,9 @@ import type { RunResult } from '../../src/host/result.js';
 import { startDnsServer, type DnsFixture } from '../helpers/dns.js';
 import { command } from '../helpers/wat.js';
 import { threadCpuNs } from '../../src/host/worker/thread-cpu.js';
-import { GUEST as CASPER_GUEST, concat, init, limitSetOfNulls, xfer } from '../casper/script-guest.js';
+import { GUEST as CASPER_GUEST, cmd, concat, init, limitSetOfNulls, replies, xfer } from '../casper/script-guest.js';
+import { Broker } from '../../src/casper/broker.js';
+import { ERRNO } from '../../src/wasi/constants.js';
 
 const guest = (name: string) => fs.readFileSync(new URL(`../../guests/build/${name}.wasm`, import.meta.url));
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -132,6 +134,27 @@ describe('Casper through the engine (casperd)', () => {
       expect(text(r.stdout)).toBe('www.example.org\ngethostbyname: refused\n');
     } finally {
       await dnsHost.close();
+    }
+  });
+
+  it('services that need no host authority answer in the executor\'s worker, with the operator\'s config', async () => {
+    const users = [{ pw_name: 'ann', pw_uid: 1001, pw_gid: 100, pw_gecos: 'Ann, from the operator', pw_dir: '/home/ann', pw_shell: '/bin/sh' }];
+    const pwdHost = await createHost({ isolation: 'process', workers: 1, executors: { count: 1 }, casperConfig: { 'system.pwd': { users } } });
+    const spy = vi.spyOn(Broker.prototype, 'xfer');
+    try {
+      const r = await pwdHost.run({
+        module: CASPER_GUEST, casper: { 'system.pwd': { cmds: ['getpwnam'] } },
+        stdin: concat([init(), xfer(3, 1, cmd('open', (l) => l.addString('service', 'system.pwd'))), xfer(4, 1, cmd('getpwnam', (l) => l.addString('name', 'ann'))),
+          xfer(4, 1, cmd('getpwuid', (l) => l.addNumber('uid', 1001)))]),
+      });
+      expect(r.status, r.message).toBe('exited');
+      expect(replies(r.stdout).slice(1)).toEqual([{ errno: 0, error: 0 }, { errno: 0, error: 0 }, { errno: 0, error: ERRNO.NOTCAPABLE }]);
+      expect(text(r.stdout)).toContain('Ann, from the operator');
+      // The engine's broker opened the channel and told its limits; the lookups never reached it.
+      expect(spy.mock.calls.map(([, request]) => request.getString('cmd'))).toEqual(['open', 'limit_get']);
+    } finally {
+      spy.mockRestore();
+      await pwdHost.close();
     }
   });
 

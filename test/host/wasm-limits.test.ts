@@ -172,6 +172,18 @@ describe('capModule: memories', () => {
     expect(capped.grow(0)).toBe(2);
   });
 
+  it('with memoryByEngine, leaves a module\'s own memory to the engine: no copy, the cap still checked', () => {
+    const input = wat('(module (memory 1) (memory 2 4096))');
+    const byEngine = { memoryBytes: 64 * MiB, tableElements: 10, memoryByEngine: true };
+    expect(capModule(input, byEngine)).toBe(input);
+    const e = limitError(() => capModule(wat('(module (memory 2048))'), byEngine));
+    expect(e.message).toBe('Cannot run the module: its memory 0 starts at 2048 pages (128 MiB), above the 64 MiB limit');
+    // Shared and imported memories, and tables, are rewritten as before.
+    expect(moduleSummary(capModule(wat('(module (memory 1 100 shared))'), { ...byEngine, memoryBytes: 4 * PAGE })).memories[0]).toMatchObject({ max: 4 });
+    expect(moduleSummary(capModule(wat('(module (import "env" "m" (memory 1)))'), { ...byEngine, memoryBytes: 4 * PAGE })).memories[0]).toMatchObject({ max: 4 });
+    expect(moduleSummary(capModule(wat('(module (memory 1) (table 1 funcref))'), byEngine)).tables[0]).toMatchObject({ max: 10 });
+  });
+
   it('caps at 65536 pages, the most a 32-bit memory may declare, when the cap is larger', () => {
     const out = capModule(wat('(module (memory 0))'), caps(2 ** 40));
     expect(moduleSummary(out).memories[0]).toMatchObject({ max: 65536 });

@@ -6,21 +6,17 @@ import { readGrant, type CasperService } from '../service.js';
 import type { NvList } from '../nvlist.js';
 import dns from './dns.js';
 import fileargs from './fileargs.js';
-import grp from './grp.js';
+import { IN_WORKER_SERVICES } from './in-worker.js';
 import net from './net.js';
-import pwd from './pwd.js';
-import random from './random.js';
-import sysctl from './sysctl.js';
 
 export const SERVICES: Record<string, CasperService> = {
   [dns.name]: dns,
-  [pwd.name]: pwd,
-  [grp.name]: grp,
-  [random.name]: random,
-  [sysctl.name]: sysctl,
+  ...IN_WORKER_SERVICES,
   [fileargs.name]: fileargs,
   [net.name]: net,
 };
+
+export { IN_WORKER_SERVICES };
 
 export { GrantError } from './common.js';
 

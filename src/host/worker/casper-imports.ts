@@ -12,20 +12,34 @@ import { guard } from '../../wasi/preview1.js';
 import { R } from '../../wasi/rights.js';
 import { BridgeError, type BridgeClient } from '../bridge.js';
 import {
-  CASPER_MAX_MESSAGE_BYTES, CASPER_MAX_PENDING_BYTES, CASPER_NO_CHANNEL, CASPER_OP, decodeXferAnswer, encodeCasperRequest, encodeXferRequest,
+  CASPER_FAULT_MAX_CHARS, CASPER_MAX_MESSAGE_BYTES, CASPER_MAX_PENDING_BYTES, CASPER_NO_CHANNEL, CASPER_OP, decodeXferAnswer, encodeCasperRequest, encodeXferRequest, type XferAnswer,
 } from '../casper-wire.js';
+import { CHANNEL_COMMANDS, freeze, requestErrno, withError } from '../../casper/broker.js';
+import { InWorkerServices, type LocalChannel } from '../../casper/in-worker.js';
+import { IN_WORKER_SERVICES } from '../../casper/services/in-worker.js';
 import type { GuestOp, GuestOpResult } from '../../casper/service.js';
 import { BRIDGE_KIND } from '../functions.js';
 import { lstatGuest, openGuestFile, realpathGuest, type SocketInstaller } from './argdata-fds.js';
 import { LISTENER_RIGHTS, STREAM_SOCKET_RIGHTS } from '../../wasi/sockets.js';
 
 const CHANNEL_RIGHTS = R.fd_read | R.fd_write | R.fd_filestat_get | R.poll_fd_readwrite;
+const LIMIT_GET = packNvlist(new NvList().addString('cmd', 'limit_get'));
+
+/** The name the broker gives cap_init's channel (core.casper: it opens the others). */
+const CORE = 'core.casper';
 
 /** A channel to a Casper service, as the guest holds it. */
 export class ChannelHandle extends Handle {
   readonly filetype = FILETYPE.SOCKET_STREAM;
   pending: Uint8Array | undefined;
-  constructor(readonly channel: number, private readonly onClose: (h: ChannelHandle) => void) { super(); }
+  constructor(
+    readonly channel: number,
+    private readonly onClose: (h: ChannelHandle) => void,
+    /** The channel's service (core.casper for cap_init's). */
+    readonly service: string = CORE,
+    /** Set when this worker answers the service's commands itself (../../casper/in-worker.ts). */
+    readonly local?: LocalChannel,
+  ) { super(); }
   override close(): void { this.onClose(this); }
 }
 
@@ -35,8 +49,12 @@ export type CasperAudit = (d: { service: string; cmd: string; errno: number; fd:
 /** The run's sockets, for replies that hand the guest one (system.net): install a slot, or give one back unused. */
 export interface CasperSockets { install: SocketInstaller; discard(slot: number): void }
 
-/** Builds the casper imports of one run. */
-export function createCasperImports(ctx: WasiContext, client: BridgeClient, audit: CasperAudit, sockets?: CasperSockets) {
+/**
+ * Builds the casper imports of one run. With `inWorkerConfig` (the operator's configuration of the
+ * services of IN_WORKER_SERVICES), those services' commands are answered in this worker; everything
+ * else (and those channels' limit_*, clone, close) crosses to the broker.
+ */
+export function createCasperImports(ctx: WasiContext, client: BridgeClient, audit: CasperAudit, sockets?: CasperSockets, inWorkerConfig?: Record<string, unknown>) {
   const { mem, fds } = ctx;
   const call = (op: number, channel: number, payload?: Uint8Array): Uint8Array => {
     try {
@@ -46,6 +64,11 @@ export function createCasperImports(ctx: WasiContext, client: BridgeClient, audi
       throw e;
     }
   };
+  // A service that throws here is reported to the host, which lists it in the run's warnings.
+  const inWorker = inWorkerConfig ? new InWorkerServices(IN_WORKER_SERVICES, inWorkerConfig, (service, e) => {
+    const message = String((e as Error)?.message ?? e).slice(0, CASPER_FAULT_MAX_CHARS);
+    try { call(CASPER_OP.fault, 0, new TextEncoder().encode(JSON.stringify({ service, message }))); } catch { /* the run is ending anyway */ }
+  }) : undefined;
   const closeChannel = (channel: number) => {
     try { call(CASPER_OP.close, channel); } catch { /* the run is ending anyway */ }
   };
@@ -55,12 +78,48 @@ export function createCasperImports(ctx: WasiContext, client: BridgeClient, audi
     pendingBytes += (reply?.length ?? 0) - (h.pending?.length ?? 0);
     h.pending = reply;
   };
+  /** Keeps a reply for casper.recv and tells the guest its size. */
+  const setReply = (h: ChannelHandle, packed: Uint8Array, respLenOut: number): number => {
+    setPending(h, packed);
+    mem.setU32(respLenOut, packed.length);
+    return ERRNO.SUCCESS;
+  };
   const onClose = (h: ChannelHandle) => {
     setPending(h, undefined);
     closeChannel(h.channel);
   };
-  const install = (channel: number): number =>
-    fds.insert({ handle: new ChannelHandle(channel, onClose), base: CHANNEL_RIGHTS, inheriting: 0n, fdflags: 0 });
+  const xferOnHost = (channel: number, request: Uint8Array): XferAnswer => {
+    // A service may first need things only this worker can do (fileargs' lstat and realpath):
+    // do them and send the request again with the answers.
+    const results: GuestOpResult[] = [];
+    let a = decodeXferAnswer(call(CASPER_OP.xfer, channel, encodeXferRequest(request, results)));
+    for (let round = 0; a.needs?.length && round < 8; round++) {
+      for (const op of a.needs) results.push(guestOp(ctx, op));
+      a = decodeXferAnswer(call(CASPER_OP.xfer, channel, encodeXferRequest(request, results)));
+    }
+    if (a.needs?.length) fail(ERRNO.IO, 'the service kept asking for guest operations');
+    return a;
+  };
+  /**
+   * The broker's limits of a new channel this worker will answer, asked with limit_get (once, when
+   * the channel is opened); a failure fails the open, so that the service's commands never split
+   * between this worker and the host.
+   */
+  const limitsOf = (channel: number): NvList | null => {
+    const a = xferOnHost(channel, LIMIT_GET);
+    if (a.status !== 0) fail(a.status, 'cannot read the new channel\'s limits');
+    if (a.errno !== 0) fail(a.errno, 'cannot read the new channel\'s limits');
+    const limits = unpackNvlist(a.reply).getNvlist('limits');
+    return limits ? freeze(limits) : null;
+  };
+  /** Installs a channel the broker made; `parent` is the channel a clone comes from. */
+  const install = (channel: number, service: string = CORE, parent?: LocalChannel): number => {
+    const served = inWorker?.serviceOf(service);
+    const local: LocalChannel | undefined = served
+      ? { service: served, limits: parent ? parent.limits : limitsOf(channel), state: new Map() }
+      : undefined;
+    return fds.insert({ handle: new ChannelHandle(channel, onClose, service, local), base: CHANNEL_RIGHTS, inheriting: 0n, fdflags: 0 });
+  };
   // Like sock_*: a descriptor that is no channel is ENOTSOCK whatever its rights.
   const channelOf = (fd: number, needed: bigint, what: string): ChannelHandle => {
     const h = fds.peek(fd)?.handle;
@@ -87,25 +146,39 @@ export function createCasperImports(ctx: WasiContext, client: BridgeClient, audi
         fail(ERRNO.NOBUFS, `${pendingBytes} bytes of replies wait for casper.recv on other channels`);
       }
       const request = mem.bytes(req, reqLen).slice();
-      // A service may first need things only this worker can do (fileargs' lstat and realpath):
-      // do them and send the request again with the answers.
-      const results: GuestOpResult[] = [];
-      let a = decodeXferAnswer(call(CASPER_OP.xfer, h.channel, encodeXferRequest(request, results)));
-      for (let round = 0; a.needs?.length && round < 8; round++) {
-        for (const op of a.needs) results.push(guestOp(ctx, op));
-        a = decodeXferAnswer(call(CASPER_OP.xfer, h.channel, encodeXferRequest(request, results)));
+      // Read here only where this worker needs what the request says: a command of a channel it
+      // answers, and which service an open (or a clone) gives the new channel.
+      let unpacked: NvList | undefined;
+      if (h.local || h.service === CORE) {
+        try {
+          unpacked = unpackNvlist(request);
+        } catch {
+          return ERRNO.INVAL; // what the host answers for a request it cannot read
+        }
       }
-      if (a.needs?.length) fail(ERRNO.IO, 'the service kept asking for guest operations');
+      const cmd = unpacked?.getString('cmd');
+      let reply: NvList;
+      if (h.local && unpacked && !(cmd !== undefined && CHANNEL_COMMANDS.has(cmd))) {
+        const refused = requestErrno(unpacked);
+        const answer = refused !== 0 ? { reply: withError(new NvList(), refused), errno: refused } : inWorker!.command(h.local, cmd!, unpacked);
+        audit({ service: h.service, cmd: cmd ?? '?', errno: answer.errno, fd });
+        return setReply(h, packNvlist(answer.reply), respLenOut);
+      }
+      const a = xferOnHost(h.channel, request);
       if (a.status !== 0) return a.status;
       audit({ service: a.service, cmd: a.cmd, errno: a.errno, fd });
-      let reply: NvList = unpackNvlist(a.reply);
+      // The broker took the new limits: this worker's copy follows (limits only narrow, the broker checked).
+      if (h.local && cmd === 'limit_set' && a.errno === 0) h.local.limits = freeze(unpacked!.getNvlist('limits')!);
+      reply = unpackNvlist(a.reply);
       if (a.descriptors.length) {
         // The broker's descriptor values are indexes; each becomes a descriptor of this guest. A
         // file that cannot be opened turns the reply into that errno (fileargs_open's ENOENT…).
         const fdsOf: number[] = [];
         try {
+          // The service of a channel the reply hands over: the one opened, or the clone's parent's.
+          const opened = cmd === 'open' && h.service === CORE ? unpacked?.getString('service') : undefined;
           for (const d of a.descriptors) {
-            if (d.kind === 'channel') fdsOf.push(install(d.id));
+            if (d.kind === 'channel') fdsOf.push(opened !== undefined ? install(d.id, opened) : install(d.id, h.service, h.local));
             else if (d.kind === 'open') fdsOf.push(openGuestFile(ctx, d.path, d.rights, 'fileargs'));
             else if (!sockets) fail(ERRNO.NOTSUP, 'the run has no sockets to hand over');
             else fdsOf.push(d.listening ? sockets.install(d.slot, LISTENER_RIGHTS, STREAM_SOCKET_RIGHTS) : sockets.install(d.slot, STREAM_SOCKET_RIGHTS, 0n));
@@ -123,10 +196,7 @@ export function createCasperImports(ctx: WasiContext, client: BridgeClient, audi
           audit({ service: a.service, cmd: a.cmd, errno, fd });
         }
       }
-      const packed = packNvlist(reply);
-      setPending(h, packed);
-      mem.setU32(respLenOut, packed.length);
-      return ERRNO.SUCCESS;
+      return setReply(h, packNvlist(reply), respLenOut);
     }),
     recv: guard('casper.recv', (fd: number, buf: number, len: number): number => {
       const h = channelOf(fd, R.fd_read, 'casper.recv');

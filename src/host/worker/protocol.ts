@@ -31,6 +31,12 @@ export interface GuestSpec {
   limits: Limits;
   audit: 'off' | 'denied' | 'all';
   auditMax: number;
+  /**
+   * The operator's configuration of the Casper services the guest's worker answers itself
+   * (src/casper/services/in-worker.ts), by service name; absent, every Casper request crosses to
+   * the broker on the host thread.
+   */
+  casperInWorker?: Record<string, unknown> | undefined;
   /** Host functions the guest imports: served on the host thread through the bridge. */
   functions: { module: string; name: string }[];
   tty: boolean;

@@ -223,7 +223,7 @@ export function runGuest(module: WebAssembly.Module, spec: GuestSpec, io: GuestI
     casper: createCasperImports(wasi.context, client, (d) => (d.errno === 0 && auditor?.level !== 'all') || auditor?.record({
       call: `${d.service}.${d.cmd}`, fd: d.fd, path: d.service, rightsNeeded: 0n, rightsHeld: 0n,
       decision: d.errno === 0 ? 'allowed' : 'denied', errno: d.errno,
-    }), sockets && net ? { install: sockets, discard: (slot) => discardSlot(net, slot) } : undefined),
+    }), sockets && net ? { install: sockets, discard: (slot) => discardSlot(net, slot) } : undefined, spec.casperInWorker),
   } : {};
   try {
     io.phase?.('instantiating');
