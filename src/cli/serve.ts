@@ -283,14 +283,14 @@ export async function serve(argv: string[]): Promise<number> {
     return 1;
   }
   const webhooks = values['webhook-allow'].length
-    ? createWebhooks({ store, allowHosts: values['webhook-allow'], allowPrivate: values['webhook-allow-private'], logger: log })
+    ? createWebhooks({ store, allowHosts: values['webhook-allow'], allowPrivate: values['webhook-allow-private'], logger: log, nodeId })
     : undefined;
   // SQLite: the data dir is this process's alone (lockDataDir), so a run left running died with
   // the last process and is recovered at once; PostgreSQL: when its node's lease expires.
   const scheduler = createScheduler({
     store, host, logger: defaultLogger(), nodeId, exclusive: !url, quotas,
     ...(leaseMs !== undefined ? { leaseMs } : {}),
-    ...(webhooks ? { onFinish: (run) => webhooks.onFinish(run) } : {}),
+    ...(webhooks ? { onFinish: (run) => webhooks.onFinish(run), deliveryFor: (run) => webhooks.deliveryFor(run) } : {}),
   });
   const retention = createRetention({ store, retainSeconds, logger: log });
   const adminToken = process.env['CAPSA_ADMIN_TOKEN'] || undefined;
@@ -329,7 +329,7 @@ export async function serve(argv: string[]): Promise<number> {
   await scheduler.start();
   // Tenants may have a retention of their own, so the sweeper runs whatever --retain says.
   retention.start();
-  // Deliveries a stop left pending are retried.
+  // Due deliveries are claimed from now on: those a stop or a dead node left pending too.
   await webhooks?.start();
   // Policies set with \`capsa tenant\` (straight into the store) reach the executors' mounts too.
   const mountSync = setInterval(() => {
