@@ -392,6 +392,8 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
   const renewTx = db.transaction((node: string, runs: HeldRun[], leaseMs: number, at: number): string[] =>
     runs.filter((r) => s.renew.run(at + leaseMs, r.id, r.attempt, node).changes === 1).map((r) => r.id));
 
+  const appendEventTx = db.transaction(insertEvent);
+
   /*
    * The restart rule. `attempts` counts how often a worker started the run. A run found `running`
    * when the server (re)starts was cut off by the server, not by the guest:
@@ -399,8 +401,6 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
    *   - attempts >= 2 (the retry was cut off too): `interrupted`, blame host, with INTERRUPTED_RESULT.
    * A run that is not `running` is left alone.
    */
-  const appendEventTx = db.transaction(insertEvent);
-
   type Writes = ((after: RunRecord) => StateWrites) | undefined;
   const requeueTx = db.transaction((id: string, attempt: number | undefined, writes: Writes): RunRecord | undefined => {
     const a = attempt ?? null;
