@@ -29,8 +29,11 @@ export interface RunEvents {
    * or after `ms`, whichever is first.
    */
   waitFor(runId: string, ms: number, ended?: () => Promise<boolean>): Promise<void>;
-  /** Resolves once every event published so far is stored (or failed). */
-  flush(): Promise<void>;
+  /**
+   * Resolves once every event published so far (of `runId` only, when given) is stored (or failed):
+   * a change of the run's state that writes events itself (the store's finishRun) comes after them.
+   */
+  flush(runId?: string): Promise<void>;
   /** Tells every subscriber, now and later, that this node stops serving (SSE clients reconnect elsewhere). */
   drain(): void;
   /** Stops listening. */
@@ -141,8 +144,9 @@ export function createRunEvents(options: RunEventsOptions): RunEvents {
         unsubscribe();
       }
     },
-    async flush() {
-      await Promise.all([...chains.values()]);
+    async flush(runId) {
+      if (runId !== undefined) await chains.get(runId);
+      else await Promise.all([...chains.values()]);
     },
     drain() {
       if (draining) return;

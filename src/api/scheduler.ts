@@ -15,7 +15,10 @@
  *   guarded by the attempt, so a run is finished exactly once.
  * - Every change is written to the store before it is announced: the run's state, its output
  *   (coalesced into chunks), audit decisions and its end become events (SSE replays them). Each
- *   event belongs to an attempt (the store stamps it); a retry opens with an `attempt` event.
+ *   event belongs to an attempt (the store stamps it); a retry opens with an `attempt` event. A
+ *   change of state and its events are one transaction (the claim and its `running` status; the end,
+ *   its `status` and `exit` and its webhook delivery; a requeue and its `status`), so no reader sees
+ *   a run ended without its exit event, and a requeue's status belongs to the attempt cut off.
  * - With an exclusive store (`exclusive`: SQLite, one process per data dir) start() recovers every
  *   run left `running` at once instead of waiting for its lease. stop() stops claiming, lets running
  *   runs finish until the deadline, then aborts them and requeues them by the same rule.
@@ -32,7 +35,7 @@ import { decodeRequest, isTerminal, outputSoFar, storedResult, syntheticResult, 
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { effectiveQuotas, utcMidnight } from './quotas.js';
-import { QuotaError, type RunEventRecord, type RunRecord, type RunState, type Store, type Tenant } from './store/types.js';
+import { QuotaError, type DeliveryRecord, type EventDraft, type RunEventRecord, type RunRecord, type RunState, type StateWrites, type Store, type Tenant } from './store/types.js';
 import { createRunEvents, type RunEvents } from './events.js';
 
 /** Per-tenant quotas, and the global queue bound. */
@@ -68,6 +71,8 @@ export interface SchedulerOptions {
   now?: () => number;
   /** Called once a run ended (stored and announced): webhooks. */
   onFinish?: (run: RunRecord) => void;
+  /** The webhook delivery of a run's end, stored with the end itself (Webhooks.deliveryFor). */
+  deliveryFor?: (run: RunRecord) => DeliveryRecord | undefined;
   /** This node's id, kept on the runs it claims (default `<hostname>-<pid>-<random>`). */
   nodeId?: string;
   /** The node's run events (default: a hub on `store`). */
@@ -181,7 +186,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     if (free <= 0) return;
     claiming = true;
     again = false;
-    store.claimRuns({ node: nodeId, max: free, leaseMs, concurrentRuns: quotas.concurrentRuns }).then((runs) => {
+    store.claimRuns({ node: nodeId, max: free, leaseMs, concurrentRuns: quotas.concurrentRuns, events: startEvents }).then((runs) => {
       depth.queued = Math.max(0, depth.queued - runs.length);
       for (const run of runs) launch(run);
       claiming = false;
@@ -206,46 +211,77 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     return day.usedMs;
   };
 
+  const draft = (type: RunEventRecord['type'], data: unknown): EventDraft => ({ type, data: JSON.stringify(data) });
+
+  /** What a claimed run starts with, stored in its claim: a retry's `attempt` event, then its `running` status. */
+  const startEvents = (run: RunRecord): EventDraft[] => {
+    const at = run.startedAt ?? now();
+    return [
+      // A retry starts over: its own event tells clients to drop what earlier attempts wrote.
+      ...(run.attempts > 1 ? [draft('attempt', { attempt: run.attempts, at, message: `The run starts over (attempt ${run.attempts}); output of earlier attempts is not part of its result` })] : []),
+      draft('status', { state: 'running', at, attempt: run.attempts }),
+    ];
+  };
+
+  /** What a run's end writes with it: its `status` and `exit` events and its webhook delivery. */
+  const endWrites = (run: RunRecord, state: RunState, at: number, exit: Record<string, unknown>, message?: string): StateWrites => {
+    const delivery = options.deliveryFor?.(run);
+    return {
+      events: [draft('status', { state, at, ...(message !== undefined ? { message } : {}) }), draft('exit', { state, ...exit })],
+      ...(delivery ? { delivery } : {}),
+    };
+  };
+
   /** Ends a run; with `attempt`, only that attempt while it runs (this node's claim). */
   const finish = async (run: RunRecord, res: StoredResult, cpuMs: number, attempt?: number): Promise<void> => {
     const at = now();
-    // The first end wins (a cancel racing the run's own exit, on this node or another); only it is announced.
-    if (await store.finishRun(run.id, res.status, JSON.stringify(res), at, Math.round(cpuMs), attempt) === false) return;
+    // The run's output published so far is stored before its end (the end's events come after it).
+    await events.flush(run.id);
+    // The first end wins (a cancel racing the run's own exit, on this node or another); only it
+    // stores (and so announces) its status and exit events and its delivery.
+    const writes = endWrites(run, res.status, at, {
+      blame: res.blame, exitCode: res.exitCode ?? null, ...(res.message !== undefined ? { message: res.message } : {}), usage: res.usage,
+    });
+    if (await store.finishRun(run.id, res.status, JSON.stringify(res), at, Math.round(cpuMs), attempt, writes) === false) return;
     const day = cpuToday.get(run.tenantId);
     if (day && at >= day.since) day.usedMs += Math.round(cpuMs);
     metrics.finished.set(res.status, (metrics.finished.get(res.status) ?? 0) + 1);
-    void emit(run.id, 'status', { state: res.status, at });
-    await emit(run.id, 'exit', {
-      state: res.status, blame: res.blame, exitCode: res.exitCode ?? null,
-      ...(res.message !== undefined ? { message: res.message } : {}), usage: res.usage,
-    });
     log.info({ tenant: run.tenantId, run: run.id, state: res.status, exitCode: res.exitCode, cpuMs: Math.round(cpuMs), wallMs: res.usage.wallMs }, 'run finished');
     options.onFinish?.(run);
   };
 
-  /** Announces where the restart rule put a run: back in the queue, or ended `interrupted`. */
-  const announceRequeued = async (after: RunRecord, why: string): Promise<void> => {
-    // Stored before any node can start the retry, so it belongs to the attempt that was cut off.
-    await emit(after.id, 'status', { state: after.state, at: now(), message: why });
+  /**
+   * What the restart rule's change writes with it (in the store's transaction, so on the attempt that
+   * was cut off): its `status` event saying why, and for a run it ended, the `exit` and the delivery.
+   */
+  const requeueWrites = (why: string) => (after: RunRecord): StateWrites => {
+    const at = now();
+    if (!isTerminal(after.state)) return { events: [draft('status', { state: after.state, at, message: why })] };
+    const res = after.result ? (JSON.parse(after.result) as Partial<StoredResult>) : {};
+    return endWrites(after, after.state, at, { blame: res.blame ?? 'host', exitCode: null, message: res.message ?? why, usage: res.usage ?? { wallMs: 0, cpuMs: 0, peakMemoryBytes: 0 } }, why);
+  };
+
+  /** Logs where the restart rule put a run (its events are stored already): back in the queue, or ended `interrupted`. */
+  const requeued = (after: RunRecord, why: string): void => {
     log.warn({ tenant: after.tenantId, run: after.id, state: after.state, attempts: after.attempts, node: after.nodeId }, why);
     if (isTerminal(after.state)) {
       metrics.finished.set(after.state, (metrics.finished.get(after.state) ?? 0) + 1);
-      const res = after.result ? (JSON.parse(after.result) as Partial<StoredResult>) : {};
-      await emit(after.id, 'exit', { state: after.state, blame: res.blame ?? 'host', exitCode: null, message: res.message ?? why, usage: res.usage ?? { wallMs: 0, cpuMs: 0, peakMemoryBytes: 0 } });
       options.onFinish?.(after);
     }
   };
 
-  /** Gives a running run back to store.requeueRun (guarded by `attempt` when given) and announces where it went. */
+  /** Gives a running run back to store.requeueRun (guarded by `attempt` when given) with the status event saying why. */
   const requeue = async (run: RunRecord, why: string, attempt?: number): Promise<void> => {
-    const after = await store.requeueRun(run.id, attempt);
-    if (after) await announceRequeued(after, why);
+    await events.flush(run.id);
+    const after = await store.requeueRun(run.id, attempt, requeueWrites(why));
+    if (after) requeued(after, why);
   };
 
   /** Any node's duty: the restart rule for runs whose node stopped renewing their lease. */
   const expire = async (): Promise<void> => {
-    const runs = await store.expireLeases(now());
-    for (const run of runs) await announceRequeued(run, `the node running it (${run.nodeId ?? 'unknown'}) stopped renewing its lease`);
+    const why = (r: RunRecord) => `the node running it (${r.nodeId ?? 'unknown'}) stopped renewing its lease`;
+    const runs = await store.expireLeases(now(), (r) => requeueWrites(why(r))(r));
+    for (const run of runs) requeued(run, why(run));
     if (runs.some((r) => r.state === 'queued')) pump();
   };
 
@@ -287,11 +323,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     const unfollow = await events.subscribe(run.id, (n) => { if (n !== 'resync' && n.type === 'exit') stopIfEnded(); })
       .catch((e: unknown) => { log.warn({ err: e, run: run.id }, 'cannot follow the run\'s events: a cancel on another node stops it at the next lease renewal'); return () => {}; });
     metrics.queueSeconds.observe(Math.max(0, t0 - run.createdAt) / 1000);
-    // A retry starts over: its own event tells clients to drop what earlier attempts wrote.
-    if (run.attempts > 1) {
-      void emit(run.id, 'attempt', { attempt: run.attempts, at: t0, message: `The run starts over (attempt ${run.attempts}); output of earlier attempts is not part of its result` });
-    }
-    void emit(run.id, 'status', { state: 'running', at: t0, attempt: run.attempts });
+    // Its `attempt` and `running` status events were stored with the claim (startEvents).
     log.info({ tenant: run.tenantId, run: run.id, module: run.moduleId, attempt: run.attempts }, 'run started');
 
     try {
@@ -479,7 +511,6 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       if (options.exclusive) {
         for (const run of await store.runsInState('running')) await requeue(run, 'the service restarted while the run was running');
       }
-      // After this turn: a requeue's own status event is stored before the retry can be claimed.
       watch = await store.watchQueue(() => { setImmediate(pump); });
       await Promise.all([expire(), recount()]);
       timers = [

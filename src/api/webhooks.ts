@@ -3,6 +3,12 @@
  * signed (HMAC-SHA256 of "<timestamp>.<body>" with the tenant's secret), retried with exponential
  * backoff, and recorded in the store (GET /v1/runs/{id}/webhooks).
  *
+ * A delivery is a row of the store from the moment the run ends (the scheduler stores it in the
+ * end's own transaction: deliveryFor), and is claimed like a run: each attempt is made by the one
+ * node that claimed the delivery, under a lease (claimDeliveries), and recorded only while that node
+ * still holds it (settleDelivery). Any node with webhooks on looks for due deliveries (a retry whose
+ * time came, one whose node died mid-attempt) every pollMs; the node that ended the run tries at once.
+ *
  * SSRF: the host must be on the operator's allowlist (--webhook-allow); its name is resolved once
  * per attempt and every address it resolves to must be public (not private, loopback, link-local,
  * multicast or reserved) unless the operator allows private targets (--webhook-allow-private); the
@@ -17,6 +23,7 @@ import type { Logger } from 'pino';
 import { ApiError } from './errors.js';
 import { defaultLogger } from './log.js';
 import { decodeRequest, runView } from './runs/record.js';
+import { randomBytes } from 'node:crypto';
 import { newId } from './store/ids.js';
 import type { DeliveryRecord, RunRecord, Store } from './store/types.js';
 
@@ -39,16 +46,30 @@ export interface WebhookOptions {
   lookup?: Lookup;
   now?: () => number;
   logger?: Logger;
+  /** This node's id, the holder of the deliveries it claims (default a random one). */
+  nodeId?: string;
+  /** How long a claimed delivery is this node's: one whose node died is attempted by another this long after (default the timeout + 5 s). */
+  leaseMs?: number;
+  /** How often this node looks for due deliveries, ms (default 1000). */
+  pollMs?: number;
+  /** Attempts this node makes at once, at most (default 8). */
+  concurrency?: number;
 }
 
 export interface Webhooks {
   /** Checks a callback URL at submission: 422 naming callback_url when it can never be delivered. */
   check(url: string): void;
-  /** A run ended: deliver its callback, if it has one. */
+  /**
+   * The delivery of a run's end, for the store to keep with the end itself: pending and due now,
+   * or failed when the URL is refused now (the allowlist changed since the submission); undefined
+   * when the run has no callback_url.
+   */
+  deliveryFor(run: RunRecord): DeliveryRecord | undefined;
+  /** A run ended on this node: attempt the deliveries due now, not at the next poll. */
   onFinish(run: RunRecord): void;
-  /** Resumes the deliveries the store has pending (after a restart). */
+  /** Starts looking for due deliveries (those a stop or a dead node left pending too). */
   start(): Promise<void>;
-  /** Stops retrying (pending deliveries stay pending in the store) and waits for attempts in flight. */
+  /** Stops claiming (pending deliveries stay pending in the store) and waits for attempts in flight. */
   stop(): Promise<void>;
 }
 
@@ -104,10 +125,19 @@ export function createWebhooks(o: WebhookOptions): Webhooks {
   const backoff = o.backoffMs ?? 2000;
   const timeoutMs = o.timeoutMs ?? 10_000;
   const lookup = o.lookup ?? defaultLookup;
+  const nodeId = o.nodeId ?? `webhooks-${randomBytes(6).toString('hex')}`;
+  const leaseMs = o.leaseMs ?? timeoutMs + 5000;
+  const pollMs = Math.max(10, o.pollMs ?? 1000);
+  const concurrency = Math.max(1, o.concurrency ?? 8);
   const log = (o.logger ?? defaultLogger()).child({ component: 'webhooks' });
-  const timers = new Map<string, NodeJS.Timeout>();
+  /** Wake-ups at the times this node's retries are due (another node's poll may claim them first). */
+  const timers = new Set<NodeJS.Timeout>();
+  let poller: NodeJS.Timeout | undefined;
   const inFlight = new Set<Promise<void>>();
-  let stopped = false;
+  let started = false;
+  /** A claim is in progress; `again`: claim once more after it. */
+  let claiming = false;
+  let again = false;
 
   /** The URL's problem for a tenant (a 422's message), or undefined. */
   const urlProblem = (text: string): string | undefined => {
@@ -162,56 +192,83 @@ export function createWebhooks(o: WebhookOptions): Webhooks {
     });
   };
 
+  /** One attempt, number `d.attempts`, of a delivery this node claimed; recorded if the claim still holds. */
   const attempt = async (d: DeliveryRecord): Promise<void> => {
-    const run = await o.store.getRun(d.tenantId, d.runId);
-    if (!run) return; // pruned meanwhile
-    const secret = await o.store.webhookSecret(d.tenantId);
-    const v = runView(run);
-    const body = JSON.stringify({
-      type: 'run.finished', delivery: d.id, attempt: d.attempts + 1,
-      run: { id: v.id, module: v.module, status: v.status, exitCode: v.exitCode, blame: v.blame ?? null, createdAt: v.createdAt, finishedAt: v.finishedAt, usage: v.usage ?? null },
-    });
-    const ts = Math.floor(now() / 1000);
-    const headers = {
-      'content-type': 'application/json', 'user-agent': 'capsa-webhook/1',
-      [DELIVERY_HEADER]: d.id, [TIMESTAMP_HEADER]: String(ts), [SIGNATURE_HEADER]: signPayload(secret, ts, body),
-    };
-    const next: DeliveryRecord = { ...d, attempts: d.attempts + 1, updatedAt: now() };
-    try {
-      const status = await post(new URL(d.url), headers, body);
-      next.lastStatus = status;
-      if (status >= 200 && status < 300) {
-        Object.assign(next, { state: 'delivered', lastError: null, nextAt: null });
-      } else {
-        next.lastError = status >= 300 && status < 400 ? `answered ${status}: redirects are not followed` : `answered ${status}`;
+    const next: DeliveryRecord = { ...d };
+    if (d.attempts > attemptsMax) {
+      // A node claimed the last attempt and died before recording it.
+      Object.assign(next, { state: 'failed', nextAt: null, lastStatus: null, lastError: `the node making attempt ${d.attempts - 1} stopped before recording it; no attempts are left` });
+    } else {
+      const run = await o.store.getRun(d.tenantId, d.runId);
+      if (!run) return; // pruned meanwhile, with its deliveries
+      const secret = await o.store.webhookSecret(d.tenantId);
+      const v = runView(run);
+      const body = JSON.stringify({
+        type: 'run.finished', delivery: d.id, attempt: d.attempts,
+        run: { id: v.id, module: v.module, status: v.status, exitCode: v.exitCode, blame: v.blame ?? null, createdAt: v.createdAt, finishedAt: v.finishedAt, usage: v.usage ?? null },
+      });
+      const ts = Math.floor(now() / 1000);
+      const headers = {
+        'content-type': 'application/json', 'user-agent': 'capsa-webhook/1',
+        [DELIVERY_HEADER]: d.id, [TIMESTAMP_HEADER]: String(ts), [SIGNATURE_HEADER]: signPayload(secret, ts, body),
+      };
+      try {
+        const status = await post(new URL(d.url), headers, body);
+        next.lastStatus = status;
+        if (status >= 200 && status < 300) {
+          Object.assign(next, { state: 'delivered', lastError: null, nextAt: null });
+        } else {
+          next.lastError = status >= 300 && status < 400 ? `answered ${status}: redirects are not followed` : `answered ${status}`;
+        }
+      } catch (e) {
+        next.lastStatus = null;
+        next.lastError = (e as Error).message;
+        if (e instanceof Refused) Object.assign(next, { state: 'failed', nextAt: null });
       }
-    } catch (e) {
-      next.lastStatus = null;
-      next.lastError = (e as Error).message;
-      if (e instanceof Refused) Object.assign(next, { state: 'failed', nextAt: null });
+      if (next.state === 'pending') {
+        if (next.attempts >= attemptsMax) Object.assign(next, { state: 'failed', nextAt: null });
+        else next.nextAt = now() + backoff * 2 ** (next.attempts - 1);
+      }
     }
-    if (next.state === 'pending') {
-      if (next.attempts >= attemptsMax) Object.assign(next, { state: 'failed', nextAt: null });
-      else next.nextAt = now() + backoff * 2 ** (next.attempts - 1);
-    }
-    await o.store.putDelivery(next);
-    log.info({ tenant: d.tenantId, run: d.runId, delivery: d.id, state: next.state, attempt: next.attempts, status: next.lastStatus, error: next.lastError }, 'webhook');
-    if (next.state === 'pending') schedule(next);
+    next.updatedAt = now();
+    const kept = await o.store.settleDelivery(nodeId, next);
+    log.info({ tenant: d.tenantId, run: d.runId, delivery: d.id, state: next.state, attempt: next.attempts, status: next.lastStatus, error: next.lastError, recorded: kept }, 'webhook');
+    if (kept && next.state === 'pending' && next.nextAt !== null) wakeAt(next.nextAt);
   };
 
-  const schedule = (d: DeliveryRecord): void => {
-    if (stopped) return;
-    clearTimeout(timers.get(d.id));
-    const t = setTimeout(() => {
-      timers.delete(d.id);
-      track(attempt(d));
-    }, Math.max(0, (d.nextAt ?? now()) - now()));
+  /** Claims the deliveries due now, up to this node's free attempts, and makes their attempts. */
+  const claim = (): void => {
+    if (!started) return;
+    if (claiming) { again = true; return; }
+    const free = concurrency - inFlight.size;
+    // Every slot busy: claimed again when one is freed.
+    if (free <= 0) { again = true; return; }
+    claiming = true;
+    again = false;
+    o.store.claimDeliveries(nodeId, free, leaseMs, now()).then((ds) => {
+      claiming = false;
+      for (const d of ds) track(attempt(d));
+      if (again || (ds.length === free && ds.length > 0)) claim();
+    }, (e: unknown) => {
+      claiming = false;
+      log.warn({ err: e }, 'cannot claim webhook deliveries; retrying on the next poll');
+    });
+  };
+
+  /** Claims again at `at` (a retry this node scheduled). */
+  const wakeAt = (at: number): void => {
+    if (!started) return;
+    const t = setTimeout(() => { timers.delete(t); claim(); }, Math.max(0, at - now()));
     t.unref();
-    timers.set(d.id, t);
+    timers.add(t);
   };
 
   const track = (p: Promise<void>): void => {
-    const q = p.catch((e: unknown) => log.warn({ err: e }, 'webhook delivery failed in the service')).finally(() => inFlight.delete(q));
+    const q = p.catch((e: unknown) => log.warn({ err: e }, 'webhook delivery failed in the service')).finally(() => {
+      inFlight.delete(q);
+      // A free slot: deliveries may be waiting for it.
+      if (again) claim();
+    });
     inFlight.add(q);
   };
 
@@ -220,33 +277,33 @@ export function createWebhooks(o: WebhookOptions): Webhooks {
       const why = urlProblem(url);
       if (why) throw new ApiError(422, 'invalid_request', `callback_url ${why}`, [{ path: 'callback_url', message: why }]);
     },
+    deliveryFor(run) {
+      // Most runs have no callback: skip parsing their request (stdin and files in base64).
+      if (!run.request.includes('"callbackUrl"')) return undefined;
+      let url: string | undefined;
+      try { url = decodeRequest(run.request).callbackUrl; } catch { return undefined; }
+      if (!url) return undefined;
+      const t = now();
+      const d: DeliveryRecord = { id: newId('whd'), runId: run.id, tenantId: run.tenantId, url, state: 'pending', attempts: 0, lastStatus: null, lastError: null, nextAt: t, createdAt: t, updatedAt: t };
+      // Checked again: the allowlist may have changed since the run was submitted.
+      const why = urlProblem(url);
+      return why ? { ...d, state: 'failed', nextAt: null, lastError: `callback_url ${why}` } : d;
+    },
     onFinish(run) {
-      if (stopped) return;
-      track((async () => {
-        // Most runs have no callback: skip parsing their request (stdin and files in base64).
-        if (!run.request.includes('"callbackUrl"')) return;
-        let url: string | undefined;
-        try { url = decodeRequest(run.request).callbackUrl; } catch { return; }
-        if (!url) return;
-        const t = now();
-        const d: DeliveryRecord = { id: newId('whd'), runId: run.id, tenantId: run.tenantId, url, state: 'pending', attempts: 0, lastStatus: null, lastError: null, nextAt: t, createdAt: t, updatedAt: t };
-        // Checked again: the allowlist may have changed since the run was submitted.
-        const why = urlProblem(url);
-        if (why) {
-          await o.store.putDelivery({ ...d, state: 'failed', nextAt: null, lastError: `callback_url ${why}` });
-          return;
-        }
-        await o.store.putDelivery(d);
-        await attempt(d);
-      })());
+      if (run.request.includes('"callbackUrl"')) claim();
     },
     async start() {
-      stopped = false;
-      for (const d of await o.store.pendingDeliveries()) schedule(d);
+      if (started) return;
+      started = true;
+      poller = setInterval(claim, pollMs);
+      poller.unref();
+      claim();
     },
     async stop() {
-      stopped = true;
-      for (const t of timers.values()) clearTimeout(t);
+      started = false;
+      if (poller) clearInterval(poller);
+      poller = undefined;
+      for (const t of timers) clearTimeout(t);
       timers.clear();
       await Promise.allSettled([...inFlight]);
     },

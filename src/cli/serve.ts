@@ -36,7 +36,7 @@ export const SERVE_HELP = `Usage: capsa serve [--host 127.0.0.1] [--port 8080] [
                    [--executor-runtime node|deno] [--grace 10s] [--node-id ID] [--lease 30s]
                    [--quota NAME=VALUE]... [--concurrent-runs N] [--retain 7d] [--cors-origin ORIGIN]...
                    [--max-body SIZE] [--max-stdin SIZE] [--max-files SIZE]
-                   [--webhook-allow HOST]... [--webhook-allow-private]
+                   [--webhook-allow HOST]... [--webhook-allow-private] [--webhook-timeout 10s]
 
 Runs the capsa REST service: tenants upload modules (POST /v1/modules) and run them
 under manifests (POST /v1/runs), each run checked against the tenant's policy, queued,
@@ -97,6 +97,10 @@ Options:
   --webhook-allow-private
                     Lets callbacks reach private, loopback and link-local addresses (a
                     receiver on the operator's own network). Off by default.
+  --webhook-timeout DURATION
+                    How long one delivery attempt waits for the receiver's answer (default
+                    10s). A node claims each attempt for this long plus 5s: with --store,
+                    the attempts of a node that died are made by another one after that.
   --cors-origin ORIGIN
                     Lets web pages from ORIGIN (https://app.example.com; repeat for more;
                     * for any) call the API from a browser: preflights are answered and
@@ -164,6 +168,7 @@ export async function serve(argv: string[]): Promise<number> {
       'max-body': { type: 'string' },
       'webhook-allow': { type: 'string', multiple: true, default: [] },
       'webhook-allow-private': { type: 'boolean', default: false },
+      'webhook-timeout': { type: 'string' },
       'max-stdin': { type: 'string' },
       'max-files': { type: 'string' },
       'node-id': { type: 'string' },
@@ -186,6 +191,7 @@ export async function serve(argv: string[]): Promise<number> {
   const executors = Math.min(workers, parseCount(values.executors, '--executors', workers));
   let graceMs = SHUTDOWN_DEADLINE_MS;
   let leaseMs: number | undefined;
+  let webhookTimeoutMs: number | undefined;
   const nodeId = values['node-id'] ?? defaultNodeId();
   if (values['node-id'] !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(nodeId)) throw new UsageError(`--node-id ${nodeId}: expected 1 to 64 letters, digits, '.', '_' or '-'`);
   try {
@@ -193,6 +199,10 @@ export async function serve(argv: string[]): Promise<number> {
     if (values.lease !== undefined) {
       leaseMs = parseDuration(values.lease, '--lease');
       if (leaseMs < 300) throw new Error(`--lease ${values.lease}: at least 300ms (a node renews every third of it)`);
+    }
+    if (values['webhook-timeout'] !== undefined) {
+      webhookTimeoutMs = parseDuration(values['webhook-timeout'], '--webhook-timeout');
+      if (webhookTimeoutMs < 100) throw new Error(`--webhook-timeout ${values['webhook-timeout']}: at least 100ms`);
     }
   } catch (e) {
     throw new UsageError((e as Error).message);
@@ -283,14 +293,17 @@ export async function serve(argv: string[]): Promise<number> {
     return 1;
   }
   const webhooks = values['webhook-allow'].length
-    ? createWebhooks({ store, allowHosts: values['webhook-allow'], allowPrivate: values['webhook-allow-private'], logger: log })
+    ? createWebhooks({
+      store, allowHosts: values['webhook-allow'], allowPrivate: values['webhook-allow-private'], logger: log, nodeId,
+      ...(webhookTimeoutMs !== undefined ? { timeoutMs: webhookTimeoutMs } : {}),
+    })
     : undefined;
   // SQLite: the data dir is this process's alone (lockDataDir), so a run left running died with
   // the last process and is recovered at once; PostgreSQL: when its node's lease expires.
   const scheduler = createScheduler({
     store, host, logger: defaultLogger(), nodeId, exclusive: !url, quotas,
     ...(leaseMs !== undefined ? { leaseMs } : {}),
-    ...(webhooks ? { onFinish: (run) => webhooks.onFinish(run) } : {}),
+    ...(webhooks ? { onFinish: (run) => webhooks.onFinish(run), deliveryFor: (run) => webhooks.deliveryFor(run) } : {}),
   });
   const retention = createRetention({ store, retainSeconds, logger: log });
   const adminToken = process.env['CAPSA_ADMIN_TOKEN'] || undefined;
@@ -329,7 +342,7 @@ export async function serve(argv: string[]): Promise<number> {
   await scheduler.start();
   // Tenants may have a retention of their own, so the sweeper runs whatever --retain says.
   retention.start();
-  // Deliveries a stop left pending are retried.
+  // Due deliveries are claimed from now on: those a stop or a dead node left pending too.
   await webhooks?.start();
   // Policies set with \`capsa tenant\` (straight into the store) reach the executors' mounts too.
   const mountSync = setInterval(() => {

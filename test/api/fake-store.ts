@@ -4,7 +4,7 @@
  * everything, which is what a process killed with kill -9 leaves behind.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { QuotaError, type ApiKeyRecord, type DeliveryRecord, type EventWatcher, type ModuleRecord, type Page, type RunEventRecord, type RunRecord, type RunState, type Store, type Tenant } from '../../src/api/store/types.js';
+import { QuotaError, type ApiKeyRecord, type DeliveryRecord, type EventWatcher, type ModuleRecord, type Page, type RunEventRecord, type RunRecord, type RunState, type StateWrites, type Store, type Tenant } from '../../src/api/store/types.js';
 import { asyncStore, type SyncStore } from '../../src/api/store/sync.js';
 
 const TERMINAL = new Set<RunState>(['exited', 'trapped', 'timeout', 'memory_limit', 'output_limit', 'cancelled', 'invalid_module', 'host_error', 'interrupted']);
@@ -20,14 +20,15 @@ interface State {
   events: Map<string, RunEventRecord[]>;
   secrets: Map<string, string>;
   deliveries: Map<string, DeliveryRecord>;
-  /** Run id → lease end (ms); tenant id → its place in the rotation. */
+  /** Run id → lease end (ms); tenant id → its place in the rotation; delivery id → its claim. */
   leases: Map<string, number>;
+  claims: Map<string, { node: string; until: number }>;
   served: Map<string, number>;
 }
 
 const empty = (): State => ({
   tenants: new Map(), keys: new Map(), blobs: new Map(), modules: new Map(), runs: new Map(), events: new Map(), secrets: new Map(), deliveries: new Map(),
-  leases: new Map(), served: new Map(),
+  leases: new Map(), served: new Map(), claims: new Map(),
 });
 
 /** Pages by position in an array sorted the way the listing wants; the cursor is the last id. */
@@ -71,6 +72,12 @@ export function createFakeStore(initial?: State, now: () => number = Date.now): 
     if (r.attempts < 2) Object.assign(r, { state: 'queued', startedAt: null });
     else Object.assign(r, { state: 'interrupted', finishedAt: now(), result: JSON.stringify({ status: 'interrupted', blame: 'host', message: 'the server stopped while the run was running; it was retried once' }) });
     return { ...r };
+  };
+
+  /** The event appends and the delivery a change of state writes with it (one step: nothing interleaves here). */
+  const apply = (runId: string, w: StateWrites | undefined): void => {
+    for (const e of w?.events ?? []) store.appendEvent(runId, e.type, e.data);
+    if (w?.delivery) store.putDelivery(w.delivery);
   };
 
   const store: SyncStore & { snapshot(): State } = {
@@ -175,6 +182,7 @@ export function createFakeStore(initial?: State, now: () => number = Date.now): 
         st.leases.set(r.id, at + o.leaseMs);
         st.served.set(t.id, Math.max(0, ...st.served.values()) + 1);
         out.push({ ...r });
+        apply(r.id, { events: o.events?.({ ...r }) ?? [] });
       }
       return out;
     },
@@ -186,23 +194,26 @@ export function createFakeStore(initial?: State, now: () => number = Date.now): 
         return true;
       }).map((h) => h.id);
     },
-    expireLeases(at) {
+    expireLeases(at, writes) {
       const out = [...st.runs.values()].filter((r) => r.state === 'running' && (st.leases.get(r.id) ?? 0) < at)
         .map((r) => requeue(r.id)).filter((r): r is RunRecord => r !== undefined);
+      for (const r of out) apply(r.id, writes?.(r));
       if (out.some((r) => r.state === 'queued')) queueChanged();
       return out;
     },
-    finishRun(rid, state, result, at, cpuMs, attempt) {
+    finishRun(rid, state, result, at, cpuMs, attempt, writes) {
       const r = st.runs.get(rid);
       if (!TERMINAL.has(state)) throw new Error(`${state} is not terminal`);
       if (!r || TERMINAL.has(r.state)) return false;
       if (attempt !== undefined && (r.attempts !== attempt || r.state !== 'running')) return false;
       st.leases.delete(rid);
       Object.assign(r, { state, result, finishedAt: at, cpuMs: Math.max(0, Math.round(cpuMs)) });
+      apply(rid, writes);
       return true;
     },
-    requeueRun(rid, attempt) {
+    requeueRun(rid, attempt, writes) {
       const r = requeue(rid, attempt);
+      if (r) apply(rid, writes?.(r));
       if (r?.state === 'queued') queueChanged();
       return r;
     },
@@ -254,7 +265,22 @@ export function createFakeStore(initial?: State, now: () => number = Date.now): 
       st.deliveries.set(d.id, { ...d });
     },
     listDeliveries: (runId) => [...st.deliveries.values()].filter((d) => d.runId === runId).sort((a, b) => a.createdAt - b.createdAt).map((d) => ({ ...d })),
-    pendingDeliveries: () => [...st.deliveries.values()].filter((d) => d.state === 'pending').sort((a, b) => (a.nextAt ?? 0) - (b.nextAt ?? 0)).map((d) => ({ ...d })),
+    claimDeliveries(node, max, leaseMs, at) {
+      const due = [...st.deliveries.values()].filter((d) => d.state === 'pending' && (d.nextAt ?? Infinity) <= at && (st.claims.get(d.id)?.until ?? 0) < at)
+        .sort((a, b) => (a.nextAt ?? 0) - (b.nextAt ?? 0)).slice(0, Math.max(0, max));
+      return due.map((d) => {
+        d.attempts++;
+        st.claims.set(d.id, { node, until: at + leaseMs });
+        return { ...d };
+      });
+    },
+    settleDelivery(node, d) {
+      const cur = st.deliveries.get(d.id);
+      if (!cur || cur.state !== 'pending' || cur.attempts !== d.attempts || st.claims.get(d.id)?.node !== node) return false;
+      st.claims.delete(d.id);
+      Object.assign(cur, { state: d.state, lastStatus: d.lastStatus, lastError: d.lastError, nextAt: d.nextAt, updatedAt: d.updatedAt });
+      return true;
+    },
 
     close() {},
   };

@@ -119,7 +119,7 @@ export interface ServiceOptions {
   app?: Partial<AppOptions>;
   /** More options of createScheduler. */
   scheduler?: Partial<Parameters<typeof createScheduler>[0]>;
-  /** Webhooks on the service's store (their onFinish gets the scheduler's ends). */
+  /** Webhooks on the service's store (the scheduler stores their deliveries with the runs' ends), started with it. */
   webhooks?: (store: Store) => Webhooks;
   /** A PostgreSQL database to share with other services (nodes of one cluster), instead of a fresh one. */
   databaseUrl?: string;
@@ -140,9 +140,10 @@ export async function startService(o: ServiceOptions = {}): Promise<Service> {
   const webhooks = o.webhooks?.(store);
   const scheduler = createScheduler({
     store, host, logger, ...(o.quotas ? { quotas: o.quotas } : {}), ...(o.nodeId !== undefined ? { nodeId: o.nodeId } : {}),
-    ...(webhooks ? { onFinish: (r) => webhooks.onFinish(r) } : {}), ...o.scheduler,
+    ...(webhooks ? { onFinish: (r) => webhooks.onFinish(r), deliveryFor: (r) => webhooks.deliveryFor(r) } : {}), ...o.scheduler,
   });
   if (!o.paused) await scheduler.start();
+  await webhooks?.start();
   const app = createApp({ store, host, scheduler, adminToken: ADMIN, logger, ...(o.limits ? { limits: o.limits } : {}), ...(webhooks ? { webhooks } : {}), ...o.app });
   const svc: Service = {
     app, store, host, scheduler, logs, dir,

@@ -17,7 +17,7 @@ import { createSqliteStore, INTERRUPTED_RESULT, MAX_PAGE } from '../../src/api/s
 import { openSqlite, type SqliteDriverName } from '../../src/api/store/sqlite-driver.js';
 import { createPostgresStore } from '../../src/api/store/postgres.js';
 import { freshDatabase, testStoreKind, truncateAll } from '../helpers/pg.js';
-import { StoreError, type ClaimOptions, type RunRecord, type Store } from '../../src/api/store/types.js';
+import { StoreError, type ClaimOptions, type DeliveryRecord, type RunEventRecord, type RunRecord, type Store } from '../../src/api/store/types.js';
 import { newRunId } from '../../src/api/store/ids.js';
 import { MIGRATIONS } from '../../src/api/store/migrations.js';
 
@@ -874,6 +874,98 @@ describe('events', () => {
   });
 });
 
+describe('a change of state and its events are one transaction', () => {
+  const ev = (type: RunEventRecord['type'], data: unknown) => ({ type, data: JSON.stringify(data) });
+  const exitWrites = (state: string, over: Partial<DeliveryRecord> & { runId: string; tenantId: string }) => ({
+    events: [ev('status', { state }), ev('exit', { state })],
+    delivery: { id: `whd_${state}`, url: 'https://hooks.example/x', state: 'pending' as const, attempts: 0, lastStatus: null, lastError: null, nextAt: clock, createdAt: clock, updatedAt: clock, ...over },
+  });
+  const kinds = async (s: Store, runId: string) => (await s.events(runId, 0)).map((e) => [e.type, e.attempt]);
+
+  it('finishRun stores its status and exit events and its delivery once it returns true; a finishRun that loses writes nothing', async () => {
+    const s = await openStore();
+    const t = await s.createTenant('acme');
+    const mod = (await s.putModule(t.id, bytesOf('fin'), [])).record;
+    const run = await newRun(s, t.id, mod.id);
+    const [claimed] = await s.claimRuns({ node: 'n1', max: 1, leaseMs: 1000, concurrentRuns: 9, events: (r) => [ev('status', { state: 'running', attempt: r.attempts })] });
+    expect(claimed!.attempts).toBe(1);
+    await s.appendEvent(run.id, 'stdout', '"aGk="');
+    // Another attempt's end loses (the guard), a cancel's wins, the run's own end then loses: only the winner wrote.
+    expect(await s.finishRun(run.id, 'exited', '{}', clock, 1, 2, exitWrites('exited', { runId: run.id, tenantId: t.id }))).toBe(false);
+    expect(await s.finishRun(run.id, 'cancelled', '{}', clock, 0, undefined, exitWrites('cancelled', { runId: run.id, tenantId: t.id }))).toBe(true);
+    expect(await kinds(s, run.id)).toEqual([['status', 1], ['stdout', 1], ['status', 1], ['exit', 1]]);
+    expect(await s.finishRun(run.id, 'exited', '{}', clock, 1, 1, exitWrites('exited', { runId: run.id, tenantId: t.id }))).toBe(false);
+    expect((await s.events(run.id, 0)).filter((e) => e.type === 'exit').map((e) => JSON.parse(e.data).state)).toEqual(['cancelled']);
+    expect((await s.listDeliveries(run.id)).map((d) => d.id)).toEqual(['whd_cancelled']);
+    // A write that fails (an event type the store does not know) rolls the end back.
+    const other = await newRun(s, t.id, mod.id);
+    await expect(s.finishRun(other.id, 'exited', '{}', clock, 0, undefined, { events: [ev('bogus' as 'exit', {})] })).rejects.toThrow();
+    expect(await s.getRun(t.id, other.id)).toMatchObject({ state: 'queued' });
+    expect(await s.events(other.id, 0)).toEqual([]);
+  });
+
+  it('two nodes ending one run at once, while its output is appended: one end, one exit event, every append kept', async () => {
+    const [s1, s2] = [await openStore(), await openStore()];
+    const t = await s1.createTenant('acme');
+    const mod = (await s1.putModule(t.id, bytesOf('race'), [])).record;
+    for (let i = 0; i < 8; i++) {
+      const run = await newRun(s1, t.id, mod.id);
+      expect(await s1.startRun(run.id, clock, 'n1')).toBe(true);
+      const [won1, won2] = await Promise.all([
+        s1.finishRun(run.id, 'exited', '{}', clock, 1, 1, exitWrites('exited', { id: `whd_x${i}`, runId: run.id, tenantId: t.id })),
+        s2.finishRun(run.id, 'cancelled', '{}', clock, 0, undefined, exitWrites('cancelled', { id: `whd_c${i}`, runId: run.id, tenantId: t.id })),
+        ...Array.from({ length: 6 }, () => s2.appendEvent(run.id, 'stdout', '"eA=="')),
+      ]);
+      expect([won1, won2].filter(Boolean)).toHaveLength(1);
+      const events = await s1.events(run.id, 0);
+      expect(events.map((e) => e.seq)).toEqual(events.map((_, k) => k + 1));
+      expect(events.filter((e) => e.type === 'stdout')).toHaveLength(6);
+      expect(events.filter((e) => e.type === 'exit')).toHaveLength(1);
+      expect(await s1.listDeliveries(run.id)).toHaveLength(1);
+    }
+  });
+
+  it('a claim stores each run\'s first events on its new attempt; they are announced', async () => {
+    const s = await openStore();
+    const t = await s.createTenant('acme');
+    const run = await newRun(s, t.id, (await s.putModule(t.id, bytesOf('claimev'), [])).record.id);
+    const heard: unknown[] = [];
+    const w = await s.watchEvents((n) => heard.push(n));
+    await s.claimRuns({ node: 'n1', max: 1, leaseMs: 1000, concurrentRuns: 9, events: () => [ev('status', { state: 'running' })] });
+    await s.requeueRun(run.id, 1);
+    await s.claimRuns({ node: 'n2', max: 1, leaseMs: 1000, concurrentRuns: 9, events: (r) => [ev('attempt', { attempt: r.attempts }), ev('status', { state: 'running' })] });
+    expect(await kinds(s, run.id)).toEqual([['status', 1], ['attempt', 2], ['status', 2]]);
+    await vi.waitFor(() => expect(heard).toEqual([1, 2, 3].map((seq, i) => ({ runId: run.id, seq, type: ['status', 'attempt', 'status'][i] }))), STATE_WAIT);
+    await w.close();
+  });
+
+  it('a requeue\'s status event belongs to the attempt cut off: stored before the queue\'s watchers hear of the retry', async () => {
+    // PostgreSQL: another node's store hears the NOTIFY; SQLite: the one process's store hears its own requeue.
+    const s1 = await openStore();
+    const s2 = onSqlite ? s1 : await openStore();
+    const t = await s1.createTenant('acme');
+    const run = await newRun(s1, t.id, (await s1.putModule(t.id, bytesOf('rqev'), [])).record.id);
+    await s1.claimRuns({ node: 'n1', max: 1, leaseMs: 1000, concurrentRuns: 9 });
+    // Another node claims the retry the moment it hears of it, as a scheduler does.
+    const retried: RunRecord[] = [];
+    const w = await s2.watchQueue(() => { void s2.claimRuns({ node: 'n2', max: 1, leaseMs: 1000, concurrentRuns: 9 }).then((r) => retried.push(...r)); });
+    const after = await s1.requeueRun(run.id, 1, (r) => ({ events: [ev('status', { state: r.state, message: 'cut off' })] }));
+    expect(after).toMatchObject({ state: 'queued', attempts: 1 });
+    await vi.waitFor(() => expect(retried.map((r) => r.attempts)).toEqual([2]), STATE_WAIT);
+    expect(await kinds(s1, run.id)).toEqual([['status', 1]]);
+    // Cut off again (its lease expired): it ends interrupted, the end's events and delivery on attempt 2.
+    clock += 5000;
+    const ended = await s1.expireLeases(clock, (r) => exitWrites(r.state, { runId: r.id, tenantId: t.id }));
+    expect(ended.map((r) => r.state)).toEqual(['interrupted']);
+    expect(await kinds(s1, run.id)).toEqual([['status', 1], ['status', 2], ['exit', 2]]);
+    expect((await s1.listDeliveries(run.id)).map((d) => d.id)).toEqual(['whd_interrupted']);
+    // A requeue that changes nothing writes nothing.
+    expect(await s1.requeueRun(run.id, 2, () => ({ events: [ev('status', {})] }))).toBeUndefined();
+    expect(await s1.events(run.id, 3)).toEqual([]);
+    await w.close();
+  });
+});
+
 describe('retention', () => {
   it('prunes ended runs older than the cut with their events and deliveries, in batches; never queued, running or recent ones', async () => {
     const s = await openStore();
@@ -940,20 +1032,65 @@ describe('retention', () => {
 });
 
 describe('webhook deliveries', () => {
-  it('inserts and updates a delivery by id, lists a run\'s, and lists the pending ones soonest first', async () => {
+  const delivery = (runId: string, tenantId: string, over: Partial<DeliveryRecord> = {}): DeliveryRecord => (
+    { id: 'whd_a', runId, tenantId, url: 'https://hooks.example/x', state: 'pending', attempts: 0, lastStatus: null, lastError: null, nextAt: 50, createdAt: 10, updatedAt: 10, ...over });
+
+  it('inserts and updates a delivery by id and lists a run\'s', async () => {
     const s = await openStore();
     const t = await s.createTenant('acme');
     const mod = (await s.putModule(t.id, bytesOf('wh'), [])).record;
     const [r1, r2] = [await newRun(s, t.id, mod.id), await newRun(s, t.id, mod.id)];
-    const d = { id: 'whd_a', runId: r1.id, tenantId: t.id, url: 'https://hooks.example/x', state: 'pending' as const, attempts: 0, lastStatus: null, lastError: null, nextAt: 50, createdAt: 10, updatedAt: 10 };
+    const d = delivery(r1.id, t.id);
     await s.putDelivery(d);
     await s.putDelivery({ ...d, id: 'whd_b', runId: r2.id, nextAt: 20, createdAt: 11 });
-    expect((await s.pendingDeliveries()).map((x) => x.id)).toEqual(['whd_b', 'whd_a']);
     await s.putDelivery({ ...d, state: 'delivered', attempts: 2, lastStatus: 204, nextAt: null, updatedAt: 30 });
     expect(await s.listDeliveries(r1.id)).toEqual([{ ...d, state: 'delivered', attempts: 2, lastStatus: 204, nextAt: null, updatedAt: 30 }]);
-    expect((await s.pendingDeliveries()).map((x) => x.id)).toEqual(['whd_b']);
+    expect((await s.listDeliveries(r2.id)).map((x) => x.id)).toEqual(['whd_b']);
     expect(await s.listDeliveries('run_nope')).toEqual([]);
     expect((await storeError(() => s.putDelivery({ ...d, id: 'whd_c', runId: 'run_nope' }))).code).toBe('not_found');
+  });
+
+  it('claims due pending deliveries soonest first, one node at a time, each claim an attempt; settles only the attempt a node still holds', async () => {
+    const [s1, s2] = [await openStore(), await openStore()];
+    const t = await s1.createTenant('acme');
+    const mod = (await s1.putModule(t.id, bytesOf('whc'), [])).record;
+    const run = await newRun(s1, t.id, mod.id);
+    await s1.putDelivery(delivery(run.id, t.id, { id: 'whd_late', nextAt: 60 }));
+    await s1.putDelivery(delivery(run.id, t.id, { id: 'whd_soon', nextAt: 20 }));
+    await s1.putDelivery(delivery(run.id, t.id, { id: 'whd_future', nextAt: 5000 }));
+    await s1.putDelivery(delivery(run.id, t.id, { id: 'whd_done', state: 'delivered', nextAt: null }));
+    expect(await s1.claimDeliveries('n1', 0, 1000, 100)).toEqual([]);
+    const got = await s1.claimDeliveries('n1', 10, 1000, 100);
+    expect(got.map((d) => [d.id, d.attempts])).toEqual([['whd_soon', 1], ['whd_late', 1]]);
+    // Held: nobody else claims them until the lease ends (at 1100), nor does the holder twice.
+    expect(await s2.claimDeliveries('n2', 10, 1000, 1100)).toEqual([]);
+    expect(await s1.claimDeliveries('n1', 10, 1000, 500)).toEqual([]);
+    // The holder records its attempt: a retry due at 3000, the claim let go.
+    const soon = got[0]!;
+    expect(await s2.settleDelivery('n2', { ...soon, state: 'delivered' })).toBe(false);
+    expect(await s1.settleDelivery('n1', { ...soon, lastStatus: 500, lastError: 'answered 500', nextAt: 3000, updatedAt: 200 })).toBe(true);
+    expect(await s1.settleDelivery('n1', { ...soon, state: 'delivered' })).toBe(false);
+    expect((await s1.listDeliveries(run.id)).find((d) => d.id === 'whd_soon')).toMatchObject({ state: 'pending', attempts: 1, lastStatus: 500, nextAt: 3000, updatedAt: 200 });
+    // n1 dies holding whd_late: once its lease ended, n2 claims it (attempt 2); n1's late record is refused.
+    const late = await s2.claimDeliveries('n2', 10, 1000, 1101);
+    expect(late.map((d) => [d.id, d.attempts])).toEqual([['whd_late', 2]]);
+    expect(await s1.settleDelivery('n1', { ...got[1]!, state: 'delivered' })).toBe(false);
+    expect(await s2.settleDelivery('n2', { ...late[0]!, state: 'delivered', lastStatus: 204, nextAt: null })).toBe(true);
+    // The retry comes due at 3000; whd_future later; a delivered one never again.
+    expect((await s2.claimDeliveries('n2', 10, 1000, 2999)).map((d) => d.id)).toEqual([]);
+    expect((await s2.claimDeliveries('n2', 10, 1000, 6000)).map((d) => [d.id, d.attempts])).toEqual([['whd_soon', 2], ['whd_future', 1]]);
+  });
+
+  it('two nodes claiming at once never hold one delivery both', async () => {
+    const [s1, s2] = [await openStore(), await openStore()];
+    const t = await s1.createTenant('acme');
+    const mod = (await s1.putModule(t.id, bytesOf('whr'), [])).record;
+    const run = await newRun(s1, t.id, mod.id);
+    for (let i = 0; i < 30; i++) await s1.putDelivery(delivery(run.id, t.id, { id: `whd_${i}`, nextAt: i }));
+    const got = (await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? s1 : s2).claimDeliveries(`n${i}`, 4, 1000, 100)))).flat();
+    expect(got).toHaveLength(30);
+    expect(new Set(got.map((d) => d.id)).size).toBe(30);
+    expect(got.every((d) => d.attempts === 1)).toBe(true);
   });
 });
 

@@ -145,7 +145,7 @@ describe('capsa serve and capsa tenant: the command line', { timeout: 180_000 },
   it('capsa serve --help names every option and the shutdown rule', () => {
     const r = capsa(['serve', '--help']);
     expect(r.status).toBe(0);
-    for (const o of ['--host', '--port', '--data', '--policy', '--workers', '--grace', 'CAPSA_ADMIN_TOKEN', 'SIGTERM', 'interrupted']) expect(r.stdout).toContain(o);
+    for (const o of ['--host', '--port', '--data', '--policy', '--workers', '--grace', '--webhook-timeout', 'CAPSA_ADMIN_TOKEN', 'SIGTERM', 'interrupted']) expect(r.stdout).toContain(o);
   });
 
   it('capsa tenant --help names every subcommand', () => {
@@ -158,6 +158,11 @@ describe('capsa serve and capsa tenant: the command line', { timeout: 180_000 },
     expect(capsa(['serve', '--port', 'eighty']).status).toBe(2);
     expect(capsa(['serve', '--workers', '0']).status).toBe(2);
     expect(capsa(['serve', '--bogus']).status).toBe(2);
+    for (const t of ['soon', '10ms']) {
+      const r = capsa(['serve', '--webhook-timeout', t]);
+      expect(r.status).toBe(2);
+      expect(r.stderr).toContain('--webhook-timeout');
+    }
     expect(capsa(['tenant', 'frobnicate']).status).toBe(2);
     expect(capsa(['tenant', 'create']).status).toBe(2);
     expect(capsa(['tenant', 'revoke-key', 'only-one']).status).toBe(2);

@@ -106,4 +106,10 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX webhook_deliveries_state ON webhook_deliveries (state, next_at);
   CREATE INDEX runs_tenant_module ON runs (tenant_id, module_id);
   `,
+  // 5: a webhook delivery is claimed like a run: the node making its attempt and until when
+  // (a delivery whose node died is claimed again once that passed).
+  `
+  ALTER TABLE webhook_deliveries ADD COLUMN node_id TEXT;
+  ALTER TABLE webhook_deliveries ADD COLUMN lease_until INTEGER;
+  `,
 ];

@@ -101,4 +101,9 @@ export const PG_MIGRATIONS: readonly string[] = [
   CREATE INDEX webhook_deliveries_state ON webhook_deliveries (state, next_at);
   CREATE INDEX runs_tenant_module ON runs (tenant_id, module_id);
   `,
+  // 4: a webhook delivery is claimed like a run (SQLite's migration 5).
+  `
+  ALTER TABLE webhook_deliveries ADD COLUMN node_id TEXT;
+  ALTER TABLE webhook_deliveries ADD COLUMN lease_until BIGINT;
+  `,
 ];

@@ -9,7 +9,7 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import pg from 'pg';
-import type { ApiKeyRecord, ModuleRecord, Page, RunEventRecord, RunRecord, Store, Tenant } from './types.js';
+import type { ApiKeyRecord, DeliveryRecord, EventDraft, ModuleRecord, Page, RunEventRecord, RunRecord, StateWrites, Store, Tenant } from './types.js';
 import { QuotaError, StoreError } from './errors.js';
 import { KEY_PREFIX, hashApiKey, moduleIdOf, newApiKey, newId, newWebhookSecret } from './ids.js';
 import { PG_MIGRATIONS } from './pg-migrations.js';
@@ -123,6 +123,67 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
       c.release();
     }
   };
+
+  /**
+   * `tx` for a change of a run's state that appends events: a concurrent appendEvent of the same run
+   * (another node's output or cancel) may take the seq first, which fails the whole transaction on
+   * run_events' key; it is then made again from the start (nothing of it was committed).
+   */
+  const runTx = async <T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> => {
+    for (let tries = 0; ; tries++) {
+      try {
+        return await tx(fn);
+      } catch (e) {
+        if (code(e) === UNIQUE && (e as { constraint?: string }).constraint === 'run_events_pkey' && tries < 20) continue;
+        throw e;
+      }
+    }
+  };
+
+  /**
+   * Appends `events` to the run's attempt in progress in one statement of the caller's transaction,
+   * after its earlier ones, each NOTIFYing capsa_events (delivered at commit, never if rolled back).
+   */
+  const insertEvents = async (c: pg.PoolClient, runId: string, events: EventDraft[]): Promise<void> => {
+    if (!events.length) return;
+    for (const e of events) if (!EVENT_TYPES.has(e.type)) throw new StoreError('invalid', `unknown event type ${String(e.type)}`);
+    await c.query(
+      `WITH ev AS (
+         INSERT INTO run_events (run_id, seq, type, data, at, attempt)
+         SELECT $1, coalesce((SELECT max(seq) FROM run_events WHERE run_id = $1), 0) + d.n, d.type, d.data, $4,
+                coalesce((SELECT attempts FROM runs WHERE id = $1), 0)
+         FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS d(type, data, n)
+         RETURNING seq, type)
+       SELECT pg_notify('${EVENTS_CHANNEL}', $1 || ':' || seq || ':' || type) FROM ev`,
+      [runId, events.map((e) => e.type), events.map((e) => e.data), now()]);
+  };
+
+  /** Inserts or replaces a delivery (by id), on `c` or the pool. */
+  const upsertDelivery = async (d: DeliveryRecord, c?: pg.PoolClient): Promise<void> => {
+    const text = `INSERT INTO webhook_deliveries (id, run_id, tenant_id, url, state, attempts, last_status, last_error, next_at, created_at, updated_at)
+                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                  ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, attempts = EXCLUDED.attempts, last_status = EXCLUDED.last_status,
+                    last_error = EXCLUDED.last_error, next_at = EXCLUDED.next_at, updated_at = EXCLUDED.updated_at`;
+    try {
+      await (c ? c.query(text, deliveryValues(d)) : q(text, deliveryValues(d)));
+    } catch (e) {
+      if (code(e) === FOREIGN_KEY) throw new StoreError('not_found', 'unknown run');
+      throw e;
+    }
+  };
+
+  /** What a run's change of state writes with it (StateWrites), in the caller's transaction. */
+  const applyWrites = async (c: pg.PoolClient, runId: string, w: StateWrites | undefined): Promise<void> => {
+    await insertEvents(c, runId, w?.events ?? []);
+    if (w?.delivery) await upsertDelivery(w.delivery, c);
+  };
+
+  /** The restart rule's UPDATE (see the SQLite store): retried once, else interrupted, blame host. */
+  const RESTART_RULE = `state = CASE WHEN attempts < 2 THEN 'queued' ELSE 'interrupted' END,
+             started_at = CASE WHEN attempts < 2 THEN NULL ELSE started_at END,
+             result = CASE WHEN attempts < 2 THEN result ELSE $2 END,
+             finished_at = CASE WHEN attempts < 2 THEN finished_at ELSE $3 END,
+             lease_until = NULL`;
 
   const NO_HASH = Buffer.alloc(32);
 
@@ -292,7 +353,7 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
     },
     async claimRuns(o) {
       if (o.max <= 0) return [];
-      return tx(async (c) => {
+      return runTx(async (c) => {
         const out: RunRecord[] = [];
         // Tenants this claim locked and found at their bound (or out of runs another claimer holds).
         const full: string[] = [];
@@ -315,7 +376,9 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
              WHERE id = (SELECT id FROM runs WHERE tenant_id = $1 AND state = 'queued' ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
              RETURNING *`, [t.id, at, o.node, at + o.leaseMs])).rows[0];
           if (!row) { full.push(t.id); continue; }
-          out.push(toRun(row));
+          const run = toRun(row);
+          out.push(run);
+          await insertEvents(c, run.id, o.events?.(run) ?? []);
           await c.query(`UPDATE tenants SET served_seq = nextval('capsa_served_seq') WHERE id = $1`, [t.id]);
         }
         return out;
@@ -328,42 +391,48 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
          WHERE runs.id = h.id AND runs.attempts = h.attempt AND runs.node_id = $4 AND runs.state = 'running'
          RETURNING runs.id`, [at + leaseMs, runs.map((r) => r.id), runs.map((r) => r.attempt), node])).rows.map((r) => r.id);
     },
-    async expireLeases(at) {
-      // One statement: a renewal, an end or another node's expiry committed first makes the row
-      // fail the WHERE when it is re-checked under its lock, so each expired attempt is recovered once.
-      return (await q<RunRow>(
-        `WITH x AS (
-           UPDATE runs SET
-             state = CASE WHEN attempts < 2 THEN 'queued' ELSE 'interrupted' END,
-             started_at = CASE WHEN attempts < 2 THEN NULL ELSE started_at END,
-             result = CASE WHEN attempts < 2 THEN result ELSE $2 END,
-             finished_at = CASE WHEN attempts < 2 THEN finished_at ELSE $3 END,
-             lease_until = NULL
-           WHERE state = 'running' AND coalesce(lease_until, 0) < $1
-           RETURNING *)
-         SELECT x.*, CASE WHEN x.state = 'queued' THEN pg_notify('${QUEUE_CHANNEL}', '') END AS notified FROM x ORDER BY created_at, id`,
-        [at, INTERRUPTED_RESULT, now()])).rows.map(toRun);
+    async expireLeases(at, writes) {
+      // A renewal, an end or another node's expiry committed first makes the row fail the WHERE when
+      // it is re-checked under its lock, so each expired attempt is recovered once. The rows stay
+      // locked until the commit: what `writes` adds (the status events) is stored before any node
+      // can claim the retry (the NOTIFY is delivered at the commit).
+      return runTx(async (c) => {
+        const runs = (await c.query<RunRow>(
+          `WITH x AS (
+             UPDATE runs SET ${RESTART_RULE}
+             WHERE state = 'running' AND coalesce(lease_until, 0) < $1
+             RETURNING *)
+           SELECT x.*, CASE WHEN x.state = 'queued' THEN pg_notify('${QUEUE_CHANNEL}', '') END AS notified FROM x ORDER BY created_at, id`,
+          [at, INTERRUPTED_RESULT, now()])).rows.map(toRun);
+        for (const r of runs) await applyWrites(c, r.id, writes?.(r));
+        return runs;
+      });
     },
-    async finishRun(id, state, result, at, cpuMs, attempt) {
+    async finishRun(id, state, result, at, cpuMs, attempt, writes) {
       if (!TERMINAL.has(state)) throw new StoreError('invalid', `finishRun: ${state} is not a terminal state`);
       // The row lock the UPDATE takes makes the first terminal state win across nodes; with an
       // attempt, only that attempt while running (a partitioned node's late end cannot end the retry).
-      return (await q(`UPDATE runs SET state = $1, result = $2, finished_at = $3, cpu_ms = $4, lease_until = NULL
-                       WHERE id = $5 AND state IN ('queued', 'running') AND ($6::int IS NULL OR (attempts = $6 AND state = 'running'))`,
-      [state, result, at, Math.max(0, Math.round(cpuMs)), id, attempt ?? null])).rowCount === 1;
+      // The end's events and delivery are in its transaction: a loser writes none.
+      return runTx(async (c) => {
+        const won = (await c.query(`UPDATE runs SET state = $1, result = $2, finished_at = $3, cpu_ms = $4, lease_until = NULL
+                         WHERE id = $5 AND state IN ('queued', 'running') AND ($6::int IS NULL OR (attempts = $6 AND state = 'running'))`,
+        [state, result, at, Math.max(0, Math.round(cpuMs)), id, attempt ?? null])).rowCount === 1;
+        if (won) await applyWrites(c, id, writes);
+        return won;
+      });
     },
-    async requeueRun(id, attempt) {
-      // The restart rule (see the SQLite store): retried once, else interrupted, blame host. One
-      // statement, so two nodes recovering the same run cannot both act on it.
-      const r = await one<RunRow>(`UPDATE runs SET
-                 state = CASE WHEN attempts < 2 THEN 'queued' ELSE 'interrupted' END,
-                 started_at = CASE WHEN attempts < 2 THEN NULL ELSE started_at END,
-                 result = CASE WHEN attempts < 2 THEN result ELSE $2 END,
-                 finished_at = CASE WHEN attempts < 2 THEN finished_at ELSE $3 END,
-                 lease_until = NULL
-               WHERE id = $1 AND state = 'running' AND ($4::int IS NULL OR attempts = $4)
-               RETURNING *, CASE WHEN state = 'queued' THEN pg_notify('${QUEUE_CHANNEL}', '') END AS notified`, [id, INTERRUPTED_RESULT, now(), attempt ?? null]);
-      return r && toRun(r);
+    async requeueRun(id, attempt, writes) {
+      // The row lock makes two nodes recovering the same run act on it once; `writes` is stored
+      // before the commit, so its events belong to the attempt that was cut off.
+      return runTx(async (c) => {
+        const r = (await c.query<RunRow>(`UPDATE runs SET ${RESTART_RULE}
+                 WHERE id = $1 AND state = 'running' AND ($4::int IS NULL OR attempts = $4)
+                 RETURNING *, CASE WHEN state = 'queued' THEN pg_notify('${QUEUE_CHANNEL}', '') END AS notified`, [id, INTERRUPTED_RESULT, now(), attempt ?? null])).rows[0];
+        if (!r) return undefined;
+        const after = toRun(r);
+        await applyWrites(c, id, writes?.(after));
+        return after;
+      });
     },
     async runsInState(state) {
       return (await q<RunRow>('SELECT * FROM runs WHERE state = $1 ORDER BY created_at, id', [state])).rows.map(toRun);
@@ -452,21 +521,26 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
       });
     },
     async putDelivery(d) {
-      try {
-        await q(`INSERT INTO webhook_deliveries (id, run_id, tenant_id, url, state, attempts, last_status, last_error, next_at, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-                 ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, attempts = EXCLUDED.attempts, last_status = EXCLUDED.last_status,
-                   last_error = EXCLUDED.last_error, next_at = EXCLUDED.next_at, updated_at = EXCLUDED.updated_at`, deliveryValues(d));
-      } catch (e) {
-        if (code(e) === FOREIGN_KEY) throw new StoreError('not_found', 'unknown run');
-        throw e;
-      }
+      await upsertDelivery(d);
     },
     async listDeliveries(runId) {
       return (await q<DeliveryRow>('SELECT * FROM webhook_deliveries WHERE run_id = $1 ORDER BY created_at, id', [runId])).rows.map(toDelivery);
     },
-    async pendingDeliveries() {
-      return (await q<DeliveryRow>(`SELECT * FROM webhook_deliveries WHERE state = 'pending' ORDER BY next_at, id`)).rows.map(toDelivery);
+    async claimDeliveries(node, max, leaseMs, at) {
+      if (max <= 0) return [];
+      // The queue's pattern: rows another claimer holds are skipped, not waited for; a row changed
+      // by a commit since this statement's snapshot is re-checked under its lock.
+      return (await q<DeliveryRow>(
+        `UPDATE webhook_deliveries SET node_id = $1, lease_until = $2::bigint + $3::bigint, attempts = attempts + 1
+         WHERE id IN (SELECT id FROM webhook_deliveries WHERE state = 'pending' AND next_at <= $2 AND coalesce(lease_until, 0) < $2
+                      ORDER BY next_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)
+         RETURNING *`, [node, at, leaseMs, Math.floor(max)])).rows.map(toDelivery).sort((a, b) => (a.nextAt ?? 0) - (b.nextAt ?? 0) || (a.id < b.id ? -1 : 1));
+    },
+    async settleDelivery(node, d) {
+      return (await q(
+        `UPDATE webhook_deliveries SET state = $1, last_status = $2, last_error = $3, next_at = $4, updated_at = $5, node_id = NULL, lease_until = NULL
+         WHERE id = $6 AND node_id = $7 AND attempts = $8 AND state = 'pending'`,
+        [d.state, d.lastStatus, d.lastError, d.nextAt, d.updatedAt, d.id, node, d.attempts])).rowCount === 1;
     },
 
     async close() {

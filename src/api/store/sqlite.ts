@@ -9,7 +9,7 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import type { ApiKeyRecord, ClaimOptions, DeliveryRecord, EventWatcher, HeldRun, ModuleRecord, Page, RunEventRecord, RunQuota, RunRecord, RunState, Store, Tenant } from './types.js';
+import type { ApiKeyRecord, ClaimOptions, DeliveryRecord, EventNotice, EventWatcher, HeldRun, ModuleRecord, Page, RunEventRecord, RunQuota, RunRecord, RunState, StateWrites, Store, Tenant } from './types.js';
 import { QuotaError, StoreError } from './errors.js';
 import { KEY_PREFIX, hashApiKey, moduleDigest, moduleIdOf, newApiKey, newId, newWebhookSecret } from './ids.js';
 import { MIGRATIONS } from './migrations.js';
@@ -207,7 +207,13 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
        ON CONFLICT (id) DO UPDATE SET state = excluded.state, attempts = excluded.attempts, last_status = excluded.last_status,
          last_error = excluded.last_error, next_at = excluded.next_at, updated_at = excluded.updated_at`),
     listDeliveries: db.prepare<[string], DeliveryRow>('SELECT * FROM webhook_deliveries WHERE run_id = ? ORDER BY created_at, id'),
-    pendingDeliveries: db.prepare<[], DeliveryRow>(`SELECT * FROM webhook_deliveries WHERE state = 'pending' ORDER BY next_at, id`),
+    dueDeliveries: db.prepare<[number, number, number], { id: string }>(
+      `SELECT id FROM webhook_deliveries WHERE state = 'pending' AND next_at <= ? AND coalesce(lease_until, 0) < ? ORDER BY next_at, id LIMIT ?`),
+    claimDelivery: db.prepare<[string, number, string], DeliveryRow>(
+      'UPDATE webhook_deliveries SET node_id = ?, lease_until = ?, attempts = attempts + 1 WHERE id = ? RETURNING *'),
+    settleDelivery: db.prepare<[string, number | null, string | null, number | null, number, string, string, number], void>(
+      `UPDATE webhook_deliveries SET state = ?, last_status = ?, last_error = ?, next_at = ?, updated_at = ?, node_id = NULL, lease_until = NULL
+       WHERE id = ? AND node_id = ? AND attempts = ? AND state = 'pending'`),
   };
 
   // Files left by a crash: temp files, and files whose last reference was deleted before the unlink.
@@ -288,6 +294,60 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
     }
   };
 
+  const watchers = new Set<EventWatcher>();
+  /** Events written by the transaction in progress: announced once it committed, dropped if it rolled back. */
+  let unannounced: EventNotice[] = [];
+  /** Runs `fn` (a transaction) and then tells the watchers of the events it wrote. */
+  const announcing = <T>(fn: () => T): T => {
+    let out: T;
+    try {
+      out = fn();
+    } catch (e) {
+      unannounced = [];
+      throw e;
+    }
+    const told = unannounced;
+    unannounced = [];
+    // One process per data dir: its own appends are all there is to announce.
+    for (const n of told) {
+      for (const w of watchers) {
+        try { w(n); } catch { /* a watcher's failure is its own */ }
+      }
+    }
+    return out;
+  };
+
+  /** Appends an event to the run's attempt in progress, inside the caller's transaction. */
+  const insertEvent = (runId: string, type: RunEventRecord['type'], data: string): RunEventRecord => {
+    if (!EVENT_TYPES.has(type)) throw new StoreError('invalid', `unknown event type ${String(type)}`);
+    const at = now();
+    let row: { seq: number; attempt: number } | undefined;
+    try {
+      row = s.appendEvent.get(runId, type, data, at, runId, runId);
+    } catch (e) {
+      if (constraintOf(e) === 'foreignkey') throw new StoreError('not_found', 'unknown run');
+      throw e;
+    }
+    if (!row) throw new Error('appendEvent: no row inserted');
+    unannounced.push({ runId, seq: row.seq, type });
+    return { runId, seq: row.seq, type, data, at, attempt: row.attempt };
+  };
+
+  /** What a run's change of state writes with it (StateWrites), inside the caller's transaction. */
+  const applyWrites = (runId: string, w: StateWrites | undefined): void => {
+    for (const e of w?.events ?? []) insertEvent(runId, e.type, e.data);
+    if (w?.delivery) putDelivery(w.delivery);
+  };
+
+  const putDelivery = (d: DeliveryRecord): void => {
+    try {
+      s.putDelivery.run(...deliveryValues(d));
+    } catch (e) {
+      if (constraintOf(e) === 'foreignkey') throw new StoreError('not_found', 'unknown run');
+      throw e;
+    }
+  };
+
   const createRunTx = db.transaction((run: Parameters<Store['createRun']>[0], quota?: RunQuota): RunRecord => {
     // A run may only name a module its own tenant holds (the bytes are shared between tenants).
     if (!s.getModule.get(run.tenantId, run.moduleId)) throw new StoreError('not_found', 'unknown module');
@@ -319,7 +379,9 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
       const row = s.claimOldest.get(at, o.node, at + o.leaseMs, t.id);
       order.splice(i, 1);
       if (!row) continue;
-      out.push(toRun(row));
+      const run = toRun(row);
+      out.push(run);
+      applyWrites(run.id, { events: o.events?.(run) ?? [] });
       s.served.run(t.id);
       // Served now: last in the rotation.
       order.push({ ...t, running: t.running + 1 });
@@ -330,6 +392,8 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
   const renewTx = db.transaction((node: string, runs: HeldRun[], leaseMs: number, at: number): string[] =>
     runs.filter((r) => s.renew.run(at + leaseMs, r.id, r.attempt, node).changes === 1).map((r) => r.id));
 
+  const appendEventTx = db.transaction(insertEvent);
+
   /*
    * The restart rule. `attempts` counts how often a worker started the run. A run found `running`
    * when the server (re)starts was cut off by the server, not by the guest:
@@ -337,29 +401,28 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
    *   - attempts >= 2 (the retry was cut off too): `interrupted`, blame host, with INTERRUPTED_RESULT.
    * A run that is not `running` is left alone.
    */
-  const requeueTx = db.transaction((id: string, attempt?: number): RunRecord | undefined => {
+  type Writes = ((after: RunRecord) => StateWrites) | undefined;
+  const requeueTx = db.transaction((id: string, attempt: number | undefined, writes: Writes): RunRecord | undefined => {
     const a = attempt ?? null;
     const row = s.requeue.get(id, a, a) ?? s.interrupt.get(INTERRUPTED_RESULT, now(), id, a, a);
-    return row && toRun(row);
+    if (!row) return undefined;
+    const after = toRun(row);
+    // Before the commit, on the attempt that was cut off (the retry's claim comes after).
+    applyWrites(id, writes?.(after));
+    return after;
   });
 
-  const expireTx = db.transaction((at: number): RunRecord[] =>
-    s.expired.all(at).map((r) => requeueTx(r.id)).filter((r): r is RunRecord => r !== undefined), 'immediate');
+  const expireTx = db.transaction((at: number, writes: Writes): RunRecord[] =>
+    s.expired.all(at).map((r) => requeueTx(r.id, undefined, writes)).filter((r): r is RunRecord => r !== undefined), 'immediate');
 
-  const appendEventTx = db.transaction((runId: string, type: RunEventRecord['type'], data: string): RunEventRecord => {
-    const at = now();
-    let row: { seq: number; attempt: number } | undefined;
-    try {
-      row = s.appendEvent.get(runId, type, data, at, runId, runId);
-    } catch (e) {
-      if (constraintOf(e) === 'foreignkey') throw new StoreError('not_found', 'unknown run');
-      throw e;
-    }
-    if (!row) throw new Error('appendEvent: no row inserted');
-    return { runId, seq: row.seq, type, data, at, attempt: row.attempt };
-  });
+  const finishTx = db.transaction((id: string, state: RunState, result: string, at: number, cpuMs: number, attempt: number | null, writes: StateWrites | undefined): boolean => {
+    if (s.finishRun.run(state, result, at, cpuMs, id, attempt, attempt).changes !== 1) return false;
+    applyWrites(id, writes);
+    return true;
+  }, 'immediate');
 
-  const watchers = new Set<EventWatcher>();
+  const claimDeliveriesTx = db.transaction((node: string, max: number, leaseMs: number, at: number): DeliveryRecord[] =>
+    s.dueDeliveries.all(at, at, max).map((d) => toDelivery(s.claimDelivery.get(node, at + leaseMs, d.id)!)), 'immediate');
 
   const store: SyncStore = {
     createTenant,
@@ -458,20 +521,19 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
       return toPage(rows, size, toRun);
     },
     startRun: (id, at, nodeId) => s.startRun.run(at, nodeId ?? null, id).changes === 1,
-    claimRuns: (o) => (o.max > 0 ? claimTx(o) : []),
+    claimRuns: (o) => (o.max > 0 ? announcing(() => claimTx(o)) : []),
     renewLeases: (node, runs, leaseMs, at) => (runs.length ? renewTx(node, runs, leaseMs, at) : []),
-    expireLeases: (at) => {
-      const runs = expireTx(at);
+    expireLeases: (at, writes) => {
+      const runs = announcing(() => expireTx(at, writes));
       if (runs.some((r) => r.state === 'queued')) queueChanged();
       return runs;
     },
-    finishRun: (id, state, result, at, cpuMs, attempt) => {
+    finishRun: (id, state, result, at, cpuMs, attempt, writes) => {
       if (!TERMINAL.has(state)) throw new StoreError('invalid', `finishRun: ${state} is not a terminal state`);
-      const a = attempt ?? null;
-      return s.finishRun.run(state, result, at, Math.max(0, Math.round(cpuMs)), id, a, a).changes === 1;
+      return announcing(() => finishTx(id, state, result, at, Math.max(0, Math.round(cpuMs)), attempt ?? null, writes));
     },
-    requeueRun: (id, attempt) => {
-      const r = requeueTx(id, attempt);
+    requeueRun: (id, attempt, writes) => {
+      const r = announcing(() => requeueTx(id, attempt, writes));
       if (r?.state === 'queued') queueChanged();
       return r;
     },
@@ -487,15 +549,7 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
     },
     cpuUsedSince: (tenantId, since) => s.cpuUsedSince.get(tenantId, since)?.n ?? 0,
 
-    appendEvent: (runId, type, data) => {
-      if (!EVENT_TYPES.has(type)) throw new StoreError('invalid', `unknown event type ${String(type)}`);
-      const ev = appendEventTx(runId, type, data);
-      // One process per data dir: its own appends are all there is to announce.
-      for (const w of watchers) {
-        try { w({ runId, seq: ev.seq, type }); } catch { /* a watcher's failure is its own */ }
-      }
-      return ev;
-    },
+    appendEvent: (runId, type, data) => announcing(() => appendEventTx(runId, type, data)),
     events: (runId, afterSeq) => s.events.all(runId, afterSeq).map(toEvent),
     watchEvents: (watcher) => {
       watchers.add(watcher);
@@ -512,16 +566,10 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
       for (const id of r.orphans) unlinkQuiet(moduleFile(id));
       return { runs: r.runs, modules: r.modules };
     },
-    putDelivery: (d) => {
-      try {
-        s.putDelivery.run(...deliveryValues(d));
-      } catch (e) {
-        if (constraintOf(e) === 'foreignkey') throw new StoreError('not_found', 'unknown run');
-        throw e;
-      }
-    },
+    putDelivery,
     listDeliveries: (runId) => s.listDeliveries.all(runId).map(toDelivery),
-    pendingDeliveries: () => s.pendingDeliveries.all().map(toDelivery),
+    claimDeliveries: (node, max, leaseMs, at) => (max > 0 ? claimDeliveriesTx(node, Math.floor(max), leaseMs, at) : []),
+    settleDelivery: (node, d) => s.settleDelivery.run(d.state, d.lastStatus, d.lastError, d.nextAt, d.updatedAt, d.id, node, d.attempts).changes === 1,
 
     close: () => {
       db.close();

@@ -113,6 +113,26 @@ export interface ClaimOptions {
   leaseMs: number;
   /** A tenant's runs running at once across all nodes, at most: the service's bound, for tenants with no concurrentRuns quota of their own (setQuotas). */
   concurrentRuns: number;
+  /** The events each claimed run starts with (its `running` status), written in the claim's transaction. */
+  events?: (run: RunRecord) => EventDraft[];
+}
+
+/** An event a change of a run's state writes in its own transaction (see StateWrites). */
+export interface EventDraft {
+  type: RunEventRecord['type'];
+  /** JSON text. */
+  data: string;
+}
+
+/**
+ * What a run's change of state writes in the same transaction, so that a reader never sees the
+ * state without them: its events (appended after the run's earlier ones, stamped with the attempt
+ * the run is on, announced like appendEvent's), and, when the run ends, its webhook delivery.
+ */
+export interface StateWrites {
+  events?: EventDraft[];
+  /** The delivery of the run's end to its callback_url (pending, due at nextAt; or failed). */
+  delivery?: DeliveryRecord;
 }
 
 /** One attempt of a run a node holds: the guard of renewals, requeues and ends. */
@@ -226,22 +246,26 @@ export interface Store {
   /**
    * Applies the restart rule (requeueRun) to every running run whose lease ended before `at` (a run
    * with no lease counts as expired); returns those runs as they are now (queued, or interrupted).
+   * `writes` gives what each one's change writes with it, in the same transaction (requeueRun).
    */
-  expireLeases(at: number): Promise<RunRecord[]>;
+  expireLeases(at: number, writes?: (after: RunRecord) => StateWrites): Promise<RunRecord[]>;
   /**
-   * Records the end of a run (terminal state, result JSON, CPU ms). Only a queued or running run
-   * ends: the first terminal state wins, and the answer says whether this call was it (false when the
-   * run had already ended, e.g. a worker's exit racing a cancel). Added to the interface (was void)
-   * so the API emits one `exit` event per run without a read-then-write.
+   * Records the end of a run (terminal state, result JSON, CPU ms) and, in the same transaction,
+   * `writes` (its `status` and `exit` events, its webhook delivery): once this resolves true they
+   * are stored, and a call that resolves false wrote nothing. Only a queued or running run ends: the
+   * first terminal state wins, and the answer says whether this call was it (false when the run had
+   * already ended, e.g. a worker's exit racing a cancel, or another attempt holds it).
    */
-  finishRun(id: string, state: RunState, result: string, at: number, cpuMs: number, attempt?: number): Promise<boolean>;
+  finishRun(id: string, state: RunState, result: string, at: number, cpuMs: number, attempt?: number, writes?: StateWrites): Promise<boolean>;
   /**
    * Puts a running run back in the queue (restart rule), or ends it `interrupted`: a run that ran
    * once (attempts < 2) is queued again; one whose retry was cut off too ends `interrupted` (blame
    * host). Runs in other states are left alone, and so is a run on another attempt than `attempt`
-   * when given. Returns the run as it is now when this call changed it.
+   * when given. `writes(after)` is written in the same transaction, so its events belong to the
+   * attempt that was cut off (no node can claim the retry before they are stored). Returns the run
+   * as it is now when this call changed it.
    */
-  requeueRun(id: string, attempt?: number): Promise<RunRecord | undefined>;
+  requeueRun(id: string, attempt?: number, writes?: (after: RunRecord) => StateWrites): Promise<RunRecord | undefined>;
   /** Runs in a state, oldest first, across tenants (the scheduler and restart recovery). */
   runsInState(state: 'queued' | 'running'): Promise<RunRecord[]>;
   /** Counts of a tenant's runs in a state (quotas). */
@@ -287,8 +311,19 @@ export interface Store {
   putDelivery(d: DeliveryRecord): Promise<void>;
   /** A run's deliveries, oldest first (the API checks the run is the tenant's first). */
   listDeliveries(runId: string): Promise<DeliveryRecord[]>;
-  /** Every pending delivery, soonest first (resumed at start). */
-  pendingDeliveries(): Promise<DeliveryRecord[]>;
+  /**
+   * Claims up to `max` pending deliveries due by `at` (soonest first) that no live lease holds, for
+   * `node` until `at + leaseMs`: each one's `attempts` grows by one (the attempt the claimer makes).
+   * Two nodes never hold one delivery (PostgreSQL: FOR UPDATE SKIP LOCKED; SQLite: one writer); a
+   * delivery whose claimer died is claimed again once its lease ended.
+   */
+  claimDeliveries(node: string, max: number, leaseMs: number, at: number): Promise<DeliveryRecord[]>;
+  /**
+   * Records the outcome of the attempt `d.attempts` that `node` claimed (state, status, error,
+   * nextAt, updatedAt) and lets the claim go; false, recording nothing, when the node no longer holds
+   * that attempt (its lease ended and another node claimed the delivery again).
+   */
+  settleDelivery(node: string, d: DeliveryRecord): Promise<boolean>;
 
   close(): Promise<void>;
 }
