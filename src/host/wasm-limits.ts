@@ -317,6 +317,7 @@ export interface ModuleInterface {
 
 /** The sections a core module may have (0 custom, 1 type … 12 data count, 13 tag). */
 const LAST_SECTION = 13;
+const utf8 = new TextDecoder('utf-8', { fatal: true });
 const SECTION_FUNCTION = 3;
 const SECTION_EXPORT = 7;
 const SECTION_CODE = 10;
@@ -332,7 +333,6 @@ const SECTION_CODE = 10;
 export function moduleInterface(bytes: Uint8Array): ModuleInterface {
   const { sections } = parse(bytes);
   const out: ModuleInterface = { imports: [], exports: [], customSections: [] };
-  const utf8 = new TextDecoder('utf-8', { fatal: true });
   const name = (r: Reader, what: string): string => {
     const len = r.u32(`${what} length`);
     const at = r.pos;
