@@ -86,7 +86,7 @@ export function fmt(x, digits = 0) {
  * The service benchmarks' load generator: one request on a keep-alive node:http Agent (one socket
  * per client); resolves with the status and the body text, rejects when no answer came in 10 s.
  */
-export function request(agent, url, method, p, headers, body) {
+export function request(agent, url, method, p, headers, body, retried = false) {
   return new Promise((resolve, reject) => {
     const req = http.request(new URL(p, url), { method, agent, headers: { ...headers, 'content-length': body ? body.length : 0 }, timeout: 10_000 }, (res) => {
       const chunks = [];
@@ -95,7 +95,13 @@ export function request(agent, url, method, p, headers, body) {
       res.on('error', reject);
     });
     req.on('timeout', () => req.destroy(new Error(`${method} ${p}: no answer within 10 s`)));
-    req.on('error', reject);
+    req.on('error', (e) => {
+      // A kept-alive socket the server closed as idle (its 5 s keep-alive timeout, while the bench
+      // drove the other server) just as this request went out: the server never read the request,
+      // so it is sent again once on a fresh socket, as Node's documentation advises.
+      if (!retried && req.reusedSocket && e.code === 'ECONNRESET') resolve(request(agent, url, method, p, headers, body, true));
+      else reject(e);
+    });
     req.end(body);
   });
 }

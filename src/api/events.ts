@@ -30,6 +30,12 @@ export interface RunEvents {
    */
   waitFor(runId: string, ms: number, ended?: () => Promise<boolean>): Promise<void>;
   /**
+   * Listens for the run's `exit` from now on, before the run is even stored (POST /v1/runs follows
+   * the id it is about to create): its wait() then needs no first `ended()` read, since no event
+   * of the run can precede the listening. `close()` stops listening without waiting.
+   */
+  follow(runId: string): Promise<ExitWatch>;
+  /**
    * Resolves once every event published so far (of `runId` only, when given) is stored (or failed):
    * a change of the run's state that writes events itself (the store's finishRun) comes after them.
    */
@@ -38,6 +44,13 @@ export interface RunEvents {
   drain(): void;
   /** Stops listening. */
   close(): Promise<void>;
+}
+
+/** A run's exit being listened for (RunEvents.follow). */
+export interface ExitWatch {
+  /** Resolves at the exit (heard since follow()), when `ended()` says so (on a resync, every few seconds, and at once with `askNow`), or after `ms`; then stops listening. */
+  wait(ms: number, ended?: () => Promise<boolean>, askNow?: boolean): Promise<void>;
+  close(): void;
 }
 
 export interface RunEventsOptions {
@@ -121,28 +134,39 @@ export function createRunEvents(options: RunEventsOptions): RunEvents {
       return unsubscribe;
     },
     async waitFor(runId, ms, ended) {
-      let done!: () => void;
-      const over = new Promise<void>((r) => { done = r; });
-      const deadline = setTimeout(done, Math.max(0, ms));
-      let recheck: NodeJS.Timeout | undefined;
-      const ask = (): void => {
-        ended?.().then((yes) => { if (yes) done(); }, () => {});
-      };
+      await (await hub.follow(runId)).wait(ms, ended, true);
+    },
+    async follow(runId) {
+      let exited = false;
+      let done: (() => void) | undefined;
+      let resync: (() => void) | undefined;
       const unsubscribe = await hub.subscribe(runId, (n) => {
-        if (n === 'resync') ask();
-        else if (n.type === 'exit') done();
+        if (n === 'resync') resync?.();
+        else if (n.type === 'exit') { exited = true; done?.(); }
       });
-      if (ended) {
-        ask();
-        recheck = setInterval(ask, WAIT_RECHECK_MS);
-      }
-      try {
-        await over;
-      } finally {
-        clearTimeout(deadline);
-        if (recheck) clearInterval(recheck);
-        unsubscribe();
-      }
+      return {
+        async wait(ms, ended, askNow = false) {
+          let deadline: NodeJS.Timeout | undefined;
+          let recheck: NodeJS.Timeout | undefined;
+          try {
+            if (exited) return;
+            await new Promise<void>((resolve) => {
+              done = resolve;
+              deadline = setTimeout(resolve, Math.max(0, ms));
+              if (!ended) return;
+              const ask = (): void => { ended().then((yes) => { if (yes) resolve(); }, () => {}); };
+              resync = ask;
+              if (askNow) ask();
+              recheck = setInterval(ask, WAIT_RECHECK_MS);
+            });
+          } finally {
+            clearTimeout(deadline);
+            if (recheck) clearInterval(recheck);
+            unsubscribe();
+          }
+        },
+        close: unsubscribe,
+      };
     },
     async flush(runId) {
       if (runId !== undefined) await chains.get(runId);

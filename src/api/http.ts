@@ -37,14 +37,27 @@ export function defineRoute(app: OpenAPIHono<AppEnv>, deps: Deps, spec: RouteSpe
   if (auth === 'tenant') mws.push(tenantAuth(deps));
   if (auth === 'admin') mws.push(adminAuth(deps));
   if (maxBody !== undefined) {
-    mws.push(bodyLimit({
-      maxSize: maxBody,
-      onError: (c) => errorResponse(c as Context<AppEnv>, new ApiError(413, 'body_too_large', `The body is larger than ${formatBytes(maxBody)}, the limit of ${route.method.toUpperCase()} ${route.path}`)),
-    }));
+    mws.push(limitBody(maxBody, (c) => errorResponse(c, new ApiError(413, 'body_too_large', `The body is larger than ${formatBytes(maxBody)}, the limit of ${route.method.toUpperCase()} ${route.path}`))));
   }
   const path = route.path.replaceAll(/\{([^}]+)\}/g, ':$1');
   const on = app.on.bind(app) as unknown as (method: string, path: string, ...h: MiddlewareHandler<AppEnv>[]) => unknown;
   on(route.method.toUpperCase(), path, ...mws, ...(handlers as MiddlewareHandler<AppEnv>[]));
+}
+
+/**
+ * Hono's bodyLimit, except that a body with a Content-Length is judged by it and left unread:
+ * hono's reads `raw.body`, which makes @hono/node-server build a WHATWG Request and stream for
+ * every request, where reading the body later (arrayBuffer) goes straight to Node's request
+ * (Node's parser holds a body to its Content-Length). Chunked bodies are counted as they come.
+ */
+function limitBody(maxSize: number, onError: (c: Context<AppEnv>) => Response | Promise<Response>): MiddlewareHandler<AppEnv> {
+  const counted = bodyLimit({ maxSize, onError: (c) => onError(c as Context<AppEnv>) });
+  return async (c, next) => {
+    const length = c.req.header('content-length');
+    if (length === undefined || c.req.header('transfer-encoding') !== undefined) return counted(c, next);
+    if (parseInt(length, 10) > maxSize) return onError(c);
+    await next();
+  };
 }
 
 /** The deepest nesting of arrays and objects in JSON text, counted without parsing it. */

@@ -138,6 +138,8 @@ interface InFlight {
   requeue: boolean;
   /** Set when the lease renewal found the run no longer this attempt's: nothing more is written for it. */
   lost: boolean;
+  /** The guest ended here: an exit heard from now on is this node's own (or too late to stop anything). */
+  over: boolean;
   done: Promise<void>;
 }
 
@@ -299,7 +301,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   };
 
   const launch = (run: RunRecord): void => {
-    const entry: InFlight = { run, abort: new AbortController(), requeue: false, lost: false, done: Promise.resolve() };
+    const entry: InFlight = { run, abort: new AbortController(), requeue: false, lost: false, over: false, done: Promise.resolve() };
     inFlight.set(run.id, entry);
     entry.done = execute(entry)
       .catch((e: unknown) => { log.error({ err: e, tenant: run.tenantId, run: run.id }, 'scheduler failed on a run'); })
@@ -320,7 +322,8 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         if (!r || r.state !== 'running' || r.attempts !== run.attempts) entry.abort.abort();
       }, () => {});
     };
-    const unfollow = await events.subscribe(run.id, (n) => { if (n !== 'resync' && n.type === 'exit') stopIfEnded(); })
+    // Not for the run's own exit (the guest already ended): that would cost a read and an abort per run.
+    const unfollow = await events.subscribe(run.id, (n) => { if (n !== 'resync' && n.type === 'exit' && !entry.over) stopIfEnded(); })
       .catch((e: unknown) => { log.warn({ err: e, run: run.id }, 'cannot follow the run\'s events: a cancel on another node stops it at the next lease renewal'); return () => {}; });
     metrics.queueSeconds.observe(Math.max(0, t0 - run.createdAt) / 1000);
     // Its `attempt` and `running` status events were stored with the claim (startEvents).
@@ -410,6 +413,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       failure = e;
     } finally {
       metrics.busyMs += performance.now() - t1;
+      entry.over = true;
     }
     flush();
     if (entry.lost) return;

@@ -240,8 +240,8 @@ const hasSocketNode = (n: ArgNode | undefined): boolean => countSocketNodes(n) >
 
 /** A run's result from how the pool ended it. */
 function resultOf(end: JobEnd, base: Pick<RunResult, 'stdout' | 'stderr' | 'audit' | 'warnings'>, req: RunRequest, hostCpuMs: number): RunResult {
-  if (end.kind === 'stopped' && end.reason === 'module_heap') {
-    return { ...base, status: 'memory_limit', blame: 'guest', message: end.message, files: {}, usage: { wallMs: end.wallMs, cpuMs: end.cpuMs, peakMemoryBytes: 0 } };
+  if (end.kind === 'stopped' && (end.reason === 'module_heap' || end.reason === 'invalid_module')) {
+    return { ...base, status: end.reason === 'module_heap' ? 'memory_limit' : 'invalid_module', blame: 'guest', message: end.message, files: {}, usage: { wallMs: end.wallMs, cpuMs: end.cpuMs, peakMemoryBytes: 0 } };
   }
   if (end.kind === 'stopped') {
     const usage = { wallMs: end.wallMs, cpuMs: end.cpuMs, peakMemoryBytes: 0 };
@@ -271,7 +271,7 @@ function resultOf(end: JobEnd, base: Pick<RunResult, 'stdout' | 'stderr' | 'audi
  * What keeps a module from running as asked, or the invoke spec for the worker: a command needs
  * _start, --invoke an exported function by that name; both need the exported memory WASI writes into.
  */
-function entryProblem(exports: WebAssembly.ModuleExportDescriptor[], invoke: RunRequest['invoke'], bytes: () => Uint8Array): string | undefined | GuestSpec['invoke'] {
+function entryProblem(exports: CachedModule['exports'], invoke: RunRequest['invoke'], bytes: () => Uint8Array): string | undefined | GuestSpec['invoke'] {
   const functions = exports.filter((e) => e.kind === 'function').map((e) => e.name);
   const list = functions.length ? `its exported functions: ${functions.slice(0, 10).join(', ')}${functions.length > 10 ? ', …' : ''}` : 'it exports no functions';
   const memoryProblem = () => exports.some((e) => e.kind === 'memory' && e.name === 'memory') ? undefined
@@ -326,7 +326,9 @@ function runnerOf(options: HostOptions): Runner {
 export async function createHost(options: HostOptions = {}): Promise<Host> {
   const defaults = { ...DEFAULT_LIMITS, ...options.limits?.defaults };
   const max = { ...DEFAULT_MAX_LIMITS, ...options.limits?.max };
-  const cache = new ModuleCache({ maxBytes: options.cacheBytes ?? 256 << 20 });
+  // Under process isolation the executors compile: this process only caps and reads modules, so
+  // untrusted bytes never reach its V8 compiler.
+  const cache = new ModuleCache({ maxBytes: options.cacheBytes ?? 256 << 20, compile: options.isolation !== 'process' });
   const runner = runnerOf(options);
   await runner.start();
   const auditMax = options.auditMax ?? 1000;
@@ -369,11 +371,11 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
   });
 
   /** The bridge handlers of a run whose guest imports host functions or Casper: what crosses, and who answers. */
-  const bridgeOf = (req: RunRequest, limits: Limits, module: WebAssembly.Module, fns: HostFunctions, warn: (what: string, e: unknown) => void, charge: (ms: number) => void,
+  const bridgeOf = (req: RunRequest, limits: Limits, imports: CachedModule['imports'], fns: HostFunctions, warn: (what: string, e: unknown) => void, charge: (ms: number) => void,
     owner: NetOwner | undefined, netAudit: (e: NetAuditEntry) => void) => {
     const fnList = functionList(fns);
     // Only the functions the module imports cross to the worker.
-    const imported = new Set(WebAssembly.Module.imports(module).map((i) => `${i.module}.${i.name}`));
+    const imported = new Set(imports.map((i) => `${i.module}.${i.name}`));
     const used = fnList.filter((f) => imported.has(`${f.module}.${f.name}`));
     const wantsCasper = [...imported].some((n) => n.startsWith('casper.'));
     if (!used.length && !wantsCasper) return { used, serve: undefined };
@@ -419,7 +421,7 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
     const loaded = load(req, limits);
     if (!('module' in loaded)) return empty(loaded.status, 'guest', loaded.message);
     const fns = mergeFunctions(options.functions, req.functions);
-    const unknown = unknownImports(loaded.module, functionList(fns));
+    const unknown = unknownImports(loaded.imports, functionList(fns));
     if (unknown.length) return empty('invalid_module', 'guest', unknownImportsMessage(loaded.id, unknown));
     const entry = entryProblem(loaded.exports, req.invoke, () => originalBytes(req, loaded.id));
     if (typeof entry === 'string') return empty('invalid_module', 'guest', `Cannot run ${loaded.id}: ${entry}`);
@@ -443,7 +445,7 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
     const owner = socketsOf(req, netAudit, casperNet);
     // The host thread's time on the run's Casper requests counts against the run's CPU limit.
     let hostCpuMs = 0;
-    const { used, serve } = bridgeOf(req, limits, loaded.module, fns, warn, (ms) => { hostCpuMs += ms; }, owner, netAudit);
+    const { used, serve } = bridgeOf(req, limits, loaded.imports, fns, warn, (ms) => { hostCpuMs += ms; }, owner, netAudit);
     const spec: GuestSpec = { ...specOf(req, limits, used, streaming, auditMax), ...(entry ? { invoke: entry } : {}) };
     if (options.casperInWorker !== false && loaded.imports.some((i) => i.module === 'casper')) spec.casperInWorker = inWorkerConfig(req);
     let end: JobEnd;
@@ -474,7 +476,7 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
     const base = { stdout: concat(out[1]), stderr: concat(out[2]), audit: { events: audit, dropped: 0 }, ...(warnings.length ? { warnings } : {}) };
     const r = resultOf(end, base, req, hostCpuMs);
     // A trap's frames get file:line where the module carries DWARF line information (clang -g).
-    if (r.trap?.frames && WebAssembly.Module.customSections(loaded.module, '.debug_line').length) {
+    if (r.trap?.frames && loaded.debugLines) {
       r.trap.frames = withSourceLines(r.trap.frames, originalBytes(req, loaded.id));
     }
     return r;

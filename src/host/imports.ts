@@ -20,10 +20,10 @@ const PROVIDED = new Set<string>([
 /** Modules capsa provides, for messages. */
 export const PROVIDED_MODULES = ['wasi_snapshot_preview1', 'capsicum', 'argdata', 'casper'] as const;
 
-/** The imports of `module` that neither capsa nor the embedder's host functions satisfy, as "module.name (kind)". */
-export function unknownImports(module: WebAssembly.Module, extra: { module: string; name: string }[] = []): string[] {
+/** Of a module's imports, those neither capsa nor the embedder's host functions satisfy, as "module.name (kind)". */
+export function unknownImports(imports: readonly { module: string; name: string; kind: string }[], extra: { module: string; name: string }[] = []): string[] {
   const more = new Set(extra.map((f) => `${f.module}.${f.name}`));
-  return WebAssembly.Module.imports(module)
+  return imports
     .filter((i) => i.kind !== 'function' || !(PROVIDED.has(`${i.module}.${i.name}`) || more.has(`${i.module}.${i.name}`)))
     .map((i) => `${i.module}.${i.name} (${i.kind})`);
 }

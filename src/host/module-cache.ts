@@ -13,17 +13,26 @@
 import { createHash } from 'node:crypto';
 import v8 from 'node:v8';
 import { formatBytes } from './units.js';
-import { capModule, capPages, ModuleLimitError, type ModuleCaps } from './wasm-limits.js';
+import { capModule, capPages, ModuleLimitError, moduleInterface, type ModuleCaps, type ModuleInterface } from './wasm-limits.js';
 
-/** A module compiled under one set of caps. */
+/** A module compiled (or, in a cache that does not compile, checked) under one set of caps. */
 export interface CachedModule {
   /** "sha256:<hex>" of the original (uncapped) bytes. */
   id: string;
   /** Length of the original bytes. */
   size: number;
-  module: WebAssembly.Module;
-  imports: WebAssembly.ModuleImportDescriptor[];
-  exports: WebAssembly.ModuleExportDescriptor[];
+  /** The compiled module; undefined in a cache made with `compile: false` (executors compile it). */
+  module: WebAssembly.Module | undefined;
+  imports: ModuleInterface['imports'];
+  exports: ModuleInterface['exports'];
+  /** It carries DWARF line information (a .debug_line custom section): traps get file:line. */
+  debugLines: boolean;
+}
+
+/** The compiled module of an entry of a compiling cache (the executors', the workers'). */
+export function compiledModule(m: CachedModule): WebAssembly.Module {
+  if (!m.module) throw new Error(`module ${m.id} was not compiled: its cache only reads modules (process isolation)`);
+  return m.module;
 }
 
 /** Thrown when one module cannot fit in the cache even with everything else evicted. */
@@ -56,15 +65,22 @@ function capsKey(caps: ModuleCaps): string {
 /** An LRU cache of compiled modules bounded by bytes, so repeated runs skip hashing-then-compiling. */
 export class ModuleCache {
   readonly maxBytes: number;
+  /**
+   * false: modules are capped and read by capsa's bounded section reader (wasm-limits.ts), never
+   * compiled, so untrusted bytes never reach this process's V8 compiler. The engine under process
+   * isolation keeps such a cache: its executors compile.
+   */
+  readonly compile: boolean;
   /** Least recently used first; a get or add moves an entry to the end. */
   private readonly entries = new Map<string, Entry>();
   private total = 0;
 
-  constructor(opts: { maxBytes: number }) {
+  constructor(opts: { maxBytes: number; compile?: boolean }) {
     if (!(opts.maxBytes >= 0) || !Number.isFinite(opts.maxBytes)) {
       throw new RangeError(`maxBytes must be a non-negative finite number, not ${opts.maxBytes}`);
     }
     this.maxBytes = opts.maxBytes;
+    this.compile = opts.compile ?? true;
   }
 
   /** Number of distinct modules (ids) held. */
@@ -102,7 +118,7 @@ export class ModuleCache {
       // Not copied (a copy of a large module costs as much as reading it): the id, if it is read,
       // is hashed from the caller's bytes as they are then.
       let id: string | undefined;
-      return compile(() => (id ??= moduleId(bytes)), bytes, caps);
+      return prepare(() => (id ??= moduleId(bytes)), bytes, caps, this.compile);
     }
     if (2 * bytes.length > this.maxBytes) throw new ModuleTooLargeError(bytes.length, this.maxBytes);
     const id = moduleId(bytes);
@@ -110,7 +126,7 @@ export class ModuleCache {
     if (existing !== undefined) return this.variant(existing, caps);
     // Copy: the caller may reuse its buffer, and later recompilations must see these bytes.
     const original = bytes.slice();
-    const compiled = compile(id, original, caps);
+    const compiled = prepare(id, original, caps, this.compile);
     const entry: Entry = { id, original, variants: new Map([[capsKey(caps), compiled]]) };
     this.entries.set(id, entry);
     this.total += 2 * original.length;
@@ -134,7 +150,7 @@ export class ModuleCache {
       entry.variants.set(key, hit);
       return hit;
     }
-    const compiled = compile(entry.id, entry.original, caps);
+    const compiled = prepare(entry.id, entry.original, caps, this.compile);
     entry.variants.set(key, compiled);
     this.total += entry.original.length;
     this.evict(entry);
@@ -199,17 +215,27 @@ function engineHoldsMemory(caps: ModuleCaps): boolean {
   return engineMemoryPages === pages;
 }
 
-function compile(id: string | (() => string), bytes: Uint8Array, caps: ModuleCaps): CachedModule {
-  const byEngine = engineHoldsMemory(caps);
-  const capped = capModule(bytes, { memoryBytes: caps.memoryBytes, tableElements: caps.tableElements, ...(byEngine ? { memoryByEngine: true } : {}) });
-  configureEngine();
-  let module: WebAssembly.Module;
-  try {
-    module = new WebAssembly.Module(capped);
-  } catch (e) {
-    const reason = e instanceof Error ? e.message.replace(/^WebAssembly\.Module\(\): /, '') : String(e);
-    throw new ModuleLimitError('invalid_module', `Cannot run the module: it is not valid WebAssembly (${reason})`);
+function prepare(id: string | (() => string), bytes: Uint8Array, caps: ModuleCaps, compile: boolean): CachedModule {
+  let fields: Omit<CachedModule, 'id'>;
+  if (!compile) {
+    // A process that does not compile sets no engine flag: the memory cap is always rewritten here.
+    const iface = moduleInterface(capModule(bytes, { memoryBytes: caps.memoryBytes, tableElements: caps.tableElements }));
+    fields = { size: bytes.length, module: undefined, imports: iface.imports, exports: iface.exports, debugLines: iface.customSections.includes('.debug_line') };
+  } else {
+    const byEngine = engineHoldsMemory(caps);
+    const capped = capModule(bytes, { memoryBytes: caps.memoryBytes, tableElements: caps.tableElements, ...(byEngine ? { memoryByEngine: true } : {}) });
+    configureEngine();
+    let module: WebAssembly.Module;
+    try {
+      module = new WebAssembly.Module(capped);
+    } catch (e) {
+      const reason = e instanceof Error ? e.message.replace(/^WebAssembly\.Module\(\): /, '') : String(e);
+      throw new ModuleLimitError('invalid_module', `Cannot run the module: it is not valid WebAssembly (${reason})`);
+    }
+    fields = {
+      size: bytes.length, module, imports: WebAssembly.Module.imports(module), exports: WebAssembly.Module.exports(module),
+      debugLines: WebAssembly.Module.customSections(module, '.debug_line').length > 0,
+    };
   }
-  const fields = { size: bytes.length, module, imports: WebAssembly.Module.imports(module), exports: WebAssembly.Module.exports(module) };
   return typeof id === 'string' ? { id, ...fields } : Object.defineProperty(fields, 'id', { get: id, enumerable: true }) as CachedModule;
 }

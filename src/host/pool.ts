@@ -29,7 +29,7 @@ export interface Job {
 /** How the pool finished a job: the worker's own verdict, or the reason the pool stopped it. */
 export type JobEnd = (
   | { kind: 'done'; outcome: WorkerOutcome; wallMs: number; cpuMs: number }
-  | { kind: 'stopped'; reason: 'wall' | 'cpu' | 'cancelled' | 'crashed' | 'module_heap'; message: string; wallMs: number; cpuMs: number }
+  | { kind: 'stopped'; reason: 'wall' | 'cpu' | 'cancelled' | 'crashed' | 'module_heap' | 'invalid_module'; message: string; wallMs: number; cpuMs: number }
 ) & {
   /** The run's child guests (capsicum.pdspawn), as they ended; `cpuMs` above includes theirs. */
   children?: ChildStatus[];
@@ -338,7 +338,7 @@ export class Pool extends QueuedPool<Job> {
       st.message = proc.killMessage ?? end.message;
       wait = signalStatus(proc.signal);
     } else {
-      st.status = end.reason === 'crashed' ? 'host_error' : end.reason === 'module_heap' ? 'memory_limit' : end.reason === 'cancelled' ? 'killed' : 'timeout';
+      st.status = end.reason === 'crashed' ? 'host_error' : end.reason === 'module_heap' ? 'memory_limit' : end.reason === 'invalid_module' ? 'invalid_module' : end.reason === 'cancelled' ? 'killed' : 'timeout';
       st.message = end.message;
       wait = signalStatus(SIGNALS.SIGKILL);
     }

@@ -16,7 +16,8 @@ import { Waker } from '../wasi/wake.js';
 
 /** A run for a Runner. */
 export interface RunnerJob extends ExecutorJob {
-  module: WebAssembly.Module;
+  /** The compiled module, for a thread; undefined under process isolation, where the executor compiles it. */
+  module: WebAssembly.Module | undefined;
   /** Told when the bridge breaks (garbage from the worker). */
   onBridgeError(what: string, e: unknown): void;
 }
@@ -52,6 +53,7 @@ export function threadRunner(options: Partial<PoolOptions>): Runner {
       try {
         // Field by field, not spread: a spread would read job.moduleId, which hashes the module.
         const { module, signal, hostCpuMs, onOutput, onAudit, onStart } = job;
+        if (!module) throw new TypeError('a thread runner runs compiled modules: the host\'s module cache must compile');
         return await pool.submit({ module, signal, hostCpuMs, onOutput, onAudit, ...(onStart ? { onStart } : {}), spec: stdio.spec, bridge: channel?.sab });
       } finally {
         server?.close();

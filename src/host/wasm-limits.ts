@@ -304,6 +304,100 @@ export function exportSignature(bytes: Uint8Array, name: string): { params: ValT
   return undefined;
 }
 
+/** An import or export kind, as WebAssembly.Module.imports() and exports() name it. */
+export type ExternKind = 'function' | 'table' | 'memory' | 'global' | 'tag';
+const KINDS: readonly ExternKind[] = ['function', 'table', 'memory', 'global', 'tag'];
+
+/** What a module imports and exports, and its custom sections' names: what the service checks before it runs it. */
+export interface ModuleInterface {
+  imports: { module: string; name: string; kind: ExternKind }[];
+  exports: { name: string; kind: ExternKind }[];
+  customSections: string[];
+}
+
+/** The sections a core module may have (0 custom, 1 type … 12 data count, 13 tag). */
+const LAST_SECTION = 13;
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+const SECTION_FUNCTION = 3;
+const SECTION_EXPORT = 7;
+const SECTION_CODE = 10;
+
+/**
+ * The module's imports, exports and custom section names, read from its bytes by this bounded
+ * reader instead of by compiling them: the API process must never hand a tenant's bytes to V8's
+ * compiler (executors compile them, in their sandbox). Checks the framing the engine would refuse
+ * first (header, section ids and sizes, each known section at most once, UTF-8 names, distinct
+ * export names, as many function bodies as functions); code bodies are left to the executor's
+ * compiler. Throws ModuleLimitError('invalid_module') naming the offset of the first fault.
+ */
+export function moduleInterface(bytes: Uint8Array): ModuleInterface {
+  const { sections } = parse(bytes);
+  const out: ModuleInterface = { imports: [], exports: [], customSections: [] };
+  const name = (r: Reader, what: string): string => {
+    const len = r.u32(`${what} length`);
+    const at = r.pos;
+    r.skip(len, what);
+    try {
+      return utf8.decode(bytes.subarray(at, at + len));
+    } catch {
+      throw invalid(`${what} at byte ${at} is not valid UTF-8`);
+    }
+  };
+  const kind = (r: Reader, what: string): ExternKind => {
+    const at = r.pos;
+    const k = r.byte(what);
+    const known = KINDS[k];
+    if (known === undefined) throw invalid(`${what} at byte ${at} is ${hex(k)}, not a known kind`);
+    return known;
+  };
+  const seen = new Set<number>();
+  let functions = 0;
+  let bodies = 0;
+  for (const sec of sections) {
+    const r = new Reader(bytes, sec.payloadStart, sec.end);
+    if (sec.id > LAST_SECTION) throw invalid(`section ${sec.id} at byte ${sec.start} is not a known section`);
+    if (sec.id === 0) { out.customSections.push(name(r, 'a custom section name')); continue; }
+    if (seen.has(sec.id)) throw invalid(`section ${sec.id} at byte ${sec.start} appears twice`);
+    seen.add(sec.id);
+    if (sec.id === SECTION_IMPORT) {
+      const n = r.u32('the import count');
+      for (let i = 0; i < n; i++) {
+        const module = name(r, `import ${i}'s module name`);
+        const field = name(r, `import ${i}'s field name`);
+        const k = kind(r, `import ${i}'s kind`);
+        // The descriptor itself was checked by parse() (parseImports); only its length matters here.
+        if (k === 'function') r.u32('a function import type index');
+        else if (k === 'table') { skipRefType(r); readLimits(r, 'table', 0, true); }
+        else if (k === 'memory') readLimits(r, 'memory', 0, true);
+        else if (k === 'global') { skipValType(r); r.byte('a global import mutability'); }
+        else { r.byte('a tag import attribute'); r.u32('a tag import type index'); }
+        out.imports.push({ module, name: field, kind: k });
+      }
+    } else if (sec.id === SECTION_EXPORT) {
+      const n = r.u32('the export count');
+      const names = new Set<string>();
+      for (let i = 0; i < n; i++) {
+        const at = r.pos;
+        const e = name(r, `export ${i}'s name`);
+        if (names.has(e)) throw invalid(`export ${i} at byte ${at} repeats the name ${JSON.stringify(e)}`);
+        names.add(e);
+        const k = kind(r, `export ${i}'s kind`);
+        r.u32(`export ${i}'s index`);
+        out.exports.push({ name: e, kind: k });
+      }
+    } else if (sec.id === SECTION_FUNCTION) {
+      functions = r.u32('the function count');
+      continue;
+    } else if (sec.id === SECTION_CODE) {
+      bodies = r.u32('the function body count');
+      continue;
+    } else continue;
+    if (r.pos !== sec.end) throw invalid(`section ${sec.id} at byte ${sec.start} has ${sec.end - r.pos} unexpected bytes at its end`);
+  }
+  if (functions !== bodies) throw invalid(`it declares ${functions} function${functions === 1 ? '' : 's'} but has ${bodies} function bod${bodies === 1 ? 'y' : 'ies'}`);
+  return out;
+}
+
 type Counts = { memory: number; table: number };
 
 function parseImports(r: Reader, sites: LimitsSite[], counts: Counts): void {

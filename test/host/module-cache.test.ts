@@ -37,8 +37,8 @@ function moduleN(n: number): Uint8Array<ArrayBuffer> {
   return wat(`(module (memory 1) (func (export "f${n % 10}") (result i32) (i32.const ${n % 10}) (memory.grow)))`);
 }
 
-function grow(m: WebAssembly.Module, n: number): number {
-  const exports = new WebAssembly.Instance(m).exports as Record<string, (n: number) => number>;
+function grow(m: WebAssembly.Module | undefined, n: number): number {
+  const exports = new WebAssembly.Instance(m!).exports as Record<string, (n: number) => number>;
   const f = Object.values(exports)[0]!;
   return f(n);
 }
@@ -188,7 +188,7 @@ describe('ModuleCache', () => {
     const m = cache.add(bytes, small);
     expect(hashing.count).toBe(before);
     expect(moduleSummary(bytes).memories[0]).toMatchObject({ min: 1 });
-    expect(WebAssembly.Module.exports(m.module)).toEqual([]);
+    expect(WebAssembly.Module.exports(m.module!)).toEqual([]);
     expect(cache.size).toBe(0);
     expect(cache.bytes).toBe(0);
     expect(m.id).toBe(moduleId(bytes));

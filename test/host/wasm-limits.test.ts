@@ -1,7 +1,8 @@
 import fc from 'fast-check';
 import wabtInit from 'wabt';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { capModule, ModuleLimitError, moduleSummary, type ModuleCaps } from '../../src/host/wasm-limits.js';
+import { readFileSync } from 'node:fs';
+import { capModule, ModuleLimitError, moduleInterface, moduleSummary, type ModuleCaps } from '../../src/host/wasm-limits.js';
 
 const MiB = 1 << 20;
 const PAGE = 65536;
@@ -516,6 +517,107 @@ describe('capModule: fuzzing', () => {
         expect(after.memories.map((x) => x.shared)).toEqual(before.memories.map((x) => x.shared));
       }),
       { numRuns: 400 },
+    );
+  });
+});
+
+describe('moduleInterface: imports and exports without compiling', () => {
+  const HELLO = new Uint8Array(readFileSync(new URL('../../guests/build/hello.wasm', import.meta.url)));
+  let seeds: Uint8Array<ArrayBuffer>[];
+  beforeAll(() => {
+    seeds = [
+      wat(`(module
+        (type $t (func (param i32)))
+        (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+        (import "env" "g" (global (mut i32)))
+        (import "env" "e" (tag (type $t)))
+        (import "env" "t" (table 1 funcref))
+        (import "env" "m" (memory 1 100))
+        (import "\\c3\\a9" "\\c3\\bc" (func))
+        (table $tt (export "tab") 2 10 externref)
+        (global $x (export "glob") (mut i32) (i32.const 0))
+        (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0)))
+        (func (export "") (export "second name") (param i32))
+        (export "mem" (memory 0))
+        (data (i32.const 0) "hello"))`),
+      wat('(module (memory (export "memory") 3 5 shared) (func (export "f") (result i32) (i32.atomic.load (i32.const 0))))'),
+      HELLO,
+    ];
+    for (const s of seeds) expect(WebAssembly.validate(s)).toBe(true);
+  });
+
+  /** What V8 says, in the reader's shape. */
+  const engine = (bytes: Uint8Array<ArrayBuffer>) => {
+    const m = new WebAssembly.Module(bytes);
+    return {
+      imports: WebAssembly.Module.imports(m).map(({ module, name, kind }) => ({ module, name, kind })),
+      exports: WebAssembly.Module.exports(m).map(({ name, kind }) => ({ name, kind })),
+    };
+  };
+
+  it('lists what the engine lists, for every kind and for a real guest', () => {
+    for (const s of seeds) {
+      const i = moduleInterface(s);
+      expect({ imports: i.imports, exports: i.exports }).toEqual(engine(s));
+    }
+    expect(moduleInterface(seeds[0]!).imports.map((i) => i.kind)).toEqual(['function', 'global', 'tag', 'table', 'memory', 'function']);
+  });
+
+  it('names custom sections', () => {
+    // A custom section "x" of two bytes after the header.
+    expect(moduleInterface(bin(0x00, 0x03, 0x01, 0x78, 0xaa)).customSections).toEqual(['x']);
+  });
+
+  const refused = (bytes: Uint8Array<ArrayBuffer>, message: RegExp) => {
+    expect(WebAssembly.validate(bytes)).toBe(false);
+    let err: unknown;
+    try { moduleInterface(bytes); } catch (e) { err = e; }
+    expect(err).toBeInstanceOf(ModuleLimitError);
+    expect((err as ModuleLimitError).code).toBe('invalid_module');
+    expect((err as Error).message).toMatch(message);
+  };
+
+  it('refuses what the engine refuses in the sections it reads, naming the fault', () => {
+    // Two exports named "a" (a type, a function, its export twice, an empty body).
+    refused(bin(0x01, 0x04, 0x01, 0x60, 0x00, 0x00, 0x03, 0x02, 0x01, 0x00, 0x07, 0x09, 0x02, 0x01, 0x61, 0x00, 0x00, 0x01, 0x61, 0x00, 0x00,
+      0x0a, 0x04, 0x01, 0x02, 0x00, 0x0b), /export 1 at byte \d+ repeats the name "a"/);
+    // An import whose module name is not UTF-8.
+    refused(bin(0x02, 0x08, 0x01, 0x01, 0xff, 0x01, 0x61, 0x02, 0x00, 0x01), /import 0's module name at byte \d+ is not valid UTF-8/);
+    // A function without a body.
+    refused(bin(0x01, 0x04, 0x01, 0x60, 0x00, 0x00, 0x03, 0x02, 0x01, 0x00), /declares 1 function but has 0 function bodies/);
+    // The memory section twice; a section id the format does not have.
+    refused(bin(0x05, 0x03, 0x01, 0x00, 0x01, 0x05, 0x03, 0x01, 0x00, 0x01), /section 5 at byte 13 appears twice/);
+    refused(bin(0x2a, 0x00), /section 42 at byte 8 is not a known section/);
+    // An export of kind 7.
+    refused(bin(0x07, 0x04, 0x01, 0x00, 0x07, 0x00), /export 0's kind at byte \d+ is 0x07, not a known kind/);
+    // Truncated: the import count promises an entry that is not there.
+    refused(bin(0x02, 0x01, 0x01), /truncated/);
+  });
+
+  it('under random mutations: a ModuleLimitError, or exactly what the engine lists', () => {
+    fc.assert(
+      fc.property(fc.nat(), fc.array(fc.record({ at: fc.nat(), byte: fc.integer({ min: 0, max: 255 }), op: fc.constantFrom('set', 'insert', 'delete') }), { maxLength: 6 }),
+        (seed, edits) => {
+          const bytes = [...seeds[seed % seeds.length]!];
+          for (const { at, byte, op } of edits) {
+            const i = at % (bytes.length + 1);
+            if (op === 'set' && i < bytes.length) bytes[i] = byte;
+            else if (op === 'insert') bytes.splice(i, 0, byte);
+            else bytes.splice(i, 1);
+          }
+          const input = Uint8Array.from(bytes);
+          let got;
+          try {
+            got = moduleInterface(input);
+          } catch (e) {
+            if (!(e instanceof ModuleLimitError)) throw e;
+            // Refused: the engine refuses it too, unless it uses a feature capsa refuses on purpose.
+            if (!/64-bit|table-with-initializer|is shared|limits flags|component|version/.test(e.message)) expect(WebAssembly.validate(input)).toBe(false);
+            return;
+          }
+          if (WebAssembly.validate(input)) expect({ imports: got.imports, exports: got.exports }).toEqual(engine(input));
+        }),
+      { numRuns: 500 },
     );
   });
 });

@@ -5,7 +5,7 @@ import type { Context } from 'hono';
 import { unknownImports, PROVIDED_MODULES } from '../../host/imports.js';
 import { moduleId } from '../../host/module-cache.js';
 import { formatBytes } from '../../host/units.js';
-import { ModuleLimitError, moduleSummary } from '../../host/wasm-limits.js';
+import { ModuleLimitError, moduleInterface, type ModuleInterface } from '../../host/wasm-limits.js';
 import type { ModuleRecord } from '../store/types.js';
 import { ApiError, notFound } from '../errors.js';
 import { defineRoute, errorResponses, jsonContent, pageQuery, pageSchema, readQuery } from '../http.js';
@@ -55,7 +55,7 @@ export function registerModuleRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void
     method: 'post', path: '/v1/modules', auth: 'tenant', maxBody, tags: ['modules'],
     summary: 'Upload a module',
     description: `The raw bytes (application/wasm; curl --data-binary) or the multipart field "module", up to ${formatBytes(limits.moduleBytes)}. `
-      + `The module must compile and import nothing but what capsa provides (functions of ${PROVIDED_MODULES.join(', ')}). `
+      + `The module must be well-formed WebAssembly (its sections are read here; its code is compiled when it runs, in an executor) and import nothing but what capsa provides (functions of ${PROVIDED_MODULES.join(', ')}). `
       + 'Modules are content-addressed: uploading the same bytes again answers 200 with the same id.',
     request: {
       body: {
@@ -75,19 +75,16 @@ export function registerModuleRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void
   }, async (c) => {
     const tenant = c.get('tenant');
     const bytes = await uploadedBytes(c, limits.moduleBytes);
-    let compiled: WebAssembly.Module;
+    // Read by capsa's bounded section reader, never compiled here: the API process does not hand a
+    // tenant's bytes to V8's compiler (the executors compile them, in their sandbox).
+    let iface: ModuleInterface;
     try {
-      compiled = await WebAssembly.compile(bytes);
+      iface = moduleInterface(bytes);
     } catch (e) {
-      throw new ApiError(422, 'invalid_module', `Not a valid WebAssembly module: ${(e as Error).message.replace(/^WebAssembly\.compile\(\): /, '')}`);
-    }
-    try {
-      moduleSummary(bytes);
-    } catch (e) {
-      if (e instanceof ModuleLimitError) throw new ApiError(422, 'invalid_module', e.message.replace(/^Cannot run the module: /, 'The module cannot run: '));
+      if (e instanceof ModuleLimitError) throw new ApiError(422, 'invalid_module', `Not a valid WebAssembly module: ${e.message.replace(/^Cannot run the module: /, '')}`);
       throw e;
     }
-    const unknown = unknownImports(compiled);
+    const unknown = unknownImports(iface.imports);
     if (unknown.length) {
       const list = unknown.slice(0, 20).join(', ') + (unknown.length > 20 ? `, and ${unknown.length - 20} more` : '');
       throw new ApiError(422, 'unknown_imports',
@@ -104,7 +101,7 @@ export function registerModuleRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void
           { quota: 'moduleStorageBytes', limit: quota, used });
       }
     }
-    const imports = WebAssembly.Module.imports(compiled).map((i) => `${i.module}.${i.name}`);
+    const imports = iface.imports.map((i) => `${i.module}.${i.name}`);
     const { record, created } = await store.putModule(tenant.id, bytes, imports);
     c.header('Location', `/v1/modules/${record.id}`);
     return c.json(moduleView(record), created ? 201 : 200);

@@ -98,11 +98,11 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
   const { store, scheduler, limits } = deps;
 
   /** Validates, checks quotas, persists and queues one run. Throws ApiError. */
-  const createOne = async (tenant: Tenant, body: RunBody): Promise<RunRecord> => {
+  const createOne = async (tenant: Tenant, body: RunBody, id = newRunId()): Promise<RunRecord> => {
     const prepared = await prepareRun(deps, tenant, body);
     // Persisted (after the quotas admit it) before it is acknowledged, and before any node may start it.
     return scheduler.create({
-      id: newRunId(), tenantId: tenant.id, moduleId: prepared.moduleId,
+      id, tenantId: tenant.id, moduleId: prepared.moduleId,
       request: encodeRequest(prepared.manifest, prepared.fields, prepared.learn, prepared.callbackUrl), createdAt: Date.now(),
     }, tenant);
   };
@@ -131,10 +131,19 @@ export function registerRunRoutes(app: OpenAPIHono<AppEnv>, deps: Deps): void {
   }, async (c) => {
     const tenant = c.get('tenant');
     const body = await readJson(c, deps, RunBodySchema);
-    const run = await createOne(tenant, body);
-    c.set('runId', run.id);
     const wait = Math.min(body.wait ?? 0, limits.waitSeconds);
-    if (wait > 0) await scheduler.events.waitFor(run.id, wait * 1000, ended(tenant.id, run.id));
+    // Listening before the run exists, so its end cannot come first and need not be read for.
+    const id = newRunId();
+    const watch = wait > 0 ? await scheduler.events.follow(id) : undefined;
+    let run: RunRecord;
+    try {
+      run = await createOne(tenant, body, id);
+    } catch (e) {
+      watch?.close();
+      throw e;
+    }
+    c.set('runId', run.id);
+    if (watch) await watch.wait(wait * 1000, ended(tenant.id, run.id));
     c.header('Location', `/v1/runs/${run.id}`);
     return c.json(await fullView(await store.getRun(tenant.id, run.id) ?? run), 201);
   });

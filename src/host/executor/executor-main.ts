@@ -7,7 +7,8 @@
  */
 import process from 'node:process';
 import { BridgeServer, createBridgeChannel, type BridgeCallContext } from '../bridge.js';
-import { ModuleCache } from '../module-cache.js';
+import { compiledModule, ModuleCache } from '../module-cache.js';
+import { ModuleLimitError } from '../wasm-limits.js';
 import { Pool, type JobEnd } from '../pool.js';
 import { decodeBatch, encodeBatch, type FromExecutor, type ToExecutor, type WireFormat } from './protocol.js';
 
@@ -50,7 +51,11 @@ function startRun(m: Extract<ToExecutor, { t: 'run' }>): void {
   try {
     mod = m.bytes ? cache.add(m.bytes, m.caps) : cache.get(m.module, m.caps);
   } catch (e) {
-    send({ t: 'end', run: m.run, end: crashEnd(`the executor cannot compile ${m.module}: ${(e as Error).message}`) });
+    // The engine read the module's sections but never compiled it: V8's verdict on its code is the guest's fault.
+    const end: JobEnd = e instanceof ModuleLimitError
+      ? { kind: 'stopped', reason: e.code === 'memory_limit' ? 'module_heap' : 'invalid_module', message: e.message, wallMs: 0, cpuMs: 0 }
+      : crashEnd(`the executor cannot compile ${m.module}: ${(e as Error).message}`);
+    send({ t: 'end', run: m.run, end });
     return;
   }
   if (!mod) { send({ t: 'missing', run: m.run }); return; }
@@ -66,9 +71,9 @@ function startRun(m: Extract<ToExecutor, { t: 'run' }>): void {
     }));
     a.bridge.start();
     m.spec = { ...m.spec };
-    void pool.submit({ ...job(m.run, a), module: mod.module, spec: m.spec, bridge: channel.sab }).then((end) => ended(m.run, end));
+    void pool.submit({ ...job(m.run, a), module: compiledModule(mod), spec: m.spec, bridge: channel.sab }).then((end) => ended(m.run, end));
   } else {
-    void pool.submit({ ...job(m.run, a), module: mod.module, spec: m.spec }).then((end) => ended(m.run, end));
+    void pool.submit({ ...job(m.run, a), module: compiledModule(mod), spec: m.spec }).then((end) => ended(m.run, end));
   }
 }
 

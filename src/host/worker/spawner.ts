@@ -14,7 +14,7 @@ import { createProcessCell, PROC_STATE, PROC_STARTING, type Spawner, type SpawnR
 import { R } from '../../wasi/rights.js';
 import type { Waker } from '../../wasi/wake.js';
 import { unknownImports } from '../imports.js';
-import { ModuleCache } from '../module-cache.js';
+import { compiledModule, ModuleCache, type CachedModule } from '../module-cache.js';
 import { ModuleLimitError } from '../wasm-limits.js';
 import type { FromWorker, PassedFd } from './protocol.js';
 
@@ -74,15 +74,18 @@ export function workerSpawner(post: (m: FromWorker) => void, id: number, childMe
       if (fullAtSeq !== undefined && fullAtSeq === waker.seq) fail(ERRNO.AGAIN, 'the run has as many children as it may have');
       const fds = req.fds.map((e, i) => toPassed(e, i, outputFd));
       let module: WebAssembly.Module;
+      let imports: CachedModule['imports'];
       try {
-        module = modules.add(req.module(), { memoryBytes: childMemoryBytes, tableElements }).module;
+        const added = modules.add(req.module(), { memoryBytes: childMemoryBytes, tableElements });
+        module = compiledModule(added);
+        imports = added.imports;
       } catch (e) {
         if (e instanceof ModuleLimitError && e.code === 'memory_limit') return fail(ERRNO.NOMEM, `Cannot start the child: ${e.message}`);
         return fail(ERRNO.NOEXEC, `Cannot start the child: ${(e as Error).message}`);
       }
       // A child has no bridge: it may import only what capsa provides in the worker.
-      const unknown = unknownImports(module).filter((n) => !n.startsWith('capsicum.') && !n.startsWith('wasi_snapshot_preview1.') && !n.startsWith('argdata.'));
-      const casper = WebAssembly.Module.imports(module).some((i) => i.module === 'casper');
+      const unknown = unknownImports(imports).filter((n) => !n.startsWith('capsicum.') && !n.startsWith('wasi_snapshot_preview1.') && !n.startsWith('argdata.'));
+      const casper = imports.some((i) => i.module === 'casper');
       if (unknown.length || casper) fail(ERRNO.NOEXEC, `Cannot start the child: it imports ${casper ? 'casper' : unknown.join(', ')}, which a child cannot have`);
       const cell = createProcessCell();
       const seq = waker.seq;
