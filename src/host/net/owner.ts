@@ -74,14 +74,107 @@ export class SocketOpenError extends Error {
   }
 }
 
+/** A bound, listening server and its address as bound ("127.0.0.1:41234", or the UNIX path). */
+export interface BoundServer { server: net.Server; address: string }
+
+/** Binds and listens on `addr`; rejects with SocketOpenError (EADDRINUSE…) naming the address. */
+export async function bindServer(addr: SocketAddress, backlog: number): Promise<BoundServer> {
+  const spec = formatSocketAddress(addr);
+  const server = net.createServer({ pauseOnConnect: false, allowHalfOpen: true });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (e) => reject(new SocketOpenError(errnoOf(e), `Cannot listen on ${spec}: ${(e as Error).message}`)));
+    if (addr.kind === 'unix') server.listen({ path: addr.path, backlog }, resolve);
+    else server.listen({ host: addr.host, port: addr.port, backlog, exclusive: true }, resolve);
+  });
+  server.on('error', () => {});
+  const a = server.address();
+  const address = typeof a === 'string' || a === null ? (addr.kind === 'unix' ? addr.path : String(a)) : formatSocketAddress({ kind: 'tcp', host: a.address, port: a.port });
+  return { server, address };
+}
+
+/**
+ * Connects to `addr`; rejects with SocketOpenError (ECONNREFUSED…) naming it. The socket comes
+ * paused: nothing is read from it until its owner resumes it, so that no byte is taken in by a
+ * process that hands the socket on (an executor's connection is dialled by the engine). `pending`
+ * holds it while it connects, for an owner that must destroy it if it ends first.
+ */
+export function dial(addr: SocketAddress, pending: Set<net.Socket>, ended: () => SocketOpenError): Promise<net.Socket> {
+  const spec = formatSocketAddress(addr);
+  return new Promise<net.Socket>((resolve, reject) => {
+    const s = addr.kind === 'unix' ? net.connect({ path: addr.path, allowHalfOpen: true }) : net.connect({ host: addr.host, port: addr.port, allowHalfOpen: true });
+    s.pause();
+    pending.add(s);
+    s.once('connect', () => { pending.delete(s); resolve(s); });
+    s.once('error', (e) => { pending.delete(s); reject(new SocketOpenError(errnoOf(e), `Cannot connect to ${spec}: ${(e as Error).message}`)); });
+    s.once('close', () => { if (pending.delete(s)) reject(ended()); });
+  });
+}
+
+/** The rights of a granted socket: its kind's, narrowed by the grant's (they only narrow). */
+function grantRights(g: SocketGrant, listener: boolean): { base: bigint; inheriting: bigint } {
+  const r = g.rights;
+  return listener
+    ? { base: LISTENER_RIGHTS & (r?.base ?? LISTENER_RIGHTS), inheriting: STREAM_SOCKET_RIGHTS & (r?.inheriting ?? STREAM_SOCKET_RIGHTS) }
+    : { base: STREAM_SOCKET_RIGHTS & (r?.base ?? STREAM_SOCKET_RIGHTS), inheriting: 0n };
+}
+
+/** A grant's address to bind or connect to, checked: only stream sockets, exactly one of bind and connect. */
+function grantAddress(g: SocketGrant): { listener: boolean; addr: SocketAddress } {
+  if ((g.type ?? 'stream') !== 'stream') throw new TypeError(`Cannot open a ${g.type} socket: only stream sockets are supported`);
+  if ((g.bind === undefined) === (g.connect === undefined)) throw new TypeError('A socket grant needs exactly one of bind or connect');
+  return g.bind !== undefined ? { listener: true, addr: parseSocketAddress(g.bind) } : { listener: false, addr: parseSocketAddress(g.connect!) };
+}
+
+/**
+ * Opens a run's granted sockets with `open` (which returns the slot each went to): the preopened
+ * grants, then the argdata tree's `socket` nodes, which come back as `netslot` nodes.
+ */
+export async function openGrants(preopened: SocketGrant[], argdata: ArgNode | undefined,
+  open: (listener: boolean, addr: SocketAddress) => Promise<number>): Promise<{ preopened: OpenedSocket[]; argdata: ArgNode | undefined }> {
+  const one = async (g: SocketGrant): Promise<OpenedSocket> => {
+    const { listener, addr } = grantAddress(g);
+    return { slot: await open(listener, addr), ...grantRights(g, listener) };
+  };
+  const tree = async (n: ArgNode): Promise<ArgNode> => {
+    switch (n.type) {
+      case 'socket': {
+        const o = await one(n.socket);
+        return { type: 'netslot', slot: o.slot, rights: { base: o.base, inheriting: o.inheriting, names: n.socket.rights?.names ?? [] } };
+      }
+      case 'seq': return { type: 'seq', items: await Promise.all(n.items.map(tree)) };
+      case 'map': return { type: 'map', entries: await Promise.all(n.entries.map(async ([k, v]) => [await tree(k), await tree(v)] as [ArgNode, ArgNode])) };
+      default: return n;
+    }
+  };
+  const opened: OpenedSocket[] = [];
+  for (const g of preopened) opened.push(await one(g));
+  return { preopened: opened, argdata: argdata ? await tree(argdata) : undefined };
+}
+
+/** What a run's Casper services use to hand the guest sockets (system.net's connect and bind). */
+export interface RunSockets {
+  /** Addresses the run listens on, as bound. */
+  readonly addresses: string[];
+  /** Connects to `addr`: the connection's slot. */
+  connect(addr: SocketAddress): Promise<number>;
+  /** Listens on `addr`: the listener's slot. */
+  listen(addr: SocketAddress): Promise<number>;
+  /** Closes a slot's socket that no guest descriptor came to hold. */
+  release(slot: number): void;
+  /** Closes every socket of the run. */
+  close(): void;
+}
+
 /** A run's sockets on the host thread. */
-export class NetOwner {
+export class NetOwner implements RunSockets {
   private readonly mem: NetMemory;
   private readonly waker: Waker;
   private readonly streams = new Map<number, Stream>();
   private readonly listeners: Listener[] = [];
   /** Connections under way (Casper's connect): destroyed if the run ends first. */
   private readonly connecting = new Set<net.Socket>();
+  /** Slots held for sockets being opened elsewhere (reserve, adopt). */
+  private readonly reserved = new Set<number>();
   private closed = false;
   private doorbell = 0;
   /** Addresses the run listens on, as bound ("127.0.0.1:41234"), in grant order. */
@@ -100,43 +193,51 @@ export class NetOwner {
    */
   async open(preopened: SocketGrant[], argdata: ArgNode | undefined): Promise<{ spec: NetSpec; argdata: ArgNode | undefined }> {
     try {
-      const opened: OpenedSocket[] = [];
-      for (const g of preopened) opened.push(await this.openGrant(g));
-      const tree = argdata ? await this.resolveTree(argdata) : undefined;
-      this.watch();
-      return { spec: { sab: this.mem.sab, preopened: opened, maxBytes: this.options.maxBytes }, argdata: tree };
+      const opened = await openGrants(preopened, argdata, (listener, addr) => listener ? this.listen(addr) : this.connect(addr));
+      return { spec: this.start(opened.preopened), argdata: opened.argdata };
     } catch (e) {
       this.close();
       throw e;
     }
   }
 
-  private async resolveTree(n: ArgNode): Promise<ArgNode> {
-    switch (n.type) {
-      case 'socket': {
-        const o = await this.openGrant(n.socket);
-        return { type: 'netslot', slot: o.slot, rights: { base: o.base, inheriting: o.inheriting, names: n.socket.rights?.names ?? [] } };
-      }
-      case 'seq': return { type: 'seq', items: await Promise.all(n.items.map((i) => this.resolveTree(i))) };
-      case 'map': return { type: 'map', entries: await Promise.all(n.entries.map(async ([k, v]) => [await this.resolveTree(k), await this.resolveTree(v)] as [ArgNode, ArgNode])) };
-      default: return n;
-    }
+  /** Starts serving the guest's doorbell: the spec the worker needs, with the sockets it starts with. */
+  start(preopened: OpenedSocket[]): NetSpec {
+    this.watch();
+    return { sab: this.mem.sab, preopened, maxBytes: this.options.maxBytes };
   }
 
   private freeSlot(): Slot | undefined {
-    return this.mem.slots.find((s) => s.kind === KIND_FREE && !this.streams.has(s.index));
+    return this.mem.slots.find((s) => s.kind === KIND_FREE && !this.streams.has(s.index) && !this.reserved.has(s.index));
   }
 
-  private async openGrant(g: SocketGrant): Promise<OpenedSocket> {
-    if ((g.type ?? 'stream') !== 'stream') throw new TypeError(`Cannot open a ${g.type} socket: only stream sockets are supported`);
-    if ((g.bind === undefined) === (g.connect === undefined)) throw new TypeError('A socket grant needs exactly one of bind or connect');
-    const rights = g.rights;
-    if (g.bind !== undefined) {
-      const slot = await this.listen(parseSocketAddress(g.bind));
-      return { slot, base: LISTENER_RIGHTS & (rights?.base ?? LISTENER_RIGHTS), inheriting: STREAM_SOCKET_RIGHTS & (rights?.inheriting ?? STREAM_SOCKET_RIGHTS) };
+  /**
+   * Holds a free slot for a socket opened elsewhere (an executor's: the engine dials, then hands
+   * the socket over with adopt()). Throws SocketOpenError (EMFILE) when the run's slots are full.
+   */
+  reserve(what: string): number {
+    if (this.closed) throw this.ended(what);
+    const slot = this.freeSlot();
+    if (!slot) throw this.full(what);
+    this.reserved.add(slot.index);
+    return slot.index;
+  }
+
+  /** Gives back a slot reserve() held, when its socket could not be opened. */
+  unreserve(index: number): void {
+    this.reserved.delete(index);
+  }
+
+  /** Puts a server or a connected socket opened elsewhere into slot `index` (reserved, or free before start()). */
+  adopt(index: number, handle: net.Server | net.Socket, address: string): void {
+    this.reserved.delete(index);
+    const slot = this.mem.slots[index];
+    if (this.closed || !slot || slot.kind !== KIND_FREE || this.streams.has(index)) {
+      if (handle instanceof net.Server) handle.close(); else handle.destroy();
+      throw this.closed ? this.ended(`take the socket of ${address}`) : new SocketOpenError(ERRNO.BADF, `Cannot take the socket of ${address}: slot ${index} is not free`);
     }
-    const slot = await this.connect(parseSocketAddress(g.connect!));
-    return { slot, base: STREAM_SOCKET_RIGHTS & (rights?.base ?? STREAM_SOCKET_RIGHTS), inheriting: 0n };
+    if (handle instanceof net.Server) this.addListener(slot, { server: handle, address });
+    else this.attach(slot, handle, address);
   }
 
   private full(what: string): SocketOpenError {
@@ -158,26 +259,25 @@ export class NetOwner {
     if (!slot) throw this.full(`listen on ${spec}`);
     // Held while the server binds: another open must not take the same slot.
     Atomics.store(slot.ctl, C.KIND, KIND_LISTENER);
-    const server = net.createServer({ pauseOnConnect: false, allowHalfOpen: true });
+    let bound: BoundServer;
     try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', (e) => reject(new SocketOpenError(errnoOf(e), `Cannot listen on ${spec}: ${(e as Error).message}`)));
-        if (addr.kind === 'unix') server.listen({ path: addr.path, backlog: this.options.backlog }, resolve);
-        else server.listen({ host: addr.host, port: addr.port, backlog: this.options.backlog, exclusive: true }, resolve);
-      });
+      bound = await bindServer(addr, this.options.backlog);
     } catch (e) {
       Atomics.store(slot.ctl, C.KIND, KIND_FREE);
       throw e;
     }
-    if (this.closed) { server.close(); Atomics.store(slot.ctl, C.KIND, KIND_FREE); throw this.ended(`listen on ${spec}`); }
-    const a = server.address();
-    const address = typeof a === 'string' || a === null ? (addr.kind === 'unix' ? addr.path : String(a)) : formatSocketAddress({ kind: 'tcp', host: a.address, port: a.port });
+    if (this.closed) { bound.server.close(); Atomics.store(slot.ctl, C.KIND, KIND_FREE); throw this.ended(`listen on ${spec}`); }
+    this.addListener(slot, bound);
+    return slot.index;
+  }
+
+  private addListener(slot: Slot, { server, address }: BoundServer): void {
+    Atomics.store(slot.ctl, C.KIND, KIND_LISTENER);
     const l: Listener = { slot, server, address, waiting: 0 };
     this.listeners.push(l);
     this.addresses.push(address);
     server.on('connection', (s) => this.incoming(l, s));
     server.on('error', () => {});
-    return slot.index;
   }
 
   /**
@@ -188,13 +288,7 @@ export class NetOwner {
     const spec = formatSocketAddress(addr);
     if (this.closed) throw this.ended(`connect to ${spec}`);
     if (!this.freeSlot()) throw this.full(`connect to ${spec}`);
-    const socket = await new Promise<net.Socket>((resolve, reject) => {
-      const s = addr.kind === 'unix' ? net.connect({ path: addr.path, allowHalfOpen: true }) : net.connect({ host: addr.host, port: addr.port, allowHalfOpen: true });
-      this.connecting.add(s);
-      s.once('connect', () => { this.connecting.delete(s); resolve(s); });
-      s.once('error', (e) => { this.connecting.delete(s); reject(new SocketOpenError(errnoOf(e), `Cannot connect to ${spec}: ${(e as Error).message}`)); });
-      s.once('close', () => { if (this.connecting.delete(s)) reject(this.ended(`connect to ${spec}`)); });
-    });
+    const socket = await dial(addr, this.connecting, () => this.ended(`connect to ${spec}`));
     const slot = this.freeSlot();
     if (this.closed || !slot) {
       socket.destroy();
@@ -206,6 +300,7 @@ export class NetOwner {
 
   /** Closes a slot's socket that no guest descriptor holds (a Casper reply that never arrived). */
   release(index: number): void {
+    this.reserved.delete(index);
     const l = this.listeners.findIndex((x) => x.slot.index === index);
     if (l >= 0) {
       const [gone] = this.listeners.splice(l, 1);
@@ -256,6 +351,8 @@ export class NetOwner {
       }
       if (n > 0) this.waker.wake();
     });
+    // A dialled socket comes paused (see dial): a 'data' listener alone does not start it.
+    socket.resume();
     socket.on('end', () => { if (live()) { Atomics.or(slot.ctl, C.HOST, HOST_EOF); this.waker.wake(); } });
     socket.on('error', (e) => {
       if (!live()) return;
