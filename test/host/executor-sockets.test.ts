@@ -6,6 +6,7 @@
  * buffer without bound; the sockets close when the run ends or its executor is killed. All traffic
  * stays on 127.0.0.1.
  */
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -13,6 +14,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createHost, type Host, type RunRequest } from '../../src/host/host.js';
 import type { ExecutorPool } from '../../src/host/executor/executor-pool.js';
+import { denoBinary } from '../../src/host/executor/sandbox.js';
 
 const guest = (name: string) => fs.readFileSync(path.join(import.meta.dirname, '../../guests/build', `${name}.wasm`));
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -182,6 +184,32 @@ describe('an executor killed mid-connection', () => {
       await vi.waitFor(() => expect(h.executors()[0]?.pid).not.toBe(victim), { timeout: 20_000 });
       const ok = await h.run({ module: guest('fetch'), args: [`http://127.0.0.1:${webPort}/again`], casper: { 'system.net': {} } });
       expect(text(ok.stdout)).toBe('hello from /again\n');
+    } finally {
+      await h.close();
+    }
+  });
+});
+
+const hasDeno = spawnSync(denoBinary(), ['--version']).status === 0;
+
+describe.skipIf(!hasDeno)('a Deno executor', () => {
+  it('takes the descriptors too: cap_connect and a pre-bound listener', async () => {
+    const h = await createHost({ workers: 1, isolation: 'process', executors: { count: 1, runtime: 'deno' } });
+    try {
+      expect(h.executors()[0]!.layers).toContain('deno-permission');
+      const r = await h.run({ module: guest('fetch'), args: [`http://127.0.0.1:${webPort}/deno`], casper: { 'system.net': {} } });
+      expect(text(r.stdout)).toBe('hello from /deno\n');
+      const ac = new AbortController();
+      let addr: string | undefined;
+      const served = h.run({
+        module: guest('httpd'), args: ['/site'], files: { '/site/index.html': 'from deno\n' },
+        sockets: [{ bind: '127.0.0.1:0' }], limits: { wallMs: 60_000 }, signal: ac.signal, onListening: (a) => { addr = a[0]; },
+      });
+      await vi.waitFor(() => { if (!addr) throw new Error('not listening yet'); }, { timeout: 20_000, interval: 20 });
+      const res = await fetch(`http://${addr}/index.html`, { headers: { connection: 'close' } });
+      expect(await res.text()).toBe('from deno\n');
+      ac.abort();
+      expect((await served).status).toBe('cancelled');
     } finally {
       await h.close();
     }
