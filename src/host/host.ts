@@ -495,7 +495,7 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
     const grants = (req.sockets?.length ?? 0) + countSocketNodes(req.argdata);
     if (grants === 0 && !casperNet) return undefined;
     const l = { ...DEFAULT_NET_LIMITS, ...req.net };
-    const options = { connections: l.connections, backlog: l.backlog, maxBytes: l.bytes, audit };
+    const options = { connections: l.connections, backlog: l.backlog, maxBytes: l.bytes, maxDatagrams: l.datagrams, audit };
     return runner.isolation === 'process' ? new RemoteNet(options) : new NetOwner(grants, options);
   };
 

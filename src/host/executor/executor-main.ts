@@ -5,6 +5,7 @@
  * back to the engine (which holds the functions, the broker and the network) over the same channel.
  * It never opens the store and its environment holds nothing but what Node needs.
  */
+import dgram from 'node:dgram';
 import net from 'node:net';
 import process from 'node:process';
 import { BridgeServer, createBridgeChannel, type BridgeCallContext } from '../bridge.js';
@@ -67,7 +68,7 @@ const nets = new Map<number, NetRun>();
 
 function netRun(run: number, plan: NetPlan): void {
   const owner = new NetOwner(plan.grants, {
-    connections: plan.connections, backlog: plan.backlog, maxBytes: plan.maxBytes,
+    connections: plan.connections, backlog: plan.backlog, maxBytes: plan.maxBytes, maxDatagrams: plan.maxDatagrams,
     audit: (entry) => send({ t: 'netaudit', run, entry }),
   });
   nets.set(run, { owner, plan, missing: plan.handles });
@@ -76,12 +77,12 @@ function netRun(run: number, plan: NetPlan): void {
 function adopt(m: Extract<ToExecutor, { t: 'socket' }>, handle: unknown): void {
   const n = nets.get(m.run);
   const answer = (a: { slot?: number; errno?: number; error?: string }) => { if (m.op !== undefined) send({ t: 'netres', op: m.op, ...a }); };
-  if (!(handle instanceof net.Socket) && !(handle instanceof net.Server)) {
+  if (!(handle instanceof net.Socket) && !(handle instanceof net.Server) && !(handle instanceof dgram.Socket)) {
     answer({ errno: ERRNO.BADF, error: `the socket of ${m.address} did not come with its descriptor` });
     return;
   }
   if (!n) {
-    if (handle instanceof net.Server) handle.close(); else handle.destroy();
+    if (handle instanceof net.Socket) handle.destroy(); else handle.close();
     answer({ errno: ERRNO.CANCELED, error: `Cannot take the socket of ${m.address}: the run has ended` });
     return;
   }

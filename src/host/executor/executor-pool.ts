@@ -6,6 +6,7 @@
  * its runs end `crashed`, exactly once, for the caller's restart rule.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import type dgram from 'node:dgram';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -132,12 +133,13 @@ class Executor {
    * alone in its message, and Node's channel keeps messages in order behind it. Node closes a
    * socket's copy here once the executor took it; a server's is closed once sent.
    */
-  sendHandle(m: ToExecutor, handle: net.Socket | net.Server): void {
-    const drop = () => { if (handle instanceof net.Server) handle.close(); else handle.destroy(); };
+  sendHandle(m: ToExecutor, handle: net.Socket | net.Server | dgram.Socket): void {
+    const drop = () => { if (handle instanceof net.Socket) handle.destroy(); else handle.close(); };
     if (this.dead || !this.child.connected) { drop(); return; }
     if (this.outbox.length) this.flush();
     this.child.send(encodeBatch([m], this.wire) as string, handle, (e) => {
-      if (handle instanceof net.Server) handle.close();
+      // Node closes a socket's copy itself once the executor took it; not a server's or a datagram socket's.
+      if (!(handle instanceof net.Socket)) handle.close();
       if (e) { drop(); this.pool.lost(this, `cannot reach the executor: ${e.message}`); }
     });
   }

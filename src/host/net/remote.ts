@@ -7,12 +7,13 @@
  * bytes never cross the engine, the kernel's and the slots' buffers bound what is in flight, and
  * the executor's death closes them (the engine keeps no copy once it handed a socket over).
  */
+import dgram from 'node:dgram';
 import net from 'node:net';
 import { ERRNO } from '../../wasi/constants.js';
 import type { ArgNode, SocketGrant } from '../grants.js';
 import { formatSocketAddress, type SocketAddress } from './address.js';
 import {
-  bindServer, dial, openGrants, SocketOpenError, type NetAuditEntry, type NetOwnerOptions, type OpenedSocket, type RunSockets,
+  bindServer, dial, openDatagram, openGrants, SocketOpenError, type NetAuditEntry, type NetOwnerOptions, type OpenedSocket, type RunSockets,
 } from './owner.js';
 
 /** What an executor needs to make a run's net memory: a NetOwner's sizes and the sockets the guest starts with. */
@@ -22,13 +23,14 @@ export interface NetPlan {
   connections: number;
   backlog: number;
   maxBytes: number;
+  maxDatagrams: number;
   preopened: OpenedSocket[];
   /** Sockets that follow the plan, each in a message of its own: the guest starts once all are there. */
   handles: number;
 }
 
 /** A socket on its way to the executor, for slot `slot`. */
-export interface HandedSocket { slot: number; handle: net.Socket | net.Server; address: string }
+export interface HandedSocket { slot: number; handle: net.Socket | net.Server | dgram.Socket; address: string }
 
 /** An executor's answer about one of a run's slots. */
 export interface NetAnswer { slot?: number; errno?: number; error?: string }
@@ -75,13 +77,23 @@ export class RemoteNet implements RunSockets {
   async open(preopened: SocketGrant[], argdata: ArgNode | undefined): Promise<{ sockets: ExecutorSockets; argdata: ArgNode | undefined }> {
     let next = 0;
     try {
-      const opened = await openGrants(preopened, argdata, async (listener, addr) => {
+      const opened = await openGrants(preopened, argdata, async (kind, addr) => {
         const slot = next++;
-        this.handles.push({ slot, ...(listener ? await this.bind(addr) : { handle: await this.dial(addr), address: formatSocketAddress(addr) }) });
+        if (kind === 'listen') this.handles.push({ slot, ...await this.bind(addr) });
+        else if (kind === 'connect') this.handles.push({ slot, handle: await this.dial(addr), address: formatSocketAddress(addr) });
+        else {
+          // The executor learns a datagram socket's peer from `address` (a bound one has none: '').
+          const d = await openDatagram(addr, kind === 'dgram-connect', true);
+          if (this.closed) { d.socket.close(); throw this.ended(`open ${d.address}`); }
+          if (!d.connected) this.addresses.push(d.address);
+          this.handles.push({ slot, handle: d.socket, address: d.connected ? d.address : '' });
+        }
         return slot;
       });
       const o = this.options;
-      const plan: NetPlan = { grants: next, connections: o.connections, backlog: o.backlog, maxBytes: o.maxBytes, preopened: opened.preopened, handles: this.handles.length };
+      const plan: NetPlan = {
+        grants: next, connections: o.connections, backlog: o.backlog, maxBytes: o.maxBytes, maxDatagrams: o.maxDatagrams, preopened: opened.preopened, handles: this.handles.length,
+      };
       const sockets: ExecutorSockets = {
         plan,
         take: () => this.take(),
@@ -160,7 +172,7 @@ export class RemoteNet implements RunSockets {
     this.closed = true;
     for (const s of this.connecting) s.destroy();
     for (const h of this.take()) {
-      if (h.handle instanceof net.Server) h.handle.close(); else h.handle.destroy();
+      if (h.handle instanceof net.Socket) h.handle.destroy(); else h.handle.close();
     }
   }
 
