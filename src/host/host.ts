@@ -496,7 +496,8 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
     if (grants === 0 && !casperNet) return undefined;
     const l = { ...DEFAULT_NET_LIMITS, ...req.net };
     const options = { connections: l.connections, backlog: l.backlog, maxBytes: l.bytes, maxDatagrams: l.datagrams, audit };
-    return runner.isolation === 'process' ? new RemoteNet(options) : new NetOwner(grants, options);
+    if (runner.isolation === 'thread') return new NetOwner(grants, options);
+    return new RemoteNet(options, (runner.pool as ExecutorPool).options.runtime !== 'deno');
   };
 
   const launch = (req: RunRequest, streaming: boolean): RunHandle => {

@@ -5,11 +5,13 @@
  * and a bound one only receives. Rights and limits (bytes, datagrams) hold as for streams, on
  * worker threads and in executor processes (which get the descriptor from the engine). Loopback only.
  */
+import { spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHost, type Host, type RunRequest } from '../../src/host/host.js';
+import { denoBinary } from '../../src/host/executor/sandbox.js';
 import { R } from '../../src/wasi/rights.js';
 import { STREAM_SOCKET_RIGHTS } from '../../src/wasi/sockets.js';
 
@@ -92,5 +94,20 @@ describe.each([['worker threads', 'thread'], ['executor processes', 'process']] 
     const byBytes = await host.run({ ...connected({ net: { bytes: 3500 } }), args: ['flood'] });
     expect(byBytes.status).toBe('output_limit');
     expect(byBytes.message).toBe("the run's network traffic exceeded its limit of 3500 bytes (net.bytes)");
+  });
+});
+
+const hasDeno = spawnSync(denoBinary(), ['--version']).status === 0;
+
+describe.skipIf(!hasDeno)('UDP on a Deno executor', () => {
+  it('is refused up front with a message that says where it works', async () => {
+    const host = await createHost({ workers: 1, isolation: 'process', executors: { count: 1, runtime: 'deno' } });
+    try {
+      await expect(host.run({ module: DGRAM, sockets: [{ connect: `127.0.0.1:${echoPort}`, type: 'dgram' }], args: ['ping', 'x'] }))
+        .rejects.toThrow(/Cannot open the datagram socket 127\.0\.0\.1:\d+: Deno executors cannot use a datagram socket handed to them; run it on Node executors/);
+      expect(got).not.toContain('x');
+    } finally {
+      await host.close();
+    }
   });
 });

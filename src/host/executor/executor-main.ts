@@ -81,6 +81,14 @@ function adopt(m: Extract<ToExecutor, { t: 'socket' }>, handle: unknown): void {
     answer({ errno: ERRNO.BADF, error: `the socket of ${m.address} did not come with its descriptor` });
     return;
   }
+  if (m.dgram && !(handle instanceof dgram.Socket)) {
+    // A runtime whose node:child_process made something else of a datagram socket's descriptor.
+    if (handle instanceof net.Socket) handle.destroy(); else handle.close();
+    const error = `Cannot take the datagram socket of ${m.address || `slot ${m.slot}`}: it came as another kind of socket`;
+    answer({ errno: ERRNO.NOTSUP, error });
+    if (n && m.op === undefined) { n.failed ??= error; if (--n.missing === 0 && n.deferred) startRun(n.deferred); }
+    return;
+  }
   if (!n) {
     if (handle instanceof net.Socket) handle.destroy(); else handle.close();
     answer({ errno: ERRNO.CANCELED, error: `Cannot take the socket of ${m.address}: the run has ended` });

@@ -6,7 +6,7 @@
  * its runs end `crashed`, exactly once, for the caller's restart rule.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import type dgram from 'node:dgram';
+import dgram from 'node:dgram';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -304,7 +304,7 @@ export class ExecutorPool extends QueuedPool<ExecutorJob, Inflight> {
     if (sockets && !p.socketsSent) {
       p.socketsSent = true;
       ex.send({ t: 'sockets', run, plan: sockets.plan });
-      for (const h of sockets.take()) ex.sendHandle({ t: 'socket', run, slot: h.slot, address: h.address }, h.handle);
+      for (const h of sockets.take()) ex.sendHandle({ t: 'socket', run, slot: h.slot, address: h.address, ...(h.handle instanceof dgram.Socket ? { dgram: true } : {}) }, h.handle);
       sockets.attach(this.netLink(ex, run));
     }
     ex.send({ t: 'run', run, module: p.job.moduleId, ...(withBytes ? { bytes: p.job.bytes() } : {}), caps: p.job.caps, spec: p.job.spec, bridge: p.job.serve !== undefined });

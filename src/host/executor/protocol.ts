@@ -34,7 +34,7 @@ export type ToExecutor =
    * Comes with a descriptor (a connected net.Socket or a listening net.Server, sent as the IPC
    * message's handle, alone in its batch): put it in slot `slot`. With `op`, answered by 'netres'.
    */
-  | { t: 'socket'; run: number; slot: number; address: string; op?: number }
+  | { t: 'socket'; run: number; slot: number; address: string; op?: number; dgram?: boolean }
   /** Holds a free slot for a socket the engine is about to open ('reserve'), or closes one ('release'). */
   | { t: 'netop'; run: number; op: number; do: 'reserve'; what: string }
   | { t: 'netop'; run: number; do: 'release'; slot: number };

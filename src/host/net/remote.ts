@@ -64,7 +64,8 @@ export class RemoteNet implements RunSockets {
   private readonly connecting = new Set<net.Socket>();
   private closed = false;
 
-  constructor(private readonly options: NetOwnerOptions) {}
+  /** `datagrams`: whether the executors can take datagram sockets (Deno's cannot use one it is handed). */
+  constructor(private readonly options: NetOwnerOptions, private readonly datagrams = true) {}
 
   private ended(what: string): SocketOpenError {
     return new SocketOpenError(ERRNO.CANCELED, `Cannot ${what}: the run has ended`);
@@ -82,6 +83,7 @@ export class RemoteNet implements RunSockets {
         if (kind === 'listen') this.handles.push({ slot, ...await this.bind(addr) });
         else if (kind === 'connect') this.handles.push({ slot, handle: await this.dial(addr), address: formatSocketAddress(addr) });
         else {
+          if (!this.datagrams) throw new TypeError(`Cannot open the datagram socket ${formatSocketAddress(addr)}: Deno executors cannot use a datagram socket handed to them; run it on Node executors (--executor-runtime node) or on threads`);
           // The executor learns a datagram socket's peer from `address` (a bound one has none: '').
           const d = await openDatagram(addr, kind === 'dgram-connect', true);
           if (this.closed) { d.socket.close(); throw this.ended(`open ${d.address}`); }
