@@ -283,7 +283,8 @@ export function resultSummary(r: RunResult, audit: { events: number; denied: num
   return { ...rest, processExitStatus: exitStatus, audit: { ...audit, dropped: a.dropped } };
 }
 
-function readCasperConfig(file: string): Record<string, unknown> {
+/** The operator's Casper configuration (--casper-config FILE, YAML); an InputError says what is wrong. */
+export function readCasperConfig(file: string): Record<string, unknown> {
   let value: unknown;
   try {
     value = yaml().parse(fs.readFileSync(file, 'utf8'));

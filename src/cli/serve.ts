@@ -26,6 +26,7 @@ import { loadPolicy, SERVICE_POLICY } from '../manifest/policy.js';
 import { mountsInForce, syncMounts } from '../api/mounts.js';
 import { parseBytes, parseDuration } from '../host/units.js';
 import { UsageError } from './flags.js';
+import { readCasperConfig } from './run.js';
 import { DEFAULT_DATA_DIR } from './tenant.js';
 
 /** How long a stop waits for running guests before putting them back in the queue (--grace). */
@@ -33,7 +34,7 @@ export const SHUTDOWN_DEADLINE_MS = 10_000;
 
 export const SERVE_HELP = `Usage: capsa serve [--host 127.0.0.1] [--port 8080] [--data ${DEFAULT_DATA_DIR} | --store postgres://…] [--policy FILE]
                    [--executors N] [--workers N] [--isolation best-effort|strict|none]
-                   [--executor-runtime node|deno] [--grace 10s] [--node-id ID] [--lease 30s]
+                   [--executor-runtime node|deno] [--casper-config FILE] [--grace 10s] [--node-id ID] [--lease 30s]
                    [--quota NAME=VALUE]... [--concurrent-runs N] [--retain 7d] [--cors-origin ORIGIN]...
                    [--max-body SIZE] [--max-stdin SIZE] [--max-files SIZE]
                    [--webhook-allow HOST]... [--webhook-allow-private] [--webhook-timeout 10s]
@@ -69,6 +70,10 @@ Options:
                     force). strict: refuse to start unless every layer is in force.
                     none: guests on worker threads inside this process (no executors:
                     for trusted guests and comparisons only).
+  --casper-config FILE
+                    The operator's configuration of Casper services (YAML), as for
+                    capsa run: e.g. "system.net: { servers: [127.0.0.1:5353] }", the DNS
+                    servers system.net and system.dns resolve with (docs/casper.md).
   --executor-runtime RUNTIME
                     node: Node's permission model. deno: Deno's (the deno package), which
                     also denies the network without bubblewrap. Default: the runtime
@@ -161,6 +166,7 @@ export async function serve(argv: string[]): Promise<number> {
       executors: { type: 'string' },
       isolation: { type: 'string', default: 'best-effort' },
       'executor-runtime': { type: 'string' },
+      'casper-config': { type: 'string' },
       grace: { type: 'string' },
       quota: { type: 'string', multiple: true, default: [] },
       retain: { type: 'string' },
@@ -233,6 +239,7 @@ export async function serve(argv: string[]): Promise<number> {
   }
   // Thrown as PolicyFileError or ManifestError (FILE:LINE:COL), which main prints: exit status 1.
   const policy = values.policy !== undefined ? loadPolicy(values.policy) : undefined;
+  const casperConfig = values['casper-config'] !== undefined ? readCasperConfig(values['casper-config']) : {};
   // pino, JSON lines on stdout at CAPSA_LOG_LEVEL (default info); the app and the scheduler log there too.
   const log = defaultLogger().child({ node: nodeId });
   // The lifecycle lines (listening, stopping, stopped) are written whatever CAPSA_LOG_LEVEL says:
@@ -278,8 +285,8 @@ export async function serve(argv: string[]): Promise<number> {
   }
   let host: Host;
   try {
-    host = await createHost(isolation === 'none' ? { workers } : {
-      workers,
+    host = await createHost(isolation === 'none' ? { workers, casperConfig } : {
+      workers, casperConfig,
       isolation: 'process',
       executors: {
         count: executors, isolation, ...(runtime ? { runtime } : {}), mounts: await mountsInForce(store, policy ?? SERVICE_POLICY),

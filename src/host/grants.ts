@@ -40,7 +40,7 @@ export type ArgNode =
 export interface SocketGrant {
   bind?: string;
   connect?: string;
-  /** Only 'stream' is supported; 'dgram' is refused with a message. */
+  /** 'stream' (TCP or a UNIX socket, the default) or 'dgram' (UDP: bound, receive-only; or connected). */
   type?: 'stream' | 'dgram';
   rights?: RightsGrant;
 }

@@ -21,7 +21,8 @@ import { formatBytes } from './units.js';
 import type { DirGrant, GuestSpec } from './worker/protocol.js';
 import type { ArgNode, SocketGrant } from './grants.js';
 import { DEFAULT_NET_LIMITS, type NetLimits } from './limits.js';
-import { NetOwner, type NetAuditEntry } from './net/owner.js';
+import { NetOwner, type NetAuditEntry, type RunSockets } from './net/owner.js';
+import { RemoteNet, type ExecutorSockets } from './net/remote.js';
 import { NetMemory } from './net/layout.js';
 
 /** Options of createHost. */
@@ -236,7 +237,6 @@ function countSocketNodes(n: ArgNode | undefined): number {
   if (n.type === 'map') return n.entries.reduce((c, [k, v]) => c + countSocketNodes(k) + countSocketNodes(v), 0);
   return 0;
 }
-const hasSocketNode = (n: ArgNode | undefined): boolean => countSocketNodes(n) > 0;
 
 /** A run's result from how the pool ended it. */
 function resultOf(end: JobEnd, base: Pick<RunResult, 'stdout' | 'stderr' | 'audit' | 'warnings'>, req: RunRequest, hostCpuMs: number): RunResult {
@@ -372,7 +372,7 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
 
   /** The bridge handlers of a run whose guest imports host functions or Casper: what crosses, and who answers. */
   const bridgeOf = (req: RunRequest, limits: Limits, imports: CachedModule['imports'], fns: HostFunctions, warn: (what: string, e: unknown) => void, charge: (ms: number) => void,
-    owner: NetOwner | undefined, netAudit: (e: NetAuditEntry) => void) => {
+    owner: RunSockets | undefined, netAudit: (e: NetAuditEntry) => void) => {
     const fnList = functionList(fns);
     // Only the functions the module imports cross to the worker.
     const imported = new Set(imports.map((i) => `${i.module}.${i.name}`));
@@ -449,19 +449,25 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
     const spec: GuestSpec = { ...specOf(req, limits, used, streaming, auditMax), ...(entry ? { invoke: entry } : {}) };
     if (options.casperInWorker !== false && loaded.imports.some((i) => i.module === 'casper')) spec.casperInWorker = inWorkerConfig(req);
     let end: JobEnd;
+    let sockets: ExecutorSockets | undefined;
     try {
-      if (owner) {
+      if (owner instanceof NetOwner) {
         const opened = await owner.open(req.sockets ?? [], req.argdata);
         spec.net = opened.spec;
         // The host thread wakes the guest through the net memory's cell: that is the run's cell.
         spec.waker = new NetMemory(opened.spec.sab).wakerCell();
         if (opened.argdata) spec.argdata = opened.argdata;
-        req.onListening?.(owner.addresses);
+      } else if (owner) {
+        // Opened here, handed to the executor with the run (it has no network of its own).
+        const opened = await owner.open(req.sockets ?? [], req.argdata);
+        sockets = opened.sockets;
+        if (opened.argdata) spec.argdata = opened.argdata;
       }
+      if (owner) req.onListening?.(owner.addresses);
       end = await runner.submit({
         // The id only when an executor asks for it: hashing a large module costs more than running it once.
         module: loaded.module, get moduleId() { return loaded.id; }, bytes: () => originalBytes(req, loaded.id), caps: caps(limits),
-        spec, signal: req.signal, serve, onBridgeError: warn, hostCpuMs: () => hostCpuMs,
+        spec, signal: req.signal, serve, onBridgeError: warn, hostCpuMs: () => hostCpuMs, ...(sockets ? { sockets } : {}),
         onOutput(fd, data) {
           out[fd].push(data);
           emit(fd === 1 ? { type: 'stdout', data } : { type: 'stderr', data });
@@ -483,20 +489,17 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
   };
 
   /**
-   * The run's sockets, when it has any or may get some from Casper's system.net: refused under
-   * process isolation, whose executors have no network (system.net's connect then answers ENOTSUP).
+   * The run's sockets, when it has any or may get some from Casper's system.net: served on this
+   * thread, or, under process isolation, opened here and handed to the run's executor, which has
+   * no network of its own (src/host/net/remote.ts).
    */
-  const socketsOf = (req: RunRequest, audit: (e: NetAuditEntry) => void, casperNet: boolean): NetOwner | undefined => {
-    const granted = (req.sockets?.length ?? 0) > 0 || hasSocketNode(req.argdata);
-    if (!granted && !casperNet) return undefined;
-    if (runner.isolation === 'process') {
-      if (!granted) return undefined;
-      throw new TypeError('Cannot run with sockets under process isolation: executors have no network; run this guest on worker threads (isolation "thread")');
-    }
+  const socketsOf = (req: RunRequest, audit: (e: NetAuditEntry) => void, casperNet: boolean): NetOwner | RemoteNet | undefined => {
+    const grants = (req.sockets?.length ?? 0) + countSocketNodes(req.argdata);
+    if (grants === 0 && !casperNet) return undefined;
     const l = { ...DEFAULT_NET_LIMITS, ...req.net };
-    return new NetOwner((req.sockets?.length ?? 0) + countSocketNodes(req.argdata), {
-      connections: l.connections, backlog: l.backlog, maxBytes: l.bytes, audit,
-    });
+    const options = { connections: l.connections, backlog: l.backlog, maxBytes: l.bytes, maxDatagrams: l.datagrams, audit };
+    if (runner.isolation === 'thread') return new NetOwner(grants, options);
+    return new RemoteNet(options, (runner.pool as ExecutorPool).options.runtime !== 'deno');
   };
 
   const launch = (req: RunRequest, streaming: boolean): RunHandle => {

@@ -87,7 +87,9 @@ export interface NetLimits {
   bytes: number;
   /** Connections that may wait on a listener for sock_accept; past it new ones are refused. */
   backlog: number;
+  /** Datagrams received and sent by the guest together; past it the run ends with output_limit. */
+  datagrams: number;
 }
 
 /** A run's socket limits when it asks for none. */
-export const DEFAULT_NET_LIMITS: Readonly<NetLimits> = { connections: 128, bytes: 256 << 20, backlog: 128 };
+export const DEFAULT_NET_LIMITS: Readonly<NetLimits> = { connections: 128, bytes: 256 << 20, backlog: 128, datagrams: 1 << 20 };

@@ -404,15 +404,15 @@ function readSocket(r: Reader, n: YamlNode | null, path: string): SocketGrant | 
   const bind = n.get('bind'), connect = n.get('connect'), type = n.get('type') ?? 'stream';
   if ((bind === undefined) === (connect === undefined)) { r.problem(n, path, '!socket takes bind: host:port or connect: host:port'); return undefined; }
   if (!['stream', 'dgram'].includes(String(type))) { r.problem(n, `${path}.type`, '!socket type is stream or dgram'); return undefined; }
-  if (type === 'dgram') { r.problem(n, `${path}.type`, 'dgram sockets are not supported: capsa hands out stream sockets only'); return undefined; }
   const which = bind !== undefined ? 'bind' : 'connect';
   try {
-    parseSocketAddress(String(bind ?? connect));
+    const a = parseSocketAddress(String(bind ?? connect));
+    if (type === 'dgram' && a.kind === 'unix') throw new TypeError('a dgram socket is UDP: HOST:PORT or [IPV6]:PORT, not a UNIX path');
   } catch (e) {
     r.problem(n, `${path}.${which}`, (e as Error).message);
     return undefined;
   }
-  return { [which]: String(bind ?? connect), type: 'stream' };
+  return { [which]: String(bind ?? connect), type: type === 'dgram' ? 'dgram' : 'stream' };
 }
 
 function readArg(r: Reader, node: unknown, path: string, depth: number): ArgNode {

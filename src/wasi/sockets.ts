@@ -15,9 +15,16 @@ import type { Waker } from './wake.js';
 export interface SocketEndpoint {
   /** A listening socket (sock_accept) rather than a connected one. */
   readonly listening: boolean;
+  /**
+   * A datagram socket: a receive returns one datagram (what does not fit the buffers is dropped,
+   * and `truncated` says so), a send is one datagram, whole or not at all.
+   */
+  readonly datagram?: boolean;
+  /** Whether the last receive dropped the end of a datagram (roflags.recv_data_truncated). */
+  readonly truncated?: boolean;
   /** The peer's address ("127.0.0.1:41234"), for the audit trail. */
   readonly peer?: string | undefined;
-  /** Bytes that a receive returns now (a listener: connections waiting to be accepted). */
+  /** Bytes that a receive returns now (a listener: connections waiting to be accepted; a datagram socket: non-zero while one waits). */
   available(): number;
   /** Whether the peer ended or broke the stream (a read then returns 0 or fails). */
   hungUp(): boolean;
@@ -33,20 +40,23 @@ export interface SocketEndpoint {
   close(): void;
 }
 
-/** The rights an accepted or connected stream socket may hold (CAP_RECV, CAP_SEND, CAP_SHUTDOWN, CAP_EVENT…). */
+/** The rights an accepted or connected stream socket, or a datagram socket, may hold (CAP_RECV, CAP_SEND, CAP_SHUTDOWN, CAP_EVENT…). */
 export const STREAM_SOCKET_RIGHTS = R.fd_read | R.fd_write | R.sock_shutdown | R.poll_fd_readwrite | R.fd_fdstat_set_flags | R.fd_filestat_get;
 /** The rights a listening socket may hold (CAP_ACCEPT, CAP_EVENT…); what it accepts inherits STREAM_SOCKET_RIGHTS. */
 export const LISTENER_RIGHTS = R.sock_accept | R.poll_fd_readwrite | R.fd_fdstat_set_flags | R.fd_filestat_get;
 
 /** riflags and roflags of sock_recv (typenames.witx). */
 export const RIFLAGS = { RECV_PEEK: 0x1, RECV_WAITALL: 0x2 } as const;
+/** roflags.recv_data_truncated (typenames.witx). */
+export const ROFLAGS_RECV_DATA_TRUNCATED = 0x1;
 
 /** A socket descriptor of the guest. */
 export class SocketHandle extends Handle {
-  readonly filetype = FILETYPE.SOCKET_STREAM;
+  readonly filetype: number;
   constructor(readonly endpoint: SocketEndpoint, private readonly waker: Waker, nonblock = false) {
     super();
     this.nonblocking = nonblock;
+    this.filetype = endpoint.datagram ? FILETYPE.SOCKET_DGRAM : FILETYPE.SOCKET_STREAM;
   }
 
   /** A listener is "readable" when a connection waits: that is CAP_ACCEPT's business, not CAP_READ's. */
@@ -71,7 +81,8 @@ export class SocketHandle extends Handle {
     const want = bufs.reduce((n, b) => n + b.length, 0);
     if (want === 0) return 0;
     const first = this.wait(() => { const n = this.endpoint.recv(bufs, peek); return n < 0 ? undefined : n; });
-    if (!waitall || peek || first === 0 || first === want || this.nonblocking) return first;
+    // A datagram is one receive: waitall does not join datagrams.
+    if (!waitall || peek || first === 0 || first === want || this.nonblocking || this.endpoint.datagram) return first;
     let got = first;
     while (got < want) {
       const rest = remainder(bufs, got);

@@ -17,7 +17,7 @@ beforeAll(async () => {
 });
 afterAll(async () => { await new Promise<void>((r) => server.close(() => r())); });
 
-const owner = (connections: number) => new NetOwner(0, { connections, backlog: 4, maxBytes: 1 << 20, audit: () => {} });
+const owner = (connections: number) => new NetOwner(0, { connections, backlog: 4, maxBytes: 1 << 20, maxDatagrams: 1000, audit: () => {} });
 
 it('past net.connections a connect is EMFILE and sends nothing', async () => {
   const o = owner(1);

@@ -175,8 +175,8 @@ describe('error paths: each with its message and line:col', () => {
     ['!socket connecting to a port of six digits', `${T}argdata: !socket { connect: '10.0.0.1:123456' }`,
       ['m.yaml:3:18: argdata.connect: socket address "10.0.0.1:123456": expected HOST:PORT, [IPV6]:PORT or an absolute UNIX path, e.g. 127.0.0.1:8080']],
     ['!socket on a scalar', `${T}argdata: !socket 127.0.0.1:80`, ['m.yaml:3:18: argdata: !socket takes { bind: host:port, type: stream } or { connect: host:port }']],
-    ['a !socket of type dgram', `${T}argdata:\n  peer: !socket { connect: '[::1]:53', type: dgram }`,
-      ['m.yaml:4:17: argdata.peer.type: dgram sockets are not supported: capsa hands out stream sockets only']],
+    ['a !socket of type dgram on a UNIX path', `${T}argdata:\n  peer: !socket { connect: /run/x.sock, type: dgram }`,
+      ['m.yaml:4:17: argdata.peer.connect: a dgram socket is UDP: HOST:PORT or [IPV6]:PORT, not a UNIX path']],
     ['sockets: a list of !socket', `${T}sockets: [!socket { bind: 'nohost' }]`,
       ['m.yaml:3:19: sockets[0].bind: socket address "nohost": expected HOST:PORT, [IPV6]:PORT or an absolute UNIX path, e.g. 127.0.0.1:8080']],
 

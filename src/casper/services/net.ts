@@ -294,7 +294,7 @@ async function bind(limits: NvList | null, req: NvList, ctx: ServiceContext): Pr
 
 async function open(ctx: ServiceContext, call: string, sa: Sockaddr, how: ServiceContext['connectSocket']): Promise<NvList> {
   const address = sockaddrText(sa);
-  if (!how) throw new CasperError(ERRNO.NOTSUP, `${call} ${address}: this run cannot hold sockets (process isolation)`);
+  if (!how) throw new CasperError(ERRNO.NOTSUP, `${call} ${address}: this run cannot hold sockets (its host gave the broker none)`);
   let index: number;
   try {
     index = await how({ host: ipText(sa), port: sa.port });

@@ -6,13 +6,17 @@
  * its runs end `crashed`, exactly once, for the caller's restart rule.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import dgram from 'node:dgram';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { BridgeCallContext, BridgeHandler } from '../bridge.js';
 import type { Job, JobEnd } from '../pool.js';
 import { QueuedPool, type Pending } from '../job-queue.js';
+import { ERRNO } from '../../wasi/constants.js';
 import { DEFAULT_WORKER_HEAP_MB } from '../worker-launch.js';
 import type { ModuleCaps } from '../wasm-limits.js';
+import type { ExecutorSockets, HandedSocket, NetAnswer, NetLink } from '../net/remote.js';
 import { decodeBatch, encodeBatch, type FromExecutor, type ToExecutor, type WireFormat } from './protocol.js';
 import { ENGINE_RUNTIME, planExecutor, releaseCgroup, type ExecutorMount, type ExecutorRuntime, type Layer, type SandboxOptions } from './sandbox.js';
 
@@ -26,6 +30,8 @@ export interface ExecutorJob extends Omit<Job, 'module' | 'bridge'> {
   caps: ModuleCaps;
   /** Answers the guest's host-function and Casper calls, if it makes any. */
   serve?: BridgeHandler | undefined;
+  /** The run's sockets, opened here and handed to the executor (src/host/net/remote.ts). */
+  sockets?: ExecutorSockets | undefined;
 }
 
 /** Options of the executor pool. */
@@ -82,6 +88,8 @@ export interface ExecutorInfo {
 interface Inflight extends Pending<ExecutorJob> {
   /** When it was first sent to an executor. */
   t0: number;
+  /** Its sockets went to the executor (they go once, before its first 'run'). */
+  socketsSent?: boolean;
 }
 
 class Executor {
@@ -120,8 +128,24 @@ class Executor {
     if (this.outbox.length === 0) setImmediate(() => this.flush());
     this.outbox.push(m);
   }
+  /**
+   * Sends `m` with a descriptor (a socket or a server), after what is queued: a handle travels
+   * alone in its message, and Node's channel keeps messages in order behind it. Node closes a
+   * socket's copy here once the executor took it; a server's is closed once sent.
+   */
+  sendHandle(m: ToExecutor, handle: net.Socket | net.Server | dgram.Socket): void {
+    const drop = () => { if (handle instanceof net.Socket) handle.destroy(); else handle.close(); };
+    if (this.dead || !this.child.connected) { drop(); return; }
+    if (this.outbox.length) this.flush();
+    this.child.send(encodeBatch([m], this.wire) as string, handle, (e) => {
+      // Node closes a socket's copy itself once the executor took it; not a server's or a datagram socket's.
+      if (!(handle instanceof net.Socket)) handle.close();
+      if (e) { drop(); this.pool.lost(this, `cannot reach the executor: ${e.message}`); }
+    });
+  }
   private flush(): void {
     const batch = this.outbox;
+    if (batch.length === 0) return;
     this.outbox = [];
     if (this.dead || !this.child.connected) return;
     this.child.send(encodeBatch(batch, this.wire) as string, (e) => { if (e) this.pool.lost(this, `cannot reach the executor: ${e.message}`); });
@@ -139,6 +163,8 @@ export class ExecutorPool extends QueuedPool<ExecutorJob, Inflight> {
   private nextOp = 1;
   private started = false;
   private memOps = new Map<number, { ex: Executor; resolve(d: Uint8Array | undefined): void; reject(e: Error): void }>();
+  /** Questions about runs' sockets awaiting the executor's 'netres'. */
+  private netOps = new Map<number, { ex: Executor; resolve(a: NetAnswer): void }>();
   private watchdog: NodeJS.Timeout | undefined;
   /** Executors started over the pool's life, replacements included. */
   spawnedExecutors = 0;
@@ -274,7 +300,29 @@ export class ExecutorPool extends QueuedPool<ExecutorJob, Inflight> {
     ex.runs.set(run, p);
     if (withBytes) ex.known.add(p.job.moduleId);
     p.job.onStart?.();
+    const sockets = p.job.sockets;
+    if (sockets && !p.socketsSent) {
+      p.socketsSent = true;
+      ex.send({ t: 'sockets', run, plan: sockets.plan });
+      for (const h of sockets.take()) ex.sendHandle({ t: 'socket', run, slot: h.slot, address: h.address, ...(h.handle instanceof dgram.Socket ? { dgram: true } : {}) }, h.handle);
+      sockets.attach(this.netLink(ex, run));
+    }
     ex.send({ t: 'run', run, module: p.job.moduleId, ...(withBytes ? { bytes: p.job.bytes() } : {}), caps: p.job.caps, spec: p.job.spec, bridge: p.job.serve !== undefined });
+  }
+
+  /** How a run's RemoteNet reaches its sockets in executor `ex`. */
+  private netLink(ex: Executor, run: number): NetLink {
+    const ask = (send: (op: number) => void) => new Promise<NetAnswer>((resolve) => {
+      if (ex.dead) { resolve({ errno: ERRNO.CANCELED, error: 'the executor is gone' }); return; }
+      const op = this.nextOp++;
+      this.netOps.set(op, { ex, resolve });
+      send(op);
+    });
+    return {
+      reserve: (what) => ask((op) => ex.send({ t: 'netop', run, op, do: 'reserve', what })),
+      release: (slot) => ex.send({ t: 'netop', run, do: 'release', slot }),
+      adopt: (h: HandedSocket) => ask((op) => ex.sendHandle({ t: 'socket', run, slot: h.slot, address: h.address, op }, h.handle)),
+    };
   }
 
   /** One message of an executor. */
@@ -292,6 +340,13 @@ export class ExecutorPool extends QueuedPool<ExecutorJob, Inflight> {
         return;
       }
       case 'call': void this.call(ex, m.run, m.call, m.data); return;
+      case 'netres': {
+        const op = this.netOps.get(m.op);
+        this.netOps.delete(m.op);
+        op?.resolve(m);
+        return;
+      }
+      case 'netaudit': ex.runs.get(m.run)?.job.sockets?.audit(m.entry); return;
       case 'memres': {
         const op = this.memOps.get(m.op);
         this.memOps.delete(m.op);
@@ -344,6 +399,7 @@ export class ExecutorPool extends QueuedPool<ExecutorJob, Inflight> {
     if (!ex.child.killed && ex.child.exitCode === null) ex.child.kill('SIGKILL');
     // Host functions waiting on its guests' memory get an error instead of waiting forever.
     for (const [op, m] of this.memOps) if (m.ex === ex) { this.memOps.delete(op); m.reject(new Error(message)); }
+    for (const [op, m] of this.netOps) if (m.ex === ex) { this.netOps.delete(op); m.resolve({ errno: ERRNO.CANCELED, error: message }); }
     for (const run of [...ex.runs.keys()]) {
       const p = ex.runs.get(run)!;
       this.finish(ex, run, { kind: 'stopped', reason: 'crashed', message, wallMs: performance.now() - p.t0, cpuMs: 0 });

@@ -8,6 +8,8 @@ import type { ModuleCaps } from '../wasm-limits.js';
 import type { JobEnd } from '../pool.js';
 import type { AuditEvent } from '../result.js';
 import type { GuestSpec } from '../worker/protocol.js';
+import type { NetAuditEntry } from '../net/owner.js';
+import type { NetPlan } from '../net/remote.js';
 
 /** engine → executor */
 export type ToExecutor =
@@ -22,7 +24,20 @@ export type ToExecutor =
   | { t: 'reply'; run: number; call: number; data?: Uint8Array; error?: string; hostCpuMs?: number }
   /** A guest-memory access a host function asks for while its call waits. */
   | { t: 'mem'; run: number; call: number; op: number; ptr: number; len?: number; bytes?: Uint8Array }
-  | { t: 'ping' };
+  | { t: 'ping' }
+  /**
+   * Before a run with sockets (src/host/net/remote.ts): its net memory's plan. `plan.handles`
+   * 'socket' messages follow; the executor starts the guest once it holds them all.
+   */
+  | { t: 'sockets'; run: number; plan: NetPlan }
+  /**
+   * Comes with a descriptor (a connected net.Socket or a listening net.Server, sent as the IPC
+   * message's handle, alone in its batch): put it in slot `slot`. With `op`, answered by 'netres'.
+   */
+  | { t: 'socket'; run: number; slot: number; address: string; op?: number; dgram?: boolean }
+  /** Holds a free slot for a socket the engine is about to open ('reserve'), or closes one ('release'). */
+  | { t: 'netop'; run: number; op: number; do: 'reserve'; what: string }
+  | { t: 'netop'; run: number; do: 'release'; slot: number };
 
 /** executor → engine */
 export type FromExecutor =
@@ -36,7 +51,11 @@ export type FromExecutor =
   | { t: 'missing'; run: number }
   /** A host function or Casper request of the guest, for the engine's handlers. */
   | { t: 'call'; run: number; call: number; data: Uint8Array }
-  | { t: 'memres'; op: number; data?: Uint8Array; error?: string };
+  | { t: 'memres'; op: number; data?: Uint8Array; error?: string }
+  /** The answer to a 'netop' reserve or a 'socket' with an op: the slot, or why not. */
+  | { t: 'netres'; op: number; slot?: number; errno?: number; error?: string }
+  /** A refusal a run's sockets recorded in the executor (a connection past the backlog…), for its audit trail. */
+  | { t: 'netaudit'; run: number; entry: NetAuditEntry };
 
 /**
  * The IPC channel's format. 'advanced' (Node's V8 serializer) where both ends are Node; 'json'

@@ -7,20 +7,21 @@ import { ERRNO } from '../../wasi/constants.js';
 import { fail, RunTermination } from '../../wasi/errors.js';
 import type { SocketEndpoint } from '../../wasi/sockets.js';
 import {
-  C, GUEST_CLOSED, GUEST_SHUT_RD, GUEST_SHUT_WR, HOST_EOF, HOST_ERROR, KIND_LISTENER, type NetMemory, type Slot,
+  C, DGRAM_HEADER, GUEST_CLOSED, GUEST_SHUT_RD, GUEST_SHUT_WR, HOST_EOF, HOST_ERROR, KIND_DGRAM, KIND_LISTENER, MAX_DATAGRAM, type NetMemory, type Slot,
 } from './layout.js';
 
-/** Unwinds a guest whose sockets moved more bytes than its limit (net.bytes). */
+/** Unwinds a guest whose sockets moved more bytes (net.bytes) or datagrams (net.datagrams) than its limit. */
 export class NetLimitExceeded extends RunTermination {
-  constructor(readonly limit: number) {
-    super(`the run's network traffic exceeded its limit of ${limit} bytes (net.bytes)`);
+  constructor(readonly limit: number, what: 'bytes' | 'datagrams' = 'bytes') {
+    super(`the run's network traffic exceeded its limit of ${limit} ${what} (net.${what})`);
   }
 }
 
-/** Bytes received and sent by a run's sockets together, against limits.netBytes. */
+/** Bytes received and sent by a run's sockets together, against net.bytes; datagrams, against net.datagrams. */
 export class NetBudget {
   used = 0;
-  constructor(readonly limit: number) {}
+  datagrams = 0;
+  constructor(readonly limit: number, readonly maxDatagrams = Infinity) {}
   /** How many of `want` bytes may still move (throws once nothing may). */
   allow(want: number): number {
     const left = this.limit - this.used;
@@ -28,6 +29,13 @@ export class NetBudget {
     return Math.min(want, left);
   }
   spend(n: number): void { this.used += n; }
+  /** One datagram of `n` bytes in or out: all of it within net.bytes, and one more within net.datagrams. */
+  datagram(n: number): void {
+    if (this.datagrams >= this.maxDatagrams) throw new NetLimitExceeded(this.maxDatagrams, 'datagrams');
+    if (this.allow(n) < n) throw new NetLimitExceeded(this.limit);
+    this.datagrams++;
+    this.used += n;
+  }
 }
 
 const decoder = new TextDecoder();
@@ -58,10 +66,13 @@ export function discardSlot(net: NetMemory, index: number): void {
 /** A socket descriptor's view of its slot. */
 export class SlotEndpoint implements SocketEndpoint {
   readonly listening: boolean;
+  readonly datagram: boolean;
   readonly peer: string | undefined;
+  truncated = false;
   private closed = false;
   constructor(private readonly net: NetMemory, private readonly slot: Slot, private readonly budget: NetBudget) {
     this.listening = slot.kind === KIND_LISTENER;
+    this.datagram = slot.kind === KIND_DGRAM;
     this.peer = peerOf(slot);
   }
 
@@ -75,7 +86,48 @@ export class SlotEndpoint implements SocketEndpoint {
   }
 
   writable(): boolean {
-    return this.slot.tx.room() > 0 || (this.slot.hostFlags() & HOST_ERROR) !== 0 || (this.slot.guestFlags() & GUEST_SHUT_WR) !== 0;
+    const room = this.datagram ? DGRAM_HEADER : 0;
+    return this.slot.tx.room() > room || (this.slot.hostFlags() & HOST_ERROR) !== 0 || (this.slot.guestFlags() & GUEST_SHUT_WR) !== 0;
+  }
+
+  /** One datagram into `bufs` (the rest of it dropped); -1 when none waits. */
+  private recvDatagram(bufs: Uint8Array[], peek: boolean): number {
+    const s = this.slot;
+    const head = new Uint8Array(DGRAM_HEADER);
+    if (s.rx.read(head, true) < DGRAM_HEADER) {
+      if (s.hostFlags() & HOST_ERROR) fail(this.brokenErrno(), `the socket to ${this.peer ?? 'its peer'} broke`);
+      return -1;
+    }
+    const len = new DataView(head.buffer).getUint32(0, true);
+    if (!peek) this.budget.datagram(len);
+    const record = new Uint8Array(DGRAM_HEADER + len);
+    s.rx.read(record, peek);
+    let off = DGRAM_HEADER;
+    for (const b of bufs) {
+      const k = Math.min(b.length, record.length - off);
+      b.set(record.subarray(off, off + k));
+      off += k;
+      if (off === record.length) break;
+    }
+    this.truncated = off < record.length;
+    if (!peek) this.net.ring();
+    return off - DGRAM_HEADER;
+  }
+
+  /** `bufs` as one datagram, whole or not at all; -1 when it does not fit the send ring yet. */
+  private sendDatagram(bufs: Uint8Array[]): number {
+    const total = bufs.reduce((n, b) => n + b.length, 0);
+    if (this.peer === undefined) fail(ERRNO.DESTADDRREQ, 'the datagram socket is not connected: preview1 has no sendto, so it can only receive');
+    if (total > MAX_DATAGRAM) fail(ERRNO.MSGSIZE, `a datagram of ${total} bytes is above the largest one a socket sends (${MAX_DATAGRAM})`);
+    if (this.slot.tx.room() < DGRAM_HEADER + total) return -1;
+    this.budget.datagram(total);
+    const record = new Uint8Array(DGRAM_HEADER + total);
+    new DataView(record.buffer).setUint32(0, total, true);
+    let off = DGRAM_HEADER;
+    for (const b of bufs) { record.set(b, off); off += b.length; }
+    this.slot.tx.write(record);
+    this.net.ring();
+    return total;
   }
 
   private brokenErrno(): number {
@@ -85,6 +137,7 @@ export class SlotEndpoint implements SocketEndpoint {
   recv(bufs: Uint8Array[], peek: boolean): number {
     const s = this.slot;
     if (s.guestFlags() & GUEST_SHUT_RD) return 0;
+    if (this.datagram) return this.recvDatagram(bufs, peek);
     let total = 0;
     if (peek) {
       // A peek reads from the same position for every buffer: read once, then scatter.
@@ -116,6 +169,7 @@ export class SlotEndpoint implements SocketEndpoint {
     const s = this.slot;
     if (s.guestFlags() & GUEST_SHUT_WR) fail(ERRNO.PIPE, 'the socket is shut down for writing');
     if (s.hostFlags() & HOST_ERROR) fail(ERRNO.PIPE, `the connection to ${this.peer ?? 'the peer'} broke`);
+    if (this.datagram) return this.sendDatagram(bufs);
     let total = 0;
     for (const b of bufs) {
       if (b.length === 0) continue;

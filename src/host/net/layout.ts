@@ -8,7 +8,9 @@
  *     thread waits on it with Atomics.waitAsync), [SLOTS] the number of slots.
  *   slots, each: a 64-byte Int32 control area, then a receive ring and a send ring (ByteRing,
  *     ./output-ring.ts). A listener's receive ring carries the slot numbers of accepted
- *     connections (u32 LE), its send ring is unused.
+ *     connections (u32 LE), its send ring is unused. A datagram socket's rings carry records, a
+ *     datagram each: its length (u32 LE), then its bytes, written with one ring write (so a
+ *     reader sees a record whole or not at all).
  *
  * Slots belong to the host: it fills a free one (KIND free → stream) before it queues its number
  * on a listener, and frees it once the guest has closed it and its last bytes are sent. The rings
@@ -35,6 +37,7 @@ export const C = {
 export const KIND_FREE = 0;
 export const KIND_LISTENER = 1;
 export const KIND_STREAM = 2;
+export const KIND_DGRAM = 3;
 /** The peer ended its side (EOF after the buffered bytes). */
 export const HOST_EOF = 1;
 /** The connection broke (ERRNO says how); reads and writes fail with it. */
@@ -45,6 +48,10 @@ export const GUEST_CLOSED = 4;
 
 /** Bytes of each ring's data area: what one connection may hold in flight each way. */
 export const RING_BYTES = 64 << 10;
+/** A datagram record's header: the datagram's length, u32 LE. */
+export const DGRAM_HEADER = 4;
+/** The largest datagram a slot carries: its ring less the header (UDP's own largest, 65507, fits). */
+export const MAX_DATAGRAM = RING_BYTES - DGRAM_HEADER;
 const SLOT_BYTES = CTL_BYTES + 2 * byteRingBytes(RING_BYTES);
 
 /** Allocates the shared memory of a run with `slots` sockets at once. */

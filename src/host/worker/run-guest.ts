@@ -190,7 +190,7 @@ export function runGuest(module: WebAssembly.Module, spec: GuestSpec, io: GuestI
 
   let sockets: SocketInstaller | undefined;
   if (net && spec.net) {
-    const budget = new NetBudget(spec.net.maxBytes);
+    const budget = new NetBudget(spec.net.maxBytes, spec.net.maxDatagrams);
     const fds = wasi.context.fds;
     sockets = (slot, base, inheriting) => fds.insert({
       handle: new SocketHandle(new SlotEndpoint(net, net.slots[slot]!, budget), wasi.context.waker), base, inheriting, fdflags: 0,

@@ -2,7 +2,7 @@ import { CLOCKID, ERRNO, EVENTTYPE, FDFLAGS, FILETYPE, LIMITS, SUBCLOCKFLAGS } f
 import { fail, WasiError } from '../errors.js';
 import type { WasiContext } from '../context.js';
 import { R } from '../rights.js';
-import { RIFLAGS, SocketHandle, STREAM_SOCKET_RIGHTS } from '../sockets.js';
+import { RIFLAGS, ROFLAGS_RECV_DATA_TRUNCATED, SocketHandle, STREAM_SOCKET_RIGHTS } from '../sockets.js';
 import { clockNow } from './env.js';
 
 const SUB_SIZE = 48;
@@ -153,7 +153,7 @@ export function pollCalls(ctx: WasiContext) {
       const n = h.recv(mem.iovecs(riData, riLen, LIMITS.iovs), (riFlags & RIFLAGS.RECV_PEEK) !== 0, (riFlags & RIFLAGS.RECV_WAITALL) !== 0);
       mem.setU32(roDatalen, n);
       // roflags.recv_data_truncated is for datagrams only; a stream never truncates.
-      mem.setU16(roFlags, 0);
+      mem.setU16(roFlags, h.endpoint.truncated ? ROFLAGS_RECV_DATA_TRUNCATED : 0);
       return ERRNO.SUCCESS;
     },
     sock_send(fd: number, siData: number, siLen: number, siFlags: number, soDatalen: number): number {

@@ -204,7 +204,7 @@ describe('connect', () => {
     expect((await xfer(b, ch, req('connect'))).error).toBe(ERRNO.INVAL);
   });
 
-  it('without a socket provider (process isolation) connect is ENOTSUP', async () => {
+  it('without a socket provider (a broker its host gave none) connect is ENOTSUP', async () => {
     const b = new Broker({ grants: { 'system.net': {} }, services: SERVICES });
     const ch = await serviceOpen(b, 'system.net');
     expect((await connect(b, ch, `127.0.0.1:${port}`)).error).toBe(ERRNO.NOTSUP);
