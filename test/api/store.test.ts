@@ -21,6 +21,7 @@ import { StoreError, type ClaimOptions, type DeliveryRecord, type RunEventRecord
 import { newRunId } from '../../src/api/store/ids.js';
 import { MIGRATIONS } from '../../src/api/store/migrations.js';
 import { DAY_MS, utcDayStart } from '../../src/api/store/rows.js';
+import { PG_MIGRATIONS } from '../../src/api/store/pg-migrations.js';
 
 let dir: string;
 let clock: number;
@@ -920,6 +921,43 @@ describe('events', () => {
     await raw.close();
     const s = await openStore();
     expect((await s.events('run_1', 0)).map((e) => e.attempt)).toEqual([1, 1, 1, 2, 2, 2]);
+  });
+});
+
+describe('the CPU counters of an older database (the migration backfills them)', () => {
+  it('an upgrade mid-day keeps the day\'s CPU: today\'s and yesterday\'s runs are summed into the counters', async () => {
+    // The backfill reads the database's clock: runs are placed around the real today.
+    const today = utcDayStart(Date.now());
+    const rows = [['run_1', today + 1, 300], ['run_2', today + 2, 45], ['run_3', today - 1, 20], ['run_4', today - 3 * DAY_MS, 9], ['run_5', null, 0]] as const;
+    const insert = `INSERT INTO runs (id, tenant_id, module_id, state, request, created_at, finished_at, cpu_ms) VALUES `;
+    if (onSqlite) {
+      const raw = rawDb();
+      for (const m of MIGRATIONS.slice(0, 5)) raw.exec(m);
+      raw.exec('PRAGMA user_version = 5');
+      raw.prepare(`INSERT INTO tenants (id, name, created_at) VALUES ('ten_1', 'old', 0)`).run();
+      const add = raw.prepare(`${insert} (?, 'ten_1', 'sha256:00', ?, '{}', 0, ?, ?)`);
+      for (const [id, at, cpu] of rows) add.run(id, at === null ? 'queued' : 'exited', at, cpu);
+      await raw.close();
+    } else {
+      const c = new pg.Client({ connectionString: pgUrl });
+      await c.connect();
+      try {
+        await c.query('DROP SCHEMA public CASCADE; CREATE SCHEMA public');
+        await c.query('CREATE TABLE capsa_schema (version INTEGER NOT NULL)');
+        for (const m of PG_MIGRATIONS.slice(0, 4)) await c.query(m);
+        await c.query('INSERT INTO capsa_schema (version) VALUES (4)');
+        await c.query(`INSERT INTO tenants (id, name, created_at) VALUES ('ten_1', 'old', 0)`);
+        for (const [id, at, cpu] of rows) await c.query(`${insert} ($1, 'ten_1', 'sha256:00', $2, '{}', 0, $3, $4)`, [id, at === null ? 'queued' : 'exited', at, cpu]);
+      } finally {
+        await c.end();
+      }
+    }
+    const s = await openStore();
+    // The counters stand on their own: without the runs, the day's CPU is still there.
+    clock = today + DAY_MS;
+    expect(await s.pruneTenant('ten_1', today + DAY_MS, 100)).toEqual({ runs: 4, modules: 0 });
+    expect(await s.cpuUsedSince('ten_1', today)).toBe(345);
+    expect(await s.cpuUsedSince('ten_1', 0)).toBe(365);
   });
 });
 
