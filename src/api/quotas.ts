@@ -7,6 +7,7 @@ import { z } from '@hono/zod-openapi';
 import { parseBytes, parseDuration } from '../host/units.js';
 import type { Quotas } from './scheduler.js';
 import type { Tenant, TenantQuotas } from './store/types.js';
+import { utcDayStart } from './store/rows.js';
 
 /** The quotas a tenant may have of its own (the global queue bound is the service's alone). */
 export const TENANT_QUOTA_FIELDS = ['concurrentRuns', 'queuedRuns', 'moduleStorageBytes', 'cpuSecondsPerDay', 'retainSeconds'] as const;
@@ -39,8 +40,7 @@ export function retentionOf(serviceRetainSeconds: number, tenant: Pick<Tenant, '
 
 /** The start (ms) of the UTC day holding `t`: the CPU quota's day, as the scheduler charges it and /v1/limits reports it. */
 export function utcMidnight(t: number): number {
-  const d = new Date(t);
-  return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate());
+  return utcDayStart(t);
 }
 
 /** The assignment names (kebab case, as on the command line) and how each value is read. */

@@ -20,6 +20,8 @@ import { freshDatabase, testStoreKind, truncateAll } from '../helpers/pg.js';
 import { StoreError, type ClaimOptions, type DeliveryRecord, type RunEventRecord, type RunRecord, type Store } from '../../src/api/store/types.js';
 import { newRunId } from '../../src/api/store/ids.js';
 import { MIGRATIONS } from '../../src/api/store/migrations.js';
+import { DAY_MS, utcDayStart } from '../../src/api/store/rows.js';
+import { PG_MIGRATIONS } from '../../src/api/store/pg-migrations.js';
 
 let dir: string;
 let clock: number;
@@ -90,7 +92,7 @@ describe.runIf(onSqlite)('schema (SQLite: its file, pragmas and migrations)', ()
       expect(raw.pragma('journal_mode')).toBe('wal');
       expect(raw.pragma('user_version')).toBe(MIGRATIONS.length);
       const tables = raw.prepare<[], { name: string }>(`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`).all().map((r) => r.name);
-      expect(tables).toEqual(['api_keys', 'modules', 'run_events', 'runs', 'tenants', 'webhook_deliveries']);
+      expect(tables).toEqual(['api_keys', 'modules', 'run_events', 'runs', 'tenant_cpu_days', 'tenants', 'webhook_deliveries']);
       const indexes = raw.prepare<[], { name: string }>(`SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%'`).all().map((r) => r.name);
       expect(indexes).toEqual(expect.arrayContaining(['runs_tenant_created', 'runs_state_created']));
     } finally {
@@ -562,24 +564,61 @@ describe('runs', () => {
     expect((await s.runsInState('queued')).map((r) => r.id)).toEqual([r0.id, r1.id, r3.id]);
   });
 
-  it('cpuUsedSince sums the CPU of runs finished since a time', async () => {
+  it('cpuUsedSince reads per-day counters: the CPU of runs finished on each UTC day, charged once by the finishRun that ended the run', async () => {
+    const s = await openStore();
+    const [t, other] = [await s.createTenant('acme'), await s.createTenant('other')];
+    const mod = (await s.putModule(t.id, bytesOf('cpu'), [])).record;
+    const otherMod = (await s.putModule(other.id, bytesOf('cpu'), [])).record;
+    const day = 1_750_032_000_000;
+    expect(utcDayStart(day)).toBe(day);
+    const fin = async (at: number, cpu: number, tenantId = t.id, moduleId = mod.id) => {
+      const r = await newRun(s, tenantId, moduleId, at - 10);
+      await s.startRun(r.id, at - 5);
+      expect(await s.finishRun(r.id, 'exited', '{}', at, cpu)).toBe(true);
+      return r;
+    };
+    await fin(day - 1, 1000); // yesterday's last millisecond
+    await fin(day, 250);
+    const late = await fin(day + 3_600_000, 125);
+    await fin(day + 5, 40, other.id, otherMod.id);
+    // Ends that lose add nothing: a second end of an ended run, another attempt's end.
+    expect(await s.finishRun(late.id, 'cancelled', '{}', day + 3_600_001, 500)).toBe(false);
+    const raced = await newRun(s, t.id, mod.id, day);
+    await s.startRun(raced.id, day);
+    expect(await s.finishRun(raced.id, 'exited', '{}', day + 10, 700, 2)).toBe(false);
+    const running = await newRun(s, t.id, mod.id, day);
+    await s.startRun(running.id, day); // not finished: counts nothing yet
+    // The counters are the store's own: pruning every ended run leaves them as they were.
+    clock = day + 3_600_002;
+    await s.pruneTenant(t.id, day + DAY_MS, 100);
+    await s.pruneTenant(other.id, day + DAY_MS, 100);
+    expect((await s.listRuns(t.id, { limit: 100 })).items.map((r) => r.state).sort()).toEqual(['running', 'running']);
+    expect(await s.cpuUsedSince(t.id, day)).toBe(375);
+    expect(await s.cpuUsedSince(t.id, day - DAY_MS)).toBe(1375);
+    expect(await s.cpuUsedSince(t.id, day + DAY_MS)).toBe(0);
+    expect(await s.cpuUsedSince(other.id, day)).toBe(40);
+    // The raced run's real end (its own attempt) is charged.
+    expect(await s.finishRun(raced.id, 'exited', '{}', day + 20, 7, 1)).toBe(true);
+    expect(await s.cpuUsedSince(t.id, day)).toBe(382);
+    // A time inside a day is refused, not rounded: the counters cannot say what ran after it.
+    expect(await storeError(() => s.cpuUsedSince(t.id, day + 3_600_001))).toMatchObject({ code: 'invalid', message: expect.stringMatching(/UTC day start.*use 1750032000000/) });
+  });
+
+  it('pruneTenant drops CPU counters older than a few days, never today\'s', async () => {
     const s = await openStore();
     const t = await s.createTenant('acme');
     const mod = (await s.putModule(t.id, bytesOf('cpu'), [])).record;
     const day = 1_750_032_000_000;
-    const fin = async (at: number, cpu: number) => {
-      const r = await newRun(s, t.id, mod.id, at - 10);
-      await s.startRun(r.id, at - 5);
-      await s.finishRun(r.id, 'exited', '{}', at, cpu);
-    };
-    await fin(day - 1, 1000); // yesterday
-    await fin(day, 250);
-    await fin(day + 3_600_000, 125);
-    const running = await newRun(s, t.id, mod.id, day);
-    await s.startRun(running.id, day); // not finished: counts nothing yet
-    expect(await s.cpuUsedSince(t.id, day)).toBe(375);
-    expect(await s.cpuUsedSince(t.id, 0)).toBe(1375);
-    expect(await s.cpuUsedSince(t.id, day + 3_600_001)).toBe(0);
+    for (const [i, at] of [day - 5 * DAY_MS, day - 2 * DAY_MS, day - DAY_MS, day].entries()) {
+      const r = await newRun(s, t.id, mod.id, at);
+      await s.finishRun(r.id, 'exited', '{}', at + 1, 10 ** i);
+    }
+    expect(await s.cpuUsedSince(t.id, 0)).toBe(1111);
+    clock = day + 1000;
+    expect(await s.pruneTenant(t.id, 0, 10)).toEqual({ runs: 0, modules: 0 });
+    // Kept: today and the two days before (their runs untouched: retention is another matter).
+    expect(await s.cpuUsedSince(t.id, 0)).toBe(1110);
+    expect(await s.cpuUsedSince(t.id, day)).toBe(1000);
   });
 });
 
@@ -741,7 +780,7 @@ describe('the queue: claims, leases, quotas', () => {
     const ts = await tenants(s, ['A', 'B']);
     const a = ts.get('A')!;
     const b = ts.get('B')!;
-    const quota = { queuedRuns: 2, cpuMs: 100, since: clock - 1000 };
+    const quota = { queuedRuns: 2, cpuMs: 100, since: utcDayStart(clock) };
     const make = (t: { id: string; mod: string }, q = quota) => s.createRun({ id: newRunId(), tenantId: t.id, moduleId: t.mod, request: '{}', createdAt: clock }, q);
     await make(a);
     const second = await make(a);
@@ -749,12 +788,23 @@ describe('the queue: claims, leases, quotas', () => {
     expect(refused).toMatchObject({ code: 'quota', quota: 'queuedRuns', limit: 2, used: 2 });
     expect(await s.countRuns(a.id, 'queued')).toBe(2);
     await make(b);
-    // CPU: finished runs since `since` count; once they reach the quota, refused.
+    // CPU: runs finished today count; below the quota a run is taken, once they reach it, refused.
     expect(await s.startRun(second.id, clock, 'n1')).toBe(true);
-    expect(await s.finishRun(second.id, 'exited', '{}', clock, 100, 1)).toBe(true);
+    expect(await s.finishRun(second.id, 'exited', '{}', clock, 99, 1)).toBe(true);
+    const third = await make(a);
+    expect(await s.finishRun(third.id, 'cancelled', '{}', clock, 1)).toBe(true);
     expect(await storeError(() => make(a))).toMatchObject({ code: 'quota', quota: 'cpuMs', limit: 100, used: 100 });
-    expect(await make(a, { ...quota, since: clock + 1 })).toMatchObject({ state: 'queued' });
+    // Another tenant's day is its own; tomorrow starts from zero.
+    expect(await make(b, { ...quota, queuedRuns: 5 })).toMatchObject({ state: 'queued' });
+    expect(await make(a, { ...quota, since: quota.since + DAY_MS })).toMatchObject({ state: 'queued' });
     expect(await s.countRuns(a.id, 'queued')).toBe(2);
+    // Run retention shorter than a day does not give the CPU back.
+    clock += 1000;
+    await s.pruneTenant(a.id, clock, 100);
+    expect(await s.getRun(a.id, second.id)).toBeUndefined();
+    expect(await storeError(() => make(a, { ...quota, queuedRuns: 9 }))).toMatchObject({ code: 'quota', quota: 'cpuMs', limit: 100, used: 100 });
+    // The quota's day must be a UTC day start.
+    expect(await storeError(() => make(a, { ...quota, since: clock }))).toMatchObject({ code: 'invalid' });
   });
 
   it('two nodes creating runs at once never pass the queued-runs quota', async () => {
@@ -871,6 +921,43 @@ describe('events', () => {
     await raw.close();
     const s = await openStore();
     expect((await s.events('run_1', 0)).map((e) => e.attempt)).toEqual([1, 1, 1, 2, 2, 2]);
+  });
+});
+
+describe('the CPU counters of an older database (the migration backfills them)', () => {
+  it('an upgrade mid-day keeps the day\'s CPU: today\'s and yesterday\'s runs are summed into the counters', async () => {
+    // The backfill reads the database's clock: runs are placed around the real today.
+    const today = utcDayStart(Date.now());
+    const rows = [['run_1', today + 1, 300], ['run_2', today + 2, 45], ['run_3', today - 1, 20], ['run_4', today - 3 * DAY_MS, 9], ['run_5', null, 0]] as const;
+    const insert = `INSERT INTO runs (id, tenant_id, module_id, state, request, created_at, finished_at, cpu_ms) VALUES `;
+    if (onSqlite) {
+      const raw = rawDb();
+      for (const m of MIGRATIONS.slice(0, 5)) raw.exec(m);
+      raw.exec('PRAGMA user_version = 5');
+      raw.prepare(`INSERT INTO tenants (id, name, created_at) VALUES ('ten_1', 'old', 0)`).run();
+      const add = raw.prepare(`${insert} (?, 'ten_1', 'sha256:00', ?, '{}', 0, ?, ?)`);
+      for (const [id, at, cpu] of rows) add.run(id, at === null ? 'queued' : 'exited', at, cpu);
+      await raw.close();
+    } else {
+      const c = new pg.Client({ connectionString: pgUrl });
+      await c.connect();
+      try {
+        await c.query('DROP SCHEMA public CASCADE; CREATE SCHEMA public');
+        await c.query('CREATE TABLE capsa_schema (version INTEGER NOT NULL)');
+        for (const m of PG_MIGRATIONS.slice(0, 4)) await c.query(m);
+        await c.query('INSERT INTO capsa_schema (version) VALUES (4)');
+        await c.query(`INSERT INTO tenants (id, name, created_at) VALUES ('ten_1', 'old', 0)`);
+        for (const [id, at, cpu] of rows) await c.query(`${insert} ($1, 'ten_1', 'sha256:00', $2, '{}', 0, $3, $4)`, [id, at === null ? 'queued' : 'exited', at, cpu]);
+      } finally {
+        await c.end();
+      }
+    }
+    const s = await openStore();
+    // The counters stand on their own: without the runs, the day's CPU is still there.
+    clock = today + DAY_MS;
+    expect(await s.pruneTenant('ten_1', today + DAY_MS, 100)).toEqual({ runs: 4, modules: 0 });
+    expect(await s.cpuUsedSince('ten_1', today)).toBe(345);
+    expect(await s.cpuUsedSince('ten_1', 0)).toBe(365);
   });
 });
 

@@ -112,4 +112,21 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE webhook_deliveries ADD COLUMN node_id TEXT;
   ALTER TABLE webhook_deliveries ADD COLUMN lease_until INTEGER;
   `,
+  // 6: CPU ms per tenant per UTC day (`day`: the day's start, ms), added to by finishRun in its
+  // transaction, so the CPU quota reads one row instead of summing the day's runs. No foreign key:
+  // tenants are never deleted, and PostgreSQL's twin must not lock the tenant row on every finish.
+  // The backfill takes yesterday and today (UTC, by the database's clock) from runs, so an upgrade
+  // mid-day keeps the quota; older days no check reads.
+  `
+  CREATE TABLE tenant_cpu_days (
+    tenant_id TEXT NOT NULL,
+    day       INTEGER NOT NULL,
+    cpu_ms    INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, day)
+  ) WITHOUT ROWID;
+  INSERT INTO tenant_cpu_days (tenant_id, day, cpu_ms)
+    SELECT tenant_id, finished_at - finished_at % 86400000, sum(cpu_ms) FROM runs
+    WHERE finished_at >= (CAST(strftime('%s', 'now') AS INTEGER) / 86400 - 1) * 86400000 AND cpu_ms > 0
+    GROUP BY tenant_id, finished_at - finished_at % 86400000;
+  `,
 ];

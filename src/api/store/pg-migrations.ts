@@ -106,4 +106,19 @@ export const PG_MIGRATIONS: readonly string[] = [
   ALTER TABLE webhook_deliveries ADD COLUMN node_id TEXT;
   ALTER TABLE webhook_deliveries ADD COLUMN lease_until BIGINT;
   `,
+  // 5: CPU ms per tenant per UTC day, with yesterday's and today's backfilled (SQLite's migration 6,
+  // which says why). No foreign key: its check would take a KEY SHARE lock on the tenant row in every
+  // finishRun, waiting behind createRun's and the claims' FOR UPDATE of that row.
+  `
+  CREATE TABLE tenant_cpu_days (
+    tenant_id TEXT NOT NULL,
+    day       BIGINT NOT NULL,
+    cpu_ms    BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, day)
+  );
+  INSERT INTO tenant_cpu_days (tenant_id, day, cpu_ms)
+    SELECT tenant_id, finished_at - finished_at % 86400000, sum(cpu_ms) FROM runs
+    WHERE finished_at >= (floor(extract(epoch FROM now()) / 86400)::bigint - 1) * 86400000 AND cpu_ms > 0
+    GROUP BY tenant_id, finished_at - finished_at % 86400000;
+  `,
 ];

@@ -14,8 +14,8 @@ import { QuotaError, StoreError } from './errors.js';
 import { KEY_PREFIX, hashApiKey, moduleIdOf, newApiKey, newId, newWebhookSecret } from './ids.js';
 import { PG_MIGRATIONS } from './pg-migrations.js';
 import {
-  EVENT_TYPES, INTERRUPTED_RESULT, MAX_KEY_LENGTH, TERMINAL, TERMINAL_SQL, authTenant, checkImports, decodeCursor, deliveryValues, newQueuedRun, pageSize, parseNotice, quotasText,
-  toDelivery, toEvent, toKey, toModule, toPage, toRun, toTenant,
+  CPU_DAYS_KEPT, DAY_MS, EVENT_TYPES, INTERRUPTED_RESULT, MAX_KEY_LENGTH, TERMINAL, TERMINAL_SQL, authTenant, checkImports, decodeCursor, deliveryValues, newQueuedRun, pageSize, parseNotice, quotasText,
+  checkDayStart, toDelivery, toEvent, toKey, toModule, toPage, toRun, toTenant, utcDayStart,
   type AuthRow, type DeliveryRow, type EventRow, type KeyRow, type ModuleRow, type RunRow, type TenantRow,
 } from './rows.js';
 
@@ -40,6 +40,9 @@ const TYPES = {
 
 /** The key of the advisory lock that serialises migrations across nodes starting at once. */
 const MIGRATION_LOCK = 0x63617073; // "caps"
+
+/** A tenant's CPU ms on the UTC days from $2 on ($1: the tenant): the per-day counters, a few rows. */
+const CPU_USED_SQL = 'SELECT coalesce(sum(cpu_ms), 0) AS n FROM tenant_cpu_days WHERE tenant_id = $1 AND day >= $2';
 
 const code = (e: unknown): string | undefined => (e as { code?: string })?.code;
 const UNIQUE = '23505';
@@ -321,9 +324,10 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
           // read by later statements, whose snapshots see every commit made before the lock was ours.
           if ((await c.query('SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE', [run.tenantId])).rowCount !== 1) throw new StoreError('not_found', 'unknown module');
           if (quota) {
+            checkDayStart(quota.since);
             const u = (await c.query<{ waiting: number; cpu: number }>(
               `SELECT (SELECT count(*) FROM runs WHERE tenant_id = $1 AND state = 'queued') AS waiting,
-                      (SELECT coalesce(sum(cpu_ms), 0) FROM runs WHERE tenant_id = $1 AND finished_at >= $2) AS cpu`, [run.tenantId, quota.since])).rows[0]!;
+                      (${CPU_USED_SQL}) AS cpu`, [run.tenantId, quota.since])).rows[0]!;
             if (u.waiting + 1 > quota.queuedRuns) throw new QuotaError('queuedRuns', quota.queuedRuns, u.waiting);
             if (u.cpu >= quota.cpuMs) throw new QuotaError('cpuMs', quota.cpuMs, u.cpu);
           }
@@ -413,11 +417,19 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
       // The row lock the UPDATE takes makes the first terminal state win across nodes; with an
       // attempt, only that attempt while running (a partitioned node's late end cannot end the retry).
       // The end's events and delivery are in its transaction: a loser writes none.
+      const cpu = Math.max(0, Math.round(cpuMs));
       return runTx(async (c) => {
         const won = (await c.query(`UPDATE runs SET state = $1, result = $2, finished_at = $3, cpu_ms = $4, lease_until = NULL
                          WHERE id = $5 AND state IN ('queued', 'running') AND ($6::int IS NULL OR (attempts = $6 AND state = 'running'))`,
-        [state, result, at, Math.max(0, Math.round(cpuMs)), id, attempt ?? null])).rowCount === 1;
-        if (won) await applyWrites(c, id, writes);
+        [state, result, at, cpu, id, attempt ?? null])).rowCount === 1;
+        if (!won) return false;
+        // Only the call that ended the run charges its CPU, to the UTC day it ended on; the
+        // counter row's lock orders the tenant's finishes, not the tenant row (no foreign key).
+        if (cpu > 0) {
+          await c.query(`INSERT INTO tenant_cpu_days (tenant_id, day, cpu_ms) SELECT tenant_id, $1, $2 FROM runs WHERE id = $3
+                         ON CONFLICT (tenant_id, day) DO UPDATE SET cpu_ms = tenant_cpu_days.cpu_ms + EXCLUDED.cpu_ms`, [utcDayStart(at), cpu, id]);
+        }
+        await applyWrites(c, id, writes);
         return won;
       });
     },
@@ -452,7 +464,8 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
       return listen(opts.url, QUEUE_CHANNEL, listener, listener);
     },
     async cpuUsedSince(tenantId, since) {
-      return (await one<{ n: number }>('SELECT coalesce(sum(cpu_ms), 0) AS n FROM runs WHERE tenant_id = $1 AND finished_at >= $2', [tenantId, since]))?.n ?? 0;
+      checkDayStart(since);
+      return (await one<{ n: number }>(CPU_USED_SQL, [tenantId, since]))?.n ?? 0;
     },
 
     async appendEvent(runId, type, data) {
@@ -500,6 +513,8 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
         const runs = (await c.query(
           `DELETE FROM runs WHERE id IN (SELECT id FROM runs WHERE tenant_id = $1 AND state IN (${TERMINAL_SQL}) AND finished_at < $2
            ORDER BY finished_at LIMIT $3)`, [tenantId, before, n])).rowCount ?? 0;
+        // CPU counters of days no quota reads any more (a few rows: not counted, not batched).
+        await c.query('DELETE FROM tenant_cpu_days WHERE tenant_id = $1 AND day < $2', [tenantId, utcDayStart(now()) - (CPU_DAYS_KEPT - 1) * DAY_MS]);
         // A run submitted for one of these modules in this very instant may still be created; it then
         // ends invalid_module ("deleted before the run started"), as after a DELETE /v1/modules.
         const gone = (await c.query<{ id: string }>(

@@ -22,6 +22,20 @@ export const TERMINAL: ReadonlySet<RunState> = new Set<RunState>([
 /** The terminal states as an SQL list (retention: only ended runs are pruned). */
 export const TERMINAL_SQL = [...TERMINAL].map((s) => `'${s}'`).join(', ');
 export const EVENT_TYPES: ReadonlySet<RunEventRecord['type']> = new Set<RunEventRecord['type']>(['status', 'attempt', 'stdout', 'stderr', 'audit', 'exit']);
+/** A UTC day, ms: the CPU quota's unit (tenant_cpu_days counts each tenant's CPU per day). */
+export const DAY_MS = 86_400_000;
+/** Days of tenant_cpu_days rows pruneTenant keeps (today included); older ones go with retention. */
+export const CPU_DAYS_KEPT = 3;
+/** The start (ms) of the UTC day holding `t` (epoch time has no leap seconds, so days are DAY_MS long). */
+export function utcDayStart(t: number): number {
+  return t - (((t % DAY_MS) + DAY_MS) % DAY_MS);
+}
+/** `cpuUsedSince`'s `since` must be a UTC day start: the counters are per day. */
+export function checkDayStart(since: number): void {
+  if (!Number.isSafeInteger(since) || utcDayStart(since) !== since) {
+    throw new StoreError('invalid', `CPU use is counted per UTC day: since must be a UTC day start (${since} is not; use ${utcDayStart(Math.floor(since) || 0)})`);
+  }
+}
 /** A key longer than this is not one of ours; don't hash megabytes for it. */
 export const MAX_KEY_LENGTH = 256;
 

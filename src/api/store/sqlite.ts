@@ -16,8 +16,8 @@ import { MIGRATIONS } from './migrations.js';
 import { asyncStore, type SyncStore } from './sync.js';
 import { constraintOf, openSqlite, type SqlDatabase, type SqliteDriverName } from './sqlite-driver.js';
 import {
-  EVENT_TYPES, INTERRUPTED_RESULT, MAX_KEY_LENGTH, TERMINAL, TERMINAL_SQL, authTenant, checkImports, decodeCursor, deliveryValues, newQueuedRun, pageSize, quotasText,
-  toDelivery, toEvent, toKey, toModule, toPage, toRun, toTenant,
+  CPU_DAYS_KEPT, DAY_MS, EVENT_TYPES, INTERRUPTED_RESULT, MAX_KEY_LENGTH, TERMINAL, TERMINAL_SQL, authTenant, checkImports, decodeCursor, deliveryValues, newQueuedRun, pageSize, quotasText,
+  checkDayStart, toDelivery, toEvent, toKey, toModule, toPage, toRun, toTenant, utcDayStart,
   type AuthRow, type DeliveryRow, type EventRow, type KeyRow, type ModuleRow, type RunRow, type TenantRow,
 } from './rows.js';
 
@@ -182,8 +182,13 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
       `UPDATE runs SET lease_until = ? WHERE id = ? AND attempts = ? AND node_id = ? AND state = 'running'`),
     expired: db.prepare<[number], { id: string }>(
       `SELECT id FROM runs WHERE state = 'running' AND coalesce(lease_until, 0) < ? ORDER BY created_at, id`),
+    // The per-day counters (migration 6): a few rows per tenant, however many runs finished.
     cpuUsedSince: db.prepare<[string, number], { n: number }>(
-      'SELECT coalesce(sum(cpu_ms), 0) AS n FROM runs WHERE tenant_id = ? AND finished_at >= ?'),
+      'SELECT coalesce(sum(cpu_ms), 0) AS n FROM tenant_cpu_days WHERE tenant_id = ? AND day >= ?'),
+    addCpu: db.prepare<[number, number, string], void>(
+      `INSERT INTO tenant_cpu_days (tenant_id, day, cpu_ms) SELECT tenant_id, ?, ? FROM runs WHERE id = ?
+       ON CONFLICT (tenant_id, day) DO UPDATE SET cpu_ms = cpu_ms + excluded.cpu_ms`),
+    pruneCpuDays: db.prepare<[string, number], void>('DELETE FROM tenant_cpu_days WHERE tenant_id = ? AND day < ?'),
 
     // The event belongs to the attempt the run is on (runs.attempts, 0 before the first start).
     appendEvent: db.prepare<[string, string, string, number, string, string], { seq: number; attempt: number }>(
@@ -276,6 +281,8 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
   const pruneTx = db.transaction((tenantId: string, before: number, limit: number): { runs: number; modules: number; orphans: string[] } => {
     // Events and deliveries go with their run (ON DELETE CASCADE).
     const runs = s.pruneRuns.run(tenantId, before, limit).changes;
+    // CPU counters of days no quota reads any more (a few rows: not counted, not batched).
+    s.pruneCpuDays.run(tenantId, utcDayStart(now()) - (CPU_DAYS_KEPT - 1) * DAY_MS);
     const orphans: string[] = [];
     let modules = 0;
     for (const { id } of s.unreferencedModules.all(tenantId, before, limit)) {
@@ -352,6 +359,7 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
     // A run may only name a module its own tenant holds (the bytes are shared between tenants).
     if (!s.getModule.get(run.tenantId, run.moduleId)) throw new StoreError('not_found', 'unknown module');
     if (quota) {
+      checkDayStart(quota.since);
       const waiting = s.countRuns.get(run.tenantId, 'queued')?.n ?? 0;
       if (waiting + 1 > quota.queuedRuns) throw new QuotaError('queuedRuns', quota.queuedRuns, waiting);
       const cpu = s.cpuUsedSince.get(run.tenantId, quota.since)?.n ?? 0;
@@ -417,6 +425,8 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
 
   const finishTx = db.transaction((id: string, state: RunState, result: string, at: number, cpuMs: number, attempt: number | null, writes: StateWrites | undefined): boolean => {
     if (s.finishRun.run(state, result, at, cpuMs, id, attempt, attempt).changes !== 1) return false;
+    // Only the call that ended the run charges its CPU, to the UTC day it ended on.
+    if (cpuMs > 0) s.addCpu.run(utcDayStart(at), cpuMs, id);
     applyWrites(id, writes);
     return true;
   }, 'immediate');
@@ -547,7 +557,10 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
       queueWatchers.add(listener);
       return { close: async () => { queueWatchers.delete(listener); } };
     },
-    cpuUsedSince: (tenantId, since) => s.cpuUsedSince.get(tenantId, since)?.n ?? 0,
+    cpuUsedSince: (tenantId, since) => {
+      checkDayStart(since);
+      return s.cpuUsedSince.get(tenantId, since)?.n ?? 0;
+    },
 
     appendEvent: (runId, type, data) => announcing(() => appendEventTx(runId, type, data)),
     events: (runId, afterSeq) => s.events.all(runId, afterSeq).map(toEvent),

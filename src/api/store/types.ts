@@ -100,6 +100,7 @@ export interface RunQuota {
   queuedRuns: number;
   /** CPU milliseconds of the tenant's runs finished since `since`; the run is refused once they reach it. */
   cpuMs: number;
+  /** A UTC day start (the counters are per day; StoreError 'invalid' otherwise): today's, for the daily quota. */
   since: number;
 }
 
@@ -278,7 +279,11 @@ export interface Store {
    * `capsa_queue` on a connection of its own; SQLite (one process per data dir) calls it in-process.
    */
   watchQueue(listener: () => void): Promise<{ close(): Promise<void> }>;
-  /** CPU milliseconds of the tenant's runs finished since `since` (the per-day quota). */
+  /**
+   * CPU milliseconds of the tenant's runs finished on the UTC days from the one starting at `since`
+   * (the per-day quota), read from per-day counters that finishRun adds to: `since` must be a UTC day
+   * start (StoreError 'invalid' otherwise), and days before the last few go with pruneTenant.
+   */
   cpuUsedSince(tenantId: string, since: number): Promise<number>;
 
   /** Appends an event to the run's attempt in progress (its `attempts`). */
