@@ -463,7 +463,9 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
         sockets = opened.sockets;
         if (opened.argdata) spec.argdata = opened.argdata;
       }
-      if (owner) req.onListening?.(owner.addresses);
+      // An executor's listeners are announced once it holds them (the engine's copies then closed).
+      if (owner instanceof RemoteNet) void owner.handedOver.then(() => req.onListening?.(owner.addresses));
+      else if (owner) req.onListening?.(owner.addresses);
       end = await runner.submit({
         // The id only when an executor asks for it: hashing a large module costs more than running it once.
         module: loaded.module, get moduleId() { return loaded.id; }, bytes: () => originalBytes(req, loaded.id), caps: caps(limits),
@@ -499,7 +501,7 @@ export async function createHost(options: HostOptions = {}): Promise<Host> {
     const l = { ...DEFAULT_NET_LIMITS, ...req.net };
     const options = { connections: l.connections, backlog: l.backlog, maxBytes: l.bytes, maxDatagrams: l.datagrams, audit };
     if (runner.isolation === 'thread') return new NetOwner(grants, options);
-    return new RemoteNet(options, (runner.pool as ExecutorPool).options.runtime !== 'deno');
+    return new RemoteNet(options, (runner.pool as ExecutorPool).options.runtime === 'deno');
   };
 
   const launch = (req: RunRequest, streaming: boolean): RunHandle => {

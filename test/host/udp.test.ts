@@ -104,7 +104,7 @@ describe.skipIf(!hasDeno)('UDP on a Deno executor', () => {
     const host = await createHost({ workers: 1, isolation: 'process', executors: { count: 1, runtime: 'deno' } });
     try {
       await expect(host.run({ module: DGRAM, sockets: [{ connect: `127.0.0.1:${echoPort}`, type: 'dgram' }], args: ['ping', 'x'] }))
-        .rejects.toThrow(/Cannot open the datagram socket 127\.0\.0\.1:\d+: Deno executors cannot use a datagram socket handed to them; run it on Node executors/);
+        .rejects.toThrow(/Cannot open the datagram socket 127\.0\.0\.1:\d+: Deno executors cannot serve a datagram socket handed to them; run it on Node executors/);
       expect(got).not.toContain('x');
     } finally {
       await host.close();

@@ -133,14 +133,14 @@ class Executor {
    * alone in its message, and Node's channel keeps messages in order behind it. Node closes a
    * socket's copy here once the executor took it; a server's is closed once sent.
    */
-  sendHandle(m: ToExecutor, handle: net.Socket | net.Server | dgram.Socket): void {
+  sendHandle(m: ToExecutor, handle: net.Socket | net.Server | dgram.Socket, onSent?: () => void): void {
     const drop = () => { if (handle instanceof net.Socket) handle.destroy(); else handle.close(); };
     if (this.dead || !this.child.connected) { drop(); return; }
     if (this.outbox.length) this.flush();
     this.child.send(encodeBatch([m], this.wire) as string, handle, (e) => {
       // Node closes a socket's copy itself once the executor took it; not a server's or a datagram socket's.
       if (!(handle instanceof net.Socket)) handle.close();
-      if (e) { drop(); this.pool.lost(this, `cannot reach the executor: ${e.message}`); }
+      if (e) { drop(); this.pool.lost(this, `cannot reach the executor: ${e.message}`); } else onSent?.();
     });
   }
   private flush(): void {
@@ -304,7 +304,11 @@ export class ExecutorPool extends QueuedPool<ExecutorJob, Inflight> {
     if (sockets && !p.socketsSent) {
       p.socketsSent = true;
       ex.send({ t: 'sockets', run, plan: sockets.plan });
-      for (const h of sockets.take()) ex.sendHandle({ t: 'socket', run, slot: h.slot, address: h.address, ...(h.handle instanceof dgram.Socket ? { dgram: true } : {}) }, h.handle);
+      const handles = sockets.take();
+      let left = handles.length;
+      const sent = () => { if (--left <= 0) sockets.handed(); };
+      for (const h of handles) ex.sendHandle({ t: 'socket', run, slot: h.slot, address: h.address, ...(h.handle instanceof dgram.Socket ? { dgram: true } : {}) }, h.handle, sent);
+      if (handles.length === 0) sockets.handed();
       sockets.attach(this.netLink(ex, run));
     }
     ex.send({ t: 'run', run, module: p.job.moduleId, ...(withBytes ? { bytes: p.job.bytes() } : {}), caps: p.job.caps, spec: p.job.spec, bridge: p.job.serve !== undefined });

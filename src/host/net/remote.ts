@@ -52,6 +52,8 @@ export interface ExecutorSockets {
   take(): HandedSocket[];
   /** The run was sent to an executor: Casper's connect and bind reach it through `link`. */
   attach(link: NetLink): void;
+  /** Every socket take() gave was sent to the executor, and the engine's copies are closed. */
+  handed(): void;
   /** A refusal the executor's NetOwner recorded (a connection past the backlog…). */
   audit(e: NetAuditEntry): void;
 }
@@ -63,9 +65,26 @@ export class RemoteNet implements RunSockets {
   private handles: HandedSocket[] = [];
   private readonly connecting = new Set<net.Socket>();
   private closed = false;
+  private onHanded: () => void = () => {};
+  /**
+   * Resolves once the executor holds the run's pre-opened sockets. Until then the engine's own copy
+   * of a listener still accepts: only now may its address be given to clients (onListening).
+   */
+  readonly handedOver = new Promise<void>((resolve) => { this.onHanded = resolve; });
 
-  /** `datagrams`: whether the executors can take datagram sockets (Deno's cannot use one it is handed). */
-  constructor(private readonly options: NetOwnerOptions, private readonly datagrams = true) {}
+  /**
+   * `onDeno`: the executors are Deno's, which take streams it connected here but cannot use a
+   * datagram socket handed to them, and sometimes leave a handed listener's first connection
+   * unanswered (1 in 4 runs of test/host/executor-sockets.test.ts): both are refused up front.
+   */
+  constructor(private readonly options: NetOwnerOptions, private readonly onDeno = false) {}
+
+  /** Throws when the executors cannot serve this kind of socket (see the constructor). */
+  private checkRuntime(kind: 'datagram socket' | 'listener', addr: SocketAddress): void {
+    if (this.onDeno) {
+      throw new TypeError(`Cannot open the ${kind} ${formatSocketAddress(addr)}: Deno executors cannot serve a ${kind} handed to them; run it on Node executors (--executor-runtime node) or on threads`);
+    }
+  }
 
   private ended(what: string): SocketOpenError {
     return new SocketOpenError(ERRNO.CANCELED, `Cannot ${what}: the run has ended`);
@@ -80,10 +99,10 @@ export class RemoteNet implements RunSockets {
     try {
       const opened = await openGrants(preopened, argdata, async (kind, addr) => {
         const slot = next++;
-        if (kind === 'listen') this.handles.push({ slot, ...await this.bind(addr) });
+        if (kind === 'listen') { this.checkRuntime('listener', addr); this.handles.push({ slot, ...await this.bind(addr) }); }
         else if (kind === 'connect') this.handles.push({ slot, handle: await this.dial(addr), address: formatSocketAddress(addr) });
         else {
-          if (!this.datagrams) throw new TypeError(`Cannot open the datagram socket ${formatSocketAddress(addr)}: Deno executors cannot use a datagram socket handed to them; run it on Node executors (--executor-runtime node) or on threads`);
+          this.checkRuntime('datagram socket', addr);
           // The executor learns a datagram socket's peer from `address` (a bound one has none: '').
           const d = await openDatagram(addr, kind === 'dgram-connect', true);
           if (this.closed) { d.socket.close(); throw this.ended(`open ${d.address}`); }
@@ -100,6 +119,7 @@ export class RemoteNet implements RunSockets {
         plan,
         take: () => this.take(),
         attach: (link) => { this.link = link; },
+        handed: () => this.onHanded(),
         audit: (e) => o.audit(e),
       };
       return { sockets, argdata: opened.argdata };
@@ -112,6 +132,9 @@ export class RemoteNet implements RunSockets {
   private async bind(addr: SocketAddress): Promise<Omit<HandedSocket, 'slot'>> {
     const b = await bindServer(addr, this.options.backlog);
     if (this.closed) { b.server.close(); throw this.ended(`listen on ${b.address}`); }
+    // A connection this process accepts before the executor holds the listener has nobody to serve
+    // it (a fixed port, a queued run): reset it at once rather than leave the client hanging.
+    b.server.on('connection', (s) => s.destroy());
     this.addresses.push(b.address);
     return { handle: b.server, address: b.address };
   }
@@ -153,6 +176,7 @@ export class RemoteNet implements RunSockets {
 
   /** Casper's bind: a slot held in the executor, then the server bound here and handed over. */
   async listen(addr: SocketAddress): Promise<number> {
+    this.checkRuntime('listener', addr);
     const { link, slot } = await this.slotFor(`listen on ${formatSocketAddress(addr)}`);
     let bound: Omit<HandedSocket, 'slot'>;
     try {
